@@ -1,0 +1,291 @@
+//! The one place Airlock talks to EC2 and STS: the [`airlock_cloud::Cloud`] trait implemented with
+//! the official AWS SDK for Rust.
+//!
+//! Everything else in the workspace sees only `airlock-cloud`'s plain types, so the heavy SDK is
+//! compiled once, here.
+
+#![warn(missing_docs)]
+
+mod convert;
+
+use airlock_cloud::{
+    CallerIdentity, Cloud, CloudError, Ec2, Filter, Instance, Launched, RequestId,
+    RunInstancesInput, StateAction, Target, Volume,
+};
+use async_trait::async_trait;
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::types::{
+    HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, ResourceType,
+    TagSpecification,
+};
+use base64::Engine;
+use secrecy::ExposeSecret;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use convert::{cloud_error, filters, instance, tags, volume};
+
+/// The production [`Cloud`]: SDK clients built per target and reused across calls.
+#[derive(Default)]
+pub struct AwsCloud {
+    clients: Mutex<HashMap<String, Arc<AwsEc2>>>,
+}
+
+impl AwsCloud {
+    /// A cloud with no clients yet; they are created on first use per target.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Identifies a target without its secret, so changed credentials get a new client.
+fn cache_key(target: &Target) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    target
+        .credentials
+        .secret_access_key
+        .expose_secret()
+        .hash(&mut h);
+    format!(
+        "{}|{}|{}|{}|{}|{:x}",
+        target.region,
+        target.endpoint_url.as_deref().unwrap_or(""),
+        target.credentials.access_key_id,
+        target.role_arn.as_deref().unwrap_or(""),
+        target.external_id.as_deref().unwrap_or(""),
+        h.finish()
+    )
+}
+
+/// SDK configuration for a target: static keys, optional role, explicit timeouts and retries.
+pub async fn sdk_config(target: &Target) -> SdkConfig {
+    let credentials = aws_credential_types::Credentials::new(
+        target.credentials.access_key_id.clone(),
+        target
+            .credentials
+            .secret_access_key
+            .expose_secret()
+            .to_owned(),
+        target
+            .credentials
+            .session_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        None,
+        "airlock-account",
+    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(target.region.clone()))
+        .credentials_provider(credentials)
+        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .operation_timeout(Duration::from_secs(90))
+                .build(),
+        );
+    if let Some(url) = &target.endpoint_url {
+        loader = loader.endpoint_url(url.clone());
+    }
+    let base = loader.load().await;
+    match &target.role_arn {
+        None => base,
+        Some(role_arn) => {
+            let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn.clone())
+                .session_name("airlock-console")
+                .configure(&base);
+            if let Some(id) = &target.external_id {
+                role = role.external_id(id.clone());
+            }
+            let provider = role.build().await;
+            base.into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                )
+                .build()
+        }
+    }
+}
+
+#[async_trait]
+impl Cloud for AwsCloud {
+    async fn caller_identity(&self, target: &Target) -> Result<CallerIdentity, CloudError> {
+        let config = sdk_config(target).await;
+        let sts = aws_sdk_sts::Client::new(&config);
+        let out = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(CallerIdentity {
+            account: out.account.unwrap_or_default(),
+            arn: out.arn.unwrap_or_default(),
+            user_id: out.user_id.unwrap_or_default(),
+        })
+    }
+
+    async fn ec2(&self, target: &Target) -> Result<Arc<dyn Ec2>, CloudError> {
+        let key = cache_key(target);
+        if let Some(client) = self.lock().get(&key) {
+            return Ok(client.clone());
+        }
+        let config = sdk_config(target).await;
+        let client = Arc::new(AwsEc2 {
+            client: aws_sdk_ec2::Client::new(&config),
+        });
+        self.lock().insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+impl AwsCloud {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AwsEc2>>> {
+        // A poisoned cache only means another task panicked mid-insert; the map is still usable.
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// EC2 calls through one SDK client.
+pub struct AwsEc2 {
+    client: aws_sdk_ec2::Client,
+}
+
+#[async_trait]
+impl Ec2 for AwsEc2 {
+    async fn run_instances(&self, input: &RunInstancesInput) -> Result<Launched, CloudError> {
+        let count = i32::try_from(input.count)
+            .map_err(|_| CloudError::local(format!("count {} is too large", input.count)))?;
+        let tag_spec = |kind: ResourceType| {
+            TagSpecification::builder()
+                .resource_type(kind)
+                .set_tags(Some(tags(&input.tags)))
+                .build()
+        };
+        let mut request = self
+            .client
+            .run_instances()
+            .image_id(&input.image_id)
+            .instance_type(input.instance_type.as_str().into())
+            .min_count(count)
+            .max_count(count)
+            .client_token(&input.client_token)
+            .user_data(base64::engine::general_purpose::STANDARD.encode(&input.user_data))
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    .http_tokens(HttpTokensState::Required)
+                    .http_put_response_hop_limit(i32::from(input.metadata_hop_limit))
+                    .build(),
+            )
+            .set_security_group_ids(if input.security_group_ids.is_empty() {
+                None
+            } else {
+                Some(input.security_group_ids.clone())
+            })
+            .set_subnet_id(input.subnet_id.clone())
+            .set_key_name(input.key_name.clone());
+        if !input.tags.is_empty() {
+            request = request
+                .tag_specifications(tag_spec(ResourceType::Instance))
+                .tag_specifications(tag_spec(ResourceType::Volume));
+        }
+        let out = request.send().await.map_err(cloud_error)?;
+        use aws_sdk_ec2::operation::RequestId as _;
+        Ok(Launched {
+            request_id: out.request_id().map(str::to_owned),
+            instances: out.instances().iter().map(instance).collect(),
+        })
+    }
+
+    async fn describe_instances(
+        &self,
+        filters_in: &[Filter],
+        instance_ids: &[String],
+    ) -> Result<Vec<Instance>, CloudError> {
+        let mut pages = self
+            .client
+            .describe_instances()
+            .set_filters(filters(filters_in))
+            .set_instance_ids(if instance_ids.is_empty() {
+                None
+            } else {
+                Some(instance_ids.to_vec())
+            })
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(cloud_error)?;
+            for reservation in page.reservations() {
+                found.extend(reservation.instances().iter().map(instance));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn change_state(
+        &self,
+        action: StateAction,
+        ids: &[String],
+    ) -> Result<RequestId, CloudError> {
+        use aws_sdk_ec2::operation::RequestId as _;
+        let ids = Some(ids.to_vec());
+        let request_id = match action {
+            StateAction::Start => self
+                .client
+                .start_instances()
+                .set_instance_ids(ids)
+                .send()
+                .await
+                .map_err(cloud_error)?
+                .request_id()
+                .map(str::to_owned),
+            StateAction::Stop => self
+                .client
+                .stop_instances()
+                .set_instance_ids(ids)
+                .send()
+                .await
+                .map_err(cloud_error)?
+                .request_id()
+                .map(str::to_owned),
+            StateAction::Reboot => self
+                .client
+                .reboot_instances()
+                .set_instance_ids(ids)
+                .send()
+                .await
+                .map_err(cloud_error)?
+                .request_id()
+                .map(str::to_owned),
+            StateAction::Terminate => self
+                .client
+                .terminate_instances()
+                .set_instance_ids(ids)
+                .send()
+                .await
+                .map_err(cloud_error)?
+                .request_id()
+                .map(str::to_owned),
+        };
+        Ok(request_id)
+    }
+
+    async fn describe_volumes(&self, filters_in: &[Filter]) -> Result<Vec<Volume>, CloudError> {
+        let mut pages = self
+            .client
+            .describe_volumes()
+            .set_filters(filters(filters_in))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(cloud_error)?;
+            found.extend(page.volumes().iter().map(volume));
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,189 @@
+//! Plain data for EC2 requests and answers, in EC2's own vocabulary.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// An AWS access key, held so that the secret half never prints.
+#[derive(Clone, Debug)]
+pub struct AccessKey {
+    /// The public half, e.g. `AKIA…`; safe to show.
+    pub access_key_id: String,
+    /// The secret half.
+    pub secret_access_key: SecretString,
+    /// Present for temporary credentials.
+    pub session_token: Option<SecretString>,
+}
+
+/// Where and as whom to call AWS: a region, an optional endpoint and credentials.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The AWS region, e.g. `us-east-1`.
+    pub region: String,
+    /// An EC2/STS-compatible endpoint instead of AWS's own (tests use a local one).
+    pub endpoint_url: Option<String>,
+    /// The stored access key.
+    pub credentials: AccessKey,
+    /// A role to assume with the access key before every call.
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy asks for.
+    pub external_id: Option<String>,
+}
+
+/// What STS `GetCallerIdentity` says of the credentials.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The 12-digit account id.
+    pub account: String,
+    /// The caller's ARN.
+    pub arn: String,
+    /// The caller's unique id.
+    pub user_id: String,
+}
+
+/// An EC2 resource tag.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tag {
+    /// The tag key (case-sensitive).
+    pub key: String,
+    /// The tag value (case-sensitive).
+    pub value: String,
+}
+
+impl Tag {
+    /// A tag from key and value.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Tag {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// An EC2 `Filter`: a name such as `tag:Team` or `instance-state-name` and the values it accepts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Filter {
+    /// The filter name.
+    pub name: String,
+    /// Any one of these values matches.
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    /// A filter with one value.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Filter {
+            name: name.into(),
+            values: vec![value.into()],
+        }
+    }
+}
+
+/// Everything `RunInstances` needs for one launch.
+#[derive(Clone, Debug)]
+pub struct RunInstancesInput {
+    /// The AMI id.
+    pub image_id: String,
+    /// The instance type, e.g. `t3.micro`.
+    pub instance_type: String,
+    /// How many instances (both MinCount and MaxCount, so the launch is all or nothing).
+    pub count: u32,
+    /// The subnet to launch into.
+    pub subnet_id: Option<String>,
+    /// Security group ids.
+    pub security_group_ids: Vec<String>,
+    /// The key pair name.
+    pub key_name: Option<String>,
+    /// Tags applied on creation to the instances and their volumes.
+    pub tags: Vec<Tag>,
+    /// Raw user data (base64-encoded by the adapter).
+    pub user_data: Vec<u8>,
+    /// Idempotency token: EC2 launches once per token.
+    pub client_token: String,
+    /// IMDSv2 response hop limit: 1, or 2 for containers.
+    pub metadata_hop_limit: u8,
+}
+
+/// What a `RunInstances` call returned.
+#[derive(Clone, Debug)]
+pub struct Launched {
+    /// The new instances.
+    pub instances: Vec<Instance>,
+    /// AWS's request id.
+    pub request_id: Option<String>,
+}
+
+/// An AWS request id, when AWS returned one.
+pub type RequestId = Option<String>;
+
+/// An instance as `DescribeInstances` reports it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Instance {
+    /// e.g. `i-0123456789abcdef0`.
+    pub instance_id: String,
+    /// The AMI it was started from.
+    pub image_id: Option<String>,
+    /// The instance type.
+    pub instance_type: Option<String>,
+    /// `pending`, `running`, `stopping`, `stopped`, `shutting-down` or `terminated`.
+    pub state: String,
+    /// The private IPv4 address.
+    pub private_ip: Option<String>,
+    /// The public IPv4 address.
+    pub public_ip: Option<String>,
+    /// The subnet.
+    pub subnet_id: Option<String>,
+    /// The VPC.
+    pub vpc_id: Option<String>,
+    /// When it was launched.
+    pub launch_time: Option<DateTime<Utc>>,
+    /// Its tags.
+    pub tags: Vec<Tag>,
+}
+
+impl Instance {
+    /// The value of a tag, if the instance has it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_str())
+    }
+}
+
+/// An EBS volume as `DescribeVolumes` reports it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Volume {
+    /// e.g. `vol-0123…`.
+    pub volume_id: String,
+    /// The instances it is attached to.
+    pub attached_to: Vec<String>,
+    /// Its tags.
+    pub tags: Vec<Tag>,
+}
+
+/// The instance state changes the console offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateAction {
+    /// `StartInstances`.
+    Start,
+    /// `StopInstances`.
+    Stop,
+    /// `RebootInstances`.
+    Reboot,
+    /// `TerminateInstances`.
+    Terminate,
+}
+
+impl StateAction {
+    /// The EC2 API action name, as IAM policies spell it after `ec2:`.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            StateAction::Start => "StartInstances",
+            StateAction::Stop => "StopInstances",
+            StateAction::Reboot => "RebootInstances",
+            StateAction::Terminate => "TerminateInstances",
+        }
+    }
+}
