@@ -1,0 +1,145 @@
+//! The payload's data model and its JSON form.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::{PayloadError, PAYLOAD_VERSION};
+
+/// What the console hands to an instance through its user data.
+///
+/// In JSON the version is the marker key `"airlock_payload"`, written first:
+/// `{"airlock_payload":1,"deployment_id":...}`. Unknown keys are ignored when
+/// reading, so version 1 can gain optional fields without breaking agents.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Payload {
+    /// Format version, serialized as the marker key `airlock_payload`.
+    #[serde(rename = "airlock_payload")]
+    pub version: u32,
+    /// The Airlock deployment this instance belongs to.
+    pub deployment_id: String,
+    /// AWS region of the instance and its credentials.
+    pub region: String,
+    /// Base URL of the Airlock console, if the agent should report to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
+    /// EC2 endpoint URL when it is not AWS's (e.g. a local EC2-compatible
+    /// server in tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// The AWS credentials the instance uses.
+    pub credentials: Credentials,
+    /// A role for the agent to assume with the credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// External id to pass when assuming `role_arn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+}
+
+impl Payload {
+    /// A payload of the current version with no optional fields set.
+    pub fn new(
+        deployment_id: impl Into<String>,
+        region: impl Into<String>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            version: PAYLOAD_VERSION,
+            deployment_id: deployment_id.into(),
+            region: region.into(),
+            console_url: None,
+            endpoint_url: None,
+            credentials,
+            role_arn: None,
+            external_id: None,
+        }
+    }
+
+    /// The payload's compact JSON form, secrets included, with a trailing
+    /// newline.
+    pub fn to_json(&self) -> Result<Vec<u8>, PayloadError> {
+        let mut json = serde_json::to_vec(self)
+            .map_err(|e| PayloadError::malformed(format!("cannot serialize the payload: {e}")))?;
+        json.push(b'\n');
+        Ok(json)
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payload")
+            .field("version", &self.version)
+            .field("deployment_id", &self.deployment_id)
+            .field("region", &self.region)
+            .field("console_url", &self.console_url)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("credentials", &self.credentials)
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id)
+            .finish()
+    }
+}
+
+/// AWS credentials carried by the payload.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    /// The access key id (an identifier, not a secret).
+    pub access_key_id: String,
+    /// The secret access key.
+    #[serde(serialize_with = "expose")]
+    pub secret_access_key: SecretString,
+    /// The session token of temporary credentials.
+    #[serde(
+        default,
+        serialize_with = "expose_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_token: Option<SecretString>,
+    /// When temporary credentials expire (RFC 3339 in JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<DateTime<Utc>>,
+}
+
+impl Credentials {
+    /// Long-term credentials: no session token, no expiration.
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: SecretString) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key,
+            session_token: None,
+            expiration: None,
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[REDACTED]")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("expiration", &self.expiration)
+            .finish()
+    }
+}
+
+/// Serialize a secret's value: the payload is the one place it is written.
+fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
+}
+
+fn expose_opt<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_some(secret.expose_secret()),
+        None => serializer.serialize_none(),
+    }
+}
