@@ -1,0 +1,231 @@
+//! The console API's request and response bodies, shared by the server and the `airlock` client.
+//!
+//! No response type has a field that could carry a secret: accounts show the access key id only.
+
+use airlock_cloud::{Instance, Tag};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/login`.
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    /// The console user name.
+    pub user: String,
+    /// The password.
+    pub password: SecretString,
+}
+
+/// A new API token, shown once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// Bearer token for `Authorization: Bearer …`.
+    pub token: String,
+    /// The user it acts as.
+    pub user: String,
+    /// RFC 3339 expiry.
+    pub expires_at: String,
+}
+
+/// `GET /v1/whoami`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Whoami {
+    /// The user name.
+    pub user: String,
+}
+
+/// `POST /v1/accounts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddAccountRequest {
+    /// The console's name for the account.
+    pub name: String,
+    /// Default region.
+    pub region: String,
+    /// EC2/STS endpoint when not AWS's own.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key; sealed at once, never returned.
+    pub secret_access_key: SecretString,
+    /// A role to assume with the key.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// The external id the role asks for.
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+/// An account as the API shows it: never the secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccountView {
+    /// The console's name for it.
+    pub name: String,
+    /// Default region.
+    pub region: String,
+    /// EC2/STS endpoint when not AWS's own.
+    pub endpoint_url: Option<String>,
+    /// The access key id (public half only).
+    pub access_key_id: String,
+    /// Role assumed before each call.
+    pub role_arn: Option<String>,
+    /// The 12-digit AWS account id.
+    pub aws_account_id: String,
+    /// Whose key it is, per STS.
+    pub caller_arn: String,
+    /// Who added it.
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Last successful verification, RFC 3339.
+    pub verified_at: String,
+}
+
+/// `POST /v1/deployments`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// Idempotency token: the same token returns the same deployment instead of launching again.
+    #[serde(default)]
+    pub client_token: Option<String>,
+    /// The account to deploy in.
+    pub account: String,
+    /// The AMI id.
+    pub image_id: String,
+    /// The instance type.
+    pub instance_type: String,
+    /// How many instances (default 1).
+    #[serde(default = "one")]
+    pub count: u32,
+    /// The subnet.
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    /// Security group ids.
+    #[serde(default)]
+    pub security_group_ids: Vec<String>,
+    /// Key pair name.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    /// Tags for the instances and volumes, applied on creation.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// The user's own script or cloud-config, run by cloud-init next to the payload.
+    #[serde(default)]
+    pub user_script: Option<String>,
+    /// IMDSv2 hop limit: 1 (default) or 2 for containers on the instance.
+    #[serde(default = "one_u8")]
+    pub metadata_hop_limit: u8,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn one_u8() -> u8 {
+    1
+}
+
+/// The part of a deployment request kept with the deployment (the user script is sealed apart).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeploymentSpec {
+    /// The AMI id.
+    pub image_id: String,
+    /// The instance type.
+    pub instance_type: String,
+    /// The subnet.
+    pub subnet_id: Option<String>,
+    /// Security group ids.
+    pub security_group_ids: Vec<String>,
+    /// Key pair name.
+    pub key_name: Option<String>,
+    /// User tags.
+    pub tags: Vec<Tag>,
+    /// Whether a user script was given.
+    pub has_user_script: bool,
+    /// IMDSv2 hop limit.
+    pub metadata_hop_limit: u8,
+}
+
+/// A deployment as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeploymentView {
+    /// e.g. `dep-3f9a…`.
+    pub id: String,
+    /// The account.
+    pub account: String,
+    /// `pending`, `launching`, `running` or `failed`.
+    pub state: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Desired instance count.
+    pub count: i64,
+    /// What was asked for.
+    pub spec: DeploymentSpec,
+    /// Its instances as last seen.
+    pub instances: Vec<DeploymentInstance>,
+    /// Who deployed it.
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// One instance of a deployment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeploymentInstance {
+    /// The instance id.
+    pub instance_id: String,
+    /// EC2 state name.
+    pub state: String,
+    /// Private IPv4.
+    pub private_ip: Option<String>,
+    /// Public IPv4.
+    pub public_ip: Option<String>,
+}
+
+/// `POST /v1/deployments/{id}/scale`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    /// The new instance count (0 terminates them all).
+    pub count: u32,
+}
+
+/// `GET /v1/instances` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceList {
+    /// The instances, with the account each belongs to.
+    pub instances: Vec<AccountInstance>,
+}
+
+/// An instance and the account it was listed with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountInstance {
+    /// The account name.
+    pub account: String,
+    /// The instance.
+    #[serde(flatten)]
+    pub instance: Instance,
+}
+
+/// `POST /v1/instances/{action}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceActionRequest {
+    /// The account the instances belong to.
+    pub account: String,
+    /// Instance ids.
+    pub instance_ids: Vec<String>,
+}
+
+/// The answer to an instance action.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceActionResponse {
+    /// `start`, `stop`, `reboot` or `terminate`.
+    pub action: String,
+    /// The instances acted on.
+    pub instance_ids: Vec<String>,
+    /// AWS's request id.
+    pub aws_request_id: Option<String>,
+}

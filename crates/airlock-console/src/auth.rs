@@ -1,0 +1,130 @@
+//! Who is calling: password hashing (argon2id), API tokens, and the extractor that turns a bearer
+//! token into a [`Caller`].
+//!
+//! Tokens are random 256-bit strings shown to the client once; the store keeps only their
+//! SHA-256, so a copy of the database cannot be replayed as a login.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+
+/// Prefix of every API token, so a leaked one is recognisable by secret scanners.
+pub const TOKEN_PREFIX: &str = "alk_";
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &SecretString) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.expose_secret().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::Internal(format!("cannot hash the password: {e}")))
+}
+
+/// Checks a password against a PHC string.
+pub fn verify_password(password: &SecretString, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.expose_secret().as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A fresh random secret: 32 bytes, URL-safe base64, with `prefix`.
+pub fn random_secret(prefix: &str) -> SecretString {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let text = format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    SecretString::from(text)
+}
+
+/// The SHA-256 of a token, hex, as stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The console user name.
+    pub user: String,
+    /// Where the request came from.
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "missing Authorization header: log in with `airlock login` and send `Authorization: Bearer TOKEN`".into(),
+                )
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::Unauthorized("Authorization must be `Bearer TOKEN`".into()))?;
+        let Some((user, expires_at)) = state.store.token_user(&token_hash(token)).await? else {
+            return Err(ApiError::Unauthorized(
+                "the token is not valid: log in again".into(),
+            ));
+        };
+        let expired = chrono::DateTime::parse_from_rfc3339(&expires_at)
+            .map(|t| t < chrono::Utc::now())
+            .unwrap_or(true);
+        if expired {
+            return Err(ApiError::Unauthorized(
+                "the token has expired: log in again".into(),
+            ));
+        }
+        let source_ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Caller { user, source_ip })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_round_trip() {
+        let pw = SecretString::from("correct horse");
+        let phc = hash_password(&pw).unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password(&pw, &phc));
+        assert!(!verify_password(&SecretString::from("wrong"), &phc));
+        assert!(!verify_password(&pw, "not a hash"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_prefixed() {
+        let a = random_secret(TOKEN_PREFIX);
+        let b = random_secret(TOKEN_PREFIX);
+        assert!(a.expose_secret().starts_with(TOKEN_PREFIX));
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(token_hash("x").len(), 64);
+    }
+}

@@ -1,0 +1,580 @@
+//! Deployments: N instances of an image, launched once with the Airlock payload in their user
+//! data, tagged on creation, and watched until they run.
+//!
+//! Launching is idempotent in two ways, because EC2-compatible endpoints differ: every launch
+//! carries an EC2 `ClientToken` derived from the deployment and its generation, and before any
+//! launch the console looks the deployment's instances up by its own `airlock:deployment` tag and
+//! launches only what is missing. A retried request or a console restart therefore never
+//! launches twice.
+
+use crate::accounts;
+use crate::api::{DeployRequest, DeploymentInstance, DeploymentSpec, DeploymentView, ScaleRequest};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::json::Body;
+use crate::state::AppState;
+use crate::validate;
+use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};
+use airlock_payload::{Credentials, Payload};
+use airlock_store::{DeploymentInstanceRow, DeploymentRow};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rand::RngCore;
+use std::time::Instant;
+
+/// Tag naming the deployment an instance or volume belongs to.
+pub const DEPLOYMENT_TAG: &str = "airlock:deployment";
+/// Tag naming the console user who deployed it.
+pub const DEPLOYED_BY_TAG: &str = "airlock:deployed-by";
+
+/// States in which an instance still counts towards a deployment.
+const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+fn user_script_record(id: &str) -> String {
+    format!("deployment:{id}:user-script")
+}
+
+fn new_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("dep-{}", hex::encode(bytes))
+}
+
+/// Checks a deploy request before anything is stored or sent to EC2.
+fn validate_request(req: &DeployRequest) -> ApiResult<()> {
+    if let Some(token) = &req.client_token {
+        if token.is_empty() || token.len() > 64 || !token.is_ascii() {
+            return Err(ApiError::field(
+                "client_token",
+                "a client token is 1 to 64 ASCII characters",
+            ));
+        }
+    }
+    validate::name("account", &req.account)?;
+    validate::ec2_id("image_id", &req.image_id, "ami-")?;
+    let it = &req.instance_type;
+    let ok = it.len() <= 32
+        && it.split_once('.').is_some_and(|(family, size)| {
+            !family.is_empty()
+                && !size.is_empty()
+                && it
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        });
+    if !ok {
+        return Err(ApiError::field(
+            "instance_type",
+            format!("{it:?} is not an instance type (for example t3.micro)"),
+        ));
+    }
+    if req.count < 1 {
+        return Err(ApiError::field("count", "count must be at least 1"));
+    }
+    if req.count > 1000 {
+        return Err(ApiError::field("count", "count must be at most 1000"));
+    }
+    if let Some(subnet) = &req.subnet_id {
+        validate::ec2_id("subnet_id", subnet, "subnet-")?;
+    }
+    for (i, sg) in req.security_group_ids.iter().enumerate() {
+        validate::ec2_id(&format!("security_group_ids[{i}]"), sg, "sg-")?;
+    }
+    if let Some(key) = &req.key_name {
+        if key.is_empty() || key.len() > 255 {
+            return Err(ApiError::field(
+                "key_name",
+                "a key pair name is 1 to 255 characters",
+            ));
+        }
+    }
+    validate::tags("tags", &req.tags, 2)?;
+    if !(1..=64).contains(&req.metadata_hop_limit) {
+        return Err(ApiError::field(
+            "metadata_hop_limit",
+            "the metadata hop limit is 1 (default) or 2 for containers, at most 64",
+        ));
+    }
+    Ok(())
+}
+
+fn spec_of(req: &DeployRequest) -> DeploymentSpec {
+    DeploymentSpec {
+        image_id: req.image_id.clone(),
+        instance_type: req.instance_type.clone(),
+        subnet_id: req.subnet_id.clone(),
+        security_group_ids: req.security_group_ids.clone(),
+        key_name: req.key_name.clone(),
+        tags: req.tags.clone(),
+        has_user_script: req.user_script.is_some(),
+        metadata_hop_limit: req.metadata_hop_limit,
+    }
+}
+
+/// The user data for a deployment's instances: the payload, plus the user's script if any.
+fn user_data(
+    state: &AppState,
+    deployment_id: &str,
+    target: &Target,
+    user_script: Option<&[u8]>,
+) -> ApiResult<Vec<u8>> {
+    let payload = Payload {
+        version: airlock_payload::PAYLOAD_VERSION,
+        deployment_id: deployment_id.to_owned(),
+        region: target.region.clone(),
+        console_url: Some(state.config.public_url.clone()),
+        endpoint_url: target.endpoint_url.clone(),
+        credentials: Credentials {
+            access_key_id: target.credentials.access_key_id.clone(),
+            secret_access_key: target.credentials.secret_access_key.clone(),
+            session_token: target.credentials.session_token.clone(),
+            expiration: None,
+        },
+        role_arn: target.role_arn.clone(),
+        external_id: target.external_id.clone(),
+    };
+    let data = airlock_payload::build_user_data(&payload, user_script)
+        .map_err(|e| ApiError::field("user_script", e.to_string()))?;
+    if data.len() > airlock_payload::MAX_USER_DATA {
+        return Err(ApiError::field(
+            "user_script",
+            format!(
+                "the user data would be {} bytes with the Airlock payload; EC2 allows {} — shorten the script by {} bytes (or have it download the rest)",
+                data.len(),
+                airlock_payload::MAX_USER_DATA,
+                data.len() - airlock_payload::MAX_USER_DATA
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+async fn view(state: &AppState, row: DeploymentRow) -> ApiResult<DeploymentView> {
+    let spec: DeploymentSpec = serde_json::from_str(&row.spec)
+        .map_err(|e| ApiError::Internal(format!("stored spec of {}: {e}", row.id)))?;
+    let instances = state
+        .store
+        .deployment_instances(&row.id)
+        .await?
+        .into_iter()
+        .map(|i| DeploymentInstance {
+            instance_id: i.instance_id,
+            state: i.state,
+            private_ip: i.private_ip,
+            public_ip: i.public_ip,
+        })
+        .collect();
+    Ok(DeploymentView {
+        id: row.id,
+        account: row.account,
+        state: row.state,
+        error: row.error,
+        count: row.desired_count,
+        spec,
+        instances,
+        created_by: row.created_by,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+/// `POST /v1/deployments`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<DeployRequest>,
+) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
+    validate_request(&req)?;
+    let spec = spec_of(&req);
+    if let Some(token) = &req.client_token {
+        if let Some(existing) = state.store.deployment_by_token(token).await? {
+            let same = existing.account == req.account
+                && existing.desired_count == i64::from(req.count)
+                && serde_json::from_str::<DeploymentSpec>(&existing.spec)
+                    .ok()
+                    .as_ref()
+                    == Some(&spec);
+            if !same {
+                return Err(ApiError::Conflict(format!(
+                    "client token {token:?} was already used for a different deployment ({})",
+                    existing.id
+                )));
+            }
+            spawn_watch(&state, &existing.id);
+            return Ok((StatusCode::OK, Json(view(&state, existing).await?)));
+        }
+    }
+    let (_account, target) = accounts::target(&state, &req.account)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(m) => ApiError::field("account", m),
+            other => other,
+        })?;
+    let id = new_id();
+    // Built now only to refuse an oversize script before anything is recorded.
+    user_data(
+        &state,
+        &id,
+        &target,
+        req.user_script.as_deref().map(str::as_bytes),
+    )?;
+    if let Some(script) = &req.user_script {
+        state
+            .vault
+            .put(&user_script_record(&id), script.as_bytes())
+            .await?;
+    }
+    let now = crate::now();
+    let row = DeploymentRow {
+        id: id.clone(),
+        client_token: req.client_token.clone().unwrap_or_else(|| id.clone()),
+        account: req.account.clone(),
+        spec: serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?,
+        desired_count: i64::from(req.count),
+        generation: 1,
+        state: "pending".into(),
+        error: None,
+        created_by: caller.user.clone(),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    if let Err(e) = state.store.insert_deployment(&row).await {
+        // A concurrent request with the same client token won the race: answer with its result.
+        if let (airlock_store::StoreError::Conflict(_), Some(token)) = (&e, &req.client_token) {
+            if let Some(existing) = state.store.deployment_by_token(token).await? {
+                return Ok((StatusCode::OK, Json(view(&state, existing).await?)));
+            }
+        }
+        return Err(e.into());
+    }
+    tracing::info!(deployment = %id, user = %caller.user, source_ip = ?caller.source_ip, account = %req.account, image = %req.image_id, count = req.count, "deployment created");
+    reconcile(&state, &row).await?;
+    spawn_watch(&state, &id);
+    let row = state.store.deployment(&id).await?.unwrap_or(row);
+    Ok((StatusCode::CREATED, Json(view(&state, row).await?)))
+}
+
+/// Brings the deployment's live instances to its desired count: looks them up by tag, launches
+/// what is missing (once, with a client token) or terminates the newest surplus, and records
+/// the result. An EC2 error marks the deployment failed and is returned.
+pub async fn reconcile(state: &AppState, row: &DeploymentRow) -> ApiResult<()> {
+    let result = launch_or_trim(state, row).await;
+    if let Err(e) = &result {
+        let message = e.to_string();
+        let message = match e {
+            ApiError::Aws(aws) => aws.to_string(),
+            _ => message,
+        };
+        tracing::warn!(deployment = %row.id, error = %message, "deployment failed");
+        state
+            .store
+            .set_deployment_state(&row.id, "failed", Some(&message), &crate::now())
+            .await?;
+    }
+    result
+}
+
+async fn launch_or_trim(state: &AppState, row: &DeploymentRow) -> ApiResult<()> {
+    let (_account, target) = accounts::target(state, &row.account).await?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let mut live = ec2
+        .describe_instances(
+            &[
+                Filter::new(format!("tag:{DEPLOYMENT_TAG}"), &row.id),
+                Filter {
+                    name: "instance-state-name".into(),
+                    values: LIVE_STATES.iter().map(|s| (*s).to_owned()).collect(),
+                },
+            ],
+            &[],
+        )
+        .await?;
+    let desired = usize::try_from(row.desired_count).unwrap_or(0);
+    if live.len() < desired {
+        let spec: DeploymentSpec = serde_json::from_str(&row.spec)
+            .map_err(|e| ApiError::Internal(format!("stored spec of {}: {e}", row.id)))?;
+        let script = state.vault.get(&user_script_record(&row.id)).await?;
+        let data = user_data(
+            state,
+            &row.id,
+            &target,
+            script.as_ref().map(|s| s.as_slice()),
+        )?;
+        let mut tags = spec.tags.clone();
+        tags.push(Tag::new(DEPLOYMENT_TAG, &row.id));
+        tags.push(Tag::new(DEPLOYED_BY_TAG, &row.created_by));
+        let missing = desired - live.len();
+        let input = RunInstancesInput {
+            image_id: spec.image_id,
+            instance_type: spec.instance_type,
+            count: u32::try_from(missing).unwrap_or(u32::MAX),
+            subnet_id: spec.subnet_id,
+            security_group_ids: spec.security_group_ids,
+            key_name: spec.key_name,
+            tags,
+            user_data: data,
+            client_token: format!("{}-g{}", row.id, row.generation),
+            metadata_hop_limit: spec.metadata_hop_limit,
+        };
+        let launched = ec2.run_instances(&input).await?;
+        tracing::info!(deployment = %row.id, launched = launched.instances.len(), aws_request_id = ?launched.request_id, "instances launched");
+        live.extend(launched.instances);
+    } else if live.len() > desired {
+        // Newest first, so the longest-running instances stay.
+        live.sort_by(|a, b| {
+            b.launch_time
+                .cmp(&a.launch_time)
+                .then(b.instance_id.cmp(&a.instance_id))
+        });
+        let surplus: Vec<String> = live
+            .drain(..live.len() - desired)
+            .map(|i| i.instance_id)
+            .collect();
+        let request_id = ec2.change_state(StateAction::Terminate, &surplus).await?;
+        tracing::info!(deployment = %row.id, terminated = ?surplus, aws_request_id = ?request_id, "surplus instances terminated");
+    }
+    record_instances(state, &row.id, &live).await?;
+    let settled = live.len() == desired && live.iter().all(|i| i.state == "running");
+    let next = if settled { "running" } else { "launching" };
+    state
+        .store
+        .set_deployment_state(&row.id, next, None, &crate::now())
+        .await?;
+    Ok(())
+}
+
+async fn record_instances(state: &AppState, id: &str, instances: &[Instance]) -> ApiResult<()> {
+    let rows: Vec<DeploymentInstanceRow> = instances
+        .iter()
+        .map(|i| DeploymentInstanceRow {
+            instance_id: i.instance_id.clone(),
+            state: i.state.clone(),
+            private_ip: i.private_ip.clone(),
+            public_ip: i.public_ip.clone(),
+            launched_at: i.launch_time.map(|t| t.to_rfc3339()),
+        })
+        .collect();
+    state.store.set_deployment_instances(id, &rows).await?;
+    Ok(())
+}
+
+/// Watches a deployment in the background until its instances run, fail or time out.
+/// At most one watcher runs per deployment per console.
+pub fn spawn_watch(state: &AppState, id: &str) {
+    {
+        let mut watching = state
+            .watching
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !watching.insert(id.to_owned()) {
+            return;
+        }
+    }
+    let state = state.clone();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = watch(&state, &id).await {
+            tracing::warn!(deployment = %id, error = %e, "watching the deployment failed");
+        }
+        state
+            .watching
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&id);
+    });
+}
+
+async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
+    let started = Instant::now();
+    loop {
+        let Some(row) = state.store.deployment(id).await? else {
+            return Ok(());
+        };
+        match row.state.as_str() {
+            "pending" => {
+                // Created (or rescaled) but the launch was not recorded: a restart mid-launch.
+                if reconcile(state, &row).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            "launching" => {}
+            _ => return Ok(()),
+        }
+        if started.elapsed() > state.config.launch_timeout {
+            let msg = format!(
+                "timed out after {} s waiting for the instances to run",
+                state.config.launch_timeout.as_secs()
+            );
+            state
+                .store
+                .set_deployment_state(id, "failed", Some(&msg), &crate::now())
+                .await?;
+            return Ok(());
+        }
+        tokio::time::sleep(state.config.poll_interval).await;
+        refresh(state, &row).await?;
+    }
+}
+
+/// Looks at the deployment's instances once and settles its state if they all run.
+async fn refresh(state: &AppState, row: &DeploymentRow) -> ApiResult<()> {
+    let (_account, target) = accounts::target(state, &row.account).await?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let all = ec2
+        .describe_instances(
+            &[Filter::new(format!("tag:{DEPLOYMENT_TAG}"), &row.id)],
+            &[],
+        )
+        .await?;
+    let live: Vec<Instance> = all
+        .into_iter()
+        .filter(|i| LIVE_STATES.contains(&i.state.as_str()))
+        .collect();
+    record_instances(state, &row.id, &live).await?;
+    let desired = usize::try_from(row.desired_count).unwrap_or(0);
+    let now = crate::now();
+    if live.len() == desired && live.iter().all(|i| i.state == "running") {
+        state
+            .store
+            .set_deployment_state(&row.id, "running", None, &now)
+            .await?;
+    } else if live.len() < desired && !live.iter().any(|i| i.state == "pending") {
+        let msg = format!(
+            "{} of {desired} instances are running; the others were terminated during launch",
+            live.len()
+        );
+        state
+            .store
+            .set_deployment_state(&row.id, "failed", Some(&msg), &now)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `GET /v1/deployments`.
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> ApiResult<Json<Vec<DeploymentView>>> {
+    let mut out = Vec::new();
+    for row in state.store.deployments().await? {
+        out.push(view(&state, row).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn find(state: &AppState, id: &str) -> ApiResult<DeploymentRow> {
+    state.store.deployment(id).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "unknown deployment {id:?}: see `airlock deployment list`"
+        ))
+    })
+}
+
+/// `GET /v1/deployments/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeploymentView>> {
+    let row = find(&state, &id).await?;
+    Ok(Json(view(&state, row).await?))
+}
+
+/// `POST /v1/deployments/{id}/scale`: launch more with the same spec, or terminate the surplus.
+pub async fn scale(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<ScaleRequest>,
+) -> ApiResult<Json<DeploymentView>> {
+    if req.count > 1000 {
+        return Err(ApiError::field("count", "count must be at most 1000"));
+    }
+    find(&state, &id).await?;
+    state
+        .store
+        .rescale_deployment(&id, i64::from(req.count), &crate::now())
+        .await?;
+    tracing::info!(deployment = %id, user = %caller.user, count = req.count, "deployment rescaled");
+    let row = find(&state, &id).await?;
+    reconcile(&state, &row).await?;
+    spawn_watch(&state, &id);
+    let row = find(&state, &id).await?;
+    Ok(Json(view(&state, row).await?))
+}
+
+/// Resumes every deployment a previous console left unsettled.
+pub async fn resume_all(state: &AppState) -> ApiResult<usize> {
+    let rows = state.store.unsettled_deployments().await?;
+    for row in &rows {
+        tracing::info!(deployment = %row.id, state = %row.state, "resuming deployment");
+        spawn_watch(state, &row.id);
+    }
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn request() -> DeployRequest {
+        serde_json::from_str(r#"{"account":"a","image_id":"ami-1","instance_type":"t3.micro"}"#)
+            .unwrap()
+    }
+
+    #[test]
+    fn defaults_are_one_instance_and_hop_limit_one() {
+        let r = request();
+        assert_eq!(r.count, 1);
+        assert_eq!(r.metadata_hop_limit, 1);
+        assert!(validate_request(&r).is_ok());
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let field = |r: DeployRequest| match validate_request(&r).unwrap_err() {
+            ApiError::BadRequest { field, .. } => field.unwrap(),
+            other => panic!("{other}"),
+        };
+        assert_eq!(
+            field(DeployRequest {
+                count: 0,
+                ..request()
+            }),
+            "count"
+        );
+        assert_eq!(
+            field(DeployRequest {
+                image_id: "img".into(),
+                ..request()
+            }),
+            "image_id"
+        );
+        assert_eq!(
+            field(DeployRequest {
+                instance_type: "big".into(),
+                ..request()
+            }),
+            "instance_type"
+        );
+        assert_eq!(
+            field(DeployRequest {
+                metadata_hop_limit: 0,
+                ..request()
+            }),
+            "metadata_hop_limit"
+        );
+        assert_eq!(
+            field(DeployRequest {
+                security_group_ids: vec!["sg-1".into(), "x".into()],
+                ..request()
+            }),
+            "security_group_ids[1]"
+        );
+        let tags: Vec<Tag> = (0..49).map(|i| Tag::new(format!("k{i}"), "v")).collect();
+        assert_eq!(field(DeployRequest { tags, ..request() }), "tags");
+    }
+}

@@ -1,0 +1,113 @@
+//! A JSON body extractor whose errors name the field at fault (`tags[2].key: …`).
+
+use crate::error::ApiError;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use serde::de::DeserializeOwned;
+
+/// Like `axum::Json`, but a malformed body becomes a 400 naming the JSON path of the bad field.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json_type {
+            return Err(ApiError::BadRequest {
+                field: None,
+                message: "the request body must be JSON (Content-Type: application/json)".into(),
+            });
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest {
+                field: None,
+                message: format!("cannot read the request body: {e}"),
+            })?;
+        parse(&bytes).map(Body)
+    }
+}
+
+/// Parses JSON, reporting the path of the first bad field.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // serde's messages never contain the field's value for the errors we can get here
+        // (types, missing fields, syntax), so secrets in the body are not echoed.
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("malformed JSON: {inner}")
+        } else {
+            inner.to_string()
+        };
+        let field = missing_field(&message)
+            .map(|name| {
+                if path == "." {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                }
+            })
+            .or_else(|| (path != ".").then_some(path));
+        ApiError::BadRequest { field, message }
+    })
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct T {
+        name: String,
+        tags: Vec<Tag>,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Tag {
+        key: String,
+    }
+
+    fn field_of(json: &str) -> Option<String> {
+        match parse::<T>(json.as_bytes()).unwrap_err() {
+            ApiError::BadRequest { field, .. } => field,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn names_nested_field() {
+        assert_eq!(
+            field_of(r#"{"name":"a","tags":[{"key":"x"},{"key":3}]}"#).as_deref(),
+            Some("tags[1].key")
+        );
+    }
+
+    #[test]
+    fn names_missing_field() {
+        assert_eq!(field_of(r#"{"tags":[]}"#).as_deref(), Some("name"));
+    }
+
+    #[test]
+    fn syntax_error_says_malformed() {
+        let err = parse::<T>(b"{\"name\": ").unwrap_err();
+        assert!(err.to_string().starts_with("malformed JSON"), "{err}");
+    }
+}

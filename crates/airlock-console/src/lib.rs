@@ -1,0 +1,99 @@
+//! The Airlock console: an HTTP JSON API over a vault of AWS credentials, the accounts they
+//! belong to, and the deployments launched with them.
+//!
+//! [`router`] builds the API; [`serve`] opens the store and vault, creates the first user on an
+//! empty database, resumes unsettled deployments and listens.
+
+#![warn(missing_docs)]
+
+mod accounts;
+pub mod api;
+mod auth;
+mod deployments;
+mod error;
+mod instances;
+mod json;
+mod session;
+mod state;
+mod validate;
+pub mod vault;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use state::{AppState, ConsoleConfig};
+
+use axum::routing::{delete, get, post};
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The OpenAPI document of this API, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The time now, RFC 3339 in UTC, as the store keeps times.
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    OPENAPI,
+                )
+            }),
+        )
+        .route("/v1/login", post(session::login))
+        .route("/v1/logout", post(session::logout))
+        .route("/v1/whoami", get(session::whoami))
+        .route("/v1/accounts", get(accounts::list).post(accounts::add))
+        .route("/v1/accounts/{name}", delete(accounts::remove))
+        .route("/v1/accounts/{name}/verify", post(accounts::verify))
+        .route(
+            "/v1/deployments",
+            get(deployments::list).post(deployments::create),
+        )
+        .route("/v1/deployments/{id}", get(deployments::get))
+        .route("/v1/deployments/{id}/scale", post(deployments::scale))
+        .route("/v1/instances", get(instances::list))
+        .route("/v1/instances/{action}", post(instances::act))
+        .fallback(|| async { ApiError::NotFound("no such API path: see /openapi.json".into()) })
+        .with_state(state)
+}
+
+/// Builds the shared state and makes sure the first user exists.
+///
+/// Returns the state and, on a first start without `admin_password`, the generated password of
+/// `admin` (for the caller to show once).
+pub async fn prepare(
+    store: airlock_store::Store,
+    vault: vault::Vault,
+    cloud: Arc<dyn airlock_cloud::Cloud>,
+    config: ConsoleConfig,
+    admin_password: Option<secrecy::SecretString>,
+) -> Result<(AppState, Option<secrecy::SecretString>), ApiError> {
+    let state = AppState {
+        store,
+        vault: Arc::new(vault),
+        cloud,
+        config: Arc::new(config),
+        watching: Default::default(),
+    };
+    let generated = session::bootstrap_admin(&state, admin_password).await?;
+    Ok((state, generated))
+}
+
+/// Serves the API on `listener` until the process ends, after resuming unsettled deployments.
+pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    match deployments::resume_all(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deployments = n, "resuming unsettled deployments"),
+        Err(e) => tracing::warn!(error = %e, "cannot resume unsettled deployments"),
+    }
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,108 @@
+//! Logging in and out, and the first user of a new console.
+
+use crate::api::{LoginRequest, LoginResponse, Whoami};
+use crate::auth::{self, Caller, TOKEN_PREFIX};
+use crate::error::{ApiError, ApiResult};
+use crate::json::Body;
+use crate::state::AppState;
+use airlock_store::UserRow;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use secrecy::{ExposeSecret, SecretString};
+
+/// The user created on an empty database.
+pub const ADMIN: &str = "admin";
+
+/// Creates `admin` if the console has no user yet; returns the password if it was generated.
+pub async fn bootstrap_admin(
+    state: &AppState,
+    password: Option<SecretString>,
+) -> ApiResult<Option<SecretString>> {
+    if state.store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let (password, generated) = match password {
+        Some(p) if p.expose_secret().len() >= 12 => (p, false),
+        Some(_) => {
+            return Err(ApiError::field(
+                "AIRLOCK_ADMIN_PASSWORD",
+                "the admin password must be at least 12 characters",
+            ))
+        }
+        None => (auth::random_secret(""), true),
+    };
+    state
+        .store
+        .insert_user(&UserRow {
+            name: ADMIN.into(),
+            password_hash: auth::hash_password(&password)?,
+            created_at: crate::now(),
+        })
+        .await?;
+    tracing::info!(user = ADMIN, "first start: created the admin user");
+    Ok(generated.then_some(password))
+}
+
+/// `POST /v1/login`: a password for a bearer token.
+pub async fn login(
+    State(state): State<AppState>,
+    Body(req): Body<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let user = state.store.user(&req.user).await?;
+    // Verify against a fixed hash when the user is unknown, so timing does not reveal names.
+    let phc = user
+        .as_ref()
+        .map(|u| u.password_hash.as_str())
+        .unwrap_or_else(|| unknown_user_hash());
+    if !auth::verify_password(&req.password, phc) || user.is_none() {
+        tracing::info!(user = %req.user, "login refused");
+        return Err(ApiError::Unauthorized("wrong user name or password".into()));
+    }
+    let token = auth::random_secret(TOKEN_PREFIX);
+    let now = chrono::Utc::now();
+    let ttl = chrono::Duration::from_std(state.config.token_ttl)
+        .unwrap_or_else(|_| chrono::Duration::hours(12));
+    let expires_at = (now + ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    state
+        .store
+        .insert_token(
+            &auth::token_hash(token.expose_secret()),
+            &req.user,
+            &crate::now(),
+            &expires_at,
+        )
+        .await?;
+    tracing::info!(user = %req.user, "login");
+    Ok(Json(LoginResponse {
+        token: token.expose_secret().to_owned(),
+        user: req.user,
+        expires_at,
+    }))
+}
+
+/// `POST /v1/logout`: revokes the token used for the call.
+pub async fn logout(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    state.store.delete_token(&auth::token_hash(token)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/whoami`.
+pub async fn whoami(caller: Caller) -> Json<Whoami> {
+    Json(Whoami { user: caller.user })
+}
+
+/// An argon2id hash of a random password nobody knows, made once per process.
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| auth::hash_password(&auth::random_secret("")).unwrap_or_default())
+}

@@ -1,0 +1,47 @@
+//! What every request handler shares: the store, the vault, the cloud and the settings.
+
+use crate::vault::Vault;
+use airlock_cloud::Cloud;
+use airlock_store::Store;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Settings of a running console.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// The URL instances and clients reach this console at (written into payloads).
+    pub public_url: String,
+    /// How long an API token from `login` stays valid.
+    pub token_ttl: Duration,
+    /// How often a launching deployment's instances are looked at.
+    pub poll_interval: Duration,
+    /// How long a launch may take before the deployment is marked failed.
+    pub launch_timeout: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            public_url: "http://127.0.0.1:7070".into(),
+            token_ttl: Duration::from_secs(12 * 3600),
+            poll_interval: Duration::from_secs(2),
+            launch_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Shared state of the console, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Sealed secrets.
+    pub vault: Arc<Vault>,
+    /// EC2 and STS.
+    pub cloud: Arc<dyn Cloud>,
+    /// Settings.
+    pub config: Arc<ConsoleConfig>,
+    /// Deployments whose instances a background task is watching.
+    pub watching: Arc<Mutex<HashSet<String>>>,
+}

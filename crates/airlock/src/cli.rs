@@ -1,0 +1,285 @@
+//! The command line: every flag defined once, with its help, validated before anything runs.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Airlock: an external console for Amazon EC2.
+///
+/// Keeps AWS credentials sealed, deploys images with API access passed through user data, and
+/// decides every action of every console user. Run `airlock serve` for the console and the other
+/// commands as its client (log in first with `airlock login`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "airlock",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// How to print results: a table for people or JSON for scripts.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+
+    /// Console URL (default: the one saved by `airlock login`).
+    #[arg(long, global = true, env = "AIRLOCK_CONSOLE")]
+    pub console: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// JSON, one document.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the console: HTTP API, vault, deployments.
+    Serve(ServeArgs),
+    /// Log in to a console and save an API token in your config directory (mode 0600).
+    Login(LoginArgs),
+    /// Revoke the saved token and forget it.
+    Logout,
+    /// Show who the saved token (or AIRLOCK_TOKEN) logs in as.
+    Whoami,
+    /// Manage AWS accounts (credentials are verified with STS, then sealed).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Deploy an image: instances get API access through their user data.
+    Deploy(DeployArgs),
+    /// Inspect and scale deployments.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+    /// List instances, filtered by account, deployment, tags or EC2 filters.
+    Instances(InstancesArgs),
+    /// Start, stop, reboot or terminate instances.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+    /// Master key operations on a console's database.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7070", env = "AIRLOCK_LISTEN")]
+    pub listen: String,
+    /// Database: sqlite://PATH (embedded, the default) or postgres://USER@HOST/DB.
+    #[arg(long, default_value = "sqlite://airlock.db", env = "AIRLOCK_DATABASE")]
+    pub database: String,
+    /// Master key file, created with mode 0600 if missing. AIRLOCK_MASTER_KEY (base64 keys,
+    /// comma-separated, current first) is used instead when set.
+    #[arg(long, default_value = "airlock-master.key")]
+    pub master_key_file: PathBuf,
+    /// URL instances and clients reach this console at (default: http://LISTEN).
+    #[arg(long, env = "AIRLOCK_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How often launching deployments are checked, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub poll_interval: f64,
+    /// Lifetime of API tokens from `login`, in hours.
+    #[arg(long, default_value_t = 12)]
+    pub token_ttl_hours: u64,
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Your console user name.
+    #[arg(long)]
+    pub user: String,
+    /// Read the password from standard input (first line).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Add an account; its key is checked with STS GetCallerIdentity before it is stored.
+    Add(AccountAddArgs),
+    /// List accounts (key ids only, never secrets).
+    List,
+    /// Check a stored key with STS GetCallerIdentity again.
+    Verify {
+        /// Account name.
+        name: String,
+    },
+    /// Remove an account and its sealed secret.
+    Remove {
+        /// Account name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AccountAddArgs {
+    /// The console's name for the account.
+    pub name: String,
+    /// Default region, e.g. us-east-1.
+    #[arg(long)]
+    pub region: String,
+    /// EC2/STS endpoint when not AWS's own (e.g. a local test endpoint).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Access key id.
+    #[arg(long)]
+    pub access_key_id: String,
+    /// Read the secret access key from standard input (never from a flag, which `ps` shows).
+    #[arg(long, required = true)]
+    pub secret_access_key_stdin: bool,
+    /// Role to assume with the key before every call.
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// External id the role's trust policy asks for.
+    #[arg(long, requires = "role_arn")]
+    pub external_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Account to deploy in.
+    #[arg(long)]
+    pub account: String,
+    /// AMI id.
+    #[arg(long)]
+    pub image: String,
+    /// Instance type, e.g. t3.micro.
+    #[arg(long)]
+    pub instance_type: String,
+    /// Number of instances.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Subnet id.
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Security group id (repeatable).
+    #[arg(long = "security-group")]
+    pub security_groups: Vec<String>,
+    /// Key pair name.
+    #[arg(long)]
+    pub key_name: Option<String>,
+    /// Tag KEY=VALUE applied on creation to instances and volumes (repeatable).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// Your own shell script or cloud-config, run by cloud-init beside the Airlock payload.
+    #[arg(long)]
+    pub user_script: Option<PathBuf>,
+    /// IMDSv2 hop limit: 1, or 2 when containers on the instance need the metadata service.
+    #[arg(long, default_value_t = 1)]
+    pub metadata_hop_limit: u8,
+    /// Idempotency token: repeating a deploy with the same token never launches twice
+    /// (default: a fresh one per run).
+    #[arg(long)]
+    pub client_token: Option<String>,
+    /// Wait until every instance runs (or the deployment fails), showing progress.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+}
+
+/// Parses `KEY=VALUE`.
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// List deployments.
+    List,
+    /// Show one deployment and its instances.
+    Show {
+        /// Deployment id.
+        id: String,
+    },
+    /// Set the instance count: launch more with the same spec, or terminate the newest surplus.
+    Scale {
+        /// Deployment id.
+        id: String,
+        /// New instance count.
+        #[arg(long)]
+        count: u32,
+        /// Wait until every instance runs.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InstancesArgs {
+    /// Only this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only this deployment's instances.
+    #[arg(long)]
+    pub deployment: Option<String>,
+    /// Tag filter KEY=VALUE (repeatable; all must match, case-sensitive).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// EC2 filter NAME=VALUE[,VALUE…], e.g. instance-state-name=running (repeatable).
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// StartInstances.
+    Start(InstanceIds),
+    /// StopInstances.
+    Stop(InstanceIds),
+    /// RebootInstances.
+    Reboot(InstanceIds),
+    /// TerminateInstances.
+    Terminate(InstanceIds),
+}
+
+#[derive(Debug, Args)]
+pub struct InstanceIds {
+    /// Instance ids.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// The account they belong to (default: the only account, if there is one).
+    #[arg(long)]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Re-wrap every sealed record under a new master key while consoles keep running.
+    ///
+    /// With --master-key-file, the new key is added to the file first (consoles reading that
+    /// file pick it up when they meet a re-wrapped record), every record is re-wrapped, then the
+    /// old key is removed from the file.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The console's database.
+    #[arg(long, env = "AIRLOCK_DATABASE")]
+    pub database: String,
+    /// The master key file the console uses.
+    #[arg(long, default_value = "airlock-master.key")]
+    pub master_key_file: PathBuf,
+}

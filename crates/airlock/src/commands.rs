@@ -1,0 +1,458 @@
+//! The client commands: each turns its arguments into one API call and prints the answer.
+
+use crate::cli::{
+    AccountAddArgs, AccountCommand, DeployArgs, DeploymentCommand, InstanceCommand, InstancesArgs,
+    LoginArgs, Output,
+};
+use crate::client::{self, Client, SavedLogin};
+use crate::output::{or_dash, print};
+use airlock_console::api::{
+    AccountView, DeploymentView, InstanceActionResponse, InstanceList, LoginResponse, Whoami,
+};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::RngCore;
+use serde_json::json;
+use std::io::{BufRead, IsTerminal};
+use std::time::{Duration, Instant};
+
+/// The first line of standard input, without its line ending; an empty line is refused.
+fn read_stdin_line(what: &str) -> Result<secrecy::SecretString> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read the {what} from standard input"))?;
+    let value = line.trim_end_matches(['\r', '\n']).to_owned();
+    if value.is_empty() {
+        bail!("no {what} on standard input");
+    }
+    Ok(secrecy::SecretString::from(value))
+}
+
+pub async fn login(console: Option<&str>, args: LoginArgs, output: Output) -> Result<()> {
+    let console = console
+        .ok_or_else(|| anyhow::anyhow!("give the console URL with --console or AIRLOCK_CONSOLE"))?;
+    let password = read_stdin_line("password")?;
+    let client = Client::new(Some(console))?;
+    use secrecy::ExposeSecret;
+    let resp: LoginResponse = client
+        .post(
+            "/v1/login",
+            &json!({"user": args.user, "password": password.expose_secret()}),
+        )
+        .await?;
+    let path = client::save_login(&SavedLogin {
+        console: client.base().to_owned(),
+        token: resp.token,
+        user: resp.user.clone(),
+    })?;
+    let summary = json!({"user": resp.user, "console": client.base(), "expires_at": resp.expires_at, "saved_to": path});
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Output::Table => println!(
+            "Logged in to {} as {} until {} (token saved to {})",
+            client.base(),
+            resp.user,
+            resp.expires_at,
+            path.display()
+        ),
+    }
+    Ok(())
+}
+
+pub async fn logout(console: Option<&str>) -> Result<()> {
+    let client = Client::new(console)?;
+    let result = client
+        .post::<_, serde_json::Value>("/v1/logout", &json!({}))
+        .await;
+    client::forget_login()?;
+    result.map(|_| ())
+}
+
+pub async fn whoami(client: &Client) -> Result<Whoami> {
+    client.get("/v1/whoami").await
+}
+
+fn account_rows(accounts: &[AccountView]) -> Vec<Vec<String>> {
+    accounts
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                a.region.clone(),
+                a.access_key_id.clone(),
+                a.aws_account_id.clone(),
+                a.caller_arn.clone(),
+                or_dash(&a.endpoint_url),
+            ]
+        })
+        .collect()
+}
+
+const ACCOUNT_HEADERS: &[&str] = &[
+    "NAME",
+    "REGION",
+    "ACCESS KEY ID",
+    "AWS ACCOUNT",
+    "CALLER",
+    "ENDPOINT",
+];
+
+pub async fn account(client: &Client, cmd: AccountCommand, output: Output) -> Result<()> {
+    match cmd {
+        AccountCommand::Add(args) => account_add(client, args, output).await,
+        AccountCommand::List => {
+            let accounts: Vec<AccountView> = client.get("/v1/accounts").await?;
+            print(output, &accounts, ACCOUNT_HEADERS, || {
+                account_rows(&accounts)
+            })
+        }
+        AccountCommand::Verify { name } => {
+            let a: AccountView = client
+                .post(&format!("/v1/accounts/{name}/verify"), &json!({}))
+                .await?;
+            print(output, &a, ACCOUNT_HEADERS, || {
+                account_rows(std::slice::from_ref(&a))
+            })
+        }
+        AccountCommand::Remove { name } => {
+            client.delete(&format!("/v1/accounts/{name}")).await?;
+            print(output, &json!({"removed": name}), &["REMOVED"], || {
+                vec![vec![name.clone()]]
+            })
+        }
+    }
+}
+
+async fn account_add(client: &Client, args: AccountAddArgs, output: Output) -> Result<()> {
+    use secrecy::ExposeSecret;
+    let secret = read_stdin_line("secret access key")?;
+    let a: AccountView = client
+        .post(
+            "/v1/accounts",
+            &json!({
+                "name": args.name,
+                "region": args.region,
+                "endpoint_url": args.endpoint_url,
+                "access_key_id": args.access_key_id,
+                "secret_access_key": secret.expose_secret(),
+                "role_arn": args.role_arn,
+                "external_id": args.external_id,
+            }),
+        )
+        .await?;
+    print(output, &a, ACCOUNT_HEADERS, || {
+        account_rows(std::slice::from_ref(&a))
+    })
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("cli-{}", hex::encode(bytes))
+}
+
+/// Retries a call while the console is unreachable (restarting), up to `deadline`.
+async fn retrying<T, F, Fut>(what: &str, deadline: Instant, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut warned = false;
+    loop {
+        match call().await {
+            Err(e) if Client::is_unreachable(&e) && Instant::now() < deadline => {
+                if !warned {
+                    eprintln!("{e}; retrying {what}…");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result<()> {
+    let user_script = match &args.user_script {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read --user-script {} (it must be a UTF-8 text file)",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    let token = args.client_token.clone().unwrap_or_else(random_token);
+    let body = json!({
+        "client_token": token,
+        "account": args.account,
+        "image_id": args.image,
+        "instance_type": args.instance_type,
+        "count": args.count,
+        "subnet_id": args.subnet,
+        "security_group_ids": args.security_groups,
+        "key_name": args.key_name,
+        "tags": args.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+        "user_script": user_script,
+        "metadata_hop_limit": args.metadata_hop_limit,
+    });
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    // The same client token on every retry: the console answers with the deployment it made.
+    let dep: DeploymentView = retrying("the deployment", deadline, || {
+        client.post("/v1/deployments", &body)
+    })
+    .await?;
+    let dep = if args.wait {
+        wait(client, dep, deadline, output).await?
+    } else {
+        dep
+    };
+    finish(dep, output)
+}
+
+fn finish(dep: DeploymentView, output: Output) -> Result<()> {
+    print_deployment(&dep, output)?;
+    if dep.state == "failed" {
+        bail!(
+            "deployment {} failed: {}",
+            dep.id,
+            dep.error.as_deref().unwrap_or("no reason recorded")
+        );
+    }
+    Ok(())
+}
+
+/// Polls a deployment until it settles, with a progress bar on a terminal.
+async fn wait(
+    client: &Client,
+    mut dep: DeploymentView,
+    deadline: Instant,
+    output: Output,
+) -> Result<DeploymentView> {
+    let total = u64::try_from(dep.count).unwrap_or(0);
+    let bar = if std::io::stderr().is_terminal() && output == Output::Table {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} running ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(dep.id.clone());
+    let mut last_state = String::new();
+    loop {
+        let running = dep
+            .instances
+            .iter()
+            .filter(|i| i.state == "running")
+            .count();
+        bar.set_position(u64::try_from(running).unwrap_or(0));
+        if bar.is_hidden() && dep.state != last_state {
+            eprintln!("{}: {} ({running}/{total} running)", dep.id, dep.state);
+        }
+        last_state.clone_from(&dep.state);
+        if dep.state == "running" || dep.state == "failed" {
+            bar.finish_and_clear();
+            return Ok(dep);
+        }
+        if Instant::now() >= deadline {
+            bar.abandon();
+            bail!(
+                "gave up waiting for deployment {} after the timeout; it is {}",
+                dep.id,
+                dep.state
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let path = format!("/v1/deployments/{}", dep.id);
+        dep = retrying("the wait", deadline, || client.get(&path)).await?;
+    }
+}
+
+fn print_deployment(dep: &DeploymentView, output: Output) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(dep)?),
+        Output::Table => {
+            println!(
+                "Deployment {}  account {}  state {}  count {}",
+                dep.id, dep.account, dep.state, dep.count
+            );
+            if let Some(e) = &dep.error {
+                println!("Error: {e}");
+            }
+            let rows: Vec<Vec<String>> = dep
+                .instances
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.instance_id.clone(),
+                        i.state.clone(),
+                        or_dash(&i.private_ip),
+                        or_dash(&i.public_ip),
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                print!(
+                    "{}",
+                    crate::output::table(&["INSTANCE", "STATE", "PRIVATE IP", "PUBLIC IP"], &rows)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn deployment(client: &Client, cmd: DeploymentCommand, output: Output) -> Result<()> {
+    match cmd {
+        DeploymentCommand::List => {
+            let deps: Vec<DeploymentView> = client.get("/v1/deployments").await?;
+            print(
+                output,
+                &deps,
+                &[
+                    "ID",
+                    "ACCOUNT",
+                    "STATE",
+                    "COUNT",
+                    "IMAGE",
+                    "CREATED BY",
+                    "CREATED",
+                ],
+                || {
+                    deps.iter()
+                        .map(|d| {
+                            vec![
+                                d.id.clone(),
+                                d.account.clone(),
+                                d.state.clone(),
+                                d.count.to_string(),
+                                d.spec.image_id.clone(),
+                                d.created_by.clone(),
+                                d.created_at.clone(),
+                            ]
+                        })
+                        .collect()
+                },
+            )
+        }
+        DeploymentCommand::Show { id } => {
+            let dep: DeploymentView = client.get(&format!("/v1/deployments/{id}")).await?;
+            print_deployment(&dep, output)
+        }
+        DeploymentCommand::Scale {
+            id,
+            count,
+            wait: should_wait,
+            timeout,
+        } => {
+            let dep: DeploymentView = client
+                .post(
+                    &format!("/v1/deployments/{id}/scale"),
+                    &json!({"count": count}),
+                )
+                .await?;
+            let deadline = Instant::now() + Duration::from_secs(timeout);
+            let dep = if should_wait {
+                wait(client, dep, deadline, output).await?
+            } else {
+                dep
+            };
+            finish(dep, output)
+        }
+    }
+}
+
+pub async fn instances(client: &Client, args: InstancesArgs, output: Output) -> Result<()> {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if let Some(a) = args.account {
+        query.push(("account", a));
+    }
+    if let Some(d) = args.deployment {
+        query.push(("deployment", d));
+    }
+    for (k, v) in args.tags {
+        query.push(("tag", format!("{k}={v}")));
+    }
+    for f in args.filters {
+        query.push(("filter", f));
+    }
+    let list: InstanceList = client.get_query("/v1/instances", &query).await?;
+    print(
+        output,
+        &list,
+        &[
+            "ACCOUNT",
+            "INSTANCE",
+            "STATE",
+            "TYPE",
+            "PRIVATE IP",
+            "PUBLIC IP",
+            "TAGS",
+        ],
+        || {
+            list.instances
+                .iter()
+                .map(|ai| {
+                    let i = &ai.instance;
+                    let tags: Vec<String> = i
+                        .tags
+                        .iter()
+                        .map(|t| format!("{}={}", t.key, t.value))
+                        .collect();
+                    vec![
+                        ai.account.clone(),
+                        i.instance_id.clone(),
+                        i.state.clone(),
+                        or_dash(&i.instance_type),
+                        or_dash(&i.private_ip),
+                        or_dash(&i.public_ip),
+                        tags.join(","),
+                    ]
+                })
+                .collect()
+        },
+    )
+}
+
+pub async fn instance(client: &Client, cmd: InstanceCommand, output: Output) -> Result<()> {
+    let (action, ids) = match cmd {
+        InstanceCommand::Start(ids) => ("start", ids),
+        InstanceCommand::Stop(ids) => ("stop", ids),
+        InstanceCommand::Reboot(ids) => ("reboot", ids),
+        InstanceCommand::Terminate(ids) => ("terminate", ids),
+    };
+    let account = match ids.account {
+        Some(a) => a,
+        None => {
+            let accounts: Vec<AccountView> = client.get("/v1/accounts").await?;
+            match accounts.as_slice() {
+                [only] => only.name.clone(),
+                [] => bail!("the console has no account; add one with `airlock account add`"),
+                _ => bail!("the console has several accounts: pass --account NAME"),
+            }
+        }
+    };
+    let resp: InstanceActionResponse = client
+        .post(
+            &format!("/v1/instances/{action}"),
+            &json!({"account": account, "instance_ids": ids.ids}),
+        )
+        .await?;
+    print(
+        output,
+        &resp,
+        &["ACTION", "INSTANCES", "AWS REQUEST ID"],
+        || {
+            vec![vec![
+                resp.action.clone(),
+                resp.instance_ids.join(","),
+                or_dash(&resp.aws_request_id),
+            ]]
+        },
+    )
+}

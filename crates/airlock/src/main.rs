@@ -1,0 +1,76 @@
+//! `airlock`: the console server, its client, and (in later versions) the instance agent and the
+//! gateway, in one binary. This file only wires the library crates to the command line.
+//!
+//! Exit status: 0 on success, 1 on failure, 2 on a usage error.
+
+mod cli;
+mod client;
+mod commands;
+mod output;
+mod serve;
+
+use clap::Parser;
+use cli::{Cli, Command, VaultCommand};
+
+fn main() -> std::process::ExitCode {
+    // clap exits with status 2 on usage errors, after printing what is wrong.
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("airlock: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("airlock: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let output = cli.output;
+    let console = cli.console.as_deref();
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Login(args) => commands::login(console, args, output).await,
+        Command::Logout => commands::logout(console).await,
+        Command::Vault(VaultCommand::Rotate(args)) => {
+            let report = serve::rotate(args).await?;
+            output::print(
+                output,
+                &report,
+                &["NEW KEY ID", "REWRAPPED", "ALREADY CURRENT"],
+                || {
+                    vec![vec![
+                        report.new_key_id.clone(),
+                        report.rewrapped.to_string(),
+                        report.already_current.to_string(),
+                    ]]
+                },
+            )
+        }
+        command => {
+            let client = client::Client::new(console)?;
+            match command {
+                Command::Account(cmd) => commands::account(&client, cmd, output).await,
+                Command::Deploy(args) => commands::deploy(&client, args, output).await,
+                Command::Deployment(cmd) => commands::deployment(&client, cmd, output).await,
+                Command::Instances(args) => commands::instances(&client, args, output).await,
+                Command::Instance(cmd) => commands::instance(&client, cmd, output).await,
+                Command::Whoami => {
+                    let me = commands::whoami(&client).await?;
+                    output::print(output, &me, &["USER", "CONSOLE"], || {
+                        vec![vec![me.user.clone(), client.base().to_owned()]]
+                    })
+                }
+                Command::Serve(_) | Command::Login(_) | Command::Logout | Command::Vault(_) => {
+                    unreachable!("handled before a client is built")
+                }
+            }
+        }
+    }
+}

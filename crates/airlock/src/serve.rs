@@ -1,0 +1,147 @@
+//! `airlock serve` and `airlock vault rotate`: the commands that open the database and vault.
+
+use crate::cli::{LogFormat, RotateArgs, ServeArgs};
+use airlock_console::vault::{self, KeySource, Vault};
+use airlock_console::ConsoleConfig;
+use airlock_vault::Keyring;
+use anyhow::{bail, Context, Result};
+use secrecy::{ExposeSecret, SecretString};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Logs go to standard error; standard output is kept for what the operator must read.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,aws=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// The keyring from `AIRLOCK_MASTER_KEY` or the key file (created if missing).
+fn load_keys(file: &std::path::Path) -> Result<(KeySource, Keyring)> {
+    if let Ok(text) = std::env::var("AIRLOCK_MASTER_KEY") {
+        let keyring =
+            Keyring::parse(&text).context("AIRLOCK_MASTER_KEY is not a valid master key")?;
+        return Ok((KeySource::Environment, keyring));
+    }
+    let (keyring, created) = airlock_vault::file::load_or_create_key_file(file)
+        .with_context(|| format!("cannot use the master key file {}", file.display()))?;
+    if created {
+        tracing::info!(path = %file.display(), key_id = keyring.current().id(), "created a new master key file (mode 0600); back it up: without it the vault cannot be opened");
+    }
+    Ok((KeySource::File(file.to_owned()), keyring))
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let addr: std::net::SocketAddr = args.listen.parse().with_context(|| {
+        format!(
+            "--listen {:?} is not an address like 127.0.0.1:7070",
+            args.listen
+        )
+    })?;
+    if !(args.poll_interval > 0.0 && args.poll_interval <= 3600.0) {
+        bail!("--poll-interval must be between 0 and 3600 seconds");
+    }
+    init_logging(args.log_format);
+    let (source, keyring) = load_keys(&args.master_key_file)?;
+    let store = airlock_store::Store::open(&args.database)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&args.database)))?;
+    let vault = Vault::open(store.clone(), source, keyring).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let public_url = args.public_url.unwrap_or_else(|| format!("http://{local}"));
+    let config = ConsoleConfig {
+        public_url: public_url.clone(),
+        token_ttl: Duration::from_secs(args.token_ttl_hours * 3600),
+        poll_interval: Duration::from_secs_f64(args.poll_interval),
+        ..ConsoleConfig::default()
+    };
+    let admin_password = std::env::var("AIRLOCK_ADMIN_PASSWORD")
+        .ok()
+        .map(SecretString::from);
+    let (state, generated) = airlock_console::prepare(
+        store,
+        vault,
+        Arc::new(airlock_aws::AwsCloud::new()),
+        config,
+        admin_password,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Airlock console listening on http://{local} (public URL {public_url})"
+    )?;
+    if let Some(password) = generated {
+        writeln!(
+            out,
+            "First start: created user admin with password {}\nThis password is shown only now. Log in with: airlock login --console {public_url} --user admin --password-stdin",
+            password.expose_secret()
+        )?;
+    }
+    out.flush()?;
+    drop(out);
+    tracing::info!(%local, database = %redact_url(&args.database), "console started");
+    airlock_console::serve(state, listener).await?;
+    Ok(())
+}
+
+/// A database URL without its password.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub async fn rotate(args: RotateArgs) -> Result<airlock_console::vault::RotationReport> {
+    if std::env::var_os("AIRLOCK_MASTER_KEY").is_some() {
+        bail!("rotation rewrites --master-key-file; with AIRLOCK_MASTER_KEY, generate a new key, set AIRLOCK_MASTER_KEY=NEW,OLD on the consoles, and move to a key file for rotation");
+    }
+    let path = &args.master_key_file;
+    if !path.exists() {
+        bail!("the master key file {} does not exist", path.display());
+    }
+    let (old, _) = airlock_vault::file::load_or_create_key_file(path)
+        .with_context(|| format!("cannot read the master key file {}", path.display()))?;
+    let store = airlock_store::Store::open(&args.database)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&args.database)))?;
+    // Prove the key opens this database before touching anything.
+    Vault::open(store.clone(), KeySource::File(path.clone()), old.clone()).await?;
+    let new_key = airlock_vault::MasterKey::generate();
+    let both = old.with_current(new_key);
+    airlock_vault::file::write_key_file(path, &both)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let report = vault::rotate(&store, &both).await?;
+    airlock_vault::file::write_key_file(path, &both.only_current())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    store.close().await;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_password_is_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u@h/db"
+        );
+        assert_eq!(super::redact_url("sqlite://a.db"), "sqlite://a.db");
+    }
+}

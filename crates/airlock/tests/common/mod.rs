@@ -1,0 +1,459 @@
+//! The test bed: a moto server per test (the EC2/STS endpoint), a loopback VPC in it, and real
+//! `airlock serve` processes on SQLite or PostgreSQL, driven through the real `airlock` binary.
+//!
+//! Everything listens on 127.0.0.1. The scripts in `scripts/` install moto and PostgreSQL and
+//! say where they are through `AIRLOCK_MOTO_SERVER` and `AIRLOCK_TEST_POSTGRES`.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+/// A recognisable secret: tests scan for it everywhere it must not be.
+pub const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzz-SECRET-9f3c";
+pub const ADMIN_PASSWORD: &str = "admin-password-0d1e2f3a4b";
+pub const REGION: &str = "us-east-1";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_http(url: &str, what: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status} before answering; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if ureq_get(url).is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} did not answer at {url}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A minimal blocking GET, enough to see that a server is up.
+pub fn ureq_get(url: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    if out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200") {
+        Ok(out)
+    } else {
+        Err(std::io::Error::other(out))
+    }
+}
+
+/// A moto server, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        Self::start_with_env(&[])
+    }
+
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
+        let server = std::env::var("AIRLOCK_MOTO_SERVER").expect(
+            "AIRLOCK_MOTO_SERVER is not set: run the tests with scripts/test, which installs moto",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
+        let port = free_port();
+        let mut cmd = Command::new(server);
+        // EC2 refuses unknown images; moto does too only when asked.
+        cmd.env("MOTO_ENABLE_AMI_VALIDATION", "true");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("moto.err")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        wait_http(
+            &format!("{url}/moto-api/"),
+            "moto",
+            &mut child,
+            &dir.path().join("moto.err"),
+        );
+        Moto {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// An EC2 client straight to moto, to check what EC2 holds independently of the console.
+    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        let creds = aws_sdk_ec2::config::Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "test",
+        );
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(&self.url)
+            .load()
+            .await;
+        aws_sdk_ec2::Client::new(&config)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback VPC (127.0.0.0/16) and subnet, so instances get 127.0.0.x addresses, plus an image.
+pub struct TestNet {
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub image_id: String,
+}
+
+pub async fn loopback_net(ec2: &aws_sdk_ec2::Client) -> TestNet {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("127.0.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("127.0.0.0/24")
+        .send()
+        .await
+        .unwrap();
+    let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
+    let images = ec2.describe_images().send().await.unwrap();
+    let image_id = images.images()[0].image_id().unwrap().to_owned();
+    TestNet {
+        vpc_id,
+        subnet_id,
+        image_id,
+    }
+}
+
+/// Where a console keeps its data: SQLite in its directory, or a fresh PostgreSQL database when
+/// `AIRLOCK_TEST_DATABASE=postgres`.
+pub fn database_url(dir: &Path) -> String {
+    if std::env::var("AIRLOCK_TEST_DATABASE").as_deref() == Ok("postgres") {
+        let base = std::env::var("AIRLOCK_TEST_POSTGRES")
+            .expect("AIRLOCK_TEST_POSTGRES is not set: run the tests with scripts/test");
+        let name = format!("airlock_{}", free_port());
+        let out = Command::new("psql")
+            .args([
+                base.as_str(),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                &format!("CREATE DATABASE {name}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "createdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (prefix, _) = base.rsplit_once('/').unwrap();
+        format!("{prefix}/{name}")
+    } else {
+        format!("sqlite://{}", dir.join("airlock.db").display())
+    }
+}
+
+pub fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite://")
+}
+
+/// An `airlock serve` process and a config dir for its client.
+pub struct Console {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub port: u16,
+    pub database: String,
+    pub extra_args: Vec<String>,
+    starts: usize,
+}
+
+pub fn airlock_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_airlock")
+}
+
+impl Console {
+    pub fn start() -> Console {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Console {
+        let dir = tempfile::tempdir().unwrap();
+        let database = database_url(dir.path());
+        let port = free_port();
+        let mut console = Console {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            database,
+            dir,
+            extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
+            starts: 0,
+        };
+        console.launch();
+        console
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("master.key")
+    }
+
+    fn serve_command(&self) -> Command {
+        let mut cmd = Command::new(airlock_bin());
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--database", &self.database])
+            .arg("--master-key-file")
+            .arg(self.key_file())
+            .args(&self.extra_args)
+            .args(if self.extra_args.iter().any(|a| a == "--poll-interval") {
+                &[][..]
+            } else {
+                &["--poll-interval", "0.2"][..]
+            })
+            .env("AIRLOCK_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("AIRLOCK_LOG", "debug,hyper=info,h2=info,rustls=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,sqlx=info")
+            .env_remove("AIRLOCK_MASTER_KEY");
+        cmd
+    }
+
+    /// Runs `airlock serve` as a one-shot (expected to fail); returns its output.
+    pub fn serve_once(&self) -> Output {
+        self.serve_command().stdin(Stdio::null()).output().unwrap()
+    }
+
+    pub fn launch(&mut self) {
+        self.starts += 1;
+        let out = self.dir.path().join(format!("console-{}.out", self.starts));
+        let err = self.dir.path().join(format!("console-{}.log", self.starts));
+        let mut child = self
+            .serve_command()
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        wait_http(
+            &format!("{}/healthz", self.url),
+            "airlock serve",
+            &mut child,
+            &err,
+        );
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Everything the console printed (stdout and logs) across its starts.
+    pub fn output_text(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("console-") {
+                all.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+        all
+    }
+
+    /// Runs the client binary against this console with its own config dir.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_stdin(args, "")
+    }
+
+    pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(airlock_bin())
+            .args(args)
+            .env("AIRLOCK_CONSOLE", &self.url)
+            .env("AIRLOCK_CONFIG_DIR", self.dir.path().join("config"))
+            .env_remove("AIRLOCK_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs the client and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        ok(self.cli(args), args)
+    }
+
+    /// Runs the client with `--output json` and parses the answer.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.ok(&all);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?} printed non-JSON ({e}): {out}"))
+    }
+
+    pub fn login(&self) {
+        ok(
+            self.cli_stdin(
+                &["login", "--user", "admin", "--password-stdin"],
+                &format!("{ADMIN_PASSWORD}\n"),
+            ),
+            &["login"],
+        );
+    }
+
+    /// Logs in and adds the account `dev` pointing at moto.
+    pub fn login_with_account(&self, moto: &Moto) {
+        self.login();
+        let out = self.cli_stdin(
+            &[
+                "account",
+                "add",
+                "dev",
+                "--region",
+                REGION,
+                "--endpoint-url",
+                &moto.url,
+                "--access-key-id",
+                ACCESS_KEY_ID,
+                "--secret-access-key-stdin",
+            ],
+            &format!("{SECRET_ACCESS_KEY}\n"),
+        );
+        ok(out, &["account add"]);
+    }
+
+    /// The saved API token (for raw HTTP calls and leak scans).
+    pub fn token(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("config").join("login.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn ok(out: Output, what: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "airlock {what:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Live (not terminated) instances tagged with a deployment id, straight from EC2.
+pub async fn live_instances(
+    ec2: &aws_sdk_ec2::Client,
+    deployment: &str,
+) -> Vec<aws_sdk_ec2::types::Instance> {
+    let out = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:airlock:deployment")
+                .values(deployment)
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances().to_vec())
+        .collect()
+}
+
+/// Every file under `dir`, as bytes, for leak scans.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}

@@ -1,0 +1,820 @@
+//! End-to-end tests of the console through the `airlock` binary, against moto and a real store
+//! (SQLite, or PostgreSQL with AIRLOCK_TEST_DATABASE=postgres).
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::Value;
+
+fn deploy_args<'a>(net: &'a TestNet, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "deploy",
+        "--account",
+        "dev",
+        "--image",
+        &net.image_id,
+        "--instance-type",
+        "t3.micro",
+        "--subnet",
+        &net.subnet_id,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn ids(dep: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = dep["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_tags_on_creation_and_puts_the_payload_in_user_data() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let script = console.dir.path().join("setup.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hello from the user script\n").unwrap();
+    let script = script.to_string_lossy().to_string();
+    let dep = console.json(&deploy_args(
+        &net,
+        &[
+            "--count",
+            "2",
+            "--tag",
+            "team=web",
+            "--tag",
+            "owner=ana",
+            "--user-script",
+            &script,
+            "--wait",
+        ],
+    ));
+    assert_eq!(dep["state"], "running", "{dep}");
+    let dep_id = dep["id"].as_str().unwrap();
+    let instances = live_instances(&ec2, dep_id).await;
+    assert_eq!(instances.len(), 2);
+    for instance in &instances {
+        let tags: std::collections::BTreeMap<_, _> = instance
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+            .collect();
+        assert_eq!(tags.get("team").map(String::as_str), Some("web"));
+        assert_eq!(tags.get("owner").map(String::as_str), Some("ana"));
+        assert_eq!(
+            tags.get("airlock:deployment").map(String::as_str),
+            Some(dep_id)
+        );
+        assert_eq!(
+            tags.get("airlock:deployed-by").map(String::as_str),
+            Some("admin")
+        );
+        // The loopback VPC gives instances local addresses a test can serve on.
+        assert!(
+            instance
+                .private_ip_address()
+                .unwrap()
+                .starts_with("127.0.0."),
+            "{instance:?}"
+        );
+        let md = instance.metadata_options().unwrap();
+        assert_eq!(md.http_tokens().unwrap().as_str(), "required");
+        assert_eq!(md.http_put_response_hop_limit(), Some(1));
+
+        // Volumes are tagged on creation too.
+        let volumes = ec2
+            .describe_volumes()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("attachment.instance-id")
+                    .values(instance.instance_id().unwrap())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(!volumes.volumes().is_empty());
+        for v in volumes.volumes() {
+            assert!(
+                v.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("airlock:deployment") && t.value() == Some(dep_id)),
+                "volume {:?} lacks the deployment tag",
+                v.volume_id()
+            );
+            assert!(v
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some("team") && t.value() == Some("web")));
+        }
+
+        // The user data holds the payload (with the account's key) and the user's script.
+        let attr = ec2
+            .describe_instance_attribute()
+            .instance_id(instance.instance_id().unwrap())
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .unwrap();
+        let encoded = attr.user_data().unwrap().value().unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains("multipart/mixed"), "{text}");
+        assert!(text.contains("echo hello from the user script"));
+        let payload = airlock_payload::find_payload(&raw).unwrap();
+        assert_eq!(payload.deployment_id, dep_id);
+        assert_eq!(payload.region, REGION);
+        assert_eq!(payload.endpoint_url.as_deref(), Some(moto.url.as_str()));
+        assert_eq!(payload.console_url.as_deref(), Some(console.url.as_str()));
+        assert_eq!(payload.credentials.access_key_id, ACCESS_KEY_ID);
+        use airlock_payload::ExposeSecret;
+        assert_eq!(
+            payload.credentials.secret_access_key.expose_secret(),
+            SECRET_ACCESS_KEY
+        );
+    }
+
+    // Listing by tag and by deployment, as a table and as JSON.
+    let listed = console.json(&["instances", "--tag", "team=web"]);
+    assert_eq!(listed["instances"].as_array().unwrap().len(), 2);
+    let by_dep = console.json(&[
+        "instances",
+        "--deployment",
+        dep_id,
+        "--filter",
+        "instance-state-name=running",
+    ]);
+    assert_eq!(by_dep["instances"].as_array().unwrap().len(), 2);
+    assert!(
+        console.json(&["instances", "--tag", "team=WEB"])["instances"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let table = console.ok(&["instances", "--deployment", dep_id]);
+    assert!(table.starts_with("ACCOUNT"), "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_client_token_yields_one_set_of_instances() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let args = deploy_args(
+        &net,
+        &["--count", "3", "--client-token", "retry-me-1", "--wait"],
+    );
+    let first = console.json(&args);
+    let second = console.json(&args);
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(
+        live_instances(&ec2, first["id"].as_str().unwrap())
+            .await
+            .len(),
+        3
+    );
+    assert_eq!(
+        console
+            .json(&["deployment", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The same token with a different request is refused, not silently merged.
+    let other = console.cli(&deploy_args(
+        &net,
+        &["--count", "4", "--client-token", "retry-me-1"],
+    ));
+    assert_eq!(other.status.code(), Some(1));
+    assert!(
+        stderr(&other).contains("already used"),
+        "{}",
+        stderr(&other)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_after_launch_finds_instances_by_tag_and_never_launches_twice() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let mut console = Console::start();
+    console.login_with_account(&moto);
+    let dep = console.json(&deploy_args(&net, &["--count", "2", "--wait"]));
+    let dep_id = dep["id"].as_str().unwrap().to_owned();
+    let before = ids(&dep);
+
+    // Simulate a crash between RunInstances and recording it: the store says "pending" again.
+    // moto ignores ClientToken, so only the look-up by tag can prevent a second launch.
+    console.stop();
+    let store = airlock_store::Store::open(&console.database).await.unwrap();
+    store
+        .set_deployment_state(&dep_id, "pending", None, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    store.set_deployment_instances(&dep_id, &[]).await.unwrap();
+    store.close().await;
+    console.launch();
+
+    let mut settled = Value::Null;
+    for _ in 0..100 {
+        settled = console.json(&["deployment", "show", &dep_id]);
+        if settled["state"] == "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(settled["state"], "running", "{settled}");
+    assert_eq!(ids(&settled), before);
+    assert_eq!(live_instances(&ec2, &dep_id).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_restart_mid_wait_resumes() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    // A slow watcher keeps the deployment "launching" long enough to restart the console under it.
+    let mut console = Console::start_with(&["--poll-interval", "3"]);
+    console.login_with_account(&moto);
+    let mut args: Vec<String> = deploy_args(&net, &["--count", "2", "--wait", "--output", "json"])
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    args.extend(["--timeout".into(), "120".into()]);
+    let waiting = std::process::Command::new(airlock_bin())
+        .args(&args)
+        .env("AIRLOCK_CONSOLE", &console.url)
+        .env("AIRLOCK_CONFIG_DIR", console.dir.path().join("config"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the deployment exists, then take the console away while the client waits.
+    let mut dep_id = String::new();
+    for _ in 0..100 {
+        let list = console.json(&["deployment", "list"]);
+        if let Some(d) = list.as_array().unwrap().first() {
+            dep_id = d["id"].as_str().unwrap().to_owned();
+            assert_eq!(
+                d["state"], "launching",
+                "the watcher settled too early for this test: {d}"
+            );
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!dep_id.is_empty());
+    console.stop();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    console.extra_args = vec!["--poll-interval".into(), "0.2".into()];
+    console.launch();
+    let out = waiting.wait_with_output().unwrap();
+    let text = ok(out, &["deploy --wait"]);
+    let dep: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(dep["id"], dep_id.as_str());
+    assert_eq!(dep["state"], "running");
+    assert_eq!(live_instances(&ec2, &dep_id).await.len(), 2);
+    assert!(console.output_text().contains("resuming deployment"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_up_and_down() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let dep = console.json(&deploy_args(
+        &net,
+        &["--count", "1", "--tag", "app=db", "--wait"],
+    ));
+    let id = dep["id"].as_str().unwrap().to_owned();
+    let first = ids(&dep);
+
+    let up = console.json(&["deployment", "scale", &id, "--count", "3", "--wait"]);
+    assert_eq!(up["state"], "running");
+    assert_eq!(up["count"], 3);
+    let after_up = live_instances(&ec2, &id).await;
+    assert_eq!(after_up.len(), 3);
+    // New instances carry the same tags, on creation.
+    for i in &after_up {
+        assert!(i
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("app") && t.value() == Some("db")));
+    }
+
+    let down = console.json(&["deployment", "scale", &id, "--count", "1", "--wait"]);
+    assert_eq!(down["state"], "running");
+    let remaining = live_instances(&ec2, &id).await;
+    assert_eq!(remaining.len(), 1);
+    // The oldest instance stays.
+    assert_eq!(remaining[0].instance_id().unwrap(), first[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_actions_reach_ec2() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let dep = console.json(&deploy_args(&net, &["--count", "2", "--wait"]));
+    let ids = ids(&dep);
+    let state = |id: &str| {
+        let id = id.to_owned();
+        let ec2 = ec2.clone();
+        async move {
+            let out = ec2
+                .describe_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .unwrap();
+            out.reservations()[0].instances()[0]
+                .state()
+                .unwrap()
+                .name()
+                .unwrap()
+                .as_str()
+                .to_owned()
+        }
+    };
+    let stopped = console.json(&["instance", "stop", &ids[0]]);
+    assert_eq!(stopped["action"], "stop");
+    assert!(matches!(
+        state(&ids[0]).await.as_str(),
+        "stopping" | "stopped"
+    ));
+    console.ok(&["instance", "start", &ids[0], "--account", "dev"]);
+    assert!(matches!(
+        state(&ids[0]).await.as_str(),
+        "pending" | "running"
+    ));
+    console.ok(&["instance", "reboot", &ids[1]]);
+    console.ok(&["instance", "terminate", &ids[1]]);
+    assert!(matches!(
+        state(&ids[1]).await.as_str(),
+        "shutting-down" | "terminated"
+    ));
+    // EC2's own error comes back with AWS's code.
+    let missing = console.cli(&["instance", "stop", "i-0123456789abcdef0"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("InvalidInstanceID.NotFound"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_before_ec2_with_the_field_named() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+
+    let mut too_many: Vec<String> = Vec::new();
+    for i in 0..49 {
+        too_many.push("--tag".into());
+        too_many.push(format!("k{i}=v"));
+    }
+    let mut args: Vec<&str> = deploy_args(&net, &[]);
+    args.extend(too_many.iter().map(String::as_str));
+    let refusals: Vec<(Vec<&str>, &str)> = vec![
+        (args, "(tags)"),
+        (deploy_args(&net, &["--count", "0"]), "(count)"),
+        (deploy_args(&net, &["--tag", "aws:name=x"]), "(tags[0].key)"),
+        (deploy_args(&net, &["--tag", "novalue"]), "is not KEY=VALUE"),
+        (
+            vec![
+                "deploy",
+                "--account",
+                "nope",
+                "--image",
+                &net.image_id,
+                "--instance-type",
+                "t3.micro",
+            ],
+            "(account)",
+        ),
+        (
+            deploy_args(&net, &["--security-group", "web"]),
+            "(security_group_ids[0])",
+        ),
+    ];
+    for (args, expected) in refusals {
+        let out = console.cli(&args);
+        assert_ne!(out.status.code(), Some(0), "{args:?} succeeded");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: expected {expected:?} in {}",
+            stderr(&out)
+        );
+    }
+    // A tag key of 129 characters, given properly.
+    let long = format!("{}=v", "k".repeat(129));
+    let out = console.cli(&deploy_args(&net, &["--tag", &long]));
+    assert!(
+        stderr(&out).contains("(tags[0].key)") && stderr(&out).contains("128"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A user script that makes the user data too big, even compressed.
+    let big = console.dir.path().join("big.sh");
+    let mut random = vec![0u8; 24_000];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+    let noise = base64::engine::general_purpose::STANDARD.encode(random);
+    std::fs::write(&big, format!("#!/bin/sh\n# {noise}\n")).unwrap();
+    let out = console.cli(&deploy_args(
+        &net,
+        &["--user-script", big.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("(user_script)") && stderr(&out).contains("16"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Usage errors exit 2.
+    assert_eq!(
+        console.cli(&["deploy", "--account", "dev"]).status.code(),
+        Some(2)
+    );
+
+    // Nothing was launched or recorded by any of these.
+    assert!(console
+        .json(&["deployment", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let all = ec2.describe_instances().send().await.unwrap();
+    assert!(all.reservations().is_empty());
+
+    // Malformed JSON straight to the API: 400 naming the field.
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{}/v1/deployments", console.url))
+        .bearer_auth(console.token())
+        .header("content-type", "application/json")
+        .body(r#"{"account":"dev","image_id":"ami-1","instance_type":"t3.micro","count":"three"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "count", "{body}");
+    let resp = client
+        .post(format!("{}/v1/deployments", console.url))
+        .bearer_auth(console.token())
+        .header("content-type", "application/json")
+        .body(r#"{"account":"dev","#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed JSON"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ec2_errors_come_back_with_aws_code_and_the_deployment_is_recorded_failed() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let out = console.cli(&[
+        "deploy",
+        "--account",
+        "dev",
+        "--image",
+        "ami-00000000deadbeef",
+        "--instance-type",
+        "t3.micro",
+        "--subnet",
+        &net.subnet_id,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("InvalidAMIID.NotFound"),
+        "{}",
+        stderr(&out)
+    );
+    let list = console.json(&["deployment", "list"]);
+    let deps = list.as_array().unwrap();
+    assert_eq!(deps.len(), 1);
+    assert_eq!(deps[0]["state"], "failed");
+    assert!(deps[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("InvalidAMIID.NotFound"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let mut console = Console::start();
+    console.login_with_account(&moto);
+    let token = console.token();
+
+    let mut responses = String::new();
+    let accounts = console.ok(&["account", "list", "--output", "json"]);
+    responses.push_str(&accounts);
+    let list: Value = serde_json::from_str(&accounts).unwrap();
+    assert_eq!(list[0]["access_key_id"], ACCESS_KEY_ID);
+    assert_eq!(list[0]["aws_account_id"], "123456789012");
+    responses.push_str(&console.ok(&["account", "list"]));
+    responses.push_str(&console.ok(&["account", "verify", "dev", "--output", "json"]));
+    responses.push_str(&console.ok(&deploy_args(
+        &net,
+        &["--count", "1", "--wait", "--output", "json"],
+    )));
+    responses.push_str(&console.ok(&["deployment", "list", "--output", "json"]));
+    responses.push_str(&console.ok(&["instances", "--output", "json"]));
+    responses.push_str(&console.ok(&["whoami", "--output", "json"]));
+    let bad_login = console.cli_stdin(
+        &["login", "--user", "admin", "--password-stdin"],
+        "wrong-password\n",
+    );
+    assert_eq!(bad_login.status.code(), Some(1));
+    responses.push_str(&stderr(&bad_login));
+    let duplicate = console.cli_stdin(
+        &[
+            "account",
+            "add",
+            "dev",
+            "--region",
+            REGION,
+            "--endpoint-url",
+            &moto.url,
+            "--access-key-id",
+            ACCESS_KEY_ID,
+            "--secret-access-key-stdin",
+        ],
+        &format!("{SECRET_ACCESS_KEY}\n"),
+    );
+    assert_eq!(duplicate.status.code(), Some(1));
+    responses.push_str(&stderr(&duplicate));
+    for path in [
+        "/openapi.json",
+        "/v1/accounts",
+        "/v1/deployments",
+        "/v1/instances",
+    ] {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", console.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        responses.push_str(&r.text().await.unwrap());
+    }
+    console.stop();
+
+    let secrets = [SECRET_ACCESS_KEY, ADMIN_PASSWORD, token.as_str()];
+    for secret in secrets {
+        assert!(!responses.contains(secret), "a response contains a secret");
+    }
+    let logs = console.output_text();
+    assert!(logs.contains("account added"), "logs look empty: {logs}");
+    for secret in secrets {
+        assert!(
+            !logs.contains(secret),
+            "the console's output contains a secret"
+        );
+    }
+    if is_sqlite(&console.database) {
+        let mut scanned = 0;
+        for (path, bytes) in files_under(console.dir.path()) {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("airlock.db") {
+                scanned += bytes.len();
+                for secret in secrets {
+                    assert!(
+                        !contains(&bytes, secret),
+                        "{} contains a secret in plaintext",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(scanned > 0, "no database file was scanned");
+    } else {
+        let out = std::process::Command::new("pg_dump")
+            .arg(&console.database)
+            .output();
+        if let Some(out) = out.ok().filter(|o| o.status.success()) {
+            for secret in secrets {
+                assert!(
+                    !contains(&out.stdout, secret),
+                    "the PostgreSQL dump contains a secret"
+                );
+            }
+        } else {
+            let dump = std::process::Command::new("psql")
+                .args([console.database.as_str(), "-c", "SELECT * FROM vault_records; SELECT * FROM accounts; SELECT * FROM api_tokens; SELECT * FROM users; SELECT * FROM deployments;"])
+                .output()
+                .unwrap();
+            assert!(dump.status.success());
+            for secret in secrets {
+                assert!(
+                    !contains(&dump.stdout, secret),
+                    "the PostgreSQL tables contain a secret"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_master_key_fails_to_open_the_vault() {
+    let moto = Moto::start();
+    let mut console = Console::start();
+    console.login_with_account(&moto);
+    console.stop();
+    let other = airlock_vault::Keyring::generate();
+    airlock_vault::file::write_key_file(&console.key_file(), &other).unwrap();
+    let out = console.serve_once();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("master key does not open this vault"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vault_rotation_rewraps_every_record_while_the_console_serves() {
+    let moto = Moto::start();
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let key_file = console.key_file();
+    let before = airlock_vault::file::load_key_file(&key_file).unwrap();
+    let out = std::process::Command::new(airlock_bin())
+        .args([
+            "vault",
+            "rotate",
+            "--database",
+            &console.database,
+            "--output",
+            "json",
+            "--master-key-file",
+        ])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_str(&ok(out, &["vault rotate"])).unwrap();
+    // The vault check record and the account's secret.
+    assert_eq!(report["rewrapped"], 2, "{report}");
+    let after = airlock_vault::file::load_key_file(&key_file).unwrap();
+    assert_eq!(after.ids().len(), 1);
+    assert_ne!(after.ids(), before.ids());
+    assert_eq!(report["new_key_id"], after.ids()[0].as_str());
+    // The running console opens the re-wrapped secret without a restart.
+    let verified = console.json(&["account", "verify", "dev"]);
+    assert_eq!(verified["name"], "dev");
+    // The old key alone no longer opens the vault.
+    airlock_vault::file::write_key_file(&key_file, &before).unwrap();
+    let out = console.serve_once();
+    assert!(stderr(&out).contains("master key"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_lists_every_route_and_routes_need_a_token() {
+    let console = Console::start();
+    let doc: Value = reqwest::get(format!("{}/openapi.json", console.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 12);
+    let client = reqwest::Client::new();
+    for (path, ops) in paths {
+        let concrete = path
+            .replace("{name}", "x")
+            .replace("{id}", "dep-x")
+            .replace("{action}", "stop");
+        for method in ops.as_object().unwrap().keys() {
+            let resp = client
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    format!("{}{concrete}", console.url),
+                )
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            assert!(
+                !text.contains("no such API path"),
+                "{method} {path} is documented but not routed"
+            );
+            let public = ["/healthz", "/openapi.json", "/v1/login"].contains(&path.as_str());
+            if !public {
+                assert_eq!(
+                    status, 401,
+                    "{method} {path} answered {status} without a token"
+                );
+            }
+        }
+    }
+    // And an undocumented path is not routed.
+    let resp = client
+        .get(format!("{}/v1/nothing", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_tokens_are_checked_and_revocable() {
+    let console = Console::start();
+    let wrong = console.cli_stdin(
+        &["login", "--user", "admin", "--password-stdin"],
+        "not-the-password\n",
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(stderr(&wrong).contains("wrong user name or password"));
+    console.login();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(console.dir.path().join("config/login.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(console.json(&["whoami"])["user"], "admin");
+    console.ok(&["logout"]);
+    let after = console.cli(&["whoami"]);
+    assert_eq!(after.status.code(), Some(1));
+    assert!(
+        stderr(&after).contains("Unauthorized"),
+        "{}",
+        stderr(&after)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_key_is_refused_with_aws_message_and_nothing_is_stored() {
+    // With authentication on, moto checks keys as AWS does; ours is unknown to it.
+    let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let console = Console::start();
+    console.login();
+    let out = console.cli_stdin(
+        &[
+            "account",
+            "add",
+            "dev",
+            "--region",
+            REGION,
+            "--endpoint-url",
+            &moto.url,
+            "--access-key-id",
+            ACCESS_KEY_ID,
+            "--secret-access-key-stdin",
+        ],
+        &format!("{SECRET_ACCESS_KEY}\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("InvalidClientTokenId"), "{err}");
+    assert!(!err.contains(SECRET_ACCESS_KEY));
+    assert!(console
+        .json(&["account", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
