@@ -1,0 +1,89 @@
+# Shared set-up for scripts/dev and scripts/test: installs and starts what the tests and the
+# development console need, on loopback only. Source it; it defines functions and changes nothing
+# until they are called.
+
+AIRLOCK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/airlock/target}
+MOTO_VERSION=5.2.5
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# apt-get install, once per run, only when something is missing.
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing $* and not root: install them with apt-get" >&2
+    return 1
+  fi
+  if [ -z "${AIRLOCK_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    AIRLOCK_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# The moto server (an EC2/STS-compatible endpoint) in a project-local virtualenv.
+ensure_moto() {
+  local venv="$AIRLOCK_ROOT/.venv"
+  if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c "import moto,sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    say "installing moto[server]==$MOTO_VERSION into $venv"
+    python3 -m venv "$venv" >&2 || { apt_install python3-venv && python3 -m venv "$venv" >&2; }
+    "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
+  fi
+  export AIRLOCK_MOTO_SERVER="$venv/bin/moto_server"
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Starts moto on 127.0.0.1 and waits until it answers; sets MOTO_URL and MOTO_PID.
+start_moto() {
+  local port log=${1:-/dev/null}
+  port=$(free_port)
+  "$AIRLOCK_MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  MOTO_PID=$!
+  MOTO_URL="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    if python3 -c "import urllib.request; urllib.request.urlopen('$MOTO_URL/moto-api/')" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "moto did not start on $MOTO_URL (log: $log)" >&2
+  return 1
+}
+
+# A throw-away PostgreSQL server on 127.0.0.1 (Debian's package), trust auth, stopped by
+# stop_postgres; sets AIRLOCK_TEST_POSTGRES to its URL.
+start_postgres() {
+  if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    say "installing PostgreSQL"
+    apt_install postgresql
+  fi
+  local bin
+  bin=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | tail -n 1)")
+  PG_DIR=$(mktemp -d /tmp/airlock-pg.XXXXXX)
+  local port
+  port=$(free_port)
+  local run=()
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    chown postgres "$PG_DIR"
+    run=(runuser -u postgres --)
+  fi
+  "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust >"$PG_DIR/initdb.log" 2>&1 \
+    || { cat "$PG_DIR/initdb.log" >&2; return 1; }
+  "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
+    -o "-h 127.0.0.1 -p $port -k $PG_DIR -c fsync=off" start >/dev/null \
+    || { cat "$PG_DIR/server.log" >&2; return 1; }
+  PG_CTL=("${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data")
+  export AIRLOCK_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+  if [ -n "${PG_DIR:-}" ]; then
+    "${PG_CTL[@]}" stop -m fast >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+  fi
+}
