@@ -1,7 +1,9 @@
 //! AWS accounts: verified with STS before they are stored, secrets sealed, never shown again.
 
 use crate::api::{AccountView, AddAccountRequest};
+use crate::audit::{self, Entry};
 use crate::auth::Caller;
+use crate::authz::{authorize, console_arn, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
@@ -79,6 +81,13 @@ pub async fn add(
     Body(req): Body<AddAccountRequest>,
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
     validate_request(&req)?;
+    let arn = console_arn("account", &req.name);
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:AddAccount", arn.clone())],
+    )
+    .await?;
     if state.store.account(&req.name).await?.is_some() {
         return Err(ApiError::Conflict(format!(
             "account {:?} already exists",
@@ -96,7 +105,15 @@ pub async fn add(
         role_arn: req.role_arn.clone(),
         external_id: req.external_id.clone(),
     };
-    let identity = state.cloud.caller_identity(&target).await?;
+    let identity = state.cloud.caller_identity(&target).await;
+    audit::record_call(
+        &state,
+        Entry::for_caller(&caller, "sts:GetCallerIdentity", vec![arn.clone()]),
+        &identity,
+        |_| None,
+    )
+    .await;
+    let identity = identity?;
     let now = crate::now();
     let record = secret_record(&req.name);
     let sealed = state
@@ -117,6 +134,10 @@ pub async fn add(
         verified_at: now,
     };
     state.store.insert_account(&row, &sealed).await?;
+    let mut entry = Entry::for_caller(&caller, "airlock:AddAccount", vec![arn]);
+    entry.decision = "allowed".into();
+    entry.outcome = "ok".into();
+    audit::record(&state, entry).await;
     tracing::info!(account = %row.name, user = %caller.user, source_ip = ?caller.source_ip, key_id = %row.access_key_id, "account added");
     Ok((StatusCode::CREATED, Json(view(row))))
 }
@@ -124,8 +145,17 @@ pub async fn add(
 /// `GET /v1/accounts`.
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult<Json<Vec<AccountView>>> {
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new(
+            "airlock:ListAccounts",
+            console_arn("account", "*"),
+        )],
+    )
+    .await?;
     Ok(Json(
         state
             .store
@@ -140,11 +170,26 @@ pub async fn list(
 /// `POST /v1/accounts/{name}/verify`: GetCallerIdentity again with the stored key.
 pub async fn verify(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<AccountView>> {
+    let arn = console_arn("account", &name);
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:VerifyAccount", arn.clone())],
+    )
+    .await?;
     let (row, target) = target(&state, &name).await?;
-    let identity = state.cloud.caller_identity(&target).await?;
+    let identity = state.cloud.caller_identity(&target).await;
+    audit::record_call(
+        &state,
+        Entry::for_caller(&caller, "sts:GetCallerIdentity", vec![arn]),
+        &identity,
+        |_| None,
+    )
+    .await;
+    let identity = identity?;
     let now = crate::now();
     state
         .store
@@ -164,9 +209,20 @@ pub async fn remove(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let arn = console_arn("account", &name);
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:RemoveAccount", arn.clone())],
+    )
+    .await?;
     if !state.store.delete_account(&name).await? {
         return Err(unknown(&name));
     }
+    let mut entry = Entry::for_caller(&caller, "airlock:RemoveAccount", vec![arn]);
+    entry.decision = "allowed".into();
+    entry.outcome = "ok".into();
+    audit::record(&state, entry).await;
     tracing::info!(account = %name, user = %caller.user, "account removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -203,4 +259,9 @@ pub async fn target(state: &AppState, name: &str) -> ApiResult<(AccountRow, Targ
         external_id: row.external_id.clone(),
     };
     Ok((row, target))
+}
+
+/// Checks that the caller may use an account for EC2 calls (`airlock:UseAccount`).
+pub fn use_check(name: &str) -> Check {
+    Check::new("airlock:UseAccount", console_arn("account", name))
 }

@@ -13,6 +13,9 @@ pub struct LoginRequest {
     pub user: String,
     /// The password.
     pub password: SecretString,
+    /// The current TOTP code, for users with a second factor.
+    #[serde(default)]
+    pub otp: Option<String>,
 }
 
 /// A new API token, shown once.
@@ -226,6 +229,103 @@ pub struct InstanceActionResponse {
     pub action: String,
     /// The instances acted on.
     pub instance_ids: Vec<String>,
+    /// AWS's request id.
+    pub aws_request_id: Option<String>,
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddUserRequest {
+    /// Login name.
+    pub name: String,
+    /// Initial password (at least 12 characters).
+    pub password: SecretString,
+    /// Names of stored policies to attach.
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+/// A console user as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserView {
+    /// Login name.
+    pub name: String,
+    /// Attached policy names.
+    pub policies: Vec<String>,
+    /// Whether a TOTP second factor is enabled.
+    pub mfa: bool,
+}
+
+/// `PUT /v1/policies/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutPolicyRequest {
+    /// The IAM JSON policy document, as text.
+    pub document: String,
+}
+
+/// A stored policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PolicyView {
+    /// Its name.
+    pub name: String,
+    /// The document as stored.
+    pub document: String,
+    /// Who stored it.
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `POST /v1/users/{name}/policies`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachPolicyRequest {
+    /// The policy name.
+    pub policy: String,
+}
+
+/// The TOTP secret of a user, shown once when the second factor is enabled.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MfaEnabled {
+    /// The user.
+    pub user: String,
+    /// Base32 secret for authenticator apps.
+    pub secret: String,
+    /// `otpauth://` URL (QR code content).
+    pub otpauth_url: String,
+}
+
+/// `POST /v1/policies/simulate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateRequest {
+    /// Policy documents (JSON objects).
+    pub policies: Vec<serde_json::Value>,
+    /// The request to decide.
+    pub request: airlock_policy::Request,
+}
+
+/// `POST /v1/tags` and `POST /v1/tags/remove`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    /// The account the resource is in.
+    pub account: String,
+    /// The EC2 resource id (`i-…`, `vol-…`, `ami-…`, `sg-…`, …).
+    pub resource_id: String,
+    /// Tags to add, or (for removal) to remove; an empty value removes the key whatever its value.
+    pub tags: Vec<Tag>,
+}
+
+/// Tags of a resource after a change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TagsView {
+    /// The resource id.
+    pub resource_id: String,
+    /// Its tags now.
+    pub tags: Vec<Tag>,
     /// AWS's request id.
     pub aws_request_id: Option<String>,
 }

@@ -62,6 +62,8 @@ pub struct Caller {
     pub user: String,
     /// Where the request came from.
     pub source_ip: Option<std::net::IpAddr>,
+    /// Whether the login passed a second factor (`aws:MultiFactorAuthPresent`).
+    pub mfa: bool,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -83,12 +85,12 @@ impl FromRequestParts<AppState> for Caller {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::Unauthorized("Authorization must be `Bearer TOKEN`".into()))?;
-        let Some((user, expires_at)) = state.store.token_user(&token_hash(token)).await? else {
+        let Some(found) = state.store.token_user(&token_hash(token)).await? else {
             return Err(ApiError::Unauthorized(
                 "the token is not valid: log in again".into(),
             ));
         };
-        let expired = chrono::DateTime::parse_from_rfc3339(&expires_at)
+        let expired = chrono::DateTime::parse_from_rfc3339(&found.expires_at)
             .map(|t| t < chrono::Utc::now())
             .unwrap_or(true);
         if expired {
@@ -100,7 +102,11 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        Ok(Caller { user, source_ip })
+        Ok(Caller {
+            user: found.user_name,
+            source_ip,
+            mfa: found.mfa,
+        })
     }
 }
 

@@ -9,13 +9,17 @@
 
 use crate::accounts;
 use crate::api::{DeployRequest, DeploymentInstance, DeploymentSpec, DeploymentView, ScaleRequest};
+use crate::audit::{self, Entry};
 use crate::auth::Caller;
+use crate::authz::{authorize, console_arn, ec2_arn, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
+use airlock_cloud::Ec2;
 use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};
 use airlock_payload::{Credentials, Payload};
+use airlock_store::AccountRow;
 use airlock_store::{DeploymentInstanceRow, DeploymentRow};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -132,6 +136,8 @@ fn user_data(
         },
         role_arn: target.role_arn.clone(),
         external_id: target.external_id.clone(),
+        refresh_url: None,
+        tasks: Vec::new(),
     };
     let data = airlock_payload::build_user_data(&payload, user_script)
         .map_err(|e| ApiError::field("user_script", e.to_string()))?;
@@ -200,16 +206,29 @@ pub async fn create(
                     existing.id
                 )));
             }
+            authorize(
+                &state,
+                &caller,
+                vec![Check::new(
+                    "airlock:GetDeployment",
+                    console_arn("deployment", &existing.id),
+                )],
+            )
+            .await?;
             spawn_watch(&state, &existing.id);
             return Ok((StatusCode::OK, Json(view(&state, existing).await?)));
         }
     }
-    let (_account, target) = accounts::target(&state, &req.account)
+    let (account, target) = accounts::target(&state, &req.account)
         .await
         .map_err(|e| match e {
             ApiError::NotFound(m) => ApiError::field("account", m),
             other => other,
         })?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let mut checks = vec![accounts::use_check(&account.name)];
+    checks.extend(run_checks(&state, ec2.as_ref(), &account, &spec).await?);
+    authorize(&state, &caller, checks).await?;
     let id = new_id();
     // Built now only to refuse an oversize script before anything is recorded.
     user_data(
@@ -248,7 +267,7 @@ pub async fn create(
         return Err(e.into());
     }
     tracing::info!(deployment = %id, user = %caller.user, source_ip = ?caller.source_ip, account = %req.account, image = %req.image_id, count = req.count, "deployment created");
-    reconcile(&state, &row).await?;
+    reconcile(&state, &row, &Entry::for_caller(&caller, "", vec![])).await?;
     spawn_watch(&state, &id);
     let row = state.store.deployment(&id).await?.unwrap_or(row);
     Ok((StatusCode::CREATED, Json(view(&state, row).await?)))
@@ -257,8 +276,8 @@ pub async fn create(
 /// Brings the deployment's live instances to its desired count: looks them up by tag, launches
 /// what is missing (once, with a client token) or terminates the newest surplus, and records
 /// the result. An EC2 error marks the deployment failed and is returned.
-pub async fn reconcile(state: &AppState, row: &DeploymentRow) -> ApiResult<()> {
-    let result = launch_or_trim(state, row).await;
+pub async fn reconcile(state: &AppState, row: &DeploymentRow, actor: &Entry) -> ApiResult<()> {
+    let result = launch_or_trim(state, row, actor).await;
     if let Err(e) = &result {
         let message = e.to_string();
         let message = match e {
@@ -274,21 +293,10 @@ pub async fn reconcile(state: &AppState, row: &DeploymentRow) -> ApiResult<()> {
     result
 }
 
-async fn launch_or_trim(state: &AppState, row: &DeploymentRow) -> ApiResult<()> {
-    let (_account, target) = accounts::target(state, &row.account).await?;
+async fn launch_or_trim(state: &AppState, row: &DeploymentRow, actor: &Entry) -> ApiResult<()> {
+    let (account, target) = accounts::target(state, &row.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
-    let mut live = ec2
-        .describe_instances(
-            &[
-                Filter::new(format!("tag:{DEPLOYMENT_TAG}"), &row.id),
-                Filter {
-                    name: "instance-state-name".into(),
-                    values: LIVE_STATES.iter().map(|s| (*s).to_owned()).collect(),
-                },
-            ],
-            &[],
-        )
-        .await?;
+    let mut live = ec2.describe_instances(&live_filters(&row.id), &[]).await?;
     let desired = usize::try_from(row.desired_count).unwrap_or(0);
     if live.len() < desired {
         let spec: DeploymentSpec = serde_json::from_str(&row.spec)
@@ -316,7 +324,12 @@ async fn launch_or_trim(state: &AppState, row: &DeploymentRow) -> ApiResult<()> 
             client_token: format!("{}-g{}", row.id, row.generation),
             metadata_hop_limit: spec.metadata_hop_limit,
         };
-        let launched = ec2.run_instances(&input).await?;
+        let launched = ec2.run_instances(&input).await;
+        let mut entry = actor.clone();
+        entry.action = "ec2:RunInstances".into();
+        entry.resources = vec![console_arn("deployment", &row.id)];
+        audit::record_call(state, entry, &launched, |l| l.request_id.clone()).await;
+        let launched = launched?;
         tracing::info!(deployment = %row.id, launched = launched.instances.len(), aws_request_id = ?launched.request_id, "instances launched");
         live.extend(launched.instances);
     } else if live.len() > desired {
@@ -330,7 +343,15 @@ async fn launch_or_trim(state: &AppState, row: &DeploymentRow) -> ApiResult<()> 
             .drain(..live.len() - desired)
             .map(|i| i.instance_id)
             .collect();
-        let request_id = ec2.change_state(StateAction::Terminate, &surplus).await?;
+        let result = ec2.change_state(StateAction::Terminate, &surplus).await;
+        let mut entry = actor.clone();
+        entry.action = "ec2:TerminateInstances".into();
+        entry.resources = surplus
+            .iter()
+            .map(|i| ec2_arn(&account.region, &account.aws_account_id, "instance", i))
+            .collect();
+        audit::record_call(state, entry, &result, |id| id.clone()).await;
+        let request_id = result?;
         tracing::info!(deployment = %row.id, terminated = ?surplus, aws_request_id = ?request_id, "surplus instances terminated");
     }
     record_instances(state, &row.id, &live).await?;
@@ -393,7 +414,12 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
         match row.state.as_str() {
             "pending" => {
                 // Created (or rescaled) but the launch was not recorded: a restart mid-launch.
-                if reconcile(state, &row).await.is_err() {
+                let actor = Entry {
+                    user: row.created_by.clone(),
+                    detail: Some("resumed by the console after a restart".into()),
+                    ..Entry::default()
+                };
+                if reconcile(state, &row, &actor).await.is_err() {
                     return Ok(());
                 }
                 continue;
@@ -455,8 +481,17 @@ async fn refresh(state: &AppState, row: &DeploymentRow) -> ApiResult<()> {
 /// `GET /v1/deployments`.
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> ApiResult<Json<Vec<DeploymentView>>> {
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new(
+            "airlock:ListDeployments",
+            console_arn("deployment", "*"),
+        )],
+    )
+    .await?;
     let mut out = Vec::new();
     for row in state.store.deployments().await? {
         out.push(view(&state, row).await?);
@@ -475,9 +510,18 @@ async fn find(state: &AppState, id: &str) -> ApiResult<DeploymentRow> {
 /// `GET /v1/deployments/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeploymentView>> {
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new(
+            "airlock:GetDeployment",
+            console_arn("deployment", &id),
+        )],
+    )
+    .await?;
     let row = find(&state, &id).await?;
     Ok(Json(view(&state, row).await?))
 }
@@ -492,17 +536,117 @@ pub async fn scale(
     if req.count > 1000 {
         return Err(ApiError::field("count", "count must be at most 1000"));
     }
-    find(&state, &id).await?;
+    let current = find(&state, &id).await?;
+    let (account, target) = accounts::target(&state, &current.account).await?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let mut checks = vec![
+        Check::new("airlock:ScaleDeployment", console_arn("deployment", &id)),
+        accounts::use_check(&account.name),
+    ];
+    let live = ec2.describe_instances(&live_filters(&id), &[]).await?;
+    let wanted = usize::try_from(req.count).unwrap_or(usize::MAX);
+    if wanted > live.len() {
+        let spec: DeploymentSpec = serde_json::from_str(&current.spec)
+            .map_err(|e| ApiError::Internal(format!("stored spec of {id}: {e}")))?;
+        checks.extend(run_checks(&state, ec2.as_ref(), &account, &spec).await?);
+    } else if wanted < live.len() {
+        // Which instances go is decided later (the newest); the caller must be allowed to
+        // terminate any of them.
+        checks.extend(
+            live.iter()
+                .map(|i| instance_check("ec2:TerminateInstances", &account, i)),
+        );
+    }
+    authorize(&state, &caller, checks).await?;
     state
         .store
         .rescale_deployment(&id, i64::from(req.count), &crate::now())
         .await?;
     tracing::info!(deployment = %id, user = %caller.user, count = req.count, "deployment rescaled");
     let row = find(&state, &id).await?;
-    reconcile(&state, &row).await?;
+    reconcile(&state, &row, &Entry::for_caller(&caller, "", vec![])).await?;
     spawn_watch(&state, &id);
     let row = find(&state, &id).await?;
     Ok(Json(view(&state, row).await?))
+}
+
+/// EC2 filters for a deployment's live instances.
+fn live_filters(id: &str) -> Vec<Filter> {
+    vec![
+        Filter::new(format!("tag:{DEPLOYMENT_TAG}"), id),
+        Filter {
+            name: "instance-state-name".into(),
+            values: LIVE_STATES.iter().map(|s| (*s).to_owned()).collect(),
+        },
+    ]
+}
+
+/// The check for an action on an existing instance, with its current tags.
+pub fn instance_check(action: &str, account: &AccountRow, instance: &Instance) -> Check {
+    Check::new(
+        action,
+        ec2_arn(
+            &account.region,
+            &account.aws_account_id,
+            "instance",
+            &instance.instance_id,
+        ),
+    )
+    .with_resource_tags(&instance.tags)
+    .with("ec2:Region", account.region.as_str())
+}
+
+/// What AWS checks for `RunInstances` with tags on creation: the image, subnet, security groups
+/// and key pair (with their current tags), the new instances and volumes (with the requested
+/// tags and instance type), and `ec2:CreateTags` with `ec2:CreateAction`.
+async fn run_checks(
+    state: &AppState,
+    ec2: &dyn Ec2,
+    account: &AccountRow,
+    spec: &DeploymentSpec,
+) -> ApiResult<Vec<Check>> {
+    let region = account.region.as_str();
+    let arn = |kind: &str, id: &str| ec2_arn(region, &account.aws_account_id, kind, id);
+    let mut existing = vec![spec.image_id.clone()];
+    existing.extend(spec.subnet_id.iter().cloned());
+    existing.extend(spec.security_group_ids.iter().cloned());
+    let tags = state.tags.tags(ec2, &account.name, &existing).await?;
+    let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
+    let run = "ec2:RunInstances";
+    let mut checks =
+        vec![Check::new(run, arn("image", &spec.image_id))
+            .with_resource_tags(&tags_of(&spec.image_id))];
+    match &spec.subnet_id {
+        Some(s) => checks.push(Check::new(run, arn("subnet", s)).with_resource_tags(&tags_of(s))),
+        None => checks.push(Check::new(run, arn("subnet", "*"))),
+    }
+    if spec.security_group_ids.is_empty() {
+        checks.push(Check::new(run, arn("security-group", "*")));
+    }
+    for sg in &spec.security_group_ids {
+        checks.push(Check::new(run, arn("security-group", sg)).with_resource_tags(&tags_of(sg)));
+    }
+    if let Some(key) = &spec.key_name {
+        checks.push(Check::new(run, arn("key-pair", key)));
+    }
+    checks.push(
+        Check::new(run, arn("instance", "*"))
+            .with_request_tags(&spec.tags)
+            .with("ec2:InstanceType", spec.instance_type.as_str()),
+    );
+    checks.push(Check::new(run, arn("volume", "*")).with_request_tags(&spec.tags));
+    checks.push(Check::new(run, arn("network-interface", "*")));
+    for kind in ["instance", "volume"] {
+        checks.push(
+            Check::new("ec2:CreateTags", arn(kind, "*"))
+                .with_request_tags(&spec.tags)
+                .with("ec2:CreateAction", "RunInstances"),
+        );
+    }
+    Ok(checks
+        .into_iter()
+        .map(|c| c.with("ec2:Region", region))
+        .collect())
 }
 
 /// Resumes every deployment a previous console left unsettled.

@@ -2,7 +2,10 @@
 
 use crate::accounts;
 use crate::api::{AccountInstance, InstanceActionRequest, InstanceActionResponse, InstanceList};
+use crate::audit::{self, Entry};
 use crate::auth::Caller;
+use crate::authz::{authorize, Check};
+use crate::deployments::instance_check;
 use crate::deployments::DEPLOYMENT_TAG;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
@@ -67,7 +70,7 @@ pub fn filters(q: &ListQuery) -> ApiResult<Vec<Filter>> {
 /// `GET /v1/instances`.
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<InstanceList>> {
     let filters = filters(&q)?;
@@ -89,6 +92,9 @@ pub async fn list(
             .map(|a| a.name)
             .collect(),
     };
+    let mut checks = vec![Check::new("ec2:DescribeInstances", "*")];
+    checks.extend(names.iter().map(|n| accounts::use_check(n)));
+    authorize(&state, &caller, checks).await?;
     let mut instances = Vec::new();
     for name in names {
         let (_row, target) = accounts::target(&state, &name).await?;
@@ -167,14 +173,34 @@ pub async fn act(
     for (i, id) in req.instance_ids.iter().enumerate() {
         validate::ec2_id(&format!("instance_ids[{i}]"), id, "i-")?;
     }
-    let (_row, target) = accounts::target(&state, &req.account)
+    let (account, target) = accounts::target(&state, &req.account)
         .await
         .map_err(|e| match e {
             ApiError::NotFound(m) => ApiError::field("account", m),
             other => other,
         })?;
     let ec2 = state.cloud.ec2(&target).await?;
-    let request_id = ec2.change_state(act, &req.instance_ids).await?;
+    // The instances' real tags decide, so describe them first (an unknown id fails here, with
+    // AWS's own error, before any change).
+    let found = ec2.describe_instances(&[], &req.instance_ids).await?;
+    let api_action = format!("ec2:{}", act.api_name());
+    let mut checks = vec![accounts::use_check(&account.name)];
+    checks.extend(
+        found
+            .iter()
+            .map(|i| instance_check(&api_action, &account, i)),
+    );
+    let resources: Vec<String> = checks.iter().skip(1).map(|c| c.resource.clone()).collect();
+    authorize(&state, &caller, checks).await?;
+    let result = ec2.change_state(act, &req.instance_ids).await;
+    audit::record_call(
+        &state,
+        Entry::for_caller(&caller, &api_action, resources),
+        &result,
+        |id| id.clone(),
+    )
+    .await;
+    let request_id = result?;
     tracing::info!(user = %caller.user, action = act.api_name(), instances = ?req.instance_ids, aws_request_id = ?request_id, "instance action");
     Ok(Json(InstanceActionResponse {
         action,

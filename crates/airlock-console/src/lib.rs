@@ -8,13 +8,17 @@
 
 mod accounts;
 pub mod api;
+pub mod audit;
 mod auth;
+pub mod authz;
 mod deployments;
 mod error;
 mod instances;
 mod json;
 mod session;
 mod state;
+mod tags;
+mod users;
 mod validate;
 pub mod vault;
 
@@ -61,6 +65,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deployments/{id}/scale", post(deployments::scale))
         .route("/v1/instances", get(instances::list))
         .route("/v1/instances/{action}", post(instances::act))
+        .route("/v1/tags", post(tags::add))
+        .route("/v1/tags/remove", post(tags::remove))
+        .route("/v1/users", get(users::list).post(users::add))
+        .route("/v1/users/{name}", delete(users::remove))
+        .route("/v1/users/{name}/policies", post(users::attach))
+        .route("/v1/users/{name}/policies/{policy}", delete(users::detach))
+        .route("/v1/users/{name}/mfa", post(users::enable_mfa))
+        .route("/v1/policies", get(users::list_policies))
+        .route("/v1/policies/simulate", post(users::simulate))
+        .route(
+            "/v1/policies/{name}",
+            get(users::get_policy)
+                .put(users::put_policy)
+                .delete(users::delete_policy),
+        )
+        .route("/v1/audit", get(users::audit_log))
+        .route("/v1/audit/verify", get(users::audit_verify))
         .fallback(|| async { ApiError::NotFound("no such API path: see /openapi.json".into()) })
         .with_state(state)
 }
@@ -82,6 +103,8 @@ pub async fn prepare(
         cloud,
         config: Arc::new(config),
         watching: Default::default(),
+        audit_lock: Default::default(),
+        tags: Default::default(),
     };
     let generated = session::bootstrap_admin(&state, admin_password).await?;
     Ok((state, generated))

@@ -5,7 +5,7 @@ use crate::auth::{self, Caller, TOKEN_PREFIX};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
-use airlock_store::UserRow;
+use airlock_store::{PolicyRow, UserRow};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -13,6 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// The user created on an empty database.
 pub const ADMIN: &str = "admin";
+/// The policy that lets `admin` do everything.
+pub const ADMIN_POLICY: &str = "AdministratorAccess";
+const ADMIN_POLICY_DOCUMENT: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllowEverything","Effect":"Allow","Action":"*","Resource":"*"}]}"#;
 
 /// Creates `admin` if the console has no user yet; returns the password if it was generated.
 pub async fn bootstrap_admin(
@@ -40,6 +43,16 @@ pub async fn bootstrap_admin(
             created_at: crate::now(),
         })
         .await?;
+    state
+        .store
+        .put_policy(&PolicyRow {
+            name: ADMIN_POLICY.into(),
+            document: ADMIN_POLICY_DOCUMENT.into(),
+            created_by: ADMIN.into(),
+            created_at: crate::now(),
+        })
+        .await?;
+    state.store.attach_policy(ADMIN, ADMIN_POLICY).await?;
     tracing::info!(user = ADMIN, "first start: created the admin user");
     Ok(generated.then_some(password))
 }
@@ -59,6 +72,21 @@ pub async fn login(
         tracing::info!(user = %req.user, "login refused");
         return Err(ApiError::Unauthorized("wrong user name or password".into()));
     }
+    let mfa = match state.store.user_totp(&req.user).await? {
+        None => false,
+        Some(record) => {
+            let Some(code) = req.otp.as_deref() else {
+                return Err(ApiError::Unauthorized(
+                    "this user has a second factor: give the one-time code (airlock login --otp CODE)".into(),
+                ));
+            };
+            if !crate::users::check_totp(&state, &req.user, &record, code).await? {
+                tracing::info!(user = %req.user, "login refused: wrong one-time code");
+                return Err(ApiError::Unauthorized("wrong one-time code".into()));
+            }
+            true
+        }
+    };
     let token = auth::random_secret(TOKEN_PREFIX);
     let now = chrono::Utc::now();
     let ttl = chrono::Duration::from_std(state.config.token_ttl)
@@ -71,6 +99,7 @@ pub async fn login(
             &req.user,
             &crate::now(),
             &expires_at,
+            mfa,
         )
         .await?;
     tracing::info!(user = %req.user, "login");

@@ -44,4 +44,8 @@ pub struct AppState {
     pub config: Arc<ConsoleConfig>,
     /// Deployments whose instances a background task is watching.
     pub watching: Arc<Mutex<HashSet<String>>>,
+    /// Serializes this console's audit appends (other nodes are handled by the store).
+    pub audit_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Current tags of EC2 resources, for `ec2:ResourceTag/*`.
+    pub tags: Arc<crate::authz::TagCache>,
 }

@@ -7,8 +7,10 @@
 
 #![warn(missing_docs)]
 
+mod authz;
 mod records;
 
+pub use authz::*;
 pub use records::*;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -15,6 +15,17 @@ pub struct UserRow {
     pub created_at: String,
 }
 
+/// What a token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// The user it logs in as.
+    pub user_name: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// Whether the login passed a second factor.
+    pub mfa: bool,
+}
+
 /// A stored AWS account: everything but the secret, which lives sealed in `vault_records`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AccountRow {
@@ -197,30 +208,36 @@ impl Store {
         user_name: &str,
         created_at: &str,
         expires_at: &str,
+        mfa: bool,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO api_tokens (token_hash, user_name, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO api_tokens (token_hash, user_name, created_at, expires_at, mfa) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(token_hash)
         .bind(user_name)
         .bind(created_at)
         .bind(expires_at)
+        .bind(i64::from(mfa))
         .execute(self.pool())
         .await?;
         Ok(())
     }
 
-    /// The user owning a token hash, and when the token expires.
-    pub async fn token_user(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT user_name, expires_at FROM api_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| Ok((get(&r, "user_name")?, get(&r, "expires_at")?)))
-            .transpose()
+    /// The user owning a token hash.
+    pub async fn token_user(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let row =
+            sqlx::query("SELECT user_name, expires_at, mfa FROM api_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(|r| {
+            Ok(TokenRow {
+                user_name: get(&r, "user_name")?,
+                expires_at: get(&r, "expires_at")?,
+                mfa: get::<i64>(&r, "mfa")? != 0,
+            })
+        })
+        .transpose()
     }
 
     /// Revokes a token.

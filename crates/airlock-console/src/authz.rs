@@ -1,0 +1,261 @@
+//! Authorization of every console action: the request context AWS would build, evaluated
+//! against the caller's policies before anything reaches EC2, and audited either way.
+
+use crate::audit::{self, Entry};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use airlock_cloud::{Ec2, Tag};
+use airlock_policy::{Context, ContextValue, Decision, Policy, Request};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// ARN of a console object (account, user, policy, deployment): `arn:airlock:console:::KIND/NAME`.
+pub fn console_arn(kind: &str, name: &str) -> String {
+    format!("arn:airlock:console:::{kind}/{name}")
+}
+
+/// ARN of an EC2 resource. Images are owned by no account in the ARN, as AWS writes them.
+pub fn ec2_arn(region: &str, account: &str, kind: &str, id: &str) -> String {
+    let account = if kind == "image" { "" } else { account };
+    format!("arn:aws:ec2:{region}:{account}:{kind}/{id}")
+}
+
+/// One action on one resource, with the context keys specific to it.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// e.g. `ec2:RunInstances`.
+    pub action: String,
+    /// The resource ARN.
+    pub resource: String,
+    /// Keys beyond the global ones (tags, region, instance type…).
+    pub context: Context,
+}
+
+impl Check {
+    /// A check with no specific context.
+    pub fn new(action: &str, resource: impl Into<String>) -> Check {
+        Check {
+            action: action.to_owned(),
+            resource: resource.into(),
+            context: Context::new(),
+        }
+    }
+
+    /// Adds a context key.
+    pub fn with(mut self, key: &str, value: impl Into<ContextValue>) -> Check {
+        self.context.insert(key, value);
+        self
+    }
+
+    /// Adds `ec2:ResourceTag/K` for each current tag of the resource.
+    pub fn with_resource_tags(mut self, tags: &[Tag]) -> Check {
+        for t in tags {
+            self.context
+                .insert(&format!("ec2:ResourceTag/{}", t.key), t.value.as_str());
+            self.context
+                .insert(&format!("aws:ResourceTag/{}", t.key), t.value.as_str());
+        }
+        self
+    }
+
+    /// Adds `aws:RequestTag/K` for each requested tag and `aws:TagKeys`.
+    pub fn with_request_tags(mut self, tags: &[Tag]) -> Check {
+        for t in tags {
+            self.context
+                .insert(&format!("aws:RequestTag/{}", t.key), t.value.as_str());
+        }
+        let keys: Vec<String> = tags.iter().map(|t| t.key.clone()).collect();
+        if !keys.is_empty() {
+            self.context.insert("aws:TagKeys", keys);
+        }
+        self
+    }
+}
+
+/// The caller's policies, parsed. A stored policy that no longer parses grants nothing and is
+/// reported in the log.
+async fn policies_of(state: &AppState, user: &str) -> ApiResult<Vec<Policy>> {
+    let mut out = Vec::new();
+    for row in state.store.user_policies(user).await? {
+        match Policy::parse(&row.name, &row.document) {
+            Ok(p) => out.push(p),
+            Err(e) => {
+                tracing::error!(policy = %row.name, error = %e, "stored policy does not parse; it grants nothing")
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn global_context(caller: &Caller, context: &mut Context) {
+    let now = chrono::Utc::now();
+    context.insert("aws:username", caller.user.as_str());
+    context.insert("aws:userid", caller.user.as_str());
+    context.insert(
+        "aws:CurrentTime",
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    context.insert("aws:EpochTime", now.timestamp().to_string());
+    context.insert(
+        "aws:MultiFactorAuthPresent",
+        if caller.mfa { "true" } else { "false" },
+    );
+    if let Some(ip) = caller.source_ip {
+        context.insert("aws:SourceIp", ip.to_string());
+    }
+}
+
+/// Decides every check with the caller's policies; all must be allowed. The decision is audited;
+/// a denial is a 403 naming the action, the resource and why.
+pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) -> ApiResult<()> {
+    let policies = policies_of(state, &caller.user).await?;
+    let action = checks.first().map(|c| c.action.clone()).unwrap_or_default();
+    let resources: Vec<String> = checks
+        .iter()
+        .map(|c| format!("{} {}", c.action, c.resource))
+        .collect();
+    let mut allowed_by = Vec::new();
+    for check in checks {
+        let mut context = check.context.clone();
+        global_context(caller, &mut context);
+        let request = Request {
+            action: check.action.clone(),
+            resource: check.resource.clone(),
+            context,
+        };
+        let response = airlock_policy::evaluate(&policies, &request);
+        let statements: Vec<String> = response
+            .matched_statements
+            .iter()
+            .map(|s| match &s.sid {
+                Some(sid) => format!("{}#{} ({sid})", s.policy_id, s.index),
+                None => format!("{}#{}", s.policy_id, s.index),
+            })
+            .collect();
+        let (decision, why) = match response.decision {
+            Decision::Allowed => {
+                allowed_by.extend(statements);
+                continue;
+            }
+            Decision::ExplicitDeny => (
+                "explicitDeny",
+                format!("explicitly denied by {}", statements.join(", ")),
+            ),
+            Decision::ImplicitDeny => (
+                "implicitDeny",
+                "no statement in your policies allows it".to_owned(),
+            ),
+        };
+        let mut entry = Entry::for_caller(caller, &action, resources);
+        entry.decision = decision.into();
+        entry.outcome = "denied".into();
+        entry.detail = Some(format!("{} on {}: {why}", check.action, check.resource));
+        audit::record(state, entry).await;
+        return Err(ApiError::Forbidden(format!(
+            "{} is not authorized to perform {} on {}: {why}",
+            caller.user, check.action, check.resource
+        )));
+    }
+    allowed_by.sort();
+    allowed_by.dedup();
+    let mut entry = Entry::for_caller(caller, &action, resources);
+    entry.decision = "allowed".into();
+    entry.outcome = "allowed".into();
+    entry.detail = Some(format!("allowed by {}", allowed_by.join(", ")));
+    audit::record(state, entry).await;
+    Ok(())
+}
+
+/// Tags of existing resources, looked up in EC2 and kept briefly: a policy on
+/// `ec2:ResourceTag/*` must see the resource's real tags, never what a client claims.
+#[derive(Default)]
+pub struct TagCache {
+    entries: Mutex<HashMap<String, (Instant, Vec<Tag>)>>,
+}
+
+/// How long looked-up tags are trusted.
+const TAG_TTL: Duration = Duration::from_secs(5);
+
+impl TagCache {
+    /// The current tags of each resource id in `account` (ids EC2 does not know have none).
+    pub async fn tags(
+        &self,
+        ec2: &dyn Ec2,
+        account: &str,
+        ids: &[String],
+    ) -> ApiResult<HashMap<String, Vec<Tag>>> {
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                match entries.get(&format!("{account}/{id}")) {
+                    Some((at, tags)) if at.elapsed() < TAG_TTL => {
+                        out.insert(id.clone(), tags.clone());
+                    }
+                    _ => missing.push(id.clone()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let found = ec2.describe_tags(&missing).await?;
+        let mut fresh: HashMap<String, Vec<Tag>> =
+            missing.iter().map(|id| (id.clone(), Vec::new())).collect();
+        for (id, tag) in found {
+            fresh.entry(id).or_default().push(tag);
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        for (id, tags) in fresh {
+            entries.insert(format!("{account}/{id}"), (now, tags.clone()));
+            out.insert(id, tags);
+        }
+        Ok(out)
+    }
+
+    /// Forgets what is known of these resources (after the console changed their tags).
+    pub fn forget(&self, account: &str, ids: &[String]) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            entries.remove(&format!("{account}/{id}"));
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_follow_aws_forms() {
+        assert_eq!(
+            ec2_arn("us-east-1", "123456789012", "image", "ami-1"),
+            "arn:aws:ec2:us-east-1::image/ami-1"
+        );
+        assert_eq!(
+            ec2_arn("us-east-1", "123456789012", "instance", "i-1"),
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-1"
+        );
+        assert_eq!(
+            console_arn("account", "prod"),
+            "arn:airlock:console:::account/prod"
+        );
+    }
+
+    #[test]
+    fn request_tags_give_tag_keys() {
+        let c = Check::new("ec2:RunInstances", "*")
+            .with_request_tags(&[Tag::new("owner", "ana"), Tag::new("team", "web")]);
+        assert!(
+            matches!(c.context.get("aws:tagkeys"), Some(ContextValue::Multi(v)) if v.len() == 2)
+        );
+        assert!(
+            matches!(c.context.get("AWS:RequestTag/owner"), Some(ContextValue::Single(v)) if v == "ana")
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! Console users, their policies, second factors, the policy simulator and the audit log API.
+
+use crate::api::{
+    AddUserRequest, AttachPolicyRequest, MfaEnabled, PolicyView, PutPolicyRequest, SimulateRequest,
+    UserView,
+};
+use crate::audit::{self, Entry, Verification};
+use crate::auth::{self, Caller};
+use crate::authz::{authorize, console_arn, Check};
+use crate::error::{ApiError, ApiResult};
+use crate::json::Body;
+use crate::state::AppState;
+use crate::validate;
+use airlock_policy::Policy;
+use airlock_store::{AuditRow, PolicyRow, UserRow};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+async fn user_view(state: &AppState, name: &str) -> ApiResult<UserView> {
+    Ok(UserView {
+        name: name.to_owned(),
+        policies: state
+            .store
+            .user_policies(name)
+            .await?
+            .into_iter()
+            .map(|p| p.name)
+            .collect(),
+        mfa: state.store.user_totp(name).await?.is_some(),
+    })
+}
+
+async fn audit_ok(state: &AppState, caller: &Caller, action: &str, resource: String) {
+    let mut entry = Entry::for_caller(caller, action, vec![resource]);
+    entry.decision = "allowed".into();
+    entry.outcome = "ok".into();
+    audit::record(state, entry).await;
+}
+
+/// `POST /v1/users`.
+pub async fn add(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<AddUserRequest>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    validate::name("name", &req.name)?;
+    if req.password.expose_secret().chars().count() < 12 {
+        return Err(ApiError::field(
+            "password",
+            "a password is at least 12 characters",
+        ));
+    }
+    let arn = console_arn("user", &req.name);
+    let mut checks = vec![Check::new("airlock:CreateUser", arn.clone())];
+    for p in &req.policies {
+        checks.push(
+            Check::new("airlock:AttachUserPolicy", arn.clone())
+                .with("airlock:PolicyName", p.as_str()),
+        );
+    }
+    authorize(&state, &caller, checks).await?;
+    for (i, p) in req.policies.iter().enumerate() {
+        if state.store.policy(p).await?.is_none() {
+            return Err(ApiError::field(
+                format!("policies[{i}]"),
+                format!("unknown policy {p:?}"),
+            ));
+        }
+    }
+    state
+        .store
+        .insert_user(&UserRow {
+            name: req.name.clone(),
+            password_hash: auth::hash_password(&req.password)?,
+            created_at: crate::now(),
+        })
+        .await?;
+    for p in &req.policies {
+        state.store.attach_policy(&req.name, p).await?;
+    }
+    audit_ok(&state, &caller, "airlock:CreateUser", arn).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(user_view(&state, &req.name).await?),
+    ))
+}
+
+/// `GET /v1/users`.
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<UserView>>> {
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:ListUsers", console_arn("user", "*"))],
+    )
+    .await?;
+    let mut out = Vec::new();
+    for name in state.store.user_names().await? {
+        out.push(user_view(&state, &name).await?);
+    }
+    Ok(Json(out))
+}
+
+/// `DELETE /v1/users/{name}`.
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let arn = console_arn("user", &name);
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:DeleteUser", arn.clone())],
+    )
+    .await?;
+    if name == caller.user {
+        return Err(ApiError::Conflict("you cannot remove yourself".into()));
+    }
+    if let Some(record) = state.store.user_totp(&name).await? {
+        state.store.delete_sealed(&record).await?;
+    }
+    if !state.store.delete_user(&name).await? {
+        return Err(ApiError::NotFound(format!("unknown user {name:?}")));
+    }
+    audit_ok(&state, &caller, "airlock:DeleteUser", arn).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/users/{name}/policies`.
+pub async fn attach(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(req): Body<AttachPolicyRequest>,
+) -> ApiResult<Json<UserView>> {
+    let arn = console_arn("user", &name);
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:AttachUserPolicy", arn.clone())
+            .with("airlock:PolicyName", req.policy.as_str())],
+    )
+    .await?;
+    if state.store.user(&name).await?.is_none() {
+        return Err(ApiError::NotFound(format!("unknown user {name:?}")));
+    }
+    if state.store.policy(&req.policy).await?.is_none() {
+        return Err(ApiError::field(
+            "policy",
+            format!("unknown policy {:?}", req.policy),
+        ));
+    }
+    state.store.attach_policy(&name, &req.policy).await?;
+    audit_ok(&state, &caller, "airlock:AttachUserPolicy", arn).await;
+    Ok(Json(user_view(&state, &name).await?))
+}
+
+/// `DELETE /v1/users/{name}/policies/{policy}`.
+pub async fn detach(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, policy)): Path<(String, String)>,
+) -> ApiResult<Json<UserView>> {
+    let arn = console_arn("user", &name);
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:DetachUserPolicy", arn.clone())
+            .with("airlock:PolicyName", policy.as_str())],
+    )
+    .await?;
+    if !state.store.detach_policy(&name, &policy).await? {
+        return Err(ApiError::NotFound(format!(
+            "policy {policy:?} is not attached to {name:?}"
+        )));
+    }
+    audit_ok(&state, &caller, "airlock:DetachUserPolicy", arn).await;
+    Ok(Json(user_view(&state, &name).await?))
+}
+
+fn totp(secret: Vec<u8>, user: &str) -> ApiResult<totp_rs::TOTP> {
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret,
+        Some("Airlock".into()),
+        user.to_owned(),
+    )
+    .map_err(|e| ApiError::Internal(format!("TOTP: {e}")))
+}
+
+/// Checks a TOTP code against the user's sealed secret.
+pub async fn check_totp(state: &AppState, user: &str, record: &str, code: &str) -> ApiResult<bool> {
+    let secret = state.vault.get(record).await?.ok_or_else(|| {
+        ApiError::Internal(format!(
+            "the second factor of {user:?} is missing from the vault"
+        ))
+    })?;
+    let totp = totp(secret.to_vec(), user)?;
+    Ok(totp.check_current(code).unwrap_or(false))
+}
+
+/// `POST /v1/users/{name}/mfa`: enables a TOTP second factor and shows its secret once.
+pub async fn enable_mfa(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<MfaEnabled>> {
+    let arn = console_arn("user", &name);
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:EnableMfaDevice", arn.clone())],
+    )
+    .await?;
+    if state.store.user(&name).await?.is_none() {
+        return Err(ApiError::NotFound(format!("unknown user {name:?}")));
+    }
+    let secret = totp_rs::Secret::generate_secret();
+    let bytes = secret
+        .to_bytes()
+        .map_err(|e| ApiError::Internal(format!("TOTP: {e}")))?;
+    let record = format!("user:{name}:totp");
+    state.vault.put(&record, &bytes).await?;
+    state.store.set_user_totp(&name, Some(&record)).await?;
+    let totp = totp(bytes, &name)?;
+    audit_ok(&state, &caller, "airlock:EnableMfaDevice", arn).await;
+    Ok(Json(MfaEnabled {
+        user: name,
+        secret: totp.get_secret_base32(),
+        otpauth_url: totp.get_url(),
+    }))
+}
+
+fn policy_view(row: PolicyRow) -> PolicyView {
+    PolicyView {
+        name: row.name,
+        document: row.document,
+        created_by: row.created_by,
+        created_at: row.created_at,
+    }
+}
+
+/// `PUT /v1/policies/{name}`: stores a policy after validating it.
+pub async fn put_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(req): Body<PutPolicyRequest>,
+) -> ApiResult<Json<PolicyView>> {
+    validate::name("name", &name)?;
+    let arn = console_arn("policy", &name);
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:PutPolicy", arn.clone())],
+    )
+    .await?;
+    Policy::parse(&name, &req.document).map_err(|e| ApiError::field("document", e.to_string()))?;
+    let row = PolicyRow {
+        name: name.clone(),
+        document: req.document,
+        created_by: caller.user.clone(),
+        created_at: crate::now(),
+    };
+    state.store.put_policy(&row).await?;
+    audit_ok(&state, &caller, "airlock:PutPolicy", arn).await;
+    let stored = state.store.policy(&name).await?.unwrap_or(row);
+    Ok(Json(policy_view(stored)))
+}
+
+/// `GET /v1/policies`.
+pub async fn list_policies(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<PolicyView>>> {
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new(
+            "airlock:ListPolicies",
+            console_arn("policy", "*"),
+        )],
+    )
+    .await?;
+    Ok(Json(
+        state
+            .store
+            .policies()
+            .await?
+            .into_iter()
+            .map(policy_view)
+            .collect(),
+    ))
+}
+
+/// `GET /v1/policies/{name}`.
+pub async fn get_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<PolicyView>> {
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new(
+            "airlock:GetPolicy",
+            console_arn("policy", &name),
+        )],
+    )
+    .await?;
+    let row = state
+        .store
+        .policy(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown policy {name:?}")))?;
+    Ok(Json(policy_view(row)))
+}
+
+/// `DELETE /v1/policies/{name}`.
+pub async fn delete_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let arn = console_arn("policy", &name);
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:DeletePolicy", arn.clone())],
+    )
+    .await?;
+    match state.store.delete_policy(&name).await {
+        Ok(true) => {}
+        Ok(false) => return Err(ApiError::NotFound(format!("unknown policy {name:?}"))),
+        Err(airlock_store::StoreError::Conflict(m)) => return Err(ApiError::Conflict(m)),
+        Err(e) => return Err(e.into()),
+    }
+    audit_ok(&state, &caller, "airlock:DeletePolicy", arn).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/policies/simulate`: the same evaluation as `airlock policy simulate`.
+pub async fn simulate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<SimulateRequest>,
+) -> ApiResult<Json<airlock_policy::Response>> {
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new("airlock:SimulatePolicy", "*")],
+    )
+    .await?;
+    let mut policies = Vec::new();
+    for (i, doc) in req.policies.iter().enumerate() {
+        let id = format!("policies[{i}]");
+        let policy = Policy::parse(&id, &doc.to_string())
+            .map_err(|e| ApiError::field(id.clone(), e.to_string()))?;
+        policies.push(policy);
+    }
+    Ok(Json(airlock_policy::evaluate(&policies, &req.request)))
+}
+
+/// Query of `GET /v1/audit`.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    /// Only this user's records.
+    pub user: Option<String>,
+    /// Only records at or after this RFC 3339 time.
+    pub since: Option<String>,
+}
+
+/// `GET /v1/audit`.
+pub async fn audit_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<AuditRow>>> {
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new(
+            "airlock:ReadAuditLog",
+            console_arn("audit", "*"),
+        )],
+    )
+    .await?;
+    let since = match &q.since {
+        Some(s) => Some(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|_| {
+                    ApiError::field(
+                        "since",
+                        format!("{s:?} is not an RFC 3339 time (2026-01-31T12:00:00Z)"),
+                    )
+                })?
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+        None => None,
+    };
+    Ok(Json(
+        state
+            .store
+            .audit_records(q.user.as_deref(), since.as_deref())
+            .await?,
+    ))
+}
+
+/// `GET /v1/audit/verify`: checks the whole hash chain.
+pub async fn audit_verify(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Verification>> {
+    authorize(
+        &state,
+        &caller,
+        vec![Check::new(
+            "airlock:ReadAuditLog",
+            console_arn("audit", "*"),
+        )],
+    )
+    .await?;
+    let rows = state.store.audit_records(None, None).await?;
+    Ok(Json(audit::verify(&rows)))
+}

@@ -1,0 +1,280 @@
+//! Users' policies and the audit log's rows.
+
+use crate::{get, is_unique_violation, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+
+/// A named policy document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PolicyRow {
+    /// Its name.
+    pub name: String,
+    /// The JSON document as given.
+    pub document: String,
+    /// Who stored it.
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// One audit record as stored; `hash` covers every other field and `prev_hash`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRow {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// RFC 3339.
+    pub at: String,
+    /// The console user.
+    pub user_name: String,
+    /// Where the request came from.
+    pub source_ip: Option<String>,
+    /// e.g. `ec2:RunInstances` or `airlock:AddAccount`.
+    pub action: String,
+    /// JSON list of resource ARNs.
+    pub resources: String,
+    /// `allowed`, `explicitDeny`, `implicitDeny`.
+    pub decision: String,
+    /// AWS's request id for the EC2 call, if one was made.
+    pub aws_request_id: Option<String>,
+    /// `ok`, `denied`, or `error`.
+    pub outcome: String,
+    /// Why (the deciding statements, or the error).
+    pub detail: Option<String>,
+    /// Hash of the previous record (64 zeros for the first).
+    pub prev_hash: String,
+    /// This record's hash.
+    pub hash: String,
+}
+
+fn policy(row: &AnyRow) -> Result<PolicyRow, StoreError> {
+    Ok(PolicyRow {
+        name: get(row, "name")?,
+        document: get(row, "document")?,
+        created_by: get(row, "created_by")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+fn audit(row: &AnyRow) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        seq: get(row, "seq")?,
+        at: get(row, "at")?,
+        user_name: get(row, "user_name")?,
+        source_ip: get(row, "source_ip")?,
+        action: get(row, "action")?,
+        resources: get(row, "resources")?,
+        decision: get(row, "decision")?,
+        aws_request_id: get(row, "aws_request_id")?,
+        outcome: get(row, "outcome")?,
+        detail: get(row, "detail")?,
+        prev_hash: get(row, "prev_hash")?,
+        hash: get(row, "hash")?,
+    })
+}
+
+impl Store {
+    /// Every user name, sorted.
+    pub async fn user_names(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query("SELECT name FROM users ORDER BY name")
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| get(r, "name"))
+            .collect()
+    }
+
+    /// Removes a user (their tokens and policy attachments go with them).
+    pub async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM user_policies WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM api_tokens WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets or clears the vault record of a user's TOTP secret.
+    pub async fn set_user_totp(&self, name: &str, record: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET totp_record = $1 WHERE name = $2")
+            .bind(record)
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The vault record of a user's TOTP secret, if they enabled it.
+    pub async fn user_totp(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT totp_record FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => get(&r, "totp_record")?,
+            None => None,
+        })
+    }
+
+    /// Adds or replaces a named policy.
+    pub async fn put_policy(&self, row: &PolicyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO policies (name, document, created_by, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET document = excluded.document",
+        )
+        .bind(&row.name)
+        .bind(&row.document)
+        .bind(&row.created_by)
+        .bind(&row.created_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A policy by name.
+    pub async fn policy(&self, name: &str) -> Result<Option<PolicyRow>, StoreError> {
+        sqlx::query("SELECT * FROM policies WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(policy)
+            .transpose()
+    }
+
+    /// Every policy, by name.
+    pub async fn policies(&self) -> Result<Vec<PolicyRow>, StoreError> {
+        sqlx::query("SELECT * FROM policies ORDER BY name")
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(policy)
+            .collect()
+    }
+
+    /// Deletes a policy that no user has attached; `Conflict` if one has.
+    pub async fn delete_policy(&self, name: &str) -> Result<bool, StoreError> {
+        let used = sqlx::query("SELECT COUNT(*) AS n FROM user_policies WHERE policy_name = $1")
+            .bind(name)
+            .fetch_one(self.pool())
+            .await?;
+        if get::<i64>(&used, "n")? > 0 {
+            return Err(StoreError::Conflict(format!(
+                "policy {name:?} is attached to users; detach it first"
+            )));
+        }
+        let done = sqlx::query("DELETE FROM policies WHERE name = $1")
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Attaches a policy to a user (idempotent).
+    pub async fn attach_policy(&self, user: &str, policy: &str) -> Result<(), StoreError> {
+        let result =
+            sqlx::query("INSERT INTO user_policies (user_name, policy_name) VALUES ($1, $2)")
+                .bind(user)
+                .bind(policy)
+                .execute(self.pool())
+                .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Detaches a policy; false if it was not attached.
+    pub async fn detach_policy(&self, user: &str, policy: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM user_policies WHERE user_name = $1 AND policy_name = $2")
+                .bind(user)
+                .bind(policy)
+                .execute(self.pool())
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The policies attached to a user, by name.
+    pub async fn user_policies(&self, user: &str) -> Result<Vec<PolicyRow>, StoreError> {
+        sqlx::query(
+            "SELECT p.* FROM policies p JOIN user_policies u ON u.policy_name = p.name \
+             WHERE u.user_name = $1 ORDER BY p.name",
+        )
+        .bind(user)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(policy)
+        .collect()
+    }
+
+    /// The newest audit record, if any.
+    pub async fn last_audit(&self) -> Result<Option<AuditRow>, StoreError> {
+        sqlx::query("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(audit)
+            .transpose()
+    }
+
+    /// Appends a record whose `seq` must be the next one; `Conflict` if another writer took it.
+    pub async fn insert_audit(&self, row: &AuditRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, user_name, source_ip, action, resources, decision, \
+             aws_request_id, outcome, detail, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(row.seq)
+        .bind(&row.at)
+        .bind(&row.user_name)
+        .bind(&row.source_ip)
+        .bind(&row.action)
+        .bind(&row.resources)
+        .bind(&row.decision)
+        .bind(&row.aws_request_id)
+        .bind(&row.outcome)
+        .bind(&row.detail)
+        .bind(&row.prev_hash)
+        .bind(&row.hash)
+        .execute(self.pool())
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("audit record {}", row.seq))
+            } else {
+                StoreError::Sql(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Audit records in order, optionally of one user and from a time on.
+    pub async fn audit_records(
+        &self,
+        user: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM audit_log WHERE ($1 IS NULL OR user_name = $1) AND ($2 IS NULL OR at >= $2) \
+             ORDER BY seq",
+        )
+        .bind(user)
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(audit)
+        .collect()
+    }
+}
