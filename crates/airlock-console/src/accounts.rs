@@ -3,7 +3,7 @@
 use crate::api::{AccountView, AddAccountRequest};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, console_arn, Check};
+use crate::authz::{authorize_one, console_arn, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
@@ -82,12 +82,7 @@ pub async fn add(
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
     validate_request(&req)?;
     let arn = console_arn("account", &req.name);
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:AddAccount", arn.clone())],
-    )
-    .await?;
+    authorize_one(&state, &caller, "airlock:AddAccount", &arn).await?;
     if state.store.account(&req.name).await?.is_some() {
         return Err(ApiError::Conflict(format!(
             "account {:?} already exists",
@@ -147,13 +142,11 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<AccountView>>> {
-    authorize(
+    authorize_one(
         &state,
         &caller,
-        vec![Check::new(
-            "airlock:ListAccounts",
-            console_arn("account", "*"),
-        )],
+        "airlock:ListAccounts",
+        &console_arn("account", "*"),
     )
     .await?;
     Ok(Json(
@@ -174,12 +167,7 @@ pub async fn verify(
     Path(name): Path<String>,
 ) -> ApiResult<Json<AccountView>> {
     let arn = console_arn("account", &name);
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:VerifyAccount", arn.clone())],
-    )
-    .await?;
+    authorize_one(&state, &caller, "airlock:VerifyAccount", &arn).await?;
     let (row, target) = target(&state, &name).await?;
     let identity = state.cloud.caller_identity(&target).await;
     audit::record_call(
@@ -210,12 +198,7 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let arn = console_arn("account", &name);
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:RemoveAccount", arn.clone())],
-    )
-    .await?;
+    authorize_one(&state, &caller, "airlock:RemoveAccount", &arn).await?;
     if !state.store.delete_account(&name).await? {
         return Err(unknown(&name));
     }
@@ -231,6 +214,15 @@ fn unknown(name: &str) -> ApiError {
     ApiError::NotFound(format!(
         "unknown account {name:?}: see `airlock account list`"
     ))
+}
+
+/// Like [`target`], for an account named in a request body: an unknown one is a bad `account`
+/// field rather than a missing path.
+pub async fn target_for_request(state: &AppState, name: &str) -> ApiResult<(AccountRow, Target)> {
+    target(state, name).await.map_err(|e| match e {
+        ApiError::NotFound(m) => ApiError::field("account", m),
+        other => other,
+    })
 }
 
 /// The stored account `name` and a [`Target`] to call AWS with its unsealed key.

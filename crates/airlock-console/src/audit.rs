@@ -161,8 +161,7 @@ pub struct Verification {
 /// Checks every record's hash and link, in order.
 pub fn verify(rows: &[AuditRow]) -> Verification {
     let mut prev = GENESIS.to_owned();
-    let mut expected_seq = 1;
-    for row in rows {
+    for (expected_seq, row) in (1..).zip(rows) {
         let problem = if row.seq != expected_seq {
             Some(format!(
                 "record {expected_seq} is missing (found {} next)",
@@ -184,7 +183,6 @@ pub fn verify(rows: &[AuditRow]) -> Verification {
             };
         }
         prev.clone_from(&row.hash);
-        expected_seq += 1;
     }
     Verification {
         records: rows.len(),

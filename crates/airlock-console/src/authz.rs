@@ -129,10 +129,7 @@ pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) ->
         let statements: Vec<String> = response
             .matched_statements
             .iter()
-            .map(|s| match &s.sid {
-                Some(sid) => format!("{}#{} ({sid})", s.policy_id, s.index),
-                None => format!("{}#{}", s.policy_id, s.index),
-            })
+            .map(ToString::to_string)
             .collect();
         let (decision, why) = match response.decision {
             Decision::Allowed => {
@@ -166,6 +163,16 @@ pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) ->
     entry.detail = Some(format!("allowed by {}", allowed_by.join(", ")));
     audit::record(state, entry).await;
     Ok(())
+}
+
+/// Authorizes one action on one resource (the common case for console objects).
+pub async fn authorize_one(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+) -> ApiResult<()> {
+    authorize(state, caller, vec![Check::new(action, resource)]).await
 }
 
 /// Tags of existing resources, looked up in EC2 and kept briefly: a policy on

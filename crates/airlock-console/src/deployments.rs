@@ -219,12 +219,7 @@ pub async fn create(
             return Ok((StatusCode::OK, Json(view(&state, existing).await?)));
         }
     }
-    let (account, target) = accounts::target(&state, &req.account)
-        .await
-        .map_err(|e| match e {
-            ApiError::NotFound(m) => ApiError::field("account", m),
-            other => other,
-        })?;
+    let (account, target) = accounts::target_for_request(&state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let mut checks = vec![accounts::use_check(&account.name)];
     checks.extend(run_checks(&state, ec2.as_ref(), &account, &spec).await?);

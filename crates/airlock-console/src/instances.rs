@@ -173,12 +173,7 @@ pub async fn act(
     for (i, id) in req.instance_ids.iter().enumerate() {
         validate::ec2_id(&format!("instance_ids[{i}]"), id, "i-")?;
     }
-    let (account, target) = accounts::target(&state, &req.account)
-        .await
-        .map_err(|e| match e {
-            ApiError::NotFound(m) => ApiError::field("account", m),
-            other => other,
-        })?;
+    let (account, target) = accounts::target_for_request(&state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     // The instances' real tags decide, so describe them first (an unknown id fails here, with
     // AWS's own error, before any change).

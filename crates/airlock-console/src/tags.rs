@@ -53,12 +53,7 @@ async fn change(
     if add {
         validate::tags("tags", &req.tags, 0)?;
     }
-    let (account, target) = accounts::target(&state, &req.account)
-        .await
-        .map_err(|e| match e {
-            ApiError::NotFound(m) => ApiError::field("account", m),
-            other => other,
-        })?;
+    let (account, target) = accounts::target_for_request(&state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let ids = vec![req.resource_id.clone()];
     state.tags.forget(&account.name, &ids);

@@ -6,7 +6,7 @@ use crate::api::{
 };
 use crate::audit::{self, Entry, Verification};
 use crate::auth::{self, Caller};
-use crate::authz::{authorize, console_arn, Check};
+use crate::authz::{authorize, authorize_one, console_arn, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
@@ -90,10 +90,11 @@ pub async fn add(
 
 /// `GET /v1/users`.
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<UserView>>> {
-    authorize(
+    authorize_one(
         &state,
         &caller,
-        vec![Check::new("airlock:ListUsers", console_arn("user", "*"))],
+        "airlock:ListUsers",
+        &console_arn("user", "*"),
     )
     .await?;
     let mut out = Vec::new();
@@ -110,12 +111,7 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let arn = console_arn("user", &name);
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:DeleteUser", arn.clone())],
-    )
-    .await?;
+    authorize_one(&state, &caller, "airlock:DeleteUser", &arn).await?;
     if name == caller.user {
         return Err(ApiError::Conflict("you cannot remove yourself".into()));
     }
@@ -137,13 +133,9 @@ pub async fn attach(
     Body(req): Body<AttachPolicyRequest>,
 ) -> ApiResult<Json<UserView>> {
     let arn = console_arn("user", &name);
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:AttachUserPolicy", arn.clone())
-            .with("airlock:PolicyName", req.policy.as_str())],
-    )
-    .await?;
+    let check = Check::new("airlock:AttachUserPolicy", arn.clone())
+        .with("airlock:PolicyName", req.policy.as_str());
+    authorize(&state, &caller, vec![check]).await?;
     if state.store.user(&name).await?.is_none() {
         return Err(ApiError::NotFound(format!("unknown user {name:?}")));
     }
@@ -165,13 +157,9 @@ pub async fn detach(
     Path((name, policy)): Path<(String, String)>,
 ) -> ApiResult<Json<UserView>> {
     let arn = console_arn("user", &name);
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:DetachUserPolicy", arn.clone())
-            .with("airlock:PolicyName", policy.as_str())],
-    )
-    .await?;
+    let check = Check::new("airlock:DetachUserPolicy", arn.clone())
+        .with("airlock:PolicyName", policy.as_str());
+    authorize(&state, &caller, vec![check]).await?;
     if !state.store.detach_policy(&name, &policy).await? {
         return Err(ApiError::NotFound(format!(
             "policy {policy:?} is not attached to {name:?}"
@@ -212,12 +200,7 @@ pub async fn enable_mfa(
     Path(name): Path<String>,
 ) -> ApiResult<Json<MfaEnabled>> {
     let arn = console_arn("user", &name);
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:EnableMfaDevice", arn.clone())],
-    )
-    .await?;
+    authorize_one(&state, &caller, "airlock:EnableMfaDevice", &arn).await?;
     if state.store.user(&name).await?.is_none() {
         return Err(ApiError::NotFound(format!("unknown user {name:?}")));
     }
@@ -255,12 +238,7 @@ pub async fn put_policy(
 ) -> ApiResult<Json<PolicyView>> {
     validate::name("name", &name)?;
     let arn = console_arn("policy", &name);
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:PutPolicy", arn.clone())],
-    )
-    .await?;
+    authorize_one(&state, &caller, "airlock:PutPolicy", &arn).await?;
     Policy::parse(&name, &req.document).map_err(|e| ApiError::field("document", e.to_string()))?;
     let row = PolicyRow {
         name: name.clone(),
@@ -279,13 +257,11 @@ pub async fn list_policies(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<PolicyView>>> {
-    authorize(
+    authorize_one(
         &state,
         &caller,
-        vec![Check::new(
-            "airlock:ListPolicies",
-            console_arn("policy", "*"),
-        )],
+        "airlock:ListPolicies",
+        &console_arn("policy", "*"),
     )
     .await?;
     Ok(Json(
@@ -305,13 +281,11 @@ pub async fn get_policy(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<PolicyView>> {
-    authorize(
+    authorize_one(
         &state,
         &caller,
-        vec![Check::new(
-            "airlock:GetPolicy",
-            console_arn("policy", &name),
-        )],
+        "airlock:GetPolicy",
+        &console_arn("policy", &name),
     )
     .await?;
     let row = state
@@ -329,12 +303,7 @@ pub async fn delete_policy(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let arn = console_arn("policy", &name);
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:DeletePolicy", arn.clone())],
-    )
-    .await?;
+    authorize_one(&state, &caller, "airlock:DeletePolicy", &arn).await?;
     match state.store.delete_policy(&name).await {
         Ok(true) => {}
         Ok(false) => return Err(ApiError::NotFound(format!("unknown policy {name:?}"))),
@@ -351,12 +320,7 @@ pub async fn simulate(
     caller: Caller,
     Body(req): Body<SimulateRequest>,
 ) -> ApiResult<Json<airlock_policy::Response>> {
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new("airlock:SimulatePolicy", "*")],
-    )
-    .await?;
+    authorize_one(&state, &caller, "airlock:SimulatePolicy", "*").await?;
     let mut policies = Vec::new();
     for (i, doc) in req.policies.iter().enumerate() {
         let id = format!("policies[{i}]");
@@ -382,13 +346,11 @@ pub async fn audit_log(
     caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditRow>>> {
-    authorize(
+    authorize_one(
         &state,
         &caller,
-        vec![Check::new(
-            "airlock:ReadAuditLog",
-            console_arn("audit", "*"),
-        )],
+        "airlock:ReadAuditLog",
+        &console_arn("audit", "*"),
     )
     .await?;
     let since = match &q.since {
@@ -418,13 +380,11 @@ pub async fn audit_verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Verification>> {
-    authorize(
+    authorize_one(
         &state,
         &caller,
-        vec![Check::new(
-            "airlock:ReadAuditLog",
-            console_arn("audit", "*"),
-        )],
+        "airlock:ReadAuditLog",
+        &console_arn("audit", "*"),
     )
     .await?;
     let rows = state.store.audit_records(None, None).await?;

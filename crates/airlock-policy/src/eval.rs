@@ -40,6 +40,16 @@ pub struct StatementRef {
     pub sid: Option<String>,
 }
 
+impl std::fmt::Display for StatementRef {
+    /// `policy#index (Sid)`, the form decisions are reported in.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.sid {
+            Some(sid) => write!(f, "{}#{} ({sid})", self.policy_id, self.index),
+            None => write!(f, "{}#{}", self.policy_id, self.index),
+        }
+    }
+}
+
 /// The decision and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -129,10 +129,7 @@ fn decision_rows(resp: &airlock_policy::Response) -> Vec<Vec<String>> {
     let statements: Vec<String> = resp
         .matched_statements
         .iter()
-        .map(|s| match &s.sid {
-            Some(sid) => format!("{}#{} ({sid})", s.policy_id, s.index),
-            None => format!("{}#{}", s.policy_id, s.index),
-        })
+        .map(ToString::to_string)
         .collect();
     vec![vec![
         decision,

@@ -6,6 +6,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod fleet;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -310,10 +312,15 @@ impl Console {
     }
 
     pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.cli_in("config", args, stdin)
+    }
+
+    /// Runs the client with the config dir `name` (one per logged-in user).
+    pub fn cli_in(&self, config: &str, args: &[&str], stdin: &str) -> Output {
         let mut child = Command::new(airlock_bin())
             .args(args)
             .env("AIRLOCK_CONSOLE", &self.url)
-            .env("AIRLOCK_CONFIG_DIR", self.dir.path().join("config"))
+            .env("AIRLOCK_CONFIG_DIR", self.dir.path().join(config))
             .env_remove("AIRLOCK_TOKEN")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -380,6 +387,65 @@ impl Console {
             std::fs::read_to_string(self.dir.path().join("config").join("login.json")).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         v["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The client as another console user, with a config dir of its own.
+pub struct UserCli<'a> {
+    pub console: &'a Console,
+    pub name: String,
+}
+
+impl UserCli<'_> {
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.console
+            .cli_in(&format!("config-{}", self.name), args, "")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        ok(self.cli(args), args)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.ok(&all);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?} printed non-JSON ({e}): {out}"))
+    }
+}
+
+impl Console {
+    /// Adds a user with policies from JSON values (as admin) and logs them in.
+    pub fn add_user(&self, name: &str, policies: &[serde_json::Value]) -> UserCli<'_> {
+        let password = format!("{name}-password-123");
+        let mut args: Vec<String> = vec![
+            "user".into(),
+            "add".into(),
+            name.into(),
+            "--password-stdin".into(),
+        ];
+        for (i, p) in policies.iter().enumerate() {
+            let path = self.dir.path().join(format!("{name}-policy{i}.json"));
+            std::fs::write(&path, p.to_string()).unwrap();
+            args.push("--policy".into());
+            args.push(path.to_string_lossy().to_string());
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(self.cli_stdin(&argv, &format!("{password}\n")), &argv);
+        let user = UserCli {
+            console: self,
+            name: name.to_owned(),
+        };
+        ok(
+            self.cli_in(
+                &format!("config-{name}"),
+                &["login", "--user", name, "--password-stdin"],
+                &format!("{password}\n"),
+            ),
+            &["login", name],
+        );
+        user
     }
 }
 
