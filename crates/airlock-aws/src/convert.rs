@@ -1,6 +1,6 @@
 //! Conversions between the SDK's generated types and `airlock-cloud`'s plain ones.
 
-use airlock_cloud::{CloudError, Filter, Instance, Tag, Volume};
+use airlock_cloud::{Address, CloudError, Filter, Instance, Tag, Volume};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId;
 
@@ -101,5 +101,31 @@ pub fn volume(v: &aws_sdk_ec2::types::Volume) -> Volume {
             .filter_map(|a| a.instance_id().map(str::to_owned))
             .collect(),
         tags: from_sdk_tags(v.tags()),
+        state: v.state().map(|s| s.as_str().to_owned()),
+        availability_zone: v.availability_zone().map(str::to_owned),
     }
+}
+
+pub fn address(a: &aws_sdk_ec2::types::Address) -> Address {
+    Address {
+        allocation_id: a.allocation_id().map(str::to_owned),
+        public_ip: a.public_ip().map(str::to_owned),
+        instance_id: a.instance_id().map(str::to_owned),
+        association_id: a.association_id().map(str::to_owned),
+        tags: from_sdk_tags(a.tags()),
+    }
+}
+
+/// Tags for `DeleteTags`: an empty value means "whatever the value".
+pub fn tag_keys(tags: &[Tag]) -> Vec<aws_sdk_ec2::types::Tag> {
+    tags.iter()
+        .map(|t| {
+            let tag = aws_sdk_ec2::types::Tag::builder().key(&t.key);
+            if t.value.is_empty() {
+                tag.build()
+            } else {
+                tag.value(&t.value).build()
+            }
+        })
+        .collect()
 }

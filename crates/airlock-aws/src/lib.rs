@@ -9,8 +9,8 @@
 mod convert;
 
 use airlock_cloud::{
-    CallerIdentity, Cloud, CloudError, Ec2, Filter, Instance, Launched, RequestId,
-    RunInstancesInput, StateAction, Target, Volume,
+    AccessKey, Address, CallerIdentity, Cloud, CloudError, Ec2, Filter, Instance, Launched,
+    RequestId, RunInstancesInput, SessionCredentials, StateAction, Tag, Target, Volume,
 };
 use async_trait::async_trait;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use convert::{cloud_error, filters, instance, tags, volume};
+use convert::{address, cloud_error, filters, instance, tag_keys, tags, volume};
 
 /// The production [`Cloud`]: SDK clients built per target and reused across calls.
 #[derive(Default)]
@@ -138,6 +138,56 @@ impl Cloud for AwsCloud {
         });
         self.lock().insert(key, client.clone());
         Ok(client)
+    }
+
+    async fn session_credentials(
+        &self,
+        target: &Target,
+        duration_seconds: u32,
+    ) -> Result<SessionCredentials, CloudError> {
+        let duration = i32::try_from(duration_seconds)
+            .map_err(|_| CloudError::local(format!("duration {duration_seconds} is too large")))?;
+        // The base configuration (the target's own key), not the role provider: the role is
+        // assumed explicitly below so that its temporary key is what comes back.
+        let plain = Target {
+            role_arn: None,
+            external_id: None,
+            ..target.clone()
+        };
+        let sts = aws_sdk_sts::Client::new(&sdk_config(&plain).await);
+        let credentials = match &target.role_arn {
+            Some(role_arn) => {
+                sts.assume_role()
+                    .role_arn(role_arn)
+                    .role_session_name("airlock-agent")
+                    .set_external_id(target.external_id.clone())
+                    .duration_seconds(duration)
+                    .send()
+                    .await
+                    .map_err(cloud_error)?
+                    .credentials
+            }
+            None => {
+                sts.get_session_token()
+                    .duration_seconds(duration)
+                    .send()
+                    .await
+                    .map_err(cloud_error)?
+                    .credentials
+            }
+        };
+        let c = credentials.ok_or_else(|| CloudError::local("STS returned no credentials"))?;
+        let expiration =
+            chrono::DateTime::from_timestamp(c.expiration().secs(), c.expiration().subsec_nanos())
+                .ok_or_else(|| CloudError::local("STS returned an expiration out of range"))?;
+        Ok(SessionCredentials {
+            key: AccessKey {
+                access_key_id: c.access_key_id().to_owned(),
+                secret_access_key: c.secret_access_key().to_owned().into(),
+                session_token: Some(c.session_token().to_owned().into()),
+            },
+            expiration,
+        })
     }
 }
 
@@ -287,5 +337,130 @@ impl Ec2 for AwsEc2 {
             found.extend(page.volumes().iter().map(volume));
         }
         Ok(found)
+    }
+
+    async fn create_tags(
+        &self,
+        resource_ids: &[String],
+        tags_in: &[Tag],
+    ) -> Result<RequestId, CloudError> {
+        use aws_sdk_ec2::operation::RequestId as _;
+        let out = self
+            .client
+            .create_tags()
+            .set_resources(Some(resource_ids.to_vec()))
+            .set_tags(Some(tags(tags_in)))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn delete_tags(
+        &self,
+        resource_ids: &[String],
+        tags_in: &[Tag],
+    ) -> Result<RequestId, CloudError> {
+        use aws_sdk_ec2::operation::RequestId as _;
+        let out = self
+            .client
+            .delete_tags()
+            .set_resources(Some(resource_ids.to_vec()))
+            .set_tags(Some(tag_keys(tags_in)))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn describe_tags(
+        &self,
+        resource_ids: &[String],
+    ) -> Result<Vec<(String, Tag)>, CloudError> {
+        let mut pages = self
+            .client
+            .describe_tags()
+            .set_filters(filters(&[Filter {
+                name: "resource-id".to_owned(),
+                values: resource_ids.to_vec(),
+            }]))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(cloud_error)?;
+            for t in page.tags() {
+                found.push((
+                    t.resource_id().unwrap_or_default().to_owned(),
+                    Tag::new(t.key().unwrap_or_default(), t.value().unwrap_or_default()),
+                ));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn describe_user_data(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        let out = self
+            .client
+            .describe_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        match out.user_data().and_then(|v| v.value()) {
+            None | Some("") => Ok(None),
+            Some(encoded) => base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .map(Some)
+                .map_err(|e| CloudError::local(format!("the user data is not valid base64: {e}"))),
+        }
+    }
+
+    async fn attach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<RequestId, CloudError> {
+        use aws_sdk_ec2::operation::RequestId as _;
+        let out = self
+            .client
+            .attach_volume()
+            .volume_id(volume_id)
+            .instance_id(instance_id)
+            .device(device)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let out = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .instance_id(instance_id)
+            .allow_reassociation(true)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.association_id().map(str::to_owned))
+    }
+
+    async fn describe_addresses(&self, filters_in: &[Filter]) -> Result<Vec<Address>, CloudError> {
+        let out = self
+            .client
+            .describe_addresses()
+            .set_filters(filters(filters_in))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.addresses().iter().map(address).collect())
     }
 }

@@ -22,9 +22,29 @@ pub trait Cloud: Send + Sync {
 
     /// An EC2 client for the target's region, endpoint and credentials.
     async fn ec2(&self, target: &Target) -> Result<Arc<dyn Ec2>, CloudError>;
+
+    /// STS `GetSessionToken` (or `AssumeRole` when the target names a role): temporary
+    /// credentials for `duration_seconds`, e.g. for the agent to hand local programs a session
+    /// token instead of a long-term key.
+    async fn session_credentials(
+        &self,
+        target: &Target,
+        duration_seconds: u32,
+    ) -> Result<SessionCredentials, CloudError> {
+        let _ = (target, duration_seconds);
+        Err(unsupported("GetSessionToken"))
+    }
 }
 
-/// The EC2 operations the console performs.
+/// The error of an operation an implementation does not offer.
+fn unsupported(operation: &str) -> CloudError {
+    CloudError::local(format!("{operation} is not supported by this EC2 client"))
+}
+
+/// The EC2 operations the console and the agent perform.
+///
+/// Methods added after the first ones have default bodies that report the operation as
+/// unsupported, so a test double needs to implement only what it uses.
 #[async_trait]
 pub trait Ec2: Send + Sync {
     /// `RunInstances` with tags on creation, a client token and IMDSv2 required.
@@ -46,4 +66,68 @@ pub trait Ec2: Send + Sync {
 
     /// `DescribeVolumes` by filters.
     async fn describe_volumes(&self, filters: &[Filter]) -> Result<Vec<Volume>, CloudError>;
+
+    /// `CreateTags` on resources (instances, volumes, ...): adds tags or overwrites their values.
+    async fn create_tags(
+        &self,
+        resource_ids: &[String],
+        tags: &[Tag],
+    ) -> Result<RequestId, CloudError> {
+        let _ = (resource_ids, tags);
+        Err(unsupported("CreateTags"))
+    }
+
+    /// `DeleteTags`: removes tags from resources; a tag whose value is `""` is removed whatever
+    /// its value.
+    async fn delete_tags(
+        &self,
+        resource_ids: &[String],
+        tags: &[Tag],
+    ) -> Result<RequestId, CloudError> {
+        let _ = (resource_ids, tags);
+        Err(unsupported("DeleteTags"))
+    }
+
+    /// `DescribeTags`, every page, filtered by `resource-id`: each tag with its resource's id.
+    async fn describe_tags(
+        &self,
+        resource_ids: &[String],
+    ) -> Result<Vec<(String, Tag)>, CloudError> {
+        let _ = resource_ids;
+        Err(unsupported("DescribeTags"))
+    }
+
+    /// `DescribeInstanceAttribute` `userData`, base64-decoded; `None` when the instance has none.
+    async fn describe_user_data(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        let _ = instance_id;
+        Err(unsupported("DescribeInstanceAttribute"))
+    }
+
+    /// `AttachVolume`: attaches a volume to an instance at a device name such as `/dev/sdf`.
+    async fn attach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<RequestId, CloudError> {
+        let _ = (volume_id, instance_id, device);
+        Err(unsupported("AttachVolume"))
+    }
+
+    /// `AssociateAddress` with `AllowReassociation`: moves an Elastic IP (by allocation id) to an
+    /// instance. Returns the association id.
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let _ = (allocation_id, instance_id);
+        Err(unsupported("AssociateAddress"))
+    }
+
+    /// `DescribeAddresses` by filters (e.g. `tag:Role`, `allocation-id`).
+    async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<Address>, CloudError> {
+        let _ = filters;
+        Err(unsupported("DescribeAddresses"))
+    }
 }

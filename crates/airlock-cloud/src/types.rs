@@ -160,6 +160,36 @@ pub struct Volume {
     pub attached_to: Vec<String>,
     /// Its tags.
     pub tags: Vec<Tag>,
+    /// `creating`, `available`, `in-use`, `deleting`, `deleted` or `error`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The availability zone it lives in (it can attach only to instances there).
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+}
+
+/// An Elastic IP address as `DescribeAddresses` reports it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Address {
+    /// e.g. `eipalloc-0123…`.
+    pub allocation_id: Option<String>,
+    /// The public IPv4 address.
+    pub public_ip: Option<String>,
+    /// The instance it is associated with.
+    pub instance_id: Option<String>,
+    /// The current association, if any.
+    pub association_id: Option<String>,
+    /// Its tags.
+    pub tags: Vec<Tag>,
+}
+
+/// Temporary credentials from STS, and when they expire.
+#[derive(Clone, Debug)]
+pub struct SessionCredentials {
+    /// The temporary key (always with a session token).
+    pub key: AccessKey,
+    /// When the key stops working.
+    pub expiration: DateTime<Utc>,
 }
 
 /// The instance state changes the console offers.

@@ -186,9 +186,16 @@ fn check_fields(object: &Map<String, Value>) -> Result<(), PayloadError> {
     for name in ["deployment_id", "region"] {
         required_string(object, name, name)?;
     }
-    for name in ["console_url", "endpoint_url", "role_arn", "external_id"] {
+    for name in [
+        "console_url",
+        "endpoint_url",
+        "role_arn",
+        "external_id",
+        "refresh_url",
+    ] {
         optional_string(object, name, name)?;
     }
+    check_tasks(object)?;
     let credentials = match object.get("credentials") {
         Some(Value::Object(c)) => c,
         Some(_) => {
@@ -214,6 +221,89 @@ fn check_fields(object: &Map<String, Value>) -> Result<(), PayloadError> {
         }
     }
     Ok(())
+}
+
+/// Check the boot tasks' shapes, naming the task (`tasks[2].device`) in errors. Unknown kinds
+/// pass: they are read as `BootTask::Unsupported`.
+fn check_tasks(object: &Map<String, Value>) -> Result<(), PayloadError> {
+    let tasks = match object.get("tasks") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(tasks)) => tasks,
+        Some(_) => return Err(PayloadError::malformed("field `tasks` must be an array")),
+    };
+    for (i, task) in tasks.iter().enumerate() {
+        let at = format!("tasks[{i}]");
+        let Value::Object(task) = task else {
+            return Err(PayloadError::malformed(format!(
+                "field `{at}` must be an object"
+            )));
+        };
+        let kind = required_string(task, "task", &format!("{at}.task"))?;
+        match kind {
+            "tag_instance" => {
+                let path = format!("{at}.tags");
+                match task.get("tags") {
+                    Some(Value::Object(tags)) if tags.values().all(Value::is_string) => {}
+                    Some(_) => {
+                        return Err(PayloadError::malformed(format!(
+                            "field `{path}` must be an object of strings"
+                        )))
+                    }
+                    None => {
+                        return Err(PayloadError::malformed(format!(
+                            "field `{path}` is missing"
+                        )))
+                    }
+                }
+            }
+            "attach_volume" => {
+                check_filters(task, &at, true)?;
+                required_string(task, "device", &format!("{at}.device"))?;
+            }
+            "associate_address" => {
+                let id = optional_string(task, "allocation_id", &format!("{at}.allocation_id"))?;
+                let has_filters = check_filters(task, &at, false)?;
+                if id.is_none() && !has_filters {
+                    return Err(PayloadError::malformed(format!(
+                        "`{at}` needs `allocation_id` or `filters`"
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `filters`: an object of arrays of strings. Returns whether it is present and not empty.
+fn check_filters(
+    task: &Map<String, Value>,
+    at: &str,
+    required: bool,
+) -> Result<bool, PayloadError> {
+    let path = format!("{at}.filters");
+    match task.get("filters") {
+        None | Some(Value::Null) if required => Err(PayloadError::malformed(format!(
+            "field `{path}` is missing"
+        ))),
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Object(filters))
+            if filters.values().all(|v| {
+                v.as_array()
+                    .is_some_and(|values| values.iter().all(Value::is_string))
+            }) =>
+        {
+            if required && filters.is_empty() {
+                return Err(PayloadError::malformed(format!(
+                    "field `{path}` must name at least one filter"
+                )));
+            }
+            Ok(!filters.is_empty())
+        }
+        Some(_) => Err(PayloadError::malformed(format!(
+            "field `{path}` must be an object of arrays of strings"
+        ))),
+    }
 }
 
 fn required_string<'a>(

@@ -1,5 +1,6 @@
 //! The payload's data model and its JSON form.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -37,6 +38,62 @@ pub struct Payload {
     /// External id to pass when assuming `role_arn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// Where the agent asks the console for fresh credentials before `credentials.expiration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<String>,
+    /// Work the agent does at every boot with the credentials, in order; each task is idempotent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<BootTask>,
+}
+
+/// EC2 filters as a JSON object: filter name (e.g. `tag:Role`) to the values it accepts.
+pub type TaskFilters = BTreeMap<String, Vec<String>>;
+
+/// One boot task, in JSON an object whose `task` key names the kind:
+/// `{"task":"tag_instance","tags":{"port":"8080"}}`.
+///
+/// A kind this build does not know is read as [`BootTask::Unsupported`] rather than rejecting
+/// the payload, so a newer console can add kinds within version 1 without cutting older agents
+/// off their credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum BootTask {
+    /// Tag the instance itself (e.g. with the port its service listens on, for a gateway).
+    TagInstance {
+        /// Tag key to value.
+        tags: BTreeMap<String, String>,
+    },
+    /// Attach the volume the filters select (waiting until it is available) at `device`.
+    AttachVolume {
+        /// EC2 `DescribeVolumes` filters, e.g. `{"tag:Role": ["data"]}`.
+        filters: TaskFilters,
+        /// Device name, e.g. `/dev/sdf`.
+        device: String,
+    },
+    /// Associate an Elastic IP with the instance, moving it from another instance if needed.
+    AssociateAddress {
+        /// The address's allocation id (`eipalloc-…`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allocation_id: Option<String>,
+        /// Or EC2 `DescribeAddresses` filters that select it, e.g. `{"tag:Role": ["web"]}`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        filters: TaskFilters,
+    },
+    /// A kind of task this build does not know.
+    #[serde(other)]
+    Unsupported,
+}
+
+impl BootTask {
+    /// The task's kind as it is spelled in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BootTask::TagInstance { .. } => "tag_instance",
+            BootTask::AttachVolume { .. } => "attach_volume",
+            BootTask::AssociateAddress { .. } => "associate_address",
+            BootTask::Unsupported => "unsupported",
+        }
+    }
 }
 
 impl Payload {
@@ -55,6 +112,8 @@ impl Payload {
             credentials,
             role_arn: None,
             external_id: None,
+            refresh_url: None,
+            tasks: Vec::new(),
         }
     }
 
@@ -79,6 +138,8 @@ impl fmt::Debug for Payload {
             .field("credentials", &self.credentials)
             .field("role_arn", &self.role_arn)
             .field("external_id", &self.external_id)
+            .field("refresh_url", &self.refresh_url)
+            .field("tasks", &self.tasks)
             .finish()
     }
 }

@@ -34,6 +34,8 @@ fn assert_same(a: &Payload, b: &Payload) {
     assert_eq!(a.endpoint_url, b.endpoint_url);
     assert_eq!(a.role_arn, b.role_arn);
     assert_eq!(a.external_id, b.external_id);
+    assert_eq!(a.refresh_url, b.refresh_url);
+    assert_eq!(a.tasks, b.tasks);
     let (x, y) = (&a.credentials, &b.credentials);
     assert_eq!(x.access_key_id, y.access_key_id);
     assert_eq!(
@@ -493,4 +495,93 @@ fn long_session_token_payload_part_is_base64_with_short_lines() {
         found.credentials.session_token.unwrap().expose_secret(),
         token
     );
+}
+
+fn with_tasks() -> Payload {
+    let mut p = payload();
+    p.refresh_url = Some("https://airlock.example.com/v1/refresh".to_owned());
+    p.tasks = vec![
+        BootTask::TagInstance {
+            tags: [("port".to_owned(), "8080".to_owned())].into(),
+        },
+        BootTask::AttachVolume {
+            filters: [("tag:Role".to_owned(), vec!["data".to_owned()])].into(),
+            device: "/dev/sdf".to_owned(),
+        },
+        BootTask::AssociateAddress {
+            allocation_id: Some("eipalloc-1".to_owned()),
+            filters: TaskFilters::new(),
+        },
+    ];
+    p
+}
+
+#[test]
+fn boot_tasks_round_trip_and_are_omitted_when_empty() {
+    let p = with_tasks();
+    let json = String::from_utf8(p.to_json().unwrap()).unwrap();
+    assert!(
+        json.contains(r#""tasks":[{"task":"tag_instance","tags":{"port":"8080"}},{"task":"attach_volume","filters":{"tag:Role":["data"]},"device":"/dev/sdf"},{"task":"associate_address","allocation_id":"eipalloc-1"}]"#),
+        "{json}"
+    );
+    for doc in [
+        build_user_data(&p, None).unwrap(),
+        build_user_data(&p, Some(b"#!/bin/sh\n")).unwrap(),
+    ] {
+        assert_same(&find_payload(&doc).unwrap(), &p);
+    }
+    let plain = String::from_utf8(payload().to_json().unwrap()).unwrap();
+    assert!(!plain.contains("tasks") && !plain.contains("refresh_url"));
+    assert_eq!(find_payload(plain.as_bytes()).unwrap().tasks, vec![]);
+}
+
+#[test]
+fn unknown_task_kinds_are_read_as_unsupported() {
+    let json = r#"{"airlock_payload":1,"deployment_id":"d","region":"r","credentials":{"access_key_id":"A","secret_access_key":"S"},"tasks":[{"task":"mount_efs","fs":"fs-1"},{"task":"tag_instance","tags":{"a":"b"}}]}"#;
+    let p = find_payload(json.as_bytes()).unwrap();
+    assert_eq!(p.tasks[0], BootTask::Unsupported);
+    assert_eq!(p.tasks[1].kind(), "tag_instance");
+}
+
+#[test]
+fn malformed_tasks_name_the_task_and_field() {
+    let base = r#"{"airlock_payload":1,"deployment_id":"d","region":"r","credentials":{"access_key_id":"A","secret_access_key":"S"},"tasks":TASKS}"#;
+    for (tasks, needle) in [
+        (r#"{}"#, "field `tasks` must be an array"),
+        (r#"[1]"#, "field `tasks[0]` must be an object"),
+        (r#"[{"tags":{}}]"#, "field `tasks[0].task` is missing"),
+        (
+            r#"[{"task":"tag_instance"}]"#,
+            "field `tasks[0].tags` is missing",
+        ),
+        (
+            r#"[{"task":"tag_instance","tags":{"a":1}}]"#,
+            "`tasks[0].tags` must be an object of strings",
+        ),
+        (
+            r#"[{"task":"tag_instance","tags":{}},{"task":"attach_volume","filters":{"tag:R":["x"]}}]"#,
+            "field `tasks[1].device` is missing",
+        ),
+        (
+            r#"[{"task":"attach_volume","device":"/dev/sdf"}]"#,
+            "field `tasks[0].filters` is missing",
+        ),
+        (
+            r#"[{"task":"attach_volume","device":"/dev/sdf","filters":{}}]"#,
+            "at least one filter",
+        ),
+        (
+            r#"[{"task":"attach_volume","device":"/dev/sdf","filters":{"tag:R":"x"}}]"#,
+            "object of arrays of strings",
+        ),
+        (
+            r#"[{"task":"associate_address"}]"#,
+            "`tasks[0]` needs `allocation_id` or `filters`",
+        ),
+    ] {
+        let json = base.replace("TASKS", tasks);
+        let err = find_payload(json.as_bytes()).unwrap_err();
+        assert!(matches!(err, PayloadError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains(needle), "{tasks}: {err}");
+    }
 }

@@ -1,0 +1,799 @@
+//! The agent's life: find its credentials (stored state first, user data otherwise), hand them
+//! to local programs, run the boot tasks, and — unless `--once` — keep serving, refreshing and
+//! retrying until it is stopped.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_aws::AwsCloud;
+use airlock_cloud::{AccessKey, Cloud as _, Target};
+use airlock_payload::{find_payload, Credentials, ExposeSecret as _, Payload};
+use chrono::Utc;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::args::RunArgs;
+use crate::endpoint::{Endpoint, Served};
+use crate::imds::{ImdsClient, ImdsConfig};
+use crate::profile::{write_profile, ProfileKeys};
+use crate::status::{KeyInfo, Status};
+use crate::store::{
+    StateDir, StoredState, ENV_FILE, SESSION_FILE, STATE_FILE, STATUS_FILE, TASKS_FILE,
+};
+use crate::tasks::{run_task, Outcome, TaskContext, TaskResult};
+use crate::{firewall, AgentError};
+
+/// What the agent works from after boot.
+struct Boot {
+    state: StoredState,
+    payload: Payload,
+    verified: bool,
+}
+
+/// Validated settings.
+struct Settings {
+    args: RunArgs,
+    dir: StateDir,
+    profile_file: Option<PathBuf>,
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration, AgentError> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| AgentError::Usage(format!("{name} must be a non-negative number of seconds")))
+}
+
+/// Runs the agent (`airlock agent` and `airlock agent --once`).
+pub async fn run(args: RunArgs) -> Result<(), AgentError> {
+    // Validate everything before touching the network or the disk.
+    if !(900..=129_600).contains(&args.session_duration) {
+        return Err(AgentError::Usage(
+            "--session-duration must be 900 to 129600 seconds".to_owned(),
+        ));
+    }
+    let imds_config = ImdsConfig {
+        endpoint: args.imds_endpoint.clone(),
+        token_ttl: Duration::from_secs(args.imds_token_ttl),
+        attempt_timeout: seconds("--imds-timeout", args.imds_timeout)?,
+        allow_v1: args.imds_v1,
+    };
+    seconds("--imds-wait", args.imds_wait)?;
+    seconds("--stored-state-wait", args.stored_state_wait)?;
+    seconds("--task-wait", args.task_wait)?;
+    if args.lock_imds {
+        firewall::imds_ipv4(&args.imds_endpoint)?;
+    }
+    if !args.once {
+        let listen: std::net::SocketAddr = args.listen.parse().map_err(|_| {
+            AgentError::Usage(format!(
+                "--listen {} is not an IP address and port",
+                args.listen
+            ))
+        })?;
+        if !listen.ip().is_loopback() {
+            return Err(AgentError::Usage(format!(
+                "--listen {listen} is not a loopback address; the credentials endpoint must not \
+                 be reachable from the network"
+            )));
+        }
+    }
+    let profile_file = if args.no_profile {
+        None
+    } else {
+        Some(match &args.profile_file {
+            Some(p) => p.clone(),
+            None => std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".aws").join("credentials"))
+                .ok_or_else(|| {
+                    AgentError::Usage("HOME is not set: give --profile-file".to_owned())
+                })?,
+        })
+    };
+    let imds = ImdsClient::new(imds_config)?;
+    let settings = Settings {
+        dir: StateDir::new(&args.state_dir),
+        args,
+        profile_file,
+    };
+
+    let boot = match obtain(&settings, &imds).await {
+        Ok(boot) => boot,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot get credentials");
+            return Err(e);
+        }
+    };
+    let dir = &settings.dir;
+    let status = Arc::new(Mutex::new(Status {
+        mode: if settings.args.once { "once" } else { "serve" }.to_owned(),
+        pid: std::process::id(),
+        started_at: Some(Utc::now()),
+        instance_id: Some(boot.state.instance_id.clone()),
+        region: Some(boot.state.region.clone()),
+        availability_zone: boot.state.availability_zone.clone(),
+        deployment_id: Some(boot.payload.deployment_id.clone()),
+        verified: boot.verified,
+        stored_at: Some(boot.state.stored_at),
+        credentials: Some(key_info(&boot.payload.credentials)),
+        profile: settings
+            .profile_file
+            .as_ref()
+            .map(|p| format!("{} [{}]", p.display(), settings.args.profile)),
+        refresh: "not-needed".to_owned(),
+        ..Status::default()
+    }));
+
+    let mut problems = 0;
+    write_profile_for(&settings, &boot.payload.credentials)?;
+    if settings.args.lock_imds {
+        let ip = firewall::imds_ipv4(&settings.args.imds_endpoint)?;
+        if let Err(e) = firewall::lock(ip) {
+            tracing::error!(error = %e, "cannot lock the metadata service");
+            problems += 1;
+        }
+    }
+    let target = target_of(&boot.payload);
+    let ctx = TaskContext {
+        instance_id: boot.state.instance_id.clone(),
+        availability_zone: boot.state.availability_zone.clone(),
+        wait: seconds("--task-wait", settings.args.task_wait)?,
+        poll: Duration::from_millis(500),
+    };
+    let cloud = Arc::new(AwsCloud::new());
+
+    if settings.args.once {
+        save_status(dir, &status);
+        let results = run_tasks(&cloud, &target, &ctx, &boot.payload, &[], dir, &status).await;
+        let failed = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Failed)
+            .count();
+        if failed > 0 {
+            return Err(AgentError::TasksFailed {
+                failed,
+                total: results.len(),
+            });
+        }
+        if problems > 0 {
+            return Err(AgentError::Other(
+                "the metadata service could not be locked".to_owned(),
+            ));
+        }
+        return Ok(());
+    }
+
+    // Long-running: the endpoint first, so local programs get credentials while tasks wait.
+    let token = endpoint_token(dir)?;
+    let endpoint = Endpoint::start(&settings.args.listen, token.clone()).await?;
+    let mut served = current_served(&cloud, &target, &boot.payload, dir, &settings, false).await;
+    endpoint.set(served.clone());
+    write_env_file(dir, &endpoint.url(), &token)?;
+    {
+        let mut s = lock(&status);
+        s.endpoint_url = Some(endpoint.url());
+        s.served = served.as_ref().map(served_info);
+    }
+    tracing::info!(
+        url = %endpoint.url(),
+        env_file = %dir.file(ENV_FILE).display(),
+        key = served.as_ref().map(|s| s.access_key_id.as_str()).unwrap_or("-"),
+        "serving credentials"
+    );
+    save_status(dir, &status);
+
+    let tasks = tokio::spawn(task_loop(
+        cloud.clone(),
+        target.clone(),
+        ctx,
+        boot.payload.clone(),
+        dir.clone(),
+        status.clone(),
+    ));
+
+    let mut verified = boot.verified;
+    let mut payload = boot.payload;
+    let mut backoff = Duration::from_secs(15);
+    let mut failing: Option<String> = None;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let plan = plan_refresh(&payload, served.as_ref(), settings.args.session_duration);
+        {
+            let mut s = lock(&status);
+            match &failing {
+                Some(problem) if plan.state != "expired" => {
+                    s.refresh = "failing".to_owned();
+                    s.refresh_message = Some(problem.clone());
+                }
+                _ => {
+                    s.refresh = plan.state.to_owned();
+                    s.refresh_message = Some(plan.message.clone());
+                }
+            }
+            s.served = served.as_ref().map(served_info);
+            s.verified = verified;
+        }
+        save_status(dir, &status);
+        let wait = match (&plan.at, verified) {
+            (_, false) => Duration::from_secs(5),
+            (Some(at), true) => (*at - Utc::now()).to_std().unwrap_or_default(),
+            (None, true) => Duration::from_secs(3600),
+        }
+        .max(Duration::from_millis(200));
+        tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+        if !verified {
+            match imds.identity(Duration::from_secs(2)).await {
+                Ok(id)
+                    if id.instance_id == lock(&status).instance_id.clone().unwrap_or_default() =>
+                {
+                    tracing::info!(instance = %id.instance_id, "metadata service reached: the stored state is this instance's");
+                    verified = true;
+                }
+                Ok(id) => {
+                    tracing::error!(instance = %id.instance_id, "the stored state belongs to another instance; withdrawing its credentials and exiting so the next start reads this instance's user data");
+                    endpoint.set(None);
+                    discard(&settings)?;
+                    tasks.abort();
+                    return Err(AgentError::Other(
+                        "the stored state belonged to another instance".to_owned(),
+                    ));
+                }
+                Err(e) => tracing::debug!(error = %e, "metadata service still unreachable"),
+            }
+            if plan.at.is_none_or(|at| at > Utc::now()) {
+                continue;
+            }
+        }
+        if plan.at.is_some_and(|at| at <= Utc::now()) {
+            match refresh(
+                &cloud,
+                &target,
+                &mut payload,
+                &boot.state,
+                dir,
+                &settings,
+                served.as_ref(),
+            )
+            .await
+            {
+                Ok(new) => {
+                    tracing::info!(key = %new.access_key_id, expires = %new.expiration, source = new.source, "credentials refreshed");
+                    endpoint.set(Some(new.clone()));
+                    served = Some(new);
+                    backoff = Duration::from_secs(15);
+                    failing = None;
+                }
+                Err(e) => {
+                    let until = served.as_ref().map(|s| s.expiration);
+                    tracing::warn!(error = %e, serving_until = ?until, retry_in = ?backoff, "credential refresh failed; serving the last good credentials until they expire");
+                    let problem = format!(
+                        "{e}; serving the last good credentials until {}",
+                        until.map(|u| u.to_rfc3339()).unwrap_or_default()
+                    );
+                    {
+                        let mut s = lock(&status);
+                        s.refresh = "failing".to_owned();
+                        s.refresh_message = Some(problem.clone());
+                    }
+                    failing = Some(problem);
+                    save_status(dir, &status);
+                    tokio::select! {
+                        () = &mut stop => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                }
+            }
+        }
+    }
+    tasks.abort();
+    tracing::info!("stopping; the stored credentials stay for the next start");
+    lock(&status).mode = "stopped".to_owned();
+    save_status(dir, &status);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn save_status(dir: &StateDir, status: &Mutex<Status>) {
+    let mut s = lock(status).clone();
+    s.updated_at = Some(Utc::now());
+    if let Err(e) = dir.write_json(STATUS_FILE, &s) {
+        tracing::warn!(error = %e, "cannot write the status file");
+    }
+}
+
+fn key_info(c: &Credentials) -> KeyInfo {
+    KeyInfo {
+        access_key_id: c.access_key_id.clone(),
+        expiration: c.expiration,
+        source: "payload".to_owned(),
+    }
+}
+
+fn served_info(s: &Served) -> KeyInfo {
+    KeyInfo {
+        access_key_id: s.access_key_id.clone(),
+        expiration: Some(s.expiration),
+        source: s.source.to_owned(),
+    }
+}
+
+fn target_of(payload: &Payload) -> Target {
+    Target {
+        region: payload.region.clone(),
+        endpoint_url: payload.endpoint_url.clone(),
+        credentials: AccessKey {
+            access_key_id: payload.credentials.access_key_id.clone(),
+            secret_access_key: payload.credentials.secret_access_key.clone(),
+            session_token: payload.credentials.session_token.clone(),
+        },
+        role_arn: payload.role_arn.clone(),
+        external_id: payload.external_id.clone(),
+    }
+}
+
+/// Stored state first; the user data only when there is none or it is another instance's.
+async fn obtain(settings: &Settings, imds: &ImdsClient) -> Result<Boot, AgentError> {
+    let args = &settings.args;
+    let dir = &settings.dir;
+    let stored = match dir.load_state() {
+        Ok(stored) => stored,
+        Err(e @ AgentError::Corrupt { .. }) => {
+            tracing::warn!(error = %e, "ignoring the stored state; reading the user data again");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let wait = if stored.is_some() {
+        seconds("--stored-state-wait", args.stored_state_wait)?
+    } else {
+        seconds("--imds-wait", args.imds_wait)?
+    };
+    match imds.identity(wait).await {
+        Ok(id) => {
+            if let Some((state, payload)) = stored {
+                if state.instance_id == id.instance_id {
+                    tracing::info!(instance = %state.instance_id, deployment = %payload.deployment_id, key = %payload.credentials.access_key_id, "using the stored state");
+                    return Ok(Boot {
+                        state,
+                        payload,
+                        verified: true,
+                    });
+                }
+                tracing::warn!(stored = %state.instance_id, instance = %id.instance_id, "the stored state belongs to another instance (an image made from a running instance?); discarding it");
+                discard(settings)?;
+            }
+            let wait = seconds("--imds-wait", args.imds_wait)?;
+            let user_data = imds.user_data(wait).await?.ok_or(AgentError::NoUserData)?;
+            let payload = find_payload(&user_data)?;
+            let state = StoredState::new(
+                &id.instance_id,
+                &id.region,
+                id.availability_zone.clone(),
+                &payload,
+            )?;
+            dir.write_json(STATE_FILE, &state)?;
+            tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, key = %payload.credentials.access_key_id, tasks = payload.tasks.len(), state_dir = %dir.path().display(), "stored the payload from the user data");
+            Ok(Boot {
+                state,
+                payload,
+                verified: true,
+            })
+        }
+        Err(e) => match stored {
+            Some((state, payload)) => {
+                tracing::warn!(error = %e, instance = %state.instance_id, "metadata service unreachable; serving the stored credentials, unverified until it answers");
+                Ok(Boot {
+                    state,
+                    payload,
+                    verified: false,
+                })
+            }
+            None => Err(e),
+        },
+    }
+}
+
+/// Forgets another instance's state: its files and its profile section.
+fn discard(settings: &Settings) -> Result<(), AgentError> {
+    for name in [STATE_FILE, SESSION_FILE, TASKS_FILE, STATUS_FILE] {
+        settings.dir.remove(name)?;
+    }
+    if let Some(path) = &settings.profile_file {
+        write_profile(path, &settings.args.profile, None)?;
+    }
+    Ok(())
+}
+
+fn write_profile_for(settings: &Settings, c: &Credentials) -> Result<(), AgentError> {
+    let Some(path) = &settings.profile_file else {
+        return Ok(());
+    };
+    write_profile(
+        path,
+        &settings.args.profile,
+        Some(&ProfileKeys {
+            access_key_id: &c.access_key_id,
+            secret_access_key: &c.secret_access_key,
+            session_token: c.session_token.as_ref(),
+        }),
+    )?;
+    tracing::info!(file = %path.display(), profile = %settings.args.profile, key = %c.access_key_id, "wrote the credentials profile");
+    Ok(())
+}
+
+/// The endpoint's authorization token: the one local programs already have, if any.
+fn endpoint_token(dir: &StateDir) -> Result<SecretString, AgentError> {
+    if let Some(bytes) = dir.read(ENV_FILE)? {
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(token) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("AWS_CONTAINER_AUTHORIZATION_TOKEN="))
+            .filter(|t| t.len() >= 32)
+        {
+            return Ok(SecretString::from(token.trim().to_owned()));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    Ok(SecretString::from(hex::encode(bytes)))
+}
+
+fn write_env_file(dir: &StateDir, url: &str, token: &SecretString) -> Result<(), AgentError> {
+    let text = format!(
+        "# Written by airlock agent. Source it (set -a; . {file}) or use it as a systemd\n\
+         # EnvironmentFile: AWS SDKs and the AWS CLI then get credentials from the agent.\n\
+         AWS_CONTAINER_CREDENTIALS_FULL_URI={url}\n\
+         AWS_CONTAINER_AUTHORIZATION_TOKEN={}\n",
+        token.expose_secret(),
+        file = dir.file(ENV_FILE).display(),
+    );
+    dir.write(ENV_FILE, text.as_bytes())
+}
+
+/// Session credentials kept in [`SESSION_FILE`] (secrets: the file is 0600).
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    base_access_key_id: String,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: chrono::DateTime<Utc>,
+}
+
+/// What the endpoint should serve: the payload's own temporary credentials, or a session from
+/// STS when the payload holds a long-term key (the container provider requires a session
+/// token). A stored session is reused while it has more than five minutes left, unless
+/// `renew`.
+async fn current_served(
+    cloud: &AwsCloud,
+    target: &Target,
+    payload: &Payload,
+    dir: &StateDir,
+    settings: &Settings,
+    renew: bool,
+) -> Option<Served> {
+    match session_credentials(cloud, target, payload, dir, settings, renew).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot get session credentials for the endpoint; it answers 503 until it can");
+            None
+        }
+    }
+}
+
+async fn session_credentials(
+    cloud: &AwsCloud,
+    target: &Target,
+    payload: &Payload,
+    dir: &StateDir,
+    settings: &Settings,
+    renew: bool,
+) -> Result<Served, AgentError> {
+    let c = &payload.credentials;
+    if let (Some(token), None) = (&c.session_token, &payload.role_arn) {
+        return Ok(Served {
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.clone(),
+            session_token: token.clone(),
+            // Temporary credentials without an expiry: serve them with a rolling hour.
+            expiration: c
+                .expiration
+                .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1)),
+            source: "payload",
+        });
+    }
+    if !renew {
+        match dir.read_json::<StoredSession>(SESSION_FILE) {
+            Ok(Some(s))
+                if s.base_access_key_id == c.access_key_id
+                    && s.expiration > Utc::now() + chrono::Duration::minutes(5) =>
+            {
+                return Ok(Served {
+                    access_key_id: s.access_key_id,
+                    secret_access_key: SecretString::from(s.secret_access_key),
+                    session_token: SecretString::from(s.session_token),
+                    expiration: s.expiration,
+                    source: "sts",
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "ignoring the stored session"),
+        }
+    }
+    let s = cloud
+        .session_credentials(target, settings.args.session_duration)
+        .await?;
+    let token = s
+        .key
+        .session_token
+        .clone()
+        .ok_or_else(|| AgentError::Other("STS returned no session token".to_owned()))?;
+    dir.write_json(
+        SESSION_FILE,
+        &StoredSession {
+            base_access_key_id: c.access_key_id.clone(),
+            access_key_id: s.key.access_key_id.clone(),
+            secret_access_key: s.key.secret_access_key.expose_secret().to_owned(),
+            session_token: token.expose_secret().to_owned(),
+            expiration: s.expiration,
+        },
+    )?;
+    Ok(Served {
+        access_key_id: s.key.access_key_id,
+        secret_access_key: s.key.secret_access_key,
+        session_token: token,
+        expiration: s.expiration,
+        source: "sts",
+    })
+}
+
+/// When and how the served credentials are renewed next.
+struct Plan {
+    state: &'static str,
+    message: String,
+    at: Option<chrono::DateTime<Utc>>,
+}
+
+fn plan_refresh(payload: &Payload, served: Option<&Served>, session_duration: u32) -> Plan {
+    let Some(served) = served else {
+        return Plan {
+            state: "failing",
+            message: "no credentials to serve yet; trying again".to_owned(),
+            at: Some(Utc::now() + chrono::Duration::seconds(15)),
+        };
+    };
+    let margin = chrono::Duration::seconds(i64::from(session_duration / 10).clamp(60, 600));
+    let at = served.expiration - margin;
+    if served.expiration <= Utc::now() {
+        return Plan {
+            state: "expired",
+            message: format!(
+                "the served credentials expired at {}; the endpoint answers 503",
+                served.expiration.to_rfc3339()
+            ),
+            at: payload
+                .refresh_url
+                .as_ref()
+                .map(|_| Utc::now() + chrono::Duration::seconds(60)),
+        };
+    }
+    match (
+        served.source,
+        &payload.refresh_url,
+        payload.credentials.expiration,
+    ) {
+        ("sts", _, _) => Plan {
+            state: "scheduled",
+            message: format!("new session from STS at {}", at.to_rfc3339()),
+            at: Some(at),
+        },
+        (_, _, None) => Plan {
+            state: "not-needed",
+            message: "the payload's credentials do not expire".to_owned(),
+            at: Some(served.expiration - margin),
+        },
+        (_, Some(url), Some(_)) => Plan {
+            state: "scheduled",
+            message: format!("asking the console ({url}) at {}", at.to_rfc3339()),
+            at: Some(at),
+        },
+        (_, None, Some(exp)) => Plan {
+            state: "unavailable",
+            message: format!(
+                "the credentials expire at {} and the payload names no refresh URL; they are \
+                 served until then",
+                exp.to_rfc3339()
+            ),
+            at: None,
+        },
+    }
+}
+
+/// Renews what the endpoint serves: a new STS session, or (payload credentials with an expiry)
+/// new credentials from the console's refresh URL.
+async fn refresh(
+    cloud: &AwsCloud,
+    target: &Target,
+    payload: &mut Payload,
+    state: &StoredState,
+    dir: &StateDir,
+    settings: &Settings,
+    served: Option<&Served>,
+) -> Result<Served, AgentError> {
+    let from_console =
+        served.is_some_and(|s| s.source == "payload") && payload.credentials.expiration.is_some();
+    if from_console {
+        let Some(url) = payload.refresh_url.clone() else {
+            return Err(AgentError::Other(
+                "the payload names no refresh URL".to_owned(),
+            ));
+        };
+        let credentials = console_refresh(&url, payload, &state.instance_id).await?;
+        payload.credentials = credentials;
+        let new_state = StoredState {
+            stored_at: Utc::now(),
+            ..StoredState::new(
+                &state.instance_id,
+                &state.region,
+                state.availability_zone.clone(),
+                payload,
+            )?
+        };
+        dir.write_json(STATE_FILE, &new_state)?;
+        write_profile_for(settings, &payload.credentials)?;
+        return session_credentials(cloud, &target_of(payload), payload, dir, settings, true).await;
+    }
+    session_credentials(cloud, target, payload, dir, settings, true).await
+}
+
+/// Asks the console for fresh credentials. The console's refresh endpoint does not exist yet
+/// (issue 7); this is the provisional protocol: `POST refresh_url` with the deployment,
+/// instance and current key id, answered by a payload-shaped `credentials` object.
+async fn console_refresh(
+    url: &str,
+    payload: &Payload,
+    instance_id: &str,
+) -> Result<Credentials, AgentError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        credentials: Credentials,
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| AgentError::Other(e.to_string()))?;
+    let response = http
+        .post(url)
+        .json(&serde_json::json!({
+            "deployment_id": payload.deployment_id,
+            "instance_id": instance_id,
+            "access_key_id": payload.credentials.access_key_id,
+        }))
+        .send()
+        .await
+        .map_err(|e| AgentError::Other(format!("cannot reach the console's refresh URL: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(AgentError::Other(format!(
+            "the console's refresh URL answered {status}{}",
+            if status == reqwest::StatusCode::NOT_FOUND {
+                " (the console offers no credential refresh yet)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let answer: Answer = response.json().await.map_err(|_| {
+        AgentError::Other("the console's refresh answer is not credentials".to_owned())
+    })?;
+    Ok(answer.credentials)
+}
+
+/// Runs every task once, in order, and writes the results.
+async fn run_tasks(
+    cloud: &AwsCloud,
+    target: &Target,
+    ctx: &TaskContext,
+    payload: &Payload,
+    previous: &[TaskResult],
+    dir: &StateDir,
+    status: &Mutex<Status>,
+) -> Vec<TaskResult> {
+    if payload.tasks.is_empty() {
+        return Vec::new();
+    }
+    let ec2 = match cloud.ec2(target).await {
+        Ok(ec2) => Some(ec2),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open an EC2 client for the boot tasks");
+            None
+        }
+    };
+    let mut results = Vec::with_capacity(payload.tasks.len());
+    for (index, task) in payload.tasks.iter().enumerate() {
+        let before = previous.iter().find(|r| r.index == index);
+        if let Some(done) = before.filter(|r| r.outcome != Outcome::Failed) {
+            results.push(done.clone());
+            continue;
+        }
+        let attempts = before.map_or(1, |r| r.attempts + 1);
+        let result = match &ec2 {
+            Some(ec2) => run_task(ec2.as_ref(), ctx, index, task, attempts).await,
+            None => TaskResult {
+                index,
+                task: task.kind().to_owned(),
+                outcome: Outcome::Failed,
+                detail: "no EC2 client".to_owned(),
+                attempts,
+                at: Utc::now(),
+            },
+        };
+        results.push(result);
+        if let Err(e) = dir.write_json(TASKS_FILE, &merged(&results, previous)) {
+            tracing::warn!(error = %e, "cannot write the task results");
+        }
+    }
+    lock(status).tasks = results.clone();
+    save_status(dir, status);
+    results
+}
+
+fn merged(now: &[TaskResult], previous: &[TaskResult]) -> Vec<TaskResult> {
+    let mut all: Vec<TaskResult> = now.to_vec();
+    all.extend(
+        previous
+            .iter()
+            .filter(|p| !now.iter().any(|n| n.index == p.index))
+            .cloned(),
+    );
+    all.sort_by_key(|r| r.index);
+    all
+}
+
+/// Long-running mode: run the tasks, then re-run the failed ones with backoff.
+async fn task_loop(
+    cloud: Arc<AwsCloud>,
+    target: Target,
+    ctx: TaskContext,
+    payload: Payload,
+    dir: StateDir,
+    status: Arc<Mutex<Status>>,
+) {
+    let mut results: Vec<TaskResult> = Vec::new();
+    let mut delay = Duration::from_secs(10);
+    loop {
+        results = run_tasks(&cloud, &target, &ctx, &payload, &results, &dir, &status).await;
+        let failed = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Failed)
+            .count();
+        if failed == 0 {
+            return;
+        }
+        tracing::info!(failed, retry_in = ?delay, "retrying failed boot tasks later");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(600));
+    }
+}

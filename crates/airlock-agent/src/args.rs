@@ -1,0 +1,135 @@
+//! The `airlock agent` command line, defined once here and flattened into the binary's CLI.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+/// `airlock agent`: run on an instance.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentArgs {
+    /// Something other than running the agent.
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+    /// How the agent runs.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `airlock agent <command>`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Print what the agent knows: instance, deployment, credential key id and expiry, tasks
+    /// (never a secret). Use `--output json` for scripts.
+    Status(StatusArgs),
+    /// Development only: run agents for the instances a local EC2-compatible server (moto)
+    /// reports running in a loopback VPC, each with its own metadata server.
+    #[command(hide = true)]
+    Fleet(crate::fleet::FleetArgs),
+}
+
+/// `airlock agent status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agent's state directory.
+    #[arg(
+        long,
+        env = "AIRLOCK_AGENT_STATE_DIR",
+        default_value = "/var/lib/airlock"
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// How `airlock agent` runs.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Do the boot work (store credentials, write the profile, run boot tasks), then exit;
+    /// for cloud-init or a systemd oneshot. Without it the agent keeps running: it serves the
+    /// credentials endpoint, refreshes credentials and retries failed tasks.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Where credentials and state are kept (mode 0700, files 0600).
+    #[arg(
+        long,
+        env = "AIRLOCK_AGENT_STATE_DIR",
+        default_value = "/var/lib/airlock"
+    )]
+    pub state_dir: PathBuf,
+
+    /// Instance metadata service URL.
+    #[arg(
+        long,
+        env = "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        default_value = crate::imds::DEFAULT_ENDPOINT
+    )]
+    pub imds_endpoint: String,
+
+    /// Allow IMDSv1 (reads without a session token) when the metadata service hands out no
+    /// tokens. Off by default: Airlock's instances require IMDSv2.
+    #[arg(long)]
+    pub imds_v1: bool,
+
+    /// Timeout of each metadata request, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub imds_timeout: f64,
+
+    /// How long to keep retrying the metadata service at boot when nothing is stored yet, in
+    /// seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub imds_wait: f64,
+
+    /// With stored state: how long to try the metadata service before serving the stored
+    /// credentials unverified (checked again in the background), in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub stored_state_wait: f64,
+
+    /// Lifetime asked for IMDSv2 session tokens, in seconds (1 to 21600).
+    #[arg(long, default_value_t = 21600)]
+    pub imds_token_ttl: u64,
+
+    /// After storing the payload, allow only the agent's user to reach the metadata service
+    /// (an iptables owner-match rule).
+    #[arg(long)]
+    pub lock_imds: bool,
+
+    /// Address of the loopback credentials endpoint (port 0: any free port; the URL and token
+    /// are written to STATE_DIR/credentials.env).
+    #[arg(long, env = "AIRLOCK_AGENT_LISTEN", default_value = "127.0.0.1:9911")]
+    pub listen: String,
+
+    /// Shared-credentials file to write the profile to (default: ~/.aws/credentials of the
+    /// agent's user).
+    #[arg(long, env = "AIRLOCK_PROFILE_FILE")]
+    pub profile_file: Option<PathBuf>,
+
+    /// Name of the profile the agent writes.
+    #[arg(long, default_value = "airlock")]
+    pub profile: String,
+
+    /// Do not write a shared-credentials profile.
+    #[arg(long, conflicts_with_all = ["profile_file"])]
+    pub no_profile: bool,
+
+    /// Lifetime of the session credentials the endpoint serves when the payload holds a
+    /// long-term key, in seconds (STS GetSessionToken: 900 to 129600).
+    #[arg(long, default_value_t = 3600)]
+    pub session_duration: u32,
+
+    /// How long `attach_volume` waits for its volume to become available, in seconds.
+    #[arg(long, default_value_t = 300.0)]
+    pub task_wait: f64,
+
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}

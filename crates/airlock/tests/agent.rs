@@ -1,0 +1,782 @@
+//! End-to-end tests of `airlock agent` (issue 4): real agent processes against moto, with
+//! IMDSv2-faithful metadata servers (in-process, or the local fleet's), and the AWS SDK as the
+//! local program that uses the credentials.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use airlock_agent::imds_server::{ImdsServer, InstanceData};
+use airlock_payload::{
+    build_user_data, find_payload, BootTask, Credentials, Payload, SecretString,
+};
+use common::fleet::*;
+use common::*;
+
+const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE-session-token-7c1d";
+const LONG: Duration = Duration::from_secs(60);
+
+/// A payload for moto with the test account's key (long-term: the endpoint serves an STS
+/// session made from it).
+fn payload_for(moto: &Moto, deployment: &str, tasks: Vec<BootTask>) -> Payload {
+    let credentials = Credentials::new(ACCESS_KEY_ID, SecretString::from(SECRET_ACCESS_KEY));
+    let mut p = Payload::new(deployment, REGION, credentials);
+    p.endpoint_url = Some(moto.url.clone());
+    p.tasks = tasks;
+    p
+}
+
+/// A payload with temporary credentials, served as they are (no EC2 or STS needed).
+fn temporary_payload(deployment: &str) -> Payload {
+    let json = format!(
+        r#"{{"airlock_payload":1,"deployment_id":"{deployment}","region":"{REGION}","endpoint_url":"http://127.0.0.1:9","credentials":{{"access_key_id":"ASIATESTTEMPORARY01","secret_access_key":"{SECRET_ACCESS_KEY}","session_token":"{TOKEN}","expiration":"2099-01-02T03:04:05Z"}}}}"#
+    );
+    find_payload(json.as_bytes()).unwrap()
+}
+
+fn instance_data(id: &str, user_data: Option<Vec<u8>>) -> InstanceData {
+    InstanceData {
+        instance_id: id.to_owned(),
+        availability_zone: format!("{REGION}a"),
+        user_data,
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// No secret of the test account or the served session in `text`.
+fn assert_no_secret(text: &str, served: &serde_json::Value) {
+    assert!(
+        !text.contains(SECRET_ACCESS_KEY),
+        "secret access key in:\n{text}"
+    );
+    assert!(!text.contains(TOKEN), "session token in:\n{text}");
+    for k in ["SecretAccessKey", "Token"] {
+        if let Some(v) = served[k].as_str() {
+            assert!(!text.contains(v), "served {k} in:\n{text}");
+        }
+    }
+}
+
+/// An EC2 client whose credentials come from `provider`, straight to moto.
+async fn ec2_with(
+    moto: &Moto,
+    provider: impl aws_sdk_ec2::config::ProvideCredentials + 'static,
+) -> aws_sdk_ec2::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(provider)
+        .endpoint_url(&moto.url)
+        .load()
+        .await;
+    aws_sdk_ec2::Client::new(&config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_deploy_boots_an_agent_whose_credentials_work_with_the_sdk() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = Fleet::start(&moto.url, tmp.path());
+
+    let dep = console.json(&[
+        "deploy",
+        "--account",
+        "dev",
+        "--image",
+        &net.image_id,
+        "--instance-type",
+        "t3.micro",
+        "--subnet",
+        &net.subnet_id,
+        "--tag",
+        "team=web",
+        "--wait",
+    ]);
+    let dep_id = dep["id"].as_str().unwrap().to_owned();
+    let instance_id = dep["instances"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let state_dir = fleet.state_dir(&instance_id);
+    let (url, token, body) = served(&state_dir, LONG).await;
+
+    // The agent stored the payload from the user data the console wrote.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["instance_id"], instance_id.as_str());
+    assert_eq!(state["deployment_id"], dep_id.as_str());
+    assert_eq!(
+        state["payload"]["credentials"]["access_key_id"],
+        ACCESS_KEY_ID
+    );
+
+    // The endpoint: 401 without the token, SDK container-provider JSON with it.
+    assert_eq!(get_credentials(&url, None).await.0, 401);
+    assert_eq!(get_credentials(&url, Some("wrong")).await.0, 401);
+    for k in ["AccessKeyId", "SecretAccessKey", "Token", "Expiration"] {
+        assert!(body[k].is_string(), "{k} missing in the endpoint's answer");
+    }
+    assert!(url.starts_with("http://127.0.0."), "{url}");
+
+    // The SDK's container provider, pointed at the endpoint, lists instances.
+    std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url);
+    std::env::set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token);
+    let container = aws_config::ecs::EcsCredentialsProvider::builder().build();
+    {
+        use aws_sdk_ec2::config::ProvideCredentials as _;
+        let creds = container.provide_credentials().await.unwrap();
+        assert_eq!(creds.access_key_id(), body["AccessKeyId"].as_str().unwrap());
+        assert!(creds.session_token().is_some() && creds.expiry().is_some());
+    }
+    let listed = ec2_with(&moto, container)
+        .await
+        .describe_instances()
+        .instance_ids(&instance_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.reservations().len(), 1);
+
+    // The shared-credentials profile works with the SDK too. (aws-runtime's new names for
+    // these types are not reachable from aws-config alone.)
+    let profile_file = fleet.dir.join(&instance_id).join("aws-credentials");
+    #[allow(deprecated)]
+    let files = aws_config::profile::profile_file::ProfileFiles::builder()
+        .with_file(
+            aws_config::profile::profile_file::ProfileFileKind::Credentials,
+            &profile_file,
+        )
+        .build();
+    let profile = aws_config::profile::ProfileFileCredentialsProvider::builder()
+        .profile_files(files)
+        .profile_name("airlock")
+        .build();
+    let listed = ec2_with(&moto, profile)
+        .await
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:airlock:deployment")
+                .values(&dep_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.reservations()[0].instances()[0].instance_id(),
+        Some(instance_id.as_str())
+    );
+
+    // Status without secrets.
+    let out = agent_once(&["status", "--state-dir", s(&state_dir), "--output", "json"]);
+    let status_text = ok(out, &["agent status"]);
+    let status: serde_json::Value = serde_json::from_str(&status_text).unwrap();
+    assert_eq!(status["instance_id"], instance_id.as_str());
+    assert_eq!(status["deployment_id"], dep_id.as_str());
+    assert_eq!(status["credentials"]["access_key_id"], ACCESS_KEY_ID);
+    assert_eq!(status["served"]["source"], "sts");
+    assert_eq!(status["verified"], true);
+    assert_eq!(status["endpoint_url"], url.as_str());
+    assert_no_secret(&status_text, &body);
+    let table = ok(
+        agent_once(&["status", "--state-dir", s(&state_dir)]),
+        &["agent status"],
+    );
+    assert!(
+        table.contains(&instance_id) && table.contains(&dep_id),
+        "{table}"
+    );
+    assert_no_secret(&table, &body);
+
+    // A stop/start (a reboot that keeps the disk): the agent comes back from its stored state.
+    ec2.stop_instances()
+        .instance_ids(&instance_id)
+        .send()
+        .await
+        .unwrap();
+    eventually("the agent to stop", LONG, || {
+        fleet
+            .entry(&instance_id)
+            .filter(|e| e["agent_pid"].is_null())
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        get_credentials(&url, Some(&token)).await.0,
+        0,
+        "stopped agent still serving"
+    );
+    ec2.start_instances()
+        .instance_ids(&instance_id)
+        .send()
+        .await
+        .unwrap();
+    eventually("a second boot", LONG, || {
+        fleet
+            .entry(&instance_id)
+            .filter(|e| e["boots"] == 2)
+            .map(|_| ())
+    })
+    .await;
+    let (url2, token2, body2) = served(&state_dir, LONG).await;
+    assert_eq!(
+        token2, token,
+        "local programs keep their authorization token"
+    );
+    assert_eq!(body2["AccessKeyId"], body["AccessKeyId"]);
+    let log = fleet.agent_log(&instance_id);
+    assert!(log.contains("using the stored state"), "{log}");
+    assert!(log.contains(&url2.replace("/credentials", "")) || !url2.is_empty());
+
+    // Permissions of everything the agent wrote, and no secret in its log.
+    assert_private(&state_dir);
+    assert_private(&fleet.dir.join(&instance_id));
+    assert_no_secret(&log, &body);
+    assert_no_secret(&fleet.proc.log_text(), &body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let subnets = ec2
+        .describe_subnets()
+        .subnet_ids(&net.subnet_id)
+        .send()
+        .await
+        .unwrap();
+    let zone = subnets.subnets()[0].availability_zone().unwrap().to_owned();
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    let spec = |kind: aws_sdk_ec2::types::ResourceType, k: &str, v: &str| {
+        aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(kind)
+            .tags(tag(k, v))
+            .build()
+    };
+    let volume = ec2
+        .create_volume()
+        .availability_zone(&zone)
+        .size(1)
+        .tag_specifications(spec(
+            aws_sdk_ec2::types::ResourceType::Volume,
+            "Role",
+            "data",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let volume_id = volume.volume_id().unwrap().to_owned();
+    let address = ec2
+        .allocate_address()
+        .domain(aws_sdk_ec2::types::DomainType::Vpc)
+        .tag_specifications(spec(
+            aws_sdk_ec2::types::ResourceType::ElasticIp,
+            "Role",
+            "web",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let allocation_id = address.allocation_id().unwrap().to_owned();
+
+    let tasks = vec![
+        BootTask::TagInstance {
+            tags: [("port".to_owned(), "8080".to_owned())].into(),
+        },
+        BootTask::AttachVolume {
+            filters: [("tag:Role".to_owned(), vec!["nothing-has-this".to_owned()])].into(),
+            device: "/dev/sdg".to_owned(),
+        },
+        BootTask::AttachVolume {
+            filters: [("tag:Role".to_owned(), vec!["data".to_owned()])].into(),
+            device: "/dev/sdf".to_owned(),
+        },
+        BootTask::AssociateAddress {
+            allocation_id: None,
+            filters: [("tag:Role".to_owned(), vec!["web".to_owned()])].into(),
+        },
+    ];
+    let user_data = build_user_data(
+        &payload_for(&moto, "dep-tasks", tasks),
+        Some(b"#!/bin/sh\necho operator script\n"),
+    )
+    .unwrap();
+    use base64::Engine as _;
+    let run = ec2
+        .run_instances()
+        .image_id(&net.image_id)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&net.subnet_id)
+        .user_data(base64::engine::general_purpose::STANDARD.encode(&user_data))
+        .send()
+        .await
+        .unwrap();
+    let instance_id = run.instances()[0].instance_id().unwrap().to_owned();
+
+    // The metadata server serves what moto holds for the instance.
+    let held = ec2
+        .describe_instance_attribute()
+        .instance_id(&instance_id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let held = base64::engine::general_purpose::STANDARD
+        .decode(held.user_data().unwrap().value().unwrap())
+        .unwrap();
+    let imds = ImdsServer::start(
+        "127.0.0.1:0",
+        InstanceData {
+            instance_id: instance_id.clone(),
+            availability_zone: zone.clone(),
+            user_data: Some(held),
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dir = tmp.path().join("state");
+    let profile = tmp.path().join("aws").join("credentials");
+    let args = args_vec(&[
+        "--once",
+        "--state-dir",
+        s(&state_dir),
+        "--imds-endpoint",
+        &imds.url(),
+        "--profile-file",
+        s(&profile),
+        "--task-wait",
+        "5",
+    ]);
+    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
+        .await
+        .unwrap();
+    let log = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one task fails, so the exit status says so:\n{log}"
+    );
+    assert!(log.contains("1 of 4 boot tasks failed"), "{log}");
+
+    // The other tasks ran: EC2 (moto) shows their effect.
+    let tags = ec2
+        .describe_tags()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("resource-id")
+                .values(&instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(tags
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some("port") && t.value() == Some("8080")));
+    let volumes = ec2
+        .describe_volumes()
+        .volume_ids(&volume_id)
+        .send()
+        .await
+        .unwrap();
+    let attachment = &volumes.volumes()[0].attachments()[0];
+    assert_eq!(attachment.instance_id(), Some(instance_id.as_str()));
+    assert_eq!(attachment.device(), Some("/dev/sdf"));
+    let addresses = ec2
+        .describe_addresses()
+        .allocation_ids(&allocation_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        addresses.addresses()[0].instance_id(),
+        Some(instance_id.as_str())
+    );
+
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.join("tasks.json")).unwrap()).unwrap();
+    let outcomes: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["done", "failed", "done", "done"], "{results}");
+    assert!(results[1]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("no volume matches"));
+
+    // Every boot runs them again: idempotent, nothing changes.
+    let args = args_vec(&[
+        "--once",
+        "--state-dir",
+        s(&state_dir),
+        "--imds-endpoint",
+        &imds.url(),
+        "--profile-file",
+        s(&profile),
+        "--task-wait",
+        "1",
+    ]);
+    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
+        .await
+        .unwrap();
+    let log2 = stderr(&out);
+    assert!(log2.contains("using the stored state"), "{log2}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.join("tasks.json")).unwrap()).unwrap();
+    let outcomes: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["unchanged", "failed", "unchanged", "unchanged"],
+        "{results}"
+    );
+    assert_eq!(imds.stats().tokenless_reads, 0);
+    assert_private(&state_dir);
+    assert_private(profile.parent().unwrap());
+    assert_no_secret(&format!("{log}{log2}"), &serde_json::Value::Null);
+}
+
+fn args_vec(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+fn agent_once_owned(args: &[String]) -> std::process::Output {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    agent_once(&refs)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_reboot_with_the_metadata_service_down_the_stored_credentials_are_served() {
+    let user_data = build_user_data(&temporary_payload("dep-reboot"), None).unwrap();
+    let imds = ImdsServer::start(
+        "127.0.0.1:0",
+        instance_data("i-0reboot", Some(user_data)),
+        false,
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dir = tmp.path().join("state");
+    let profile = tmp.path().join("credentials");
+    let imds_url = imds.url();
+    let args = |imds_url: &str| {
+        vec![
+            "agent".to_owned(),
+            "--state-dir".to_owned(),
+            s(&state_dir).to_owned(),
+            "--imds-endpoint".to_owned(),
+            imds_url.to_owned(),
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--profile-file".to_owned(),
+            s(&profile).to_owned(),
+            "--stored-state-wait".to_owned(),
+            "1".to_owned(),
+        ]
+    };
+    let first = args(&imds_url);
+    let mut agent = Proc::spawn(
+        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+        &tmp.path().join("agent-1.log"),
+        &[],
+    );
+    let (_, token, body) = served(&state_dir, LONG).await;
+    assert_eq!(body["AccessKeyId"], "ASIATESTTEMPORARY01");
+    assert_eq!(body["Token"], TOKEN);
+    assert_eq!(body["Expiration"], "2099-01-02T03:04:05Z");
+    assert_eq!(agent.stop(), Some(0), "SIGTERM stops the agent cleanly");
+    assert_eq!(imds.stats().tokenless_reads, 0);
+
+    // "Reboot": the metadata service is down (nothing listens there any more).
+    drop(imds);
+    let second = args(&imds_url);
+    let mut agent = Proc::spawn(
+        &second.iter().map(String::as_str).collect::<Vec<_>>(),
+        &tmp.path().join("agent-2.log"),
+        &[],
+    );
+    let (_, token2, body2) = served(&state_dir, LONG).await;
+    assert_eq!(token2, token);
+    assert_eq!(body2, body);
+    let log = agent.log_text();
+    assert!(
+        log.contains("metadata service unreachable; serving the stored credentials"),
+        "{log}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["verified"], false);
+    assert_eq!(status["refresh"], "unavailable", "{status}");
+    assert!(status["refresh_message"]
+        .as_str()
+        .unwrap()
+        .contains("no refresh URL"));
+    assert!(std::fs::read_to_string(&profile)
+        .unwrap()
+        .contains("[airlock]"));
+
+    // The metadata service comes back: the agent verifies the stored state is this instance's.
+    let addr = imds_url.trim_start_matches("http://").to_owned();
+    let _back = ImdsServer::start(&addr, instance_data("i-0reboot", None), false)
+        .await
+        .unwrap();
+    eventually("the stored state to be verified", LONG, || {
+        let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["verified"] == true).then_some(())
+    })
+    .await;
+    assert_eq!(served(&state_dir, LONG).await.2, body);
+    agent.stop();
+    assert_private(&state_dir);
+    let logs = format!(
+        "{}{}",
+        std::fs::read_to_string(tmp.path().join("agent-1.log")).unwrap(),
+        log
+    );
+    assert_no_secret(&logs, &body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_never_reads_metadata_without_a_token_unless_allowed() {
+    let user_data = build_user_data(&temporary_payload("dep-v1"), None).unwrap();
+    // Token-less reads are refused by the test server, as by EC2 with IMDSv2 required.
+    let strict = ImdsServer::start(
+        "127.0.0.1:0",
+        instance_data("i-0strict", Some(user_data.clone())),
+        false,
+    )
+    .await
+    .unwrap();
+    let (status, _) = get_credentials(
+        &format!("{}/latest/meta-data/instance-id", strict.url()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // A service that hands out no tokens: the agent refuses it, writes nothing...
+    let v1_only =
+        ImdsServer::start_without_tokens("127.0.0.1:0", instance_data("i-0v1", Some(user_data)))
+            .await
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dir = tmp.path().join("state");
+    let profile = tmp.path().join("credentials");
+    let base = vec![
+        "--once".to_owned(),
+        "--state-dir".to_owned(),
+        s(&state_dir).to_owned(),
+        "--imds-endpoint".to_owned(),
+        v1_only.url(),
+        "--profile-file".to_owned(),
+        s(&profile).to_owned(),
+        "--imds-wait".to_owned(),
+        "2".to_owned(),
+    ];
+    let args = base.clone();
+    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
+        .await
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("IMDSv1") && err.contains("--imds-v1"), "{err}");
+    assert_eq!(
+        v1_only.stats().tokenless_reads,
+        0,
+        "no read was tried without a token"
+    );
+    assert!(!state_dir.exists() && !profile.exists());
+
+    // ...and uses it only with --imds-v1.
+    let mut args = base;
+    args.push("--imds-v1".to_owned());
+    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(v1_only.stats().tokenless_reads > 0);
+    assert!(state_dir.join("state.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_user_data_is_refused_with_a_clear_error_and_nothing_written() {
+    let good =
+        build_user_data(&temporary_payload("dep-bad"), Some(b"#!/bin/sh\necho hi\n")).unwrap();
+    let truncated = good[..good.len() * 2 / 3].to_vec();
+    let mut random = vec![0u8; 600];
+    for (i, b) in random.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(151).wrapping_add(7) ^ 0x5a;
+    }
+    let wrong_version =
+        br#"{"airlock_payload":3,"deployment_id":"d","region":"r","credentials":{}}"#.to_vec();
+    let cases: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
+        (
+            "random bytes",
+            Some(random),
+            "no Airlock payload in the user data",
+        ),
+        (
+            "a wrong version",
+            Some(wrong_version),
+            "version 3, this build reads only version 1",
+        ),
+        (
+            "a truncated MIME document",
+            Some(truncated),
+            "the user data cannot be used",
+        ),
+        ("no user data", None, "has no user data"),
+    ];
+    for (what, user_data, needle) in cases {
+        let imds = ImdsServer::start("127.0.0.1:0", instance_data("i-0bad", user_data), false)
+            .await
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let state_dir = tmp.path().join("state");
+        let profile = tmp.path().join("credentials");
+        for once in [true, false] {
+            let mut args = vec![
+                "--state-dir".to_owned(),
+                s(&state_dir).to_owned(),
+                "--imds-endpoint".to_owned(),
+                imds.url(),
+                "--profile-file".to_owned(),
+                s(&profile).to_owned(),
+                "--listen".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ];
+            if once {
+                args.push("--once".to_owned());
+            }
+            let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
+                .await
+                .unwrap();
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{what} (once: {once}): {err}");
+            assert!(err.contains(needle), "{what}: {err}");
+            assert!(err.contains("nothing was written"), "{what}: {err}");
+            assert!(!state_dir.exists(), "{what}: the state dir was created");
+            assert!(!profile.exists(), "{what}: the profile was written");
+            assert!(
+                !err.contains(SECRET_ACCESS_KEY) && !err.contains(TOKEN),
+                "{err}"
+            );
+        }
+    }
+}
+
+/// `date -u` shifted by `minutes`, RFC 3339 (chrono is not a dependency of this crate).
+fn utc_in(minutes: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("{minutes} minutes"),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_refresh_keeps_serving_the_last_good_credentials_until_they_expire() {
+    // Temporary credentials that expire in three minutes, and a refresh URL where nothing
+    // answers (the console's refresh endpoint is issue 7).
+    let dead = format!("http://127.0.0.1:{}/v1/refresh", free_port());
+    let json = format!(
+        r#"{{"airlock_payload":1,"deployment_id":"dep-refresh","region":"{REGION}","refresh_url":"{dead}","credentials":{{"access_key_id":"ASIATESTTEMPORARY02","secret_access_key":"{SECRET_ACCESS_KEY}","session_token":"{TOKEN}","expiration":"{}"}}}}"#,
+        utc_in(3)
+    );
+    let user_data = build_user_data(&find_payload(json.as_bytes()).unwrap(), None).unwrap();
+    let imds = ImdsServer::start(
+        "127.0.0.1:0",
+        instance_data("i-0refresh", Some(user_data)),
+        false,
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dir = tmp.path().join("state");
+    let args = [
+        "agent".to_owned(),
+        "--state-dir".to_owned(),
+        s(&state_dir).to_owned(),
+        "--imds-endpoint".to_owned(),
+        imds.url(),
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--no-profile".to_owned(),
+    ];
+    let agent = Proc::spawn(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &tmp.path().join("agent.log"),
+        &[],
+    );
+    let (_, _, body) = served(&state_dir, LONG).await;
+    assert_eq!(body["AccessKeyId"], "ASIATESTTEMPORARY02");
+    let status = eventually("the refresh to fail", LONG, || {
+        let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["refresh"] == "failing").then_some(v)
+    })
+    .await;
+    let message = status["refresh_message"].as_str().unwrap();
+    assert!(
+        message.contains("serving the last good credentials until"),
+        "{message}"
+    );
+    // Still served after the failure.
+    let (_, _, again) = served(&state_dir, LONG).await;
+    assert_eq!(again, body);
+    let log = agent.log_text();
+    assert!(log.contains("credential refresh failed"), "{log}");
+    assert_no_secret(&log, &body);
+}
+
+#[test]
+fn unusable_flags_are_usage_errors_before_anything_is_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dir = tmp.path().join("state");
+    for bad in [
+        &["--listen", "0.0.0.0:9911"][..],
+        &["--imds-token-ttl", "0"],
+        &["--session-duration", "60"],
+        &["--lock-imds", "--imds-endpoint", "http://127.0.0.1:1"],
+    ] {
+        let mut args = vec![
+            "--state-dir",
+            s(&state_dir),
+            "--imds-endpoint",
+            "http://127.0.0.1:1",
+        ];
+        args.extend_from_slice(bad);
+        let out = agent_once(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert!(!state_dir.exists());
+    }
+}
