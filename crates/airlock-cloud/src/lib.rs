@@ -30,21 +30,10 @@ pub trait Cloud: Send + Sync {
         &self,
         target: &Target,
         duration_seconds: u32,
-    ) -> Result<SessionCredentials, CloudError> {
-        let _ = (target, duration_seconds);
-        Err(unsupported("GetSessionToken"))
-    }
-}
-
-/// The error of an operation an implementation does not offer.
-fn unsupported(operation: &str) -> CloudError {
-    CloudError::local(format!("{operation} is not supported by this EC2 client"))
+    ) -> Result<SessionCredentials, CloudError>;
 }
 
 /// The EC2 operations the console and the agent perform.
-///
-/// Methods added after the first ones have default bodies that report the operation as
-/// unsupported, so a test double needs to implement only what it uses.
 #[async_trait]
 pub trait Ec2: Send + Sync {
     /// `RunInstances` with tags on creation, a client token and IMDSv2 required.
@@ -72,10 +61,7 @@ pub trait Ec2: Send + Sync {
         &self,
         resource_ids: &[String],
         tags: &[Tag],
-    ) -> Result<RequestId, CloudError> {
-        let _ = (resource_ids, tags);
-        Err(unsupported("CreateTags"))
-    }
+    ) -> Result<RequestId, CloudError>;
 
     /// `DeleteTags`: removes tags from resources; a tag whose value is `""` is removed whatever
     /// its value.
@@ -83,25 +69,16 @@ pub trait Ec2: Send + Sync {
         &self,
         resource_ids: &[String],
         tags: &[Tag],
-    ) -> Result<RequestId, CloudError> {
-        let _ = (resource_ids, tags);
-        Err(unsupported("DeleteTags"))
-    }
+    ) -> Result<RequestId, CloudError>;
 
     /// `DescribeTags`, every page, filtered by `resource-id`: each tag with its resource's id.
     async fn describe_tags(
         &self,
         resource_ids: &[String],
-    ) -> Result<Vec<(String, Tag)>, CloudError> {
-        let _ = resource_ids;
-        Err(unsupported("DescribeTags"))
-    }
+    ) -> Result<Vec<(String, Tag)>, CloudError>;
 
     /// `DescribeInstanceAttribute` `userData`, base64-decoded; `None` when the instance has none.
-    async fn describe_user_data(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError> {
-        let _ = instance_id;
-        Err(unsupported("DescribeInstanceAttribute"))
-    }
+    async fn describe_user_data(&self, instance_id: &str) -> Result<Option<Vec<u8>>, CloudError>;
 
     /// `AttachVolume`: attaches a volume to an instance at a device name such as `/dev/sdf`.
     async fn attach_volume(
@@ -109,10 +86,7 @@ pub trait Ec2: Send + Sync {
         volume_id: &str,
         instance_id: &str,
         device: &str,
-    ) -> Result<RequestId, CloudError> {
-        let _ = (volume_id, instance_id, device);
-        Err(unsupported("AttachVolume"))
-    }
+    ) -> Result<RequestId, CloudError>;
 
     /// `AssociateAddress` with `AllowReassociation`: moves an Elastic IP (by allocation id) to an
     /// instance. Returns the association id.
@@ -120,14 +94,8 @@ pub trait Ec2: Send + Sync {
         &self,
         allocation_id: &str,
         instance_id: &str,
-    ) -> Result<Option<String>, CloudError> {
-        let _ = (allocation_id, instance_id);
-        Err(unsupported("AssociateAddress"))
-    }
+    ) -> Result<Option<String>, CloudError>;
 
     /// `DescribeAddresses` by filters (e.g. `tag:Role`, `allocation-id`).
-    async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<Address>, CloudError> {
-        let _ = filters;
-        Err(unsupported("DescribeAddresses"))
-    }
+    async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<Address>, CloudError>;
 }
