@@ -272,8 +272,9 @@ async fn a_console_restart_mid_wait_resumes() {
         let list = console.json(&["deployment", "list"]);
         if let Some(d) = list.as_array().unwrap().first() {
             dep_id = d["id"].as_str().unwrap().to_owned();
-            assert_eq!(
-                d["state"], "launching",
+            // Killed while recording the launch or while watching it: both must resume.
+            assert!(
+                d["state"] == "launching" || d["state"] == "pending",
                 "the watcher settled too early for this test: {d}"
             );
             break;
