@@ -122,7 +122,7 @@ pub async fn user(client: &Client, cmd: UserCommand, output: Output) -> Result<(
 }
 
 fn decision_rows(resp: &airlock_policy::Response) -> Vec<Vec<String>> {
-    let decision = serde_json::to_value(&resp.decision)
+    let decision = serde_json::to_value(resp.decision)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();

@@ -63,6 +63,22 @@ pub enum Command {
     /// Master key operations on a console's database.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Console users and the policies attached to them.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// IAM-style policies: validate and simulate locally, store them in the console.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Add or remove tags of an EC2 resource (authorized with ec2:CreateTags / ec2:DeleteTags).
+    #[command(subcommand)]
+    Tag(TagCommand),
+    /// The audit log: every decision and every EC2 call, hash-chained.
+    Audit(AuditArgs),
+    /// Route HTTP traffic to EC2 instances selected by tags (Gloo-compatible EC2 upstreams).
+    Gateway(airlock_gateway::GatewayArgs),
+    /// Run on an instance: store the credentials from the user data, serve them to local
+    /// programs, run boot tasks (`airlock agent status` shows what it knows).
+    Agent(airlock_agent::AgentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +121,9 @@ pub struct LoginArgs {
     /// Read the password from standard input (first line).
     #[arg(long, required = true)]
     pub password_stdin: bool,
+    /// The current one-time code, for users with a second factor.
+    #[arg(long)]
+    pub otp: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,4 +301,127 @@ pub struct RotateArgs {
     /// The master key file the console uses.
     #[arg(long, default_value = "airlock-master.key")]
     pub master_key_file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// Login name.
+        name: String,
+        /// A policy document to store (named USER-FILESTEM) and attach (repeatable).
+        #[arg(long = "policy")]
+        policy_files: Vec<PathBuf>,
+        /// A stored policy to attach (repeatable).
+        #[arg(long = "attach")]
+        attach: Vec<String>,
+        /// Read the initial password from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users and their policies.
+    List,
+    /// Remove a user.
+    Remove {
+        /// Login name.
+        name: String,
+    },
+    /// Attach a stored policy to a user.
+    AttachPolicy {
+        /// Login name.
+        user: String,
+        /// Policy name.
+        policy: String,
+    },
+    /// Detach a policy from a user.
+    DetachPolicy {
+        /// Login name.
+        user: String,
+        /// Policy name.
+        policy: String,
+    },
+    /// Enable a TOTP second factor; prints its secret once.
+    EnableMfa {
+        /// Login name.
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy document; exit 0 if valid, 1 with every problem otherwise.
+    Validate {
+        /// The policy file (JSON).
+        file: PathBuf,
+    },
+    /// Decide a request against policies, as the console would.
+    ///
+    /// The request file is {"action": "...", "resource": "arn:...", "context": {"key": "value" | ["v1", "v2"]}}.
+    /// The answer's decision is allowed, explicitDeny or implicitDeny, with the deciding statements.
+    Simulate {
+        /// A policy file (repeatable; all apply together, like a user's policies; none denies
+        /// everything).
+        #[arg(long = "policy")]
+        policies: Vec<PathBuf>,
+        /// The request file.
+        #[arg(long)]
+        request: PathBuf,
+    },
+    /// Store (or replace) a named policy in the console.
+    Create {
+        /// Policy name.
+        name: String,
+        /// The policy file (JSON).
+        file: PathBuf,
+    },
+    /// List stored policies.
+    List,
+    /// Show a stored policy's document.
+    Show {
+        /// Policy name.
+        name: String,
+    },
+    /// Delete a stored policy (detach it from every user first).
+    Delete {
+        /// Policy name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagCommand {
+    /// Add or overwrite tags: airlock tag add RESOURCE KEY=VALUE...
+    Add(TagArgs),
+    /// Remove tags: airlock tag remove RESOURCE KEY[=VALUE]...
+    Remove(TagArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The resource id (i-, vol-, snap-, ami-, sg-, subnet-, vpc-, eni-, eipalloc-, key-).
+    pub resource: String,
+    /// Tags as KEY=VALUE (for remove, KEY alone removes the key whatever its value).
+    #[arg(required = true)]
+    pub tags: Vec<String>,
+    /// The account the resource is in (default: the only account, if there is one).
+    #[arg(long)]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub verify: Option<AuditCommand>,
+    /// Only this user's records.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only records at or after this time (RFC 3339, e.g. 2026-01-31T12:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the whole log; exit 1 if a record was edited or removed.
+    Verify,
 }

@@ -199,6 +199,17 @@ impl Client {
             .await
     }
 
+    /// PUT a JSON body.
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(self.request(reqwest::Method::PUT, path).json(body))
+            .await
+    }
+
+    /// DELETE a path and read the JSON answer.
+    pub async fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
     /// DELETE a path.
     pub async fn delete(&self, path: &str) -> Result<()> {
         self.send::<serde_json::Value>(self.request(reqwest::Method::DELETE, path))

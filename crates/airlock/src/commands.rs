@@ -39,7 +39,7 @@ pub async fn login(console: Option<&str>, args: LoginArgs, output: Output) -> Re
     let resp: LoginResponse = client
         .post(
             "/v1/login",
-            &json!({"user": args.user, "password": password.expose_secret()}),
+            &json!({"user": args.user, "password": password.expose_secret(), "otp": args.otp}),
         )
         .await?;
     let path = client::save_login(&SavedLogin {
@@ -426,17 +426,7 @@ pub async fn instance(client: &Client, cmd: InstanceCommand, output: Output) -> 
         InstanceCommand::Reboot(ids) => ("reboot", ids),
         InstanceCommand::Terminate(ids) => ("terminate", ids),
     };
-    let account = match ids.account {
-        Some(a) => a,
-        None => {
-            let accounts: Vec<AccountView> = client.get("/v1/accounts").await?;
-            match accounts.as_slice() {
-                [only] => only.name.clone(),
-                [] => bail!("the console has no account; add one with `airlock account add`"),
-                _ => bail!("the console has several accounts: pass --account NAME"),
-            }
-        }
-    };
+    let account = account_or_only(client, ids.account).await?;
     let resp: InstanceActionResponse = client
         .post(
             &format!("/v1/instances/{action}"),
@@ -455,4 +445,22 @@ pub async fn instance(client: &Client, cmd: InstanceCommand, output: Output) -> 
             ]]
         },
     )
+}
+
+/// The given account, or the console's only account when none is given.
+pub async fn account_or_only(client: &Client, account: Option<String>) -> Result<String> {
+    if let Some(a) = account {
+        return Ok(a);
+    }
+    let accounts: Vec<AccountView> = client.get("/v1/accounts").await?;
+    match accounts.as_slice() {
+        [only] => Ok(only.name.clone()),
+        [] => bail!("the console has no account; add one with `airlock account add`"),
+        _ => bail!("the console has several accounts: pass --account NAME"),
+    }
+}
+
+/// Reads the first line of standard input as a secret (passwords).
+pub fn stdin_secret(what: &str) -> Result<secrecy::SecretString> {
+    read_stdin_line(what)
 }

@@ -3,6 +3,7 @@
 //!
 //! Exit status: 0 on success, 1 on failure, 2 on a usage error.
 
+mod admin;
 mod cli;
 mod client;
 mod commands;
@@ -53,6 +54,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )
         }
+        Command::Policy(cmd) if admin::policy_local(&cmd, output)? => Ok(()),
+        Command::Gateway(args) => airlock_gateway::run(args).await,
+        Command::Agent(args) => Ok(airlock_agent::run(args, output == cli::Output::Json).await?),
         command => {
             let client = client::Client::new(console)?;
             match command {
@@ -67,7 +71,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         vec![vec![me.user.clone(), client.base().to_owned()]]
                     })
                 }
-                Command::Serve(_) | Command::Login(_) | Command::Logout | Command::Vault(_) => {
+                Command::User(cmd) => admin::user(&client, cmd, output).await,
+                Command::Policy(cmd) => admin::policy(&client, cmd, output).await,
+                Command::Tag(cmd) => admin::tag(&client, cmd, output).await,
+                Command::Audit(args) => admin::audit(&client, args, output).await,
+                Command::Serve(_)
+                | Command::Login(_)
+                | Command::Logout
+                | Command::Vault(_)
+                | Command::Gateway(_)
+                | Command::Agent(_) => {
                     unreachable!("handled before a client is built")
                 }
             }

@@ -1,6 +1,8 @@
 //! End-to-end tests of authorization: users, policies with tag conditions enforced before any
 //! EC2 call, the audit log, and the policy simulator through the CLI and the API.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
@@ -332,7 +334,7 @@ async fn a_second_factor_is_required_at_login_and_sets_multi_factor_auth_present
     let mfa_only = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "airlock:ListUsers", "Resource": "*",
          "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}}]});
-    let erin = console.add_user("erin", &[mfa_only.clone()]);
+    let erin = console.add_user("erin", &[mfa_only]);
     // Logged in without a second factor: the MFA condition does not hold.
     let out = erin.cli(&["user", "list"]);
     assert_eq!(out.status.code(), Some(1));

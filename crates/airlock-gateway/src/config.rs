@@ -1,0 +1,1072 @@
+//! Gloo's YAML, as users already write it, turned into a validated [`Config`]: `Upstream`
+//! documents with `spec.awsEc2` (or the older `spec.upstreamSpec.awsEc2`), `VirtualService`
+//! documents for routes, and `Secret` documents with AWS keys. Several documents per file.
+//!
+//! Pure: takes text, returns a config or every problem found, each naming the file, the
+//! document, the object and the field. No file or network I/O happens here.
+
+use crate::filter::TagFilter;
+use base64::Engine;
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Gloo's namespace when a document names none.
+pub const DEFAULT_NAMESPACE: &str = "gloo-system";
+/// The tag whose value overrides an upstream's port per instance, unless the upstream names another.
+pub const DEFAULT_PORT_TAG: &str = "airlock:port";
+/// The tag that places an instance in a discovered upstream (`--discover-upstreams`).
+pub const UPSTREAM_TAG: &str = "airlock:upstream";
+
+/// A namespaced name, as Gloo refers to objects (`namespace/name`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjRef {
+    /// Namespace (defaults to `gloo-system`).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjRef {
+    /// A reference from namespace and name.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// An EC2 upstream: the instances its credentials see in its region that match every filter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upstream {
+    /// Its name and namespace.
+    pub id: ObjRef,
+    /// Tag filters, all of which an instance must match.
+    pub filters: Vec<TagFilter>,
+    /// The AWS region to list.
+    pub region: String,
+    /// The Secret holding the access key; `None` means the gateway's default credentials.
+    pub secret_ref: Option<ObjRef>,
+    /// A role to assume before listing.
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy asks for.
+    pub external_id: Option<String>,
+    /// Route to the public address instead of the private one.
+    pub public_ip: bool,
+    /// The port, unless the port tag says otherwise.
+    pub port: u16,
+    /// The tag whose value overrides the port per instance.
+    pub port_tag: String,
+    /// True for upstreams made by `--discover-upstreams` rather than written in YAML.
+    pub discovered: bool,
+}
+
+/// How a route matches the request path (the query string is never part of the match).
+#[derive(Clone, Debug)]
+pub enum PathMatch {
+    /// The path equals this.
+    Exact(String),
+    /// The path starts with this.
+    Prefix(String),
+    /// The whole path matches this regular expression.
+    Regex(regex::Regex),
+}
+
+impl PartialEq for PathMatch {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
+            (PathMatch::Prefix(a), PathMatch::Prefix(b)) => a == b,
+            (PathMatch::Regex(a), PathMatch::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+/// One matcher of a route and where it sends traffic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// The path matcher.
+    pub matcher: PathMatch,
+    /// The upstream.
+    pub upstream: ObjRef,
+    /// Replaces the matched part of the path (Gloo's `options.prefixRewrite`).
+    pub prefix_rewrite: Option<String>,
+}
+
+/// A Gloo VirtualService: domains and their ordered routes (first match wins).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VirtualService {
+    /// Its name and namespace.
+    pub id: ObjRef,
+    /// Host names it serves; `*` and `*.suffix` wildcards as in Envoy.
+    pub domains: Vec<String>,
+    /// Routes in order.
+    pub routes: Vec<Route>,
+}
+
+/// AWS keys from a `Secret` document.
+#[derive(Clone, Debug)]
+pub struct AwsSecret {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: SecretString,
+    /// Session token, for temporary keys.
+    pub session_token: Option<SecretString>,
+}
+
+/// A whole, validated gateway configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Upstreams by id.
+    pub upstreams: BTreeMap<ObjRef, Upstream>,
+    /// Virtual services in file order.
+    pub virtual_services: Vec<VirtualService>,
+    /// AWS secrets by id.
+    pub secrets: BTreeMap<ObjRef, AwsSecret>,
+    /// Things that are not errors but deserve a log line (ignored kinds, for example).
+    pub warnings: Vec<String>,
+}
+
+/// What loading needs besides the text.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// With `--discover-upstreams`, routes may name upstreams that only tags define.
+    pub discover_upstreams: bool,
+}
+
+/// One problem in one document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or source name).
+    pub file: String,
+    /// The document number in the file, from 1.
+    pub document: usize,
+    /// `Kind namespace/name`, when known.
+    pub object: Option<String>,
+    /// The field path, e.g. `spec.awsEc2.filters[1]`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.document > 0 {
+            write!(f, ": document {}", self.document)?;
+        }
+        if let Some(object) = &self.object {
+            write!(f, " ({object})")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid gateway configuration:")?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---- raw document shapes (what serde reads) ----
+
+#[derive(Deserialize)]
+struct RawMeta {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawRef {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawUpstream {
+    metadata: RawMeta,
+    spec: RawUpstreamSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawUpstreamSpec {
+    #[serde(default)]
+    aws_ec2: Option<RawAwsEc2>,
+    #[serde(default)]
+    upstream_spec: Option<RawInnerSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawInnerSpec {
+    #[serde(default)]
+    aws_ec2: Option<RawAwsEc2>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAwsEc2 {
+    #[serde(default)]
+    filters: Vec<RawFilter>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    secret_ref: Option<RawRef>,
+    #[serde(default)]
+    role_arn: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
+    #[serde(default)]
+    public_ip: bool,
+    #[serde(default)]
+    port: Option<u32>,
+    #[serde(default)]
+    port_tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawFilter {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    kv_pair: Option<RawKvPair>,
+}
+
+#[derive(Deserialize)]
+struct RawKvPair {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawVirtualService {
+    metadata: RawMeta,
+    spec: RawVsSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawVsSpec {
+    virtual_host: RawVirtualHost,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawVirtualHost {
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRoute {
+    #[serde(default)]
+    matchers: Option<Vec<RawMatcher>>,
+    /// Gloo before 1.0 had one `matcher`.
+    #[serde(default)]
+    matcher: Option<RawMatcher>,
+    #[serde(default)]
+    route_action: Option<RawRouteAction>,
+    #[serde(default)]
+    options: Option<RawRouteOptions>,
+    /// Gloo before 1.0 put the rewrite under `routePlugins.prefixRewrite.prefixRewrite`.
+    #[serde(default)]
+    route_plugins: Option<RawRoutePlugins>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawMatcher {
+    #[serde(default)]
+    exact: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    regex: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRouteAction {
+    #[serde(default)]
+    single: Option<RawSingle>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSingle {
+    #[serde(default)]
+    upstream: Option<RawRef>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRouteOptions {
+    #[serde(default)]
+    prefix_rewrite: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRoutePlugins {
+    #[serde(default)]
+    prefix_rewrite: Option<RawRouteOptions>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSecret {
+    metadata: RawMeta,
+    #[serde(default)]
+    aws: Option<RawGlooAws>,
+    #[serde(default)]
+    data: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    string_data: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawGlooAws {
+    access_key: String,
+    secret_key: String,
+    #[serde(default)]
+    session_token: Option<String>,
+}
+
+/// Where a problem was found, to build [`ConfigError`]s.
+struct Place<'a> {
+    file: &'a str,
+    document: usize,
+    object: Option<String>,
+}
+
+impl Place<'_> {
+    fn error(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            document: self.document,
+            object: self.object.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Splits a YAML stream into documents at `---` lines, keeping each document's text.
+fn split_documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        let trimmed = line.trim_end();
+        if trimmed == "---" || trimmed.starts_with("--- ") {
+            docs.push(trimmed.trim_start_matches("---").trim_start().to_owned() + "\n");
+        } else if trimmed == "..." {
+            continue;
+        } else if let Some(last) = docs.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    docs
+}
+
+fn typed<T: DeserializeOwned>(
+    value: serde_json::Value,
+    place: &Place<'_>,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        place.error(field, e.into_inner().to_string())
+    })
+}
+
+/// Parses and validates configuration sources: `(name, text)` pairs, usually file names and
+/// their contents. Returns every problem at once.
+pub fn load(sources: &[(String, String)], options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    let mut config = Config::default();
+    let mut errors = Vec::new();
+    // Routes are checked against upstreams after all files are read.
+    let mut route_refs: Vec<(ConfigError, ObjRef)> = Vec::new();
+    let mut secret_refs: Vec<(ConfigError, ObjRef)> = Vec::new();
+    for (file, text) in sources {
+        for (i, doc_text) in split_documents(text).iter().enumerate() {
+            let document = i + 1;
+            let mut place = Place {
+                file,
+                document,
+                object: None,
+            };
+            let value: Option<serde_json::Value> = match serde_saphyr::from_str(doc_text) {
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(place.error("", format!("not valid YAML: {e}")));
+                    continue;
+                }
+            };
+            let Some(value) = value else { continue };
+            if value.is_null() {
+                continue;
+            }
+            let Some(kind) = value
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .map(str::to_owned)
+            else {
+                errors.push(place.error(
+                    "kind",
+                    "missing: expected Upstream, VirtualService or Secret",
+                ));
+                continue;
+            };
+            let name = value
+                .pointer("/metadata/name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("?");
+            let namespace = value
+                .pointer("/metadata/namespace")
+                .and_then(|n| n.as_str())
+                .unwrap_or(DEFAULT_NAMESPACE);
+            place.object = Some(format!("{kind} {namespace}/{name}"));
+            match kind.as_str() {
+                "Upstream" => match typed::<RawUpstream>(value, &place)
+                    .and_then(|raw| upstream(raw, &place))
+                {
+                    Ok((up, secret)) => {
+                        if let Some(secret) = secret {
+                            secret_refs.push((place.error("spec.awsEc2.secretRef", ""), secret));
+                        }
+                        if config.upstreams.contains_key(&up.id) {
+                            errors.push(place.error("metadata.name", "an Upstream of this name and namespace is already defined"));
+                        } else {
+                            config.upstreams.insert(up.id.clone(), up);
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                },
+                "VirtualService" => match typed::<RawVirtualService>(value, &place) {
+                    Ok(raw) => match virtual_service(raw, &place) {
+                        Ok((vs, refs)) => {
+                            route_refs.extend(refs);
+                            config.virtual_services.push(vs);
+                        }
+                        Err(mut e) => errors.append(&mut e),
+                    },
+                    Err(e) => errors.push(e),
+                },
+                "Secret" => match typed::<RawSecret>(value, &place).and_then(|raw| secret(raw, &place)) {
+                    Ok((id, s)) => {
+                        config.secrets.insert(id, s);
+                    }
+                    Err(e) => errors.push(e),
+                },
+                other => config.warnings.push(format!(
+                    "{file}: document {document}: ignoring kind {other} (the gateway reads Upstream, VirtualService and Secret)"
+                )),
+            }
+        }
+    }
+    for (mut at, target) in route_refs {
+        if !config.upstreams.contains_key(&target) && !options.discover_upstreams {
+            at.message = format!(
+                "unknown upstream {target}: no Upstream of that name and namespace is defined"
+            );
+            errors.push(at);
+        }
+    }
+    for (mut at, target) in secret_refs {
+        if !config.secrets.contains_key(&target) {
+            at.message = format!("unknown secret {target}: no Secret of that name and namespace in the configuration or secrets file");
+            errors.push(at);
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn meta_ref(meta: &RawMeta) -> ObjRef {
+    ObjRef::new(
+        meta.namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+        meta.name.clone(),
+    )
+}
+
+fn raw_ref(r: &RawRef, default_namespace: &str) -> ObjRef {
+    ObjRef::new(
+        r.namespace
+            .clone()
+            .unwrap_or_else(|| default_namespace.to_owned()),
+        r.name.clone(),
+    )
+}
+
+fn upstream(
+    raw: RawUpstream,
+    place: &Place<'_>,
+) -> Result<(Upstream, Option<ObjRef>), ConfigError> {
+    let id = meta_ref(&raw.metadata);
+    if id.name.is_empty() {
+        return Err(place.error("metadata.name", "must not be empty"));
+    }
+    let (ec2, base) = match (
+        raw.spec.aws_ec2,
+        raw.spec.upstream_spec.and_then(|s| s.aws_ec2),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(place.error(
+                "spec",
+                "give spec.awsEc2 or spec.upstreamSpec.awsEc2, not both",
+            ))
+        }
+        (Some(e), None) => (e, "spec.awsEc2"),
+        (None, Some(e)) => (e, "spec.upstreamSpec.awsEc2"),
+        (None, None) => return Err(place.error(
+            "spec.awsEc2",
+            "missing: the gateway serves EC2 upstreams (spec.awsEc2 or spec.upstreamSpec.awsEc2)",
+        )),
+    };
+    let mut filters = Vec::new();
+    for (i, f) in ec2.filters.into_iter().enumerate() {
+        let field = format!("{base}.filters[{i}]");
+        match (f.key, f.kv_pair) {
+            (Some(key), None) if !key.is_empty() => filters.push(TagFilter::Key(key)),
+            (None, Some(kv)) if !kv.key.is_empty() => filters.push(TagFilter::KvPair {
+                key: kv.key,
+                value: kv.value,
+            }),
+            (Some(_), Some(_)) => {
+                return Err(place.error(field, "a filter has either `key` or `kvPair`, not both"))
+            }
+            (None, None) => {
+                return Err(place.error(
+                    field,
+                    "a filter needs `key` (tag present) or `kvPair` (tag key and value)",
+                ))
+            }
+            _ => return Err(place.error(field, "the tag key must not be empty")),
+        }
+    }
+    let region = match ec2.region {
+        Some(r) if !r.is_empty() => r,
+        _ => {
+            return Err(place.error(
+                format!("{base}.region"),
+                "missing: the AWS region to list, e.g. us-east-1",
+            ))
+        }
+    };
+    let port = match ec2.port {
+        None => 80,
+        Some(p) => u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+            place.error(
+                format!("{base}.port"),
+                format!("{p} is not a TCP port (1-65535)"),
+            )
+        })?,
+    };
+    if ec2.external_id.is_some() && ec2.role_arn.is_none() {
+        return Err(place.error(
+            format!("{base}.externalId"),
+            "only makes sense with roleArn",
+        ));
+    }
+    if let Some(arn) = &ec2.role_arn {
+        if !arn.starts_with("arn:") || !arn.contains(":role/") {
+            return Err(place.error(
+                format!("{base}.roleArn"),
+                format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+            ));
+        }
+    }
+    let secret_ref = ec2.secret_ref.as_ref().map(|r| raw_ref(r, "default"));
+    Ok((
+        Upstream {
+            id,
+            filters,
+            region,
+            secret_ref: secret_ref.clone(),
+            role_arn: ec2.role_arn,
+            external_id: ec2.external_id,
+            public_ip: ec2.public_ip,
+            port,
+            port_tag: ec2.port_tag.unwrap_or_else(|| DEFAULT_PORT_TAG.to_owned()),
+            discovered: false,
+        },
+        secret_ref,
+    ))
+}
+
+type RouteRefs = Vec<(ConfigError, ObjRef)>;
+
+fn virtual_service(
+    raw: RawVirtualService,
+    place: &Place<'_>,
+) -> Result<(VirtualService, RouteRefs), Vec<ConfigError>> {
+    let id = meta_ref(&raw.metadata);
+    let mut errors = Vec::new();
+    let mut routes = Vec::new();
+    let mut refs = Vec::new();
+    let domains = if raw.spec.virtual_host.domains.is_empty() {
+        vec!["*".to_owned()]
+    } else {
+        raw.spec.virtual_host.domains
+    };
+    for (i, r) in raw.spec.virtual_host.routes.into_iter().enumerate() {
+        let base = format!("spec.virtualHost.routes[{i}]");
+        let upstream = match r
+            .route_action
+            .and_then(|a| a.single)
+            .and_then(|s| s.upstream)
+        {
+            Some(u) => raw_ref(&u, &id.namespace),
+            None => {
+                errors.push(place.error(
+                    format!("{base}.routeAction.single.upstream"),
+                    "missing: the gateway routes to one upstream by name and namespace",
+                ));
+                continue;
+            }
+        };
+        let rewrite = r.options.and_then(|o| o.prefix_rewrite).or_else(|| {
+            r.route_plugins
+                .and_then(|p| p.prefix_rewrite)
+                .and_then(|p| p.prefix_rewrite)
+        });
+        let matchers = match (r.matchers, r.matcher) {
+            (Some(m), _) if !m.is_empty() => m,
+            (_, Some(m)) => vec![m],
+            _ => vec![RawMatcher {
+                exact: None,
+                prefix: Some("/".to_owned()),
+                regex: None,
+            }],
+        };
+        let mut ok = true;
+        for (j, m) in matchers.into_iter().enumerate() {
+            let field = format!("{base}.matchers[{j}]");
+            let matcher = match (m.exact, m.prefix, m.regex) {
+                (Some(e), None, None) => PathMatch::Exact(e),
+                (None, Some(p), None) => PathMatch::Prefix(p),
+                (None, None, Some(re)) => {
+                    if rewrite.is_some() {
+                        errors.push(place.error(
+                            format!("{base}.options.prefixRewrite"),
+                            "cannot be used with a regex matcher (as in Gloo/Envoy)",
+                        ));
+                        ok = false;
+                        continue;
+                    }
+                    match regex::Regex::new(&format!("^(?:{re})$")) {
+                        Ok(r) => PathMatch::Regex(r),
+                        Err(e) => {
+                            errors.push(place.error(
+                                format!("{field}.regex"),
+                                format!("not a valid regular expression: {e}"),
+                            ));
+                            ok = false;
+                            continue;
+                        }
+                    }
+                }
+                (None, None, None) => PathMatch::Prefix("/".to_owned()),
+                _ => {
+                    errors.push(
+                        place.error(field, "a matcher has one of `exact`, `prefix` or `regex`"),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            if let PathMatch::Exact(p) | PathMatch::Prefix(p) = &matcher {
+                if !p.starts_with('/') {
+                    errors.push(place.error(field, format!("path {p:?} must start with /")));
+                    ok = false;
+                    continue;
+                }
+            }
+            routes.push(Route {
+                matcher,
+                upstream: upstream.clone(),
+                prefix_rewrite: rewrite.clone(),
+            });
+        }
+        if ok {
+            refs.push((
+                place.error(format!("{base}.routeAction.single.upstream"), ""),
+                upstream,
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok((
+            VirtualService {
+                id,
+                domains,
+                routes,
+            },
+            refs,
+        ))
+    } else {
+        Err(errors)
+    }
+}
+
+fn secret(raw: RawSecret, place: &Place<'_>) -> Result<(ObjRef, AwsSecret), ConfigError> {
+    // Secrets default to the `default` namespace, as glooctl creates them.
+    let id = ObjRef::new(
+        raw.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        raw.metadata.name.clone(),
+    );
+    if let Some(aws) = raw.aws {
+        return Ok((
+            id,
+            AwsSecret {
+                access_key_id: aws.access_key,
+                secret_access_key: SecretString::from(aws.secret_key),
+                session_token: aws.session_token.map(SecretString::from),
+            },
+        ));
+    }
+    // Kubernetes shape: base64 `data` or plain `stringData`.
+    let mut fields: BTreeMap<String, String> = raw.string_data.unwrap_or_default();
+    for (k, v) in raw.data.unwrap_or_default() {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| place.error(format!("data.{k}"), "not valid base64 text"))?;
+        fields.insert(k, decoded);
+    }
+    let get = |k: &str| fields.get(k).map(|v| v.trim().to_owned());
+    match (get("aws_access_key_id"), get("aws_secret_access_key")) {
+        (Some(id_), Some(secret)) => Ok((
+            id,
+            AwsSecret {
+                access_key_id: id_,
+                secret_access_key: SecretString::from(secret),
+                session_token: get("aws_session_token").map(SecretString::from),
+            },
+        )),
+        _ => Err(place.error("aws", "missing: a Secret needs aws.accessKey and aws.secretKey (or data.aws_access_key_id and data.aws_secret_access_key)")),
+    }
+}
+
+/// Every distinct tag key the upstreams require, for logs and server-side `tag-key` filters.
+pub fn required_keys(upstream: &Upstream) -> BTreeSet<&str> {
+    upstream.filters.iter().map(TagFilter::key).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn load_one(text: &str) -> Result<Config, ConfigErrors> {
+        load(
+            &[("gw.yaml".to_owned(), text.to_owned())],
+            &LoadOptions::default(),
+        )
+    }
+
+    const UPSTREAM_OLD_SHAPE: &str = r#"
+apiVersion: gloo.solo.io/v1
+kind: Upstream
+metadata:
+  annotations:
+  name: ec2-demo-upstream
+  namespace: gloo-system
+spec:
+  upstreamSpec:
+    awsEc2:
+      filters:
+      - key: gloo-id
+      - kvPair:
+          key: gloo-tag
+          value: group1
+      - kvPair:
+          key: version
+          value: v1.2.3
+      region: us-east-1
+      secretRef:
+        name: gloo-tag-group1
+        namespace: default
+---
+apiVersion: gloo.solo.io/v1
+kind: Secret
+metadata:
+  name: gloo-tag-group1
+  namespace: default
+aws:
+  accessKey: AKIAEXAMPLE
+  secretKey: not-a-real-secret
+"#;
+
+    const ROUTE: &str = r#"
+apiVersion: gateway.solo.io/v1
+kind: VirtualService
+metadata:
+  name: default
+  namespace: gloo-system
+spec:
+  virtualHost:
+    domains:
+    - '*'
+    routes:
+    - matchers:
+      - exact: /echoapp
+      routeAction:
+        single:
+          upstream:
+            name: ec2-demo-upstream
+            namespace: gloo-system
+      options:
+        prefixRewrite: /
+"#;
+
+    #[test]
+    fn reads_the_gloo_tutorial_upstream_in_the_old_shape() {
+        let c = load_one(UPSTREAM_OLD_SHAPE).unwrap();
+        let up = &c.upstreams[&ObjRef::new("gloo-system", "ec2-demo-upstream")];
+        assert_eq!(up.region, "us-east-1");
+        assert_eq!(up.port, 80, "port defaults to 80");
+        assert!(!up.public_ip, "private address by default");
+        assert_eq!(up.port_tag, DEFAULT_PORT_TAG);
+        assert_eq!(
+            up.secret_ref,
+            Some(ObjRef::new("default", "gloo-tag-group1"))
+        );
+        assert_eq!(
+            up.filters,
+            vec![
+                TagFilter::Key("gloo-id".into()),
+                TagFilter::KvPair {
+                    key: "gloo-tag".into(),
+                    value: "group1".into()
+                },
+                TagFilter::KvPair {
+                    key: "version".into(),
+                    value: "v1.2.3".into()
+                },
+            ]
+        );
+        assert_eq!(c.secrets.len(), 1);
+    }
+
+    #[test]
+    fn reads_the_new_shape_with_role_port_and_public_ip() {
+        let c = load_one(
+            r#"
+kind: Upstream
+metadata: {name: web}
+spec:
+  awsEc2:
+    filters: [{key: Team}]
+    region: eu-west-1
+    roleArn: arn:aws:iam::123456789012:role/describe
+    externalId: xyz
+    publicIp: true
+    port: 8080
+    portTag: web-port
+"#,
+        )
+        .unwrap();
+        let up = &c.upstreams[&ObjRef::new("gloo-system", "web")];
+        assert_eq!(up.port, 8080);
+        assert!(up.public_ip);
+        assert_eq!(
+            up.role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/describe")
+        );
+        assert_eq!(up.external_id.as_deref(), Some("xyz"));
+        assert_eq!(up.port_tag, "web-port");
+        assert_eq!(up.secret_ref, None);
+    }
+
+    #[test]
+    fn reads_the_route_glooctl_makes() {
+        let text = format!("{UPSTREAM_OLD_SHAPE}\n---\n{ROUTE}");
+        let c = load_one(&text).unwrap();
+        assert_eq!(c.virtual_services.len(), 1);
+        let vs = &c.virtual_services[0];
+        assert_eq!(vs.domains, vec!["*"]);
+        assert_eq!(
+            vs.routes,
+            vec![Route {
+                matcher: PathMatch::Exact("/echoapp".into()),
+                upstream: ObjRef::new("gloo-system", "ec2-demo-upstream"),
+                prefix_rewrite: Some("/".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn unknown_upstream_in_a_route_names_document_and_field() {
+        let err = load_one(ROUTE).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 1, "{text}");
+        assert!(text.contains("document 1"), "{text}");
+        assert!(
+            text.contains("VirtualService gloo-system/default"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spec.virtualHost.routes[0].routeAction.single.upstream"),
+            "{text}"
+        );
+        assert!(
+            text.contains("unknown upstream gloo-system/ec2-demo-upstream"),
+            "{text}"
+        );
+        // With discovery on, a route may name an upstream that tags will define.
+        let opts = LoadOptions {
+            discover_upstreams: true,
+        };
+        assert!(load(&[("gw.yaml".into(), ROUTE.into())], &opts).is_ok());
+    }
+
+    #[test]
+    fn a_filter_without_key_or_kv_pair_is_rejected() {
+        let err = load_one(
+            "kind: Upstream\nmetadata: {name: a}\nspec:\n  awsEc2:\n    region: us-east-1\n    filters:\n    - key: x\n    - {}\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("gw.yaml: document 1 (Upstream gloo-system/a): spec.awsEc2.filters[1]: a filter needs `key`"), "{text}");
+    }
+
+    #[test]
+    fn bad_yaml_names_the_document() {
+        let text = format!("{UPSTREAM_OLD_SHAPE}---\nkind: Upstream\nmetadata: [unclosed\n");
+        let err = load_one(&text).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("document 3"), "{msg}");
+        assert!(msg.contains("not valid YAML"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let err = load_one("kind: Upstream\nmetadata: {name: a}\nspec:\n  awsEc2:\n    region: us-east-1\n    port: eighty\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("spec.awsEc2.port"), "{msg}");
+        let err = load_one("kind: Upstream\nmetadata: {name: a}\nspec:\n  awsEc2:\n    region: us-east-1\n    port: 70000\n").unwrap_err();
+        assert!(err.to_string().contains("70000 is not a TCP port"), "{err}");
+    }
+
+    #[test]
+    fn missing_region_secret_and_spec_are_errors_listed_together() {
+        let err = load_one(
+            "kind: Upstream\nmetadata: {name: a}\nspec:\n  awsEc2:\n    filters: []\n---\nkind: Upstream\nmetadata: {name: b}\nspec: {}\n---\nkind: Upstream\nmetadata: {name: c}\nspec:\n  awsEc2:\n    region: us-east-1\n    secretRef: {name: nope}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert_eq!(err.0[0].field, "spec.awsEc2.region");
+        assert_eq!(err.0[1].field, "spec.awsEc2");
+        assert!(
+            err.0[2].message.contains("unknown secret default/nope"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_upstreams_and_both_shapes_are_rejected() {
+        let one = "kind: Upstream\nmetadata: {name: a}\nspec:\n  awsEc2: {region: us-east-1}\n";
+        let err = load_one(&format!("{one}---\n{one}")).unwrap_err();
+        assert!(err.to_string().contains("already defined"), "{err}");
+        let both = "kind: Upstream\nmetadata: {name: a}\nspec:\n  awsEc2: {region: us-east-1}\n  upstreamSpec:\n    awsEc2: {region: us-east-1}\n";
+        assert!(load_one(both).unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
+    fn route_shapes_regex_prefix_and_old_matcher() {
+        let text = r#"
+kind: Upstream
+metadata: {name: u}
+spec: {awsEc2: {region: us-east-1}}
+---
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  virtualHost:
+    routes:
+    - matcher: {prefix: /old}
+      routeAction: {single: {upstream: {name: u}}}
+      routePlugins: {prefixRewrite: {prefixRewrite: /new}}
+    - matchers: [{regex: "/items/[0-9]+"}]
+      routeAction: {single: {upstream: {name: u}}}
+    - routeAction: {single: {upstream: {name: u}}}
+"#;
+        let c = load_one(text).unwrap();
+        let routes = &c.virtual_services[0].routes;
+        assert_eq!(routes[0].matcher, PathMatch::Prefix("/old".into()));
+        assert_eq!(routes[0].prefix_rewrite.as_deref(), Some("/new"));
+        assert!(
+            matches!(&routes[1].matcher, PathMatch::Regex(r) if r.is_match("/items/42") && !r.is_match("/items/42/x"))
+        );
+        assert_eq!(routes[2].matcher, PathMatch::Prefix("/".into()));
+        let bad = text.replace("\"/items/[0-9]+\"", "\"/items/[\"");
+        let err = load_one(&bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("spec.virtualHost.routes[1].matchers[0].regex"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn kubernetes_secrets_and_other_kinds() {
+        let c = load_one(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: k, namespace: default}\ndata:\n  aws_access_key_id: QUtJQQ==\n  aws_secret_access_key: c2VjcmV0\n---\nkind: Gateway\nmetadata: {name: g}\n",
+        )
+        .unwrap();
+        let s = &c.secrets[&ObjRef::new("default", "k")];
+        assert_eq!(s.access_key_id, "AKIA");
+        assert_eq!(c.warnings.len(), 1);
+        let err = load_one("kind: Secret\nmetadata: {name: k}\n").unwrap_err();
+        assert!(err.to_string().contains("a Secret needs"), "{err}");
+    }
+
+    #[test]
+    fn missing_kind_is_an_error() {
+        let err = load_one("metadata: {name: a}\n").unwrap_err();
+        assert_eq!(err.0[0].field, "kind");
+    }
+}

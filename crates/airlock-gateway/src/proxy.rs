@@ -1,0 +1,442 @@
+//! The proxy itself: HTTP/1.1 and h2c (or TLS with ALPN) in front, keep-alive pools to the
+//! endpoints behind, one request path with explicit phases: route → pick endpoint → rewrite →
+//! send (one retry on another endpoint when the connection could not be made and the request is
+//! idempotent) → passive health → response.
+
+use crate::balance::Outcome;
+use crate::error::{ProxyError, Who};
+use crate::routes;
+use crate::runtime::{Shared, UpstreamState};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// Body type on both sides of the proxy.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+/// The pooled HTTP/1.1 client to endpoints.
+pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+/// Request bodies up to this size are buffered for idempotent methods so a retry can resend them.
+const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
+/// A keep-alive client pool to endpoints.
+pub fn new_client(connect_timeout: Duration) -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1024)
+        .build(connector)
+}
+
+fn empty() -> Body {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// An active health check: GET `path` on `addr`; true on a 2xx answer in time.
+pub async fn probe(client: &Client, addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+    let Ok(req) = Request::get(format!("http://{addr}{path}"))
+        .header(header::HOST, addr.to_string())
+        .header(header::USER_AGENT, "airlock-gateway-health")
+        .body(empty())
+    else {
+        return false;
+    };
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Ok(Ok(resp)) => {
+            let ok = resp.status().is_success();
+            // Read the body so the connection goes back to the pool.
+            let _ = tokio::time::timeout(timeout, resp.into_body().collect()).await;
+            ok
+        }
+        _ => false,
+    }
+}
+
+/// Serves the proxy on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// (up to 30 s).
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let client = new_client(shared.settings.connect_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let scheme: &'static str = if tls.is_some() { "https" } else { "http" };
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let client = client.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let shared = shared.clone();
+            let client = client.clone();
+            async move { Ok::<_, Infallible>(handle(&shared, &client, peer, scheme, req).await) }
+        });
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                    };
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!("stopped accepting; waiting for requests in flight");
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("requests still in flight after 30 s; closing"),
+    }
+}
+
+async fn handle(
+    shared: &Shared,
+    client: &Client,
+    peer: SocketAddr,
+    scheme: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let start = Instant::now();
+    let (result, upstream) = forward(shared, client, peer, scheme, req).await;
+    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    if let Some(up) = &upstream {
+        up.metrics.observe(status, start.elapsed().as_secs_f64());
+    }
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            // No route and no endpoint are counted in metrics; logging each would flood.
+            match e.who {
+                Who::Client | Who::Internal => tracing::debug!(%peer, "{e}"),
+                Who::Upstream => tracing::warn!(%peer, "{e}"),
+            }
+            error_response(&e)
+        }
+    }
+}
+
+/// The answer the client gets for a failed request: the status and a clear sentence.
+pub fn error_response(e: &ProxyError) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(format!(
+        "airlock gateway: {}\n",
+        e.message
+    ))));
+    *resp.status_mut() = e.status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    let who = match e.who {
+        Who::Client => "client",
+        Who::Upstream => "upstream",
+        Who::Internal => "gateway",
+    };
+    resp.headers_mut()
+        .insert("x-airlock-error", HeaderValue::from_static(who));
+    resp
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Removes hop-by-hop headers (and those the `Connection` header names).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(n);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+enum ReqBody {
+    Replayable(Option<Bytes>),
+    Stream(Option<Incoming>),
+}
+
+impl ReqBody {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            ReqBody::Replayable(None) => Some(empty()),
+            ReqBody::Replayable(Some(b)) => Some(full(b.clone())),
+            ReqBody::Stream(s) => s.take().map(|b| b.boxed()),
+        }
+    }
+}
+
+/// Decrements the endpoint's in-flight count when the attempt ends.
+struct InFlight(Arc<crate::balance::Health>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn forward(
+    shared: &Shared,
+    client: &Client,
+    peer: SocketAddr,
+    scheme: &str,
+    req: Request<Incoming>,
+) -> (
+    Result<Response<Body>, ProxyError>,
+    Option<Arc<UpstreamState>>,
+) {
+    let (mut parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    let live = shared.live.load();
+    let Some(route) = live.routes.select(&host, &path) else {
+        shared.metrics.no_route.fetch_add(1, Ordering::Relaxed);
+        return (Err(ProxyError::no_route(&host, &path)), None);
+    };
+    let upstreams = shared.upstreams.load();
+    let Some(state) = upstreams.get(&route.upstream).cloned() else {
+        return (
+            Err(ProxyError::no_healthy_endpoint(&route.upstream.to_string())),
+            None,
+        );
+    };
+    let path_and_query = routes::rewrite(route, &path, parts.uri.query());
+
+    // Headers for the endpoint.
+    strip_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key(header::HOST) {
+        if let Ok(v) = HeaderValue::from_str(&host) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    parts.headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
+    );
+
+    // The body: replayable when the method is idempotent and the body small (or absent).
+    let idempotent = is_idempotent(&parts.method);
+    let length = body.size_hint().exact();
+    let mut req_body = if body.is_end_stream() {
+        ReqBody::Replayable(None)
+    } else if idempotent && length.is_some_and(|n| n <= MAX_REPLAY_BODY) {
+        match body.collect().await {
+            Ok(c) => ReqBody::Replayable(Some(c.to_bytes())),
+            Err(e) => return (Err(ProxyError::bad_request(e)), Some(state)),
+        }
+    } else {
+        ReqBody::Stream(Some(body))
+    };
+    let may_retry = idempotent && matches!(req_body, ReqBody::Replayable(_));
+
+    let mut excluded = None;
+    let mut last_error = None;
+    for attempt in 0..2 {
+        let now = shared.now_ms();
+        let picked = state
+            .set
+            .pick(shared.settings.policy, now, excluded, |n| {
+                rand::random::<u32>() as usize % n.max(1)
+            })
+            .cloned();
+        let Some(endpoint) = picked else {
+            break;
+        };
+        let Some(body) = req_body.take() else { break };
+        let uri: Uri = match format!("http://{}{}", endpoint.addr, path_and_query).parse() {
+            Ok(u) => u,
+            Err(e) => return (Err(ProxyError::bad_request(e)), Some(state)),
+        };
+        let mut builder = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri)
+            .version(Version::HTTP_11);
+        if let Some(h) = builder.headers_mut() {
+            *h = parts.headers.clone();
+        }
+        let Ok(upstream_req) = builder.body(body) else {
+            return (
+                Err(ProxyError::internal("cannot build the upstream request")),
+                Some(state),
+            );
+        };
+        endpoint.health.in_flight.fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight(endpoint.health.clone());
+        let sent = tokio::time::timeout(
+            shared.settings.upstream_timeout,
+            client.request(upstream_req),
+        )
+        .await;
+        let eject_ms = u64::try_from(shared.settings.eject.as_millis()).unwrap_or(u64::MAX);
+        let name = || format!("{} ({})", endpoint.addr, endpoint.instance_id);
+        match sent {
+            Ok(Ok(resp)) => {
+                let outcome = if resp.status().is_server_error() {
+                    Outcome::ServerError
+                } else {
+                    Outcome::Ok
+                };
+                if endpoint.health.record_response(
+                    outcome,
+                    shared.now_ms(),
+                    eject_ms,
+                    shared.settings.max_5xx,
+                ) {
+                    state.metrics.ejections.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(endpoint = %name(), upstream = %state.upstream.id, "ejected after consecutive 5xx answers");
+                }
+                drop(guard);
+                let (mut rparts, rbody) = resp.into_parts();
+                strip_hop_by_hop(&mut rparts.headers);
+                return (Ok(Response::from_parts(rparts, rbody.boxed())), Some(state));
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                if endpoint.health.record_response(
+                    Outcome::ConnectFailure,
+                    shared.now_ms(),
+                    eject_ms,
+                    shared.settings.max_5xx,
+                ) {
+                    state.metrics.ejections.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::warn!(endpoint = %name(), upstream = %state.upstream.id, "cannot connect: {e}; ejected");
+                last_error = Some(ProxyError::connect(&name(), e));
+                if !may_retry {
+                    break;
+                }
+                excluded = Some(endpoint.addr);
+                if attempt == 0 {
+                    state.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Err(e)) => {
+                return (Err(ProxyError::upstream(&name(), e)), Some(state));
+            }
+            Err(_) => {
+                return (Err(ProxyError::timeout(&name())), Some(state));
+            }
+        }
+    }
+    let err = last_error
+        .unwrap_or_else(|| ProxyError::no_healthy_endpoint(&state.upstream.id.to_string()));
+    (Err(err), Some(state))
+}
+
+/// A TLS acceptor from PEM files, offering h2 and http/1.1 by ALPN.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context as _;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading certificates from {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the private key from {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the certificate and key do not form a valid pair")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,188 @@
+//! Choosing a route for a request the way Gloo (Envoy) does: the virtual service by `Host`
+//! (exact domain, then the longest `*.suffix`, then `*`), then its first route whose matcher
+//! accepts the path, then the path rewrite. Pure functions over the [`Config`](crate::config::Config).
+
+use crate::config::{PathMatch, Route, VirtualService};
+
+/// The virtual services of a configuration, ready for lookups.
+#[derive(Clone, Debug, Default)]
+pub struct RouteTable {
+    services: Vec<VirtualService>,
+}
+
+impl RouteTable {
+    /// A table over these virtual services (file order is kept for ties).
+    pub fn new(services: Vec<VirtualService>) -> Self {
+        RouteTable { services }
+    }
+
+    /// The route for a host (with or without `:port`) and a path (without the query string).
+    pub fn select(&self, host: &str, path: &str) -> Option<&Route> {
+        let vs = self.virtual_service(host)?;
+        vs.routes.iter().find(|r| path_matches(&r.matcher, path))
+    }
+
+    fn virtual_service(&self, host: &str) -> Option<&VirtualService> {
+        let bare = strip_port(host);
+        let exact = self.services.iter().find(|vs| {
+            vs.domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(host) || d.eq_ignore_ascii_case(bare))
+        });
+        if exact.is_some() {
+            return exact;
+        }
+        let mut best: Option<(&VirtualService, usize)> = None;
+        for vs in &self.services {
+            for d in &vs.domains {
+                if let Some(suffix) = d.strip_prefix('*') {
+                    if suffix.is_empty() {
+                        continue;
+                    }
+                    let lower = bare.to_ascii_lowercase();
+                    if lower.ends_with(&suffix.to_ascii_lowercase())
+                        && lower.len() > suffix.len()
+                        && best.is_none_or(|(_, len)| suffix.len() > len)
+                    {
+                        best = Some((vs, suffix.len()));
+                    }
+                }
+            }
+        }
+        if let Some((vs, _)) = best {
+            return Some(vs);
+        }
+        self.services
+            .iter()
+            .find(|vs| vs.domains.iter().any(|d| d == "*"))
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| h)
+            .trim_start_matches('[');
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+}
+
+/// True when the matcher accepts the path (case-sensitive, as Gloo's default).
+pub fn path_matches(matcher: &PathMatch, path: &str) -> bool {
+    match matcher {
+        PathMatch::Exact(p) => path == p,
+        PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        PathMatch::Regex(re) => re.is_match(path),
+    }
+}
+
+/// The path and query sent upstream: the matched part of the path replaced by the route's
+/// `prefixRewrite` (the whole path for an exact matcher), the query string kept.
+pub fn rewrite(route: &Route, path: &str, query: Option<&str>) -> String {
+    let new_path = match (&route.prefix_rewrite, &route.matcher) {
+        (Some(to), PathMatch::Exact(_)) => to.clone(),
+        (Some(to), PathMatch::Prefix(p)) => format!("{to}{}", &path[p.len().min(path.len())..]),
+        _ => path.to_owned(),
+    };
+    match query {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::ObjRef;
+
+    fn route(m: PathMatch, to: &str, rewrite: Option<&str>) -> Route {
+        Route {
+            matcher: m,
+            upstream: ObjRef::new("gloo-system", to),
+            prefix_rewrite: rewrite.map(str::to_owned),
+        }
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(vec![
+            VirtualService {
+                id: ObjRef::new("gloo-system", "any"),
+                domains: vec!["*".into()],
+                routes: vec![
+                    route(PathMatch::Exact("/echoapp".into()), "echo", Some("/")),
+                    route(PathMatch::Prefix("/api".into()), "api", Some("/v1")),
+                    route(
+                        PathMatch::Regex(regex::Regex::new("^(?:/items/[0-9]+)$").unwrap()),
+                        "items",
+                        None,
+                    ),
+                ],
+            },
+            VirtualService {
+                id: ObjRef::new("gloo-system", "shop"),
+                domains: vec!["shop.example.com".into(), "*.example.com".into()],
+                routes: vec![route(PathMatch::Prefix("/".into()), "shop", None)],
+            },
+        ])
+    }
+
+    #[test]
+    fn exact_match_with_prefix_rewrite_as_glooctl_makes_it() {
+        let t = table();
+        let r = t.select("gw:8080", "/echoapp").unwrap();
+        assert_eq!(r.upstream.name, "echo");
+        assert_eq!(rewrite(r, "/echoapp", None), "/");
+        assert_eq!(rewrite(r, "/echoapp", Some("a=1")), "/?a=1");
+        // Exact means exact: a longer path falls through to no route.
+        assert!(t.select("gw", "/echoapp/x").is_none());
+        assert!(t.select("gw", "/Echoapp").is_none(), "case-sensitive");
+    }
+
+    #[test]
+    fn prefix_rewrite_replaces_only_the_matched_prefix() {
+        let t = table();
+        let r = t.select("gw", "/api/users").unwrap();
+        assert_eq!(rewrite(r, "/api/users", None), "/v1/users");
+        assert_eq!(
+            rewrite(r, "/apix", None),
+            "/v1x",
+            "Envoy rewrites literally"
+        );
+    }
+
+    #[test]
+    fn regex_matches_the_whole_path() {
+        let t = table();
+        assert_eq!(t.select("gw", "/items/12").unwrap().upstream.name, "items");
+        assert!(t.select("gw", "/items/12/x").is_none());
+    }
+
+    #[test]
+    fn hosts_choose_virtual_services() {
+        let t = table();
+        assert_eq!(
+            t.select("shop.example.com", "/x").unwrap().upstream.name,
+            "shop"
+        );
+        assert_eq!(
+            t.select("SHOP.example.com:443", "/x")
+                .unwrap()
+                .upstream
+                .name,
+            "shop"
+        );
+        assert_eq!(
+            t.select("a.example.com", "/x").unwrap().upstream.name,
+            "shop"
+        );
+        assert!(
+            t.select("other.org", "/x").is_none(),
+            "the * host has no / route"
+        );
+        assert_eq!(t.select("other.org", "/api").unwrap().upstream.name, "api");
+    }
+}

@@ -1,0 +1,753 @@
+//! End-to-end tests of `airlock gateway`: moto as EC2 with a loopback VPC, so launched
+//! "instances" have 127.0.0.x addresses, real HTTP servers on those addresses, and the real
+//! `airlock` binary in between. Every wait is bounded.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{
+    airlock_bin, free_port, loopback_net, Moto, TestNet, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A tiny HTTP/1.1 server that answers `<name> <path> xff=<X-Forwarded-For> proto=<...>`.
+const BACKEND_PY: &str = r#"
+import sys, http.server, socketserver
+name, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("%s %s xff=%s proto=%s\n" % (name, self.path, self.headers.get("X-Forwarded-For"), self.headers.get("X-Forwarded-Proto"))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S((host, port), H).serve_forever()
+"#;
+
+fn python() -> PathBuf {
+    std::env::var("AIRLOCK_MOTO_SERVER")
+        .ok()
+        .map(|m| Path::new(&m).with_file_name("python3"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// A real HTTP server on an instance's address; killed on drop.
+struct Backend {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Backend {
+    fn start(dir: &Path, name: &str, ip: &str) -> Backend {
+        let script = dir.join("backend.py");
+        if !script.exists() {
+            std::fs::write(&script, BACKEND_PY).unwrap();
+        }
+        let port = free_port();
+        let child = Command::new(python())
+            .arg(&script)
+            .args([name, ip, &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect((ip, port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "backend {name} on {ip}:{port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Backend {
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Launches one instance in the loopback subnet with these tags; returns (id, private ip).
+async fn launch(
+    ec2: &aws_sdk_ec2::Client,
+    net: &TestNet,
+    tags: &[(&str, &str)],
+) -> (String, String) {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    let out = ec2
+        .run_instances()
+        .image_id(&net.image_id)
+        .instance_type("t3.micro".into())
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&net.subnet_id)
+        .tag_specifications(spec.build())
+        .send()
+        .await
+        .unwrap();
+    let i = &out.instances()[0];
+    let ip = i.private_ip_address().unwrap().to_owned();
+    assert!(ip.starts_with("127.0."), "loopback VPC gave {ip}");
+    (i.instance_id().unwrap().to_owned(), ip)
+}
+
+async fn set_tag(ec2: &aws_sdk_ec2::Client, id: &str, key: &str, value: &str) {
+    ec2.create_tags()
+        .resources(id)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// An `airlock gateway` process; killed on drop.
+struct Gateway {
+    child: Child,
+    url: String,
+    admin: String,
+    config: PathBuf,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Gateway {
+    fn start(moto: &Moto, dir: &Path, config: &str, extra: &[&str]) -> Gateway {
+        let path = dir.join("gateway.yaml");
+        std::fs::write(&path, config).unwrap();
+        let (port, admin_port) = (free_port(), free_port());
+        let log = dir.join("gateway.log");
+        let mut child = Command::new(airlock_bin())
+            .args(["gateway", "--config"])
+            .arg(&path)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args([
+                "--endpoint-url",
+                &moto.url,
+                "--refresh-interval",
+                "0.2",
+                "--watch-interval",
+                "0.2",
+            ])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("AWS_REGION", REGION)
+            .env("AIRLOCK_LOG", "info,airlock_gateway=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let admin = format!("http://127.0.0.1:{admin_port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while common::ureq_get(&format!("{admin}/healthz")).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "gateway exited with {status}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "gateway did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Gateway {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            admin,
+            config: path,
+            log,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    async fn endpoints(&self) -> serde_json::Value {
+        self.http
+            .get(format!("{}/endpoints", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Instance ids of an upstream's endpoints, as the admin listener reports them.
+    async fn members(&self, upstream: &str) -> Vec<String> {
+        let v = self.endpoints().await;
+        v["upstreams"][upstream]["endpoints"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["instanceId"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the upstream's members are exactly `want`; returns how long it took.
+    async fn wait_members(&self, upstream: &str, want: &[&str], within: Duration) -> Duration {
+        let start = Instant::now();
+        let mut want: Vec<String> = want.iter().map(|s| (*s).to_owned()).collect();
+        want.sort();
+        loop {
+            let got = self.members(upstream).await;
+            if got == want {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{upstream}: wanted {want:?}, have {got:?} after {within:?}\nlog:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Who answered `n` requests to `path`: name → count. Panics on any failed request.
+    async fn spread(&self, path: &str, n: usize) -> BTreeMap<String, usize> {
+        let mut seen = BTreeMap::new();
+        for _ in 0..n {
+            let (status, body) = self.get(path).await;
+            assert_eq!(status, 200, "GET {path}: {body}\nlog:\n{}", self.log_text());
+            *seen
+                .entry(body.split(' ').next().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+        seen
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn sighup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const UPSTREAM: &str = "gloo-system/ec2-demo-upstream";
+
+/// The tutorial's upstream (old shape) and the route `glooctl add route --path-exact /echoapp
+/// --dest-name ec2-demo-upstream --prefix-rewrite /` makes, plus a prefix and a regex route.
+fn gloo_config(extra_routes: &str) -> String {
+    format!(
+        r#"apiVersion: gloo.solo.io/v1
+kind: Upstream
+metadata:
+  name: ec2-demo-upstream
+  namespace: gloo-system
+spec:
+  upstreamSpec:
+    awsEc2:
+      filters:
+      - key: gloo-id
+      - kvPair:
+          key: gloo-tag
+          value: group1
+      region: us-east-1
+      secretRef:
+        name: gloo-tag-group1
+        namespace: default
+---
+apiVersion: gloo.solo.io/v1
+kind: Secret
+metadata:
+  name: gloo-tag-group1
+  namespace: default
+aws:
+  accessKey: {ACCESS_KEY_ID}
+  secretKey: {SECRET_ACCESS_KEY}
+---
+apiVersion: gateway.solo.io/v1
+kind: VirtualService
+metadata:
+  name: default
+  namespace: gloo-system
+spec:
+  virtualHost:
+    domains:
+    - '*'
+    routes:
+    - matchers:
+      - exact: /echoapp
+      routeAction:
+        single:
+          upstream:
+            name: ec2-demo-upstream
+            namespace: gloo-system
+      options:
+        prefixRewrite: /
+    - matchers:
+      - prefix: /api
+      routeAction:
+        single:
+          upstream:
+            name: ec2-demo-upstream
+            namespace: gloo-system
+      options:
+        prefixRewrite: /v1
+    - matchers:
+      - regex: /items/[0-9]+
+      routeAction:
+        single:
+          upstream:
+            name: ec2-demo-upstream
+            namespace: gloo-system
+{extra_routes}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let both = [("gloo-id", "1"), ("gloo-tag", "group1")];
+    let (a, a_ip) = launch(&ec2, &net, &both).await;
+    let (b, b_ip) = launch(&ec2, &net, &both).await;
+    // Case differs: EC2's tag filters are case-sensitive, and so is the gateway (Gloo is not).
+    let (c, c_ip) = launch(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "Group1")]).await;
+    let (d, d_ip) = launch(&ec2, &net, &[("gloo-tag", "group1")]).await;
+    // Matches, but its port tag is not a port: skipped with a warning.
+    let (e, _) = launch(
+        &ec2,
+        &net,
+        &[
+            ("gloo-id", "1"),
+            ("gloo-tag", "group1"),
+            ("airlock:port", "http"),
+        ],
+    )
+    .await;
+    // Found by --discover-upstreams through its airlock:upstream tag.
+    let (f, f_ip) = launch(&ec2, &net, &[("airlock:upstream", "auto")]).await;
+    let mut backends = BTreeMap::new();
+    for (name, id, ip) in [
+        ("a", &a, &a_ip),
+        ("b", &b, &b_ip),
+        ("c", &c, &c_ip),
+        ("d", &d, &d_ip),
+        ("f", &f, &f_ip),
+    ] {
+        let backend = Backend::start(dir.path(), name, ip);
+        set_tag(&ec2, id, "airlock:port", &backend.port.to_string()).await;
+        backends.insert(name, backend);
+    }
+    let auto_route = "    - matchers:\n      - prefix: /auto\n      routeAction:\n        single:\n          upstream:\n            name: auto\n";
+    let gw = Gateway::start(
+        &moto,
+        dir.path(),
+        &gloo_config(auto_route),
+        &["--discover-upstreams"],
+    );
+    gw.wait_members(UPSTREAM, &[&a, &b], Duration::from_secs(10))
+        .await;
+
+    // Only a and b get traffic, and both get some.
+    let seen = gw.spread("/echoapp", 40).await;
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["a", "b"], "{seen:?}");
+    assert!(
+        seen["a"] >= 15 && seen["b"] >= 15,
+        "round-robin spreads evenly: {seen:?}"
+    );
+
+    // Routes as Gloo makes them: exact path with prefix rewrite, prefix rewrite, regex.
+    let (s, body) = gw.get("/echoapp").await;
+    assert_eq!(s, 200);
+    let mut words = body.split_whitespace().skip(1);
+    assert_eq!(
+        words.next(),
+        Some("/"),
+        "exact /echoapp rewritten to /: {body}"
+    );
+    assert_eq!(words.next(), Some("xff=127.0.0.1"), "{body}");
+    assert_eq!(words.next(), Some("proto=http"), "{body}");
+    assert!(
+        gw.get("/echoapp?q=1").await.1.contains(" /?q=1 "),
+        "the query string is kept"
+    );
+    let (s, body) = gw.get("/echoapp/more").await;
+    assert_eq!(s, 404, "exact means exact: {body}");
+    assert!(body.contains("no route"), "{body}");
+    assert!(gw.get("/api/users").await.1.contains(" /v1/users "));
+    assert!(gw.get("/items/42").await.1.contains(" /items/42 "));
+    assert_eq!(gw.get("/items/x").await.0, 404);
+    assert_eq!(
+        gw.spread("/auto/x", 3).await.keys().collect::<Vec<_>>(),
+        ["f"],
+        "discovered upstream"
+    );
+    // HTTP/2 cleartext (prior knowledge) in front, when curl is there to speak it.
+    if let Ok(out) = Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge", "-w", " %{http_version}"])
+        .arg(format!("{}/echoapp", gw.url))
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.ends_with(" 2") && text.contains(" / "), "h2c: {text}");
+    }
+
+    // /endpoints says who is in, with addresses, ports, health and matched filters; warnings.
+    let v = gw.endpoints().await;
+    let eps = v["upstreams"][UPSTREAM]["endpoints"].as_array().unwrap();
+    let mut ids: Vec<&str> = eps
+        .iter()
+        .map(|e| e["instanceId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ordered by instance id: {ids:?}"
+    );
+    ids.sort();
+    let ep_a = eps.iter().find(|e| e["instanceId"] == a.as_str()).unwrap();
+    assert_eq!(ep_a["address"], a_ip.as_str());
+    assert_eq!(ep_a["port"], backends["a"].port);
+    assert_eq!(ep_a["health"], "healthy");
+    assert_eq!(
+        ep_a["matchedFilters"],
+        serde_json::json!(["tag-key=gloo-id", "tag:gloo-tag=group1"])
+    );
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains(&e) && warnings.contains("not a port"),
+        "{warnings}"
+    );
+    assert_eq!(v["upstreams"]["gloo-system/auto"]["discovered"], true);
+    let m = gw.metrics().await;
+    assert!(
+        m.contains(&format!(
+            "airlock_gateway_requests_total{{upstream=\"{UPSTREAM}\",code=\"2xx\"}}"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "airlock_gateway_endpoints{{upstream=\"{UPSTREAM}\"}} 2"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("airlock_gateway_discovery_age_seconds{group=\"us-east-1/"),
+        "{m}"
+    );
+    assert!(
+        m.contains("airlock_gateway_request_duration_seconds_bucket"),
+        "{m}"
+    );
+
+    // Re-tagged out: b leaves within about one refresh (0.2 s; generous bound for slow machines).
+    ec2.delete_tags()
+        .resources(&b)
+        .tags(aws_sdk_ec2::types::Tag::builder().key("gloo-id").build())
+        .send()
+        .await
+        .unwrap();
+    let took = gw
+        .wait_members(UPSTREAM, &[&a], Duration::from_secs(3))
+        .await;
+    eprintln!("re-tagged instance left after {took:?}");
+    assert_eq!(
+        gw.spread("/echoapp", 6).await.keys().collect::<Vec<_>>(),
+        ["a"]
+    );
+
+    // Re-tagged in: c's value fixed, it joins.
+    set_tag(&ec2, &c, "gloo-tag", "group1").await;
+    gw.wait_members(UPSTREAM, &[&a, &c], Duration::from_secs(3))
+        .await;
+
+    // Stopped: leaves; with nobody left, a clear 503.
+    ec2.stop_instances()
+        .instance_ids(&a)
+        .instance_ids(&c)
+        .send()
+        .await
+        .unwrap();
+    let took = gw.wait_members(UPSTREAM, &[], Duration::from_secs(3)).await;
+    eprintln!("stopped instances left after {took:?}");
+    let (s, body) = gw.get("/echoapp").await;
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body.contains("upstream gloo-system/ec2-demo-upstream has no healthy endpoint"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_is_ejected_and_listing_failures_keep_the_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut moto = Some(Moto::start());
+    let ec2 = moto.as_ref().unwrap().ec2().await;
+    let net = loopback_net(&ec2).await;
+    let tags = [("gloo-id", "1"), ("gloo-tag", "group1")];
+    let mut ids = Vec::new();
+    let mut backends = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (id, ip) = launch(&ec2, &net, &tags).await;
+        let backend = Backend::start(dir.path(), name, &ip);
+        set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
+        backends.push(backend);
+        ids.push(id);
+    }
+    let gw = Gateway::start(
+        moto.as_ref().unwrap(),
+        dir.path(),
+        &gloo_config(""),
+        &[
+            "--balance",
+            "least-request",
+            "--eject-seconds",
+            "30",
+            "--list-timeout",
+            "2",
+            "--health-check-path",
+            "/health",
+            "--health-check-interval",
+            "0.2",
+            "--unhealthy-threshold",
+            "2",
+        ],
+    );
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    gw.wait_members(UPSTREAM, &all, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        gw.spread("/echoapp", 30).await.len(),
+        3,
+        "least-request uses every endpoint"
+    );
+
+    // Kill b's server: no idempotent request fails, b gets nothing more.
+    backends[1].kill();
+    let seen = gw.spread("/echoapp", 30).await;
+    assert!(!seen.contains_key("b"), "{seen:?}");
+    let v = gw.endpoints().await;
+    let b = v["upstreams"][UPSTREAM]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["instanceId"] == ids[1].as_str())
+        .unwrap()
+        .clone();
+    assert_ne!(b["health"], "healthy", "{b}");
+    let m = gw.metrics().await;
+    assert!(
+        m.contains(&format!(
+            "airlock_gateway_endpoints_healthy{{upstream=\"{UPSTREAM}\"}} 2"
+        )),
+        "{m}"
+    );
+
+    // EC2 becomes unreachable: the last known endpoints keep serving, and metrics say it.
+    drop(moto.take());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = gw.spread("/echoapp", 4).await;
+        assert!(!seen.contains_key("b"), "{seen:?}");
+        let m = gw.metrics().await;
+        let failed = m
+            .lines()
+            .any(|l| l.starts_with("airlock_gateway_discovery_errors_total") && !l.ends_with(" 0"));
+        if failed {
+            assert!(
+                m.lines().any(|l| l
+                    .starts_with("airlock_gateway_discovery_stale{group=\"us-east-1/")
+                    && l.ends_with(" 1")),
+                "{m}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no listing failure recorded:\n{m}\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Both remaining endpoints keep serving (bounded wait: under load an active check may
+    // briefly mark one unhealthy).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = BTreeMap::new();
+    while seen.len() < 2 {
+        for (k, n) in gw.spread("/echoapp", 10).await {
+            *seen.entry(k).or_insert(0) += n;
+        }
+        assert!(!seen.contains_key("b"), "{seen:?}");
+        assert!(
+            seen.len() == 2 || Instant::now() < deadline,
+            "the last known endpoints should still serve: {seen:?}\n{}\n{}",
+            gw.endpoints().await,
+            gw.log_text()
+        );
+    }
+    let members = gw.members(UPSTREAM).await;
+    assert_eq!(members.len(), 3, "{members:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_are_clear_and_a_bad_reload_keeps_the_running_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str| {
+        let path = dir.path().join("check.yaml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(airlock_bin())
+            .args(["gateway", "--check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, _, stdout) = check(&gloo_config(""));
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("1 upstream(s), 1 virtual service(s)"),
+        "{stdout}"
+    );
+
+    let unknown = gloo_config("").replace(
+        "name: ec2-demo-upstream\n            namespace",
+        "name: nope\n            namespace",
+    );
+    let (code, err, _) = check(&unknown);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("document 3 (VirtualService gloo-system/default)"),
+        "{err}"
+    );
+    assert!(err.contains("spec.virtualHost.routes[0].routeAction.single.upstream: unknown upstream gloo-system/nope"), "{err}");
+
+    let no_filter = gloo_config("").replace("      - key: gloo-id\n", "      - {}\n");
+    let (code, err, _) = check(&no_filter);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("document 1 (Upstream gloo-system/ec2-demo-upstream): spec.upstreamSpec.awsEc2.filters[0]: a filter needs `key`"), "{err}");
+
+    let (code, err, _) = check("kind: Upstream\nmetadata: {name: [\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("document 1") && err.contains("not valid YAML"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET_ACCESS_KEY));
+
+    // A running gateway keeps its configuration when the new one is bad.
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let (a, ip) = launch(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "group1")]).await;
+    let backend = Backend::start(dir.path(), "a", &ip);
+    set_tag(&ec2, &a, "airlock:port", &backend.port.to_string()).await;
+    let gw = Gateway::start(&moto, dir.path(), &gloo_config(""), &[]);
+    gw.wait_members(UPSTREAM, &[&a], Duration::from_secs(10))
+        .await;
+    std::fs::write(&gw.config, "kind: Upstream\nmetadata: {name: [\n").unwrap();
+    gw.sighup();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gw
+        .metrics()
+        .await
+        .contains("airlock_gateway_config_reload_failures_total 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the bad reload was not noticed:\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        gw.get("/echoapp").await.0,
+        200,
+        "the previous configuration still serves"
+    );
+    assert!(gw.log_text().contains("keeping the previous configuration"));
+
+    // A good change is picked up from the file alone (no signal) and applies at once.
+    let more = "    - matchers:\n      - prefix: /new\n      routeAction:\n        single:\n          upstream:\n            name: ec2-demo-upstream\n";
+    std::fs::write(&gw.config, gloo_config(more)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, body) = gw.get("/new/x").await;
+        if s == 200 {
+            assert!(body.contains(" /new/x "), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new route never appeared: {s} {body}\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
