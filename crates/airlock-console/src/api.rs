@@ -118,6 +118,9 @@ pub struct DeployRequest {
     /// IMDSv2 hop limit: 1 (default) or 2 for containers on the instance.
     #[serde(default = "one_u8")]
     pub metadata_hop_limit: u8,
+    /// Boot tasks the agent runs on every instance (see docs/payload.md).
+    #[serde(default)]
+    pub tasks: Vec<airlock_payload::BootTask>,
 }
 
 fn one() -> u32 {
@@ -147,6 +150,9 @@ pub struct DeploymentSpec {
     pub has_user_script: bool,
     /// IMDSv2 hop limit.
     pub metadata_hop_limit: u8,
+    /// Boot tasks carried in the payload.
+    #[serde(default)]
+    pub tasks: Vec<airlock_payload::BootTask>,
 }
 
 /// A deployment as the API shows it.

@@ -18,7 +18,7 @@ use crate::state::AppState;
 use crate::validate;
 use airlock_cloud::Ec2;
 use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};
-use airlock_payload::{Credentials, Payload};
+use airlock_payload::{BootTask, Credentials, Payload};
 use airlock_store::AccountRow;
 use airlock_store::{DeploymentInstanceRow, DeploymentRow};
 use axum::extract::{Path, State};
@@ -93,6 +93,32 @@ fn validate_request(req: &DeployRequest) -> ApiResult<()> {
         }
     }
     validate::tags("tags", &req.tags, 2)?;
+    for (i, task) in req.tasks.iter().enumerate() {
+        match task {
+            BootTask::Unsupported => {
+                return Err(ApiError::field(
+                    format!("tasks[{i}].task"),
+                    "unknown boot task: use tag_instance, attach_volume or associate_address",
+                ))
+            }
+            BootTask::AttachVolume { device, .. } if !device.starts_with("/dev/") => {
+                return Err(ApiError::field(
+                    format!("tasks[{i}].device"),
+                    format!("{device:?} is not a device name such as /dev/sdf"),
+                ))
+            }
+            BootTask::AssociateAddress {
+                allocation_id: None,
+                filters,
+            } if filters.is_empty() => {
+                return Err(ApiError::field(
+                    format!("tasks[{i}]"),
+                    "associate_address needs an allocation_id or filters",
+                ))
+            }
+            _ => {}
+        }
+    }
     if !(1..=64).contains(&req.metadata_hop_limit) {
         return Err(ApiError::field(
             "metadata_hop_limit",
@@ -111,6 +137,7 @@ fn spec_of(req: &DeployRequest) -> DeploymentSpec {
         key_name: req.key_name.clone(),
         tags: req.tags.clone(),
         has_user_script: req.user_script.is_some(),
+        tasks: req.tasks.clone(),
         metadata_hop_limit: req.metadata_hop_limit,
     }
 }
@@ -120,6 +147,7 @@ fn user_data(
     state: &AppState,
     deployment_id: &str,
     target: &Target,
+    tasks: &[BootTask],
     user_script: Option<&[u8]>,
 ) -> ApiResult<Vec<u8>> {
     let payload = Payload {
@@ -137,7 +165,7 @@ fn user_data(
         role_arn: target.role_arn.clone(),
         external_id: target.external_id.clone(),
         refresh_url: None,
-        tasks: Vec::new(),
+        tasks: tasks.to_vec(),
     };
     let data = airlock_payload::build_user_data(&payload, user_script)
         .map_err(|e| ApiError::field("user_script", e.to_string()))?;
@@ -230,6 +258,7 @@ pub async fn create(
         &state,
         &id,
         &target,
+        &spec.tasks,
         req.user_script.as_deref().map(str::as_bytes),
     )?;
     if let Some(script) = &req.user_script {
@@ -301,6 +330,7 @@ async fn launch_or_trim(state: &AppState, row: &DeploymentRow, actor: &Entry) ->
             state,
             &row.id,
             &target,
+            &spec.tasks,
             script.as_ref().map(|s| s.as_slice()),
         )?;
         let mut tags = spec.tags.clone();

@@ -200,6 +200,10 @@ pub struct DeployArgs {
     /// IMDSv2 hop limit: 1, or 2 when containers on the instance need the metadata service.
     #[arg(long, default_value_t = 1)]
     pub metadata_hop_limit: u8,
+    /// A JSON file with the boot tasks the agent runs on each instance: a list of
+    /// {"task": "tag_instance" | "attach_volume" | "associate_address", ...} (docs/payload.md).
+    #[arg(long)]
+    pub tasks: Option<PathBuf>,
     /// Idempotency token: repeating a deploy with the same token never launches twice
     /// (default: a fresh one per run).
     #[arg(long)]

@@ -184,6 +184,22 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
         })?),
         None => None,
     };
+    let tasks: serde_json::Value = match &args.tasks {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --tasks {}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--tasks {} is not JSON", path.display()))?;
+            if !value.is_array() {
+                bail!(
+                    "--tasks {} must hold a JSON list of boot tasks",
+                    path.display()
+                );
+            }
+            value
+        }
+        None => json!([]),
+    };
     let token = args.client_token.clone().unwrap_or_else(random_token);
     let body = json!({
         "client_token": token,
@@ -197,6 +213,7 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
         "tags": args.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
         "user_script": user_script,
         "metadata_hop_limit": args.metadata_hop_limit,
+        "tasks": tasks,
     });
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     // The same client token on every retry: the console answers with the deployment it made.

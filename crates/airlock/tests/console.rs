@@ -46,6 +46,14 @@ async fn deploy_tags_on_creation_and_puts_the_payload_in_user_data() {
     let script = console.dir.path().join("setup.sh");
     std::fs::write(&script, "#!/bin/sh\necho hello from the user script\n").unwrap();
     let script = script.to_string_lossy().to_string();
+    let tasks = console.dir.path().join("tasks.json");
+    std::fs::write(
+        &tasks,
+        r#"[{"task": "tag_instance", "tags": {"port": "8080"}},
+            {"task": "attach_volume", "filters": {"tag:Role": ["data"]}, "device": "/dev/sdf"}]"#,
+    )
+    .unwrap();
+    let tasks = tasks.to_string_lossy().to_string();
     let dep = console.json(&deploy_args(
         &net,
         &[
@@ -57,6 +65,8 @@ async fn deploy_tags_on_creation_and_puts_the_payload_in_user_data() {
             "owner=ana",
             "--user-script",
             &script,
+            "--tasks",
+            &tasks,
             "--wait",
         ],
     ));
@@ -140,6 +150,8 @@ async fn deploy_tags_on_creation_and_puts_the_payload_in_user_data() {
         assert_eq!(payload.endpoint_url.as_deref(), Some(moto.url.as_str()));
         assert_eq!(payload.console_url.as_deref(), Some(console.url.as_str()));
         assert_eq!(payload.credentials.access_key_id, ACCESS_KEY_ID);
+        assert_eq!(payload.tasks.len(), 2);
+        assert_eq!(payload.tasks[1].kind(), "attach_volume");
         use airlock_payload::ExposeSecret;
         assert_eq!(
             payload.credentials.secret_access_key.expose_secret(),
@@ -458,6 +470,16 @@ async fn bad_input_is_refused_before_ec2_with_the_field_named() {
         "{}",
         stderr(&out)
     );
+
+    // A boot task the agent does not know.
+    let bad_tasks = console.dir.path().join("bad-tasks.json");
+    std::fs::write(&bad_tasks, r#"[{"task": "format_disk"}]"#).unwrap();
+    let out = console.cli(&deploy_args(
+        &net,
+        &["--tasks", bad_tasks.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("(tasks[0].task)"), "{}", stderr(&out));
 
     // Usage errors exit 2.
     assert_eq!(
