@@ -6,8 +6,9 @@ use std::path::PathBuf;
 /// Airlock: an external console for Amazon EC2.
 ///
 /// Keeps AWS credentials sealed, deploys images with API access passed through user data, and
-/// decides every action of every console user. Run `airlock serve` for the console and the other
-/// commands as its client (log in first with `airlock login`).
+/// decides every action of every console user. `airlock serve` runs the console, `airlock agent`
+/// runs on the instances it deploys, `airlock gateway` routes traffic to instances chosen by tags;
+/// the other commands are the console's client (log in first with `airlock login`).
 #[derive(Debug, Parser)]
 #[command(
     name = "airlock",
