@@ -26,6 +26,9 @@ use std::time::Duration;
 
 use convert::{address, cloud_error, filters, instance, tag_keys, tags, volume};
 
+/// Instances per `DescribeInstances` page (EC2 allows 5 to 1000).
+const DESCRIBE_PAGE_SIZE: i32 = 1000;
+
 /// The production [`Cloud`]: SDK clients built per target and reused across calls.
 #[derive(Default)]
 pub struct AwsCloud {
@@ -264,6 +267,8 @@ impl Ec2 for AwsEc2 {
             } else {
                 Some(instance_ids.to_vec())
             })
+            // Explicit page size, as EC2 asks of good citizens; it cannot be combined with ids.
+            .set_max_results(instance_ids.is_empty().then_some(DESCRIBE_PAGE_SIZE))
             .into_paginator()
             .send();
         let mut found = Vec::new();
