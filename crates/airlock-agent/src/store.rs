@@ -5,14 +5,11 @@
 //! temporary file in the same directory, fsynced, renamed over the old one, and the directory
 //! fsynced, so a crash or power loss leaves either the old file or the new one, never half.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use airlock_payload::{find_payload, Payload};
 use chrono::{DateTime, Utc};
-use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
@@ -179,65 +176,20 @@ fn airlock_payload_deployment(payload: &serde_json::Value) -> String {
 
 /// Creates `dir` (and its parents) if needed and sets its mode to 0700.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), AgentError> {
-    if !dir.is_dir() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| AgentError::file(dir, e))?;
-    }
-    let mode = fs::metadata(dir)
-        .map_err(|e| AgentError::file(dir, e))?
-        .permissions()
-        .mode();
-    if mode & 0o777 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| AgentError::file(dir, e))?;
-    }
-    Ok(())
+    airlock_os::ensure_private_dir(dir).map_err(|e| AgentError::file(dir, e))
 }
-
-use std::os::unix::fs::DirBuilderExt as _;
 
 /// Replaces `path` with `bytes` atomically, mode 0600: temporary file in the same directory,
 /// fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut suffix = [0u8; 6];
-    rand::thread_rng().fill_bytes(&mut suffix);
-    let tmp = dir.join(format!(".{name}.tmp-{}", hex::encode(suffix)));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // The mode given to open is filtered by the umask; make sure it is exactly 0600.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(AgentError::file(path, e));
-    }
-    Ok(())
+    airlock_os::write_private(path, bytes).map_err(|e| AgentError::file(path, e))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
     #[test]
     fn files_are_0600_in_a_0700_dir_and_replaced_whole() {

@@ -64,6 +64,8 @@ pub struct Caller {
     pub source_ip: Option<std::net::IpAddr>,
     /// Whether the login passed a second factor (`aws:MultiFactorAuthPresent`).
     pub mfa: bool,
+    /// The SHA-256 of the token the request carried (to revoke it on logout).
+    pub token_hash: String,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -85,7 +87,8 @@ impl FromRequestParts<AppState> for Caller {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::Unauthorized("Authorization must be `Bearer TOKEN`".into()))?;
-        let Some(found) = state.store.token_user(&token_hash(token)).await? else {
+        let hash = token_hash(token);
+        let Some(found) = state.store.token_user(&hash).await? else {
             return Err(ApiError::Unauthorized(
                 "the token is not valid: log in again".into(),
             ));
@@ -106,6 +109,7 @@ impl FromRequestParts<AppState> for Caller {
             user: found.user_name,
             source_ip,
             mfa: found.mfa,
+            token_hash: hash,
         })
     }
 }

@@ -432,6 +432,8 @@ pub fn spawn_watch(state: &AppState, id: &str) {
 
 async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
     let started = Instant::now();
+    // Opened once per watch, not once per look: it unseals the account's key.
+    let mut ec2: Option<std::sync::Arc<dyn Ec2>> = None;
     loop {
         let Some(row) = state.store.deployment(id).await? else {
             return Ok(());
@@ -464,24 +466,20 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
             return Ok(());
         }
         tokio::time::sleep(state.config.poll_interval).await;
-        refresh(state, &row).await?;
+        let client = match &ec2 {
+            Some(client) => client.clone(),
+            None => {
+                let (_account, target) = accounts::target(state, &row.account).await?;
+                ec2.insert(state.cloud.ec2(&target).await?).clone()
+            }
+        };
+        refresh(state, &row, client.as_ref()).await?;
     }
 }
 
 /// Looks at the deployment's instances once and settles its state if they all run.
-async fn refresh(state: &AppState, row: &DeploymentRow) -> ApiResult<()> {
-    let (_account, target) = accounts::target(state, &row.account).await?;
-    let ec2 = state.cloud.ec2(&target).await?;
-    let all = ec2
-        .describe_instances(
-            &[Filter::new(format!("tag:{DEPLOYMENT_TAG}"), &row.id)],
-            &[],
-        )
-        .await?;
-    let live: Vec<Instance> = all
-        .into_iter()
-        .filter(|i| LIVE_STATES.contains(&i.state.as_str()))
-        .collect();
+async fn refresh(state: &AppState, row: &DeploymentRow, ec2: &dyn Ec2) -> ApiResult<()> {
+    let live = ec2.describe_instances(&live_filters(&row.id), &[]).await?;
     record_instances(state, &row.id, &live).await?;
     let desired = usize::try_from(row.desired_count).unwrap_or(0);
     let now = crate::now();

@@ -120,14 +120,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawQuery {
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
         let mut q = ListQuery::default();
-        let query = parts.uri.query().unwrap_or("");
-        let pairs: Vec<(String, String)> = Query::<Vec<(String, String)>>::try_from_uri(
-            &format!("/?{query}")
-                .parse()
-                .map_err(|_| ApiError::field("query", "malformed query string"))?,
-        )
-        .map_err(|e| ApiError::field("query", e.to_string()))?
-        .0;
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::field("query", e.to_string()))?;
         for (k, v) in pairs {
             match k.as_str() {
                 "account" => q.account = Some(v),

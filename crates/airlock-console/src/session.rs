@@ -7,7 +7,7 @@ use crate::json::Body;
 use crate::state::AppState;
 use airlock_store::{PolicyRow, UserRow};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -111,17 +111,8 @@ pub async fn login(
 }
 
 /// `POST /v1/logout`: revokes the token used for the call.
-pub async fn logout(
-    State(state): State<AppState>,
-    _caller: Caller,
-    headers: HeaderMap,
-) -> ApiResult<StatusCode> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    state.store.delete_token(&auth::token_hash(token)).await?;
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    state.store.delete_token(&caller.token_hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

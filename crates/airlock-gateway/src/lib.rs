@@ -205,19 +205,9 @@ impl GatewayArgs {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,aws=warn,aws_smithy_runtime=warn,hyper=warn")
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Runs the gateway until SIGTERM or Ctrl-C, then drains requests in flight.
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    init_logging();
+    airlock_os::init_logging(false, airlock_os::DEFAULT_LOG_FILTER);
     // Stage one: flags and configuration, no sockets, no AWS.
     let settings = args.settings()?;
     let options = LoadOptions {

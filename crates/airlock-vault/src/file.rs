@@ -8,19 +8,15 @@
 //! is flushed too. A crash leaves either the old file or the new one, never a
 //! partial key.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::fs::{self, File};
+use std::io::{self, Read as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use rand::RngCore as _;
 use secrecy::ExposeSecret as _;
 use zeroize::Zeroizing;
 
 use crate::{Keyring, VaultError};
-
-/// Permission bits of the key file and its temporary files.
-const FILE_MODE: u32 = 0o600;
 
 /// Load the keyring from `path`, creating the file with a freshly generated
 /// key if it does not exist. Returns the keyring and whether the file was
@@ -83,56 +79,20 @@ pub fn load_key_file(path: &Path) -> Result<Keyring, VaultError> {
 /// Write `keyring` to `path` with mode `0600`, atomically replacing any
 /// existing file.
 pub fn write_key_file(path: &Path, keyring: &Keyring) -> Result<(), VaultError> {
-    let tmp = write_temp(path, keyring)?;
-    if let Err(source) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err("replace", path, source));
-    }
-    sync_dir(path)
+    airlock_os::write_private(path, keyring.to_text().expose_secret().as_bytes())
+        .map_err(|e| io_err("write", path, e))
 }
 
-/// Write the keyring to a new `0600` temporary file next to `path` and flush
-/// it to disk. Returns the temporary file's path.
+/// Write the keyring to a new `0600` temporary file next to `path`, flushed to
+/// disk. Returns the temporary file's path.
 fn write_temp(path: &Path, keyring: &Keyring) -> Result<PathBuf, VaultError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err("write", path, io::Error::other("the path has no file name")))?;
-    let mut suffix = [0u8; 6];
-    rand::rngs::OsRng.fill_bytes(&mut suffix);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", hex::encode(suffix)));
-    let tmp = path.with_file_name(tmp_name);
-
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
-        // The umask can only clear bits, but make the mode exact anyway.
-        file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
-        file.write_all(keyring.to_text().expose_secret().as_bytes())?;
-        file.sync_all()
-    })();
-    match result {
-        Ok(()) => Ok(tmp),
-        Err(source) => {
-            let _ = fs::remove_file(&tmp);
-            Err(io_err("write", &tmp, source))
-        }
-    }
+    airlock_os::write_temp_private(path, keyring.to_text().expose_secret().as_bytes())
+        .map_err(|e| io_err("write", path, e))
 }
 
 /// Flush the directory holding `path`, so a rename or link in it is durable.
 fn sync_dir(path: &Path) -> Result<(), VaultError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("sync directory", dir, e))
+    airlock_os::sync_parent(path).map_err(|e| io_err("sync directory", path, e))
 }
 
 fn io_err(action: &'static str, path: &Path, source: io::Error) -> VaultError {

@@ -5,7 +5,7 @@ use crate::cli::{
     AuditArgs, AuditCommand, Output, PolicyCommand, TagArgs, TagCommand, UserCommand,
 };
 use crate::client::Client;
-use crate::commands::{account_or_only, stdin_secret};
+use crate::commands::{account_or_only, read_stdin_line};
 use crate::output::{or_dash, print};
 use airlock_console::api::{MfaEnabled, PolicyView, TagsView, UserView};
 use airlock_console::audit::Verification;
@@ -43,7 +43,7 @@ pub async fn user(client: &Client, cmd: UserCommand, output: Output) -> Result<(
             attach,
             ..
         } => {
-            let password = stdin_secret("password")?;
+            let password = read_stdin_line("password")?;
             let mut policies = attach;
             for file in &policy_files {
                 let stem = file

@@ -38,27 +38,12 @@ fn login_file() -> Result<PathBuf> {
 
 /// Saves a login with mode 0600 in a 0700 directory, atomically.
 pub fn save_login(login: &SavedLogin) -> Result<PathBuf> {
-    use std::io::Write;
     let path = login_file()?;
     let dir = path.parent().ok_or_else(|| anyhow!("bad config path"))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict {}", dir.display()))?;
-    }
-    let tmp = dir.join(".login.json.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(&serde_json::to_vec_pretty(login)?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    airlock_os::ensure_private_dir(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    airlock_os::write_private(&path, &serde_json::to_vec_pretty(login)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 
@@ -114,6 +99,27 @@ impl std::fmt::Display for ConsoleError {
 
 impl std::error::Error for ConsoleError {}
 
+/// The console did not answer at all (down, restarting, wrong URL).
+#[derive(Debug)]
+pub struct Unreachable {
+    /// The console URL.
+    pub console: String,
+    /// What went wrong underneath.
+    pub cause: String,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot reach the console at {}: {}",
+            self.console, self.cause
+        )
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
 impl Client {
     /// A client for `console` (or the saved one), with the saved token or `AIRLOCK_TOKEN`.
     pub fn new(console: Option<&str>) -> Result<Client> {
@@ -150,12 +156,9 @@ impl Client {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
-        let resp = req.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the console at {}: {}",
-                self.base,
-                without_url(&e)
-            )
+        let resp = req.send().await.map_err(|e| Unreachable {
+            console: self.base.clone(),
+            cause: without_url(&e),
         })?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
@@ -219,7 +222,7 @@ impl Client {
 
     /// True if the error is the console being unreachable (worth retrying while it restarts).
     pub fn is_unreachable(err: &anyhow::Error) -> bool {
-        err.to_string().starts_with("cannot reach the console")
+        err.is::<Unreachable>()
             || err
                 .downcast_ref::<ConsoleError>()
                 .is_some_and(|e| e.status == 502 || e.status == 503)

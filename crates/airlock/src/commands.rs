@@ -17,7 +17,7 @@ use std::io::{BufRead, IsTerminal};
 use std::time::{Duration, Instant};
 
 /// The first line of standard input, without its line ending; an empty line is refused.
-fn read_stdin_line(what: &str) -> Result<secrecy::SecretString> {
+pub fn read_stdin_line(what: &str) -> Result<secrecy::SecretString> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -475,9 +475,4 @@ pub async fn account_or_only(client: &Client, account: Option<String>) -> Result
         [] => bail!("the console has no account; add one with `airlock account add`"),
         _ => bail!("the console has several accounts: pass --account NAME"),
     }
-}
-
-/// Reads the first line of standard input as a secret (passwords).
-pub fn stdin_secret(what: &str) -> Result<secrecy::SecretString> {
-    read_stdin_line(what)
 }

@@ -10,19 +10,6 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Logs go to standard error; standard output is kept for what the operator must read.
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,aws=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 /// The keyring from `AIRLOCK_MASTER_KEY` or the key file (created if missing).
 fn load_keys(file: &std::path::Path) -> Result<(KeySource, Keyring)> {
     if let Ok(text) = std::env::var("AIRLOCK_MASTER_KEY") {
@@ -48,7 +35,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if !(args.poll_interval > 0.0 && args.poll_interval <= 3600.0) {
         bail!("--poll-interval must be between 0 and 3600 seconds");
     }
-    init_logging(args.log_format);
+    // Logs go to standard error; standard output is kept for what the operator must read.
+    airlock_os::init_logging(
+        args.log_format == LogFormat::Json,
+        airlock_os::DEFAULT_LOG_FILTER,
+    );
     let (source, keyring) = load_keys(&args.master_key_file)?;
     let store = airlock_store::Store::open(&args.database)
         .await

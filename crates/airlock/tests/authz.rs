@@ -34,22 +34,6 @@ fn deploy_as_owner_policy() -> Value {
     ]})
 }
 
-async fn instance_state(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .unwrap();
-    out.reservations()[0].instances()[0]
-        .state()
-        .unwrap()
-        .name()
-        .unwrap()
-        .as_str()
-        .to_owned()
-}
-
 fn first_instance(dep: &Value) -> String {
     dep["instances"][0]["instance_id"]
         .as_str()
@@ -65,20 +49,8 @@ async fn a_user_terminates_only_instances_tagged_with_their_name() {
     let console = Console::start();
     console.login_with_account(&moto);
     let deploy = |owner: &str| {
-        console.json(&[
-            "deploy",
-            "--account",
-            "dev",
-            "--image",
-            &net.image_id,
-            "--instance-type",
-            "t3.micro",
-            "--subnet",
-            &net.subnet_id,
-            "--tag",
-            &format!("owner={owner}"),
-            "--wait",
-        ])
+        let tag = format!("owner={owner}");
+        console.json(&deploy_args(&net, &["--tag", &tag, "--wait"]))
     };
     let bobs = first_instance(&deploy("bob"));
     let alices = first_instance(&deploy("alice"));
@@ -165,21 +137,7 @@ async fn a_user_deploys_only_when_the_requested_tags_name_them_as_owner() {
     let console = Console::start();
     console.login_with_account(&moto);
     let carol = console.add_user("carol", &[deploy_as_owner_policy()]);
-    let deploy = |extra: &[&str]| {
-        let mut args = vec![
-            "deploy",
-            "--account",
-            "dev",
-            "--image",
-            &net.image_id,
-            "--instance-type",
-            "t3.micro",
-            "--subnet",
-            &net.subnet_id,
-        ];
-        args.extend_from_slice(extra);
-        carol.cli(&args)
-    };
+    let deploy = |extra: &[&str]| carol.cli(&deploy_args(&net, extra));
     for refused in [
         &["--tag", "owner=dave"][..],
         &[][..],

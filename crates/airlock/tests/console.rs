@@ -9,22 +9,6 @@ use base64::Engine;
 use common::*;
 use serde_json::Value;
 
-fn deploy_args<'a>(net: &'a TestNet, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "deploy",
-        "--account",
-        "dev",
-        "--image",
-        &net.image_id,
-        "--instance-type",
-        "t3.micro",
-        "--subnet",
-        &net.subnet_id,
-    ];
-    args.extend_from_slice(extra);
-    args
-}
-
 fn ids(dep: &Value) -> Vec<String> {
     let mut ids: Vec<String> = dep["instances"]
         .as_array()
@@ -353,40 +337,21 @@ async fn instance_actions_reach_ec2() {
     console.login_with_account(&moto);
     let dep = console.json(&deploy_args(&net, &["--count", "2", "--wait"]));
     let ids = ids(&dep);
-    let state = |id: &str| {
-        let id = id.to_owned();
-        let ec2 = ec2.clone();
-        async move {
-            let out = ec2
-                .describe_instances()
-                .instance_ids(id)
-                .send()
-                .await
-                .unwrap();
-            out.reservations()[0].instances()[0]
-                .state()
-                .unwrap()
-                .name()
-                .unwrap()
-                .as_str()
-                .to_owned()
-        }
-    };
     let stopped = console.json(&["instance", "stop", &ids[0]]);
     assert_eq!(stopped["action"], "stop");
     assert!(matches!(
-        state(&ids[0]).await.as_str(),
+        instance_state(&ec2, &ids[0]).await.as_str(),
         "stopping" | "stopped"
     ));
     console.ok(&["instance", "start", &ids[0], "--account", "dev"]);
     assert!(matches!(
-        state(&ids[0]).await.as_str(),
+        instance_state(&ec2, &ids[0]).await.as_str(),
         "pending" | "running"
     ));
     console.ok(&["instance", "reboot", &ids[1]]);
     console.ok(&["instance", "terminate", &ids[1]]);
     assert!(matches!(
-        state(&ids[1]).await.as_str(),
+        instance_state(&ec2, &ids[1]).await.as_str(),
         "shutting-down" | "terminated"
     ));
     // EC2's own error comes back with AWS's code.
@@ -592,21 +557,7 @@ async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
     );
     assert_eq!(bad_login.status.code(), Some(1));
     responses.push_str(&stderr(&bad_login));
-    let duplicate = console.cli_stdin(
-        &[
-            "account",
-            "add",
-            "dev",
-            "--region",
-            REGION,
-            "--endpoint-url",
-            &moto.url,
-            "--access-key-id",
-            ACCESS_KEY_ID,
-            "--secret-access-key-stdin",
-        ],
-        &format!("{SECRET_ACCESS_KEY}\n"),
-    );
+    let duplicate = console.add_account(&moto);
     assert_eq!(duplicate.status.code(), Some(1));
     responses.push_str(&stderr(&duplicate));
     for path in [
@@ -818,21 +769,7 @@ async fn a_wrong_key_is_refused_with_aws_message_and_nothing_is_stored() {
     let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
     let console = Console::start();
     console.login();
-    let out = console.cli_stdin(
-        &[
-            "account",
-            "add",
-            "dev",
-            "--region",
-            REGION,
-            "--endpoint-url",
-            &moto.url,
-            "--access-key-id",
-            ACCESS_KEY_ID,
-            "--secret-access-key-stdin",
-        ],
-        &format!("{SECRET_ACCESS_KEY}\n"),
-    );
+    let out = console.add_account(&moto);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("InvalidClientTokenId"), "{err}");

@@ -360,10 +360,9 @@ impl Console {
         );
     }
 
-    /// Logs in and adds the account `dev` pointing at moto.
-    pub fn login_with_account(&self, moto: &Moto) {
-        self.login();
-        let out = self.cli_stdin(
+    /// Runs `account add dev` pointing at moto, with the test key on standard input.
+    pub fn add_account(&self, moto: &Moto) -> Output {
+        self.cli_stdin(
             &[
                 "account",
                 "add",
@@ -377,8 +376,13 @@ impl Console {
                 "--secret-access-key-stdin",
             ],
             &format!("{SECRET_ACCESS_KEY}\n"),
-        );
-        ok(out, &["account add"]);
+        )
+    }
+
+    /// Logs in and adds the account `dev` pointing at moto.
+    pub fn login_with_account(&self, moto: &Moto) {
+        self.login();
+        ok(self.add_account(moto), &["account add"]);
     }
 
     /// The saved API token (for raw HTTP calls and leak scans).
@@ -522,4 +526,38 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
+}
+
+/// `airlock deploy` of one t3.micro in the loopback subnet of account `dev`, plus `extra`.
+pub fn deploy_args<'a>(net: &'a TestNet, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "deploy",
+        "--account",
+        "dev",
+        "--image",
+        &net.image_id,
+        "--instance-type",
+        "t3.micro",
+        "--subnet",
+        &net.subnet_id,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// An instance's state name, straight from EC2.
+pub async fn instance_state(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()[0].instances()[0]
+        .state()
+        .unwrap()
+        .name()
+        .unwrap()
+        .as_str()
+        .to_owned()
 }

@@ -1,0 +1,137 @@
+//! Process and file-system details shared by the console, the client, the agent and the gateway:
+//! files that hold secrets (written atomically with mode 0600), the private directories they live
+//! in, and the one way logs are set up.
+//!
+//! Kept in one small crate so every role writes secrets to disk the same careful way.
+
+#![warn(missing_docs)]
+
+use rand::RngCore;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode of every file that may hold a secret.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Mode of the directories such files live in.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+/// Writes `bytes` to a new 0600 temporary file next to `path` and flushes it to disk; returns
+/// the temporary file's path (the caller renames or links it into place).
+pub fn write_temp_private(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("the path has no file name"))?;
+    let mut suffix = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut suffix);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", hex::encode(suffix)));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_FILE)
+            .open(&tmp)?;
+        // The umask can only clear bits, but make the mode exact anyway.
+        file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE))?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Flushes the directory holding `path`, so a rename or link in it is durable.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Replaces `path` with `bytes` atomically, mode 0600: temporary file in the same directory,
+/// fsync, rename, fsync of the directory. A reader sees the old content or the new, never part.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = write_temp_private(path, bytes)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_parent(path)
+}
+
+/// Creates `dir` (and its parents) if needed and makes its mode exactly 0700.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    if !dir.is_dir() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(PRIVATE_DIR)
+            .create(dir)?;
+    }
+    if fs::metadata(dir)?.permissions().mode() & 0o777 != PRIVATE_DIR {
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR))?;
+    }
+    Ok(())
+}
+
+/// Installs the log subscriber on standard error (standard output stays for what the operator
+/// must read). `AIRLOCK_LOG` overrides `default_filter`. A second call does nothing.
+pub fn init_logging(json: bool, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The default log filter: our own crates at `info`, the SDK and HTTP stacks only when they warn.
+pub const DEFAULT_LOG_FILTER: &str =
+    "info,sqlx=warn,aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,hyper=warn";
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn private_files_replace_atomically_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        write_private(&path, b"one").unwrap();
+        write_private(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(mode(&path), 0o600);
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn private_dirs_are_made_and_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a/b");
+        ensure_private_dir(&sub).unwrap();
+        assert_eq!(mode(&sub), 0o700);
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&sub).unwrap();
+        assert_eq!(mode(&sub), 0o700);
+    }
+}
