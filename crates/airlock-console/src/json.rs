@@ -43,12 +43,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        // serde's messages never contain the field's value for the errors we can get here
-        // (types, missing fields, syntax), so secrets in the body are not echoed.
         let message = if inner.is_syntax() || inner.is_eof() {
             format!("malformed JSON: {inner}")
         } else {
-            inner.to_string()
+            without_value(&inner.to_string())
         };
         let field = missing_field(&message)
             .map(|name| {
@@ -61,6 +59,21 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .or_else(|| (path != ".").then_some(path));
         ApiError::BadRequest { field, message }
     })
+}
+
+/// serde quotes the offending value in "invalid type: string \"…\", expected …" and
+/// "invalid value: integer `…`, expected …"; a value sent in the wrong field may be a secret,
+/// so only its kind is kept.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some((found, expected)) = rest.split_once(", expected ") {
+                let kind = found.split_whitespace().next().unwrap_or("value");
+                return format!("{prefix}{kind}, expected {expected}");
+            }
+        }
+    }
+    message.to_owned()
 }
 
 fn missing_field(message: &str) -> Option<&str> {
@@ -103,6 +116,16 @@ mod tests {
     #[test]
     fn names_missing_field() {
         assert_eq!(field_of(r#"{"tags":[]}"#).as_deref(), Some("name"));
+    }
+
+    #[test]
+    fn a_wrongly_typed_value_is_not_echoed() {
+        let err = parse::<T>(br#"{"name": 912873465, "tags": []}"#).unwrap_err();
+        assert!(!err.to_string().contains("912873465"), "{err}");
+        assert!(err.to_string().contains("invalid type: integer"), "{err}");
+        let err =
+            parse::<T>(br#"{"name": "a", "tags": [{"key": "x"}, "s3cr3t-value"]}"#).unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t-value"), "{err}");
     }
 
     #[test]
