@@ -46,7 +46,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let message = if inner.is_syntax() || inner.is_eof() {
             format!("malformed JSON: {inner}")
         } else {
-            without_value(&inner.to_string())
+            airlock_os::without_value(&inner.to_string())
         };
         let field = missing_field(&message)
             .map(|name| {
@@ -59,21 +59,6 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .or_else(|| (path != ".").then_some(path));
         ApiError::BadRequest { field, message }
     })
-}
-
-/// serde quotes the offending value in "invalid type: string \"…\", expected …" and
-/// "invalid value: integer `…`, expected …"; a value sent in the wrong field may be a secret,
-/// so only its kind is kept.
-fn without_value(message: &str) -> String {
-    for prefix in ["invalid type: ", "invalid value: "] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some((found, expected)) = rest.split_once(", expected ") {
-                let kind = found.split_whitespace().next().unwrap_or("value");
-                return format!("{prefix}{kind}, expected {expected}");
-            }
-        }
-    }
-    message.to_owned()
 }
 
 fn missing_field(message: &str) -> Option<&str> {

@@ -408,7 +408,11 @@ fn typed<T: DeserializeOwned>(
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
-        place.error(field, e.into_inner().to_string())
+        // The documents hold secrets (Secret kinds): never echo a value.
+        place.error(
+            field,
+            airlock_os::without_value(&e.into_inner().to_string()),
+        )
     })
 }
 

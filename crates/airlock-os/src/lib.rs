@@ -1,6 +1,6 @@
 //! Process and file-system details shared by the console, the client, the agent and the gateway:
 //! files that hold secrets (written atomically with mode 0600), the private directories they live
-//! in, and the one way logs are set up.
+//! in, the one way logs are set up, and parse errors made safe to print.
 //!
 //! Kept in one small crate so every role writes secrets to disk the same careful way.
 
@@ -99,6 +99,21 @@ pub fn init_logging(json: bool, default_filter: &str) {
     };
 }
 
+/// serde quotes the offending value in "invalid type: string \"…\", expected …" and
+/// "invalid value: integer `…`, expected …"; a value sent in the wrong field may be a secret,
+/// so only its kind is kept.
+pub fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some((found, expected)) = rest.split_once(", expected ") {
+                let kind = found.split_whitespace().next().unwrap_or("value");
+                return format!("{prefix}{kind}, expected {expected}");
+            }
+        }
+    }
+    message.to_owned()
+}
+
 /// The default log filter: our own crates at `info`, the SDK and HTTP stacks only when they warn.
 pub const DEFAULT_LOG_FILTER: &str =
     "info,sqlx=warn,aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,hyper=warn";
@@ -122,6 +137,22 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn parse_errors_keep_the_kind_not_the_value() {
+        assert_eq!(
+            without_value("invalid type: string \"hunter2\", expected u32"),
+            "invalid type: string, expected u32"
+        );
+        assert_eq!(
+            without_value("invalid value: integer `77`, expected a port"),
+            "invalid value: integer, expected a port"
+        );
+        assert_eq!(
+            without_value("missing field `name`"),
+            "missing field `name`"
+        );
     }
 
     #[test]
