@@ -142,7 +142,15 @@ pub async fn record_call<T>(
             entry.detail = Some(e.to_string());
         }
     }
+    // Every EC2 call the console makes passes here, so this is where watchers (gateways) learn
+    // of membership changes; only what changed is published, never credentials or tags.
+    let changed = result
+        .is_ok()
+        .then(|| (entry.action.clone(), entry.resources.clone()));
     record(state, entry).await;
+    if let Some((action, resources)) = changed {
+        state.events.publish_ec2_call(&action, &resources);
+    }
 }
 
 /// The result of checking the chain.

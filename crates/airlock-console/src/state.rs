@@ -48,4 +48,6 @@ pub struct AppState {
     pub audit_lock: Arc<tokio::sync::Mutex<()>>,
     /// Current tags of EC2 resources, for `ec2:ResourceTag/*`.
     pub tags: Arc<crate::authz::TagCache>,
+    /// What the console changed, pushed to watchers of `GET /v1/events` (gateways).
+    pub events: Arc<crate::events::EventBus>,
 }

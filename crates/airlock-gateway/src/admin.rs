@@ -55,6 +55,14 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         "airlock_gateway_config_reload_failures_total {}",
         g.reload_failures.load(Ordering::Relaxed)
     );
+    if shared.console.is_some() {
+        let _ = writeln!(
+            out,
+            "# TYPE airlock_gateway_console_connected gauge\nairlock_gateway_console_connected {}\n# TYPE airlock_gateway_console_events_total counter\nairlock_gateway_console_events_total {}",
+            g.console_connected.load(Ordering::Relaxed),
+            g.console_events.load(Ordering::Relaxed)
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

@@ -1,8 +1,10 @@
 //! Endpoints and how a request picks one: round-robin or least-request with the power of two
-//! choices, over the endpoints that may take traffic (healthy by active checks, not ejected by
-//! passive ones). The endpoint set is built off the hot path and swapped whole, so picking takes
+//! choices, or consistent hashing (a ring hash or Maglev table over the endpoints' instance ids,
+//! so every replica maps a request hash to the same instance), over the endpoints that may take
+//! traffic (healthy by active checks, not ejected by passive ones). The endpoint set is built off the hot path and swapped whole, so picking takes
 //! no lock. Pure: the clock is passed in as milliseconds.
 
+use crate::config::{HashKey, HashPolicy, Hashing, MAX_RING_SIZE};
 use crate::filter::TagFilter;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -158,12 +160,150 @@ pub struct Endpoint {
     pub health: Arc<Health>,
 }
 
-/// The endpoints of one upstream, ordered by instance id, plus a round-robin cursor.
+/// The endpoints of one upstream, ordered by instance id, plus a round-robin cursor and, for
+/// upstreams with consistent hashing, the table requests are hashed into.
 #[derive(Debug, Default)]
 pub struct EndpointSet {
     /// Ordered by instance id so every replica sees the same list.
     pub endpoints: Vec<Endpoint>,
     cursor: AtomicUsize,
+    table: Option<HashTable>,
+}
+
+/// A 64-bit hash that is the same in every process and every version (FNV-1a, then the
+/// splitmix64 finalizer to spread FNV's weak low bits): replicas must agree on it.
+pub fn stable_hash(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The hash of a request under a route's hash policies, as Envoy computes it: each policy that
+/// finds its value is folded in (`rotl(h, 1) ^ new`), and a `terminal` one that found its value
+/// ends the list. `None` when no policy found a value (the upstream's policy then decides).
+pub fn request_hash<'a>(
+    policies: &[HashPolicy],
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+    source_ip: std::net::IpAddr,
+) -> Option<u64> {
+    let mut hash: Option<u64> = None;
+    for p in policies {
+        let found = match &p.key {
+            HashKey::Header(name) => header(name).map(stable_hash),
+            HashKey::SourceIp => Some(stable_hash(source_ip.to_string().as_bytes())),
+        };
+        if let Some(new) = found {
+            hash = Some(hash.map_or(new, |h| h.rotate_left(1) ^ new));
+            if p.terminal {
+                break;
+            }
+        }
+    }
+    hash
+}
+
+/// Where hashes land: indexes into the (instance-id ordered) endpoints.
+#[derive(Debug)]
+enum HashTable {
+    /// Points on a ring, sorted, each owned by an endpoint.
+    Ring(Vec<(u64, u32)>),
+    /// Maglev's lookup table (a prime number of slots).
+    Maglev(Vec<u32>),
+}
+
+/// Ring hash gives each endpoint `minimumRingSize / RING_POINTS_DIVISOR` points (128 by
+/// default): enough for an even spread, and fixed, so membership changes move only the keys of
+/// the endpoints that came or went.
+pub const RING_POINTS_DIVISOR: usize = 8;
+
+/// Maglev's table size: a prime well above the number of endpoints times 100 (Envoy's default).
+const MAGLEV_SIZE: usize = 65_537;
+
+impl HashTable {
+    fn build(hashing: Hashing, endpoints: &[Endpoint]) -> Option<HashTable> {
+        let n = endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        Some(match hashing {
+            Hashing::RingHash { ring_size } => {
+                // The same number of points for every endpoint whatever their number (Envoy
+                // divides the ring among them instead), so when one leaves, the others' points
+                // stay where they were and only its keys move.
+                let per_endpoint = (ring_size / RING_POINTS_DIVISOR)
+                    .max(1)
+                    .min((MAX_RING_SIZE / n).max(1));
+                let mut ring = Vec::with_capacity(per_endpoint * n);
+                for (i, e) in endpoints.iter().enumerate() {
+                    for r in 0..per_endpoint {
+                        let point = stable_hash(format!("{}_{r}", e.instance_id).as_bytes());
+                        ring.push((point, u32::try_from(i).unwrap_or(u32::MAX)));
+                    }
+                }
+                ring.sort_unstable();
+                HashTable::Ring(ring)
+            }
+            Hashing::Maglev => {
+                let m = MAGLEV_SIZE as u64;
+                let perms: Vec<(u64, u64)> = endpoints
+                    .iter()
+                    .map(|e| {
+                        let id = e.instance_id.as_bytes();
+                        let offset = stable_hash(id) % m;
+                        let skip = stable_hash(&[id, b"#skip"].concat()) % (m - 1) + 1;
+                        (offset, skip)
+                    })
+                    .collect();
+                let mut next = vec![0u64; n];
+                let mut table = vec![u32::MAX; MAGLEV_SIZE];
+                let mut filled = 0;
+                'fill: loop {
+                    for (i, (offset, skip)) in perms.iter().enumerate() {
+                        let mut c = (offset + next[i] * skip) % m;
+                        while table[c as usize] != u32::MAX {
+                            next[i] += 1;
+                            c = (offset + next[i] * skip) % m;
+                        }
+                        table[c as usize] = u32::try_from(i).unwrap_or(u32::MAX);
+                        next[i] += 1;
+                        filled += 1;
+                        if filled == MAGLEV_SIZE {
+                            break 'fill;
+                        }
+                    }
+                }
+                HashTable::Maglev(table)
+            }
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            HashTable::Ring(r) => r.len(),
+            HashTable::Maglev(t) => t.len(),
+        }
+    }
+
+    /// The position `hash` lands on.
+    fn start(&self, hash: u64) -> usize {
+        match self {
+            HashTable::Ring(ring) => ring.partition_point(|(p, _)| *p < hash) % ring.len(),
+            HashTable::Maglev(table) => (hash % table.len() as u64) as usize,
+        }
+    }
+
+    /// The endpoint index at a position.
+    fn slot(&self, k: usize) -> usize {
+        match self {
+            HashTable::Ring(ring) => ring[k].1 as usize,
+            HashTable::Maglev(table) => table[k] as usize,
+        }
+    }
 }
 
 impl EndpointSet {
@@ -173,7 +313,58 @@ impl EndpointSet {
         EndpointSet {
             endpoints,
             cursor: AtomicUsize::new(cursor),
+            table: None,
         }
+    }
+
+    /// The same set with a consistent-hashing table, when the upstream has one.
+    pub fn with_hashing(mut self, hashing: Option<Hashing>) -> Self {
+        self.table = hashing.and_then(|h| HashTable::build(h, &self.endpoints));
+        self
+    }
+
+    /// True when requests with a hash are placed by consistent hashing.
+    pub fn hashed(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// Picks the endpoint that owns `hash`, or when it may not take traffic (or is `exclude`),
+    /// the next one along the ring or table — so only that endpoint's requests move.
+    pub fn pick_hashed(
+        &self,
+        hash: u64,
+        now_ms: u64,
+        exclude: Option<SocketAddr>,
+    ) -> Option<&Endpoint> {
+        let table = self.table.as_ref()?;
+        let usable = |i: usize| {
+            self.endpoints
+                .get(i)
+                .filter(|e| e.health.available(now_ms) && Some(e.addr) != exclude)
+        };
+        let start = table.start(hash);
+        // The owner, almost always.
+        if let Some(e) = usable(table.slot(start)) {
+            return Some(e);
+        }
+        // Otherwise the next endpoints along the ring (or table), each looked at once.
+        let mut seen = vec![false; self.endpoints.len()];
+        let mut left = self.endpoints.len();
+        for k in (start..table.len()).chain(0..start) {
+            let i = table.slot(k);
+            if i >= seen.len() || seen[i] {
+                continue;
+            }
+            seen[i] = true;
+            if let Some(e) = usable(i) {
+                return Some(e);
+            }
+            left -= 1;
+            if left == 0 {
+                break;
+            }
+        }
+        None
     }
 
     /// The round-robin cursor, to carry over into the next set.
@@ -319,5 +510,117 @@ mod tests {
         assert!(!h.record_response(Outcome::ServerError, 0, 100, 3));
         assert!(h.record_response(Outcome::ServerError, 0, 100, 3));
         assert!(h.ejected(50) && !h.ejected(100));
+    }
+
+    fn many(n: usize) -> Vec<Endpoint> {
+        (0..n)
+            .map(|i| ep(&format!("i-{i:04}"), u8::try_from(i % 250).unwrap()))
+            .collect()
+    }
+
+    fn owners(set: &EndpointSet, keys: usize) -> Vec<String> {
+        (0..keys)
+            .map(|k| {
+                let h = stable_hash(format!("user-{k}").as_bytes());
+                set.pick_hashed(h, 0, None).unwrap().instance_id.clone()
+            })
+            .collect()
+    }
+
+    fn check_consistency(hashing: Hashing, max_moved_elsewhere: f64) {
+        let full = EndpointSet::new(many(10), 0).with_hashing(Some(hashing));
+        // The same key lands on the same endpoint, in any replica (a set built separately,
+        // from endpoints listed in another order).
+        let mut shuffled = many(10);
+        shuffled.reverse();
+        let replica = EndpointSet::new(shuffled, 7).with_hashing(Some(hashing));
+        let before = owners(&full, 5000);
+        assert_eq!(before, owners(&replica, 5000));
+        assert_eq!(before, owners(&full, 5000));
+        // Every endpoint gets a fair share.
+        for e in &full.endpoints {
+            let share = before.iter().filter(|o| **o == e.instance_id).count();
+            assert!(
+                (250..=750).contains(&share),
+                "{hashing:?}: {} got {share}/5000",
+                e.instance_id
+            );
+        }
+        // Removing one endpoint moves its keys, and (almost) only those.
+        let gone = "i-0003";
+        let fewer: Vec<Endpoint> = many(10)
+            .into_iter()
+            .filter(|e| e.instance_id != gone)
+            .collect();
+        let after = owners(
+            &EndpointSet::new(fewer, 0).with_hashing(Some(hashing)),
+            5000,
+        );
+        let kept = before.iter().filter(|o| *o != gone).count();
+        let moved = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| *b != gone && b != a)
+            .count();
+        assert!(
+            (moved as f64) <= max_moved_elsewhere * kept as f64,
+            "{hashing:?}: {moved} of {kept} keys of other endpoints moved"
+        );
+        assert!(after.iter().all(|o| o != gone));
+        // An endpoint that may not take traffic gives its keys to the next one, others stay.
+        full.endpoints[3]
+            .health
+            .record_response(Outcome::ConnectFailure, 0, 1000, 5);
+        let ejected: Vec<String> = (0..5000)
+            .map(|k| {
+                let h = stable_hash(format!("user-{k}").as_bytes());
+                full.pick_hashed(h, 10, None).unwrap().instance_id.clone()
+            })
+            .collect();
+        for (b, e) in before.iter().zip(&ejected) {
+            if b != gone {
+                assert_eq!(b, e, "{hashing:?}: only the ejected endpoint's keys move");
+            }
+        }
+    }
+
+    #[test]
+    fn ring_hash_is_consistent_and_moves_only_the_removed_share() {
+        check_consistency(Hashing::RingHash { ring_size: 1024 }, 0.0);
+    }
+
+    #[test]
+    fn maglev_is_consistent_and_moves_little_beyond_the_removed_share() {
+        // Maglev trades a little disruption for even load: a few percent at most.
+        check_consistency(Hashing::Maglev, 0.05);
+    }
+
+    #[test]
+    fn request_hashes_follow_envoys_hash_policies() {
+        let policies = vec![
+            HashPolicy {
+                key: HashKey::Header("x-user".into()),
+                terminal: true,
+            },
+            HashPolicy {
+                key: HashKey::SourceIp,
+                terminal: false,
+            },
+        ];
+        let ip: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+        let with_user = |name: &str| -> Option<&'static [u8]> {
+            (name == "x-user").then_some(b"ana".as_slice())
+        };
+        let a = request_hash(&policies, with_user, ip);
+        assert_eq!(
+            a,
+            Some(stable_hash(b"ana")),
+            "terminal: the source ip is not folded in"
+        );
+        let b = request_hash(&policies, |_| None, ip);
+        assert_eq!(b, Some(stable_hash(b"127.0.0.9")));
+        assert_eq!(request_hash(&policies[..1], |_| None, ip), None);
+        assert_ne!(stable_hash(b"a"), stable_hash(b"b"));
+        assert_eq!(stable_hash(b""), stable_hash(b""));
     }
 }

@@ -33,11 +33,26 @@ pub struct GroupKey {
     pub external_id: Option<String>,
     /// EC2 endpoint override (tests: moto).
     pub endpoint_url: Option<String>,
+    /// A console account to list through (`secretRef` in namespace `airlock-console`); the key
+    /// fields are then empty, as the key stays in the console.
+    pub console_account: Option<String>,
 }
 
 impl GroupKey {
-    fn identity(&self) -> (String, String, String, String, String, String, String) {
+    fn identity(
+        &self,
+    ) -> (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) {
         (
+            self.console_account.clone().unwrap_or_default(),
             self.region.clone(),
             self.access_key_id.clone(),
             self.secret_access_key.expose_secret().to_owned(),
@@ -53,6 +68,9 @@ impl GroupKey {
 
     /// A printable name without secrets: `region/access-key-id[/role]`.
     pub fn label(&self) -> String {
+        if let Some(account) = &self.console_account {
+            return format!("{}/console:{account}", self.region);
+        }
         match &self.role_arn {
             Some(role) => format!("{}/{}/{role}", self.region, self.access_key_id),
             None => format!("{}/{}", self.region, self.access_key_id),
@@ -284,6 +302,7 @@ pub fn discovered_upstreams(
             port,
             port_tag: DEFAULT_PORT_TAG.into(),
             discovered: true,
+            hashing: None,
         })
         .filter(|u| !defined.contains_key(&u.id))
         .collect()
@@ -334,6 +353,7 @@ mod tests {
             role_arn: None,
             external_id: None,
             endpoint_url: None,
+            console_account: None,
         }
     }
 
@@ -349,6 +369,7 @@ mod tests {
             port: 80,
             port_tag: DEFAULT_PORT_TAG.into(),
             discovered: false,
+            hashing: None,
         }
     }
 

@@ -12,18 +12,23 @@
 
 pub mod admin;
 pub mod balance;
-pub mod config;
+pub mod console;
 pub mod discovery;
 pub mod error;
-pub mod filter;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod runtime;
 
+/// Gloo YAML → validated configuration (its own crate, so the console validates with it too).
+pub use airlock_gateway_config::config;
+/// Tag filters.
+pub use airlock_gateway_config::filter;
+
 use anyhow::Context as _;
 use balance::Policy;
 use config::{AwsSecret, LoadOptions, ObjRef};
+use console::ConsoleLink;
 use runtime::{DiscoverSettings, HealthCheck, Settings, Shared};
 use secrecy::SecretString;
 use std::path::PathBuf;
@@ -34,7 +39,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct GatewayArgs {
     /// Gloo YAML files (Upstream, VirtualService, Secret documents; several per file). Re-read on
-    /// SIGHUP and when they change.
+    /// SIGHUP and when they change. Without it, with `--console URL`, upstreams and routes are
+    /// the console's stored gateway configurations (`airlock gateway-config`), followed live.
     #[arg(long = "config", short = 'c', value_name = "FILE")]
     pub config: Vec<PathBuf>,
     /// A file of Secret documents with AWS keys, for upstreams' `secretRef` (kept apart from the
@@ -145,10 +151,12 @@ fn env_credentials() -> Option<AwsSecret> {
 }
 
 impl GatewayArgs {
-    /// Validates the flags (no I/O) into settings.
-    pub fn settings(&self) -> anyhow::Result<Settings> {
-        if self.config.is_empty() && !self.discover_upstreams {
-            anyhow::bail!("give at least one --config FILE, or --discover-upstreams");
+    /// Validates the flags (no I/O) into settings; `console` is the console followed, if any.
+    pub fn settings(&self, console: Option<&ConsoleLink>) -> anyhow::Result<Settings> {
+        if self.config.is_empty() && !self.discover_upstreams && console.is_none() {
+            anyhow::bail!(
+                "give at least one --config FILE, --console URL (configurations stored in the console), or --discover-upstreams"
+            );
         }
         if self.refresh_interval < 0.05 {
             anyhow::bail!("--refresh-interval must be at least 0.05 seconds");
@@ -201,19 +209,27 @@ impl GatewayArgs {
             connect_timeout: seconds("connect-timeout", self.connect_timeout)?,
             upstream_timeout: seconds("upstream-timeout", self.upstream_timeout)?,
             watch_interval: seconds("watch-interval", self.watch_interval)?,
+            config_from_console: console.is_some() && self.config.is_empty(),
         })
     }
 }
 
-/// Runs the gateway until SIGTERM or Ctrl-C, then drains requests in flight.
-pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
+/// Runs the gateway until SIGTERM or Ctrl-C, then drains requests in flight. With `console`,
+/// it follows that console: its events trigger refreshes at once, upstreams may name its
+/// accounts, and without `--config` its stored configurations are the configuration.
+pub async fn run(args: GatewayArgs, console: Option<ConsoleLink>) -> anyhow::Result<()> {
     airlock_os::init_logging(false, airlock_os::DEFAULT_LOG_FILTER);
     // Stage one: flags and configuration, no sockets, no AWS.
-    let settings = args.settings()?;
+    let settings = args.settings(console.as_ref())?;
     let options = LoadOptions {
         discover_upstreams: settings.discover.is_some(),
+        ..LoadOptions::default()
     };
-    let config = runtime::load_files(&settings.config_files, &options)?;
+    let console = console
+        .map(console::ConsoleClient::new)
+        .transpose()?
+        .map(Arc::new);
+    let config = runtime::load(&settings, console.as_deref(), &options).await?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -250,12 +266,20 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(&args.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
-    let shared = Arc::new(Shared::new(settings, config));
-    let discovery: Arc<dyn discovery::Discovery> = Arc::new(discovery::CloudDiscovery::new(
-        Arc::new(airlock_aws::AwsCloud::new()),
-    ));
+    let mut shared = Shared::new(settings, config);
+    shared.console = console.clone();
+    let shared = Arc::new(shared);
+    let discovery: Arc<dyn discovery::Discovery> = Arc::new(console::Routed {
+        direct: Arc::new(discovery::CloudDiscovery::new(Arc::new(
+            airlock_aws::AwsCloud::new(),
+        ))),
+        console: console.clone(),
+    });
     let mut first = shared.refreshed.subscribe();
     tokio::spawn(runtime::refresher(shared.clone(), discovery));
+    if let Some(client) = console {
+        tokio::spawn(console::follow(shared.clone(), client));
+    }
     if let Some(check) = shared.settings.health.clone() {
         tokio::spawn(runtime::health_checker(shared.clone(), check));
     }

@@ -49,6 +49,10 @@ pub struct GlobalMetrics {
     pub reloads: AtomicU64,
     /// Reloads rejected because the new configuration was invalid.
     pub reload_failures: AtomicU64,
+    /// 1 while the console's event stream is open (`--console`).
+    pub console_connected: AtomicU64,
+    /// Events received from the console.
+    pub console_events: AtomicU64,
 }
 
 /// Discovery state of one (credentials, role, region) group, for metrics.

@@ -3,7 +3,7 @@
 //! send (one retry on another endpoint when the connection could not be made and the request is
 //! idempotent) → passive health → response.
 
-use crate::balance::Outcome;
+use crate::balance::{self, Outcome};
 use crate::error::{ProxyError, Who};
 use crate::routes;
 use crate::runtime::{Shared, UpstreamState};
@@ -323,16 +323,28 @@ async fn forward(
     };
     let may_retry = idempotent && matches!(req_body, ReqBody::Replayable(_));
 
+    // Consistent hashing: only for upstreams configured with it and routes that say what to
+    // hash; a request without any of the values is balanced as usual.
+    let hash = if state.set.hashed() && !route.hash_policies.is_empty() {
+        balance::request_hash(
+            &route.hash_policies,
+            |name| parts.headers.get(name).map(HeaderValue::as_bytes),
+            peer.ip(),
+        )
+    } else {
+        None
+    };
     let mut excluded = None;
     let mut last_error = None;
     for attempt in 0..2 {
         let now = shared.now_ms();
-        let picked = state
-            .set
-            .pick(shared.settings.policy, now, excluded, |n| {
+        let picked = match hash {
+            Some(h) => state.set.pick_hashed(h, now, excluded),
+            None => state.set.pick(shared.settings.policy, now, excluded, |n| {
                 rand::random::<u32>() as usize % n.max(1)
-            })
-            .cloned();
+            }),
+        }
+        .cloned();
         let Some(endpoint) = picked else {
             break;
         };

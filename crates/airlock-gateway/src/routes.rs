@@ -104,6 +104,7 @@ mod tests {
             matcher: m,
             upstream: ObjRef::new("gloo-system", to),
             prefix_rewrite: rewrite.map(str::to_owned),
+            hash_policies: vec![],
         }
     }
 

@@ -5,6 +5,7 @@
 
 use crate::balance::{EndpointSet, Health, Policy};
 use crate::config::{self, AwsSecret, Config, ConfigErrors, LoadOptions, ObjRef, Upstream};
+use crate::console::ConsoleClient;
 use crate::discovery::{self, Discovery, GroupKey};
 use crate::metrics::{GlobalMetrics, GroupStats, UpstreamMetrics};
 use crate::routes::RouteTable;
@@ -76,6 +77,9 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// How often configuration files are checked for changes (zero: only on SIGHUP).
     pub watch_interval: Duration,
+    /// Upstreams and routes come from the console (`--console` without `--config`);
+    /// `config_files` then holds only the secrets file.
+    pub config_from_console: bool,
 }
 
 /// The configuration in force, swapped whole on reload.
@@ -132,6 +136,8 @@ pub struct Shared {
     pub warnings: Mutex<Vec<String>>,
     /// Counts finished refreshes, so start-up can wait for the first one.
     pub refreshed: tokio::sync::watch::Sender<u64>,
+    /// The console the gateway follows (`--console`), for configurations and console accounts.
+    pub console: Option<Arc<ConsoleClient>>,
     groups: Mutex<BTreeMap<String, GroupStatus>>,
     epoch: Instant,
 }
@@ -147,6 +153,7 @@ impl Shared {
             refresh_now: Notify::new(),
             warnings: Mutex::new(Vec::new()),
             refreshed: tokio::sync::watch::channel(0).0,
+            console: None,
             groups: Mutex::new(BTreeMap::new()),
             epoch: Instant::now(),
         }
@@ -182,6 +189,7 @@ impl Shared {
     fn load_options(&self) -> LoadOptions {
         LoadOptions {
             discover_upstreams: self.settings.discover.is_some(),
+            ..LoadOptions::default()
         }
     }
 }
@@ -211,10 +219,51 @@ pub fn load_files(files: &[PathBuf], options: &LoadOptions) -> Result<Config, Co
     config::load(&read_sources(files)?, options)
 }
 
+/// Loads the configuration from where it lives: the files, or the console's stored
+/// configurations plus the local secrets file.
+pub async fn load(
+    settings: &Settings,
+    console: Option<&ConsoleClient>,
+    options: &LoadOptions,
+) -> Result<Config, ConfigErrors> {
+    let mut sources = Vec::new();
+    if settings.config_from_console {
+        let console = console
+            .ok_or_else(|| one_error("console", "no console to load the configuration from"))?;
+        sources = console.configs().await.map_err(|e| {
+            one_error(
+                console.url(),
+                &format!(
+                    "cannot load the stored gateway configurations: {}",
+                    e.message
+                ),
+            )
+        })?;
+    }
+    sources.extend(read_sources(&settings.config_files)?);
+    config::load(&sources, options)
+}
+
+fn one_error(file: &str, message: &str) -> ConfigErrors {
+    ConfigErrors(vec![config::ConfigError {
+        file: file.to_owned(),
+        document: 0,
+        object: None,
+        field: String::new(),
+        message: message.to_owned(),
+    }])
+}
+
 /// Re-reads the configuration; on success swaps it in and refreshes at once, on failure keeps
 /// the configuration in force.
-pub fn reload(shared: &Shared) -> Result<(), ConfigErrors> {
-    match load_files(&shared.settings.config_files, &shared.load_options()) {
+pub async fn reload(shared: &Shared) -> Result<(), ConfigErrors> {
+    match load(
+        &shared.settings,
+        shared.console.as_deref(),
+        &shared.load_options(),
+    )
+    .await
+    {
         Ok(config) => {
             for w in &config.warnings {
                 tracing::warn!("{w}");
@@ -270,7 +319,7 @@ pub async fn watch(shared: Arc<Shared>) {
             } else {
                 tracing::info!("configuration file changed: reloading");
             }
-            let _ = reload(&shared);
+            let _ = reload(&shared).await;
         }
     }
 }
@@ -321,6 +370,20 @@ fn group_key(
     role_arn: Option<&String>,
     external_id: Option<&String>,
 ) -> Option<GroupKey> {
+    if let Some(r) = secret_ref.filter(|r| r.namespace == config::CONSOLE_NAMESPACE) {
+        // Listed through the console, which keeps the key: nothing secret here.
+        shared.console.as_ref()?;
+        return Some(GroupKey {
+            region: region.to_owned(),
+            access_key_id: String::new(),
+            secret_access_key: secrecy::SecretString::from(String::new()),
+            session_token: None,
+            role_arn: None,
+            external_id: None,
+            endpoint_url: None,
+            console_account: Some(r.name.clone()),
+        });
+    }
     let creds = credentials_for(shared, config, secret_ref)?;
     Some(GroupKey {
         region: region.to_owned(),
@@ -330,6 +393,7 @@ fn group_key(
         role_arn: role_arn.cloned(),
         external_id: external_id.cloned(),
         endpoint_url: shared.settings.endpoint_url.clone(),
+        console_account: None,
     })
 }
 
@@ -355,7 +419,10 @@ pub async fn refresh(shared: &Shared, discovery: &dyn Discovery, state: &mut Ref
     let (groups, missing) = discovery::plan(&config.upstreams, &resolve, discover_key);
     let mut warnings: Vec<String> = missing
         .iter()
-        .map(|id| format!("upstream {id}: no credentials (no secretRef and no default credentials); it has no endpoints"))
+        .map(|id| match config.upstreams.get(id).and_then(Upstream::console_account) {
+            Some(account) => format!("upstream {id}: names console account {account} but the gateway follows no console (--console URL); it has no endpoints"),
+            None => format!("upstream {id}: no credentials (no secretRef and no default credentials); it has no endpoints"),
+        })
         .collect();
     if shared.settings.discover.is_some() && !groups.iter().any(|g| g.discover) {
         warnings.push("--discover-upstreams: no credentials to list with".to_owned());
@@ -481,7 +548,7 @@ pub async fn refresh(shared: &Shared, discovery: &dyn Discovery, state: &mut Ref
         next.insert(
             up.id.clone(),
             Arc::new(UpstreamState {
-                set: EndpointSet::new(endpoints, cursor),
+                set: EndpointSet::new(endpoints, cursor).with_hashing(up.hashing),
                 upstream: up,
                 metrics,
             }),
@@ -606,6 +673,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             upstream_timeout: Duration::from_secs(1),
             watch_interval: Duration::ZERO,
+            config_from_console: false,
         }
     }
 
@@ -689,5 +757,24 @@ mod tests {
         refresh(&shared, &fake, &mut RefreshState::default()).await;
         assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
         assert!(shared.warnings.lock().unwrap()[0].contains("no credentials"));
+    }
+
+    #[tokio::test]
+    async fn console_accounts_need_a_console_and_never_use_local_keys() {
+        let yaml = "kind: Upstream\nmetadata: {name: a}\nspec: {awsEc2: {region: r, secretRef: {name: prod, namespace: airlock-console}}}\n";
+        let config = config::load(&[("t".into(), yaml.into())], &LoadOptions::default()).unwrap();
+        let shared = Shared::new(settings(), config);
+        let fake = Fake::default();
+        refresh(&shared, &fake, &mut RefreshState::default()).await;
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            0,
+            "not with the default credentials"
+        );
+        let warnings = shared.warnings.lock().unwrap().clone();
+        assert!(
+            warnings[0].contains("names console account prod but the gateway follows no console"),
+            "{warnings:?}"
+        );
     }
 }

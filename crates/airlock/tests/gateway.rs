@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    airlock_bin, free_port, loopback_net, Moto, TestNet, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY,
+    airlock_bin, free_port, loopback_net, Console, Moto, TestNet, ACCESS_KEY_ID, REGION,
+    SECRET_ACCESS_KEY,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -146,13 +147,9 @@ impl Gateway {
     fn start(moto: &Moto, dir: &Path, config: &str, extra: &[&str]) -> Gateway {
         let path = dir.join("gateway.yaml");
         std::fs::write(&path, config).unwrap();
-        let (port, admin_port) = (free_port(), free_port());
-        let log = dir.join("gateway.log");
-        let mut child = Command::new(airlock_bin())
-            .args(["gateway", "--config"])
+        let mut cmd = Command::new(airlock_bin());
+        cmd.args(["gateway", "--config"])
             .arg(&path)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .args([
                 "--endpoint-url",
                 &moto.url,
@@ -164,7 +161,33 @@ impl Gateway {
             .args(extra)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-            .env("AWS_REGION", REGION)
+            .env("AWS_REGION", REGION);
+        Self::spawn(cmd, dir, path)
+    }
+
+    /// A gateway that follows `console` for its configuration and its account's instances, with
+    /// no AWS key of its own and a refresh interval far longer than any wait below, so only the
+    /// console's push can explain a quick change.
+    fn following(console: &Console, dir: &Path, refresh_interval: &str) -> Gateway {
+        let mut cmd = Command::new(airlock_bin());
+        cmd.args(["gateway", "--console", &console.url])
+            .args(["--refresh-interval", refresh_interval])
+            .env("AIRLOCK_TOKEN", console.token())
+            .env("AIRLOCK_CONFIG_DIR", dir.join("gateway-config-dir"))
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_ENDPOINT_URL");
+        Self::spawn(cmd, dir, dir.join("unused.yaml"))
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, config: PathBuf) -> Gateway {
+        let path = config;
+        let (port, admin_port) = (free_port(), free_port());
+        let log = dir.join("gateway.log");
+        let mut child = cmd
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .env_remove("AIRLOCK_CONSOLE")
             .env("AIRLOCK_LOG", "info,airlock_gateway=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -750,4 +773,234 @@ async fn config_errors_are_clear_and_a_bad_reload_keeps_the_running_config() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A configuration stored in the console: the upstream names the console account `dev` (its key
+/// stays in the console) and routes `/web`; `extra` adds routes.
+fn console_config(extra_routes: &str) -> String {
+    format!(
+        r#"apiVersion: gloo.solo.io/v1
+kind: Upstream
+metadata:
+  name: web
+  namespace: gloo-system
+spec:
+  awsEc2:
+    region: us-east-1
+    filters:
+    - key: web
+    secretRef:
+      name: dev
+      namespace: airlock-console
+---
+apiVersion: gateway.solo.io/v1
+kind: VirtualService
+metadata:
+  name: default
+  namespace: gloo-system
+spec:
+  virtualHost:
+    routes:
+    - matchers:
+      - prefix: /web
+      routeAction:
+        single:
+          upstream:
+            name: web
+            namespace: gloo-system
+{extra_routes}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_following_a_console_converges_at_once_and_reloads_its_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let mut ids = Vec::new();
+    let mut backends = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (id, ip) = launch(&ec2, &net, &[("web", name)]).await;
+        let backend = Backend::start(dir.path(), name, &ip);
+        set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
+        backends.push(backend);
+        ids.push(id);
+    }
+    let (a, b, c) = (ids[0].as_str(), ids[1].as_str(), ids[2].as_str());
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, console_config("")).unwrap();
+    let file = file.to_str().unwrap();
+    console.ok(&["gateway-config", "put", "web", file]);
+
+    // The console validates with the gateway's parser, and keeps keys out of configurations.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        console_config("").replace("    - key: web\n", "    - {}\n"),
+    )
+    .unwrap();
+    let out = console.cli(&["gateway-config", "put", "web", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("web: document 1 (Upstream gloo-system/web): spec.awsEc2.filters[0]: a filter needs `key`"),
+        "{err}"
+    );
+    let secret = format!(
+        "kind: Secret\nmetadata: {{name: k}}\naws: {{accessKey: {ACCESS_KEY_ID}, secretKey: {SECRET_ACCESS_KEY}}}\n"
+    );
+    std::fs::write(&bad, secret).unwrap();
+    let out = console.cli(&["gateway-config", "put", "keys", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("Secret documents are not stored in the console"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET_ACCESS_KEY));
+    assert_eq!(
+        console
+            .json(&["gateway-config", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The event stream needs a token, like every API route.
+    let resp = reqwest::get(format!("{}/v1/events", console.url))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    // A refresh interval of 30 s: every wait below ends well before a refresh could explain it.
+    let gw = Gateway::following(&console, dir.path(), "30");
+    gw.wait_members("gloo-system/web", &[a, b, c], Duration::from_secs(10))
+        .await;
+    let seen = gw.spread("/web", 30).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw
+        .metrics()
+        .await
+        .contains("airlock_gateway_console_connected 1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never connected:\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Stopped through the console: out at once.
+    console.ok(&["instance", "stop", a]);
+    let took = gw
+        .wait_members("gloo-system/web", &[b, c], Duration::from_secs(10))
+        .await;
+    eprintln!("instance stopped through the console left the gateway after {took:?}");
+    // Re-tagged through the console: out at once.
+    console.ok(&["tag", "remove", b, "web"]);
+    let took = gw
+        .wait_members("gloo-system/web", &[c], Duration::from_secs(10))
+        .await;
+    eprintln!("instance re-tagged through the console left the gateway after {took:?}");
+    assert_eq!(gw.spread("/web", 5).await.keys().collect::<Vec<_>>(), ["c"]);
+
+    // A stored configuration changed: the gateway reloads it at once.
+    let more = "    - matchers:\n      - prefix: /other\n      routeAction:\n        single:\n          upstream:\n            name: web\n";
+    std::fs::write(dir.path().join("web.yaml"), console_config(more)).unwrap();
+    console.ok(&["gateway-config", "put", "web", file]);
+    let start = Instant::now();
+    loop {
+        let (s, body) = gw.get("/other/x").await;
+        if s == 200 {
+            assert!(body.starts_with("c /other/x "), "{body}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the stored route never appeared: {s} {body}\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("stored configuration applied after {:?}", start.elapsed());
+    assert!(gw
+        .metrics()
+        .await
+        .contains("airlock_gateway_config_reloads_total"));
+    // Neither the gateway nor the console ever wrote the account's key.
+    assert!(!gw.log_text().contains(SECRET_ACCESS_KEY));
+    assert!(!console.output_text().contains(SECRET_ACCESS_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hashing_on_a_header_keeps_a_user_on_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let tags = [("gloo-id", "1"), ("gloo-tag", "group1")];
+    let mut backends = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (id, ip) = launch(&ec2, &net, &tags).await;
+        let backend = Backend::start(dir.path(), name, &ip);
+        set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
+        backends.push(backend);
+    }
+    let hashed_route = "    - matchers:\n      - prefix: /cart\n      routeAction:\n        single:\n          upstream:\n            name: ec2-demo-upstream\n      options:\n        lbHash:\n          hashPolicies:\n          - header: X-User\n";
+    // The older shape keeps loadBalancerConfig beside awsEc2, under upstreamSpec.
+    let config = gloo_config(hashed_route).replacen(
+        "        namespace: default\n---",
+        "        namespace: default\n    loadBalancerConfig:\n      ringHash:\n        ringHashConfig: {minimumRingSize: \"1024\"}\n---",
+        1,
+    );
+    assert!(config.contains("ringHash"));
+    let gw = Gateway::start(&moto, dir.path(), &config, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut v = gw.endpoints().await;
+    while v["upstreams"][UPSTREAM]["endpoints"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < 3
+    {
+        assert!(Instant::now() < deadline, "{v}\n{}", gw.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        v = gw.endpoints().await;
+    }
+    let who = |user: String| {
+        let gw = &gw;
+        async move {
+            let resp = gw
+                .http
+                .get(format!("{}/cart/x", gw.url))
+                .header("x-user", user)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.text()
+                .await
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let mut owners = BTreeMap::new();
+    for u in 0..30 {
+        let first = who(format!("user-{u}")).await;
+        for _ in 0..3 {
+            assert_eq!(who(format!("user-{u}")).await, first, "user-{u} moved");
+        }
+        *owners.entry(first).or_insert(0) += 1;
+    }
+    assert!(owners.len() >= 2, "users spread over instances: {owners:?}");
+    // Without the header, requests are balanced as usual (round-robin over all three).
+    assert_eq!(gw.spread("/cart/x", 9).await.len(), 3);
 }

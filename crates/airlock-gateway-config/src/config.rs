@@ -18,6 +18,14 @@ pub const DEFAULT_NAMESPACE: &str = "gloo-system";
 pub const DEFAULT_PORT_TAG: &str = "airlock:port";
 /// The tag that places an instance in a discovered upstream (`--discover-upstreams`).
 pub const UPSTREAM_TAG: &str = "airlock:upstream";
+/// The `secretRef` namespace that names an Airlock console account instead of a Secret: the
+/// upstream is listed through the console, and the account's key never leaves it.
+pub const CONSOLE_NAMESPACE: &str = "airlock-console";
+/// The ring size Envoy (and so Gloo) uses when `minimumRingSize` is not given.
+pub const DEFAULT_RING_SIZE: usize = 1024;
+/// The largest ring the gateway builds (Envoy's limit is 8M; this keeps a ring small enough
+/// to rebuild on every refresh).
+pub const MAX_RING_SIZE: usize = 1 << 20;
 
 /// A namespaced name, as Gloo refers to objects (`namespace/name`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,6 +75,51 @@ pub struct Upstream {
     pub port_tag: String,
     /// True for upstreams made by `--discover-upstreams` rather than written in YAML.
     pub discovered: bool,
+    /// Consistent hashing (Gloo's `loadBalancerConfig.ringHash` / `maglev`); `None` balances
+    /// with the gateway's `--balance` policy.
+    pub hashing: Option<Hashing>,
+}
+
+impl Upstream {
+    /// The console account this upstream is listed through (`secretRef` in namespace
+    /// [`CONSOLE_NAMESPACE`]), if any.
+    pub fn console_account(&self) -> Option<&str> {
+        self.secret_ref
+            .as_ref()
+            .filter(|r| r.namespace == CONSOLE_NAMESPACE)
+            .map(|r| r.name.as_str())
+    }
+}
+
+/// Consistent hashing over an upstream's endpoints, as Gloo configures it on the Upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hashing {
+    /// A ketama-style ring (`loadBalancerConfig.ringHash`).
+    RingHash {
+        /// Entries on the ring (`ringHashConfig.minimumRingSize`, clamped to the maximum).
+        ring_size: usize,
+    },
+    /// Maglev's lookup table (`loadBalancerConfig.maglev`).
+    Maglev,
+}
+
+/// What a request is hashed on (a route's `options.lbHash.hashPolicies[]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashKey {
+    /// The value of a request header (name lowercased: header names are case-insensitive).
+    Header(String),
+    /// The client's address.
+    SourceIp,
+}
+
+/// One hash policy of a route, in order; as in Envoy, a `terminal` policy that produced a hash
+/// stops the ones after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashPolicy {
+    /// What is hashed.
+    pub key: HashKey,
+    /// Stop here when this policy produced a hash.
+    pub terminal: bool,
 }
 
 /// How a route matches the request path (the query string is never part of the match).
@@ -100,6 +153,9 @@ pub struct Route {
     pub upstream: ObjRef,
     /// Replaces the matched part of the path (Gloo's `options.prefixRewrite`).
     pub prefix_rewrite: Option<String>,
+    /// What requests are hashed on for upstreams with consistent hashing (Gloo's
+    /// `options.lbHash.hashPolicies`); empty means no hashing.
+    pub hash_policies: Vec<HashPolicy>,
 }
 
 /// A Gloo VirtualService: domains and their ordered routes (first match wins).
@@ -142,6 +198,10 @@ pub struct Config {
 pub struct LoadOptions {
     /// With `--discover-upstreams`, routes may name upstreams that only tags define.
     pub discover_upstreams: bool,
+    /// The documents are stored in a console: `Secret` documents are refused (keys are never
+    /// kept in configurations there; name a console account or a Secret of the gateway's
+    /// `--secrets` file instead), and a `secretRef` may name a Secret that only the gateway has.
+    pub stored_in_console: bool,
 }
 
 /// One problem in one document.
@@ -220,6 +280,8 @@ struct RawUpstreamSpec {
     aws_ec2: Option<RawAwsEc2>,
     #[serde(default)]
     upstream_spec: Option<RawInnerSpec>,
+    #[serde(default)]
+    load_balancer_config: Option<RawLbConfig>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +289,44 @@ struct RawUpstreamSpec {
 struct RawInnerSpec {
     #[serde(default)]
     aws_ec2: Option<RawAwsEc2>,
+    /// Where the older shape keeps it.
+    #[serde(default)]
+    load_balancer_config: Option<RawLbConfig>,
+}
+
+/// Gloo's `loadBalancerConfig`; only the consistent-hashing choices change anything here
+/// (other fields, such as `healthyPanicThreshold`, are Envoy tuning the gateway does not have).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLbConfig {
+    #[serde(default)]
+    ring_hash: Option<RawRingHash>,
+    #[serde(default)]
+    maglev: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRingHash {
+    #[serde(default)]
+    ring_hash_config: Option<RawRingHashConfig>,
+}
+
+/// Protobuf's JSON writes 64-bit integers as strings, so both forms are read.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCount {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRingHashConfig {
+    #[serde(default)]
+    minimum_ring_size: Option<RawCount>,
+    #[serde(default)]
+    maximum_ring_size: Option<RawCount>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +435,28 @@ struct RawSingle {
 struct RawRouteOptions {
     #[serde(default)]
     prefix_rewrite: Option<String>,
+    #[serde(default)]
+    lb_hash: Option<RawLbHash>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLbHash {
+    #[serde(default)]
+    hash_policies: Vec<RawHashPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawHashPolicy {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    cookie: Option<serde_json::Value>,
+    #[serde(default)]
+    source_ip: Option<bool>,
+    #[serde(default)]
+    terminal: bool,
 }
 
 #[derive(Deserialize)]
@@ -468,7 +590,7 @@ pub fn load(sources: &[(String, String)], options: &LoadOptions) -> Result<Confi
                     .and_then(|raw| upstream(raw, &place))
                 {
                     Ok((up, secret)) => {
-                        if let Some(secret) = secret {
+                        if let Some(secret) = secret.filter(|s| s.namespace != CONSOLE_NAMESPACE) {
                             secret_refs.push((place.error("spec.awsEc2.secretRef", ""), secret));
                         }
                         if config.upstreams.contains_key(&up.id) {
@@ -489,6 +611,10 @@ pub fn load(sources: &[(String, String)], options: &LoadOptions) -> Result<Confi
                     },
                     Err(e) => errors.push(e),
                 },
+                "Secret" if options.stored_in_console => errors.push(place.error(
+                    "kind",
+                    format!("Secret documents are not stored in the console (keys belong in its vault): name a console account with secretRef {{name: ACCOUNT, namespace: {CONSOLE_NAMESPACE}}}, or keep the Secret in the gateway's --secrets file"),
+                )),
                 "Secret" => match typed::<RawSecret>(value, &place).and_then(|raw| secret(raw, &place)) {
                     Ok((id, s)) => {
                         config.secrets.insert(id, s);
@@ -510,7 +636,7 @@ pub fn load(sources: &[(String, String)], options: &LoadOptions) -> Result<Confi
         }
     }
     for (mut at, target) in secret_refs {
-        if !config.secrets.contains_key(&target) {
+        if !config.secrets.contains_key(&target) && !options.stored_in_console {
             at.message = format!("unknown secret {target}: no Secret of that name and namespace in the configuration or secrets file");
             errors.push(at);
         }
@@ -548,10 +674,16 @@ fn upstream(
     if id.name.is_empty() {
         return Err(place.error("metadata.name", "must not be empty"));
     }
-    let (ec2, base) = match (
-        raw.spec.aws_ec2,
-        raw.spec.upstream_spec.and_then(|s| s.aws_ec2),
-    ) {
+    let (inner_ec2, inner_lb) = match raw.spec.upstream_spec {
+        Some(inner) => (inner.aws_ec2, inner.load_balancer_config),
+        None => (None, None),
+    };
+    let hashing = match (raw.spec.load_balancer_config, inner_lb) {
+        (Some(lb), _) => hashing(lb, "spec.loadBalancerConfig", place)?,
+        (None, Some(lb)) => hashing(lb, "spec.upstreamSpec.loadBalancerConfig", place)?,
+        (None, None) => None,
+    };
+    let (ec2, base) = match (raw.spec.aws_ec2, inner_ec2) {
         (Some(_), Some(_)) => {
             return Err(place.error(
                 "spec",
@@ -619,6 +751,23 @@ fn upstream(
         }
     }
     let secret_ref = ec2.secret_ref.as_ref().map(|r| raw_ref(r, "default"));
+    if let Some(r) = secret_ref
+        .as_ref()
+        .filter(|r| r.namespace == CONSOLE_NAMESPACE)
+    {
+        if ec2.role_arn.is_some() {
+            return Err(place.error(
+                format!("{base}.roleArn"),
+                format!("cannot be combined with console account {:?}: give the account its role in the console instead", r.name),
+            ));
+        }
+        if r.name.is_empty() {
+            return Err(place.error(
+                format!("{base}.secretRef.name"),
+                "must name a console account",
+            ));
+        }
+    }
     Ok((
         Upstream {
             id,
@@ -631,9 +780,100 @@ fn upstream(
             port,
             port_tag: ec2.port_tag.unwrap_or_else(|| DEFAULT_PORT_TAG.to_owned()),
             discovered: false,
+            hashing,
         },
         secret_ref,
     ))
+}
+
+fn count(c: &RawCount, field: &str, place: &Place<'_>) -> Result<u64, ConfigError> {
+    match c {
+        RawCount::Number(n) => Ok(*n),
+        RawCount::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| place.error(field, format!("{t:?} is not a whole number"))),
+    }
+}
+
+fn hashing(lb: RawLbConfig, base: &str, place: &Place<'_>) -> Result<Option<Hashing>, ConfigError> {
+    match (lb.ring_hash, lb.maglev) {
+        (Some(_), Some(_)) => Err(place.error(base, "give ringHash or maglev, not both")),
+        (None, Some(_)) => Ok(Some(Hashing::Maglev)),
+        (Some(ring), None) => {
+            let conf = ring.ring_hash_config;
+            let field = format!("{base}.ringHash.ringHashConfig");
+            let min = match conf.as_ref().and_then(|c| c.minimum_ring_size.as_ref()) {
+                Some(c) => count(c, &format!("{field}.minimumRingSize"), place)?,
+                None => DEFAULT_RING_SIZE as u64,
+            };
+            let max = match conf.as_ref().and_then(|c| c.maximum_ring_size.as_ref()) {
+                Some(c) => count(c, &format!("{field}.maximumRingSize"), place)?,
+                None => MAX_RING_SIZE as u64,
+            };
+            if min == 0 || min > max {
+                return Err(place.error(
+                    format!("{field}.minimumRingSize"),
+                    format!("{min} must be at least 1 and at most maximumRingSize ({max})"),
+                ));
+            }
+            let ring_size = usize::try_from(min.min(max))
+                .unwrap_or(MAX_RING_SIZE)
+                .min(MAX_RING_SIZE);
+            Ok(Some(Hashing::RingHash { ring_size }))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn hash_policies(
+    raw: Option<RawLbHash>,
+    base: &str,
+    place: &Place<'_>,
+) -> Result<Vec<HashPolicy>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, p) in raw
+        .map(|h| h.hash_policies)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let field = format!("{base}.options.lbHash.hashPolicies[{i}]");
+        let key = match (p.header, p.source_ip.unwrap_or(false), p.cookie.is_some()) {
+            (Some(h), false, false) => {
+                let h = h.trim().to_ascii_lowercase();
+                if h.is_empty()
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    return Err(place.error(format!("{field}.header"), "not an HTTP header name"));
+                }
+                HashKey::Header(h)
+            }
+            (None, true, false) => HashKey::SourceIp,
+            (None, false, true) => {
+                return Err(place.error(
+                    format!("{field}.cookie"),
+                    "cookie hash policies are not supported: hash on a header or sourceIp",
+                ))
+            }
+            (None, false, false) => {
+                return Err(place.error(field, "a hash policy needs `header` (or `sourceIp: true`)"))
+            }
+            _ => {
+                return Err(place.error(
+                    field,
+                    "a hash policy has one of `header`, `cookie` or `sourceIp`",
+                ))
+            }
+        };
+        out.push(HashPolicy {
+            key,
+            terminal: p.terminal,
+        });
+    }
+    Ok(out)
 }
 
 type RouteRefs = Vec<(ConfigError, ObjRef)>;
@@ -667,7 +907,18 @@ fn virtual_service(
                 continue;
             }
         };
-        let rewrite = r.options.and_then(|o| o.prefix_rewrite).or_else(|| {
+        let (rewrite, lb_hash) = match r.options {
+            Some(o) => (o.prefix_rewrite, o.lb_hash),
+            None => (None, None),
+        };
+        let hashes = match hash_policies(lb_hash, &base, place) {
+            Ok(h) => h,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let rewrite = rewrite.or_else(|| {
             r.route_plugins
                 .and_then(|p| p.prefix_rewrite)
                 .and_then(|p| p.prefix_rewrite)
@@ -728,6 +979,7 @@ fn virtual_service(
                 matcher,
                 upstream: upstream.clone(),
                 prefix_rewrite: rewrite.clone(),
+                hash_policies: hashes.clone(),
             });
         }
         if ok {
@@ -938,6 +1190,7 @@ spec:
                 matcher: PathMatch::Exact("/echoapp".into()),
                 upstream: ObjRef::new("gloo-system", "ec2-demo-upstream"),
                 prefix_rewrite: Some("/".into()),
+                hash_policies: vec![],
             }]
         );
     }
@@ -963,6 +1216,7 @@ spec:
         // With discovery on, a route may name an upstream that tags will define.
         let opts = LoadOptions {
             discover_upstreams: true,
+            ..LoadOptions::default()
         };
         assert!(load(&[("gw.yaml".into(), ROUTE.into())], &opts).is_ok());
     }
@@ -1072,5 +1326,110 @@ spec:
     fn missing_kind_is_an_error() {
         let err = load_one("metadata: {name: a}\n").unwrap_err();
         assert_eq!(err.0[0].field, "kind");
+    }
+
+    #[test]
+    fn consistent_hashing_as_gloo_writes_it() {
+        let text = r#"
+kind: Upstream
+metadata: {name: ring}
+spec:
+  awsEc2: {region: us-east-1}
+  loadBalancerConfig:
+    ringHash:
+      ringHashConfig: {minimumRingSize: "2048", maximumRingSize: "8388608"}
+---
+kind: Upstream
+metadata: {name: mag}
+spec:
+  upstreamSpec:
+    awsEc2: {region: us-east-1}
+    loadBalancerConfig: {maglev: {}}
+---
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  virtualHost:
+    routes:
+    - matchers: [{prefix: /}]
+      routeAction: {single: {upstream: {name: ring}}}
+      options:
+        lbHash:
+          hashPolicies:
+          - header: X-User
+            terminal: true
+          - sourceIp: true
+"#;
+        let c = load_one(text).unwrap();
+        assert_eq!(
+            c.upstreams[&ObjRef::new("gloo-system", "ring")].hashing,
+            Some(Hashing::RingHash { ring_size: 2048 })
+        );
+        assert_eq!(
+            c.upstreams[&ObjRef::new("gloo-system", "mag")].hashing,
+            Some(Hashing::Maglev)
+        );
+        assert_eq!(
+            c.virtual_services[0].routes[0].hash_policies,
+            vec![
+                HashPolicy {
+                    key: HashKey::Header("x-user".into()),
+                    terminal: true
+                },
+                HashPolicy {
+                    key: HashKey::SourceIp,
+                    terminal: false
+                }
+            ]
+        );
+        let bad = text.replace("- sourceIp: true", "- cookie: {name: session}");
+        let err = load_one(&bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("spec.virtualHost.routes[0].options.lbHash.hashPolicies[1].cookie"),
+            "{err}"
+        );
+        let bad = text.replace("\"2048\"", "\"lots\"");
+        let err = load_one(&bad).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "spec.loadBalancerConfig.ringHash.ringHashConfig.minimumRingSize: \"lots\""
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn console_accounts_and_documents_stored_in_a_console() {
+        let up = "kind: Upstream\nmetadata: {name: a}\nspec:\n  awsEc2:\n    region: us-east-1\n    secretRef: {name: prod, namespace: airlock-console}\n";
+        let c = load_one(up).unwrap();
+        let a = &c.upstreams[&ObjRef::new("gloo-system", "a")];
+        assert_eq!(a.console_account(), Some("prod"), "no Secret needed");
+        let with_role = up.replace(
+            "    secretRef",
+            "    roleArn: arn:aws:iam::1:role/r\n    secretRef",
+        );
+        assert!(load_one(&with_role)
+            .unwrap_err()
+            .to_string()
+            .contains("spec.awsEc2.roleArn: cannot be combined with console account"));
+        let console = LoadOptions {
+            stored_in_console: true,
+            ..LoadOptions::default()
+        };
+        let elsewhere = "kind: Upstream\nmetadata: {name: b}\nspec:\n  awsEc2:\n    region: us-east-1\n    secretRef: {name: local}\n";
+        assert!(
+            load(&[("c".into(), elsewhere.into())], &console).is_ok(),
+            "a Secret of the gateway's own --secrets file"
+        );
+        let secret =
+            "kind: Secret\nmetadata: {name: k}\naws: {accessKey: AKIA, secretKey: do-not-store}\n";
+        let err = load(&[("c".into(), secret.into())], &console).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("kind: Secret documents are not stored in the console"),
+            "{text}"
+        );
+        assert!(!text.contains("do-not-store"));
     }
 }

@@ -1,0 +1,261 @@
+//! The console's event stream: what it changed in EC2 (instances launched, started, stopped,
+//! rebooted, terminated, tags created or deleted) and in its stored gateway configurations,
+//! pushed at once to whoever watches `GET /v1/events` (Server-Sent Events) — gateways, so that a
+//! change made through the console converges in about a second instead of one refresh.
+//!
+//! Events name the action, the AWS account id, the region and the resource ids; they never carry
+//! credentials, tags or request bodies. The bus lives in one console process: a watcher of one
+//! node sees the changes made through that node, and every watcher is told to catch up (a
+//! `resync` event) when it connects and whenever it fell behind.
+
+use crate::auth::Caller;
+use crate::authz::{authorize_one, console_arn};
+use crate::error::ApiResult;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+/// The console action that allows watching the event stream.
+pub const WATCH_ACTION: &str = "airlock:WatchEvents";
+
+/// EC2 actions whose success changes which instances run or how they are tagged.
+pub const MEMBERSHIP_ACTIONS: &[&str] = &[
+    "ec2:RunInstances",
+    "ec2:StartInstances",
+    "ec2:StopInstances",
+    "ec2:RebootInstances",
+    "ec2:TerminateInstances",
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+];
+
+/// Events kept for watchers that are briefly slow; one that falls further behind gets `resync`.
+const CAPACITY: usize = 1024;
+
+/// What an event is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EventKind {
+    /// EC2 instances changed state or tags.
+    Instances,
+    /// A stored gateway configuration was written or deleted.
+    GatewayConfig,
+    /// The watcher may have missed events (it just connected, or fell behind): look again.
+    Resync,
+}
+
+impl EventKind {
+    fn name(self) -> &'static str {
+        match self {
+            EventKind::Instances => "instances",
+            EventKind::GatewayConfig => "gatewayConfig",
+            EventKind::Resync => "resync",
+        }
+    }
+}
+
+/// One change, as watchers receive it (the `data` of an SSE event, JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Increases by one per event of this console process.
+    pub seq: u64,
+    /// RFC 3339.
+    pub at: String,
+    /// What it is about.
+    pub kind: EventKind,
+    /// The action, e.g. `ec2:StopInstances` or `airlock:PutGatewayConfig`.
+    pub action: String,
+    /// The AWS account id, for EC2 changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The region, for EC2 changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Resource ids (`i-…`, a deployment id, a configuration name).
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+/// The in-process bus every change is published on.
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+    seq: AtomicU64,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus {
+            tx: broadcast::channel(CAPACITY).0,
+            seq: AtomicU64::new(0),
+        }
+    }
+}
+
+impl EventBus {
+    /// Publishes an event (dropped silently when nobody watches).
+    pub fn publish(
+        &self,
+        kind: EventKind,
+        action: &str,
+        account: Option<String>,
+        region: Option<String>,
+        resources: Vec<String>,
+    ) {
+        let event = Event {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            at: crate::now(),
+            kind,
+            action: action.to_owned(),
+            account,
+            region,
+            resources,
+        };
+        tracing::debug!(kind = kind.name(), action, resources = ?event.resources, "event");
+        let _ = self.tx.send(event);
+    }
+
+    /// Publishes what a successful EC2 call changed, from the resource ARNs the audit record
+    /// names (`arn:aws:ec2:REGION:ACCOUNT:TYPE/ID`, or a console deployment ARN for launches).
+    /// Calls that change no membership are ignored.
+    pub fn publish_ec2_call(&self, action: &str, resources: &[String]) {
+        if !MEMBERSHIP_ACTIONS.contains(&action) {
+            return;
+        }
+        let mut account = None;
+        let mut region = None;
+        let mut ids = Vec::new();
+        for arn in resources {
+            let parts: Vec<&str> = arn.splitn(6, ':').collect();
+            let Some(resource) = parts.get(5) else {
+                continue;
+            };
+            if parts.get(2) == Some(&"ec2") {
+                region = region.or_else(|| Some(parts[3].to_owned()).filter(|s| !s.is_empty()));
+                account = account.or_else(|| Some(parts[4].to_owned()).filter(|s| !s.is_empty()));
+            }
+            if let Some((_, id)) = resource.split_once('/') {
+                ids.push(id.to_owned());
+            }
+        }
+        self.publish(EventKind::Instances, action, account, region, ids);
+    }
+
+    /// A new watcher.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    fn resync(&self, why: &str) -> Event {
+        Event {
+            seq: self.seq.load(Ordering::Relaxed),
+            at: crate::now(),
+            kind: EventKind::Resync,
+            action: why.to_owned(),
+            account: None,
+            region: None,
+            resources: Vec::new(),
+        }
+    }
+}
+
+fn sse(event: &Event) -> SseEvent {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    SseEvent::default()
+        .event(event.kind.name())
+        .id(event.seq.to_string())
+        .data(data)
+}
+
+/// The stream handed to axum: a channel fed by a task that follows the bus for this watcher.
+struct Watch(mpsc::Receiver<SseEvent>);
+
+impl futures_core::Stream for Watch {
+    type Item = Result<SseEvent, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|e| e.map(Ok))
+    }
+}
+
+/// `GET /v1/events`: Server-Sent Events, one per change, after a first `resync`.
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Sse<impl futures_core::Stream<Item = Result<SseEvent, Infallible>>>> {
+    authorize_one(&state, &caller, WATCH_ACTION, &console_arn("events", "*")).await?;
+    let mut rx = state.events.subscribe();
+    let (tx, out) = mpsc::channel(64);
+    let first = state.events.resync("connected");
+    let bus = state.events.clone();
+    tokio::spawn(async move {
+        if tx.send(sse(&first)).await.is_err() {
+            return;
+        }
+        loop {
+            let next = tokio::select! {
+                r = rx.recv() => r,
+                // The watcher went away: stop following the bus.
+                _ = tx.closed() => return,
+            };
+            let event = match next {
+                Ok(e) => e,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "an event watcher fell behind; telling it to resync"
+                    );
+                    bus.resync("lagged")
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            if tx.send(sse(&event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tracing::info!(user = %caller.user, "event watcher connected");
+    Ok(Sse::new(Watch(out)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ec2_calls_become_events_with_ids_account_and_region() {
+        let bus = EventBus::default();
+        let mut rx = bus.subscribe();
+        bus.publish_ec2_call(
+            "ec2:StopInstances",
+            &[
+                "arn:aws:ec2:us-east-1:123456789012:instance/i-1".into(),
+                "arn:aws:ec2:us-east-1:123456789012:instance/i-2".into(),
+            ],
+        );
+        bus.publish_ec2_call("ec2:DescribeInstances", &["*".into()]);
+        bus.publish_ec2_call(
+            "ec2:RunInstances",
+            &["arn:airlock:console:::deployment/d-1".into()],
+        );
+        let e = rx.try_recv().unwrap();
+        assert_eq!(e.kind, EventKind::Instances);
+        assert_eq!(e.action, "ec2:StopInstances");
+        assert_eq!(e.account.as_deref(), Some("123456789012"));
+        assert_eq!(e.region.as_deref(), Some("us-east-1"));
+        assert_eq!(e.resources, ["i-1", "i-2"]);
+        let e = rx.try_recv().unwrap();
+        assert_eq!(e.action, "ec2:RunInstances", "reads are not events");
+        assert_eq!(e.resources, ["d-1"]);
+        assert_eq!(e.seq, 2);
+        assert!(rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! What the console offers gateways (`airlock gateway --console URL`):
+//!
+//! * stored gateway configurations — named Gloo YAML texts (Upstream, VirtualService),
+//!   validated with the gateway's own parser against every other stored configuration before
+//!   they are kept, so a gateway loading all of them never meets a broken set; Secret documents
+//!   are refused (keys belong in the vault, not in configurations);
+//! * discovery through a console account (`POST /v1/gateway/discover`): the gateway names the
+//!   account, the region and the server-side filters, the console lists the instances with the
+//!   account's key, and the key never leaves the console.
+//!
+//! Every change publishes an event, which is how following gateways reload at once.
+
+use crate::accounts;
+use crate::audit::{self, Entry};
+use crate::auth::Caller;
+use crate::authz::{authorize, authorize_one, console_arn, Check};
+use crate::error::{ApiError, ApiResult};
+use crate::events::EventKind;
+use crate::json::Body;
+use crate::state::AppState;
+use crate::validate;
+use airlock_cloud::{Filter, Instance};
+use airlock_gateway_config::config::{self as gwconfig, LoadOptions};
+use airlock_store::GatewayConfigRow;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// A stored configuration as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayConfigView {
+    /// Its name.
+    pub name: String,
+    /// The YAML text.
+    pub yaml: String,
+    /// Who wrote it last.
+    pub updated_by: String,
+    /// When (RFC 3339).
+    pub updated_at: String,
+}
+
+/// `GET /v1/gateway/configs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayConfigList {
+    /// Every stored configuration, by name.
+    pub configs: Vec<GatewayConfigView>,
+}
+
+/// Body of `PUT /v1/gateway/configs/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutGatewayConfigRequest {
+    /// Gloo YAML: Upstream and VirtualService documents.
+    pub yaml: String,
+}
+
+/// Body of `POST /v1/gateway/discover`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverRequest {
+    /// The console account to list with.
+    pub account: String,
+    /// The region to list (default: the account's).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Server-side EC2 filters.
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+}
+
+/// Answer of `POST /v1/gateway/discover`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiscoverResponse {
+    /// The instances, as `DescribeInstances` reports them.
+    pub instances: Vec<Instance>,
+}
+
+fn view(row: GatewayConfigRow) -> GatewayConfigView {
+    GatewayConfigView {
+        name: row.name,
+        yaml: row.yaml,
+        updated_by: row.updated_by,
+        updated_at: row.updated_at,
+    }
+}
+
+/// Largest configuration text accepted.
+const MAX_YAML: usize = 1 << 20;
+
+/// Loads the stored configurations with `name` replaced by `yaml` (or removed when `None`),
+/// as a gateway would load them all; every problem in one error.
+async fn check_set(state: &AppState, name: &str, yaml: Option<&str>) -> ApiResult<()> {
+    let mut sources: Vec<(String, String)> = state
+        .store
+        .gateway_configs()
+        .await?
+        .into_iter()
+        .filter(|c| c.name != name)
+        .map(|c| (c.name, c.yaml))
+        .collect();
+    if let Some(y) = yaml {
+        sources.push((name.to_owned(), y.to_owned()));
+    }
+    let options = LoadOptions {
+        stored_in_console: true,
+        ..LoadOptions::default()
+    };
+    gwconfig::load(&sources, &options)
+        .map(|_| ())
+        .map_err(|e| ApiError::field("yaml", e.to_string()))
+}
+
+/// `GET /v1/gateway/configs`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<GatewayConfigList>> {
+    authorize_one(
+        &state,
+        &caller,
+        "airlock:ListGatewayConfigs",
+        &console_arn("gateway-config", "*"),
+    )
+    .await?;
+    let configs = state
+        .store
+        .gateway_configs()
+        .await?
+        .into_iter()
+        .map(view)
+        .collect();
+    Ok(Json(GatewayConfigList { configs }))
+}
+
+/// `GET /v1/gateway/configs/{name}`.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<GatewayConfigView>> {
+    let arn = console_arn("gateway-config", &name);
+    authorize_one(&state, &caller, "airlock:GetGatewayConfig", &arn).await?;
+    let row = state
+        .store
+        .gateway_config(&name)
+        .await?
+        .ok_or_else(|| unknown(&name))?;
+    Ok(Json(view(row)))
+}
+
+fn unknown(name: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "unknown gateway configuration {name:?}: see `airlock gateway-config list`"
+    ))
+}
+
+async fn audit_ok(state: &AppState, caller: &Caller, action: &str, resource: String) {
+    let mut entry = Entry::for_caller(caller, action, vec![resource]);
+    entry.decision = "allowed".into();
+    entry.outcome = "ok".into();
+    audit::record(state, entry).await;
+}
+
+/// `PUT /v1/gateway/configs/{name}`: validated with the gateway's parser together with every
+/// other stored configuration, then stored; following gateways reload.
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Body(req): Body<PutGatewayConfigRequest>,
+) -> ApiResult<Json<GatewayConfigView>> {
+    validate::name("name", &name)?;
+    let arn = console_arn("gateway-config", &name);
+    authorize_one(&state, &caller, "airlock:PutGatewayConfig", &arn).await?;
+    if req.yaml.len() > MAX_YAML {
+        return Err(ApiError::field(
+            "yaml",
+            format!(
+                "{} bytes is more than the {MAX_YAML} accepted",
+                req.yaml.len()
+            ),
+        ));
+    }
+    check_set(&state, &name, Some(&req.yaml)).await?;
+    let row = GatewayConfigRow {
+        name: name.clone(),
+        yaml: req.yaml,
+        updated_by: caller.user.clone(),
+        updated_at: crate::now(),
+    };
+    state.store.put_gateway_config(&row).await?;
+    audit_ok(&state, &caller, "airlock:PutGatewayConfig", arn).await;
+    state.events.publish(
+        EventKind::GatewayConfig,
+        "airlock:PutGatewayConfig",
+        None,
+        None,
+        vec![name.clone()],
+    );
+    tracing::info!(user = %caller.user, config = %name, "gateway configuration stored");
+    Ok(Json(view(row)))
+}
+
+/// `DELETE /v1/gateway/configs/{name}`: refused while another configuration routes to an
+/// upstream only this one defines.
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let arn = console_arn("gateway-config", &name);
+    authorize_one(&state, &caller, "airlock:DeleteGatewayConfig", &arn).await?;
+    if state.store.gateway_config(&name).await?.is_none() {
+        return Err(unknown(&name));
+    }
+    check_set(&state, &name, None).await.map_err(|e| {
+        ApiError::Conflict(format!(
+            "the other gateway configurations need {name:?}: {e}"
+        ))
+    })?;
+    state.store.delete_gateway_config(&name).await?;
+    audit_ok(&state, &caller, "airlock:DeleteGatewayConfig", arn).await;
+    state.events.publish(
+        EventKind::GatewayConfig,
+        "airlock:DeleteGatewayConfig",
+        None,
+        None,
+        vec![name.clone()],
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/gateway/discover`: one `DescribeInstances` (every page) with a console account's
+/// key, authorized as `ec2:DescribeInstances` plus `airlock:UseAccount` on the account.
+pub async fn discover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<DiscoverRequest>,
+) -> ApiResult<Json<DiscoverResponse>> {
+    for (i, f) in req.filters.iter().enumerate() {
+        if f.name.is_empty() {
+            return Err(ApiError::field(
+                format!("filters[{i}].name"),
+                "the filter name is empty",
+            ));
+        }
+    }
+    let (account, mut target) = accounts::target_for_request(&state, &req.account).await?;
+    if let Some(region) = req.region.as_deref().filter(|r| !r.is_empty()) {
+        target.region = region.to_owned();
+    }
+    let checks = vec![
+        Check::new("ec2:DescribeInstances", "*").with("ec2:Region", target.region.as_str()),
+        accounts::use_check(&account.name),
+    ];
+    authorize(&state, &caller, checks).await?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let instances = ec2.describe_instances(&req.filters, &[]).await?;
+    Ok(Json(DiscoverResponse { instances }))
+}
