@@ -1,5 +1,5 @@
 //! Who is calling: password hashing (argon2id), API tokens, and the extractor that turns a bearer
-//! token into a [`Caller`].
+//! token (or a browser's session cookie, see `web::session`) into a [`Caller`].
 //!
 //! Tokens are random 256-bit strings shown to the client once; the store keeps only their
 //! SHA-256, so a copy of the database cannot be replayed as a login.
@@ -78,16 +78,25 @@ impl FromRequestParts<AppState> for Caller {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "missing Authorization header: log in with `airlock login` and send `Authorization: Bearer TOKEN`".into(),
-                )
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::Unauthorized("Authorization must be `Bearer TOKEN`".into()))?;
-        let hash = token_hash(token);
+            .and_then(|v| v.to_str().ok());
+        // A bearer token wins; without one, a browser's session cookie, whose state-changing
+        // requests must also carry the session's CSRF token.
+        let token = match (header, crate::web::session::session_cookie(&parts.headers)) {
+            (Some(header), _) => header
+                .strip_prefix("Bearer ")
+                .ok_or_else(|| {
+                    ApiError::Unauthorized("Authorization must be `Bearer TOKEN`".into())
+                })?
+                .to_owned(),
+            (None, Some(cookie)) => {
+                crate::web::session::check_csrf(parts, &cookie)?;
+                cookie
+            }
+            (None, None) => return Err(ApiError::Unauthorized(
+                "missing Authorization header: log in with `airlock login` and send `Authorization: Bearer TOKEN`".into(),
+            )),
+        };
+        let hash = token_hash(&token);
         let Some(found) = state.store.token_user(&hash).await? else {
             return Err(ApiError::Unauthorized(
                 "the token is not valid: log in again".into(),

@@ -1,0 +1,736 @@
+// Airlock web console, pages: instances, deploy, deployments, accounts, users, policies,
+// simulator and audit. Each page renders into <main> and returns a function that stops its
+// polling when the reader leaves. Tables are built as one HTML string and set in one pass.
+'use strict';
+
+(() => {
+  const { api, h, $, $all, field, showError, clearErrors, confirmAction, age, debounce, poll, pages } = Airlock;
+
+  const ACTIONS = [
+    { name: 'start', api: 'ec2:StartInstances', label: 'Start' },
+    { name: 'stop', api: 'ec2:StopInstances', label: 'Stop' },
+    { name: 'reboot', api: 'ec2:RebootInstances', label: 'Reboot' },
+    { name: 'terminate', api: 'ec2:TerminateInstances', label: 'Terminate', danger: true },
+  ];
+
+  function tagsText(tags) {
+    return (tags || []).filter((t) => !t.key.startsWith('airlock:')).map((t) => `${t.key}=${t.value}`).join(', ');
+  }
+
+  function stateBadge(state) {
+    return `<span class="state state-${h(state)}">${h(state)}</span>`;
+  }
+
+  // Splits `tag:team=web instance-state-name=running "tag:Name=my box"` into EC2 filters; quotes
+  // keep spaces. The API validates them and names the one at fault.
+  function parseFilters(text) {
+    const out = [];
+    const re = /"([^"]*)"|(\S*="[^"]*")|(\S+)/g;
+    let m;
+    while ((m = re.exec(text)) !== null) {
+      const token = (m[1] !== undefined ? m[1] : m[2] || m[3]).replace(/="(.*)"$/, '=$1');
+      if (token) out.push(token);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------- instances --
+  pages.instances = {
+    title: 'Instances',
+    render(root) {
+      const params = new URLSearchParams(sessionStorage.getItem('airlock.instances') || '');
+      root.innerHTML = `<h1>Instances</h1>
+        <form id="instance-filter" class="toolbar" role="search">
+          <div class="field grow" data-field="filter">
+            <label for="f-filter">Filter</label>
+            <input id="f-filter" name="filter" placeholder="tag:team=web instance-state-name=running" value="${h(params.get('q') || '')}" aria-describedby="filter-hint">
+            <small class="hint" id="filter-hint">EC2 filters separated by spaces: tag:KEY=VALUE, tag-key=KEY, instance-state-name=running, instance-type=t3.micro…</small>
+            <p class="field-error" role="alert" hidden></p>
+          </div>
+          <div class="field" data-field="group">
+            <label for="f-group">Group by tag</label>
+            <input id="f-group" name="group" list="tag-keys" placeholder="team" value="${h(params.get('g') || '')}">
+            <datalist id="tag-keys"></datalist>
+            <p class="field-error" role="alert" hidden></p>
+          </div>
+          <button type="submit">Apply</button>
+        </form>
+        <div class="toolbar action-bar" id="instance-actions" aria-label="Actions on the selected instances" role="group">
+          ${ACTIONS.map((a) => `<div class="action">
+            <button type="button" id="act-${a.name}" data-action="${a.name}" class="${a.danger ? 'danger' : ''}" disabled aria-describedby="why-${a.name}">${a.label}</button>
+            <small class="why" id="why-${a.name}">Select instances first</small></div>`).join('')}
+          <p class="form-error" id="instance-action-error" role="alert" hidden></p>
+          <p class="status" id="instance-action-status" role="status"></p>
+        </div>
+        <p class="status" id="instances-status" role="status" aria-live="polite">Loading…</p>
+        <div class="table-wrap"><table class="instances">
+          <caption class="visually-hidden">Instances across accounts and regions</caption>
+          <thead><tr><th scope="col"><input type="checkbox" id="select-all" aria-label="Select all shown instances"></th>
+          <th scope="col">Instance</th><th scope="col">Name</th><th scope="col">State</th><th scope="col">Type</th>
+          <th scope="col">Private IP</th><th scope="col">Public IP</th><th scope="col">Account</th><th scope="col">Age</th><th scope="col">Tags</th></tr></thead>
+          <tbody id="instance-rows"></tbody></table></div>`;
+
+      const form = $('#instance-filter', root);
+      const tbody = $('#instance-rows', root);
+      const selected = new Set(); // "account/instance-id"
+      let instances = [];
+      let lastSignature = '';
+      let decisions = {};
+
+      const rowHtml = (i) => {
+        const key = `${i.account}/${i.instance_id}`;
+        const name = (i.tags || []).find((t) => t.key === 'Name');
+        return `<tr data-key="${h(key)}"${selected.has(key) ? ' class="selected"' : ''}>
+          <td><input type="checkbox" class="pick" value="${h(key)}" aria-label="Select ${h(i.instance_id)}"${selected.has(key) ? ' checked' : ''}></td>
+          <td class="mono">${h(i.instance_id)}</td><td>${h(name ? name.value : '')}</td><td>${stateBadge(i.state)}</td>
+          <td>${h(i.instance_type)}</td><td class="mono">${h(i.private_ip)}</td><td class="mono">${h(i.public_ip)}</td>
+          <td>${h(i.account)}</td><td title="${h(i.launch_time)}">${h(age(i.launch_time))}</td><td class="tags">${h(tagsText(i.tags))}</td></tr>`;
+      };
+
+      const render = () => {
+        const t0 = performance.now();
+        const group = form.group.value.trim();
+        let html = '';
+        if (group) {
+          const groups = new Map();
+          for (const i of instances) {
+            const t = (i.tags || []).find((x) => x.key === group);
+            const k = t ? t.value : '';
+            if (!groups.has(k)) groups.set(k, []);
+            groups.get(k).push(i);
+          }
+          const keys = Array.from(groups.keys()).sort((a, b) => (a === '') - (b === '') || a.localeCompare(b));
+          for (const k of keys) {
+            const list = groups.get(k);
+            html += `<tr class="group"><th colspan="10" scope="rowgroup">${h(group)} = ${k === '' ? '<em>(no tag)</em>' : h(k)} <span class="count">${list.length}</span></th></tr>`;
+            html += list.map(rowHtml).join('');
+          }
+        } else {
+          html = instances.map(rowHtml).join('');
+        }
+        tbody.innerHTML = html || '<tr><td colspan="10" class="empty">No instances match.</td></tr>';
+        const keys = new Set();
+        for (const i of instances) for (const t of i.tags || []) if (!t.key.startsWith('airlock:')) keys.add(t.key);
+        $('#tag-keys', root).innerHTML = Array.from(keys).sort().map((k) => `<option value="${h(k)}">`).join('');
+        performance.measure('airlock:instances-render', { start: t0, end: performance.now() });
+      };
+
+      const query = () => {
+        const q = new URLSearchParams();
+        for (const f of parseFilters(form.filter.value)) q.append('filter', f);
+        return q.toString();
+      };
+
+      let statusEl = $('#instances-status', root);
+      const load = async () => {
+        try {
+          const t0 = performance.now();
+          const data = await api('GET', `/v1/instances${query() ? `?${query()}` : ''}`);
+          const fetched = performance.now();
+          instances = data.instances.sort((a, b) => a.account.localeCompare(b.account) || a.instance_id.localeCompare(b.instance_id));
+          const signature = JSON.stringify(instances.map((i) => [i.instance_id, i.state, i.private_ip, i.public_ip, i.tags]));
+          const present = new Set(instances.map((i) => `${i.account}/${i.instance_id}`));
+          for (const k of Array.from(selected)) if (!present.has(k)) selected.delete(k);
+          if (signature !== lastSignature) {
+            lastSignature = signature;
+            render();
+            refreshDecisions();
+          }
+          clearErrors(form);
+          statusEl.textContent = `${instances.length} instance${instances.length === 1 ? '' : 's'} · updated ${new Date().toLocaleTimeString()}`;
+          performance.measure('airlock:instances-fetch', { start: t0, end: fetched });
+        } catch (err) {
+          statusEl.textContent = '';
+          showError(form, err);
+        }
+      };
+
+      // What the caller's policies decide for each action on the selection, asked of the API.
+      const refreshDecisions = debounce(async () => {
+        const picked = instances.filter((i) => selected.has(`${i.account}/${i.instance_id}`));
+        for (const a of ACTIONS) {
+          const button = $(`#act-${a.name}`, root);
+          if (!picked.length) {
+            button.disabled = true;
+            $(`#why-${a.name}`, root).textContent = 'Select instances first';
+          }
+        }
+        if (!picked.length) return;
+        const checks = [];
+        for (const a of ACTIONS) for (const i of picked) checks.push({ action: a.api, account: i.account, resource: `instance/${i.instance_id}` });
+        try {
+          const { results } = await api('POST', '/v1/authorize/check', { checks });
+          decisions = {};
+          results.forEach((r, n) => {
+            const a = ACTIONS[Math.floor(n / picked.length)];
+            const i = picked[n % picked.length];
+            if (!decisions[a.name]) decisions[a.name] = { allowed: true, reason: r.reason };
+            if (!r.allowed && decisions[a.name].allowed) decisions[a.name] = { allowed: false, reason: `${i.instance_id}: ${r.reason}` };
+          });
+          for (const a of ACTIONS) {
+            const d = decisions[a.name];
+            $(`#act-${a.name}`, root).disabled = !d.allowed;
+            $(`#why-${a.name}`, root).textContent = d.allowed ? `${picked.length} selected` : `Not allowed: ${d.reason}`;
+          }
+        } catch (err) {
+          showError($('#instance-actions', root), err);
+        }
+      }, 120);
+
+      tbody.addEventListener('change', (ev) => {
+        const box = ev.target.closest('input.pick');
+        if (!box) return;
+        if (box.checked) selected.add(box.value); else selected.delete(box.value);
+        box.closest('tr').classList.toggle('selected', box.checked);
+        refreshDecisions();
+      });
+      $('#select-all', root).addEventListener('change', (ev) => {
+        for (const i of instances) {
+          const k = `${i.account}/${i.instance_id}`;
+          if (ev.target.checked) selected.add(k); else selected.delete(k);
+        }
+        render();
+        refreshDecisions();
+      });
+      form.addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        sessionStorage.setItem('airlock.instances', new URLSearchParams({ q: form.filter.value, g: form.group.value }).toString());
+        lastSignature = '';
+        load();
+      });
+      form.group.addEventListener('change', render);
+
+      $('#instance-actions', root).addEventListener('click', async (ev) => {
+        const button = ev.target.closest('button[data-action]');
+        if (!button) return;
+        const action = ACTIONS.find((a) => a.name === button.dataset.action);
+        const picked = instances.filter((i) => selected.has(`${i.account}/${i.instance_id}`));
+        const area = $('#instance-actions', root);
+        clearErrors(area);
+        if (!picked.length) return;
+        const ids = picked.map((i) => i.instance_id).join(', ');
+        const warning = action.name === 'terminate' ? ' Terminated instances cannot be started again.' : '';
+        if (!(await confirmAction(`${action.label} ${picked.length} instance${picked.length === 1 ? '' : 's'} (${ids})?${warning}`, action.label))) return;
+        const byAccount = new Map();
+        for (const i of picked) {
+          if (!byAccount.has(i.account)) byAccount.set(i.account, []);
+          byAccount.get(i.account).push(i.instance_id);
+        }
+        try {
+          for (const [account, instanceIds] of byAccount) {
+            await api('POST', `/v1/instances/${action.name}`, { account, instance_ids: instanceIds });
+          }
+          $('#instance-action-status', root).textContent = `${action.label}: requested for ${ids}`;
+          lastSignature = '';
+          load();
+        } catch (err) {
+          showError(area, err);
+        }
+      });
+
+      return poll(load, 4000);
+    },
+  };
+
+  // ------------------------------------------------------------------------------- deploy --
+  pages.deploy = {
+    title: 'Deploy',
+    render(root) {
+      root.innerHTML = `<h1>Deploy an image</h1>
+        <form id="deploy-form" class="grid" novalidate>
+          <p class="form-error" role="alert" hidden></p>
+          ${field('account', 'Account', '<select id="f-account" name="account" required></select>')}
+          ${field('region', 'Region', '<input id="f-region" name="region" readonly>', "The account's region")}
+          ${field('image_id', 'Image (AMI id)', '<input id="f-image_id" name="image_id" required placeholder="ami-0abc…" class="mono">')}
+          ${field('instance_type', 'Instance type', '<input id="f-instance_type" name="instance_type" required value="t3.micro" list="instance-types"><datalist id="instance-types"><option value="t3.nano"><option value="t3.micro"><option value="t3.small"><option value="t3.medium"><option value="m5.large"><option value="c5.large"></datalist>')}
+          ${field('count', 'Count', '<input id="f-count" name="count" type="number" min="1" max="1000" value="1" required>')}
+          ${field('subnet_id', 'Subnet', '<input id="f-subnet_id" name="subnet_id" placeholder="subnet-0abc…" class="mono">', 'Empty: the default subnet')}
+          ${field('security_group_ids', 'Security groups', '<input id="f-security_group_ids" name="security_group_ids" placeholder="sg-0abc… sg-0def…" class="mono">', 'Ids separated by spaces or commas')}
+          ${field('key_name', 'Key pair', '<input id="f-key_name" name="key_name">')}
+          ${field('credentials', 'Instance credentials', `<select id="f-credentials" name="credentials">
+              <option value="">Console default</option><option value="scoped">scoped: short-lived, limited to the deployment</option>
+              <option value="bootstrap">bootstrap: a one-time token exchanged at first boot</option>
+              <option value="account">account: the account's key</option><option value="none">none: no payload</option></select>`, 'Console default: scoped')}
+          ${field('tags', 'Tags', '<textarea id="f-tags" name="tags" rows="3" placeholder="team=web&#10;owner=ana" class="mono"></textarea>', 'One KEY=VALUE per line; applied on creation')}
+          ${field('user_script', 'User script', '<textarea id="f-user_script" name="user_script" rows="5" class="mono" placeholder="#!/bin/sh"></textarea>', 'Run by cloud-init beside the Airlock payload')}
+          <section class="allowed wide" aria-labelledby="allowed-title">
+            <h2 id="allowed-title">What your policies allow</h2>
+            <div id="deploy-allowed" role="status" aria-live="polite">Fill in the account and image.</div>
+          </section>
+          <div class="wide"><button type="submit" class="primary" id="deploy-submit">Deploy</button>
+            <small class="why" id="deploy-why"></small></div>
+        </form>`;
+      const form = $('#deploy-form', root);
+      let accounts = [];
+      let clientToken = crypto.randomUUID();
+
+      const tags = () => {
+        const out = [];
+        for (const line of form.tags.value.split('\n')) {
+          if (!line.trim()) continue;
+          const at = line.indexOf('=');
+          out.push(at < 0 ? { key: line.trim(), value: '' } : { key: line.slice(0, at).trim(), value: line.slice(at + 1).trim() });
+        }
+        return out;
+      };
+      const groups = () => form.security_group_ids.value.split(/[\s,]+/).filter(Boolean);
+      const request = () => {
+        const r = {
+          client_token: clientToken,
+          account: form.account.value,
+          image_id: form.image_id.value.trim(),
+          instance_type: form.instance_type.value.trim(),
+          count: Number(form.count.value),
+          security_group_ids: groups(),
+          tags: tags(),
+        };
+        if (form.subnet_id.value.trim()) r.subnet_id = form.subnet_id.value.trim();
+        if (form.key_name.value.trim()) r.key_name = form.key_name.value.trim();
+        if (form.user_script.value) r.user_script = form.user_script.value;
+        // Sent only when chosen, so the console's own default applies otherwise.
+        if (form.credentials.value) r.credentials = form.credentials.value;
+        return r;
+      };
+
+      // The checks RunInstances makes (docs/authorization.md), asked of the API before submitting.
+      const preview = debounce(async () => {
+        const r = request();
+        const out = $('#deploy-allowed', root);
+        const submit = $('#deploy-submit', root);
+        if (!r.account || !r.image_id) { out.textContent = 'Fill in the account and image.'; return; }
+        const reqCtx = {};
+        for (const t of r.tags) reqCtx[`aws:RequestTag/${t.key}`] = t.value;
+        if (r.tags.length) reqCtx['aws:TagKeys'] = r.tags.map((t) => t.key);
+        const run = 'ec2:RunInstances';
+        const checks = [{ action: run, account: r.account, resource: `image/${r.image_id}` },
+          { action: run, account: r.account, resource: `subnet/${r.subnet_id || '*'}` }];
+        for (const sg of r.security_group_ids.length ? r.security_group_ids : ['*']) checks.push({ action: run, account: r.account, resource: `security-group/${sg}` });
+        if (r.key_name) checks.push({ action: run, account: r.account, resource: `key-pair/${r.key_name}` });
+        checks.push({ action: run, account: r.account, resource: 'instance/*', context: { ...reqCtx, 'ec2:InstanceType': r.instance_type } });
+        checks.push({ action: run, account: r.account, resource: 'volume/*', context: reqCtx });
+        checks.push({ action: run, account: r.account, resource: 'network-interface/*' });
+        for (const kind of ['instance', 'volume']) checks.push({ action: 'ec2:CreateTags', account: r.account, resource: `${kind}/*`, context: { ...reqCtx, 'ec2:CreateAction': 'RunInstances' } });
+        try {
+          const { results } = await api('POST', '/v1/authorize/check', { checks });
+          const denied = results.filter((x) => !x.allowed);
+          if (!denied.length) {
+            out.innerHTML = '<p class="ok">Allowed: every resource this launch touches is allowed by your policies.</p>';
+            submit.disabled = false;
+            $('#deploy-why', root).textContent = '';
+          } else {
+            out.innerHTML = `<ul class="denied">${denied.map((x) => `<li><strong>${h(x.action)}</strong> on <span class="mono">${h(x.resource)}</span>: ${h(x.reason)}</li>`).join('')}</ul>`;
+            submit.disabled = true;
+            $('#deploy-why', root).textContent = `Not allowed: ${denied[0].action} on ${denied[0].resource}: ${denied[0].reason}`;
+          }
+        } catch (err) {
+          out.textContent = `Cannot check: ${err.message}`;
+          submit.disabled = false;
+        }
+      }, 300);
+
+      api('GET', '/v1/accounts').then((list) => {
+        accounts = list;
+        form.account.innerHTML = list.length
+          ? list.map((a) => `<option value="${h(a.name)}">${h(a.name)} (${h(a.region)})</option>`).join('')
+          : '<option value="">No accounts: add one first</option>';
+        form.region.value = list.length ? list[0].region : '';
+        preview();
+      }).catch((err) => showError(form, err));
+
+      form.account.addEventListener('change', () => {
+        const a = accounts.find((x) => x.name === form.account.value);
+        form.region.value = a ? a.region : '';
+      });
+      form.addEventListener('input', () => { preview(); });
+      form.addEventListener('change', () => { preview(); });
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        clearErrors(form);
+        try {
+          const dep = await api('POST', '/v1/deployments', request());
+          clientToken = crypto.randomUUID();
+          location.hash = `#/deployments/${encodeURIComponent(dep.id)}`;
+        } catch (err) {
+          showError(form, err);
+        }
+      });
+    },
+  };
+
+  // -------------------------------------------------------------------------- deployments --
+  const SETTLED = new Set(['running', 'failed']);
+
+  pages.deployments = {
+    title: 'Deployments',
+    render(root, [id]) {
+      if (id) return deploymentDetail(root, id);
+      root.innerHTML = `<h1>Deployments</h1><p><a href="#/deploy">Deploy an image</a></p>
+        <p class="form-error" role="alert" hidden></p>
+        <div class="table-wrap"><table><thead><tr><th scope="col">Deployment</th><th scope="col">Account</th><th scope="col">State</th>
+        <th scope="col">Instances</th><th scope="col">Image</th><th scope="col">Tags</th><th scope="col">By</th><th scope="col">Created</th></tr></thead>
+        <tbody id="deployment-rows"><tr><td colspan="8">Loading…</td></tr></tbody></table></div>`;
+      return poll(async () => {
+        try {
+          const list = await api('GET', '/v1/deployments');
+          $('#deployment-rows', root).innerHTML = list.map((d) => `<tr>
+            <td><a class="mono" href="#/deployments/${encodeURIComponent(d.id)}">${h(d.id)}</a></td><td>${h(d.account)}</td><td>${stateBadge(d.state)}</td>
+            <td>${d.instances.filter((i) => i.state === 'running').length} / ${h(d.count)} running</td><td class="mono">${h(d.spec.image_id)}</td>
+            <td class="tags">${h(tagsText(d.spec.tags))}</td><td>${h(d.created_by)}</td><td title="${h(d.created_at)}">${h(age(d.created_at))} ago</td></tr>`).join('')
+            || '<tr><td colspan="8" class="empty">No deployments yet.</td></tr>';
+        } catch (err) { showError(root, err); }
+      }, 5000);
+    },
+  };
+
+  function deploymentDetail(root, id) {
+    root.innerHTML = `<p><a href="#/deployments">← Deployments</a></p><h1>Deployment <span class="mono">${h(id)}</span></h1>
+      <p class="form-error" role="alert" hidden></p><div id="deployment-body">Loading…</div>
+      <form id="scale-form" class="toolbar" novalidate>
+        ${field('count', 'Scale to', '<input id="f-count" name="count" type="number" min="0" max="1000" required>', '0 terminates every instance')}
+        <button type="submit">Scale</button><p class="form-error" role="alert" hidden></p>
+      </form>`;
+    const form = $('#scale-form', root);
+    let filled = false;
+    let stop = null;
+    const load = async () => {
+      let d;
+      try { d = await api('GET', `/v1/deployments/${encodeURIComponent(id)}`); } catch (err) { showError(root, err); return; }
+      if (!filled) { form.count.value = d.count; filled = true; }
+      const running = d.instances.filter((i) => i.state === 'running').length;
+      const settled = SETTLED.has(d.state) && (d.state === 'failed' || running >= d.count);
+      const s = d.spec;
+      $('#deployment-body', root).innerHTML = `
+        <div class="progress" role="status" aria-live="polite">${stateBadge(d.state)}
+          <progress max="${h(Math.max(d.count, 1))}" value="${running}" aria-label="Instances running">${running}/${h(d.count)}</progress>
+          ${running} of ${h(d.count)} running${settled ? '' : ' · watching…'}</div>
+        ${d.error ? `<p class="form-error" role="alert">${h(d.error)}</p>` : ''}
+        <dl class="spec">
+          <dt>Account</dt><dd>${h(d.account)}</dd><dt>Image</dt><dd class="mono">${h(s.image_id)}</dd>
+          <dt>Type</dt><dd>${h(s.instance_type)}</dd><dt>Subnet</dt><dd class="mono">${h(s.subnet_id || 'default')}</dd>
+          <dt>Security groups</dt><dd class="mono">${h(s.security_group_ids.join(', ') || 'default')}</dd>
+          <dt>Key pair</dt><dd>${h(s.key_name || 'none')}</dd><dt>Tags</dt><dd>${h(tagsText(s.tags) || 'none')}</dd>
+          <dt>Payload</dt><dd>IMDSv2 hop limit ${h(s.metadata_hop_limit)} · ${s.has_user_script ? 'with a user script' : 'no user script'} · ${h((s.tasks || []).length)} boot task(s)${s.credentials ? ` · credentials ${h(s.credentials)}` : ''}</dd>
+          <dt>Created</dt><dd>${h(d.created_at)} by ${h(d.created_by)}</dd></dl>
+        <h2>Instances</h2>
+        <div class="table-wrap"><table><thead><tr><th scope="col">Instance</th><th scope="col">State</th><th scope="col">Private IP</th><th scope="col">Public IP</th></tr></thead>
+        <tbody>${d.instances.map((i) => `<tr><td class="mono">${h(i.instance_id)}</td><td>${stateBadge(i.state)}</td><td class="mono">${h(i.private_ip)}</td><td class="mono">${h(i.public_ip)}</td></tr>`).join('')
+          || '<tr><td colspan="4" class="empty">None yet.</td></tr>'}</tbody></table></div>`;
+    };
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clearErrors(form);
+      try {
+        await api('POST', `/v1/deployments/${encodeURIComponent(id)}/scale`, { count: Number(form.count.value) });
+        load();
+      } catch (err) { showError(form, err); }
+    });
+    stop = poll(load, 2000);
+    return () => stop();
+  }
+
+  // ----------------------------------------------------------------------------- accounts --
+  pages.accounts = {
+    title: 'Accounts',
+    render(root) {
+      root.innerHTML = `<h1>Accounts</h1>
+        <p class="form-error" id="accounts-error" role="alert" hidden></p>
+        <div class="table-wrap"><table><thead><tr><th scope="col">Name</th><th scope="col">Region</th><th scope="col">Access key id</th>
+        <th scope="col">AWS account</th><th scope="col">Verified</th><th scope="col">Added by</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+        <tbody id="account-rows"></tbody></table></div>
+        <h2>Connect an account</h2>
+        <form id="account-form" class="grid" novalidate autocomplete="off">
+          <p class="form-error" role="alert" hidden></p>
+          ${field('name', 'Name', '<input id="f-name" name="name" required placeholder="prod">')}
+          ${field('region', 'Region', '<input id="f-region" name="region" required value="us-east-1">')}
+          ${field('access_key_id', 'Access key id', '<input id="f-access_key_id" name="access_key_id" required class="mono" autocomplete="off">')}
+          ${field('secret_access_key', 'Secret access key', '<input id="f-secret_access_key" name="secret_access_key" type="password" required autocomplete="new-password">', 'Verified with STS, then sealed; never shown again')}
+          ${field('endpoint_url', 'Endpoint URL', '<input id="f-endpoint_url" name="endpoint_url" placeholder="AWS" class="mono">', 'Only for an EC2-compatible endpoint other than AWS')}
+          ${field('role_arn', 'Role to assume', '<input id="f-role_arn" name="role_arn" placeholder="arn:aws:iam::123456789012:role/NAME" class="mono">')}
+          ${field('external_id', 'External id', '<input id="f-external_id" name="external_id">')}
+          <div class="wide"><button type="submit" class="primary">Verify and add</button></div>
+        </form>`;
+      const errorArea = $('#accounts-error', root).parentElement;
+      const load = async () => {
+        try {
+          const list = await api('GET', '/v1/accounts');
+          $('#account-rows', root).innerHTML = list.map((a) => `<tr>
+            <td>${h(a.name)}</td><td>${h(a.region)}</td><td class="mono">${h(a.access_key_id)}</td><td class="mono">${h(a.aws_account_id)}</td>
+            <td title="${h(a.verified_at)}">${h(age(a.verified_at))} ago</td><td>${h(a.created_by)}</td>
+            <td class="row-actions"><button type="button" data-verify="${h(a.name)}">Verify</button> <button type="button" class="danger" data-remove="${h(a.name)}">Remove</button></td></tr>`).join('')
+            || '<tr><td colspan="7" class="empty">No accounts yet.</td></tr>';
+        } catch (err) { showError(errorArea, err); }
+      };
+      $('#account-rows', root).addEventListener('click', async (ev) => {
+        const b = ev.target.closest('button');
+        if (!b) return;
+        clearErrors(errorArea);
+        try {
+          if (b.dataset.remove) {
+            if (!(await confirmAction(`Remove account ${b.dataset.remove}? Its sealed key is deleted; instances keep running.`, 'Remove'))) return;
+            await api('DELETE', `/v1/accounts/${encodeURIComponent(b.dataset.remove)}`);
+          } else if (b.dataset.verify) {
+            await api('POST', `/v1/accounts/${encodeURIComponent(b.dataset.verify)}/verify`);
+          }
+          load();
+        } catch (err) { showError(errorArea, err); }
+      });
+      const form = $('#account-form', root);
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        clearErrors(form);
+        const body = {};
+        for (const k of ['name', 'region', 'access_key_id', 'secret_access_key', 'endpoint_url', 'role_arn', 'external_id']) {
+          const v = form[k].value.trim();
+          if (v) body[k] = v;
+        }
+        if (!body.secret_access_key) body.secret_access_key = '';
+        try {
+          await api('POST', '/v1/accounts', body);
+          form.reset();
+          load();
+        } catch (err) { showError(form, err); } finally { form.secret_access_key.value = ''; }
+      });
+      load();
+    },
+  };
+
+  // -------------------------------------------------------------------------------- users --
+  pages.users = {
+    title: 'Users',
+    render(root) {
+      root.innerHTML = `<h1>Users</h1>
+        <p class="form-error" role="alert" hidden></p>
+        <div class="table-wrap"><table><thead><tr><th scope="col">User</th><th scope="col">Policies</th><th scope="col">Second factor</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+        <tbody id="user-rows"></tbody></table></div>
+        <h2>Add a user</h2>
+        <form id="user-form" class="grid" novalidate autocomplete="off">
+          <p class="form-error" role="alert" hidden></p>
+          ${field('name', 'User name', '<input id="f-name" name="name" required>')}
+          ${field('password', 'Initial password', '<input id="f-password" name="password" type="password" required autocomplete="new-password" minlength="12">', 'At least 12 characters')}
+          ${field('policies', 'Policies', '<select id="f-policies" name="policies" multiple size="4"></select>')}
+          <div class="wide"><button type="submit" class="primary">Add user</button></div>
+        </form>`;
+      const errorArea = root;
+      let policies = [];
+      const load = async () => {
+        try {
+          const [users, pols] = await Promise.all([api('GET', '/v1/users'), api('GET', '/v1/policies')]);
+          policies = pols.map((p) => p.name);
+          $('#f-policies', root).innerHTML = policies.map((p) => `<option>${h(p)}</option>`).join('');
+          $('#user-rows', root).innerHTML = users.map((u) => `<tr>
+            <td>${h(u.name)}</td>
+            <td>${u.policies.map((p) => `<span class="chip">${h(p)} <button type="button" class="link" data-detach="${h(u.name)}" data-policy="${h(p)}" aria-label="Detach ${h(p)} from ${h(u.name)}">×</button></span>`).join(' ')}
+              <label class="visually-hidden" for="attach-${h(u.name)}">Policy to attach to ${h(u.name)}</label>
+              <select id="attach-${h(u.name)}" data-attach-select="${h(u.name)}"><option value="">attach…</option>${policies.filter((p) => !u.policies.includes(p)).map((p) => `<option>${h(p)}</option>`).join('')}</select>
+              <button type="button" data-attach="${h(u.name)}">Attach</button></td>
+            <td>${u.mfa ? 'TOTP' : 'none'}</td>
+            <td><button type="button" class="danger" data-remove="${h(u.name)}">Remove</button></td></tr>`).join('');
+        } catch (err) { showError(errorArea, err); }
+      };
+      $('#user-rows', root).addEventListener('click', async (ev) => {
+        const b = ev.target.closest('button');
+        if (!b) return;
+        clearErrors(errorArea);
+        try {
+          if (b.dataset.remove) {
+            if (!(await confirmAction(`Remove user ${b.dataset.remove}? Their sessions end.`, 'Remove'))) return;
+            await api('DELETE', `/v1/users/${encodeURIComponent(b.dataset.remove)}`);
+          } else if (b.dataset.detach) {
+            await api('DELETE', `/v1/users/${encodeURIComponent(b.dataset.detach)}/policies/${encodeURIComponent(b.dataset.policy)}`);
+          } else if (b.dataset.attach) {
+            const policy = $(`[data-attach-select="${CSS.escape(b.dataset.attach)}"]`, root).value;
+            if (!policy) return;
+            await api('POST', `/v1/users/${encodeURIComponent(b.dataset.attach)}/policies`, { policy });
+          }
+          load();
+        } catch (err) { showError(errorArea, err); }
+      });
+      const form = $('#user-form', root);
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        clearErrors(form);
+        const body = { name: form.name.value.trim(), password: form.password.value, policies: Array.from(form.policies.selectedOptions).map((o) => o.value) };
+        try {
+          await api('POST', '/v1/users', body);
+          form.reset();
+          load();
+        } catch (err) { showError(form, err); } finally { form.password.value = ''; }
+      });
+      load();
+    },
+  };
+
+  // ----------------------------------------------------------------------------- policies --
+  const EXAMPLE_POLICY = JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [{ Sid: 'ReadInstances', Effect: 'Allow', Action: ['ec2:DescribeInstances', 'airlock:UseAccount'], Resource: '*' }],
+  }, null, 2);
+
+  pages.policies = {
+    title: 'Policies',
+    render(root, [selectedName]) {
+      root.innerHTML = `<h1>Policies</h1>
+        <div class="split">
+          <nav aria-label="Stored policies"><ul id="policy-list" class="plain"></ul><p><a href="#/policies">New policy</a></p></nav>
+          <form id="policy-form" novalidate>
+            <p class="form-error" role="alert" hidden></p>
+            ${field('name', 'Name', `<input id="f-name" name="name" required value="${h(selectedName || '')}">`)}
+            ${field('document', 'Document', '<textarea id="f-document" name="document" rows="18" class="mono code" spellcheck="false" aria-describedby="policy-validation"></textarea>')}
+            <div id="policy-validation" class="validation" role="status" aria-live="polite"></div>
+            <div class="actions"><button type="submit" class="primary">Save</button>
+            <button type="button" id="policy-delete" class="danger"${selectedName ? '' : ' hidden'}>Delete</button></div>
+          </form>
+        </div>`;
+      const form = $('#policy-form', root);
+      const status = $('#policy-validation', root);
+      const validate = debounce(async () => {
+        try {
+          const r = await api('POST', '/v1/policies/validate', { document: form.document.value });
+          status.className = `validation ${r.valid ? 'ok' : 'bad'}`;
+          status.innerHTML = r.valid
+            ? `Valid: ${r.statements} statement${r.statements === 1 ? '' : 's'}.`
+            : `<ul>${r.errors.map((e) => `<li>${e.line ? `line ${h(e.line)}, column ${h(e.column)}: ` : ''}${e.statement !== null && e.statement !== undefined ? `statement[${h(e.statement)}]${e.sid ? ` (${h(e.sid)})` : ''} ` : ''}${e.element ? `${h(e.element)}: ` : ''}${h(e.message)}</li>`).join('')}</ul>`;
+        } catch (err) {
+          status.className = 'validation bad';
+          status.textContent = err.message;
+        }
+      }, 250);
+      form.document.addEventListener('input', validate);
+      (async () => {
+        try {
+          const list = await api('GET', '/v1/policies');
+          $('#policy-list', root).innerHTML = list.map((p) => `<li><a href="#/policies/${encodeURIComponent(p.name)}"${p.name === selectedName ? ' aria-current="page"' : ''}>${h(p.name)}</a></li>`).join('');
+          const chosen = list.find((p) => p.name === selectedName);
+          let doc = EXAMPLE_POLICY;
+          if (chosen) { try { doc = JSON.stringify(JSON.parse(chosen.document), null, 2); } catch (_) { doc = chosen.document; } }
+          form.document.value = doc;
+          validate();
+        } catch (err) { showError(form, err); }
+      })();
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        clearErrors(form);
+        const name = form.name.value.trim();
+        if (!name) { showError(form, { message: 'give the policy a name', field: 'name' }); return; }
+        try {
+          await api('PUT', `/v1/policies/${encodeURIComponent(name)}`, { document: form.document.value });
+          if (name === selectedName) pages.policies.render(root, [name]); else location.hash = `#/policies/${encodeURIComponent(name)}`;
+        } catch (err) { showError(form, err); }
+      });
+      $('#policy-delete', root).addEventListener('click', async () => {
+        clearErrors(form);
+        if (!(await confirmAction(`Delete policy ${selectedName}?`, 'Delete'))) return;
+        try {
+          await api('DELETE', `/v1/policies/${encodeURIComponent(selectedName)}`);
+          location.hash = '#/policies';
+        } catch (err) { showError(form, err); }
+      });
+    },
+  };
+
+  // ---------------------------------------------------------------------------- simulator --
+  pages.simulator = {
+    title: 'Simulator',
+    render(root) {
+      root.innerHTML = `<h1>Policy simulator</h1>
+        <p>The same evaluation as <code>airlock policy simulate</code>: policies, a request, the decision and the statements that decided it.</p>
+        <form id="simulate-form" class="grid" novalidate>
+          <p class="form-error" role="alert" hidden></p>
+          ${field('user', 'Load the policies of user', '<select id="f-user" name="user"><option value="">(edit the documents below)</option></select>')}
+          ${field('policies', 'Policy documents (a JSON list)', '<textarea id="f-policies" name="policies" rows="10" class="mono code" spellcheck="false">[]</textarea>')}
+          ${field('request.action', 'Action', '<input id="f-request.action" name="sim_action" required placeholder="ec2:TerminateInstances" class="mono">')}
+          ${field('request.resource', 'Resource', '<input id="f-request.resource" name="sim_resource" required value="*" class="mono">')}
+          ${field('request.context', 'Context (JSON object)', '<textarea id="f-request.context" name="sim_context" rows="4" class="mono code" spellcheck="false">{}</textarea>', 'e.g. {"aws:username": "bob", "ec2:ResourceTag/owner": "bob"}')}
+          <div class="wide"><button type="submit" class="primary">Simulate</button></div>
+        </form>
+        <section aria-labelledby="sim-result-title"><h2 id="sim-result-title">Decision</h2><div id="simulate-result" role="status" aria-live="polite">—</div></section>`;
+      const form = $('#simulate-form', root);
+      api('GET', '/v1/users').then((users) => {
+        form.user.innerHTML += users.map((u) => `<option value="${h(u.name)}">${h(u.name)} (${h(u.policies.join(', '))})</option>`).join('');
+        form.user.dataset.users = JSON.stringify(users);
+      }).catch(() => { /* a user without ListUsers edits documents by hand */ });
+      form.user.addEventListener('change', async () => {
+        clearErrors(form);
+        const users = JSON.parse(form.user.dataset.users || '[]');
+        const u = users.find((x) => x.name === form.user.value);
+        if (!u) return;
+        try {
+          const docs = await Promise.all(u.policies.map((p) => api('GET', `/v1/policies/${encodeURIComponent(p)}`)));
+          form.policies.value = JSON.stringify(docs.map((d) => JSON.parse(d.document)), null, 2);
+        } catch (err) { showError(form, err); }
+      });
+      form.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        clearErrors(form);
+        let policies;
+        let context;
+        try { policies = JSON.parse(form.policies.value); } catch (e) { showError(form, { field: 'policies', message: `not JSON: ${e.message}` }); return; }
+        if (!Array.isArray(policies)) { showError(form, { field: 'policies', message: 'give a JSON list of policy documents' }); return; }
+        try { context = JSON.parse(form.sim_context.value || '{}'); } catch (e) { showError(form, { field: 'request.context', message: `not JSON: ${e.message}` }); return; }
+        try {
+          const r = await api('POST', '/v1/policies/simulate', { policies, request: { action: form.sim_action.value.trim(), resource: form.sim_resource.value.trim(), context } });
+          const statements = r.matchedStatements.map((s) => `${h(s.policyId)}#${h(s.index)}${s.sid ? ` (${h(s.sid)})` : ''}`);
+          $('#simulate-result', root).innerHTML = `<p class="decision decision-${h(r.decision)}" id="simulate-decision">${h(r.decision)}</p>
+            ${statements.length ? `<p>Deciding statements:</p><ul>${statements.map((s) => `<li>${s}</li>`).join('')}</ul>` : '<p>No statement applies.</p>'}
+            ${r.errors.length ? `<p>Problems:</p><ul>${r.errors.map((e) => `<li>${h(e)}</li>`).join('')}</ul>` : ''}`;
+        } catch (err) { showError(form, err); }
+      });
+    },
+  };
+
+  // -------------------------------------------------------------------------------- audit --
+  pages.audit = {
+    title: 'Audit',
+    render(root) {
+      root.innerHTML = `<h1>Audit log</h1>
+        <div id="audit-chain" role="status" class="notice">Checking the hash chain…</div>
+        <form id="audit-form" class="toolbar" role="search" novalidate>
+          <p class="form-error" role="alert" hidden></p>
+          ${field('user', 'User', '<input id="f-user" name="user">')}
+          ${field('since', 'Since (RFC 3339)', '<input id="f-since" name="since" placeholder="2026-01-31T12:00:00Z">')}
+          ${field('text', 'Search', '<input id="f-text" name="text" type="search" placeholder="action, resource, decision, detail">')}
+          <button type="submit">Search</button>
+        </form>
+        <p class="status" id="audit-status" role="status"></p>
+        <div class="table-wrap"><table><thead><tr><th scope="col">#</th><th scope="col">Time</th><th scope="col">User</th><th scope="col">Action</th>
+        <th scope="col">Resources</th><th scope="col">Decision</th><th scope="col">Outcome</th><th scope="col">Detail</th></tr></thead>
+        <tbody id="audit-rows"></tbody></table></div>`;
+      const form = $('#audit-form', root);
+      let rows = [];
+      const show = () => {
+        const text = form.text.value.trim().toLowerCase();
+        const shown = rows.filter((r) => !text || [r.action, r.resources, r.decision, r.outcome, r.detail, r.user_name, r.source_ip].join(' ').toLowerCase().includes(text));
+        $('#audit-status', root).textContent = `${shown.length} of ${rows.length} records`;
+        $('#audit-rows', root).innerHTML = shown.slice().reverse().map((r) => {
+          let res = r.resources;
+          try { res = JSON.parse(r.resources).join(', '); } catch (_) { /* shown as stored */ }
+          return `<tr><td>${h(r.seq)}</td><td class="nowrap">${h(r.at)}</td><td>${h(r.user_name)}</td><td class="mono">${h(r.action)}</td>
+            <td class="mono small">${h(res)}</td><td>${h(r.decision)}</td><td>${h(r.outcome)}</td><td class="small">${h(r.detail)}</td></tr>`;
+        }).join('') || '<tr><td colspan="8" class="empty">No records.</td></tr>';
+      };
+      const load = async () => {
+        clearErrors(form);
+        const q = new URLSearchParams();
+        if (form.user.value.trim()) q.set('user', form.user.value.trim());
+        if (form.since.value.trim()) q.set('since', form.since.value.trim());
+        try {
+          rows = await api('GET', `/v1/audit${q.toString() ? `?${q}` : ''}`);
+          show();
+        } catch (err) { showError(form, err); }
+      };
+      form.addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
+      form.text.addEventListener('input', show);
+      api('GET', '/v1/audit/verify').then((v) => {
+        const el = $('#audit-chain', root);
+        el.className = `notice ${v.intact ? 'ok' : 'bad'}`;
+        el.textContent = v.intact
+          ? `Hash chain intact: ${v.records} records verified.`
+          : `Hash chain broken at record ${v.first_broken}: ${v.problem}`;
+      }).catch((err) => { $('#audit-chain', root).textContent = `Cannot verify the chain: ${err.message}`; });
+      load();
+    },
+  };
+
+  // Deferred scripts run once the document is parsed.
+  Airlock.start();
+})();
