@@ -87,3 +87,11 @@ stop_postgres() {
     rm -rf "$PG_DIR"
   fi
 }
+
+# Debian's Chromium, for the web console's browser tests (driven by playwright-core).
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing chromium"
+    apt_install chromium
+  fi
+}

@@ -2,6 +2,7 @@
 //! to local programs, run the boot tasks, and — unless `--once` — keep serving, refreshing and
 //! retrying until it is stopped.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,9 @@ struct Boot {
     state: StoredState,
     payload: Payload,
     verified: bool,
+    /// Where requests to the console leave from (the instance's private address), when the
+    /// metadata service said.
+    source: Option<IpAddr>,
 }
 
 /// Validated settings.
@@ -114,7 +118,7 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
         deployment_id: Some(boot.payload.deployment_id.clone()),
         verified: boot.verified,
         stored_at: Some(boot.state.stored_at),
-        credentials: Some(key_info(&boot.payload.credentials)),
+        credentials: boot.payload.credentials.as_ref().map(key_info),
         profile: settings
             .profile_file
             .as_ref()
@@ -124,7 +128,7 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
     }));
 
     let mut problems = 0;
-    write_profile_for(&settings, &boot.payload.credentials)?;
+    write_profile_for(&settings, boot.payload.credentials.as_ref())?;
     if settings.args.lock_imds {
         let ip = firewall::imds_ipv4(&settings.args.imds_endpoint)?;
         if let Err(e) = firewall::lock(ip) {
@@ -132,7 +136,7 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
             problems += 1;
         }
     }
-    let target = target_of(&boot.payload);
+    let target = target_of(&boot.payload)?;
     let ctx = TaskContext {
         instance_id: boot.state.instance_id.clone(),
         availability_zone: boot.state.availability_zone.clone(),
@@ -197,7 +201,11 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
-        let plan = plan_refresh(&payload, served.as_ref(), settings.args.session_duration);
+        let margin = settings
+            .args
+            .refresh_before
+            .unwrap_or((settings.args.session_duration / 10).clamp(60, 600));
+        let plan = plan_refresh(&payload, served.as_ref(), margin);
         {
             let mut s = lock(&status);
             match &failing {
@@ -256,6 +264,7 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
                 dir,
                 &settings,
                 served.as_ref(),
+                boot.source,
             )
             .await
             {
@@ -339,18 +348,34 @@ fn served_info(s: &Served) -> KeyInfo {
     }
 }
 
-fn target_of(payload: &Payload) -> Target {
-    Target {
+fn target_of(payload: &Payload) -> Result<Target, AgentError> {
+    let c = credentials_of(payload)?;
+    Ok(Target {
         region: payload.region.clone(),
         endpoint_url: payload.endpoint_url.clone(),
         credentials: AccessKey {
-            access_key_id: payload.credentials.access_key_id.clone(),
-            secret_access_key: payload.credentials.secret_access_key.clone(),
-            session_token: payload.credentials.session_token.clone(),
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.clone(),
+            session_token: c.session_token.clone(),
         },
         role_arn: payload.role_arn.clone(),
         external_id: payload.external_id.clone(),
-    }
+    })
+}
+
+/// The payload's credentials. Only a bootstrap payload lacks them, and it is exchanged for
+/// credentials before it is stored.
+fn credentials_of(payload: &Payload) -> Result<&Credentials, AgentError> {
+    payload.credentials.as_ref().ok_or_else(|| {
+        AgentError::Other("the payload holds no credentials (deployment launched in bootstrap mode, not yet exchanged)".to_owned())
+    })
+}
+
+fn key_id(payload: &Payload) -> &str {
+    payload
+        .credentials
+        .as_ref()
+        .map_or("-", |c| c.access_key_id.as_str())
 }
 
 /// Stored state first; the user data only when there is none or it is another instance's.
@@ -374,11 +399,12 @@ async fn obtain(settings: &Settings, imds: &ImdsClient) -> Result<Boot, AgentErr
         Ok(id) => {
             if let Some((state, payload)) = stored {
                 if state.instance_id == id.instance_id {
-                    tracing::info!(instance = %state.instance_id, deployment = %payload.deployment_id, key = %payload.credentials.access_key_id, "using the stored state");
+                    tracing::info!(instance = %state.instance_id, deployment = %payload.deployment_id, key = %key_id(&payload), "using the stored state");
                     return Ok(Boot {
                         state,
                         payload,
                         verified: true,
+                        source: id.local_ipv4,
                     });
                 }
                 tracing::warn!(stored = %state.instance_id, instance = %id.instance_id, "the stored state belongs to another instance (an image made from a running instance?); discarding it");
@@ -386,7 +412,10 @@ async fn obtain(settings: &Settings, imds: &ImdsClient) -> Result<Boot, AgentErr
             }
             let wait = seconds("--imds-wait", args.imds_wait)?;
             let user_data = imds.user_data(wait).await?.ok_or(AgentError::NoUserData)?;
-            let payload = find_payload(&user_data)?;
+            let mut payload = find_payload(&user_data)?;
+            if payload.credentials.is_none() {
+                bootstrap(&mut payload, &id.instance_id, id.local_ipv4).await?;
+            }
             let state = StoredState::new(
                 &id.instance_id,
                 &id.region,
@@ -394,11 +423,12 @@ async fn obtain(settings: &Settings, imds: &ImdsClient) -> Result<Boot, AgentErr
                 &payload,
             )?;
             dir.write_json(STATE_FILE, &state)?;
-            tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, key = %payload.credentials.access_key_id, tasks = payload.tasks.len(), state_dir = %dir.path().display(), "stored the payload from the user data");
+            tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, key = %key_id(&payload), tasks = payload.tasks.len(), state_dir = %dir.path().display(), "stored the payload from the user data");
             Ok(Boot {
                 state,
                 payload,
                 verified: true,
+                source: id.local_ipv4,
             })
         }
         Err(e) => match stored {
@@ -408,6 +438,7 @@ async fn obtain(settings: &Settings, imds: &ImdsClient) -> Result<Boot, AgentErr
                     state,
                     payload,
                     verified: false,
+                    source: None,
                 })
             }
             None => Err(e),
@@ -426,8 +457,8 @@ fn discard(settings: &Settings) -> Result<(), AgentError> {
     Ok(())
 }
 
-fn write_profile_for(settings: &Settings, c: &Credentials) -> Result<(), AgentError> {
-    let Some(path) = &settings.profile_file else {
+fn write_profile_for(settings: &Settings, c: Option<&Credentials>) -> Result<(), AgentError> {
+    let (Some(path), Some(c)) = (&settings.profile_file, c) else {
         return Ok(());
     };
     write_profile(
@@ -511,7 +542,7 @@ async fn session_credentials(
     settings: &Settings,
     renew: bool,
 ) -> Result<Served, AgentError> {
-    let c = &payload.credentials;
+    let c = credentials_of(payload)?;
     if let (Some(token), None) = (&c.session_token, &payload.role_arn) {
         return Ok(Served {
             access_key_id: c.access_key_id.clone(),
@@ -576,7 +607,7 @@ struct Plan {
     at: Option<chrono::DateTime<Utc>>,
 }
 
-fn plan_refresh(payload: &Payload, served: Option<&Served>, session_duration: u32) -> Plan {
+fn plan_refresh(payload: &Payload, served: Option<&Served>, margin_seconds: u32) -> Plan {
     let Some(served) = served else {
         return Plan {
             state: "failing",
@@ -584,7 +615,7 @@ fn plan_refresh(payload: &Payload, served: Option<&Served>, session_duration: u3
             at: Some(Utc::now() + chrono::Duration::seconds(15)),
         };
     };
-    let margin = chrono::Duration::seconds(i64::from(session_duration / 10).clamp(60, 600));
+    let margin = chrono::Duration::seconds(i64::from(margin_seconds));
     let at = served.expiration - margin;
     if served.expiration <= Utc::now() {
         return Plan {
@@ -602,7 +633,7 @@ fn plan_refresh(payload: &Payload, served: Option<&Served>, session_duration: u3
     match (
         served.source,
         &payload.refresh_url,
-        payload.credentials.expiration,
+        payload.credentials.as_ref().and_then(|c| c.expiration),
     ) {
         ("sts", _, _) => Plan {
             state: "scheduled",
@@ -633,6 +664,7 @@ fn plan_refresh(payload: &Payload, served: Option<&Served>, session_duration: u3
 
 /// Renews what the endpoint serves: a new STS session, or (payload credentials with an expiry)
 /// new credentials from the console's refresh URL.
+#[allow(clippy::too_many_arguments)]
 async fn refresh(
     cloud: &AwsCloud,
     target: &Target,
@@ -641,17 +673,16 @@ async fn refresh(
     dir: &StateDir,
     settings: &Settings,
     served: Option<&Served>,
+    source: Option<IpAddr>,
 ) -> Result<Served, AgentError> {
-    let from_console =
-        served.is_some_and(|s| s.source == "payload") && payload.credentials.expiration.is_some();
+    let from_console = served.is_some_and(|s| s.source == "payload")
+        && payload
+            .credentials
+            .as_ref()
+            .is_some_and(|c| c.expiration.is_some());
     if from_console {
-        let Some(url) = payload.refresh_url.clone() else {
-            return Err(AgentError::Other(
-                "the payload names no refresh URL".to_owned(),
-            ));
-        };
-        let credentials = console_refresh(&url, payload, &state.instance_id).await?;
-        payload.credentials = credentials;
+        console_refresh(payload, &state.instance_id, source).await?;
+        // The secret just used no longer works: the new one is on disk before anything else.
         let new_state = StoredState {
             stored_at: Utc::now(),
             ..StoredState::new(
@@ -662,26 +693,61 @@ async fn refresh(
             )?
         };
         dir.write_json(STATE_FILE, &new_state)?;
-        write_profile_for(settings, &payload.credentials)?;
-        return session_credentials(cloud, &target_of(payload), payload, dir, settings, true).await;
+        write_profile_for(settings, payload.credentials.as_ref())?;
+        return session_credentials(cloud, &target_of(payload)?, payload, dir, settings, true)
+            .await;
     }
     session_credentials(cloud, target, payload, dir, settings, true).await
 }
 
-/// Asks the console for fresh credentials. The console's refresh endpoint does not exist yet
-/// (issue 7); this is the provisional protocol: `POST refresh_url` with the deployment,
-/// instance and current key id, answered by a payload-shaped `credentials` object.
-async fn console_refresh(
-    url: &str,
-    payload: &Payload,
+/// First boot of a bootstrap deployment: the one-time secret from the user data is exchanged
+/// for credentials before anything is stored, so the state directory never holds it. The
+/// console may still be starting: a few tries with backoff.
+async fn bootstrap(
+    payload: &mut Payload,
     instance_id: &str,
-) -> Result<Credentials, AgentError> {
+    source: Option<IpAddr>,
+) -> Result<(), AgentError> {
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1.. {
+        match console_refresh(payload, instance_id, source).await {
+            Ok(()) => {
+                tracing::info!(instance = %instance_id, deployment = %payload.deployment_id, key = %key_id(payload), "exchanged the bootstrap token for credentials");
+                return Ok(());
+            }
+            Err(e @ AgentError::Refused(_)) => return Err(e),
+            Err(e) if attempt >= 5 => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot exchange the bootstrap token yet");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Exchanges the payload's refresh secret at the console for fresh credentials and the next
+/// secret, and puts both in the payload. Leaves from `source` (the instance's own address),
+/// which the console checks.
+async fn console_refresh(
+    payload: &mut Payload,
+    instance_id: &str,
+    source: Option<IpAddr>,
+) -> Result<(), AgentError> {
     #[derive(Deserialize)]
     struct Answer {
         credentials: Credentials,
+        refresh_secret: SecretString,
     }
+    let (Some(url), Some(secret)) = (&payload.refresh_url, &payload.refresh_secret) else {
+        return Err(AgentError::Other(
+            "the payload names no refresh URL and secret".to_owned(),
+        ));
+    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
+        .local_address(source)
         .build()
         .map_err(|e| AgentError::Other(e.to_string()))?;
     let response = http
@@ -689,26 +755,33 @@ async fn console_refresh(
         .json(&serde_json::json!({
             "deployment_id": payload.deployment_id,
             "instance_id": instance_id,
-            "access_key_id": payload.credentials.access_key_id,
+            "refresh_secret": secret.expose_secret(),
         }))
         .send()
         .await
         .map_err(|e| AgentError::Other(format!("cannot reach the console's refresh URL: {e}")))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(AgentError::Other(format!(
-            "the console's refresh URL answered {status}{}",
-            if status == reqwest::StatusCode::NOT_FOUND {
-                " (the console offers no credential refresh yet)"
-            } else {
-                ""
-            }
-        )));
+        // The console's error body names the reason and never echoes the secret.
+        let message = response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let text = format!("the console's refresh URL answered {status}: {message}");
+        return Err(if status == reqwest::StatusCode::FORBIDDEN {
+            AgentError::Refused(text)
+        } else {
+            AgentError::Other(text)
+        });
     }
     let answer: Answer = response.json().await.map_err(|_| {
         AgentError::Other("the console's refresh answer is not credentials".to_owned())
     })?;
-    Ok(answer.credentials)
+    payload.credentials = Some(answer.credentials);
+    payload.refresh_secret = Some(answer.refresh_secret);
+    Ok(())
 }
 
 /// Runs every task once, in order, and writes the results.

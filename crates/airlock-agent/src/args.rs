@@ -116,6 +116,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 3600)]
     pub session_duration: u32,
 
+    /// Renew credentials when this many seconds of their lifetime are left (default: a tenth
+    /// of the session duration, at least 60 and at most 600).
+    #[arg(long)]
+    pub refresh_before: Option<u32>,
+
     /// How long `attach_volume` waits for its volume to become available, in seconds.
     #[arg(long, default_value_t = 300.0)]
     pub task_wait: f64,

@@ -57,6 +57,10 @@ pub enum AgentError {
     #[error("{0}")]
     Usage(String),
 
+    /// The console refused to issue credentials (a revoked, used or foreign refresh secret, or
+    /// an instance that is no longer the deployment's): retrying will not help.
+    #[error("{0}")]
+    Refused(String),
     /// Anything else (a listener that cannot bind, a command that cannot run).
     #[error("{0}")]
     Other(String),

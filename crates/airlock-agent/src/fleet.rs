@@ -245,6 +245,7 @@ async fn boot(
                     instance_id: id.clone(),
                     availability_zone: zone,
                     user_data,
+                    local_ipv4: Some(ip.to_string()),
                 },
                 false,
             )

@@ -46,6 +46,9 @@ pub struct Identity {
     pub region: String,
     /// e.g. `us-east-1a`, when the service says.
     pub availability_zone: Option<String>,
+    /// The private IPv4 address, when the service says: requests to the console leave from it,
+    /// since the console checks that a refresh comes from the instance.
+    pub local_ipv4: Option<std::net::IpAddr>,
 }
 
 /// An IMDSv2 client.
@@ -112,10 +115,15 @@ impl ImdsClient {
                 .and_then(region_of_zone)
                 .ok_or_else(|| AgentError::Imds("it names no region".to_owned()))?,
         };
+        let local_ipv4 = self
+            .get_text("/latest/meta-data/local-ipv4", deadline)
+            .await?
+            .and_then(|ip| ip.trim().parse().ok());
         Ok(Identity {
             instance_id,
             region,
             availability_zone,
+            local_ipv4,
         })
     }
 
@@ -277,6 +285,7 @@ mod tests {
             instance_id: "i-0abc".to_owned(),
             availability_zone: "eu-west-3b".to_owned(),
             user_data: Some(b"hello".to_vec()),
+            local_ipv4: None,
         }
     }
 

@@ -29,6 +29,8 @@ pub struct InstanceData {
     pub availability_zone: String,
     /// Its raw user data, if it has any.
     pub user_data: Option<Vec<u8>>,
+    /// Its private IPv4 address, if the service should say.
+    pub local_ipv4: Option<String>,
 }
 
 /// Request counters.
@@ -196,8 +198,12 @@ async fn handle(
     let data = lock(&shared.data).clone();
     let region = crate::imds::region_of_zone(&data.availability_zone).unwrap_or_default();
     let body: Vec<u8> = match path.trim_end_matches('/') {
-        "/latest/meta-data" => b"instance-id\nplacement/\n".to_vec(),
+        "/latest/meta-data" => b"instance-id\nlocal-ipv4\nplacement/\n".to_vec(),
         "/latest/meta-data/instance-id" => data.instance_id.into_bytes(),
+        "/latest/meta-data/local-ipv4" => match data.local_ipv4 {
+            Some(ip) => ip.into_bytes(),
+            None => return (StatusCode::NOT_FOUND, "Not Found").into_response(),
+        },
         "/latest/meta-data/placement" => b"availability-zone\nregion\n".to_vec(),
         "/latest/meta-data/placement/availability-zone" => data.availability_zone.into_bytes(),
         "/latest/meta-data/placement/region" => region.into_bytes(),

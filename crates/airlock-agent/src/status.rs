@@ -71,9 +71,9 @@ pub fn load(dir: &StateDir) -> Result<Status, AgentError> {
                 availability_zone: state.availability_zone,
                 deployment_id: Some(state.deployment_id),
                 stored_at: Some(state.stored_at),
-                credentials: Some(KeyInfo {
-                    access_key_id: payload.credentials.access_key_id.clone(),
-                    expiration: payload.credentials.expiration,
+                credentials: payload.credentials.as_ref().map(|c| KeyInfo {
+                    access_key_id: c.access_key_id.clone(),
+                    expiration: c.expiration,
                     source: "payload".to_owned(),
                 }),
                 refresh: "unknown".to_owned(),

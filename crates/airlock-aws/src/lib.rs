@@ -9,8 +9,9 @@
 mod convert;
 
 use airlock_cloud::{
-    AccessKey, Address, CallerIdentity, Cloud, CloudError, Ec2, Filter, Instance, Launched,
-    RequestId, RunInstancesInput, SessionCredentials, StateAction, Tag, Target, Volume,
+    AccessKey, AccessKeyMetadata, Address, CallerIdentity, Cloud, CloudError, Ec2, Filter,
+    Instance, Launched, NewAccessKey, RequestId, RunInstancesInput, ScopedSessionRequest,
+    SessionCredentials, StateAction, Tag, Target, Volume,
 };
 use async_trait::async_trait;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
@@ -148,27 +149,13 @@ impl Cloud for AwsCloud {
         target: &Target,
         duration_seconds: u32,
     ) -> Result<SessionCredentials, CloudError> {
-        let duration = i32::try_from(duration_seconds)
-            .map_err(|_| CloudError::local(format!("duration {duration_seconds} is too large")))?;
         // The base configuration (the target's own key), not the role provider: the role is
-        // assumed explicitly below so that its temporary key is what comes back.
-        let plain = Target {
-            role_arn: None,
-            external_id: None,
-            ..target.clone()
-        };
-        let sts = aws_sdk_sts::Client::new(&sdk_config(&plain).await);
+        // assumed explicitly so that its temporary key is what comes back.
+        let sts = aws_sdk_sts::Client::new(&sdk_config(&without_role(target)).await);
+        let duration = seconds(duration_seconds)?;
         let credentials = match &target.role_arn {
             Some(role_arn) => {
-                sts.assume_role()
-                    .role_arn(role_arn)
-                    .role_session_name("airlock-agent")
-                    .set_external_id(target.external_id.clone())
-                    .duration_seconds(duration)
-                    .send()
-                    .await
-                    .map_err(cloud_error)?
-                    .credentials
+                assume_role(&sts, target, role_arn, "airlock-agent", None, duration).await?
             }
             None => {
                 sts.get_session_token()
@@ -179,19 +166,150 @@ impl Cloud for AwsCloud {
                     .credentials
             }
         };
-        let c = credentials.ok_or_else(|| CloudError::local("STS returned no credentials"))?;
-        let expiration =
-            chrono::DateTime::from_timestamp(c.expiration().secs(), c.expiration().subsec_nanos())
-                .ok_or_else(|| CloudError::local("STS returned an expiration out of range"))?;
-        Ok(SessionCredentials {
+        session_of(credentials)
+    }
+
+    async fn scoped_credentials(
+        &self,
+        target: &Target,
+        request: &ScopedSessionRequest,
+    ) -> Result<SessionCredentials, CloudError> {
+        let sts = aws_sdk_sts::Client::new(&sdk_config(&without_role(target)).await);
+        let duration = seconds(request.duration_seconds)?;
+        let credentials = match &target.role_arn {
+            Some(role_arn) => {
+                assume_role(
+                    &sts,
+                    target,
+                    role_arn,
+                    &request.session_name,
+                    Some(&request.policy),
+                    duration,
+                )
+                .await?
+            }
+            None => {
+                sts.get_federation_token()
+                    .name(&request.session_name)
+                    .policy(&request.policy)
+                    .duration_seconds(duration)
+                    .send()
+                    .await
+                    .map_err(cloud_error)?
+                    .credentials
+            }
+        };
+        session_of(credentials)
+    }
+
+    async fn list_access_keys(
+        &self,
+        target: &Target,
+    ) -> Result<Vec<AccessKeyMetadata>, CloudError> {
+        let iam = aws_sdk_iam::Client::new(&sdk_config(&without_role(target)).await);
+        let out = iam.list_access_keys().send().await.map_err(cloud_error)?;
+        Ok(out
+            .access_key_metadata()
+            .iter()
+            .map(|k| AccessKeyMetadata {
+                access_key_id: k.access_key_id().unwrap_or_default().to_owned(),
+                status: k
+                    .status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                created_at: k.create_date().and_then(timestamp),
+            })
+            .collect())
+    }
+
+    async fn create_access_key(&self, target: &Target) -> Result<NewAccessKey, CloudError> {
+        let iam = aws_sdk_iam::Client::new(&sdk_config(&without_role(target)).await);
+        let out = iam.create_access_key().send().await.map_err(cloud_error)?;
+        let k = out
+            .access_key()
+            .ok_or_else(|| CloudError::local("IAM returned no access key"))?;
+        Ok(NewAccessKey {
             key: AccessKey {
-                access_key_id: c.access_key_id().to_owned(),
-                secret_access_key: c.secret_access_key().to_owned().into(),
-                session_token: Some(c.session_token().to_owned().into()),
+                access_key_id: k.access_key_id().to_owned(),
+                secret_access_key: k.secret_access_key().to_owned().into(),
+                session_token: None,
             },
-            expiration,
+            user_name: k.user_name().to_owned(),
+            created_at: k.create_date().and_then(timestamp),
         })
     }
+
+    async fn delete_access_key(
+        &self,
+        target: &Target,
+        access_key_id: &str,
+    ) -> Result<(), CloudError> {
+        let iam = aws_sdk_iam::Client::new(&sdk_config(&without_role(target)).await);
+        iam.delete_access_key()
+            .access_key_id(access_key_id)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(())
+    }
+}
+
+fn seconds(duration: u32) -> Result<i32, CloudError> {
+    i32::try_from(duration)
+        .map_err(|_| CloudError::local(format!("duration {duration} s is too large")))
+}
+
+/// STS `AssumeRole` of `role_arn` with the target's external id and an optional session policy.
+async fn assume_role(
+    sts: &aws_sdk_sts::Client,
+    target: &Target,
+    role_arn: &str,
+    session_name: &str,
+    policy: Option<&str>,
+    duration: i32,
+) -> Result<Option<aws_sdk_sts::types::Credentials>, CloudError> {
+    Ok(sts
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name(session_name)
+        .set_external_id(target.external_id.clone())
+        .set_policy(policy.map(str::to_owned))
+        .duration_seconds(duration)
+        .send()
+        .await
+        .map_err(cloud_error)?
+        .credentials)
+}
+
+/// The target's own key without the role the console assumes for EC2 calls: STS and IAM calls
+/// about the key itself must be made as the key's user.
+fn without_role(target: &Target) -> Target {
+    Target {
+        role_arn: None,
+        external_id: None,
+        ..target.clone()
+    }
+}
+
+fn timestamp(t: &aws_sdk_sts::primitives::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// STS's credentials as the plain type, with their expiry.
+fn session_of(
+    credentials: Option<aws_sdk_sts::types::Credentials>,
+) -> Result<SessionCredentials, CloudError> {
+    let c = credentials.ok_or_else(|| CloudError::local("STS returned no credentials"))?;
+    let expiration = timestamp(c.expiration())
+        .ok_or_else(|| CloudError::local("STS returned an expiration out of range"))?;
+    Ok(SessionCredentials {
+        key: AccessKey {
+            access_key_id: c.access_key_id().to_owned(),
+            secret_access_key: c.secret_access_key().to_owned().into(),
+            session_token: Some(c.session_token().to_owned().into()),
+        },
+        expiration,
+    })
 }
 
 impl AwsCloud {
@@ -225,7 +343,10 @@ impl Ec2 for AwsEc2 {
             .min_count(count)
             .max_count(count)
             .client_token(&input.client_token)
-            .user_data(base64::engine::general_purpose::STANDARD.encode(&input.user_data))
+            .set_user_data(
+                (!input.user_data.is_empty())
+                    .then(|| base64::engine::general_purpose::STANDARD.encode(&input.user_data)),
+            )
             .metadata_options(
                 InstanceMetadataOptionsRequest::builder()
                     .http_endpoint(InstanceMetadataEndpointState::Enabled)

@@ -31,6 +31,29 @@ pub trait Cloud: Send + Sync {
         target: &Target,
         duration_seconds: u32,
     ) -> Result<SessionCredentials, CloudError>;
+
+    /// Temporary credentials limited by a session policy, from the target's own key (never
+    /// through the role the console itself assumes): `AssumeRole` of `target.role_arn` with
+    /// `Policy`, or `GetFederationToken` when the target names no role.
+    async fn scoped_credentials(
+        &self,
+        target: &Target,
+        request: &ScopedSessionRequest,
+    ) -> Result<SessionCredentials, CloudError>;
+
+    /// IAM `ListAccessKeys` for the user that owns the target's key.
+    async fn list_access_keys(&self, target: &Target)
+        -> Result<Vec<AccessKeyMetadata>, CloudError>;
+
+    /// IAM `CreateAccessKey` for the user that owns the target's key (IAM allows two per user).
+    async fn create_access_key(&self, target: &Target) -> Result<NewAccessKey, CloudError>;
+
+    /// IAM `DeleteAccessKey` of one of the target user's keys.
+    async fn delete_access_key(
+        &self,
+        target: &Target,
+        access_key_id: &str,
+    ) -> Result<(), CloudError>;
 }
 
 /// The EC2 operations the console and the agent perform.

@@ -217,3 +217,40 @@ impl StateAction {
         }
     }
 }
+
+/// A request for temporary credentials limited by a session policy: STS `AssumeRole` with
+/// `Policy` when the target names a role, `GetFederationToken` otherwise.
+#[derive(Clone, Debug)]
+pub struct ScopedSessionRequest {
+    /// `RoleSessionName` (2–64 characters) or the federated user's `Name` (2–32), in the
+    /// character set STS accepts (`[\w+=,.@-]`); shows in CloudTrail.
+    pub session_name: String,
+    /// The session policy (IAM JSON); the credentials can do at most what it and the base
+    /// identity both allow. STS limits its packed size.
+    pub policy: String,
+    /// Lifetime in seconds (GetFederationToken 900–129600, AssumeRole 900 up to the role's
+    /// maximum).
+    pub duration_seconds: u32,
+}
+
+/// An IAM access key as `ListAccessKeys` describes it (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessKeyMetadata {
+    /// The access key id.
+    pub access_key_id: String,
+    /// `Active` or `Inactive`.
+    pub status: String,
+    /// When IAM created it.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A new IAM access key, secret included (shown to nobody: it goes straight into the vault).
+#[derive(Clone, Debug)]
+pub struct NewAccessKey {
+    /// The key.
+    pub key: AccessKey,
+    /// The IAM user it belongs to.
+    pub user_name: String,
+    /// When IAM created it.
+    pub created_at: Option<DateTime<Utc>>,
+}

@@ -1,6 +1,6 @@
 //! AWS accounts: verified with STS before they are stored, secrets sealed, never shown again.
 
-use crate::api::{AccountView, AddAccountRequest};
+use crate::api::{AccountView, AddAccountRequest, RotateKeyResult};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize_one, console_arn, Check};
@@ -27,6 +27,7 @@ fn view(row: AccountRow) -> AccountView {
         created_by: row.created_by,
         created_at: row.created_at,
         verified_at: row.verified_at,
+        key_created_at: row.key_created_at,
     }
 }
 
@@ -127,6 +128,7 @@ pub async fn add(
         created_by: caller.user.clone(),
         created_at: now.clone(),
         verified_at: now,
+        key_created_at: key_created_at(&state, &caller, &target, &arn).await,
     };
     state.store.insert_account(&row, &sealed).await?;
     let mut entry = Entry::for_caller(&caller, "airlock:AddAccount", vec![arn]);
@@ -256,4 +258,163 @@ pub async fn target(state: &AppState, name: &str) -> ApiResult<(AccountRow, Targ
 /// Checks that the caller may use an account for EC2 calls (`airlock:UseAccount`).
 pub fn use_check(name: &str) -> Check {
     Check::new("airlock:UseAccount", console_arn("account", name))
+}
+
+/// When IAM created the target's key, if the key may list its own keys (best effort: an
+/// account is usable without `iam:ListAccessKeys`).
+async fn key_created_at(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target,
+    arn: &str,
+) -> Option<String> {
+    let keys = state.cloud.list_access_keys(target).await;
+    audit::record_call(
+        state,
+        Entry::for_caller(caller, "iam:ListAccessKeys", vec![arn.to_owned()]),
+        &keys,
+        |_| None,
+    )
+    .await;
+    keys.ok()?
+        .into_iter()
+        .find(|k| k.access_key_id == target.credentials.access_key_id)?
+        .created_at
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// How long a new IAM key may take to be accepted everywhere before rotation gives up.
+const PROPAGATION_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `POST /v1/accounts/{name}/rotate-key`: a new IAM key is created, proven with STS (retrying
+/// while IAM propagates it), sealed in place of the old one, and only then is the old key
+/// deleted. Any failure before the swap deletes the new key and leaves the account as it was.
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<RotateKeyResult>> {
+    let arn = console_arn("account", &name);
+    authorize_one(&state, &caller, "airlock:RotateAccountKey", &arn).await?;
+    let (row, target) = target(&state, &name).await?;
+    let call = |action: &str| Entry::for_caller(&caller, action, vec![arn.clone()]);
+
+    let keys = state.cloud.list_access_keys(&target).await;
+    audit::record_call(&state, call("iam:ListAccessKeys"), &keys, |_| None).await;
+    let keys = keys?;
+    if let Some(other) = keys
+        .iter()
+        .find(|k| k.access_key_id != target.credentials.access_key_id)
+    {
+        return Err(ApiError::Conflict(format!(
+            "IAM allows two access keys per user and this user already has another one ({}, {}, created {}): delete it in IAM first, then rotate",
+            other.access_key_id,
+            other.status,
+            other
+                .created_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "at an unknown time".into())
+        )));
+    }
+
+    let created = state.cloud.create_access_key(&target).await;
+    audit::record_call(&state, call("iam:CreateAccessKey"), &created, |_| None).await;
+    let created = created?;
+    let new_target = Target {
+        credentials: created.key.clone(),
+        ..target.clone()
+    };
+    let started = std::time::Instant::now();
+    let proven = prove_key(&state, &new_target, &row).await;
+    let propagation_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let swapped = match proven {
+        Ok(()) => {
+            let sealed = state.vault.seal(
+                &row.secret_record,
+                created.key.secret_access_key.expose_secret().as_bytes(),
+            )?;
+            let at = created
+                .created_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(crate::now);
+            state
+                .store
+                .replace_account_key(&name, &created.key.access_key_id, &at, &sealed)
+                .await
+                .map_err(ApiError::from)
+                .and_then(|done| {
+                    done.then_some(()).ok_or_else(|| {
+                        ApiError::Conflict(format!("account {name:?} was removed during rotation"))
+                    })
+                })
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = swapped {
+        // Leave IAM as it was: the account still uses the old key.
+        let undone = state
+            .cloud
+            .delete_access_key(&target, &created.key.access_key_id)
+            .await;
+        audit::record_call(&state, call("iam:DeleteAccessKey"), &undone, |_| None).await;
+        if let Err(undo) = undone {
+            tracing::error!(account = %name, key = %created.key.access_key_id, error = %undo, "cannot delete the unused new key; delete it in IAM");
+        }
+        return Err(e);
+    }
+    let deleted = state
+        .cloud
+        .delete_access_key(&new_target, &target.credentials.access_key_id)
+        .await;
+    audit::record_call(&state, call("iam:DeleteAccessKey"), &deleted, |_| None).await;
+    let mut entry = call("airlock:RotateAccountKey");
+    entry.decision = "allowed".into();
+    entry.outcome = "ok".into();
+    entry.detail = Some(format!(
+        "{} replaced by {}",
+        target.credentials.access_key_id, created.key.access_key_id
+    ));
+    audit::record(&state, entry).await;
+    tracing::info!(account = %name, user = %caller.user, old_key = %target.credentials.access_key_id, new_key = %created.key.access_key_id, propagation_ms, "account key rotated");
+    if let Err(e) = deleted {
+        return Err(ApiError::Conflict(format!(
+            "the account now uses {}, but the old key {} could not be deleted ({e}): delete it in IAM",
+            created.key.access_key_id, target.credentials.access_key_id
+        )));
+    }
+    Ok(Json(RotateKeyResult {
+        account: name,
+        old_access_key_id: target.credentials.access_key_id,
+        new_access_key_id: created.key.access_key_id,
+        propagation_ms,
+    }))
+}
+
+/// Waits until STS accepts a new key as the same account's, retrying only the errors IAM's
+/// eventual consistency causes, with backoff, for at most [`PROPAGATION_LIMIT`].
+async fn prove_key(state: &AppState, target: &Target, row: &AccountRow) -> ApiResult<()> {
+    let started = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_millis(250);
+    loop {
+        match state.cloud.caller_identity(target).await {
+            Ok(identity) if identity.account == row.aws_account_id => return Ok(()),
+            Ok(identity) => {
+                return Err(ApiError::Conflict(format!(
+                    "the new key belongs to AWS account {}, not {}",
+                    identity.account, row.aws_account_id
+                )))
+            }
+            Err(e)
+                if matches!(
+                    e.code.as_deref(),
+                    Some("InvalidClientTokenId" | "SignatureDoesNotMatch" | "AuthFailure")
+                ) && started.elapsed() + delay < PROPAGATION_LIMIT =>
+            {
+                tracing::debug!(error = %e, retry_in = ?delay, "the new key is not accepted yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

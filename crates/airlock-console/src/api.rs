@@ -82,6 +82,9 @@ pub struct AccountView {
     pub created_at: String,
     /// Last successful verification, RFC 3339.
     pub verified_at: String,
+    /// When IAM created the current key (RFC 3339), if known: its age is what rotation fixes.
+    #[serde(default)]
+    pub key_created_at: Option<String>,
 }
 
 /// `POST /v1/deployments`.
@@ -121,6 +124,55 @@ pub struct DeployRequest {
     /// Boot tasks the agent runs on every instance (see docs/payload.md).
     #[serde(default)]
     pub tasks: Vec<airlock_payload::BootTask>,
+    /// What credentials the instances get (default `scoped`).
+    #[serde(default = "CredentialMode::safe_default")]
+    pub credentials: CredentialMode,
+    /// Lifetime of scoped credentials in seconds (default 3600; STS limits apply).
+    #[serde(default)]
+    pub credentials_duration_seconds: Option<u32>,
+    /// Extra IAM statements for the instances' session policy, beyond the generated ones.
+    #[serde(default)]
+    pub policy_statements: Vec<serde_json::Value>,
+}
+
+/// What credentials a deployment's instances receive.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialMode {
+    /// Temporary STS credentials limited to the deployment's own resources, refreshed by the
+    /// agent through the console.
+    Scoped,
+    /// No credentials in the user data: a one-time token the agent exchanges at first boot for
+    /// scoped credentials limited to its own instance.
+    Bootstrap,
+    /// The account's stored long-term key in the user data: the pattern as published, risky.
+    /// What deployments made before credential modes existed used.
+    #[default]
+    Account,
+    /// No credentials and no payload: only the user's script.
+    None,
+}
+
+impl CredentialMode {
+    /// The default of a new deployment request.
+    pub fn safe_default() -> CredentialMode {
+        CredentialMode::Scoped
+    }
+
+    /// Its name as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialMode::Scoped => "scoped",
+            CredentialMode::Bootstrap => "bootstrap",
+            CredentialMode::Account => "account",
+            CredentialMode::None => "none",
+        }
+    }
+
+    /// Whether the instances refresh their credentials at the console.
+    pub fn refreshes(self) -> bool {
+        matches!(self, CredentialMode::Scoped | CredentialMode::Bootstrap)
+    }
 }
 
 fn one() -> u32 {
@@ -153,6 +205,15 @@ pub struct DeploymentSpec {
     /// Boot tasks carried in the payload.
     #[serde(default)]
     pub tasks: Vec<airlock_payload::BootTask>,
+    /// What credentials the instances get (`account` for deployments stored before modes).
+    #[serde(default)]
+    pub credentials: CredentialMode,
+    /// Lifetime of scoped credentials in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_duration_seconds: Option<u32>,
+    /// Extra statements asked for in the session policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_statements: Vec<serde_json::Value>,
 }
 
 /// A deployment as the API shows it.
@@ -178,6 +239,56 @@ pub struct DeploymentView {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// A warning when the instances hold the account's long-term key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<String>,
+}
+
+/// `GET /v1/deployments/{id}/policy`: the session policy of a scoped deployment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeploymentPolicy {
+    /// The deployment.
+    pub deployment_id: String,
+    /// `scoped` or `bootstrap`.
+    pub credentials: CredentialMode,
+    /// Lifetime of each issue of credentials, seconds.
+    pub duration_seconds: u32,
+    /// The IAM session policy STS is given.
+    pub policy: serde_json::Value,
+}
+
+/// `POST /v1/deployments/{id}/revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RevokeResult {
+    /// The deployment.
+    pub deployment_id: String,
+    /// How many refresh secrets were revoked.
+    pub revoked: u64,
+}
+
+/// `POST /v1/refresh`: an instance asks for fresh credentials with its refresh secret.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The deployment.
+    pub deployment_id: String,
+    /// The instance asking.
+    pub instance_id: String,
+    /// The secret from the payload (first time) or from the last refresh.
+    pub refresh_secret: SecretString,
+}
+
+/// `POST /v1/accounts/{name}/rotate-key`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RotateKeyResult {
+    /// The account.
+    pub account: String,
+    /// The key that was replaced (now deleted in IAM).
+    pub old_access_key_id: String,
+    /// The new key's id.
+    pub new_access_key_id: String,
+    /// How long the new key took to be accepted by STS, milliseconds.
+    pub propagation_ms: u64,
 }
 
 /// One instance of a deployment.
@@ -334,4 +445,74 @@ pub struct TagsView {
     pub tags: Vec<Tag>,
     /// AWS's request id.
     pub aws_request_id: Option<String>,
+}
+
+/// `POST /v1/authorize/check`: what the caller's own policies would decide, before acting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeCheckRequest {
+    /// The questions, answered in order.
+    pub checks: Vec<AuthorizeCheckItem>,
+}
+
+/// One question to [`AuthorizeCheckRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeCheckItem {
+    /// e.g. `ec2:TerminateInstances`.
+    pub action: String,
+    /// A full ARN, `*`, or with `account` the short EC2 form `KIND/ID` (`instance/i-0abc…`,
+    /// `instance/*`), which the console expands with the account's region and AWS account id.
+    pub resource: String,
+    /// The account the resource is in: `airlock:UseAccount` is decided too, and the current tags
+    /// of an existing resource are looked up in EC2 as the real action would.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Request-specific context keys (`aws:RequestTag/K`, `ec2:InstanceType`…). Global keys and
+    /// resource tags are always the console's own.
+    #[serde(default)]
+    pub context: airlock_policy::Context,
+}
+
+/// The answers of `POST /v1/authorize/check`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthorizeCheckResponse {
+    /// One result per question, in order.
+    pub results: Vec<AuthorizeCheckResult>,
+}
+
+/// One decision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthorizeCheckResult {
+    /// The action asked about.
+    pub action: String,
+    /// The resource ARN it was decided for.
+    pub resource: String,
+    /// `allowed`, `explicitDeny` or `implicitDeny`.
+    pub decision: airlock_policy::Decision,
+    /// Whether the action would be allowed.
+    pub allowed: bool,
+    /// The deciding statements (`policy#index (Sid)`).
+    pub statements: Vec<String>,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// `POST /v1/policies/validate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatePolicyRequest {
+    /// The IAM JSON policy document, as text.
+    pub document: String,
+}
+
+/// The answer of `POST /v1/policies/validate`: the same checks `PUT /v1/policies/{name}` makes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidatePolicyResponse {
+    /// True when the document would be accepted.
+    pub valid: bool,
+    /// Number of statements (when valid).
+    pub statements: usize,
+    /// Every problem found, with line and column for JSON syntax errors.
+    pub errors: Vec<airlock_policy::PolicyError>,
 }

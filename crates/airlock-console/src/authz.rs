@@ -76,7 +76,7 @@ impl Check {
 
 /// The caller's policies, parsed. A stored policy that no longer parses grants nothing and is
 /// reported in the log.
-async fn policies_of(state: &AppState, user: &str) -> ApiResult<Vec<Policy>> {
+pub(crate) async fn policies_of(state: &AppState, user: &str) -> ApiResult<Vec<Policy>> {
     let mut out = Vec::new();
     for row in state.store.user_policies(user).await? {
         match Policy::parse(&row.name, &row.document) {
@@ -89,7 +89,7 @@ async fn policies_of(state: &AppState, user: &str) -> ApiResult<Vec<Policy>> {
     Ok(out)
 }
 
-fn global_context(caller: &Caller, context: &mut Context) {
+pub(crate) fn global_context(caller: &Caller, context: &mut Context) {
     let now = chrono::Utc::now();
     context.insert("aws:username", caller.user.as_str());
     context.insert("aws:userid", caller.user.as_str());
@@ -107,6 +107,23 @@ fn global_context(caller: &Caller, context: &mut Context) {
     }
 }
 
+/// Whether the policies allow one check for the caller, without auditing (for computing what
+/// to grant, not for deciding a request).
+pub(crate) fn allows(policies: &[Policy], caller: &Caller, check: &Check) -> bool {
+    airlock_policy::evaluate(policies, &request_for(caller, check)).decision == Decision::Allowed
+}
+
+/// The request AWS would evaluate: the check with the caller's global context keys.
+fn request_for(caller: &Caller, check: &Check) -> Request {
+    let mut context = check.context.clone();
+    global_context(caller, &mut context);
+    Request {
+        action: check.action.clone(),
+        resource: check.resource.clone(),
+        context,
+    }
+}
+
 /// Decides every check with the caller's policies; all must be allowed. The decision is audited;
 /// a denial is a 403 naming the action, the resource and why.
 pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) -> ApiResult<()> {
@@ -118,14 +135,7 @@ pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) ->
         .collect();
     let mut allowed_by = Vec::new();
     for check in checks {
-        let mut context = check.context.clone();
-        global_context(caller, &mut context);
-        let request = Request {
-            action: check.action.clone(),
-            resource: check.resource.clone(),
-            context,
-        };
-        let response = airlock_policy::evaluate(&policies, &request);
+        let response = airlock_policy::evaluate(&policies, &request_for(caller, &check));
         let statements: Vec<String> = response
             .matched_statements
             .iter()

@@ -8,12 +8,17 @@
 //! launches twice.
 
 use crate::accounts;
-use crate::api::{DeployRequest, DeploymentInstance, DeploymentSpec, DeploymentView, ScaleRequest};
+use crate::api::{
+    CredentialMode, DeployRequest, DeploymentInstance, DeploymentPolicy, DeploymentSpec,
+    DeploymentView, ScaleRequest,
+};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, console_arn, ec2_arn, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
+use crate::refresh;
+use crate::scope::{self, Scope};
 use crate::state::AppState;
 use crate::validate;
 use airlock_cloud::Ec2;
@@ -25,6 +30,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rand::RngCore;
+use secrecy::SecretString;
 use std::time::Instant;
 
 /// Tag naming the deployment an instance or volume belongs to.
@@ -119,6 +125,31 @@ fn validate_request(req: &DeployRequest) -> ApiResult<()> {
             _ => {}
         }
     }
+    if req.credentials == CredentialMode::None && !req.tasks.is_empty() {
+        return Err(ApiError::field(
+            "tasks",
+            "boot tasks need credentials: deploy with credentials scoped (the default), bootstrap or account",
+        ));
+    }
+    if !req.credentials.refreshes() {
+        if req.credentials_duration_seconds.is_some() {
+            return Err(ApiError::field(
+                "credentials_duration_seconds",
+                format!(
+                    "{} credentials do not expire: a lifetime applies to scoped and bootstrap only",
+                    req.credentials.as_str()
+                ),
+            ));
+        }
+        if !req.policy_statements.is_empty() {
+            return Err(ApiError::field(
+                "policy_statements",
+                format!("{} credentials have no session policy: extra statements apply to scoped and bootstrap only", req.credentials.as_str()),
+            ));
+        }
+    }
+    scope::validate_extra(&req.policy_statements)
+        .map_err(|e| ApiError::field(e.field, e.message))?;
     if !(1..=64).contains(&req.metadata_hop_limit) {
         return Err(ApiError::field(
             "metadata_hop_limit",
@@ -139,36 +170,64 @@ fn spec_of(req: &DeployRequest) -> DeploymentSpec {
         has_user_script: req.user_script.is_some(),
         tasks: req.tasks.clone(),
         metadata_hop_limit: req.metadata_hop_limit,
+        credentials: req.credentials,
+        credentials_duration_seconds: req.credentials_duration_seconds,
+        policy_statements: req.policy_statements.clone(),
     }
 }
 
-/// The user data for a deployment's instances: the payload, plus the user's script if any.
+/// What a launch gives its instances in the payload.
+enum Grant {
+    /// The account's own key (credential mode `account`).
+    Account,
+    /// Scoped credentials or a bootstrap token, and where to renew them.
+    Refresh(refresh::LaunchCredentials),
+    /// Stand-ins as long as real scoped credentials, to measure the user data before anything
+    /// is issued.
+    Sizing,
+}
+
+/// The user data for a deployment's instances: the payload (unless the mode is `none`), plus
+/// the user's script if any.
 fn user_data(
-    state: &AppState,
+    console_url: &str,
     deployment_id: &str,
+    spec: &DeploymentSpec,
     target: &Target,
-    tasks: &[BootTask],
+    grant: Grant,
     user_script: Option<&[u8]>,
 ) -> ApiResult<Vec<u8>> {
-    let payload = Payload {
-        version: airlock_payload::PAYLOAD_VERSION,
-        deployment_id: deployment_id.to_owned(),
-        region: target.region.clone(),
-        console_url: Some(state.config.public_url.clone()),
-        endpoint_url: target.endpoint_url.clone(),
-        credentials: Credentials {
-            access_key_id: target.credentials.access_key_id.clone(),
-            secret_access_key: target.credentials.secret_access_key.clone(),
-            session_token: target.credentials.session_token.clone(),
-            expiration: None,
-        },
-        role_arn: target.role_arn.clone(),
-        external_id: target.external_id.clone(),
-        refresh_url: None,
-        tasks: tasks.to_vec(),
+    let data = if spec.credentials == CredentialMode::None {
+        user_script.map(<[u8]>::to_vec).unwrap_or_default()
+    } else {
+        let mut payload = Payload::new(deployment_id, target.region.clone(), placeholder());
+        payload.console_url = Some(console_url.to_owned());
+        payload.endpoint_url = target.endpoint_url.clone();
+        payload.tasks = spec.tasks.clone();
+        match grant {
+            Grant::Account => {
+                payload.credentials = Some(Credentials {
+                    access_key_id: target.credentials.access_key_id.clone(),
+                    secret_access_key: target.credentials.secret_access_key.clone(),
+                    session_token: target.credentials.session_token.clone(),
+                    expiration: None,
+                });
+                payload.role_arn = target.role_arn.clone();
+                payload.external_id = target.external_id.clone();
+            }
+            Grant::Refresh(launch) => {
+                payload.credentials = launch.credentials;
+                payload.refresh_url = Some(launch.refresh_url);
+                payload.refresh_secret = Some(launch.refresh_secret);
+            }
+            Grant::Sizing => {
+                payload.refresh_url = Some("x".repeat(200));
+                payload.refresh_secret = Some(SecretString::from("x".repeat(47)));
+            }
+        }
+        airlock_payload::build_user_data(&payload, user_script)
+            .map_err(|e| ApiError::field("user_script", e.to_string()))?
     };
-    let data = airlock_payload::build_user_data(&payload, user_script)
-        .map_err(|e| ApiError::field("user_script", e.to_string()))?;
     if data.len() > airlock_payload::MAX_USER_DATA {
         return Err(ApiError::field(
             "user_script",
@@ -181,6 +240,63 @@ fn user_data(
         ));
     }
     Ok(data)
+}
+
+/// Credentials shaped like the largest STS hands out (a session token with a packed session
+/// policy), for measuring.
+fn placeholder() -> Credentials {
+    Credentials {
+        access_key_id: "ASIA".repeat(5),
+        secret_access_key: SecretString::from("x".repeat(40)),
+        session_token: Some(SecretString::from("x".repeat(2048))),
+        expiration: Some(chrono::Utc::now()),
+    }
+}
+
+/// The session policy of a scoped or bootstrap deployment: generated, limited to what the
+/// deploying user may do, and refused if the extra statements ask for more.
+async fn session_policy(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    account: &AccountRow,
+    spec: &DeploymentSpec,
+) -> ApiResult<Option<String>> {
+    if !spec.credentials.refreshes() {
+        return Ok(None);
+    }
+    refresh::duration_of(spec, account)?;
+    let policies = crate::authz::policies_of(state, &caller.user).await?;
+    let scope = Scope {
+        deployment_id: id,
+        region: &account.region,
+        account_id: &account.aws_account_id,
+    };
+    let policy = scope::session_policy(&scope, &spec.policy_statements, |check| {
+        crate::authz::allows(&policies, caller, check)
+    })
+    .map_err(|refused| {
+        let list: Vec<String> = refused
+            .iter()
+            .map(|r| format!("statement {} asks for {} on {}", r.sid, r.action, r.resource))
+            .collect();
+        ApiError::Forbidden(format!(
+            "the instances' credentials may not exceed what {} may do: {}, which your policies do not allow",
+            caller.user,
+            list.join("; ")
+        ))
+    })?;
+    if policy.len() > scope::MAX_SESSION_POLICY {
+        return Err(ApiError::field(
+            "policy_statements",
+            format!(
+                "the session policy would be {} characters; STS accepts at most {} — shorten the extra statements",
+                policy.len(),
+                scope::MAX_SESSION_POLICY
+            ),
+        ));
+    }
+    Ok(Some(policy))
 }
 
 async fn view(state: &AppState, row: DeploymentRow) -> ApiResult<DeploymentView> {
@@ -204,8 +320,11 @@ async fn view(state: &AppState, row: DeploymentRow) -> ApiResult<DeploymentView>
         state: row.state,
         error: row.error,
         count: row.desired_count,
-        spec,
         instances,
+        risk: (spec.credentials == CredentialMode::Account).then(|| {
+            "credentials account: every instance holds the account's long-term key in its user data".to_owned()
+        }),
+        spec,
         created_by: row.created_by,
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -255,12 +374,14 @@ pub async fn create(
     let id = new_id();
     // Built now only to refuse an oversize script before anything is recorded.
     user_data(
-        &state,
+        &state.config.public_url,
         &id,
+        &spec,
         &target,
-        &spec.tasks,
+        Grant::Sizing,
         req.user_script.as_deref().map(str::as_bytes),
     )?;
+    let session_policy = session_policy(&state, &caller, &id, &account, &spec).await?;
     if let Some(script) = &req.user_script {
         state
             .vault
@@ -280,6 +401,7 @@ pub async fn create(
         created_by: caller.user.clone(),
         created_at: now.clone(),
         updated_at: now,
+        session_policy,
     };
     if let Err(e) = state.store.insert_deployment(&row).await {
         // A concurrent request with the same client token won the race: answer with its result.
@@ -290,7 +412,19 @@ pub async fn create(
         }
         return Err(e.into());
     }
-    tracing::info!(deployment = %id, user = %caller.user, source_ip = ?caller.source_ip, account = %req.account, image = %req.image_id, count = req.count, "deployment created");
+    tracing::info!(deployment = %id, user = %caller.user, source_ip = ?caller.source_ip, account = %req.account, image = %req.image_id, count = req.count, credentials = spec.credentials.as_str(), "deployment created");
+    if spec.credentials == CredentialMode::Account {
+        tracing::warn!(deployment = %id, user = %caller.user, "RISK: the instances receive the account's long-term key in their user data");
+        let mut entry = Entry::for_caller(
+            &caller,
+            "airlock:CreateDeployment",
+            vec![console_arn("deployment", &id)],
+        );
+        entry.decision = "allowed".into();
+        entry.outcome = "risk".into();
+        entry.detail = Some("RISK: credentials account — every instance receives the account's long-term key in its user data, readable by anything on the instance and by anyone allowed DescribeInstanceAttribute".into());
+        audit::record(&state, entry).await;
+    }
     reconcile(&state, &row, &Entry::for_caller(&caller, "", vec![])).await?;
     spawn_watch(&state, &id);
     let row = state.store.deployment(&id).await?.unwrap_or(row);
@@ -326,11 +460,20 @@ async fn launch_or_trim(state: &AppState, row: &DeploymentRow, actor: &Entry) ->
         let spec: DeploymentSpec = serde_json::from_str(&row.spec)
             .map_err(|e| ApiError::Internal(format!("stored spec of {}: {e}", row.id)))?;
         let script = state.vault.get(&user_script_record(&row.id)).await?;
+        let grant = match spec.credentials {
+            CredentialMode::Account => Grant::Account,
+            // No payload at all: the grant is never looked at.
+            CredentialMode::None => Grant::Sizing,
+            CredentialMode::Scoped | CredentialMode::Bootstrap => Grant::Refresh(
+                refresh::for_launch(state, row, &spec, &account, &target, actor).await?,
+            ),
+        };
         let data = user_data(
-            state,
+            &state.config.public_url,
             &row.id,
+            &spec,
             &target,
-            &spec.tasks,
+            grant,
             script.as_ref().map(|s| s.as_slice()),
         )?;
         let mut tags = spec.tags.clone();
@@ -377,6 +520,7 @@ async fn launch_or_trim(state: &AppState, row: &DeploymentRow, actor: &Entry) ->
             .collect();
         audit::record_call(state, entry, &result, |id| id.clone()).await;
         let request_id = result?;
+        refresh::revoke_instances(state, &row.id, &surplus).await;
         tracing::info!(deployment = %row.id, terminated = ?surplus, aws_request_id = ?request_id, "surplus instances terminated");
     }
     record_instances(state, &row.id, &live).await?;
@@ -530,23 +674,55 @@ async fn find(state: &AppState, id: &str) -> ApiResult<DeploymentRow> {
     })
 }
 
+/// A deployment the caller may see (`airlock:GetDeployment`).
+async fn find_readable(state: &AppState, caller: &Caller, id: &str) -> ApiResult<DeploymentRow> {
+    authorize(
+        state,
+        caller,
+        vec![Check::new(
+            "airlock:GetDeployment",
+            console_arn("deployment", id),
+        )],
+    )
+    .await?;
+    find(state, id).await
+}
+
 /// `GET /v1/deployments/{id}`.
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeploymentView>> {
-    authorize(
-        &state,
-        &caller,
-        vec![Check::new(
-            "airlock:GetDeployment",
-            console_arn("deployment", &id),
-        )],
-    )
-    .await?;
-    let row = find(&state, &id).await?;
+    let row = find_readable(&state, &caller, &id).await?;
     Ok(Json(view(&state, row).await?))
+}
+
+/// `GET /v1/deployments/{id}/policy`: the session policy of a scoped deployment's credentials.
+pub async fn policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeploymentPolicy>> {
+    let row = find_readable(&state, &caller, &id).await?;
+    let spec: DeploymentSpec = serde_json::from_str(&row.spec)
+        .map_err(|e| ApiError::Internal(format!("stored spec of {id}: {e}")))?;
+    let Some(text) = row.session_policy else {
+        return Err(ApiError::NotFound(format!(
+            "deployment {id} has credentials {}: there is no session policy (only scoped and bootstrap deployments have one)",
+            spec.credentials.as_str()
+        )));
+    };
+    let policy = serde_json::from_str(&text)
+        .map_err(|e| ApiError::Internal(format!("stored session policy of {id}: {e}")))?;
+    Ok(Json(DeploymentPolicy {
+        deployment_id: id,
+        credentials: spec.credentials,
+        duration_seconds: spec
+            .credentials_duration_seconds
+            .unwrap_or(refresh::DEFAULT_DURATION),
+        policy,
+    }))
 }
 
 /// `POST /v1/deployments/{id}/scale`: launch more with the same spec, or terminate the surplus.

@@ -190,6 +190,23 @@ pub async fn act(
     )
     .await;
     let request_id = result?;
+    if act == StateAction::Terminate {
+        // A terminated instance of a scoped deployment may never refresh again.
+        for instance in &found {
+            if let Some(dep) = instance
+                .tags
+                .iter()
+                .find(|t| t.key == crate::deployments::DEPLOYMENT_TAG)
+            {
+                crate::refresh::revoke_instances(
+                    &state,
+                    &dep.value,
+                    std::slice::from_ref(&instance.instance_id),
+                )
+                .await;
+            }
+        }
+    }
     tracing::info!(user = %caller.user, action = act.api_name(), instances = ?req.instance_ids, aws_request_id = ?request_id, "instance action");
     Ok(Json(InstanceActionResponse {
         action,

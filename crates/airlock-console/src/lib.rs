@@ -13,14 +13,19 @@ mod auth;
 pub mod authz;
 mod deployments;
 mod error;
+pub mod events;
+pub mod gateway;
 mod instances;
 mod json;
+mod refresh;
+mod scope;
 mod session;
 mod state;
 mod tags;
 mod users;
 mod validate;
 pub mod vault;
+mod web;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use state::{AppState, ConsoleConfig};
@@ -57,12 +62,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts", get(accounts::list).post(accounts::add))
         .route("/v1/accounts/{name}", delete(accounts::remove))
         .route("/v1/accounts/{name}/verify", post(accounts::verify))
+        .route("/v1/accounts/{name}/rotate-key", post(accounts::rotate_key))
         .route(
             "/v1/deployments",
             get(deployments::list).post(deployments::create),
         )
         .route("/v1/deployments/{id}", get(deployments::get))
         .route("/v1/deployments/{id}/scale", post(deployments::scale))
+        .route("/v1/deployments/{id}/policy", get(deployments::policy))
+        .route("/v1/deployments/{id}/revoke", post(refresh::revoke))
+        .route("/v1/refresh", post(refresh::refresh))
         .route("/v1/instances", get(instances::list))
         .route("/v1/instances/{action}", post(instances::act))
         .route("/v1/tags", post(tags::add))
@@ -82,8 +91,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/audit", get(users::audit_log))
         .route("/v1/audit/verify", get(users::audit_verify))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/gateway/configs", get(gateway::list))
+        .route(
+            "/v1/gateway/configs/{name}",
+            get(gateway::get).put(gateway::put).delete(gateway::remove),
+        )
+        .route("/v1/gateway/discover", post(gateway::discover))
+        .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such API path: see /openapi.json".into()) })
         .with_state(state)
+        .layer(axum::middleware::from_fn(web::security_headers))
 }
 
 /// Builds the shared state and makes sure the first user exists.
@@ -105,6 +123,7 @@ pub async fn prepare(
         watching: Default::default(),
         audit_lock: Default::default(),
         tags: Default::default(),
+        events: Default::default(),
     };
     let generated = session::bootstrap_admin(&state, admin_password).await?;
     Ok((state, generated))

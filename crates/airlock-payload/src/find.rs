@@ -192,6 +192,7 @@ fn check_fields(object: &Map<String, Value>) -> Result<(), PayloadError> {
         "role_arn",
         "external_id",
         "refresh_url",
+        "refresh_secret",
     ] {
         optional_string(object, name, name)?;
     }
@@ -203,7 +204,15 @@ fn check_fields(object: &Map<String, Value>) -> Result<(), PayloadError> {
                 "field `credentials` must be an object",
             ))
         }
-        None => return Err(PayloadError::malformed("field `credentials` is missing")),
+        // Bootstrap mode: the agent exchanges the refresh secret for credentials.
+        None if object.contains_key("refresh_secret") && object.contains_key("refresh_url") => {
+            return Ok(())
+        }
+        None => {
+            return Err(PayloadError::malformed(
+                "field `credentials` is missing (and there is no `refresh_url` with a `refresh_secret` to obtain them)",
+            ))
+        }
     };
     required_string(credentials, "access_key_id", "credentials.access_key_id")?;
     required_string(

@@ -30,8 +30,10 @@ pub struct Payload {
     /// server in tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
-    /// The AWS credentials the instance uses.
-    pub credentials: Credentials,
+    /// The AWS credentials the instance uses; absent in bootstrap mode, where the agent
+    /// exchanges `refresh_secret` for them at first boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Credentials>,
     /// A role for the agent to assume with the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -41,6 +43,14 @@ pub struct Payload {
     /// Where the agent asks the console for fresh credentials before `credentials.expiration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_url: Option<String>,
+    /// The secret the agent presents at `refresh_url`; the console answers with credentials
+    /// and the next secret, so each one works once.
+    #[serde(
+        default,
+        serialize_with = "expose_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refresh_secret: Option<SecretString>,
     /// Work the agent does at every boot with the credentials, in order; each task is idempotent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<BootTask>,
@@ -109,10 +119,11 @@ impl Payload {
             region: region.into(),
             console_url: None,
             endpoint_url: None,
-            credentials,
+            credentials: Some(credentials),
             role_arn: None,
             external_id: None,
             refresh_url: None,
+            refresh_secret: None,
             tasks: Vec::new(),
         }
     }
@@ -139,6 +150,10 @@ impl fmt::Debug for Payload {
             .field("role_arn", &self.role_arn)
             .field("external_id", &self.external_id)
             .field("refresh_url", &self.refresh_url)
+            .field(
+                "refresh_secret",
+                &self.refresh_secret.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("tasks", &self.tasks)
             .finish()
     }

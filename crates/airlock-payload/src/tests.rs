@@ -36,7 +36,18 @@ fn assert_same(a: &Payload, b: &Payload) {
     assert_eq!(a.external_id, b.external_id);
     assert_eq!(a.refresh_url, b.refresh_url);
     assert_eq!(a.tasks, b.tasks);
-    let (x, y) = (&a.credentials, &b.credentials);
+    assert_eq!(
+        a.refresh_secret
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        b.refresh_secret
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
+    );
+    let (x, y) = (
+        a.credentials.as_ref().unwrap(),
+        b.credentials.as_ref().unwrap(),
+    );
     assert_eq!(x.access_key_id, y.access_key_id);
     assert_eq!(
         x.secret_access_key.expose_secret(),
@@ -109,7 +120,7 @@ fn optional_fields_may_be_absent_or_null_and_unknown_keys_are_ignored() {
         "credentials":{"access_key_id":"A","secret_access_key":"S"}}"#;
     let p = find_payload(json).unwrap();
     assert_eq!(p.version, 1);
-    assert!(p.console_url.is_none() && p.credentials.session_token.is_none());
+    assert!(p.console_url.is_none() && p.credentials.unwrap().session_token.is_none());
     let minimal = Payload::new("d", "r", Credentials::new("A", SecretString::from("S")));
     let text = String::from_utf8(minimal.to_json().unwrap()).unwrap();
     assert!(
@@ -483,7 +494,7 @@ fn debug_never_shows_secrets() {
 fn long_session_token_payload_part_is_base64_with_short_lines() {
     let mut p = payload();
     let token = "T".repeat(1500);
-    p.credentials.session_token = Some(SecretString::from(token.as_str()));
+    p.credentials.as_mut().unwrap().session_token = Some(SecretString::from(token.as_str()));
     let doc = build_user_data(&p, Some(b"#!/bin/sh\n")).unwrap();
     let text = std::str::from_utf8(&doc).unwrap();
     assert!(text.lines().all(|l| l.len() <= 998));
@@ -492,7 +503,12 @@ fn long_session_token_payload_part_is_base64_with_short_lines() {
     )));
     let found = find_payload(&doc).unwrap();
     assert_eq!(
-        found.credentials.session_token.unwrap().expose_secret(),
+        found
+            .credentials
+            .unwrap()
+            .session_token
+            .unwrap()
+            .expose_secret(),
         token
     );
 }
@@ -584,4 +600,30 @@ fn malformed_tasks_name_the_task_and_field() {
         assert!(matches!(err, PayloadError::Malformed { .. }), "{err}");
         assert!(err.to_string().contains(needle), "{tasks}: {err}");
     }
+}
+
+#[test]
+fn bootstrap_payloads_carry_a_refresh_secret_instead_of_credentials() {
+    let mut p = payload();
+    p.credentials = None;
+    p.refresh_url = Some("https://airlock.example.com/v1/refresh".to_owned());
+    p.refresh_secret = Some(SecretString::from("alr_onetime"));
+    let data = build_user_data(&p, None).unwrap();
+    let found = find_payload(&data).unwrap();
+    assert!(found.credentials.is_none());
+    assert_eq!(
+        found
+            .refresh_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_owned()),
+        Some("alr_onetime".to_owned())
+    );
+    assert!(!format!("{found:?}").contains("alr_onetime"));
+    // Without a refresh URL there is no way to get credentials: refused, naming the field.
+    let err = find_payload(
+        br#"{"airlock_payload":1,"deployment_id":"d","region":"r","refresh_secret":"x"}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`credentials` is missing"), "{err}");
 }

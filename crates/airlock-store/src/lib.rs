@@ -8,9 +8,13 @@
 #![warn(missing_docs)]
 
 mod authz;
+mod credentials;
+mod gateway;
 mod records;
 
 pub use authz::*;
+pub use credentials::*;
+pub use gateway::*;
 pub use records::*;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

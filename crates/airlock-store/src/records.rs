@@ -53,6 +53,8 @@ pub struct AccountRow {
     pub created_at: String,
     /// Last successful GetCallerIdentity, RFC 3339.
     pub verified_at: String,
+    /// When IAM created the current key, RFC 3339, if known.
+    pub key_created_at: Option<String>,
 }
 
 /// A sealed secret as stored.
@@ -91,6 +93,8 @@ pub struct DeploymentRow {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// The IAM session policy of a scoped deployment's credentials.
+    pub session_policy: Option<String>,
 }
 
 /// One instance of a deployment, as last seen.
@@ -130,6 +134,7 @@ fn account(row: &AnyRow) -> Result<AccountRow, StoreError> {
         created_by: get(row, "created_by")?,
         created_at: get(row, "created_at")?,
         verified_at: get(row, "verified_at")?,
+        key_created_at: get(row, "key_created_at")?,
     })
 }
 
@@ -146,6 +151,7 @@ fn deployment(row: &AnyRow) -> Result<DeploymentRow, StoreError> {
         created_by: get(row, "created_by")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
+        session_policy: get(row, "session_policy")?,
     })
 }
 
@@ -330,8 +336,8 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO accounts (name, region, endpoint_url, access_key_id, secret_record, role_arn, \
-             external_id, aws_account_id, caller_arn, created_by, created_at, verified_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             external_id, aws_account_id, caller_arn, created_by, created_at, verified_at, \
+             key_created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&row.name)
         .bind(&row.region)
@@ -345,6 +351,7 @@ impl Store {
         .bind(&row.created_by)
         .bind(&row.created_at)
         .bind(&row.verified_at)
+        .bind(&row.key_created_at)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict(e, format!("account {:?}", row.name)))?;
@@ -422,7 +429,8 @@ impl Store {
     pub async fn insert_deployment(&self, row: &DeploymentRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO deployments (id, client_token, account, spec, desired_count, generation, state, \
-             error, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             error, created_by, created_at, updated_at, session_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&row.id)
         .bind(&row.client_token)
@@ -435,6 +443,7 @@ impl Store {
         .bind(&row.created_by)
         .bind(&row.created_at)
         .bind(&row.updated_at)
+        .bind(&row.session_policy)
         .execute(self.pool())
         .await
         .map_err(|e| conflict(e, format!("deployment with client token {:?}", row.client_token)))?;

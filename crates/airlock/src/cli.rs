@@ -76,7 +76,15 @@ pub enum Command {
     /// The audit log: every decision and every EC2 call, hash-chained.
     Audit(AuditArgs),
     /// Route HTTP traffic to EC2 instances selected by tags (Gloo-compatible EC2 upstreams).
+    ///
+    /// With --console URL (token from AIRLOCK_TOKEN or `airlock login`) it follows that console:
+    /// instance changes made through it apply at once, upstreams may name its accounts, and
+    /// without --config its stored gateway configurations are the configuration.
     Gateway(airlock_gateway::GatewayArgs),
+    /// Gateway configurations stored in the console (Gloo Upstream and VirtualService YAML),
+    /// which `airlock gateway --console URL` loads and follows.
+    #[command(subcommand, name = "gateway-config")]
+    GatewayConfig(GatewayConfigCommand),
     /// Run on an instance: store the credentials from the user data, serve them to local
     /// programs, run boot tasks (`airlock agent status` shows what it knows).
     Agent(airlock_agent::AgentArgs),
@@ -140,6 +148,12 @@ pub enum AccountCommand {
     },
     /// Remove an account and its sealed secret.
     Remove {
+        /// Account name.
+        name: String,
+    },
+    /// Replace the account's access key: IAM CreateAccessKey, wait until STS accepts the new
+    /// key, seal it, then delete the old one. Needs a free key slot (IAM allows two per user).
+    RotateKey {
         /// Account name.
         name: String,
     },
@@ -215,6 +229,32 @@ pub struct DeployArgs {
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
+    /// What credentials the instances get: `scoped` (temporary STS credentials limited to the
+    /// deployment's own resources, refreshed through the console), `bootstrap` (a one-time
+    /// token the agent exchanges at first boot; nothing reusable in the user data), `account`
+    /// (the account's long-term key in the user data: risky) or `none`.
+    #[arg(long, value_enum, default_value_t = CredentialsArg::Scoped)]
+    pub credentials: CredentialsArg,
+    /// Lifetime of scoped credentials in seconds (900 up to STS's limit; default 3600).
+    #[arg(long)]
+    pub credentials_duration: Option<u32>,
+    /// A JSON file with extra IAM statements for the instances' session policy (a list); they
+    /// may not exceed what your own console policies allow.
+    #[arg(long)]
+    pub policy_statements: Option<PathBuf>,
+}
+
+/// `--credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CredentialsArg {
+    /// Temporary credentials limited to the deployment's resources (the default).
+    Scoped,
+    /// A one-time token exchanged at first boot for credentials limited to that instance.
+    Bootstrap,
+    /// The account's long-term key in the user data (risky).
+    Account,
+    /// No credentials and no payload.
+    None,
 }
 
 /// Parses `KEY=VALUE`.
@@ -231,6 +271,17 @@ pub enum DeploymentCommand {
     List,
     /// Show one deployment and its instances.
     Show {
+        /// Deployment id.
+        id: String,
+    },
+    /// Show the IAM session policy a scoped deployment's credentials are issued with.
+    Policy {
+        /// Deployment id.
+        id: String,
+    },
+    /// Revoke every refresh secret of the deployment: its instances get no new credentials
+    /// (those already issued expire at their end time).
+    Revoke {
         /// Deployment id.
         id: String,
     },
@@ -389,6 +440,29 @@ pub enum PolicyCommand {
     /// Delete a stored policy (detach it from every user first).
     Delete {
         /// Policy name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayConfigCommand {
+    /// Store (or replace) a configuration after the console validated it with every other one.
+    Put {
+        /// Configuration name.
+        name: String,
+        /// Gloo YAML file (Upstream and VirtualService documents; no Secret documents).
+        file: PathBuf,
+    },
+    /// Print a stored configuration's YAML.
+    Get {
+        /// Configuration name.
+        name: String,
+    },
+    /// List stored configurations.
+    List,
+    /// Delete a configuration (refused while another one routes to its upstreams).
+    Delete {
+        /// Configuration name.
         name: String,
     },
 }

@@ -1,13 +1,14 @@
 //! The client commands: each turns its arguments into one API call and prints the answer.
 
 use crate::cli::{
-    AccountAddArgs, AccountCommand, DeployArgs, DeploymentCommand, InstanceCommand, InstancesArgs,
-    LoginArgs, Output,
+    AccountAddArgs, AccountCommand, CredentialsArg, DeployArgs, DeploymentCommand, InstanceCommand,
+    InstancesArgs, LoginArgs, Output,
 };
 use crate::client::{self, Client, SavedLogin};
 use crate::output::{or_dash, print};
 use airlock_console::api::{
-    AccountView, DeploymentView, InstanceActionResponse, InstanceList, LoginResponse, Whoami,
+    AccountView, DeploymentPolicy, DeploymentView, InstanceActionResponse, InstanceList,
+    LoginResponse, RevokeResult, RotateKeyResult, Whoami,
 };
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -84,6 +85,7 @@ fn account_rows(accounts: &[AccountView]) -> Vec<Vec<String>> {
                 a.access_key_id.clone(),
                 a.aws_account_id.clone(),
                 a.caller_arn.clone(),
+                key_age(a.key_created_at.as_deref()),
                 or_dash(&a.endpoint_url),
             ]
         })
@@ -96,8 +98,28 @@ const ACCOUNT_HEADERS: &[&str] = &[
     "ACCESS KEY ID",
     "AWS ACCOUNT",
     "CALLER",
+    "KEY AGE",
     "ENDPOINT",
 ];
+
+/// A key's age in days, from when IAM created it.
+fn key_age(created: Option<&str>) -> String {
+    created
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            let days = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_days();
+            format!("{days} d")
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The deployment's credential mode, marked when it is the risky one.
+fn credentials_cell(d: &DeploymentView) -> String {
+    match d.risk {
+        Some(_) => format!("{} (RISK)", d.spec.credentials.as_str()),
+        None => d.spec.credentials.as_str().to_owned(),
+    }
+}
 
 pub async fn account(client: &Client, cmd: AccountCommand, output: Output) -> Result<()> {
     match cmd {
@@ -115,6 +137,25 @@ pub async fn account(client: &Client, cmd: AccountCommand, output: Output) -> Re
             print(output, &a, ACCOUNT_HEADERS, || {
                 account_rows(std::slice::from_ref(&a))
             })
+        }
+        AccountCommand::RotateKey { name } => {
+            eprintln!("rotating the key of {name}: creating a new key and waiting until AWS accepts it...");
+            let r: RotateKeyResult = client
+                .post(&format!("/v1/accounts/{name}/rotate-key"), &json!({}))
+                .await?;
+            print(
+                output,
+                &r,
+                &["ACCOUNT", "OLD KEY (DELETED)", "NEW KEY", "ACCEPTED AFTER"],
+                || {
+                    vec![vec![
+                        r.account.clone(),
+                        r.old_access_key_id.clone(),
+                        r.new_access_key_id.clone(),
+                        format!("{} ms", r.propagation_ms),
+                    ]]
+                },
+            )
         }
         AccountCommand::Remove { name } => {
             client.delete(&format!("/v1/accounts/{name}")).await?;
@@ -200,6 +241,31 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
         }
         None => json!([]),
     };
+    let policy_statements: serde_json::Value = match &args.policy_statements {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --policy-statements {}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--policy-statements {} is not JSON", path.display()))?;
+            if !value.is_array() {
+                bail!(
+                    "--policy-statements {} must hold a JSON list of IAM statements",
+                    path.display()
+                );
+            }
+            value
+        }
+        None => json!([]),
+    };
+    let credentials = match args.credentials {
+        CredentialsArg::Scoped => "scoped",
+        CredentialsArg::Bootstrap => "bootstrap",
+        CredentialsArg::Account => "account",
+        CredentialsArg::None => "none",
+    };
+    if args.credentials == CredentialsArg::Account {
+        eprintln!("warning: --credentials account puts the account's long-term key in every instance's user data; prefer scoped (the default)");
+    }
     let token = args.client_token.clone().unwrap_or_else(random_token);
     let body = json!({
         "client_token": token,
@@ -214,6 +280,9 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
         "user_script": user_script,
         "metadata_hop_limit": args.metadata_hop_limit,
         "tasks": tasks,
+        "credentials": credentials,
+        "credentials_duration_seconds": args.credentials_duration,
+        "policy_statements": policy_statements,
     });
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     // The same client token on every retry: the console answers with the deployment it made.
@@ -301,6 +370,10 @@ fn print_deployment(dep: &DeploymentView, output: Output) -> Result<()> {
             if let Some(e) = &dep.error {
                 println!("Error: {e}");
             }
+            println!("Credentials {}", dep.spec.credentials.as_str());
+            if let Some(risk) = &dep.risk {
+                println!("RISK: {risk}");
+            }
             let rows: Vec<Vec<String>> = dep
                 .instances
                 .iter()
@@ -337,6 +410,7 @@ pub async fn deployment(client: &Client, cmd: DeploymentCommand, output: Output)
                     "STATE",
                     "COUNT",
                     "IMAGE",
+                    "CREDENTIALS",
                     "CREATED BY",
                     "CREATED",
                 ],
@@ -349,6 +423,7 @@ pub async fn deployment(client: &Client, cmd: DeploymentCommand, output: Output)
                                 d.state.clone(),
                                 d.count.to_string(),
                                 d.spec.image_id.clone(),
+                                credentials_cell(d),
                                 d.created_by.clone(),
                                 d.created_at.clone(),
                             ]
@@ -360,6 +435,32 @@ pub async fn deployment(client: &Client, cmd: DeploymentCommand, output: Output)
         DeploymentCommand::Show { id } => {
             let dep: DeploymentView = client.get(&format!("/v1/deployments/{id}")).await?;
             print_deployment(&dep, output)
+        }
+        DeploymentCommand::Policy { id } => {
+            let p: DeploymentPolicy = client.get(&format!("/v1/deployments/{id}/policy")).await?;
+            match output {
+                Output::Json => {
+                    println!("{}", serde_json::to_string_pretty(&p)?);
+                    Ok(())
+                }
+                Output::Table => {
+                    println!(
+                        "# {} credentials, issued for {} s at a time",
+                        p.credentials.as_str(),
+                        p.duration_seconds
+                    );
+                    println!("{}", serde_json::to_string_pretty(&p.policy)?);
+                    Ok(())
+                }
+            }
+        }
+        DeploymentCommand::Revoke { id } => {
+            let r: RevokeResult = client
+                .post(&format!("/v1/deployments/{id}/revoke"), &json!({}))
+                .await?;
+            print(output, &r, &["DEPLOYMENT", "REVOKED SECRETS"], || {
+                vec![vec![r.deployment_id.clone(), r.revoked.to_string()]]
+            })
         }
         DeploymentCommand::Scale {
             id,

@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod client;
 mod commands;
+mod gateway_config;
 mod output;
 mod serve;
 
@@ -55,7 +56,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Policy(cmd) if admin::policy_local(&cmd, output)? => Ok(()),
-        Command::Gateway(args) => airlock_gateway::run(args).await,
+        Command::Gateway(args) => {
+            airlock_gateway::run(args, gateway_config::console_link(console)?).await
+        }
         Command::Agent(args) => Ok(airlock_agent::run(args, output == cli::Output::Json).await?),
         command => {
             let client = client::Client::new(console)?;
@@ -75,6 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Policy(cmd) => admin::policy(&client, cmd, output).await,
                 Command::Tag(cmd) => admin::tag(&client, cmd, output).await,
                 Command::Audit(args) => admin::audit(&client, args, output).await,
+                Command::GatewayConfig(cmd) => gateway_config::run(&client, cmd, output).await,
                 Command::Serve(_)
                 | Command::Login(_)
                 | Command::Logout

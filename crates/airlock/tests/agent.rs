@@ -42,6 +42,7 @@ fn instance_data(id: &str, user_data: Option<Vec<u8>>) -> InstanceData {
         instance_id: id.to_owned(),
         availability_zone: format!("{REGION}a"),
         user_data,
+        local_ipv4: None,
     }
 }
 
@@ -99,6 +100,10 @@ async fn a_console_deploy_boots_an_agent_whose_credentials_work_with_the_sdk() {
         &net.subnet_id,
         "--tag",
         "team=web",
+        // The pattern as published: the long-term key in the user data, which the agent turns
+        // into STS sessions for local programs. (Scoped credentials: tests/credentials.rs.)
+        "--credentials",
+        "account",
         "--wait",
     ]);
     let dep_id = dep["id"].as_str().unwrap().to_owned();
@@ -327,22 +332,14 @@ async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() 
     let instance_id = run.instances()[0].instance_id().unwrap().to_owned();
 
     // The metadata server serves what moto holds for the instance.
-    let held = ec2
-        .describe_instance_attribute()
-        .instance_id(&instance_id)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-        .send()
-        .await
-        .unwrap();
-    let held = base64::engine::general_purpose::STANDARD
-        .decode(held.user_data().unwrap().value().unwrap())
-        .unwrap();
+    let held = user_data_of(&ec2, &instance_id).await;
     let imds = ImdsServer::start(
         "127.0.0.1:0",
         InstanceData {
             instance_id: instance_id.clone(),
             availability_zone: zone.clone(),
             user_data: Some(held),
+            local_ipv4: None,
         },
         false,
     )

@@ -113,34 +113,31 @@ async fn deploy_tags_on_creation_and_puts_the_payload_in_user_data() {
                 .any(|t| t.key() == Some("team") && t.value() == Some("web")));
         }
 
-        // The user data holds the payload (with the account's key) and the user's script.
-        let attr = ec2
-            .describe_instance_attribute()
-            .instance_id(instance.instance_id().unwrap())
-            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-            .send()
-            .await
-            .unwrap();
-        let encoded = attr.user_data().unwrap().value().unwrap();
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .unwrap();
+        // The user data holds the payload and the user's script. Scoped by default: temporary
+        // credentials, a refresh URL and secret, and nothing of the account's long-term key.
+        let raw = user_data_of(&ec2, instance.instance_id().unwrap()).await;
         let text = String::from_utf8_lossy(&raw);
         assert!(text.contains("multipart/mixed"), "{text}");
         assert!(text.contains("echo hello from the user script"));
+        assert!(!text.contains(SECRET_ACCESS_KEY));
+        assert!(!text.contains(ACCESS_KEY_ID));
         let payload = airlock_payload::find_payload(&raw).unwrap();
         assert_eq!(payload.deployment_id, dep_id);
         assert_eq!(payload.region, REGION);
         assert_eq!(payload.endpoint_url.as_deref(), Some(moto.url.as_str()));
         assert_eq!(payload.console_url.as_deref(), Some(console.url.as_str()));
-        assert_eq!(payload.credentials.access_key_id, ACCESS_KEY_ID);
+        let credentials = payload.credentials.as_ref().unwrap();
+        assert_ne!(credentials.access_key_id, ACCESS_KEY_ID);
+        assert!(credentials.session_token.is_some());
+        assert!(credentials.expiration.unwrap() > chrono::Utc::now());
+        assert_eq!(
+            payload.refresh_url.as_deref(),
+            Some(format!("{}/v1/refresh", console.url).as_str())
+        );
+        assert!(payload.refresh_secret.is_some());
+        assert!(payload.role_arn.is_none());
         assert_eq!(payload.tasks.len(), 2);
         assert_eq!(payload.tasks[1].kind(), "attach_volume");
-        use airlock_payload::ExposeSecret;
-        assert_eq!(
-            payload.credentials.secret_access_key.expose_secret(),
-            SECRET_ACCESS_KEY
-        );
     }
 
     // Listing by tag and by deployment, as a table and as JSON.
@@ -715,7 +712,9 @@ async fn the_openapi_document_lists_every_route_and_routes_need_a_token() {
                 !text.contains("no such API path"),
                 "{method} {path} is documented but not routed"
             );
-            let public = ["/healthz", "/openapi.json", "/v1/login"].contains(&path.as_str());
+            // /v1/refresh answers instances, which prove themselves with a refresh secret.
+            let public =
+                ["/healthz", "/openapi.json", "/v1/login", "/v1/refresh"].contains(&path.as_str());
             if !public {
                 assert_eq!(
                     status, 401,

@@ -176,18 +176,28 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(moto_url: &str, dir: &Path) -> Fleet {
+        Fleet::start_with(moto_url, dir, &[])
+    }
+
+    /// A fleet whose agents get `agent_args` too.
+    pub fn start_with(moto_url: &str, dir: &Path, agent_args: &[&str]) -> Fleet {
         let fleet_dir = dir.join("fleet");
+        let mut args = vec![
+            "agent",
+            "fleet",
+            "--endpoint-url",
+            moto_url,
+            "--dir",
+            fleet_dir.to_str().unwrap(),
+            "--poll-interval",
+            "0.2",
+        ];
+        for a in agent_args {
+            args.push("--agent-arg");
+            args.push(a);
+        }
         let proc = Proc::spawn(
-            &[
-                "agent",
-                "fleet",
-                "--endpoint-url",
-                moto_url,
-                "--dir",
-                fleet_dir.to_str().unwrap(),
-                "--poll-interval",
-                "0.2",
-            ],
+            &args,
             &dir.join("fleet.log"),
             &[
                 ("AWS_ACCESS_KEY_ID", super::ACCESS_KEY_ID),

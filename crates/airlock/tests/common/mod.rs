@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const ACCESS_KEY_ID: &str = "AKIAAIRLOCKTESTKEY42";
 /// A recognisable secret: tests scan for it everywhere it must not be.
 pub const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzz-SECRET-9f3c";
 pub const ADMIN_PASSWORD: &str = "admin-password-0d1e2f3a4b";
@@ -560,4 +560,19 @@ pub async fn instance_state(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
         .unwrap()
         .as_str()
         .to_owned()
+}
+
+/// An instance's user data as EC2 holds it (DescribeInstanceAttribute), decoded.
+pub async fn user_data_of(ec2: &aws_sdk_ec2::Client, id: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let attr = ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(attr.user_data().unwrap().value().unwrap())
+        .unwrap()
 }

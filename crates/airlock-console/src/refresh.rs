@@ -1,0 +1,471 @@
+//! Scoped instance credentials: issuing them at launch, refreshing them for instances, and
+//! revoking the secrets instances refresh with.
+//!
+//! A launch of a scoped deployment carries an enrolment secret in its user data (one for all
+//! the instances of that launch, since EC2 gives them the same user data). The first refresh
+//! of each instance exchanges it for a secret of that instance alone; every later refresh
+//! exchanges that secret for the next. Each secret works once: presenting a used one again is
+//! a replay, refused and raised in the audit log. Before issuing anything the console checks,
+//! in EC2, that the instance belongs to the deployment, is running and is where the request
+//! comes from.
+
+use crate::accounts;
+use crate::api::{CredentialMode, DeploymentSpec, RefreshRequest, RevokeResult};
+use crate::audit::{self, Entry};
+use crate::auth::{random_secret, token_hash, Caller};
+use crate::authz::{authorize_one, console_arn, ec2_arn};
+use crate::deployments::DEPLOYMENT_TAG;
+use crate::error::{ApiError, ApiResult};
+use crate::json::Body;
+use crate::scope::{self, Scope};
+use crate::state::AppState;
+use airlock_cloud::{ScopedSessionRequest, SessionCredentials, Target};
+use airlock_store::{AccountRow, DeploymentRow, Exchange, RefreshSecretRow, ENROLMENT, INSTANCE};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::Json;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use std::net::SocketAddr;
+
+/// Prefix of refresh secrets, so a leaked one is recognisable by secret scanners.
+pub const REFRESH_PREFIX: &str = "alr_";
+
+/// How long a bootstrap token may wait for its instances to boot.
+pub const BOOTSTRAP_TTL: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Default lifetime of scoped credentials.
+pub const DEFAULT_DURATION: u32 = 3600;
+
+/// What a launch puts in the user data for the agent to get and renew credentials.
+pub struct LaunchCredentials {
+    /// Credentials to start with (`None` in bootstrap mode).
+    pub credentials: Option<airlock_payload::Credentials>,
+    /// The enrolment secret.
+    pub refresh_secret: SecretString,
+    /// Where to present it.
+    pub refresh_url: String,
+}
+
+/// `POST /v1/refresh`'s answer: the payload's credential shape and the next secret.
+#[derive(Serialize)]
+pub struct RefreshResponse {
+    /// Fresh credentials.
+    pub credentials: airlock_payload::Credentials,
+    /// The secret to present next time; the one just used no longer works.
+    #[serde(serialize_with = "expose")]
+    pub refresh_secret: SecretString,
+}
+
+fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose_secret())
+}
+
+/// The lifetime of a deployment's credentials, checked against STS's limits for how they are
+/// obtained (AssumeRole when the account names a role, GetFederationToken otherwise).
+pub fn duration_of(spec: &DeploymentSpec, account: &AccountRow) -> ApiResult<u32> {
+    let seconds = spec
+        .credentials_duration_seconds
+        .unwrap_or(DEFAULT_DURATION);
+    let (max, how) = if account.role_arn.is_some() {
+        (
+            43_200,
+            "AssumeRole allows 900 to 43200 (and at most the role's maximum session duration)",
+        )
+    } else {
+        (129_600, "GetFederationToken allows 900 to 129600")
+    };
+    if !(900..=max).contains(&seconds) {
+        return Err(ApiError::field(
+            "credentials_duration_seconds",
+            format!("{seconds} s is outside STS's limits: {how}"),
+        ));
+    }
+    Ok(seconds)
+}
+
+/// The STS session or federated-user name: who deployed, and which deployment.
+fn session_name(row: &DeploymentRow, account: &AccountRow) -> String {
+    let max = if account.role_arn.is_some() { 64 } else { 32 };
+    scope::session_name(&row.created_by, &row.id, max)
+}
+
+/// Scoped credentials from STS for a deployment, audited as the console's call on behalf of
+/// `actor`.
+async fn issue(
+    state: &AppState,
+    row: &DeploymentRow,
+    account: &AccountRow,
+    target: &Target,
+    policy: String,
+    duration: u32,
+    mut actor: Entry,
+) -> ApiResult<SessionCredentials> {
+    let request = ScopedSessionRequest {
+        session_name: session_name(row, account),
+        policy,
+        duration_seconds: duration,
+    };
+    let issued = state.cloud.scoped_credentials(target, &request).await;
+    actor.action = if account.role_arn.is_some() {
+        "sts:AssumeRole"
+    } else {
+        "sts:GetFederationToken"
+    }
+    .into();
+    actor.resources = vec![console_arn("deployment", &row.id)];
+    if actor.detail.is_none() {
+        actor.detail = Some(format!("session {}", request.session_name));
+    }
+    audit::record_call(state, actor, &issued, |_| None).await;
+    Ok(issued?)
+}
+
+fn payload_credentials(s: SessionCredentials) -> airlock_payload::Credentials {
+    airlock_payload::Credentials {
+        access_key_id: s.key.access_key_id,
+        secret_access_key: s.key.secret_access_key,
+        session_token: s.key.session_token,
+        expiration: Some(s.expiration),
+    }
+}
+
+/// The refresh URL written into payloads.
+pub fn refresh_url(state: &AppState) -> String {
+    format!(
+        "{}/v1/refresh",
+        state.config.public_url.trim_end_matches('/')
+    )
+}
+
+/// What one launch of a scoped or bootstrap deployment hands its instances: the enrolment
+/// secret is stored (hashed) before it is returned.
+pub async fn for_launch(
+    state: &AppState,
+    row: &DeploymentRow,
+    spec: &DeploymentSpec,
+    account: &AccountRow,
+    target: &Target,
+    actor: &Entry,
+) -> ApiResult<LaunchCredentials> {
+    let duration = duration_of(spec, account)?;
+    let (credentials, expires_at) = match spec.credentials {
+        CredentialMode::Scoped => {
+            let policy = row.session_policy.clone().ok_or_else(|| {
+                ApiError::Internal(format!("deployment {} has no session policy", row.id))
+            })?;
+            let issued =
+                issue(state, row, account, target, policy, duration, actor.clone()).await?;
+            let expires = issued.expiration;
+            (Some(payload_credentials(issued)), expires)
+        }
+        CredentialMode::Bootstrap => (None, chrono::Utc::now() + BOOTSTRAP_TTL),
+        other => {
+            return Err(ApiError::Internal(format!(
+                "{} deployments get no refresh secret",
+                other.as_str()
+            )))
+        }
+    };
+    let secret = random_secret(REFRESH_PREFIX);
+    state
+        .store
+        .insert_refresh_secret(&RefreshSecretRow {
+            secret_hash: token_hash(secret.expose_secret()),
+            deployment_id: row.id.clone(),
+            instance_id: None,
+            kind: ENROLMENT.into(),
+            state: "active".into(),
+            expires_at: Some(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            created_at: crate::now(),
+            used_at: None,
+        })
+        .await?;
+    Ok(LaunchCredentials {
+        credentials,
+        refresh_secret: secret,
+        refresh_url: refresh_url(state),
+    })
+}
+
+/// Why a refresh is refused. The instance learns only this sentence; the audit log has more.
+fn refused(why: &str) -> ApiError {
+    ApiError::Forbidden(format!("credential refresh refused: {why}"))
+}
+
+/// `POST /v1/refresh`: an instance of a scoped deployment exchanges its secret for fresh
+/// credentials and the next secret. No console login: the secret and the instance's place in
+/// EC2 are the proof.
+pub async fn refresh(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Body(req): Body<RefreshRequest>,
+) -> ApiResult<Json<RefreshResponse>> {
+    let presented = token_hash(req.refresh_secret.expose_secret());
+    let mut entry = Entry {
+        user: format!("instance/{}", req.instance_id),
+        source_ip: Some(peer.ip().to_string()),
+        action: "airlock:RefreshCredentials".into(),
+        resources: vec![console_arn("deployment", &req.deployment_id)],
+        ..Entry::default()
+    };
+    let deny = |mut entry: Entry, decision: &str, detail: String, answer: &str| {
+        let state = state.clone();
+        let answer = refused(answer);
+        let decision = decision.to_owned();
+        async move {
+            entry.decision = decision;
+            entry.outcome = "denied".into();
+            entry.detail = Some(detail);
+            audit::record(&state, entry).await;
+            answer
+        }
+    };
+    let secret = state.store.refresh_secret(&presented).await?;
+    let Some(secret) = secret.filter(|s| s.deployment_id == req.deployment_id) else {
+        return Err(deny(
+            entry,
+            "implicitDeny",
+            "unknown refresh secret".into(),
+            "the refresh secret is not valid",
+        )
+        .await);
+    };
+    let now = chrono::Utc::now();
+    let expired = secret
+        .expires_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t < now);
+    match (secret.kind.as_str(), secret.state.as_str()) {
+        (_, "revoked") => {
+            return Err(deny(
+                entry,
+                "explicitDeny",
+                "refresh secret revoked".into(),
+                "the refresh secret was revoked (instance terminated or deployment revoked)",
+            )
+            .await)
+        }
+        (INSTANCE, "used") => {
+            tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %peer.ip(), "ALERT: a used refresh secret was presented again");
+            return Err(deny(entry, "replay", "ALERT: a refresh secret that was already exchanged was presented again; someone may hold a copy of this instance's secret".into(), "the refresh secret was already used").await);
+        }
+        (INSTANCE, _) if secret.instance_id.as_deref() != Some(req.instance_id.as_str()) => {
+            return Err(deny(
+                entry,
+                "implicitDeny",
+                format!(
+                    "the secret belongs to instance {}",
+                    secret.instance_id.as_deref().unwrap_or("-")
+                ),
+                "the refresh secret is not this instance's",
+            )
+            .await)
+        }
+        (ENROLMENT, _) if expired => {
+            return Err(deny(
+                entry,
+                "implicitDeny",
+                "enrolment secret expired".into(),
+                "the enrolment secret has expired",
+            )
+            .await)
+        }
+        (ENROLMENT, _) if state.store.instance_enrolled(&req.instance_id).await? => {
+            tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %peer.ip(), "ALERT: an enrolment secret was presented again for an enrolled instance");
+            return Err(deny(entry, "replay", "ALERT: the enrolment secret was presented again for an instance that already exchanged it".into(), "this instance has already exchanged its enrolment secret").await);
+        }
+        _ => {}
+    }
+
+    let Some(row) = state.store.deployment(&req.deployment_id).await? else {
+        return Err(deny(
+            entry,
+            "implicitDeny",
+            "unknown deployment".into(),
+            "unknown deployment",
+        )
+        .await);
+    };
+    let spec: DeploymentSpec = serde_json::from_str(&row.spec)
+        .map_err(|e| ApiError::Internal(format!("stored spec of {}: {e}", row.id)))?;
+    let (account, target) = accounts::target(&state, &row.account).await?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let found = ec2
+        .describe_instances(&[], std::slice::from_ref(&req.instance_id))
+        .await;
+    let instance_arn = ec2_arn(
+        &account.region,
+        &account.aws_account_id,
+        "instance",
+        &req.instance_id,
+    );
+    entry.resources.push(instance_arn);
+    let instance = match found {
+        Ok(list) => list.into_iter().next(),
+        // EC2 answers an unknown id with an error rather than an empty list.
+        Err(e) if e.code.as_deref() == Some("InvalidInstanceID.NotFound") => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(instance) = instance else {
+        return Err(deny(
+            entry,
+            "implicitDeny",
+            "no such instance in EC2".into(),
+            "no such instance",
+        )
+        .await);
+    };
+    let belongs = instance
+        .tags
+        .iter()
+        .any(|t| t.key == DEPLOYMENT_TAG && t.value == row.id);
+    if !belongs {
+        return Err(deny(
+            entry,
+            "implicitDeny",
+            format!("the instance is not tagged {DEPLOYMENT_TAG}={}", row.id),
+            "the instance does not belong to the deployment",
+        )
+        .await);
+    }
+    if instance.state != "running" {
+        return Err(deny(
+            entry,
+            "implicitDeny",
+            format!("the instance is {}", instance.state),
+            &format!("the instance is {}", instance.state),
+        )
+        .await);
+    }
+    let source = peer.ip().to_string();
+    let from_instance = [&instance.private_ip, &instance.public_ip]
+        .into_iter()
+        .flatten()
+        .any(|ip| *ip == source);
+    if !from_instance {
+        return Err(deny(
+            entry,
+            "implicitDeny",
+            format!("request from {source}, which is not one of the instance's addresses"),
+            "the request does not come from the instance's address",
+        )
+        .await);
+    }
+
+    let duration = duration_of(&spec, &account)?;
+    let mut policy = row.session_policy.clone().ok_or_else(|| {
+        ApiError::Internal(format!("deployment {} has no session policy", row.id))
+    })?;
+    if spec.credentials == CredentialMode::Bootstrap {
+        let scope = Scope {
+            deployment_id: &row.id,
+            region: &account.region,
+            account_id: &account.aws_account_id,
+        };
+        policy =
+            scope::for_instance(&policy, &scope, &req.instance_id).map_err(ApiError::Internal)?;
+    }
+    let mut actor = entry.clone();
+    actor.detail = Some(format!("for instance {}", req.instance_id));
+    let issued = issue(&state, &row, &account, &target, policy, duration, actor).await?;
+
+    let next = random_secret(REFRESH_PREFIX);
+    let at = crate::now();
+    let next_row = RefreshSecretRow {
+        secret_hash: token_hash(next.expose_secret()),
+        deployment_id: row.id.clone(),
+        instance_id: Some(req.instance_id.clone()),
+        kind: INSTANCE.into(),
+        state: "active".into(),
+        expires_at: None,
+        created_at: at.clone(),
+        used_at: None,
+    };
+    // Credentials are issued first and handed out only if this request wins the exchange, so
+    // two requests with one secret never both get an answer.
+    let exchanged = if secret.kind == ENROLMENT {
+        state
+            .store
+            .enrol_instance(&req.instance_id, &next_row, &at)
+            .await?
+    } else {
+        state
+            .store
+            .rotate_refresh_secret(&presented, &next_row, &at)
+            .await?
+    };
+    if exchanged == Exchange::AlreadyUsed {
+        tracing::warn!(deployment = %row.id, instance = %req.instance_id, source_ip = %peer.ip(), "ALERT: two requests raced with one refresh secret");
+        return Err(deny(
+            entry,
+            "replay",
+            "ALERT: the refresh secret was exchanged by a concurrent request".into(),
+            "the refresh secret was already used",
+        )
+        .await);
+    }
+    entry.decision = "allowed".into();
+    entry.outcome = "ok".into();
+    entry.detail = Some(format!(
+        "{} until {}",
+        if secret.kind == ENROLMENT {
+            "enrolled"
+        } else {
+            "refreshed"
+        },
+        issued.expiration.to_rfc3339()
+    ));
+    audit::record(&state, entry).await;
+    tracing::info!(deployment = %row.id, instance = %req.instance_id, key = %issued.key.access_key_id, expires = %issued.expiration, "instance credentials issued");
+    Ok(Json(RefreshResponse {
+        credentials: payload_credentials(issued),
+        refresh_secret: next,
+    }))
+}
+
+/// Revokes the refresh secrets of instances leaving a deployment (terminated or scaled away).
+pub async fn revoke_instances(state: &AppState, deployment_id: &str, instance_ids: &[String]) {
+    match state
+        .store
+        .revoke_refresh_secrets(deployment_id, Some(instance_ids), &crate::now())
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(deployment = %deployment_id, instances = ?instance_ids, revoked = n, "refresh secrets revoked")
+        }
+        Err(e) => {
+            tracing::error!(deployment = %deployment_id, error = %e, "cannot revoke refresh secrets")
+        }
+    }
+}
+
+/// `POST /v1/deployments/{id}/revoke`: every refresh secret of the deployment, at once.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RevokeResult>> {
+    let arn = console_arn("deployment", &id);
+    authorize_one(&state, &caller, "airlock:RevokeDeployment", &arn).await?;
+    if state.store.deployment(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "unknown deployment {id:?}: see `airlock deployment list`"
+        )));
+    }
+    let revoked = state
+        .store
+        .revoke_refresh_secrets(&id, None, &crate::now())
+        .await?;
+    let mut entry = Entry::for_caller(&caller, "airlock:RevokeDeployment", vec![arn]);
+    entry.decision = "allowed".into();
+    entry.outcome = "ok".into();
+    entry.detail = Some(format!("{revoked} refresh secrets revoked"));
+    audit::record(&state, entry).await;
+    tracing::info!(deployment = %id, user = %caller.user, revoked, "deployment's refresh secrets revoked");
+    Ok(Json(RevokeResult {
+        deployment_id: id,
+        revoked,
+    }))
+}

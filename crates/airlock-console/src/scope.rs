@@ -1,0 +1,505 @@
+//! The session policy of a scoped deployment: what its instances' temporary credentials may do.
+//!
+//! The policy is generated from the deployment (Describe on its region; changes only to
+//! resources tagged `airlock:deployment=<id>`; new resources only when tagged so on creation;
+//! the deployment tag itself immutable) plus any extra statements the deployment asks for, and
+//! intersected with the deploying user's own console policies: an action the user may not take
+//! is left out of the generated part, and an extra statement the user could not make refuses
+//! the deployment. Everything here is pure, so tests run it through the policy evaluator.
+
+use crate::authz::Check;
+use crate::deployments::DEPLOYMENT_TAG;
+use serde_json::{json, Value};
+
+/// STS's limit on a session policy's plain text (AssumeRole and GetFederationToken).
+pub const MAX_SESSION_POLICY: usize = 2048;
+
+/// Read-only actions the credentials get on the deployment's region (when the user has them).
+pub const DESCRIBE_ACTIONS: [&str; 8] = [
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceStatus",
+    "ec2:DescribeTags",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeSnapshots",
+    "ec2:DescribeAddresses",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeImages",
+];
+
+/// Changes allowed on resources already tagged with the deployment, and the resource kind each
+/// is checked against in the user's policies.
+pub const OWN_RESOURCE_ACTIONS: [(&str, &str); 16] = [
+    ("ec2:StartInstances", "instance"),
+    ("ec2:StopInstances", "instance"),
+    ("ec2:RebootInstances", "instance"),
+    ("ec2:TerminateInstances", "instance"),
+    ("ec2:CreateTags", "instance"),
+    ("ec2:DeleteTags", "instance"),
+    ("ec2:AttachVolume", "volume"),
+    ("ec2:DetachVolume", "volume"),
+    ("ec2:DeleteVolume", "volume"),
+    ("ec2:CreateSnapshot", "volume"),
+    ("ec2:DeleteSnapshot", "snapshot"),
+    ("ec2:AssociateAddress", "elastic-ip"),
+    ("ec2:DisassociateAddress", "elastic-ip"),
+    ("ec2:ReleaseAddress", "elastic-ip"),
+    ("ec2:AttachNetworkInterface", "network-interface"),
+    ("ec2:DetachNetworkInterface", "network-interface"),
+];
+
+/// Creations allowed when the new resource is tagged with the deployment on creation.
+pub const CREATE_ACTIONS: [(&str, &str); 4] = [
+    ("ec2:CreateVolume", "volume"),
+    ("ec2:CreateSnapshot", "snapshot"),
+    ("ec2:AllocateAddress", "elastic-ip"),
+    ("ec2:CreateNetworkInterface", "network-interface"),
+];
+
+/// Instance lifecycle actions that bootstrap-mode credentials may take on their own instance
+/// only.
+const SELF_ONLY_ACTIONS: [&str; 4] = [
+    "ec2:StartInstances",
+    "ec2:StopInstances",
+    "ec2:RebootInstances",
+    "ec2:TerminateInstances",
+];
+
+/// What the generated policy is about.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    /// The deployment id.
+    pub deployment_id: &'a str,
+    /// Its region.
+    pub region: &'a str,
+    /// The 12-digit account id.
+    pub account_id: &'a str,
+}
+
+impl Scope<'_> {
+    fn arn(&self, kind: &str) -> String {
+        format!("arn:aws:ec2:{}:{}:{kind}/*", self.region, self.account_id)
+    }
+
+    fn tagged(&self) -> airlock_cloud::Tag {
+        airlock_cloud::Tag::new(DEPLOYMENT_TAG, self.deployment_id)
+    }
+}
+
+/// An extra statement the user could not make, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The statement's `Sid` (or `Extra<N>`).
+    pub sid: String,
+    /// The action and resource the user's policies do not allow.
+    pub action: String,
+    /// The resource.
+    pub resource: String,
+}
+
+/// Why extra statements cannot be used at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ExtraError {
+    /// Which statement and field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Checks the shape of extra statements: objects with `Effect`, `Action` and `Resource`
+/// (not `NotAction`/`NotResource`, which cannot be intersected with the user's policies).
+pub fn validate_extra(extra: &[Value]) -> Result<(), ExtraError> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    for (i, statement) in extra.iter().enumerate() {
+        let field = |name: &str| format!("policy_statements[{i}]{name}");
+        let Some(object) = statement.as_object() else {
+            return Err(ExtraError {
+                field: field(""),
+                message: "a statement is a JSON object".into(),
+            });
+        };
+        for key in ["NotAction", "NotResource", "NotPrincipal", "Principal"] {
+            if object.contains_key(key) {
+                return Err(ExtraError {
+                    field: field(&format!(".{key}")),
+                    message: format!(
+                        "{key} is not accepted in a session policy statement: name actions and resources"
+                    ),
+                });
+            }
+        }
+        match object.get("Effect").and_then(Value::as_str) {
+            Some("Allow" | "Deny") => {}
+            _ => {
+                return Err(ExtraError {
+                    field: field(".Effect"),
+                    message: "Effect is \"Allow\" or \"Deny\"".into(),
+                })
+            }
+        }
+        for key in ["Action", "Resource"] {
+            if strings(object.get(key)).is_empty() {
+                return Err(ExtraError {
+                    field: field(&format!(".{key}")),
+                    message: format!("{key} is a string or a list of strings"),
+                });
+            }
+        }
+    }
+    let document = json!({"Version": "2012-10-17", "Statement": extra});
+    airlock_policy::Policy::parse("policy_statements", &document.to_string()).map_err(|e| {
+        ExtraError {
+            field: "policy_statements".into(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(())
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The session policy for a deployment, limited to what `allowed` says the deploying user may
+/// do. Refuses (naming the statements) when an extra Allow statement exceeds the user's
+/// policies. The result is compact JSON, as STS measures it.
+pub fn session_policy(
+    scope: &Scope<'_>,
+    extra: &[Value],
+    allowed: impl Fn(&Check) -> bool,
+) -> Result<String, Vec<Refused>> {
+    let region = |c: Check| c.with("ec2:Region", scope.region);
+    let own = [scope.tagged()];
+    let describe: Vec<&str> = DESCRIBE_ACTIONS
+        .into_iter()
+        .filter(|a| allowed(&region(Check::new(a, "*"))))
+        .collect();
+    let changes: Vec<&str> = OWN_RESOURCE_ACTIONS
+        .into_iter()
+        .filter(|(a, kind)| {
+            allowed(&region(
+                Check::new(a, scope.arn(kind)).with_resource_tags(&own),
+            ))
+        })
+        .map(|(a, _)| a)
+        .collect();
+    let creates: Vec<&str> = CREATE_ACTIONS
+        .into_iter()
+        .filter(|(a, kind)| {
+            allowed(&region(
+                Check::new(a, scope.arn(kind)).with_request_tags(&own),
+            ))
+        })
+        .map(|(a, _)| a)
+        .collect();
+    let tag_on_create: Vec<&str> = CREATE_ACTIONS
+        .into_iter()
+        .filter(|(a, kind)| {
+            creates.contains(a)
+                && allowed(&region(
+                    Check::new("ec2:CreateTags", scope.arn(kind))
+                        .with_request_tags(&own)
+                        .with("ec2:CreateAction", create_action(a)),
+                ))
+        })
+        .map(|(a, _)| create_action(a))
+        .collect();
+
+    let mut refused = Vec::new();
+    for (i, statement) in extra.iter().enumerate() {
+        if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        let sid = statement
+            .get("Sid")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("Extra{}", i + 1), str::to_owned);
+        for action in strings(statement.get("Action")) {
+            for resource in strings(statement.get("Resource")) {
+                if !allowed(&region(Check::new(&action, resource.clone()))) {
+                    refused.push(Refused {
+                        sid: sid.clone(),
+                        action: action.clone(),
+                        resource,
+                    });
+                }
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(refused);
+    }
+
+    let tag_condition = |key: &str| json!({"StringEquals": {format!("{key}/{DEPLOYMENT_TAG}"): scope.deployment_id}});
+    let mut statements = Vec::new();
+    if !describe.is_empty() {
+        statements.push(json!({
+            "Sid": "Describe",
+            "Effect": "Allow",
+            "Action": describe,
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:RequestedRegion": scope.region}},
+        }));
+    }
+    if !changes.is_empty() {
+        statements.push(json!({
+            "Sid": "OwnResources",
+            "Effect": "Allow",
+            "Action": changes,
+            "Resource": "*",
+            "Condition": tag_condition("aws:ResourceTag"),
+        }));
+    }
+    if !creates.is_empty() {
+        statements.push(json!({
+            "Sid": "CreateTagged",
+            "Effect": "Allow",
+            "Action": creates,
+            "Resource": "*",
+            "Condition": tag_condition("aws:RequestTag"),
+        }));
+    }
+    if !tag_on_create.is_empty() {
+        let mut condition = tag_condition("aws:RequestTag");
+        condition["StringEquals"]["ec2:CreateAction"] = json!(tag_on_create);
+        statements.push(json!({
+            "Sid": "TagOnCreate",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": "*",
+            "Condition": condition,
+        }));
+    }
+    // Outside tag-on-create, the deployment tag can be neither set nor removed: that would move
+    // a resource into or out of the deployment.
+    statements.push(json!({
+        "Sid": "KeepDeploymentTag",
+        "Effect": "Deny",
+        "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+        "Resource": "*",
+        "Condition": {
+            "ForAnyValue:StringEquals": {"aws:TagKeys": [DEPLOYMENT_TAG]},
+            "Null": {"ec2:CreateAction": "true"},
+        },
+    }));
+    statements.extend(extra.iter().cloned());
+    Ok(json!({"Version": "2012-10-17", "Statement": statements}).to_string())
+}
+
+/// The deployment's policy narrowed to one instance (bootstrap mode): lifecycle actions only
+/// on the instance that exchanged the token.
+pub fn for_instance(policy: &str, scope: &Scope<'_>, instance_id: &str) -> Result<String, String> {
+    let mut document: Value =
+        serde_json::from_str(policy).map_err(|e| format!("stored session policy: {e}"))?;
+    let own = format!(
+        "arn:aws:ec2:{}:{}:instance/{instance_id}",
+        scope.region, scope.account_id
+    );
+    let Some(statements) = document["Statement"].as_array_mut() else {
+        return Err("stored session policy has no statements".into());
+    };
+    statements.push(json!({
+        "Sid": "OnlyThisInstance",
+        "Effect": "Deny",
+        "Action": SELF_ONLY_ACTIONS,
+        "NotResource": own,
+    }));
+    Ok(document.to_string())
+}
+
+/// `ec2:CreateAction` is the API name without the service prefix.
+fn create_action(action: &str) -> &str {
+    action.strip_prefix("ec2:").unwrap_or(action)
+}
+
+/// An STS session (or federated user) name carrying who deployed and which deployment, in the
+/// characters STS accepts and at most `max` of them (64 for AssumeRole, 32 for
+/// GetFederationToken). The deployment id is kept whole; the user name is shortened.
+pub fn session_name(user: &str, deployment_id: &str, max: usize) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    let deployment = clean(deployment_id);
+    let room = max.saturating_sub(deployment.len() + 1);
+    let user: String = clean(user).chars().take(room).collect();
+    let name = if user.is_empty() {
+        deployment
+    } else {
+        format!("{user}@{deployment}")
+    };
+    name.chars().take(max).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use airlock_policy::{Decision, Policy, Request};
+
+    const SCOPE: Scope<'static> = Scope {
+        deployment_id: "dep-0123456789abcdef",
+        region: "us-east-1",
+        account_id: "123456789012",
+    };
+
+    fn evaluate(policy: &str, action: &str, resource: &str, tags: &[(&str, &str)]) -> Decision {
+        let policy = Policy::parse("session", policy).unwrap();
+        let mut check = Check::new(action, resource).with("aws:RequestedRegion", "us-east-1");
+        let tags: Vec<airlock_cloud::Tag> = tags
+            .iter()
+            .map(|(k, v)| airlock_cloud::Tag::new(*k, *v))
+            .collect();
+        check = check.with_resource_tags(&tags);
+        airlock_policy::evaluate(
+            &[policy],
+            &Request {
+                action: action.into(),
+                resource: resource.into(),
+                context: check.context,
+            },
+        )
+        .decision
+    }
+
+    #[test]
+    fn allows_own_resources_and_denies_others() {
+        let policy = session_policy(&SCOPE, &[], |_| true).unwrap();
+        let own = [(DEPLOYMENT_TAG, SCOPE.deployment_id)];
+        let other = [(DEPLOYMENT_TAG, "dep-ffffffffffffffff")];
+        let arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-1";
+        assert_eq!(
+            evaluate(&policy, "ec2:StopInstances", arn, &own),
+            Decision::Allowed
+        );
+        assert_eq!(
+            evaluate(&policy, "ec2:StopInstances", arn, &other),
+            Decision::ImplicitDeny
+        );
+        assert_eq!(
+            evaluate(&policy, "ec2:StopInstances", arn, &[]),
+            Decision::ImplicitDeny
+        );
+        assert_eq!(
+            evaluate(&policy, "ec2:DescribeInstances", "*", &[]),
+            Decision::Allowed
+        );
+        assert_eq!(
+            evaluate(&policy, "iam:CreateUser", "*", &own),
+            Decision::ImplicitDeny
+        );
+        assert!(policy.len() <= MAX_SESSION_POLICY, "{} bytes", policy.len());
+    }
+
+    #[test]
+    fn the_deployment_tag_cannot_be_moved() {
+        let policy = Policy::parse("s", &session_policy(&SCOPE, &[], |_| true).unwrap()).unwrap();
+        let arn = "arn:aws:ec2:us-east-1:123456789012:instance/i-1";
+        let retag = Check::new("ec2:CreateTags", arn)
+            .with_resource_tags(&[SCOPE.tagged()])
+            .with_request_tags(&[airlock_cloud::Tag::new(DEPLOYMENT_TAG, "dep-other")]);
+        let decide = |c: Check| {
+            airlock_policy::evaluate(
+                std::slice::from_ref(&policy),
+                &Request {
+                    action: c.action.clone(),
+                    resource: c.resource.clone(),
+                    context: c.context,
+                },
+            )
+            .decision
+        };
+        assert_eq!(decide(retag), Decision::ExplicitDeny);
+        let plain_tag = Check::new("ec2:CreateTags", arn)
+            .with_resource_tags(&[SCOPE.tagged()])
+            .with_request_tags(&[airlock_cloud::Tag::new("port", "8080")]);
+        assert_eq!(decide(plain_tag), Decision::Allowed);
+        let on_create = Check::new(
+            "ec2:CreateTags",
+            "arn:aws:ec2:us-east-1:123456789012:snapshot/*",
+        )
+        .with_request_tags(&[SCOPE.tagged()])
+        .with("ec2:CreateAction", "CreateSnapshot");
+        assert_eq!(decide(on_create), Decision::Allowed);
+        let untagged_create = Check::new(
+            "ec2:CreateSnapshot",
+            "arn:aws:ec2:us-east-1:123456789012:snapshot/*",
+        );
+        assert_eq!(decide(untagged_create), Decision::ImplicitDeny);
+    }
+
+    #[test]
+    fn intersects_with_the_users_policies() {
+        let policy = session_policy(&SCOPE, &[], |c| c.action != "ec2:TerminateInstances").unwrap();
+        assert!(!policy.contains("ec2:TerminateInstances"));
+        assert!(policy.contains("ec2:StopInstances"));
+        let extra = vec![
+            json!({"Sid": "Logs", "Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::logs/*"}),
+        ];
+        let refused = session_policy(&SCOPE, &extra, |c| !c.action.starts_with("s3:")).unwrap_err();
+        assert_eq!(refused[0].sid, "Logs");
+        assert_eq!(refused[0].action, "s3:PutObject");
+        let granted = session_policy(&SCOPE, &extra, |_| true).unwrap();
+        assert!(granted.contains("arn:aws:s3:::logs/*"));
+    }
+
+    #[test]
+    fn extra_statements_are_checked_for_shape() {
+        assert!(validate_extra(&[]).is_ok());
+        assert!(validate_extra(&[
+            json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
+        ])
+        .is_ok());
+        let err =
+            validate_extra(&[json!({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"})])
+                .unwrap_err();
+        assert_eq!(err.field, "policy_statements[0].NotAction");
+        let err = validate_extra(&[json!({"Effect": "Maybe", "Action": "s3:*", "Resource": "*"})])
+            .unwrap_err();
+        assert_eq!(err.field, "policy_statements[0].Effect");
+        let err = validate_extra(&[json!({"Effect": "Allow", "Action": "s3:*"})]).unwrap_err();
+        assert_eq!(err.field, "policy_statements[0].Resource");
+    }
+
+    #[test]
+    fn bootstrap_policy_keeps_lifecycle_to_one_instance() {
+        let base = session_policy(&SCOPE, &[], |_| true).unwrap();
+        let policy = for_instance(&base, &SCOPE, "i-own").unwrap();
+        let own = [(DEPLOYMENT_TAG, SCOPE.deployment_id)];
+        let arn = |id: &str| format!("arn:aws:ec2:us-east-1:123456789012:instance/{id}");
+        assert_eq!(
+            evaluate(&policy, "ec2:StopInstances", &arn("i-own"), &own),
+            Decision::Allowed
+        );
+        assert_eq!(
+            evaluate(&policy, "ec2:StopInstances", &arn("i-sibling"), &own),
+            Decision::ExplicitDeny
+        );
+        assert!(policy.len() <= MAX_SESSION_POLICY);
+    }
+
+    #[test]
+    fn session_names_fit_sts_limits() {
+        let name = session_name("ana.maria+ops@example.com", "dep-0123456789abcdef", 32);
+        assert!(name.len() <= 32, "{name}");
+        assert!(name.ends_with("@dep-0123456789abcdef"), "{name}");
+        let name = session_name("bob smith/x", "dep-0123456789abcdef", 64);
+        assert_eq!(name, "bob-smith-x@dep-0123456789abcdef");
+    }
+}

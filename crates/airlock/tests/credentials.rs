@@ -1,0 +1,460 @@
+//! Scoped, short-lived instance credentials end to end: the session policy, the refresh
+//! protocol (rotation, replays, addresses, termination, revocation), bootstrap tokens, the
+//! agent refreshing through the console, and account key rotation through IAM.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::fleet::{eventually, served, Fleet};
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The payload in an instance's user data, and the raw user data.
+async fn payload_of(ec2: &aws_sdk_ec2::Client, id: &str) -> (airlock_payload::Payload, String) {
+    let raw = user_data_of(ec2, id).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    (airlock_payload::find_payload(&raw).unwrap(), text)
+}
+
+/// The instance's private address and tags, from EC2.
+async fn address_and_tags(ec2: &aws_sdk_ec2::Client, id: &str) -> (String, Vec<(String, String)>) {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    let i = &out.reservations()[0].instances()[0];
+    let tags = i
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    (i.private_ip_address().unwrap().to_owned(), tags)
+}
+
+/// `POST /v1/refresh` from `source`: (status, body).
+async fn refresh(
+    console: &Console,
+    source: &str,
+    dep: &str,
+    id: &str,
+    secret: &str,
+) -> (u16, Value) {
+    let http = reqwest::Client::builder()
+        .local_address(Some(source.parse().unwrap()))
+        .build()
+        .unwrap();
+    let resp = http
+        .post(format!("{}/v1/refresh", console.url))
+        .json(&json!({"deployment_id": dep, "instance_id": id, "refresh_secret": secret}))
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn first_instance(dep: &Value) -> String {
+    dep["instances"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn decide(
+    policy: &Value,
+    action: &str,
+    resource: &str,
+    tags: &[(String, String)],
+) -> airlock_policy::Decision {
+    let policy = airlock_policy::Policy::parse("session", &policy.to_string()).unwrap();
+    let mut context = airlock_policy::Context::new();
+    context.insert("aws:RequestedRegion", REGION);
+    for (k, v) in tags {
+        context.insert(&format!("aws:ResourceTag/{k}"), v.as_str());
+        context.insert(&format!("ec2:ResourceTag/{k}"), v.as_str());
+    }
+    let request = airlock_policy::Request {
+        action: action.into(),
+        resource: resource.into(),
+        context,
+    };
+    airlock_policy::evaluate(&[policy], &request).decision
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+
+    let dep = console.json(&deploy_args(&net, &["--wait"]));
+    let other = console.json(&deploy_args(&net, &["--wait"]));
+    let (dep_id, other_id) = (dep["id"].as_str().unwrap(), other["id"].as_str().unwrap());
+    let (mine, theirs) = (first_instance(&dep), first_instance(&other));
+
+    // The user data holds temporary credentials and a refresh secret, nothing long-lived.
+    let (payload, text) = payload_of(&ec2, &mine).await;
+    assert!(!text.contains(SECRET_ACCESS_KEY) && !text.contains(ACCESS_KEY_ID));
+    let first = payload.credentials.as_ref().unwrap();
+    assert!(first.session_token.is_some());
+    assert!(first.expiration.unwrap() > chrono::Utc::now());
+    use airlock_payload::ExposeSecret;
+    let enrolment = payload
+        .refresh_secret
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+
+    // The generated session policy, through the project's evaluator: the deployment's own
+    // instance may be tagged and stopped; another deployment's may not.
+    let shown = console.json(&["deployment", "policy", dep_id]);
+    assert_eq!(shown["credentials"], "scoped");
+    let policy = &shown["policy"];
+    let (ip, my_tags) = address_and_tags(&ec2, &mine).await;
+    let (_, their_tags) = address_and_tags(&ec2, &theirs).await;
+    let arn = |id: &str| format!("arn:aws:ec2:{REGION}:123456789012:instance/{id}");
+    use airlock_policy::Decision;
+    for action in ["ec2:StopInstances", "ec2:CreateTags"] {
+        assert_eq!(
+            decide(policy, action, &arn(&mine), &my_tags),
+            Decision::Allowed,
+            "{action}"
+        );
+        assert_ne!(
+            decide(policy, action, &arn(&theirs), &their_tags),
+            Decision::Allowed,
+            "{action}"
+        );
+    }
+    assert_eq!(
+        decide(policy, "ec2:DescribeInstances", "*", &[]),
+        Decision::Allowed
+    );
+    assert!(console
+        .ok(&["deployment", "policy", dep_id])
+        .contains("KeepDeploymentTag"));
+
+    // Enrolment from the instance's address: new credentials and a secret of its own.
+    assert!(ip.starts_with("127.0.0."), "{ip}");
+    let (status, body) = refresh(&console, &ip, dep_id, &mine, &enrolment).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["credentials"]["expiration"].is_string());
+    assert!(body["credentials"]["session_token"].is_string());
+    let s1 = body["refresh_secret"].as_str().unwrap().to_owned();
+    assert!(s1.starts_with("alr_") && s1 != enrolment);
+    let issued_secret = body["credentials"]["secret_access_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The enrolment secret works once per instance.
+    let (status, body) = refresh(&console, &ip, dep_id, &mine, &enrolment).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already exchanged"));
+
+    // A request that does not come from the instance is refused and spends nothing.
+    let wrong = if ip == "127.0.0.250" {
+        "127.0.0.251"
+    } else {
+        "127.0.0.250"
+    };
+    let (status, body) = refresh(&console, wrong, dep_id, &mine, &s1).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("address"));
+    // Another instance's secret is not this one's.
+    let (status, _) = refresh(&console, &ip, other_id, &mine, &s1).await;
+    assert_eq!(status, 403);
+
+    // Each refresh rotates the secret; presenting a used one is refused and raised.
+    let (status, body) = refresh(&console, &ip, dep_id, &mine, &s1).await;
+    assert_eq!(status, 200, "{body}");
+    let s2 = body["refresh_secret"].as_str().unwrap().to_owned();
+    let (status, body) = refresh(&console, &ip, dep_id, &mine, &s1).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already used"));
+    let audit = console.ok(&["audit", "--output", "json"]);
+    assert!(
+        audit.contains("replay") && audit.contains("ALERT"),
+        "{audit}"
+    );
+
+    // Revocation of the other deployment: its instance cannot enrol any more.
+    let (other_payload, _) = payload_of(&ec2, &theirs).await;
+    let (their_ip, _) = address_and_tags(&ec2, &theirs).await;
+    let revoked = console.json(&["deployment", "revoke", other_id]);
+    assert!(revoked["revoked"].as_u64().unwrap() >= 1, "{revoked}");
+    let their_secret = other_payload
+        .refresh_secret
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let (status, body) = refresh(&console, &their_ip, other_id, &theirs, &their_secret).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("revoked"));
+
+    // A terminated instance gets nothing, even with its current secret.
+    console.ok(&["instance", "terminate", &mine]);
+    let (status, body) = refresh(&console, &ip, dep_id, &mine, &s2).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{body}"
+    );
+
+    // Account mode is flagged in the listing and the audit log.
+    let risky = console.json(&deploy_args(&net, &["--credentials", "account"]));
+    assert!(risky["risk"].as_str().unwrap().contains("long-term key"));
+    assert!(console
+        .ok(&["deployment", "list"])
+        .contains("account (RISK)"));
+    assert!(console.ok(&["audit", "--output", "json"]).contains("RISK"));
+
+    // Mode none: the user data is the user's own script and nothing else; tasks need
+    // credentials, so they are refused with the field named.
+    let script = console.dir.path().join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\necho plain\n").unwrap();
+    let bare = console.json(&deploy_args(
+        &net,
+        &[
+            "--credentials",
+            "none",
+            "--user-script",
+            script.to_str().unwrap(),
+        ],
+    ));
+    let raw = user_data_of(&ec2, &first_instance(&bare)).await;
+    assert_eq!(raw, b"#!/bin/sh\necho plain\n");
+    let tasks = console.dir.path().join("tasks.json");
+    std::fs::write(&tasks, r#"[{"task":"tag_instance","tags":{"a":"b"}}]"#).unwrap();
+    let out = console.cli(&deploy_args(
+        &net,
+        &["--credentials", "none", "--tasks", tasks.to_str().unwrap()],
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(tasks)"),
+        "{out:?}"
+    );
+
+    // No secret reaches the console's log, the audit log or API listings.
+    let listings = [
+        console.ok(&["deployment", "list", "--output", "json"]),
+        console.ok(&["audit", "--output", "json"]),
+        console.output_text(),
+    ]
+    .join("\n");
+    for secret in [
+        &enrolment,
+        &s1,
+        &s2,
+        &issued_secret,
+        &SECRET_ACCESS_KEY.to_owned(),
+    ] {
+        assert!(!listings.contains(secret.as_str()), "a secret leaked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let tmp = tempfile::tempdir().unwrap();
+    // Renew when 895 of 900 seconds are left: every few seconds, so the test sees refreshes.
+    let fleet = Fleet::start_with(&moto.url, tmp.path(), &["--refresh-before", "895"]);
+
+    let boot = console.json(&deploy_args(
+        &net,
+        &["--credentials", "bootstrap", "--wait"],
+    ));
+    let scoped = console.json(&deploy_args(
+        &net,
+        &["--credentials-duration", "900", "--wait"],
+    ));
+    let (boot_id, boot_dep) = (first_instance(&boot), boot["id"].as_str().unwrap());
+    let scoped_id = first_instance(&scoped);
+
+    // Bootstrap user data: a one-time token and no credentials at all.
+    let (payload, text) = payload_of(&ec2, &boot_id).await;
+    assert!(payload.credentials.is_none());
+    assert!(!text.contains(SECRET_ACCESS_KEY) && !text.contains(ACCESS_KEY_ID));
+    use airlock_payload::ExposeSecret;
+    let token = payload.refresh_secret.unwrap().expose_secret().to_owned();
+
+    // The agent exchanged it at first boot and serves temporary credentials with an expiry.
+    let (_, _, body) = served(&fleet.state_dir(&boot_id), Duration::from_secs(60)).await;
+    assert!(
+        body["Expiration"].is_string() && body["Token"].is_string(),
+        "{body}"
+    );
+    let state = std::fs::read_to_string(fleet.state_dir(&boot_id).join("state.json")).unwrap();
+    assert!(
+        !state.contains(&token),
+        "the used bootstrap token was stored"
+    );
+
+    // The token worked once: a second exchange for the same instance is refused.
+    let (ip, _) = address_and_tags(&ec2, &boot_id).await;
+    let (status, body) = refresh(&console, &ip, boot_dep, &boot_id, &token).await;
+    assert_eq!(status, 403, "{body}");
+
+    // Bootstrap credentials are narrowed to the instance that exchanged the token.
+    let shown = console.json(&["deployment", "policy", boot_dep]);
+    assert_eq!(shown["credentials"], "bootstrap");
+
+    // The scoped deployment's agent refreshes through the console again and again.
+    let log_has_refreshes = || {
+        let log = fleet.agent_log(&scoped_id);
+        (log.matches("credentials refreshed").count() >= 2).then_some(log)
+    };
+    eventually(
+        "two refreshes by the agent",
+        Duration::from_secs(60),
+        log_has_refreshes,
+    )
+    .await;
+    let audit = console.ok(&["audit", "--output", "json"]);
+    let refreshed = audit
+        .lines()
+        .filter(|l| l.contains("airlock:RefreshCredentials") || l.contains(&scoped_id))
+        .count();
+    assert!(refreshed >= 2, "{audit}");
+    let status = std::fs::read_to_string(fleet.state_dir(&scoped_id).join("status.json")).unwrap();
+    assert!(status.contains("\"refresh\": \"scheduled\""), "{status}");
+}
+
+/// One call to moto's IAM query API as the owner of `key` (moto reads the caller from the
+/// credential scope and does not check the signature).
+async fn iam(moto: &Moto, key: &str, params: &[(&str, &str)]) -> String {
+    let mut form = vec![("Version", "2010-05-08")];
+    form.extend_from_slice(params);
+    reqwest::Client::new()
+        .post(format!("{}/", moto.url))
+        .header(
+            "Authorization",
+            format!("AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn xml_field(xml: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {name} in {xml}"))
+        + open.len();
+    let end = xml[start..].find(&format!("</{name}>")).unwrap() + start;
+    xml[start..end].to_owned()
+}
+
+/// A new access key of an IAM user in moto: (id, secret).
+async fn new_key(moto: &Moto, user: &str) -> (String, String) {
+    let xml = iam(
+        moto,
+        ACCESS_KEY_ID,
+        &[("Action", "CreateAccessKey"), ("UserName", user)],
+    )
+    .await;
+    (
+        xml_field(&xml, "AccessKeyId"),
+        xml_field(&xml, "SecretAccessKey"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_keys_rotate_through_iam_and_the_old_key_is_deleted() {
+    let moto = Moto::start();
+    let console = Console::start();
+    console.login();
+    iam(
+        &moto,
+        ACCESS_KEY_ID,
+        &[("Action", "CreateUser"), ("UserName", "airlock-ops")],
+    )
+    .await;
+    let (key_id, secret) = new_key(&moto, "airlock-ops").await;
+    ok(
+        console.cli_stdin(
+            &[
+                "account",
+                "add",
+                "ops",
+                "--region",
+                REGION,
+                "--endpoint-url",
+                &moto.url,
+                "--access-key-id",
+                &key_id,
+                "--secret-access-key-stdin",
+            ],
+            &format!("{secret}\n"),
+        ),
+        &["account add"],
+    );
+    let listed = console.json(&["account", "list"]);
+    assert!(listed[0]["key_created_at"].is_string(), "{listed}");
+
+    let rotated = console.json(&["account", "rotate-key", "ops"]);
+    let rotated_to = rotated["new_access_key_id"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["old_access_key_id"], key_id.as_str());
+    assert_ne!(rotated_to, key_id);
+    let listed = console.json(&["account", "list"]);
+    assert_eq!(listed[0]["access_key_id"], rotated_to.as_str());
+    // The stored key works (STS again), and IAM holds only the new key.
+    console.ok(&["account", "verify", "ops"]);
+    let keys = iam(
+        &moto,
+        &rotated_to,
+        &[("Action", "ListAccessKeys"), ("UserName", "airlock-ops")],
+    )
+    .await;
+    assert!(
+        keys.contains(&rotated_to) && !keys.contains(&key_id),
+        "{keys}"
+    );
+
+    // A second key made outside the console fills IAM's two slots: rotation refuses up front
+    // rather than failing halfway, and the account keeps its key.
+    let (extra_key, _) = new_key(&moto, "airlock-ops").await;
+    let out = console.cli(&["account", "rotate-key", "ops"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("two access keys") && err.contains(&extra_key),
+        "{err}"
+    );
+    let listed = console.json(&["account", "list"]);
+    assert_eq!(listed[0]["access_key_id"], rotated_to.as_str());
+    assert!(!console.output_text().contains(&secret));
+}
