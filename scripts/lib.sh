@@ -4,6 +4,9 @@
 
 AIRLOCK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/airlock/target}
+# The AWS SDK's default credential chain ends at the instance metadata service (169.254.169.254);
+# tests and the development console only ever talk to 127.0.0.0/8.
+export AWS_EC2_METADATA_DISABLED=true
 MOTO_VERSION=5.2.5
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -281,6 +281,32 @@ async fn assume_role(
         .credentials)
 }
 
+/// Credentials from the standard AWS chain, resolved now: environment, shared config and
+/// credentials files (with SSO and `credential_process`), web identity, the container
+/// provider and instance metadata (unless `AWS_EC2_METADATA_DISABLED=true`). For callers
+/// without a key of their own, such as a gateway listing with the instance's role.
+pub async fn default_chain_credentials() -> Result<AccessKey, CloudError> {
+    use aws_credential_types::provider::ProvideCredentials as _;
+    static CHAIN: tokio::sync::OnceCell<
+        aws_config::default_provider::credentials::DefaultCredentialsChain,
+    > = tokio::sync::OnceCell::const_new();
+    let chain = CHAIN
+        .get_or_init(|| async {
+            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                .build()
+                .await
+        })
+        .await;
+    let c = chain.provide_credentials().await.map_err(|e| {
+        CloudError::local(format!("{}", aws_sdk_ec2::error::DisplayErrorContext(&e)))
+    })?;
+    Ok(AccessKey {
+        access_key_id: c.access_key_id().to_owned(),
+        secret_access_key: c.secret_access_key().to_owned().into(),
+        session_token: c.session_token().map(|t| t.to_owned().into()),
+    })
+}
+
 /// The target's own key without the role the console assumes for EC2 calls: STS and IAM calls
 /// about the key itself must be made as the key's user.
 fn without_role(target: &Target) -> Target {
@@ -588,5 +614,39 @@ impl Ec2 for AwsEc2 {
             .await
             .map_err(cloud_error)?;
         Ok(out.addresses().iter().map(address).collect())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_default_chain_reads_the_shared_credentials_file() {
+        let dir = std::env::temp_dir().join(format!("airlock-chain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("credentials");
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id = AKIAFROMFILE0000TEST\naws_secret_access_key = from-file\n",
+        )
+        .unwrap();
+        // The only test in this crate that touches the environment.
+        for key in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ] {
+            std::env::remove_var(key);
+        }
+        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", &file);
+        std::env::set_var("AWS_CONFIG_FILE", dir.join("config"));
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        let key = default_chain_credentials().await.unwrap();
+        assert_eq!(key.access_key_id, "AKIAFROMFILE0000TEST");
+        assert_eq!(key.secret_access_key.expose_secret(), "from-file");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

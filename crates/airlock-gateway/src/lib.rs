@@ -27,10 +27,9 @@ pub use airlock_gateway_config::filter;
 
 use anyhow::Context as _;
 use balance::Policy;
-use config::{AwsSecret, LoadOptions, ObjRef};
+use config::{LoadOptions, ObjRef};
 use console::ConsoleLink;
 use runtime::{DiscoverSettings, HealthCheck, Settings, Shared};
-use secrecy::SecretString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,25 +130,6 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
         .map_err(|_| anyhow::anyhow!("--{name} {v}: not a number of seconds"))
 }
 
-/// Credentials for upstreams without `secretRef`: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`
-/// / `AWS_SESSION_TOKEN`.
-fn env_credentials() -> Option<AwsSecret> {
-    let id = std::env::var("AWS_ACCESS_KEY_ID")
-        .ok()
-        .filter(|s| !s.is_empty())?;
-    let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-        .ok()
-        .filter(|s| !s.is_empty())?;
-    Some(AwsSecret {
-        access_key_id: id,
-        secret_access_key: SecretString::from(secret),
-        session_token: std::env::var("AWS_SESSION_TOKEN")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .map(SecretString::from),
-    })
-}
-
 impl GatewayArgs {
     /// Validates the flags (no I/O) into settings; `console` is the console followed, if any.
     pub fn settings(&self, console: Option<&ConsoleLink>) -> anyhow::Result<Settings> {
@@ -201,7 +181,8 @@ impl GatewayArgs {
             list_timeout: seconds("list-timeout", self.list_timeout)?,
             max_calls_per_second: self.max_calls_per_second,
             endpoint_url: self.endpoint_url.clone().filter(|s| !s.is_empty()),
-            default_credentials: env_credentials(),
+            default_credentials: None,
+            default_chain: true,
             discover,
             health,
             eject: seconds("eject-seconds", self.eject_seconds)?,

@@ -61,8 +61,12 @@ pub struct Settings {
     pub max_calls_per_second: f64,
     /// EC2 endpoint override.
     pub endpoint_url: Option<String>,
-    /// Credentials for upstreams without `secretRef`.
+    /// Fixed credentials for upstreams without `secretRef`.
     pub default_credentials: Option<AwsSecret>,
+    /// Without fixed ones, resolve them from the standard AWS chain at every refresh
+    /// (environment, shared files with SSO and `credential_process`, web identity, container
+    /// and instance metadata), since the chain's temporary credentials rotate.
+    pub default_chain: bool,
     /// Discovered upstreams, if on.
     pub discover: Option<DiscoverSettings>,
     /// Active health checks, if on.
@@ -355,15 +359,53 @@ fn credentials_for(
     shared: &Shared,
     config: &Config,
     secret_ref: Option<&ObjRef>,
+    chain: Option<&AwsSecret>,
 ) -> Option<AwsSecret> {
     match secret_ref {
         Some(r) => config.secrets.get(r).cloned(),
-        None => shared.settings.default_credentials.clone(),
+        None => shared
+            .settings
+            .default_credentials
+            .clone()
+            .or_else(|| chain.cloned()),
+    }
+}
+
+/// The default chain's credentials now, when the settings ask for them and some upstream (or
+/// discovery) names no secret.
+async fn chain_credentials(
+    shared: &Shared,
+    config: &Config,
+    state: &mut RefreshState,
+) -> Option<AwsSecret> {
+    let needed = config.upstreams.values().any(|u| u.secret_ref.is_none())
+        || shared
+            .settings
+            .discover
+            .as_ref()
+            .is_some_and(|d| d.secret_ref.is_none());
+    if !needed || shared.settings.default_credentials.is_some() || !shared.settings.default_chain {
+        return None;
+    }
+    match airlock_aws::default_chain_credentials().await {
+        Ok(key) => Some(AwsSecret {
+            access_key_id: key.access_key_id,
+            secret_access_key: key.secret_access_key,
+            session_token: key.session_token,
+        }),
+        Err(e) => {
+            let warning = format!("no default credentials from the AWS credential chain: {e}");
+            if state.logged.insert(warning.clone()) {
+                tracing::warn!("{warning}");
+            }
+            None
+        }
     }
 }
 
 fn group_key(
     shared: &Shared,
+    chain: Option<&AwsSecret>,
     config: &Config,
     region: &str,
     secret_ref: Option<&ObjRef>,
@@ -384,7 +426,7 @@ fn group_key(
             console_account: Some(r.name.clone()),
         });
     }
-    let creds = credentials_for(shared, config, secret_ref)?;
+    let creds = credentials_for(shared, config, secret_ref, chain)?;
     Some(GroupKey {
         region: region.to_owned(),
         access_key_id: creds.access_key_id,
@@ -401,9 +443,11 @@ fn group_key(
 pub async fn refresh(shared: &Shared, discovery: &dyn Discovery, state: &mut RefreshState) {
     let live = shared.live.load_full();
     let config = &live.config;
+    let chain = chain_credentials(shared, config, state).await;
     let resolve = |u: &Upstream| {
         group_key(
             shared,
+            chain.as_ref(),
             config,
             &u.region,
             u.secret_ref.as_ref(),
@@ -411,11 +455,17 @@ pub async fn refresh(shared: &Shared, discovery: &dyn Discovery, state: &mut Ref
             u.external_id.as_ref(),
         )
     };
-    let discover_key = shared
-        .settings
-        .discover
-        .as_ref()
-        .and_then(|d| group_key(shared, config, &d.region, d.secret_ref.as_ref(), None, None));
+    let discover_key = shared.settings.discover.as_ref().and_then(|d| {
+        group_key(
+            shared,
+            chain.as_ref(),
+            config,
+            &d.region,
+            d.secret_ref.as_ref(),
+            None,
+            None,
+        )
+    });
     let (groups, missing) = discovery::plan(&config.upstreams, &resolve, discover_key);
     let mut warnings: Vec<String> = missing
         .iter()
@@ -661,6 +711,7 @@ mod tests {
             list_timeout: Duration::from_secs(1),
             max_calls_per_second: 1000.0,
             endpoint_url: None,
+            default_chain: false,
             default_credentials: Some(AwsSecret {
                 access_key_id: "AKIA".into(),
                 secret_access_key: secrecy::SecretString::from("s"),
