@@ -296,8 +296,21 @@ pub async fn rotate_key(
 ) -> ApiResult<Json<RotateKeyResult>> {
     let arn = console_arn("account", &name);
     authorize_one(&state, &caller, "airlock:RotateAccountKey", &arn).await?;
+    let result = rotate(&state, &Entry::for_caller(&caller, "", vec![]), &name).await?;
+    Ok(Json(result))
+}
+
+/// Rotates the account's key on behalf of `actor` (a user, or the console's own schedule).
+pub async fn rotate(state: &AppState, actor: &Entry, name: &str) -> ApiResult<RotateKeyResult> {
+    let state = state.clone();
+    let name = name.to_owned();
+    let arn = console_arn("account", &name);
     let (row, target) = target(&state, &name).await?;
-    let call = |action: &str| Entry::for_caller(&caller, action, vec![arn.clone()]);
+    let call = |action: &str| Entry {
+        action: action.to_owned(),
+        resources: vec![arn.clone()],
+        ..actor.clone()
+    };
 
     let keys = state.cloud.list_access_keys(&target).await;
     audit::record_call(&state, call("iam:ListAccessKeys"), &keys, |_| None).await;
@@ -375,19 +388,63 @@ pub async fn rotate_key(
         target.credentials.access_key_id, created.key.access_key_id
     ));
     audit::record(&state, entry).await;
-    tracing::info!(account = %name, user = %caller.user, old_key = %target.credentials.access_key_id, new_key = %created.key.access_key_id, propagation_ms, "account key rotated");
+    tracing::info!(account = %name, user = %actor.user, old_key = %target.credentials.access_key_id, new_key = %created.key.access_key_id, propagation_ms, "account key rotated");
     if let Err(e) = deleted {
         return Err(ApiError::Conflict(format!(
             "the account now uses {}, but the old key {} could not be deleted ({e}): delete it in IAM",
             created.key.access_key_id, target.credentials.access_key_id
         )));
     }
-    Ok(Json(RotateKeyResult {
+    Ok(RotateKeyResult {
         account: name,
         old_access_key_id: target.credentials.access_key_id,
         new_access_key_id: created.key.access_key_id,
         propagation_ms,
-    }))
+    })
+}
+
+/// Rotates, once an hour, every account key older than `max_age` (the console's optional
+/// schedule). Keys of unknown age are left alone: their age is not known to be over.
+pub async fn rotation_schedule(state: AppState, max_age: std::time::Duration) {
+    let actor = Entry {
+        user: "airlock:console".into(),
+        detail: Some(format!(
+            "scheduled: keys older than {} days",
+            max_age.as_secs() / 86_400
+        )),
+        ..Entry::default()
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let accounts = match state.store.accounts().await {
+            Ok(accounts) => accounts,
+            Err(e) => {
+                tracing::warn!(error = %e, "key rotation schedule: cannot list accounts");
+                continue;
+            }
+        };
+        let limit = chrono::Utc::now()
+            - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+        for account in accounts {
+            let old = account
+                .key_created_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t < limit);
+            if !old {
+                continue;
+            }
+            match rotate(&state, &actor, &account.name).await {
+                Ok(r) => {
+                    tracing::info!(account = %r.account, new_key = %r.new_access_key_id, "scheduled key rotation done")
+                }
+                Err(e) => {
+                    tracing::warn!(account = %account.name, error = %e, "scheduled key rotation failed; trying again in an hour")
+                }
+            }
+        }
+    }
 }
 
 /// Waits until STS accepts a new key as the same account's, retrying only the errors IAM's

@@ -131,6 +131,9 @@ pub async fn prepare(
 
 /// Serves the API on `listener` until the process ends, after resuming unsettled deployments.
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    if let Some(max_age) = state.config.rotate_keys_after {
+        tokio::spawn(accounts::rotation_schedule(state.clone(), max_age));
+    }
     match deployments::resume_all(&state).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(deployments = n, "resuming unsettled deployments"),

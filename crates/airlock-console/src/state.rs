@@ -18,6 +18,8 @@ pub struct ConsoleConfig {
     pub poll_interval: Duration,
     /// How long a launch may take before the deployment is marked failed.
     pub launch_timeout: Duration,
+    /// Rotate account keys older than this, checked hourly (`None`: only on request).
+    pub rotate_keys_after: Option<Duration>,
 }
 
 impl Default for ConsoleConfig {
@@ -27,6 +29,7 @@ impl Default for ConsoleConfig {
             token_ttl: Duration::from_secs(12 * 3600),
             poll_interval: Duration::from_secs(2),
             launch_timeout: Duration::from_secs(15 * 60),
+            rotate_keys_after: None,
         }
     }
 }

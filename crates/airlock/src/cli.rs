@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// Lifetime of API tokens from `login`, in hours.
     #[arg(long, default_value_t = 12)]
     pub token_ttl_hours: u64,
+    /// Rotate every account key older than this many days (checked hourly, as
+    /// `account rotate-key` does); off unless given.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rotate_keys_after_days: Option<u64>,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

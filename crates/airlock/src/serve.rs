@@ -54,6 +54,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         public_url: public_url.clone(),
         token_ttl: Duration::from_secs(args.token_ttl_hours * 3600),
         poll_interval: Duration::from_secs_f64(args.poll_interval),
+        rotate_keys_after: args
+            .rotate_keys_after_days
+            .map(|days| Duration::from_secs(days * 86_400)),
         ..ConsoleConfig::default()
     };
     let admin_password = std::env::var("AIRLOCK_ADMIN_PASSWORD")
