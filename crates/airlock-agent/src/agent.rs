@@ -415,6 +415,18 @@ async fn obtain(settings: &Settings, imds: &ImdsClient) -> Result<Boot, AgentErr
             let mut payload = find_payload(&user_data)?;
             if payload.credentials.is_none() {
                 bootstrap(&mut payload, &id.instance_id, id.local_ipv4).await?;
+            } else if payload.refresh_secret.is_some() {
+                // The launch's enrolment secret is shared by its instances through the user
+                // data: spend it at once for a secret of this instance's own. One try; if the
+                // console is not reachable, the refresh loop enrols later.
+                match console_refresh(&mut payload, &id.instance_id, id.local_ipv4).await {
+                    Ok(()) => {
+                        tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, "enrolled with the console; the user data's secret is spent")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot enrol with the console yet; using the user data's credentials until the first refresh")
+                    }
+                }
             }
             let state = StoredState::new(
                 &id.instance_id,

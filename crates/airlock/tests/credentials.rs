@@ -327,6 +327,28 @@ async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
     let shown = console.json(&["deployment", "policy", boot_dep]);
     assert_eq!(shown["credentials"], "bootstrap");
 
+    // The scoped deployment's agent enrolled at boot: the secret in its user data is spent.
+    let (scoped_payload, _) = payload_of(&ec2, &scoped_id).await;
+    let spent = scoped_payload
+        .refresh_secret
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let (scoped_ip, _) = address_and_tags(&ec2, &scoped_id).await;
+    served(&fleet.state_dir(&scoped_id), Duration::from_secs(60)).await;
+    let (status, body) = refresh(
+        &console,
+        &scoped_ip,
+        scoped["id"].as_str().unwrap(),
+        &scoped_id,
+        &spent,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(fleet
+        .agent_log(&scoped_id)
+        .contains("enrolled with the console"));
+
     // The scoped deployment's agent refreshes through the console again and again.
     let log_has_refreshes = || {
         let log = fleet.agent_log(&scoped_id);
