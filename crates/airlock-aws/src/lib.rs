@@ -206,7 +206,7 @@ impl Cloud for AwsCloud {
         &self,
         target: &Target,
     ) -> Result<Vec<AccessKeyMetadata>, CloudError> {
-        let iam = aws_sdk_iam::Client::new(&sdk_config(&without_role(target)).await);
+        let iam = iam_client(target).await;
         let out = iam.list_access_keys().send().await.map_err(cloud_error)?;
         Ok(out
             .access_key_metadata()
@@ -223,7 +223,7 @@ impl Cloud for AwsCloud {
     }
 
     async fn create_access_key(&self, target: &Target) -> Result<NewAccessKey, CloudError> {
-        let iam = aws_sdk_iam::Client::new(&sdk_config(&without_role(target)).await);
+        let iam = iam_client(target).await;
         let out = iam.create_access_key().send().await.map_err(cloud_error)?;
         let k = out
             .access_key()
@@ -244,7 +244,7 @@ impl Cloud for AwsCloud {
         target: &Target,
         access_key_id: &str,
     ) -> Result<(), CloudError> {
-        let iam = aws_sdk_iam::Client::new(&sdk_config(&without_role(target)).await);
+        let iam = iam_client(target).await;
         iam.delete_access_key()
             .access_key_id(access_key_id)
             .send()
@@ -305,6 +305,11 @@ pub async fn default_chain_credentials() -> Result<AccessKey, CloudError> {
         secret_access_key: c.secret_access_key().to_owned().into(),
         session_token: c.session_token().map(|t| t.to_owned().into()),
     })
+}
+
+/// An IAM client acting as the user that owns the target's key.
+async fn iam_client(target: &Target) -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::new(&sdk_config(&without_role(target)).await)
 }
 
 /// The target's own key without the role the console assumes for EC2 calls: STS and IAM calls

@@ -131,10 +131,12 @@ pub async fn add(
         key_created_at: key_created_at(&state, &caller, &target, &arn).await,
     };
     state.store.insert_account(&row, &sealed).await?;
-    let mut entry = Entry::for_caller(&caller, "airlock:AddAccount", vec![arn]);
-    entry.decision = "allowed".into();
-    entry.outcome = "ok".into();
-    audit::record(&state, entry).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:AddAccount", vec![arn]),
+        None,
+    )
+    .await;
     tracing::info!(account = %row.name, user = %caller.user, source_ip = ?caller.source_ip, key_id = %row.access_key_id, "account added");
     Ok((StatusCode::CREATED, Json(view(row))))
 }
@@ -204,10 +206,12 @@ pub async fn remove(
     if !state.store.delete_account(&name).await? {
         return Err(unknown(&name));
     }
-    let mut entry = Entry::for_caller(&caller, "airlock:RemoveAccount", vec![arn]);
-    entry.decision = "allowed".into();
-    entry.outcome = "ok".into();
-    audit::record(&state, entry).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:RemoveAccount", vec![arn]),
+        None,
+    )
+    .await;
     tracing::info!(account = %name, user = %caller.user, "account removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -380,14 +384,11 @@ pub async fn rotate(state: &AppState, actor: &Entry, name: &str) -> ApiResult<Ro
         .delete_access_key(&new_target, &target.credentials.access_key_id)
         .await;
     audit::record_call(&state, call("iam:DeleteAccessKey"), &deleted, |_| None).await;
-    let mut entry = call("airlock:RotateAccountKey");
-    entry.decision = "allowed".into();
-    entry.outcome = "ok".into();
-    entry.detail = Some(format!(
+    let detail = format!(
         "{} replaced by {}",
         target.credentials.access_key_id, created.key.access_key_id
-    ));
-    audit::record(&state, entry).await;
+    );
+    audit::record_ok(&state, call("airlock:RotateAccountKey"), Some(detail)).await;
     tracing::info!(account = %name, user = %actor.user, old_key = %target.credentials.access_key_id, new_key = %created.key.access_key_id, propagation_ms, "account key rotated");
     if let Err(e) = deleted {
         return Err(ApiError::Conflict(format!(

@@ -123,6 +123,14 @@ pub async fn record(state: &AppState, entry: Entry) {
     }
 }
 
+/// Records an allowed action that succeeded, with what came of it.
+pub async fn record_ok(state: &AppState, mut entry: Entry, detail: Option<String>) {
+    entry.decision = "allowed".into();
+    entry.outcome = "ok".into();
+    entry.detail = detail;
+    record(state, entry).await;
+}
+
 /// Records an EC2 call's result, with AWS's request id or error.
 pub async fn record_call<T>(
     state: &AppState,

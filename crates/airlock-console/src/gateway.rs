@@ -156,13 +156,6 @@ fn unknown(name: &str) -> ApiError {
     ))
 }
 
-async fn audit_ok(state: &AppState, caller: &Caller, action: &str, resource: String) {
-    let mut entry = Entry::for_caller(caller, action, vec![resource]);
-    entry.decision = "allowed".into();
-    entry.outcome = "ok".into();
-    audit::record(state, entry).await;
-}
-
 /// `PUT /v1/gateway/configs/{name}`: validated with the gateway's parser together with every
 /// other stored configuration, then stored; following gateways reload.
 pub async fn put(
@@ -191,7 +184,12 @@ pub async fn put(
         updated_at: crate::now(),
     };
     state.store.put_gateway_config(&row).await?;
-    audit_ok(&state, &caller, "airlock:PutGatewayConfig", arn).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:PutGatewayConfig", vec![arn]),
+        None,
+    )
+    .await;
     state.events.publish(
         EventKind::GatewayConfig,
         "airlock:PutGatewayConfig",
@@ -221,7 +219,12 @@ pub async fn remove(
         ))
     })?;
     state.store.delete_gateway_config(&name).await?;
-    audit_ok(&state, &caller, "airlock:DeleteGatewayConfig", arn).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:DeleteGatewayConfig", vec![arn]),
+        None,
+    )
+    .await;
     state.events.publish(
         EventKind::GatewayConfig,
         "airlock:DeleteGatewayConfig",

@@ -405,9 +405,7 @@ pub async fn refresh(
         )
         .await);
     }
-    entry.decision = "allowed".into();
-    entry.outcome = "ok".into();
-    entry.detail = Some(format!(
+    let detail = format!(
         "{} until {}",
         if secret.kind == ENROLMENT {
             "enrolled"
@@ -415,8 +413,8 @@ pub async fn refresh(
             "refreshed"
         },
         issued.expiration.to_rfc3339()
-    ));
-    audit::record(&state, entry).await;
+    );
+    audit::record_ok(&state, entry, Some(detail)).await;
     tracing::info!(deployment = %row.id, instance = %req.instance_id, key = %issued.key.access_key_id, expires = %issued.expiration, "instance credentials issued");
     Ok(Json(RefreshResponse {
         credentials: payload_credentials(issued),
@@ -458,11 +456,12 @@ pub async fn revoke(
         .store
         .revoke_refresh_secrets(&id, None, &crate::now())
         .await?;
-    let mut entry = Entry::for_caller(&caller, "airlock:RevokeDeployment", vec![arn]);
-    entry.decision = "allowed".into();
-    entry.outcome = "ok".into();
-    entry.detail = Some(format!("{revoked} refresh secrets revoked"));
-    audit::record(&state, entry).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:RevokeDeployment", vec![arn]),
+        Some(format!("{revoked} refresh secrets revoked")),
+    )
+    .await;
     tracing::info!(deployment = %id, user = %caller.user, revoked, "deployment's refresh secrets revoked");
     Ok(Json(RevokeResult {
         deployment_id: id,

@@ -33,13 +33,6 @@ async fn user_view(state: &AppState, name: &str) -> ApiResult<UserView> {
     })
 }
 
-async fn audit_ok(state: &AppState, caller: &Caller, action: &str, resource: String) {
-    let mut entry = Entry::for_caller(caller, action, vec![resource]);
-    entry.decision = "allowed".into();
-    entry.outcome = "ok".into();
-    audit::record(state, entry).await;
-}
-
 /// `POST /v1/users`.
 pub async fn add(
     State(state): State<AppState>,
@@ -81,7 +74,12 @@ pub async fn add(
     for p in &req.policies {
         state.store.attach_policy(&req.name, p).await?;
     }
-    audit_ok(&state, &caller, "airlock:CreateUser", arn).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:CreateUser", vec![arn]),
+        None,
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(user_view(&state, &req.name).await?),
@@ -121,7 +119,12 @@ pub async fn remove(
     if !state.store.delete_user(&name).await? {
         return Err(ApiError::NotFound(format!("unknown user {name:?}")));
     }
-    audit_ok(&state, &caller, "airlock:DeleteUser", arn).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:DeleteUser", vec![arn]),
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -146,7 +149,12 @@ pub async fn attach(
         ));
     }
     state.store.attach_policy(&name, &req.policy).await?;
-    audit_ok(&state, &caller, "airlock:AttachUserPolicy", arn).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:AttachUserPolicy", vec![arn]),
+        None,
+    )
+    .await;
     Ok(Json(user_view(&state, &name).await?))
 }
 
@@ -165,7 +173,12 @@ pub async fn detach(
             "policy {policy:?} is not attached to {name:?}"
         )));
     }
-    audit_ok(&state, &caller, "airlock:DetachUserPolicy", arn).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:DetachUserPolicy", vec![arn]),
+        None,
+    )
+    .await;
     Ok(Json(user_view(&state, &name).await?))
 }
 
@@ -212,7 +225,12 @@ pub async fn enable_mfa(
     state.vault.put(&record, &bytes).await?;
     state.store.set_user_totp(&name, Some(&record)).await?;
     let totp = totp(bytes, &name)?;
-    audit_ok(&state, &caller, "airlock:EnableMfaDevice", arn).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:EnableMfaDevice", vec![arn]),
+        None,
+    )
+    .await;
     Ok(Json(MfaEnabled {
         user: name,
         secret: totp.get_secret_base32(),
@@ -247,7 +265,12 @@ pub async fn put_policy(
         created_at: crate::now(),
     };
     state.store.put_policy(&row).await?;
-    audit_ok(&state, &caller, "airlock:PutPolicy", arn).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:PutPolicy", vec![arn]),
+        None,
+    )
+    .await;
     let stored = state.store.policy(&name).await?.unwrap_or(row);
     Ok(Json(policy_view(stored)))
 }
@@ -310,7 +333,12 @@ pub async fn delete_policy(
         Err(airlock_store::StoreError::Conflict(m)) => return Err(ApiError::Conflict(m)),
         Err(e) => return Err(e.into()),
     }
-    audit_ok(&state, &caller, "airlock:DeletePolicy", arn).await;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:DeletePolicy", vec![arn]),
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -225,38 +225,12 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
         })?),
         None => None,
     };
-    let tasks: serde_json::Value = match &args.tasks {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --tasks {}", path.display()))?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("--tasks {} is not JSON", path.display()))?;
-            if !value.is_array() {
-                bail!(
-                    "--tasks {} must hold a JSON list of boot tasks",
-                    path.display()
-                );
-            }
-            value
-        }
-        None => json!([]),
-    };
-    let policy_statements: serde_json::Value = match &args.policy_statements {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --policy-statements {}", path.display()))?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("--policy-statements {} is not JSON", path.display()))?;
-            if !value.is_array() {
-                bail!(
-                    "--policy-statements {} must hold a JSON list of IAM statements",
-                    path.display()
-                );
-            }
-            value
-        }
-        None => json!([]),
-    };
+    let tasks = json_list_file("--tasks", args.tasks.as_deref(), "boot tasks")?;
+    let policy_statements = json_list_file(
+        "--policy-statements",
+        args.policy_statements.as_deref(),
+        "IAM statements",
+    )?;
     let credentials = match args.credentials {
         CredentialsArg::Scoped => "scoped",
         CredentialsArg::Bootstrap => "bootstrap",
@@ -296,6 +270,25 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
         dep
     };
     finish(dep, output)
+}
+
+/// A file holding a JSON list (`[]` when no file is given).
+fn json_list_file(
+    flag: &str,
+    path: Option<&std::path::Path>,
+    what: &str,
+) -> Result<serde_json::Value> {
+    let Some(path) = path else {
+        return Ok(json!([]));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{flag} {} is not JSON", path.display()))?;
+    if !value.is_array() {
+        bail!("{flag} {} must hold a JSON list of {what}", path.display());
+    }
+    Ok(value)
 }
 
 fn finish(dep: DeploymentView, output: Output) -> Result<()> {
