@@ -251,9 +251,14 @@ async fn associate_address(
         return Err("no Elastic IP matches".to_owned());
     };
     let id = address.allocation_id.as_deref().unwrap_or_default();
-    ec2.associate_address(id, &ctx.instance_id)
-        .await
-        .map_err(|e| e.to_string())?;
+    // AllowReassociation: an address held by a replaced instance moves here in one call.
+    ec2.associate_address(
+        id,
+        &airlock_cloud::AddressTarget::Instance(ctx.instance_id.clone()),
+        true,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     Ok((
         Outcome::Done,
         format!(

@@ -1,6 +1,9 @@
 //! Conversions between the SDK's generated types and `airlock-cloud`'s plain ones.
 
-use airlock_cloud::{Address, CloudError, Filter, Instance, Tag, Volume};
+use airlock_cloud::{
+    Address, CloudError, Filter, Image, Instance, InstanceStatus, InterfaceAttachment, KeyPair,
+    NetworkInterface, SecurityGroup, SecurityGroupRule, Snapshot, Tag, Volume, VolumeAttachment,
+};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId;
 
@@ -48,7 +51,7 @@ pub fn tags(tags: &[Tag]) -> Vec<aws_sdk_ec2::types::Tag> {
         .collect()
 }
 
-fn from_sdk_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Vec<Tag> {
+pub fn from_sdk_tags(tags: &[aws_sdk_ec2::types::Tag]) -> Vec<Tag> {
     tags.iter()
         .map(|t| Tag::new(t.key().unwrap_or_default(), t.value().unwrap_or_default()))
         .collect()
@@ -85,9 +88,7 @@ pub fn instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
         public_ip: i.public_ip_address().map(str::to_owned),
         subnet_id: i.subnet_id().map(str::to_owned),
         vpc_id: i.vpc_id().map(str::to_owned),
-        launch_time: i
-            .launch_time()
-            .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        launch_time: i.launch_time().and_then(datetime),
         tags: from_sdk_tags(i.tags()),
     }
 }
@@ -103,7 +104,29 @@ pub fn volume(v: &aws_sdk_ec2::types::Volume) -> Volume {
         tags: from_sdk_tags(v.tags()),
         state: v.state().map(|s| s.as_str().to_owned()),
         availability_zone: v.availability_zone().map(str::to_owned),
+        size_gib: v.size(),
+        volume_type: v.volume_type().map(|t| t.as_str().to_owned()),
+        iops: v.iops(),
+        encrypted: v.encrypted(),
+        snapshot_id: v.snapshot_id().filter(|s| !s.is_empty()).map(str::to_owned),
+        attachments: volume_attachments(v.attachments()),
     }
+}
+
+/// A volume's attachments that name an instance.
+pub fn volume_attachments(
+    attachments: &[aws_sdk_ec2::types::VolumeAttachment],
+) -> Vec<VolumeAttachment> {
+    attachments
+        .iter()
+        .filter_map(|a| {
+            a.instance_id().map(|id| VolumeAttachment {
+                instance_id: id.to_owned(),
+                device: a.device().map(str::to_owned),
+                state: a.state().map(|s| s.as_str().to_owned()),
+            })
+        })
+        .collect()
 }
 
 pub fn address(a: &aws_sdk_ec2::types::Address) -> Address {
@@ -112,7 +135,181 @@ pub fn address(a: &aws_sdk_ec2::types::Address) -> Address {
         public_ip: a.public_ip().map(str::to_owned),
         instance_id: a.instance_id().map(str::to_owned),
         association_id: a.association_id().map(str::to_owned),
+        network_interface_id: a.network_interface_id().map(str::to_owned),
+        private_ip: a.private_ip_address().map(str::to_owned),
         tags: from_sdk_tags(a.tags()),
+    }
+}
+
+/// An SDK timestamp as UTC, when in range.
+pub fn datetime(t: &aws_sdk_ec2::primitives::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+pub fn network_interface(n: &aws_sdk_ec2::types::NetworkInterface) -> NetworkInterface {
+    NetworkInterface {
+        network_interface_id: n.network_interface_id().unwrap_or_default().to_owned(),
+        subnet_id: n.subnet_id().map(str::to_owned),
+        vpc_id: n.vpc_id().map(str::to_owned),
+        availability_zone: n.availability_zone().map(str::to_owned),
+        private_ip: n.private_ip_address().map(str::to_owned),
+        status: n.status().map(|s| s.as_str().to_owned()),
+        description: n.description().filter(|d| !d.is_empty()).map(str::to_owned),
+        security_group_ids: n
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect(),
+        attachment: n.attachment().map(|a| InterfaceAttachment {
+            attachment_id: a.attachment_id().map(str::to_owned),
+            instance_id: a.instance_id().map(str::to_owned),
+            device_index: a.device_index(),
+            status: a.status().map(|s| s.as_str().to_owned()),
+        }),
+        tags: from_sdk_tags(n.tag_set()),
+    }
+}
+
+/// One rule per IPv4 range, IPv6 range and security group of each permission (prefix lists are
+/// not represented).
+fn rules(permissions: &[aws_sdk_ec2::types::IpPermission]) -> Vec<SecurityGroupRule> {
+    let mut found = Vec::new();
+    for p in permissions {
+        let rule = |cidr: Option<&str>, group_id: Option<&str>, description: Option<&str>| {
+            SecurityGroupRule {
+                protocol: p.ip_protocol().unwrap_or_default().to_owned(),
+                from_port: p.from_port(),
+                to_port: p.to_port(),
+                cidr: cidr.map(str::to_owned),
+                group_id: group_id.map(str::to_owned),
+                description: description.map(str::to_owned),
+            }
+        };
+        for r in p.ip_ranges() {
+            found.push(rule(r.cidr_ip(), None, r.description()));
+        }
+        for r in p.ipv6_ranges() {
+            found.push(rule(r.cidr_ipv6(), None, r.description()));
+        }
+        for g in p.user_id_group_pairs() {
+            found.push(rule(None, g.group_id(), g.description()));
+        }
+    }
+    found
+}
+
+pub fn security_group(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
+    SecurityGroup {
+        group_id: g.group_id().unwrap_or_default().to_owned(),
+        group_name: g.group_name().unwrap_or_default().to_owned(),
+        description: g.description().map(str::to_owned),
+        vpc_id: g.vpc_id().map(str::to_owned),
+        ingress: rules(g.ip_permissions()),
+        egress: rules(g.ip_permissions_egress()),
+        tags: from_sdk_tags(g.tags()),
+    }
+}
+
+/// The SDK's permissions for rules: one `IpPermission` per rule, the CIDR as IPv6 when it has a
+/// colon.
+pub fn ip_permissions(rules: &[SecurityGroupRule]) -> Vec<aws_sdk_ec2::types::IpPermission> {
+    use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, UserIdGroupPair};
+    rules
+        .iter()
+        .map(|r| {
+            let mut p = IpPermission::builder()
+                .ip_protocol(&r.protocol)
+                .set_from_port(r.from_port)
+                .set_to_port(r.to_port);
+            if let Some(cidr) = &r.cidr {
+                p = if cidr.contains(':') {
+                    p.ipv6_ranges(
+                        Ipv6Range::builder()
+                            .cidr_ipv6(cidr)
+                            .set_description(r.description.clone())
+                            .build(),
+                    )
+                } else {
+                    p.ip_ranges(
+                        IpRange::builder()
+                            .cidr_ip(cidr)
+                            .set_description(r.description.clone())
+                            .build(),
+                    )
+                };
+            }
+            if let Some(group_id) = &r.group_id {
+                p = p.user_id_group_pairs(
+                    UserIdGroupPair::builder()
+                        .group_id(group_id)
+                        .set_description(r.description.clone())
+                        .build(),
+                );
+            }
+            p.build()
+        })
+        .collect()
+}
+
+pub fn key_pair(k: &aws_sdk_ec2::types::KeyPairInfo) -> KeyPair {
+    KeyPair {
+        key_pair_id: k.key_pair_id().map(str::to_owned),
+        key_name: k.key_name().unwrap_or_default().to_owned(),
+        key_fingerprint: k.key_fingerprint().map(str::to_owned),
+        key_type: k.key_type().map(|t| t.as_str().to_owned()),
+        created_at: k.create_time().and_then(datetime),
+        tags: from_sdk_tags(k.tags()),
+    }
+}
+
+pub fn snapshot(s: &aws_sdk_ec2::types::Snapshot) -> Snapshot {
+    Snapshot {
+        snapshot_id: s.snapshot_id().unwrap_or_default().to_owned(),
+        volume_id: s.volume_id().map(str::to_owned),
+        state: s.state().map(|s| s.as_str().to_owned()),
+        progress: s.progress().map(str::to_owned),
+        volume_size_gib: s.volume_size(),
+        description: s.description().filter(|d| !d.is_empty()).map(str::to_owned),
+        encrypted: s.encrypted(),
+        owner_id: s.owner_id().map(str::to_owned),
+        start_time: s.start_time().and_then(datetime),
+        tags: from_sdk_tags(s.tags()),
+    }
+}
+
+pub fn image(i: &aws_sdk_ec2::types::Image) -> Image {
+    Image {
+        image_id: i.image_id().unwrap_or_default().to_owned(),
+        name: i.name().map(str::to_owned),
+        state: i.state().map(|s| s.as_str().to_owned()),
+        description: i.description().filter(|d| !d.is_empty()).map(str::to_owned),
+        owner_id: i.owner_id().map(str::to_owned),
+        creation_date: i.creation_date().map(str::to_owned),
+        snapshot_ids: i
+            .block_device_mappings()
+            .iter()
+            .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_owned))
+            .collect(),
+        tags: from_sdk_tags(i.tags()),
+    }
+}
+
+pub fn instance_status(s: &aws_sdk_ec2::types::InstanceStatus) -> InstanceStatus {
+    InstanceStatus {
+        instance_id: s.instance_id().unwrap_or_default().to_owned(),
+        state: s
+            .instance_state()
+            .and_then(|st| st.name())
+            .map(|n| n.as_str().to_owned()),
+        system_status: s
+            .system_status()
+            .and_then(|st| st.status())
+            .map(|st| st.as_str().to_owned()),
+        instance_status: s
+            .instance_status()
+            .and_then(|st| st.status())
+            .map(|st| st.as_str().to_owned()),
+        availability_zone: s.availability_zone().map(str::to_owned),
     }
 }
 
@@ -128,4 +325,44 @@ pub fn tag_keys(tags: &[Tag]) -> Vec<aws_sdk_ec2::types::Tag> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rule(cidr: Option<&str>, group_id: Option<&str>) -> SecurityGroupRule {
+        SecurityGroupRule {
+            protocol: "tcp".to_owned(),
+            from_port: Some(22),
+            to_port: Some(22),
+            cidr: cidr.map(str::to_owned),
+            group_id: group_id.map(str::to_owned),
+            description: Some("ssh".to_owned()),
+        }
+    }
+
+    #[test]
+    fn rules_round_trip_through_ip_permissions() {
+        let wanted = vec![
+            rule(Some("10.0.0.0/8"), None),
+            rule(Some("2001:db8::/32"), None),
+            rule(None, Some("sg-0123")),
+        ];
+        let permissions = ip_permissions(&wanted);
+        assert_eq!(permissions.len(), 3);
+        assert_eq!(
+            permissions[1].ipv6_ranges()[0].cidr_ipv6(),
+            Some("2001:db8::/32")
+        );
+        let group = aws_sdk_ec2::types::SecurityGroup::builder()
+            .group_id("sg-1")
+            .group_name("web")
+            .set_ip_permissions(Some(permissions))
+            .build();
+        let converted = security_group(&group);
+        assert_eq!(converted.ingress, wanted);
+        assert!(converted.egress.is_empty());
+    }
 }

@@ -9,15 +9,19 @@
 mod convert;
 
 use airlock_cloud::{
-    AccessKey, AccessKeyMetadata, Address, CallerIdentity, Cloud, CloudError, Ec2, Filter,
-    Instance, Launched, NewAccessKey, RequestId, RunInstancesInput, ScopedSessionRequest,
-    SessionCredentials, StateAction, Tag, Target, Volume,
+    AccessKey, AccessKeyMetadata, Address, AddressTarget, CallerIdentity, Cloud, CloudError,
+    CreateImageInput, CreateNetworkInterfaceInput, CreateSecurityGroupInput, CreateVolumeInput,
+    Direction, Ec2, Filter, Image, Instance, InstanceStatus, KeyPair, Launched, NetworkInterface,
+    NewAccessKey, NewKeyPair, RequestId, RunInstancesInput, ScopedSessionRequest, SecurityGroup,
+    SecurityGroupRule, SessionCredentials, Snapshot, StateAction, Tag, Target, Volume,
 };
 use async_trait::async_trait;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::operation::RequestId as _;
+use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, ResourceType,
-    TagSpecification,
+    DomainType, HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    KeyType, ResourceType, TagSpecification,
 };
 use base64::Engine;
 use secrecy::ExposeSecret;
@@ -25,7 +29,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use convert::{address, cloud_error, filters, instance, tag_keys, tags, volume};
+use convert::{
+    address, cloud_error, filters, image, instance, instance_status, ip_permissions, key_pair,
+    network_interface, security_group, snapshot, tag_keys, tags, volume,
+};
 
 /// Instances per `DescribeInstances` page (EC2 allows 5 to 1000).
 const DESCRIBE_PAGE_SIZE: i32 = 1000;
@@ -398,7 +405,6 @@ impl Ec2 for AwsEc2 {
                 .tag_specifications(tag_spec(ResourceType::Volume));
         }
         let out = request.send().await.map_err(cloud_error)?;
-        use aws_sdk_ec2::operation::RequestId as _;
         Ok(Launched {
             request_id: out.request_id().map(str::to_owned),
             instances: out.instances().iter().map(instance).collect(),
@@ -438,7 +444,6 @@ impl Ec2 for AwsEc2 {
         action: StateAction,
         ids: &[String],
     ) -> Result<RequestId, CloudError> {
-        use aws_sdk_ec2::operation::RequestId as _;
         let ids = Some(ids.to_vec());
         let request_id = match action {
             StateAction::Start => self
@@ -501,7 +506,6 @@ impl Ec2 for AwsEc2 {
         resource_ids: &[String],
         tags_in: &[Tag],
     ) -> Result<RequestId, CloudError> {
-        use aws_sdk_ec2::operation::RequestId as _;
         let out = self
             .client
             .create_tags()
@@ -518,7 +522,6 @@ impl Ec2 for AwsEc2 {
         resource_ids: &[String],
         tags_in: &[Tag],
     ) -> Result<RequestId, CloudError> {
-        use aws_sdk_ec2::operation::RequestId as _;
         let out = self
             .client
             .delete_tags()
@@ -580,7 +583,6 @@ impl Ec2 for AwsEc2 {
         instance_id: &str,
         device: &str,
     ) -> Result<RequestId, CloudError> {
-        use aws_sdk_ec2::operation::RequestId as _;
         let out = self
             .client
             .attach_volume()
@@ -593,20 +595,96 @@ impl Ec2 for AwsEc2 {
         Ok(out.request_id().map(str::to_owned))
     }
 
-    async fn associate_address(
+    async fn detach_volume(
         &self,
-        allocation_id: &str,
-        instance_id: &str,
-    ) -> Result<Option<String>, CloudError> {
+        volume_id: &str,
+        instance_id: Option<&str>,
+        force: bool,
+    ) -> Result<RequestId, CloudError> {
         let out = self
             .client
-            .associate_address()
-            .allocation_id(allocation_id)
-            .instance_id(instance_id)
-            .allow_reassociation(true)
+            .detach_volume()
+            .volume_id(volume_id)
+            .set_instance_id(instance_id.map(str::to_owned))
+            .force(force)
             .send()
             .await
             .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn create_volume(&self, input: &CreateVolumeInput) -> Result<Volume, CloudError> {
+        let out = self
+            .client
+            .create_volume()
+            .availability_zone(&input.availability_zone)
+            .set_size(input.size_gib)
+            .volume_type(input.volume_type.as_str().into())
+            .set_iops(input.iops)
+            .encrypted(input.encrypted)
+            .set_snapshot_id(input.snapshot_id.clone())
+            .set_tag_specifications(tag_specifications(&[ResourceType::Volume], &input.tags))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(Volume {
+            volume_id: out.volume_id().unwrap_or_default().to_owned(),
+            attached_to: out
+                .attachments()
+                .iter()
+                .filter_map(|a| a.instance_id().map(str::to_owned))
+                .collect(),
+            tags: if out.tags().is_empty() {
+                input.tags.clone()
+            } else {
+                convert::from_sdk_tags(out.tags())
+            },
+            state: out.state().map(|s| s.as_str().to_owned()),
+            availability_zone: out.availability_zone().map(str::to_owned),
+            size_gib: out.size(),
+            volume_type: out.volume_type().map(|t| t.as_str().to_owned()),
+            iops: out.iops(),
+            encrypted: out.encrypted(),
+            snapshot_id: out
+                .snapshot_id()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            attachments: convert::volume_attachments(out.attachments()),
+        })
+    }
+
+    async fn delete_volume(&self, volume_id: &str) -> Result<RequestId, CloudError> {
+        let out = self
+            .client
+            .delete_volume()
+            .volume_id(volume_id)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        target: &AddressTarget,
+        allow_reassociation: bool,
+    ) -> Result<Option<String>, CloudError> {
+        let request = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .allow_reassociation(allow_reassociation);
+        let request = match target {
+            AddressTarget::Instance(instance_id) => request.instance_id(instance_id),
+            AddressTarget::NetworkInterface {
+                network_interface_id,
+                private_ip,
+            } => request
+                .network_interface_id(network_interface_id)
+                .set_private_ip_address(private_ip.clone()),
+        };
+        let out = request.send().await.map_err(cloud_error)?;
         Ok(out.association_id().map(str::to_owned))
     }
 
@@ -619,6 +697,543 @@ impl Ec2 for AwsEc2 {
             .await
             .map_err(cloud_error)?;
         Ok(out.addresses().iter().map(address).collect())
+    }
+
+    async fn allocate_address(&self, tags_in: &[Tag]) -> Result<Address, CloudError> {
+        let out = self
+            .client
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .set_tag_specifications(tag_specifications(&[ResourceType::ElasticIp], tags_in))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(Address {
+            allocation_id: out.allocation_id().map(str::to_owned),
+            public_ip: out.public_ip().map(str::to_owned),
+            instance_id: None,
+            association_id: None,
+            network_interface_id: None,
+            private_ip: None,
+            tags: tags_in.to_vec(),
+        })
+    }
+
+    async fn disassociate_address(&self, association_id: &str) -> Result<RequestId, CloudError> {
+        let out = self
+            .client
+            .disassociate_address()
+            .association_id(association_id)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn release_address(&self, allocation_id: &str) -> Result<RequestId, CloudError> {
+        let out = self
+            .client
+            .release_address()
+            .allocation_id(allocation_id)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn create_network_interface(
+        &self,
+        input: &CreateNetworkInterfaceInput,
+    ) -> Result<NetworkInterface, CloudError> {
+        let out = self
+            .client
+            .create_network_interface()
+            .subnet_id(&input.subnet_id)
+            .set_private_ip_address(input.private_ip.clone())
+            .set_groups(non_empty(&input.security_group_ids))
+            .set_description(input.description.clone())
+            .set_tag_specifications(tag_specifications(
+                &[ResourceType::NetworkInterface],
+                &input.tags,
+            ))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        out.network_interface()
+            .map(network_interface)
+            .ok_or_else(|| CloudError::local("EC2 returned no network interface"))
+    }
+
+    async fn describe_network_interfaces(
+        &self,
+        filters_in: &[Filter],
+        ids: &[String],
+    ) -> Result<Vec<NetworkInterface>, CloudError> {
+        let mut pages = self
+            .client
+            .describe_network_interfaces()
+            .set_filters(filters(filters_in))
+            .set_network_interface_ids(non_empty(ids))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(cloud_error)?;
+            found.extend(page.network_interfaces().iter().map(network_interface));
+        }
+        Ok(found)
+    }
+
+    async fn attach_network_interface(
+        &self,
+        network_interface_id: &str,
+        instance_id: &str,
+        device_index: i32,
+    ) -> Result<Option<String>, CloudError> {
+        let out = self
+            .client
+            .attach_network_interface()
+            .network_interface_id(network_interface_id)
+            .instance_id(instance_id)
+            .device_index(device_index)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.attachment_id().map(str::to_owned))
+    }
+
+    async fn detach_network_interface(
+        &self,
+        attachment_id: &str,
+        force: bool,
+    ) -> Result<RequestId, CloudError> {
+        let out = self
+            .client
+            .detach_network_interface()
+            .attachment_id(attachment_id)
+            .force(force)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn delete_network_interface(
+        &self,
+        network_interface_id: &str,
+    ) -> Result<RequestId, CloudError> {
+        let out = self
+            .client
+            .delete_network_interface()
+            .network_interface_id(network_interface_id)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn create_security_group(
+        &self,
+        input: &CreateSecurityGroupInput,
+    ) -> Result<String, CloudError> {
+        let out = self
+            .client
+            .create_security_group()
+            .group_name(&input.group_name)
+            .description(&input.description)
+            .set_vpc_id(input.vpc_id.clone())
+            .set_tag_specifications(tag_specifications(
+                &[ResourceType::SecurityGroup],
+                &input.tags,
+            ))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        out.group_id()
+            .map(str::to_owned)
+            .ok_or_else(|| CloudError::local("EC2 returned no security group id"))
+    }
+
+    async fn describe_security_groups(
+        &self,
+        filters_in: &[Filter],
+        ids: &[String],
+    ) -> Result<Vec<SecurityGroup>, CloudError> {
+        let mut pages = self
+            .client
+            .describe_security_groups()
+            .set_filters(filters(filters_in))
+            .set_group_ids(non_empty(ids))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(cloud_error)?;
+            found.extend(page.security_groups().iter().map(security_group));
+        }
+        Ok(found)
+    }
+
+    async fn authorize_security_group(
+        &self,
+        direction: Direction,
+        group_id: &str,
+        rules: &[SecurityGroupRule],
+    ) -> Result<RequestId, CloudError> {
+        let permissions = Some(ip_permissions(rules));
+        let request_id = match direction {
+            Direction::Ingress => self
+                .client
+                .authorize_security_group_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(permissions)
+                .send()
+                .await
+                .map_err(cloud_error)?
+                .request_id()
+                .map(str::to_owned),
+            Direction::Egress => self
+                .client
+                .authorize_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(permissions)
+                .send()
+                .await
+                .map_err(cloud_error)?
+                .request_id()
+                .map(str::to_owned),
+        };
+        Ok(request_id)
+    }
+
+    async fn revoke_security_group(
+        &self,
+        direction: Direction,
+        group_id: &str,
+        rules: &[SecurityGroupRule],
+    ) -> Result<RequestId, CloudError> {
+        let permissions = Some(ip_permissions(rules));
+        let request_id = match direction {
+            Direction::Ingress => self
+                .client
+                .revoke_security_group_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(permissions)
+                .send()
+                .await
+                .map_err(cloud_error)?
+                .request_id()
+                .map(str::to_owned),
+            Direction::Egress => self
+                .client
+                .revoke_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(permissions)
+                .send()
+                .await
+                .map_err(cloud_error)?
+                .request_id()
+                .map(str::to_owned),
+        };
+        Ok(request_id)
+    }
+
+    async fn delete_security_group(&self, group_id: &str) -> Result<RequestId, CloudError> {
+        let out = self
+            .client
+            .delete_security_group()
+            .group_id(group_id)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn create_key_pair(
+        &self,
+        key_name: &str,
+        key_type: &str,
+        tags_in: &[Tag],
+    ) -> Result<NewKeyPair, CloudError> {
+        let kind = match key_type {
+            "rsa" => KeyType::Rsa,
+            "ed25519" => KeyType::Ed25519,
+            other => {
+                return Err(CloudError::local(format!(
+                    "unknown key type {other:?}: expected rsa or ed25519"
+                )))
+            }
+        };
+        let out = self
+            .client
+            .create_key_pair()
+            .key_name(key_name)
+            .key_type(kind.clone())
+            .set_tag_specifications(tag_specifications(&[ResourceType::KeyPair], tags_in))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        let private_key = out
+            .key_material()
+            .ok_or_else(|| CloudError::local("EC2 returned no private key"))?
+            .to_owned()
+            .into();
+        Ok(NewKeyPair {
+            key_pair: KeyPair {
+                key_pair_id: out.key_pair_id().map(str::to_owned),
+                key_name: out.key_name().unwrap_or(key_name).to_owned(),
+                key_fingerprint: out.key_fingerprint().map(str::to_owned),
+                key_type: Some(kind.as_str().to_owned()),
+                created_at: None,
+                tags: returned_tags(out.tags(), tags_in),
+            },
+            private_key,
+        })
+    }
+
+    async fn import_key_pair(
+        &self,
+        key_name: &str,
+        public_key: &str,
+        tags_in: &[Tag],
+    ) -> Result<KeyPair, CloudError> {
+        let out = self
+            .client
+            .import_key_pair()
+            .key_name(key_name)
+            .public_key_material(Blob::new(public_key.as_bytes()))
+            .set_tag_specifications(tag_specifications(&[ResourceType::KeyPair], tags_in))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(KeyPair {
+            key_pair_id: out.key_pair_id().map(str::to_owned),
+            key_name: out.key_name().unwrap_or(key_name).to_owned(),
+            key_fingerprint: out.key_fingerprint().map(str::to_owned),
+            key_type: None,
+            created_at: None,
+            tags: returned_tags(out.tags(), tags_in),
+        })
+    }
+
+    async fn describe_key_pairs(
+        &self,
+        filters_in: &[Filter],
+        names: &[String],
+    ) -> Result<Vec<KeyPair>, CloudError> {
+        let out = self
+            .client
+            .describe_key_pairs()
+            .set_filters(filters(filters_in))
+            .set_key_names(non_empty(names))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.key_pairs().iter().map(key_pair).collect())
+    }
+
+    async fn delete_key_pair(&self, key_name: &str) -> Result<RequestId, CloudError> {
+        let out = self
+            .client
+            .delete_key_pair()
+            .key_name(key_name)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn create_snapshot(
+        &self,
+        volume_id: &str,
+        description: Option<&str>,
+        tags_in: &[Tag],
+    ) -> Result<Snapshot, CloudError> {
+        let out = self
+            .client
+            .create_snapshot()
+            .volume_id(volume_id)
+            .set_description(description.map(str::to_owned))
+            .set_tag_specifications(tag_specifications(&[ResourceType::Snapshot], tags_in))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(Snapshot {
+            snapshot_id: out
+                .snapshot_id()
+                .ok_or_else(|| CloudError::local("EC2 returned no snapshot id"))?
+                .to_owned(),
+            volume_id: out.volume_id().map(str::to_owned),
+            state: out.state().map(|s| s.as_str().to_owned()),
+            progress: out.progress().map(str::to_owned),
+            volume_size_gib: out.volume_size(),
+            description: out
+                .description()
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
+            encrypted: out.encrypted(),
+            owner_id: out.owner_id().map(str::to_owned),
+            start_time: out.start_time().and_then(convert::datetime),
+            tags: returned_tags(out.tags(), tags_in),
+        })
+    }
+
+    async fn describe_snapshots(
+        &self,
+        filters_in: &[Filter],
+        ids: &[String],
+    ) -> Result<Vec<Snapshot>, CloudError> {
+        let mut pages = self
+            .client
+            .describe_snapshots()
+            .owner_ids("self")
+            .set_filters(filters(filters_in))
+            .set_snapshot_ids(non_empty(ids))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(cloud_error)?;
+            found.extend(page.snapshots().iter().map(snapshot));
+        }
+        Ok(found)
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<RequestId, CloudError> {
+        let out = self
+            .client
+            .delete_snapshot()
+            .snapshot_id(snapshot_id)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        source_snapshot_id: &str,
+        description: Option<&str>,
+        tags_in: &[Tag],
+    ) -> Result<String, CloudError> {
+        let out = self
+            .client
+            .copy_snapshot()
+            .source_region(source_region)
+            .source_snapshot_id(source_snapshot_id)
+            .set_description(description.map(str::to_owned))
+            .set_tag_specifications(tag_specifications(&[ResourceType::Snapshot], tags_in))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        out.snapshot_id()
+            .map(str::to_owned)
+            .ok_or_else(|| CloudError::local("EC2 returned no snapshot id for the copy"))
+    }
+
+    async fn create_image(&self, input: &CreateImageInput) -> Result<String, CloudError> {
+        let out = self
+            .client
+            .create_image()
+            .instance_id(&input.instance_id)
+            .name(&input.name)
+            .set_description(input.description.clone())
+            .no_reboot(input.no_reboot)
+            .set_tag_specifications(tag_specifications(
+                &[ResourceType::Image, ResourceType::Snapshot],
+                &input.tags,
+            ))
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        out.image_id()
+            .map(str::to_owned)
+            .ok_or_else(|| CloudError::local("EC2 returned no image id"))
+    }
+
+    async fn describe_images(
+        &self,
+        filters_in: &[Filter],
+        ids: &[String],
+    ) -> Result<Vec<Image>, CloudError> {
+        let mut pages = self
+            .client
+            .describe_images()
+            .owners("self")
+            .set_filters(filters(filters_in))
+            .set_image_ids(non_empty(ids))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(cloud_error)?;
+            found.extend(page.images().iter().map(image));
+        }
+        Ok(found)
+    }
+
+    async fn deregister_image(&self, image_id: &str) -> Result<RequestId, CloudError> {
+        let out = self
+            .client
+            .deregister_image()
+            .image_id(image_id)
+            .send()
+            .await
+            .map_err(cloud_error)?;
+        Ok(out.request_id().map(str::to_owned))
+    }
+
+    async fn describe_instance_status(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<InstanceStatus>, CloudError> {
+        let mut pages = self
+            .client
+            .describe_instance_status()
+            .include_all_instances(true)
+            .set_instance_ids(non_empty(instance_ids))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(cloud_error)?;
+            found.extend(page.instance_statuses().iter().map(instance_status));
+        }
+        Ok(found)
+    }
+}
+
+/// `None` for an empty list, as EC2 treats an absent list and an empty one differently.
+fn non_empty(items: &[String]) -> Option<Vec<String>> {
+    (!items.is_empty()).then(|| items.to_vec())
+}
+
+/// Tags on creation for each resource type, or none at all when there are no tags (EC2 refuses
+/// a `TagSpecification` without tags).
+fn tag_specifications(kinds: &[ResourceType], tags_in: &[Tag]) -> Option<Vec<TagSpecification>> {
+    if tags_in.is_empty() {
+        return None;
+    }
+    Some(
+        kinds
+            .iter()
+            .map(|kind| {
+                TagSpecification::builder()
+                    .resource_type(kind.clone())
+                    .set_tags(Some(tags(tags_in)))
+                    .build()
+            })
+            .collect(),
+    )
+}
+
+/// The tags EC2 echoed back, or the requested ones when it echoed none.
+fn returned_tags(returned: &[aws_sdk_ec2::types::Tag], requested: &[Tag]) -> Vec<Tag> {
+    if returned.is_empty() {
+        requested.to_vec()
+    } else {
+        convert::from_sdk_tags(returned)
     }
 }
 

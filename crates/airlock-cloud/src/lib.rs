@@ -6,9 +6,11 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fleet;
 mod types;
 
 pub use error::CloudError;
+pub use fleet::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -111,14 +113,180 @@ pub trait Ec2: Send + Sync {
         device: &str,
     ) -> Result<RequestId, CloudError>;
 
-    /// `AssociateAddress` with `AllowReassociation`: moves an Elastic IP (by allocation id) to an
-    /// instance. Returns the association id.
+    /// `DetachVolume`, from `instance_id` when given; `force` skips the file system's clean
+    /// unmount.
+    async fn detach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: Option<&str>,
+        force: bool,
+    ) -> Result<RequestId, CloudError>;
+
+    /// `CreateVolume` with tags on creation.
+    async fn create_volume(&self, input: &CreateVolumeInput) -> Result<Volume, CloudError>;
+
+    /// `DeleteVolume`.
+    async fn delete_volume(&self, volume_id: &str) -> Result<RequestId, CloudError>;
+
+    /// `AssociateAddress`: puts an Elastic IP (by allocation id) on an instance or network
+    /// interface. With `allow_reassociation` an address already associated elsewhere moves in
+    /// the same call, never left unassociated in between. Returns the association id.
     async fn associate_address(
         &self,
         allocation_id: &str,
-        instance_id: &str,
+        target: &AddressTarget,
+        allow_reassociation: bool,
     ) -> Result<Option<String>, CloudError>;
 
     /// `DescribeAddresses` by filters (e.g. `tag:Role`, `allocation-id`).
     async fn describe_addresses(&self, filters: &[Filter]) -> Result<Vec<Address>, CloudError>;
+
+    /// `AllocateAddress` in the VPC domain, with tags on creation.
+    async fn allocate_address(&self, tags: &[Tag]) -> Result<Address, CloudError>;
+
+    /// `DisassociateAddress` of one association.
+    async fn disassociate_address(&self, association_id: &str) -> Result<RequestId, CloudError>;
+
+    /// `ReleaseAddress` of an allocation.
+    async fn release_address(&self, allocation_id: &str) -> Result<RequestId, CloudError>;
+
+    /// `CreateNetworkInterface` with tags on creation.
+    async fn create_network_interface(
+        &self,
+        input: &CreateNetworkInterfaceInput,
+    ) -> Result<NetworkInterface, CloudError>;
+
+    /// `DescribeNetworkInterfaces`, every page, by filters and/or ids.
+    async fn describe_network_interfaces(
+        &self,
+        filters: &[Filter],
+        ids: &[String],
+    ) -> Result<Vec<NetworkInterface>, CloudError>;
+
+    /// `AttachNetworkInterface` at a device index. Returns the attachment id.
+    async fn attach_network_interface(
+        &self,
+        network_interface_id: &str,
+        instance_id: &str,
+        device_index: i32,
+    ) -> Result<Option<String>, CloudError>;
+
+    /// `DetachNetworkInterface` of one attachment.
+    async fn detach_network_interface(
+        &self,
+        attachment_id: &str,
+        force: bool,
+    ) -> Result<RequestId, CloudError>;
+
+    /// `DeleteNetworkInterface`.
+    async fn delete_network_interface(
+        &self,
+        network_interface_id: &str,
+    ) -> Result<RequestId, CloudError>;
+
+    /// `CreateSecurityGroup` with tags on creation. Returns the group id.
+    async fn create_security_group(
+        &self,
+        input: &CreateSecurityGroupInput,
+    ) -> Result<String, CloudError>;
+
+    /// `DescribeSecurityGroups`, every page, by filters and/or ids.
+    async fn describe_security_groups(
+        &self,
+        filters: &[Filter],
+        ids: &[String],
+    ) -> Result<Vec<SecurityGroup>, CloudError>;
+
+    /// `AuthorizeSecurityGroupIngress` or `AuthorizeSecurityGroupEgress`.
+    async fn authorize_security_group(
+        &self,
+        direction: Direction,
+        group_id: &str,
+        rules: &[SecurityGroupRule],
+    ) -> Result<RequestId, CloudError>;
+
+    /// `RevokeSecurityGroupIngress` or `RevokeSecurityGroupEgress`.
+    async fn revoke_security_group(
+        &self,
+        direction: Direction,
+        group_id: &str,
+        rules: &[SecurityGroupRule],
+    ) -> Result<RequestId, CloudError>;
+
+    /// `DeleteSecurityGroup`.
+    async fn delete_security_group(&self, group_id: &str) -> Result<RequestId, CloudError>;
+
+    /// `CreateKeyPair` (`rsa` or `ed25519`) with tags on creation: the private key comes back
+    /// this once.
+    async fn create_key_pair(
+        &self,
+        key_name: &str,
+        key_type: &str,
+        tags: &[Tag],
+    ) -> Result<NewKeyPair, CloudError>;
+
+    /// `ImportKeyPair` of a public key (OpenSSH format), with tags on creation.
+    async fn import_key_pair(
+        &self,
+        key_name: &str,
+        public_key: &str,
+        tags: &[Tag],
+    ) -> Result<KeyPair, CloudError>;
+
+    /// `DescribeKeyPairs` by filters and/or names.
+    async fn describe_key_pairs(
+        &self,
+        filters: &[Filter],
+        names: &[String],
+    ) -> Result<Vec<KeyPair>, CloudError>;
+
+    /// `DeleteKeyPair` by name.
+    async fn delete_key_pair(&self, key_name: &str) -> Result<RequestId, CloudError>;
+
+    /// `CreateSnapshot` with tags on creation (`TagSpecifications`: both or neither).
+    async fn create_snapshot(
+        &self,
+        volume_id: &str,
+        description: Option<&str>,
+        tags: &[Tag],
+    ) -> Result<Snapshot, CloudError>;
+
+    /// `DescribeSnapshots` owned by this account, every page, by filters and/or ids.
+    async fn describe_snapshots(
+        &self,
+        filters: &[Filter],
+        ids: &[String],
+    ) -> Result<Vec<Snapshot>, CloudError>;
+
+    /// `DeleteSnapshot`.
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<RequestId, CloudError>;
+
+    /// `CopySnapshot` into this client's region from `source_region`, with tags on creation.
+    /// Returns the new snapshot's id.
+    async fn copy_snapshot(
+        &self,
+        source_region: &str,
+        source_snapshot_id: &str,
+        description: Option<&str>,
+        tags: &[Tag],
+    ) -> Result<String, CloudError>;
+
+    /// `CreateImage` with tags on creation (image and snapshots). Returns the image id.
+    async fn create_image(&self, input: &CreateImageInput) -> Result<String, CloudError>;
+
+    /// `DescribeImages` owned by this account, by filters and/or ids.
+    async fn describe_images(
+        &self,
+        filters: &[Filter],
+        ids: &[String],
+    ) -> Result<Vec<Image>, CloudError>;
+
+    /// `DeregisterImage`.
+    async fn deregister_image(&self, image_id: &str) -> Result<RequestId, CloudError>;
+
+    /// `DescribeInstanceStatus` of these instances (every state, not only running), every page.
+    async fn describe_instance_status(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<InstanceStatus>, CloudError>;
 }

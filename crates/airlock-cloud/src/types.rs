@@ -166,6 +166,35 @@ pub struct Volume {
     /// The availability zone it lives in (it can attach only to instances there).
     #[serde(default)]
     pub availability_zone: Option<String>,
+    /// Size in GiB.
+    #[serde(default)]
+    pub size_gib: Option<i32>,
+    /// `gp3`, `gp2`, `io1`, `io2`, `st1`, `sc1` or `standard`.
+    #[serde(default)]
+    pub volume_type: Option<String>,
+    /// Provisioned IOPS.
+    #[serde(default)]
+    pub iops: Option<i32>,
+    /// Whether it is encrypted.
+    #[serde(default)]
+    pub encrypted: Option<bool>,
+    /// The snapshot it was restored from.
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    /// Its attachments: instance and device name.
+    #[serde(default)]
+    pub attachments: Vec<VolumeAttachment>,
+}
+
+/// A volume's attachment to an instance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VolumeAttachment {
+    /// The instance.
+    pub instance_id: String,
+    /// The device name, e.g. `/dev/sdf`.
+    pub device: Option<String>,
+    /// `attaching`, `attached`, `detaching` or `detached`.
+    pub state: Option<String>,
 }
 
 /// An Elastic IP address as `DescribeAddresses` reports it.
@@ -179,6 +208,12 @@ pub struct Address {
     pub instance_id: Option<String>,
     /// The current association, if any.
     pub association_id: Option<String>,
+    /// The network interface it is associated with.
+    #[serde(default)]
+    pub network_interface_id: Option<String>,
+    /// The private address it maps to.
+    #[serde(default)]
+    pub private_ip: Option<String>,
     /// Its tags.
     pub tags: Vec<Tag>,
 }

@@ -327,6 +327,17 @@ pub struct AccountInstance {
     /// The instance.
     #[serde(flatten)]
     pub instance: Instance,
+    /// Its status checks, when asked for (`status=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<airlock_cloud::InstanceStatus>,
+}
+
+/// `GET /v1/{family}` (addresses, volumes, snapshots…): each item as EC2 describes it, with
+/// the `account` it was listed in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetList {
+    /// The resources.
+    pub items: Vec<serde_json::Value>,
 }
 
 /// `POST /v1/instances/{action}`.

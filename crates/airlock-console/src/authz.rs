@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use airlock_cloud::{Ec2, Tag};
-use airlock_policy::{Context, ContextValue, Decision, Policy, Request};
+use airlock_policy::{Context, Decision, Policy, Request};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,63 +16,10 @@ pub fn console_arn(kind: &str, name: &str) -> String {
     format!("arn:airlock:console:::{kind}/{name}")
 }
 
-/// ARN of an EC2 resource. Images are owned by no account in the ARN, as AWS writes them.
-pub fn ec2_arn(region: &str, account: &str, kind: &str, id: &str) -> String {
-    let account = if kind == "image" { "" } else { account };
-    format!("arn:aws:ec2:{region}:{account}:{kind}/{id}")
-}
-
+/// ARN of an EC2 resource, as AWS writes it (one definition, shared with the fleet operations).
+pub use airlock_fleet::arn as ec2_arn;
 /// One action on one resource, with the context keys specific to it.
-#[derive(Debug, Clone)]
-pub struct Check {
-    /// e.g. `ec2:RunInstances`.
-    pub action: String,
-    /// The resource ARN.
-    pub resource: String,
-    /// Keys beyond the global ones (tags, region, instance type…).
-    pub context: Context,
-}
-
-impl Check {
-    /// A check with no specific context.
-    pub fn new(action: &str, resource: impl Into<String>) -> Check {
-        Check {
-            action: action.to_owned(),
-            resource: resource.into(),
-            context: Context::new(),
-        }
-    }
-
-    /// Adds a context key.
-    pub fn with(mut self, key: &str, value: impl Into<ContextValue>) -> Check {
-        self.context.insert(key, value);
-        self
-    }
-
-    /// Adds `ec2:ResourceTag/K` for each current tag of the resource.
-    pub fn with_resource_tags(mut self, tags: &[Tag]) -> Check {
-        for t in tags {
-            self.context
-                .insert(&format!("ec2:ResourceTag/{}", t.key), t.value.as_str());
-            self.context
-                .insert(&format!("aws:ResourceTag/{}", t.key), t.value.as_str());
-        }
-        self
-    }
-
-    /// Adds `aws:RequestTag/K` for each requested tag and `aws:TagKeys`.
-    pub fn with_request_tags(mut self, tags: &[Tag]) -> Check {
-        for t in tags {
-            self.context
-                .insert(&format!("aws:RequestTag/{}", t.key), t.value.as_str());
-        }
-        let keys: Vec<String> = tags.iter().map(|t| t.key.clone()).collect();
-        if !keys.is_empty() {
-            self.context.insert("aws:TagKeys", keys);
-        }
-        self
-    }
-}
+pub use airlock_fleet::Check;
 
 /// The caller's policies, parsed. A stored policy that no longer parses grants nothing and is
 /// reported in the log.
@@ -261,18 +208,6 @@ mod tests {
         assert_eq!(
             console_arn("account", "prod"),
             "arn:airlock:console:::account/prod"
-        );
-    }
-
-    #[test]
-    fn request_tags_give_tag_keys() {
-        let c = Check::new("ec2:RunInstances", "*")
-            .with_request_tags(&[Tag::new("owner", "ana"), Tag::new("team", "web")]);
-        assert!(
-            matches!(c.context.get("aws:tagkeys"), Some(ContextValue::Multi(v)) if v.len() == 2)
-        );
-        assert!(
-            matches!(c.context.get("AWS:RequestTag/owner"), Some(ContextValue::Single(v)) if v == "ana")
         );
     }
 }

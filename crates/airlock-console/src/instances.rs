@@ -1,4 +1,5 @@
-//! Instances: listing across accounts with EC2 filters, and start/stop/reboot/terminate.
+//! Instances: listing across accounts with EC2 filters and status checks, watching them
+//! change, and start/stop/reboot/terminate.
 
 use crate::accounts;
 use crate::api::{AccountInstance, InstanceActionRequest, InstanceActionResponse, InstanceList};
@@ -13,8 +14,12 @@ use crate::state::AppState;
 use crate::validate;
 use airlock_cloud::{Filter, StateAction};
 use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use tokio::sync::mpsc;
 
 /// Query of `GET /v1/instances`; `tag` and `filter` may repeat.
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +34,12 @@ pub struct ListQuery {
     /// Raw EC2 filters `NAME=VALUE[,VALUE…]`, e.g. `instance-state-name=running`.
     #[serde(default)]
     pub filter: Vec<String>,
+    /// Include status checks (`DescribeInstanceStatus`).
+    #[serde(default)]
+    pub status: bool,
+    /// Seconds between looks when watching (default 2).
+    #[serde(default)]
+    pub interval: Option<f64>,
 }
 
 /// Turns the query into EC2 filters.
@@ -67,14 +78,9 @@ pub fn filters(q: &ListQuery) -> ApiResult<Vec<Filter>> {
     Ok(out)
 }
 
-/// `GET /v1/instances`.
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<InstanceList>> {
-    let filters = filters(&q)?;
-    let names: Vec<String> = match (&q.account, &q.deployment) {
+/// The accounts a listing covers: the one named, the deployment's, or all of them.
+pub async fn accounts_of(state: &AppState, q: &ListQuery) -> ApiResult<Vec<String>> {
+    Ok(match (&q.account, &q.deployment) {
         (Some(a), _) => vec![a.clone()],
         (None, Some(d)) => {
             let dep = state
@@ -91,22 +97,163 @@ pub async fn list(
             .into_iter()
             .map(|a| a.name)
             .collect(),
-    };
+    })
+}
+
+/// Authorizes a listing of instances (and their status checks when asked) in these accounts.
+async fn authorize_list(
+    state: &AppState,
+    caller: &Caller,
+    q: &ListQuery,
+    names: &[String],
+) -> ApiResult<()> {
     let mut checks = vec![Check::new("ec2:DescribeInstances", "*")];
+    if q.status {
+        checks.push(Check::new("ec2:DescribeInstanceStatus", "*"));
+    }
     checks.extend(names.iter().map(|n| accounts::use_check(n)));
-    authorize(&state, &caller, checks).await?;
+    authorize(state, caller, checks).await
+}
+
+/// The instances (with status checks when asked) of these accounts, as EC2 reports them now.
+async fn describe(
+    state: &AppState,
+    q: &ListQuery,
+    names: &[String],
+    filters: &[Filter],
+) -> ApiResult<Vec<AccountInstance>> {
     let mut instances = Vec::new();
     for name in names {
-        let (_row, target) = accounts::target(&state, &name).await?;
+        let (_row, target) = accounts::target(state, name).await?;
         let ec2 = state.cloud.ec2(&target).await?;
-        for instance in ec2.describe_instances(&filters, &[]).await? {
+        let found = ec2.describe_instances(filters, &[]).await?;
+        let mut statuses = HashMap::new();
+        if q.status && !found.is_empty() {
+            let ids: Vec<String> = found.iter().map(|i| i.instance_id.clone()).collect();
+            for s in ec2.describe_instance_status(&ids).await? {
+                statuses.insert(s.instance_id.clone(), s);
+            }
+        }
+        for instance in found {
             instances.push(AccountInstance {
                 account: name.clone(),
+                status: statuses.remove(&instance.instance_id),
                 instance,
             });
         }
     }
+    Ok(instances)
+}
+
+/// `GET /v1/instances`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<InstanceList>> {
+    let filters = filters(&q)?;
+    let names = accounts_of(&state, &q).await?;
+    authorize_list(&state, &caller, &q, &names).await?;
+    let instances = describe(&state, &q, &names, &filters).await?;
     Ok(Json(InstanceList { instances }))
+}
+
+/// What a watcher is told about: an instance's state and status checks.
+fn signature(i: &AccountInstance) -> (String, Option<String>, Option<String>) {
+    (
+        i.instance.state.clone(),
+        i.status.as_ref().and_then(|s| s.system_status.clone()),
+        i.status.as_ref().and_then(|s| s.instance_status.clone()),
+    )
+}
+
+/// `GET /v1/instances/watch`: Server-Sent Events for the selected instances: each as it is
+/// first (`instance`), then whenever its state or status checks change (`instance`), and when
+/// it no longer matches (`gone`). EC2 is looked at every `interval` seconds (default 2).
+pub async fn watch(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(mut q): RawQuery,
+) -> ApiResult<Sse<impl futures_core::Stream<Item = Result<SseEvent, Infallible>>>> {
+    q.status = true;
+    let filters = filters(&q)?;
+    let interval = q.interval.unwrap_or(2.0);
+    if !(0.2..=300.0).contains(&interval) {
+        return Err(ApiError::field(
+            "interval",
+            format!("{interval} is not between 0.2 and 300 seconds"),
+        ));
+    }
+    let names = accounts_of(&state, &q).await?;
+    authorize_list(&state, &caller, &q, &names).await?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut known: HashMap<String, (String, Option<String>, Option<String>)> = HashMap::new();
+        let mut first = true;
+        loop {
+            let event = match describe(&state, &q, &names, &filters).await {
+                Ok(now) => {
+                    let mut events = Vec::new();
+                    let mut seen = std::collections::HashSet::new();
+                    for i in now {
+                        let key = format!("{}/{}", i.account, i.instance.instance_id);
+                        let sig = signature(&i);
+                        seen.insert(key.clone());
+                        if known.get(&key) != Some(&sig) {
+                            known.insert(key, sig);
+                            events.push(json_event("instance", &i));
+                        }
+                    }
+                    known.retain(|key, _| {
+                        let keep = seen.contains(key);
+                        if !keep {
+                            events.push(json_event("gone", &serde_json::json!({ "id": key })));
+                        }
+                        keep
+                    });
+                    if first {
+                        events.push(SseEvent::default().event("ready").data("{}"));
+                        first = false;
+                    }
+                    events
+                }
+                Err(e) => vec![json_event(
+                    "error",
+                    &serde_json::json!({ "message": e.to_string() }),
+                )],
+            };
+            for e in event {
+                if tx.send(Ok(e)).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs_f64(interval)) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream(rx)).keep_alive(KeepAlive::default()))
+}
+
+fn json_event(name: &str, value: &impl serde::Serialize) -> SseEvent {
+    SseEvent::default()
+        .event(name)
+        .data(serde_json::to_string(value).unwrap_or_default())
+}
+
+/// A channel receiver as a stream of events.
+struct ReceiverStream(mpsc::Receiver<Result<SseEvent, Infallible>>);
+
+impl futures_core::Stream for ReceiverStream {
+    type Item = Result<SseEvent, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 /// Parses repeated query keys (`tag=a=1&tag=b=2`), which `axum::extract::Query` cannot.
@@ -128,10 +275,20 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawQuery {
                 "deployment" => q.deployment = Some(v),
                 "tag" => q.tag.push(v),
                 "filter" => q.filter.push(v),
+                "status" => {
+                    q.status = v.parse().map_err(|_| {
+                        ApiError::field("status", format!("{v:?} is not true or false"))
+                    })?
+                }
+                "interval" => {
+                    q.interval = Some(v.parse().map_err(|_| {
+                        ApiError::field("interval", format!("{v:?} is not a number of seconds"))
+                    })?)
+                }
                 other => {
                     return Err(ApiError::field(
                         other,
-                        "unknown query parameter: use account, deployment, tag or filter",
+                        "unknown query parameter: use account, deployment, tag, filter, status or interval",
                     ))
                 }
             }

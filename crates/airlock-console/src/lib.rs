@@ -14,6 +14,7 @@ pub mod authz;
 mod deployments;
 mod error;
 pub mod events;
+mod fleet;
 pub mod gateway;
 mod instances;
 mod json;
@@ -45,7 +46,7 @@ pub(crate) fn now() -> String {
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    fleet::routes(Router::new())
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/openapi.json",
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deployments/{id}/revoke", post(refresh::revoke))
         .route("/v1/refresh", post(refresh::refresh))
         .route("/v1/instances", get(instances::list))
+        .route("/v1/instances/watch", get(instances::watch))
         .route("/v1/instances/{action}", post(instances::act))
         .route("/v1/tags", post(tags::add))
         .route("/v1/tags/remove", post(tags::remove))

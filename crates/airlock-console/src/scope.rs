@@ -77,7 +77,9 @@ pub struct Scope<'a> {
 
 impl Scope<'_> {
     fn arn(&self, kind: &str) -> String {
-        format!("arn:aws:ec2:{}:{}:{kind}/*", self.region, self.account_id)
+        // Snapshots and images carry no account in their ARN; a policy written with one would
+        // never match what AWS evaluates.
+        crate::authz::ec2_arn(self.region, self.account_id, kind, "*")
     }
 
     fn tagged(&self) -> airlock_cloud::Tag {
@@ -430,17 +432,11 @@ mod tests {
             .with_resource_tags(&[SCOPE.tagged()])
             .with_request_tags(&[airlock_cloud::Tag::new("port", "8080")]);
         assert_eq!(decide(plain_tag), Decision::Allowed);
-        let on_create = Check::new(
-            "ec2:CreateTags",
-            "arn:aws:ec2:us-east-1:123456789012:snapshot/*",
-        )
-        .with_request_tags(&[SCOPE.tagged()])
-        .with("ec2:CreateAction", "CreateSnapshot");
+        let on_create = Check::new("ec2:CreateTags", "arn:aws:ec2:us-east-1::snapshot/*")
+            .with_request_tags(&[SCOPE.tagged()])
+            .with("ec2:CreateAction", "CreateSnapshot");
         assert_eq!(decide(on_create), Decision::Allowed);
-        let untagged_create = Check::new(
-            "ec2:CreateSnapshot",
-            "arn:aws:ec2:us-east-1:123456789012:snapshot/*",
-        );
+        let untagged_create = Check::new("ec2:CreateSnapshot", "arn:aws:ec2:us-east-1::snapshot/*");
         assert_eq!(decide(untagged_create), Decision::ImplicitDeny);
     }
 

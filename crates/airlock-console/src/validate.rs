@@ -2,72 +2,31 @@
 
 use crate::error::ApiError;
 use airlock_cloud::Tag;
+use airlock_fleet::FieldError;
 
-/// EC2 allows at most 50 user tags per resource.
-pub const MAX_TAGS: usize = 50;
-/// Tag keys are at most 128 Unicode characters.
-pub const MAX_TAG_KEY: usize = 128;
-/// Tag values are at most 256 Unicode characters.
-pub const MAX_TAG_VALUE: usize = 256;
 /// The prefix of the console's own tags; users may read but not set them.
 pub const AIRLOCK_TAG_PREFIX: &str = "airlock:";
 
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::field(e.field, e.message)
+    }
+}
+
 /// Validates user tags as EC2 would, plus the console's reserved prefix.
 ///
-/// `field` names the request field (e.g. `tags`) so the error points at `tags[3].key`.
+/// `field` names the request field (e.g. `tags`) so the error points at `tags[3].key`;
+/// `reserved` is how many tags the console adds of its own.
 pub fn tags(field: &str, tags: &[Tag], reserved: usize) -> Result<(), ApiError> {
-    if tags.len() + reserved > MAX_TAGS {
-        return Err(ApiError::field(
-            field,
-            format!(
-                "{} tags given; EC2 allows {MAX_TAGS} per resource and the console adds {reserved} of its own, so at most {}",
-                tags.len(),
-                MAX_TAGS - reserved
-            ),
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
+    airlock_fleet::validate::tags(field, tags, reserved)?;
     for (i, tag) in tags.iter().enumerate() {
-        let at = format!("{field}[{i}].key");
-        let keylen = tag.key.chars().count();
-        if keylen == 0 {
-            return Err(ApiError::field(at, "tag key is empty"));
-        }
-        if keylen > MAX_TAG_KEY {
-            return Err(ApiError::field(
-                at,
-                format!("tag key is {keylen} characters; EC2 allows at most {MAX_TAG_KEY}"),
-            ));
-        }
-        if tag.key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(ApiError::field(
-                at,
-                format!(
-                    "tag key {:?} uses the prefix aws:, which AWS reserves",
-                    tag.key
-                ),
-            ));
-        }
         if tag.key.starts_with(AIRLOCK_TAG_PREFIX) {
             return Err(ApiError::field(
-                at,
+                format!("{field}[{i}].key"),
                 format!(
                     "tag key {:?} uses the prefix {AIRLOCK_TAG_PREFIX}, which the console reserves for its own tags",
                     tag.key
                 ),
-            ));
-        }
-        let valuelen = tag.value.chars().count();
-        if valuelen > MAX_TAG_VALUE {
-            return Err(ApiError::field(
-                format!("{field}[{i}].value"),
-                format!("tag value is {valuelen} characters; EC2 allows at most {MAX_TAG_VALUE}"),
-            ));
-        }
-        if !seen.insert(tag.key.as_str()) {
-            return Err(ApiError::field(
-                at,
-                format!("tag key {:?} is given twice", tag.key),
             ));
         }
     }
@@ -93,36 +52,12 @@ pub fn name(field: &str, value: &str) -> Result<(), ApiError> {
 
 /// Validates an AWS region name such as `us-east-1`.
 pub fn region(field: &str, value: &str) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= 32
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && value.contains('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::field(
-            field,
-            format!("{value:?} is not an AWS region name (for example us-east-1)"),
-        ))
-    }
+    Ok(airlock_fleet::validate::region(field, value)?)
 }
 
 /// Validates an EC2 id with a given prefix, such as `ami-` or `sg-`.
 pub fn ec2_id(field: &str, value: &str, prefix: &str) -> Result<(), ApiError> {
-    let rest = value.strip_prefix(prefix);
-    let ok = rest.is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::field(
-            field,
-            format!(
-                "{value:?} is not a valid id: expected {prefix} followed by letters and digits"
-            ),
-        ))
-    }
+    Ok(airlock_fleet::validate::ec2_id(field, value, prefix)?)
 }
 
 /// Validates an http(s) URL well enough to hand it to the SDK.

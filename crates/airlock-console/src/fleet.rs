@@ -1,0 +1,196 @@
+//! Fleet operations through the console: `POST /v1/{family}/{verb}` (addresses, network
+//! interfaces, security groups, key pairs, volumes, snapshots, images) and `GET /v1/{family}`.
+//!
+//! Every change is validated, then the resources it touches are described in EC2 (their real
+//! tags decide), authorized with the caller's policies exactly as AWS would check the call, run,
+//! and every EC2 call it made is audited. A denied request reaches no changing EC2 endpoint.
+
+use crate::accounts;
+use crate::api::FleetList;
+use crate::audit::{self, Entry};
+use crate::auth::Caller;
+use crate::authz::{authorize, Check};
+use crate::error::{ApiError, ApiResult};
+use crate::instances::{self, RawQuery};
+use crate::json::Body;
+use crate::state::AppState;
+use crate::validate;
+use airlock_cloud::{Ec2, Filter};
+use airlock_fleet::{FleetError, FleetRequest, Outcome, Scope};
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+/// The routes of every family: `GET /v1/{family}` and `POST /v1/{family}/{verb}`.
+pub fn routes(mut router: Router<AppState>) -> Router<AppState> {
+    for family in airlock_fleet::FAMILIES {
+        router = router
+            .route(
+                &format!("/v1/{family}"),
+                get(move |state: State<AppState>, caller: Caller, q: RawQuery| {
+                    list(state, caller, family, q)
+                }),
+            )
+            .route(
+                &format!("/v1/{family}/{{verb}}"),
+                post(
+                    move |state: State<AppState>,
+                          caller: Caller,
+                          verb: Path<String>,
+                          body: Body<serde_json::Value>| {
+                        act(state, caller, family, verb, body)
+                    },
+                ),
+            );
+    }
+    router
+}
+
+impl From<FleetError> for ApiError {
+    fn from(e: FleetError) -> Self {
+        match e {
+            FleetError::Cloud(e) => ApiError::Aws(e),
+            FleetError::NotFound(m) => ApiError::NotFound(m),
+            FleetError::Conflict(m) => ApiError::Conflict(m),
+        }
+    }
+}
+
+/// `POST /v1/{family}/{verb}`: one fleet operation in an account (`"account"` in the body).
+async fn act(
+    State(state): State<AppState>,
+    caller: Caller,
+    family: &'static str,
+    Path(verb): Path<String>,
+    Body(mut body): Body<serde_json::Value>,
+) -> ApiResult<Json<Outcome>> {
+    let account = match body.as_object_mut().map(|o| o.remove("account")) {
+        Some(Some(serde_json::Value::String(a))) => a,
+        Some(Some(_)) => return Err(ApiError::field("account", "must be an account name")),
+        Some(None) => return Err(ApiError::field("account", "missing field `account`")),
+        None => {
+            return Err(ApiError::BadRequest {
+                field: None,
+                message: "the body must be a JSON object".into(),
+            })
+        }
+    };
+    let mut request = FleetRequest::parse(family, &verb, body)?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown operation {verb:?} on {family}")))?;
+    request.validate()?;
+    validate::tags("tags", request.tags(), 0)?;
+    let (account, target) = accounts::target_for_request(&state, &account).await?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let scope = Scope {
+        region: account.region.clone(),
+        account_id: account.aws_account_id.clone(),
+    };
+    // What EC2 says of the resources now decides; a resource that does not exist fails here,
+    // before any change, and the failure is audited.
+    let facts = match airlock_fleet::prepare(ec2.as_ref(), &request).await {
+        Ok(f) => f,
+        Err(e) => {
+            let mut entry = Entry::for_caller(&caller, &request.action(), Vec::new());
+            entry.decision = "notEvaluated".into();
+            entry.outcome = "error".into();
+            entry.detail = Some(e.to_string());
+            audit::record(&state, entry).await;
+            return Err(e.into());
+        }
+    };
+    let mut checks: Vec<Check> = vec![accounts::use_check(&account.name)];
+    checks.extend(airlock_fleet::checks(&request, &facts, &scope));
+    authorize(&state, &caller, checks).await?;
+    let copy_to = match &request {
+        FleetRequest::CopySnapshot(r) => {
+            let mut dest = target.clone();
+            dest.region = r.destination_region.clone();
+            Some(state.cloud.ec2(&dest).await?)
+        }
+        _ => None,
+    };
+    let run =
+        airlock_fleet::execute(ec2.as_ref(), copy_to.as_deref(), &request, &facts, &scope).await;
+    for call in &run.calls {
+        audit::record_call(
+            &state,
+            Entry::for_caller(&caller, &call.action, call.resources.clone()),
+            &call.result,
+            Clone::clone,
+        )
+        .await;
+    }
+    let outcome = run.result?;
+    let touched: Vec<String> = outcome.resource_id.iter().cloned().collect();
+    state.tags.forget(&account.name, &touched);
+    // The outcome may hold a new key pair's private key: it goes to the caller only.
+    tracing::info!(user = %caller.user, operation = %outcome.operation, resource = ?outcome.resource_id, "fleet operation");
+    Ok(Json(outcome))
+}
+
+/// The `Describe…` action a family is listed with.
+fn describe_action(family: &str) -> &'static str {
+    match family {
+        "addresses" => "ec2:DescribeAddresses",
+        "network-interfaces" => "ec2:DescribeNetworkInterfaces",
+        "security-groups" => "ec2:DescribeSecurityGroups",
+        "key-pairs" => "ec2:DescribeKeyPairs",
+        "volumes" => "ec2:DescribeVolumes",
+        "snapshots" => "ec2:DescribeSnapshots",
+        _ => "ec2:DescribeImages",
+    }
+}
+
+fn items<T: Serialize>(account: &str, found: Vec<T>) -> Vec<serde_json::Value> {
+    found
+        .into_iter()
+        .filter_map(|item| {
+            let mut v = serde_json::to_value(item).ok()?;
+            v.as_object_mut()?
+                .insert("account".into(), serde_json::Value::String(account.into()));
+            Some(v)
+        })
+        .collect()
+}
+
+async fn describe(
+    ec2: &dyn Ec2,
+    family: &str,
+    account: &str,
+    filters: &[Filter],
+) -> ApiResult<Vec<serde_json::Value>> {
+    Ok(match family {
+        "addresses" => items(account, ec2.describe_addresses(filters).await?),
+        "network-interfaces" => items(
+            account,
+            ec2.describe_network_interfaces(filters, &[]).await?,
+        ),
+        "security-groups" => items(account, ec2.describe_security_groups(filters, &[]).await?),
+        "key-pairs" => items(account, ec2.describe_key_pairs(filters, &[]).await?),
+        "volumes" => items(account, ec2.describe_volumes(filters).await?),
+        "snapshots" => items(account, ec2.describe_snapshots(filters, &[]).await?),
+        _ => items(account, ec2.describe_images(filters, &[]).await?),
+    })
+}
+
+/// `GET /v1/{family}`: the family's resources in one account or all, with EC2 filters.
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    family: &'static str,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<FleetList>> {
+    let filters = instances::filters(&q)?;
+    let names = instances::accounts_of(&state, &q).await?;
+    let mut checks = vec![Check::new(describe_action(family), "*")];
+    checks.extend(names.iter().map(|n| accounts::use_check(n)));
+    authorize(&state, &caller, checks).await?;
+    let mut found = Vec::new();
+    for name in names {
+        let (_row, target) = accounts::target(&state, &name).await?;
+        let ec2 = state.cloud.ec2(&target).await?;
+        found.extend(describe(ec2.as_ref(), family, &name, &filters).await?);
+    }
+    Ok(Json(FleetList { items: found }))
+}

@@ -1,0 +1,20 @@
+//! Fleet operations on EC2 beyond launching instances: Elastic IPs, network interfaces,
+//! security groups, key pairs, volumes, snapshots and images.
+//!
+//! Each operation is a plain [`FleetRequest`]. [`FleetRequest::validate`] refuses bad input
+//! before any call, naming the field; [`run::prepare`] looks up the resources it touches;
+//! [`access::checks`] lists what AWS authorizes for it, with the condition keys AWS sets;
+//! [`run::execute`] makes the EC2 calls and reports each one for the audit log. The console
+//! runs all four; an instance with its own credentials runs the same code without the console.
+
+#![warn(missing_docs)]
+
+pub mod access;
+pub mod request;
+pub mod run;
+pub mod validate;
+
+pub use access::{arn, checks, Check, Scope};
+pub use request::{FleetRequest, FAMILIES};
+pub use run::{execute, prepare, Call, Facts, FleetError, Outcome, PrivateKey, Run};
+pub use validate::FieldError;
