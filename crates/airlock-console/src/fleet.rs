@@ -15,12 +15,10 @@ use crate::instances::{self, RawQuery};
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
-use airlock_cloud::{Ec2, Filter};
 use airlock_fleet::{FleetError, FleetRequest, Outcome, Scope};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
 
 /// The routes of every family: `GET /v1/{family}` and `POST /v1/{family}/{verb}`.
 pub fn routes(mut router: Router<AppState>) -> Router<AppState> {
@@ -129,51 +127,6 @@ async fn act(
     Ok(Json(outcome))
 }
 
-/// The `Describe…` action a family is listed with.
-fn describe_action(family: &str) -> &'static str {
-    match family {
-        "addresses" => "ec2:DescribeAddresses",
-        "network-interfaces" => "ec2:DescribeNetworkInterfaces",
-        "security-groups" => "ec2:DescribeSecurityGroups",
-        "key-pairs" => "ec2:DescribeKeyPairs",
-        "volumes" => "ec2:DescribeVolumes",
-        "snapshots" => "ec2:DescribeSnapshots",
-        _ => "ec2:DescribeImages",
-    }
-}
-
-fn items<T: Serialize>(account: &str, found: Vec<T>) -> Vec<serde_json::Value> {
-    found
-        .into_iter()
-        .filter_map(|item| {
-            let mut v = serde_json::to_value(item).ok()?;
-            v.as_object_mut()?
-                .insert("account".into(), serde_json::Value::String(account.into()));
-            Some(v)
-        })
-        .collect()
-}
-
-async fn describe(
-    ec2: &dyn Ec2,
-    family: &str,
-    account: &str,
-    filters: &[Filter],
-) -> ApiResult<Vec<serde_json::Value>> {
-    Ok(match family {
-        "addresses" => items(account, ec2.describe_addresses(filters).await?),
-        "network-interfaces" => items(
-            account,
-            ec2.describe_network_interfaces(filters, &[]).await?,
-        ),
-        "security-groups" => items(account, ec2.describe_security_groups(filters, &[]).await?),
-        "key-pairs" => items(account, ec2.describe_key_pairs(filters, &[]).await?),
-        "volumes" => items(account, ec2.describe_volumes(filters).await?),
-        "snapshots" => items(account, ec2.describe_snapshots(filters, &[]).await?),
-        _ => items(account, ec2.describe_images(filters, &[]).await?),
-    })
-}
-
 /// `GET /v1/{family}`: the family's resources in one account or all, with EC2 filters.
 async fn list(
     State(state): State<AppState>,
@@ -183,14 +136,20 @@ async fn list(
 ) -> ApiResult<Json<FleetList>> {
     let filters = instances::filters(&q)?;
     let names = instances::accounts_of(&state, &q).await?;
-    let mut checks = vec![Check::new(describe_action(family), "*")];
+    let action = airlock_fleet::describe_action(family).unwrap_or("ec2:Describe");
+    let mut checks = vec![Check::new(action, "*")];
     checks.extend(names.iter().map(|n| accounts::use_check(n)));
     authorize(&state, &caller, checks).await?;
     let mut found = Vec::new();
     for name in names {
         let (_row, target) = accounts::target(&state, &name).await?;
         let ec2 = state.cloud.ec2(&target).await?;
-        found.extend(describe(ec2.as_ref(), family, &name, &filters).await?);
+        for mut item in airlock_fleet::describe(ec2.as_ref(), family, &filters).await? {
+            if let Some(o) = item.as_object_mut() {
+                o.insert("account".into(), serde_json::Value::String(name.clone()));
+            }
+            found.push(item);
+        }
     }
     Ok(Json(FleetList { items: found }))
 }

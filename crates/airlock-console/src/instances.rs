@@ -7,7 +7,6 @@ use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, Check};
 use crate::deployments::instance_check;
-use crate::deployments::DEPLOYMENT_TAG;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
@@ -44,38 +43,11 @@ pub struct ListQuery {
 
 /// Turns the query into EC2 filters.
 pub fn filters(q: &ListQuery) -> ApiResult<Vec<Filter>> {
-    let mut out = Vec::new();
-    if let Some(d) = &q.deployment {
-        out.push(Filter::new(format!("tag:{DEPLOYMENT_TAG}"), d));
-    }
-    for (i, t) in q.tag.iter().enumerate() {
-        let (k, v) = t.split_once('=').ok_or_else(|| {
-            ApiError::field(format!("tag[{i}]"), format!("{t:?} is not KEY=VALUE"))
-        })?;
-        if k.is_empty() {
-            return Err(ApiError::field(format!("tag[{i}]"), "the tag key is empty"));
-        }
-        out.push(Filter::new(format!("tag:{k}"), v));
-    }
-    for (i, f) in q.filter.iter().enumerate() {
-        let (name, values) = f.split_once('=').ok_or_else(|| {
-            ApiError::field(
-                format!("filter[{i}]"),
-                format!("{f:?} is not NAME=VALUE (for example instance-state-name=running)"),
-            )
-        })?;
-        if name.is_empty() {
-            return Err(ApiError::field(
-                format!("filter[{i}]"),
-                "the filter name is empty",
-            ));
-        }
-        out.push(Filter {
-            name: name.to_owned(),
-            values: values.split(',').map(str::to_owned).collect(),
-        });
-    }
-    Ok(out)
+    Ok(airlock_fleet::filters(
+        q.deployment.as_deref(),
+        &q.tag,
+        &q.filter,
+    )?)
 }
 
 /// The accounts a listing covers: the one named, the deployment's, or all of them.

@@ -16,5 +16,8 @@ pub mod validate;
 
 pub use access::{arn, checks, Check, Scope};
 pub use request::{FleetRequest, FAMILIES};
-pub use run::{execute, prepare, Call, Facts, FleetError, Outcome, PrivateKey, Run};
+pub use run::{
+    describe, describe_action, execute, filters, prepare, Call, Facts, FleetError, Outcome,
+    PrivateKey, Run,
+};
 pub use validate::FieldError;

@@ -302,6 +302,91 @@ pub async fn prepare(ec2: &dyn Ec2, request: &FleetRequest) -> Result<Facts, Fle
     Ok(f)
 }
 
+/// `DescribeX` of a family (`addresses`, `volumes`, … as in [`crate::FAMILIES`]) by EC2
+/// filters, each resource as JSON.
+pub async fn describe(
+    ec2: &dyn Ec2,
+    family: &str,
+    filters: &[Filter],
+) -> Result<Vec<serde_json::Value>, FleetError> {
+    fn json<T: Serialize>(found: Vec<T>) -> Vec<serde_json::Value> {
+        found
+            .into_iter()
+            .filter_map(|x| serde_json::to_value(x).ok())
+            .collect()
+    }
+    Ok(match family {
+        "addresses" => json(ec2.describe_addresses(filters).await?),
+        "network-interfaces" => json(ec2.describe_network_interfaces(filters, &[]).await?),
+        "security-groups" => json(ec2.describe_security_groups(filters, &[]).await?),
+        "key-pairs" => json(ec2.describe_key_pairs(filters, &[]).await?),
+        "volumes" => json(ec2.describe_volumes(filters).await?),
+        "snapshots" => json(ec2.describe_snapshots(filters, &[]).await?),
+        "images" => json(ec2.describe_images(filters, &[]).await?),
+        other => {
+            return Err(FleetError::NotFound(format!(
+                "no resource family {other:?}"
+            )))
+        }
+    })
+}
+
+/// The `Describe…` action a family is listed with, as IAM names it.
+pub fn describe_action(family: &str) -> Option<&'static str> {
+    Some(match family {
+        "addresses" => "ec2:DescribeAddresses",
+        "network-interfaces" => "ec2:DescribeNetworkInterfaces",
+        "security-groups" => "ec2:DescribeSecurityGroups",
+        "key-pairs" => "ec2:DescribeKeyPairs",
+        "volumes" => "ec2:DescribeVolumes",
+        "snapshots" => "ec2:DescribeSnapshots",
+        "images" => "ec2:DescribeImages",
+        _ => return None,
+    })
+}
+
+/// EC2 filters from a listing's options: `tag:KEY=VALUE` for each tag, the deployment's
+/// `airlock:deployment` tag, and raw `NAME=VALUE[,VALUE…]` filters.
+pub fn filters(
+    deployment: Option<&str>,
+    tags: &[String],
+    raw: &[String],
+) -> Result<Vec<Filter>, crate::FieldError> {
+    use crate::FieldError;
+    let mut out = Vec::new();
+    if let Some(d) = deployment {
+        out.push(Filter::new("tag:airlock:deployment", d));
+    }
+    for (i, t) in tags.iter().enumerate() {
+        let (k, v) = t.split_once('=').ok_or_else(|| {
+            FieldError::new(format!("tag[{i}]"), format!("{t:?} is not KEY=VALUE"))
+        })?;
+        if k.is_empty() {
+            return Err(FieldError::new(format!("tag[{i}]"), "the tag key is empty"));
+        }
+        out.push(Filter::new(format!("tag:{k}"), v));
+    }
+    for (i, f) in raw.iter().enumerate() {
+        let (name, values) = f.split_once('=').ok_or_else(|| {
+            FieldError::new(
+                format!("filter[{i}]"),
+                format!("{f:?} is not NAME=VALUE (for example instance-state-name=running)"),
+            )
+        })?;
+        if name.is_empty() {
+            return Err(FieldError::new(
+                format!("filter[{i}]"),
+                "the filter name is empty",
+            ));
+        }
+        out.push(Filter {
+            name: name.to_owned(),
+            values: values.split(',').map(str::to_owned).collect(),
+        });
+    }
+    Ok(out)
+}
+
 /// A private key EC2 returned once: serialized for the caller, redacted everywhere else.
 #[derive(Clone)]
 pub struct PrivateKey(pub SecretString);

@@ -61,6 +61,27 @@ pub enum Command {
     /// Start, stop, reboot or terminate instances.
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Elastic IPs: allocate, associate, move between instances, release.
+    #[command(subcommand)]
+    Address(crate::fleet::AddressCommand),
+    /// Network interfaces: create with a fixed private address, attach, move, delete.
+    #[command(subcommand)]
+    Eni(crate::fleet::EniCommand),
+    /// Security groups and their rules (SSH/RDP open to the world only with --allow-world).
+    #[command(subcommand, name = "security-group")]
+    SecurityGroup(crate::fleet::SecurityGroupCommand),
+    /// Key pairs: create (private key shown once), import, delete.
+    #[command(subcommand, name = "key-pair")]
+    KeyPair(crate::fleet::KeyPairCommand),
+    /// EBS volumes: create (tagged on creation), attach, detach, delete.
+    #[command(subcommand)]
+    Volume(crate::fleet::VolumeCommand),
+    /// EBS snapshots: create (tagged on creation), copy to another region, delete.
+    #[command(subcommand)]
+    Snapshot(crate::fleet::SnapshotCommand),
+    /// Images (AMIs) of instances: create, list, deregister.
+    #[command(subcommand)]
+    Image(crate::fleet::ImageCommand),
     /// Master key operations on a console's database.
     #[command(subcommand)]
     Vault(VaultCommand),
@@ -319,6 +340,16 @@ pub struct InstancesArgs {
     /// EC2 filter NAME=VALUE[,VALUE…], e.g. instance-state-name=running (repeatable).
     #[arg(long = "filter")]
     pub filters: Vec<String>,
+    /// Add the status checks (system and instance) of each instance.
+    #[arg(long)]
+    pub status: bool,
+    /// Keep the list on screen, refreshed in place every --interval seconds, with status
+    /// checks (Ctrl-C to stop). With --output json, one JSON line per change.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, default_value_t = 2.0, requires = "watch")]
+    pub interval: f64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -480,54 +480,119 @@ pub async fn deployment(client: &Client, cmd: DeploymentCommand, output: Output)
 
 pub async fn instances(client: &Client, args: InstancesArgs, output: Output) -> Result<()> {
     let mut query: Vec<(&str, String)> = Vec::new();
-    if let Some(a) = args.account {
-        query.push(("account", a));
+    if let Some(a) = &args.account {
+        query.push(("account", a.clone()));
     }
-    if let Some(d) = args.deployment {
-        query.push(("deployment", d));
+    if let Some(d) = &args.deployment {
+        query.push(("deployment", d.clone()));
     }
-    for (k, v) in args.tags {
+    for (k, v) in &args.tags {
         query.push(("tag", format!("{k}={v}")));
     }
-    for f in args.filters {
-        query.push(("filter", f));
+    for f in &args.filters {
+        query.push(("filter", f.clone()));
+    }
+    let status = args.status || args.watch;
+    if status {
+        query.push(("status", "true".into()));
+    }
+    if args.watch {
+        return watch_instances(client, &query, args.interval, output).await;
     }
     let list: InstanceList = client.get_query("/v1/instances", &query).await?;
-    print(
-        output,
-        &list,
-        &[
-            "ACCOUNT",
-            "INSTANCE",
-            "STATE",
-            "TYPE",
-            "PRIVATE IP",
-            "PUBLIC IP",
-            "TAGS",
-        ],
-        || {
-            list.instances
+    print(output, &list, &instance_headers(status), || {
+        instance_rows(&list, status)
+    })
+}
+
+fn instance_headers(status: bool) -> Vec<&'static str> {
+    let mut h = vec!["ACCOUNT", "INSTANCE", "STATE"];
+    if status {
+        h.extend(["SYSTEM CHECK", "INSTANCE CHECK"]);
+    }
+    h.extend(["TYPE", "PRIVATE IP", "PUBLIC IP", "TAGS"]);
+    h
+}
+
+fn instance_rows(list: &InstanceList, status: bool) -> Vec<Vec<String>> {
+    list.instances
+        .iter()
+        .map(|ai| {
+            let i = &ai.instance;
+            let tags: Vec<String> = i
+                .tags
                 .iter()
-                .map(|ai| {
-                    let i = &ai.instance;
-                    let tags: Vec<String> = i
-                        .tags
-                        .iter()
-                        .map(|t| format!("{}={}", t.key, t.value))
-                        .collect();
-                    vec![
-                        ai.account.clone(),
-                        i.instance_id.clone(),
-                        i.state.clone(),
-                        or_dash(&i.instance_type),
-                        or_dash(&i.private_ip),
-                        or_dash(&i.public_ip),
-                        tags.join(","),
-                    ]
-                })
-                .collect()
-        },
-    )
+                .map(|t| format!("{}={}", t.key, t.value))
+                .collect();
+            let mut row = vec![ai.account.clone(), i.instance_id.clone(), i.state.clone()];
+            if status {
+                let s = ai.status.as_ref();
+                row.push(or_dash(&s.and_then(|s| s.system_status.clone())));
+                row.push(or_dash(&s.and_then(|s| s.instance_status.clone())));
+            }
+            row.extend([
+                or_dash(&i.instance_type),
+                or_dash(&i.private_ip),
+                or_dash(&i.public_ip),
+                tags.join(","),
+            ]);
+            row
+        })
+        .collect()
+}
+
+/// `instances --watch`: the list redrawn in place on a terminal (a new table per change
+/// otherwise), or one JSON line per changed instance; until Ctrl-C.
+async fn watch_instances(
+    client: &Client,
+    query: &[(&str, String)],
+    interval: f64,
+    output: Output,
+) -> Result<()> {
+    if !(0.2..=300.0).contains(&interval) {
+        bail!("--interval {interval} is not between 0.2 and 300 seconds");
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut last_table = String::new();
+    loop {
+        let list: InstanceList = client.get_query("/v1/instances", query).await?;
+        match output {
+            Output::Json => {
+                for ai in &list.instances {
+                    let line = serde_json::to_string(ai)?;
+                    let key = format!("{}/{}", ai.account, ai.instance.instance_id);
+                    if seen.get(&key) != Some(&line) {
+                        println!("{line}");
+                        seen.insert(key, line);
+                    }
+                }
+            }
+            Output::Table => {
+                let body =
+                    crate::output::table(&instance_headers(true), &instance_rows(&list, true));
+                if terminal {
+                    // Home the cursor and clear the screen, then draw: the list refreshes in place.
+                    print!(
+                        "\x1b[H\x1b[2J{}  (every {interval} s, Ctrl-C to stop)\n\n{body}",
+                        chrono::Utc::now().format("%H:%M:%S")
+                    );
+                } else if body != last_table {
+                    println!(
+                        "{}",
+                        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    );
+                    print!("{body}");
+                }
+                last_table = body;
+            }
+        }
+        std::io::Write::flush(&mut std::io::stdout())?;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(interval)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
 }
 
 pub async fn instance(client: &Client, cmd: InstanceCommand, output: Output) -> Result<()> {

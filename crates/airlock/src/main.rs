@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod client;
 mod commands;
+mod fleet;
 mod gateway_config;
 mod output;
 mod serve;
@@ -60,6 +61,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             airlock_gateway::run(args, gateway_config::console_link(console)?).await
         }
         Command::Agent(args) => Ok(airlock_agent::run(args, output == cli::Output::Json).await?),
+        // Fleet commands may run --direct, without a console.
+        Command::Address(c) => fleet::run(console, fleet::FleetCommand::Address(c), output).await,
+        Command::Eni(c) => fleet::run(console, fleet::FleetCommand::Eni(c), output).await,
+        Command::SecurityGroup(c) => {
+            fleet::run(console, fleet::FleetCommand::SecurityGroup(c), output).await
+        }
+        Command::KeyPair(c) => fleet::run(console, fleet::FleetCommand::KeyPair(c), output).await,
+        Command::Volume(c) => fleet::run(console, fleet::FleetCommand::Volume(c), output).await,
+        Command::Snapshot(c) => fleet::run(console, fleet::FleetCommand::Snapshot(c), output).await,
+        Command::Image(c) => fleet::run(console, fleet::FleetCommand::Image(c), output).await,
         command => {
             let client = client::Client::new(console)?;
             match command {
@@ -84,7 +95,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 | Command::Logout
                 | Command::Vault(_)
                 | Command::Gateway(_)
-                | Command::Agent(_) => {
+                | Command::Agent(_)
+                | Command::Address(_)
+                | Command::Eni(_)
+                | Command::SecurityGroup(_)
+                | Command::KeyPair(_)
+                | Command::Volume(_)
+                | Command::Snapshot(_)
+                | Command::Image(_) => {
                     unreachable!("handled before a client is built")
                 }
             }
