@@ -251,7 +251,7 @@ pub struct CreateImageInput {
     pub description: Option<String>,
     /// Image the instance without rebooting it first (file systems may be inconsistent).
     pub no_reboot: bool,
-    /// Tags applied on creation to the image and its snapshots.
+    /// Tags applied on creation to the image.
     pub tags: Vec<Tag>,
 }
 

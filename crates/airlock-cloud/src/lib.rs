@@ -271,7 +271,7 @@ pub trait Ec2: Send + Sync {
         tags: &[Tag],
     ) -> Result<String, CloudError>;
 
-    /// `CreateImage` with tags on creation (image and snapshots). Returns the image id.
+    /// `CreateImage` with the image tagged on creation. Returns the image id.
     async fn create_image(&self, input: &CreateImageInput) -> Result<String, CloudError>;
 
     /// `DescribeImages` owned by this account, by filters and/or ids.

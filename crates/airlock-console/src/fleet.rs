@@ -97,8 +97,9 @@ async fn act(
             return Err(e.into());
         }
     };
-    let mut checks: Vec<Check> = vec![accounts::use_check(&account.name)];
-    checks.extend(airlock_fleet::checks(&request, &facts, &scope));
+    // The request's own action first: the audit record of the decision is filed under it.
+    let mut checks: Vec<Check> = airlock_fleet::checks(&request, &facts, &scope);
+    checks.push(accounts::use_check(&account.name));
     authorize(&state, &caller, checks).await?;
     let copy_to = match &request {
         FleetRequest::CopySnapshot(r) => {

@@ -280,6 +280,10 @@ pub fn checks(request: &FleetRequest, facts: &Facts, scope: &Scope) -> Vec<Check
                 &r.network_interface_id,
             ));
             out.push(instance("ec2:AttachNetworkInterface", &r.to_instance_id));
+            // A failed attach puts the interface back, which is an attach to the old instance.
+            if let Some(i) = facts.attached_instance(&r.network_interface_id) {
+                out.push(instance("ec2:AttachNetworkInterface", i));
+            }
         }
         R::DeleteNetworkInterface(r) => out.push(interface(
             "ec2:DeleteNetworkInterface",
@@ -380,9 +384,8 @@ pub fn checks(request: &FleetRequest, facts: &Facts, scope: &Scope) -> Vec<Check
         R::CreateImage(r) => {
             out.push(instance("ec2:CreateImage", &r.instance_id));
             out.push(s.created("ec2:CreateImage", "image", "*", &r.tags));
-            out.push(s.created("ec2:CreateImage", "snapshot", "*", &r.tags));
+            out.push(s.created("ec2:CreateImage", "snapshot", "*", &[]));
             out.extend(s.tagging("CreateImage", "image", "*", &r.tags));
-            out.extend(s.tagging("CreateImage", "snapshot", "*", &r.tags));
         }
         R::DeregisterImage(r) => {
             let owner = facts.image(&r.image_id).and_then(|i| i.owner_id.clone());

@@ -301,7 +301,7 @@ pub struct CopySnapshot {
     pub tags: Vec<Tag>,
 }
 
-/// `CreateImage` from an instance, tagged on creation (image and snapshots).
+/// `CreateImage` from an instance, the image tagged on creation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateImage {

@@ -404,7 +404,7 @@ pub enum SnapshotCommand {
 pub enum ImageCommand {
     /// List the account's own images.
     List(ListArgs),
-    /// CreateImage from an instance, tagged on creation (image and snapshots).
+    /// CreateImage from an instance, the image tagged on creation.
     Create {
         /// The instance.
         instance_id: String,
@@ -960,7 +960,10 @@ pub async fn run(console: Option<&str>, command: FleetCommand, output: Output) -
         } => {
             let backend = Backend::open(console, &at).await?;
             let mut outcome = backend.run(request).await?;
-            if let (Some(path), Some(key)) = (&private_key_file, outcome.private_key.take()) {
+            if let Some(path) = &private_key_file {
+                let Some(key) = outcome.private_key.take() else {
+                    bail!("EC2 returned no private key to save");
+                };
                 save_private_key(path, &key)?;
                 outcome.message = format!(
                     "{}; saved to {} (mode 0600)",

@@ -1,0 +1,819 @@
+//! End-to-end tests of fleet operations through the `airlock` binary against moto: addresses
+//! moved without a gap, interfaces moved with their private address, snapshots gated by the
+//! announcement's policies, key pairs' private keys shown once, rules and sizes checked before
+//! EC2, and instances watched.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const ACCOUNT_ARN: &str = "arn:airlock:console:::account/*";
+
+/// Deploys `count` running instances and returns their ids.
+fn instances(console: &Console, net: &TestNet, count: &str) -> Vec<String> {
+    let dep = console.json(&deploy_args(net, &["--count", count, "--wait"]));
+    dep["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn zone_of(ec2: &aws_sdk_ec2::Client, instance: &str) -> String {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()[0].instances()[0]
+        .placement()
+        .unwrap()
+        .availability_zone()
+        .unwrap()
+        .to_owned()
+}
+
+fn failed(out: std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a failure, got {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr(&out)
+}
+
+fn audit_actions(console: &Console) -> Vec<(String, String)> {
+    let log = console.json(&["audit"]);
+    log.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or_default().to_owned(),
+                r["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_moves_between_instances_without_a_gap() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let ids = instances(&console, &net, "2");
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+
+    let allocated = console.json(&["address", "allocate", "--tag", "Role=db"]);
+    let alloc = allocated["resource_id"].as_str().unwrap().to_owned();
+    assert_eq!(allocated["address"]["tags"][0]["key"], "Role");
+    console.ok(&["address", "associate", &alloc, "--instance", &a]);
+
+    // Watch the address in EC2 itself while it moves: it must be associated at every look.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (ec2, stop, alloc) = (ec2.clone(), stop.clone(), alloc.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let out = ec2
+                    .describe_addresses()
+                    .allocation_ids(&alloc)
+                    .send()
+                    .await
+                    .unwrap();
+                seen.push(out.addresses()[0].instance_id().map(str::to_owned));
+            }
+            seen
+        })
+    };
+    let moved = console.json(&["address", "move", &alloc, "--to", &b]);
+    stop.store(true, Ordering::SeqCst);
+    let seen = watcher.await.unwrap();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|i| i.as_deref() == Some(a.as_str()) || i.as_deref() == Some(b.as_str())),
+        "the address was unassociated during the move: {seen:?}"
+    );
+    assert!(moved["message"].as_str().unwrap().contains(&a), "{moved}");
+    let listed = console.json(&["address", "list", "--filter", "tag:Role=db"]);
+    assert_eq!(listed[0]["instance_id"].as_str(), Some(b.as_str()));
+    assert_eq!(listed[0]["account"], "dev");
+
+    // One AssociateAddress per association, never a DisassociateAddress in between.
+    let actions = audit_actions(&console);
+    assert!(actions
+        .iter()
+        .all(|(action, _)| action != "ec2:DisassociateAddress"));
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|(action, outcome)| action == "ec2:AssociateAddress" && outcome == "ok")
+            .count(),
+        2,
+        "{actions:?}"
+    );
+
+    // The same operation runs without any console, with the machine's own credentials (as an
+    // instance does with its agent's), straight against EC2.
+    let direct = std::process::Command::new(airlock_bin())
+        .args(["address", "move", &alloc, "--to", &a, "--direct"])
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AIRLOCK_CONSOLE", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    ok(direct, &["address move --direct"]);
+    let out = ec2
+        .describe_addresses()
+        .allocation_ids(&alloc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.addresses()[0].instance_id(), Some(a.as_str()));
+
+    // Bad input is refused before EC2, naming the field.
+    let err = failed(console.cli(&["address", "move", "eipalloc-1", "--to", "instance-1"]));
+    assert!(err.contains("to_instance_id"), "{err}");
+    console.ok(&["address", "disassociate", &alloc]);
+    console.ok(&["address", "release", &alloc]);
+    let out = ec2.describe_addresses().send().await.unwrap();
+    assert!(out.addresses().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interface_move_keeps_its_private_address() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let ids = instances(&console, &net, "2");
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+
+    // A bad address never reaches EC2.
+    let err = failed(console.cli(&[
+        "eni",
+        "create",
+        "--subnet",
+        &net.subnet_id,
+        "--private-ip",
+        "127.0.0.300",
+    ]));
+    assert!(err.contains("private_ip"), "{err}");
+    let before = ec2.describe_network_interfaces().send().await.unwrap();
+
+    let created = console.json(&[
+        "eni",
+        "create",
+        "--subnet",
+        &net.subnet_id,
+        "--private-ip",
+        "127.0.0.200",
+        "--tag",
+        "Role=db",
+    ]);
+    let eni = created["resource_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["network_interface"]["private_ip"], "127.0.0.200");
+    let after = ec2.describe_network_interfaces().send().await.unwrap();
+    assert_eq!(
+        after.network_interfaces().len(),
+        before.network_interfaces().len() + 1
+    );
+    console.ok(&[
+        "eni",
+        "attach",
+        &eni,
+        "--instance",
+        &a,
+        "--device-index",
+        "2",
+    ]);
+
+    let moved = console.json(&["eni", "move", &eni, "--to", &b]);
+    assert_eq!(moved["network_interface"]["private_ip"], "127.0.0.200");
+    let out = ec2
+        .describe_network_interfaces()
+        .network_interface_ids(&eni)
+        .send()
+        .await
+        .unwrap();
+    let n = &out.network_interfaces()[0];
+    assert_eq!(n.private_ip_address(), Some("127.0.0.200"));
+    let attachment = n.attachment().unwrap();
+    assert_eq!(attachment.instance_id(), Some(b.as_str()));
+    assert_eq!(attachment.device_index(), Some(2));
+    let listed = console.json(&["eni", "list", "--filter", "tag:Role=db"]);
+    assert_eq!(
+        listed[0]["attachment"]["instance_id"].as_str(),
+        Some(b.as_str())
+    );
+
+    // Detach and attach were each audited.
+    let actions = audit_actions(&console);
+    for action in ["ec2:DetachNetworkInterface", "ec2:AttachNetworkInterface"] {
+        assert!(
+            actions.iter().any(|(a, o)| a == action && o == "ok"),
+            "{action} not audited: {actions:?}"
+        );
+    }
+    console.ok(&["eni", "detach", &eni]);
+    console.ok(&["eni", "delete", &eni]);
+}
+
+/// The announcement's snapshot policies: create from volumes tagged costcenter=115 only when the
+/// new snapshot is tagged costcenter=115 and User=<caller>, and delete only one's own.
+fn snapshot_policies() -> Vec<Value> {
+    vec![
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "airlock:UseAccount", "Resource": ACCOUNT_ARN},
+            {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}
+        ]}),
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "ec2:CreateSnapshot",
+             "Resource": "arn:aws:ec2:us-east-1:123456789012:volume/*",
+             "Condition": {"StringEquals": {"ec2:ResourceTag/costcenter": "115"}}},
+            {"Sid": "AllowCreateTaggedSnapshots", "Effect": "Allow", "Action": "ec2:CreateSnapshot",
+             "Resource": "arn:aws:ec2:us-east-1::snapshot/*",
+             "Condition": {"StringEquals": {"aws:RequestTag/costcenter": "115",
+                                            "aws:RequestTag/User": "${aws:username}"},
+                           "ForAllValues:StringEquals": {"aws:TagKeys": ["costcenter", "User"]}}},
+            {"Effect": "Allow", "Action": "ec2:CreateTags",
+             "Resource": "arn:aws:ec2:us-east-1::snapshot/*",
+             "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSnapshot"}}}
+        ]}),
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "ec2:DeleteSnapshot",
+             "Resource": "arn:aws:ec2:us-east-1::snapshot/*",
+             "Condition": {"StringEquals": {"ec2:ResourceTag/User": "${aws:username}"}}}
+        ]}),
+    ]
+}
+
+async fn snapshots_in(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Snapshot> {
+    ec2.describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .unwrap()
+        .snapshots()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_follow_the_announcement_policies() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let _net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let volume = |cost: &str| {
+        let tag = format!("costcenter={cost}");
+        let v = console.json(&[
+            "volume",
+            "create",
+            "--availability-zone",
+            "us-east-1a",
+            "--size",
+            "8",
+            "--tag",
+            &tag,
+            "--wait",
+        ]);
+        v["resource_id"].as_str().unwrap().to_owned()
+    };
+    let v115 = volume("115");
+    let v116 = volume("116");
+    let alice = console.add_user("alice", &snapshot_policies());
+    let start = snapshots_in(&ec2).await.len();
+
+    // Refused before EC2: no tags, another user's name, an extra tag, the wrong volume.
+    for (volume, tags, why) in [
+        (&v115, vec![], "no tags"),
+        (
+            &v115,
+            vec!["costcenter=115", "User=bob"],
+            "another user's name",
+        ),
+        (
+            &v115,
+            vec!["costcenter=115", "User=alice", "Project=x"],
+            "an extra tag",
+        ),
+        (&v115, vec!["costcenter=115"], "no User tag"),
+        (
+            &v116,
+            vec!["costcenter=115", "User=alice"],
+            "a volume of costcenter 116",
+        ),
+    ] {
+        let mut args = vec!["snapshot", "create", volume.as_str(), "--account", "dev"];
+        for t in &tags {
+            args.extend(["--tag", t]);
+        }
+        let err = failed(alice.cli(&args));
+        assert!(err.contains("ec2:CreateSnapshot"), "{why}: {err}");
+        assert_eq!(
+            snapshots_in(&ec2).await.len(),
+            start,
+            "{why}: a snapshot was left behind"
+        );
+    }
+
+    // With the required tags it succeeds, created and tagged in one call.
+    let made = alice.json(&[
+        "snapshot",
+        "create",
+        &v115,
+        "--account",
+        "dev",
+        "--tag",
+        "costcenter=115",
+        "--tag",
+        "User=alice",
+        "--wait",
+    ]);
+    let snap = made["resource_id"].as_str().unwrap().to_owned();
+    let now = snapshots_in(&ec2).await;
+    assert_eq!(now.len(), start + 1);
+    let tags: Vec<(String, String)> = now
+        .iter()
+        .find(|s| s.snapshot_id() == Some(snap.as_str()))
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    assert!(tags.contains(&("User".into(), "alice".into())), "{tags:?}");
+    assert!(
+        tags.contains(&("costcenter".into(), "115".into())),
+        "{tags:?}"
+    );
+
+    // Deleting: only snapshots tagged with her name.
+    let bobs = console.json(&[
+        "snapshot",
+        "create",
+        &v115,
+        "--tag",
+        "User=bob",
+        "--tag",
+        "costcenter=115",
+    ]);
+    let bobs = bobs["resource_id"].as_str().unwrap().to_owned();
+    let err = failed(alice.cli(&["snapshot", "delete", &bobs, "--account", "dev"]));
+    assert!(err.contains("ec2:DeleteSnapshot"), "{err}");
+    assert!(
+        err.contains(&format!("arn:aws:ec2:us-east-1::snapshot/{bobs}")),
+        "{err}"
+    );
+    assert!(snapshots_in(&ec2)
+        .await
+        .iter()
+        .any(|s| s.snapshot_id() == Some(bobs.as_str())));
+    alice.ok(&["snapshot", "delete", &snap, "--account", "dev"]);
+    assert!(!snapshots_in(&ec2)
+        .await
+        .iter()
+        .any(|s| s.snapshot_id() == Some(snap.as_str())));
+
+    // Copies go to another region, tagged on creation there.
+    let copy = console.json(&[
+        "snapshot",
+        "copy",
+        &bobs,
+        "--to-region",
+        "us-west-2",
+        "--tag",
+        "Backup=weekly",
+    ]);
+    let copy_id = copy["resource_id"].as_str().unwrap().to_owned();
+    let west = {
+        let creds = aws_sdk_ec2::config::Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "test",
+        );
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-west-2"))
+            .credentials_provider(creds)
+            .endpoint_url(&moto.url)
+            .load()
+            .await;
+        aws_sdk_ec2::Client::new(&config)
+    };
+    let copies = snapshots_in(&west).await;
+    let copied = copies
+        .iter()
+        .find(|s| s.snapshot_id() == Some(copy_id.as_str()))
+        .expect("the copy is in us-west-2");
+    assert!(copied
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some("Backup") && t.value() == Some("weekly")));
+
+    // Every denial is in the audit log.
+    let actions = audit_actions(&console);
+    assert!(
+        actions
+            .iter()
+            .filter(|(a, o)| a == "ec2:CreateSnapshot" && o == "denied")
+            .count()
+            >= 5,
+        "{actions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_pairs_private_key_is_in_the_create_response_only() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+
+    let created = console.json(&["key-pair", "create", "deploy-key", "--tag", "Team=ops"]);
+    let private = created["private_key"].as_str().unwrap().to_owned();
+    assert!(private.contains("PRIVATE KEY"), "{private}");
+    // The key's last full line: its own secret bits, never in any other output.
+    let needle = private
+        .lines()
+        .filter(|l| l.len() > 40 && !l.starts_with("-----"))
+        .last()
+        .unwrap()
+        .to_owned();
+
+    let listed = console.ok(&["key-pair", "list", "--output", "json"]);
+    assert!(listed.contains("deploy-key"));
+    assert!(!listed.contains(&needle));
+    let audit = console.ok(&["audit", "--output", "json"]);
+    assert!(audit.contains("ec2:CreateKeyPair"));
+    assert!(
+        !audit.contains(&needle),
+        "the private key is in the audit log"
+    );
+    assert!(
+        !console.output_text().contains(&needle),
+        "the private key is in the console's log"
+    );
+    for (path, bytes) in files_under(console.dir.path()) {
+        assert!(
+            !contains(&bytes, &needle),
+            "the private key is in {}",
+            path.display()
+        );
+    }
+
+    // Saved to a new file with mode 0600, and then not printed.
+    let file = console.dir.path().join("second.pem");
+    let out = console.ok(&[
+        "key-pair",
+        "create",
+        "second",
+        "--private-key-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("PRIVATE KEY"));
+    let err = failed(console.cli(&[
+        "key-pair",
+        "create",
+        "third",
+        "--private-key-file",
+        file.to_str().unwrap(),
+    ]));
+    assert!(err.contains("exists"), "{err}");
+
+    // Importing takes a public key only.
+    let public = console.dir.path().join("id.pub");
+    std::fs::write(
+        &public,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm8l7bQ3Sx5CKcx2gIcHykCPHk4UTKyW0oqGQ2PZgcX me@laptop\n",
+    )
+    .unwrap();
+    console.ok(&[
+        "key-pair",
+        "import",
+        "laptop",
+        "--public-key-file",
+        public.to_str().unwrap(),
+    ]);
+    std::fs::write(&public, "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n").unwrap();
+    let err = failed(console.cli(&[
+        "key-pair",
+        "import",
+        "oops",
+        "--public-key-file",
+        public.to_str().unwrap(),
+    ]));
+    assert!(err.contains("public_key"), "{err}");
+    console.ok(&["key-pair", "delete", "laptop"]);
+    let names: Vec<String> = ec2
+        .describe_key_pairs()
+        .send()
+        .await
+        .unwrap()
+        .key_pairs()
+        .iter()
+        .map(|k| k.key_name().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"deploy-key".to_owned()));
+    assert!(!names.contains(&"laptop".to_owned()));
+    assert!(!names.contains(&"oops".to_owned()));
+}
+
+async fn ingress_ports(ec2: &aws_sdk_ec2::Client, group: &str) -> Vec<i32> {
+    let out = ec2
+        .describe_security_groups()
+        .group_ids(group)
+        .send()
+        .await
+        .unwrap();
+    out.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .filter_map(|p| p.from_port())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn security_group_rules_are_checked_before_ec2() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+
+    let made = console.json(&[
+        "security-group",
+        "create",
+        "web",
+        "--description",
+        "web servers",
+        "--vpc",
+        &net.vpc_id,
+        "--tag",
+        "Team=web",
+    ]);
+    let sg = made["resource_id"].as_str().unwrap().to_owned();
+    console.ok(&[
+        "security-group",
+        "authorize",
+        &sg,
+        "--port",
+        "443",
+        "--cidr",
+        "0.0.0.0/0",
+    ]);
+
+    let err = failed(console.cli(&[
+        "security-group",
+        "authorize",
+        &sg,
+        "--port",
+        "22",
+        "--cidr",
+        "0.0.0.0/0",
+    ]));
+    assert!(err.contains("rules[0].cidr"), "{err}");
+    assert!(err.contains("SSH"), "{err}");
+    assert!(err.contains("--allow-world"), "{err}");
+    let err = failed(console.cli(&[
+        "security-group",
+        "authorize",
+        &sg,
+        "--port",
+        "3389",
+        "--cidr",
+        "::/0",
+    ]));
+    assert!(err.contains("RDP"), "{err}");
+    let err = failed(console.cli(&[
+        "security-group",
+        "authorize",
+        &sg,
+        "--port",
+        "90-80",
+        "--cidr",
+        "10.0.0.0/8",
+    ]));
+    assert!(err.contains("rules[0].to_port"), "{err}");
+    let err = failed(console.cli(&[
+        "security-group",
+        "authorize",
+        &sg,
+        "--port",
+        "8080",
+        "--cidr",
+        "10.1.2.3/8",
+    ]));
+    assert!(err.contains("10.0.0.0/8"), "{err}");
+    assert_eq!(ingress_ports(&ec2, &sg).await, vec![443]);
+
+    console.ok(&[
+        "security-group",
+        "authorize",
+        &sg,
+        "--port",
+        "22",
+        "--cidr",
+        "0.0.0.0/0",
+        "--allow-world",
+    ]);
+    let shown = console.ok(&["security-group", "show", &sg]);
+    assert!(shown.contains("ingress") && shown.contains("22"), "{shown}");
+    console.ok(&[
+        "security-group",
+        "revoke",
+        &sg,
+        "--port",
+        "22",
+        "--cidr",
+        "0.0.0.0/0",
+        "--allow-world",
+    ]);
+    assert_eq!(ingress_ports(&ec2, &sg).await, vec![443]);
+    let listed = console.json(&["security-group", "list", "--filter", "tag:Team=web"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["ingress"][0]["from_port"], 443);
+    console.ok(&["security-group", "delete", &sg]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn volumes_and_images_are_created_tagged_and_checked() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let instance = instances(&console, &net, "1").remove(0);
+    let zone = zone_of(&ec2, &instance).await;
+    let volumes_in_ec2 = || async { ec2.describe_volumes().send().await.unwrap().volumes().len() };
+    let before = volumes_in_ec2().await;
+
+    // Sizes, IOPS and device names are checked before EC2.
+    for (args, field) in [
+        (vec!["--type", "st1", "--size", "100"], "size_gib"),
+        (vec!["--type", "gp3", "--size", "0"], "size_gib"),
+        (vec!["--type", "io1", "--size", "8"], "iops"),
+        (vec!["--type", "gp5", "--size", "8"], "volume_type"),
+    ] {
+        let mut all = vec!["volume", "create", "--availability-zone", &zone];
+        all.extend(args);
+        let err = failed(console.cli(&all));
+        assert!(err.contains(field), "{all:?}: {err}");
+    }
+    assert_eq!(volumes_in_ec2().await, before);
+
+    let made = console.json(&[
+        "volume",
+        "create",
+        "--availability-zone",
+        &zone,
+        "--size",
+        "20",
+        "--type",
+        "io1",
+        "--iops",
+        "500",
+        "--tag",
+        "Role=data",
+        "--wait",
+    ]);
+    let vol = made["resource_id"].as_str().unwrap().to_owned();
+    assert_eq!(made["volume"]["size_gib"], 20);
+    let err = failed(console.cli(&[
+        "volume",
+        "attach",
+        &vol,
+        "--instance",
+        &instance,
+        "--device",
+        "/dev/nvme1n1",
+    ]));
+    assert!(err.contains("device"), "{err}");
+    console.ok(&[
+        "volume",
+        "attach",
+        &vol,
+        "--instance",
+        &instance,
+        "--device",
+        "/dev/sdf",
+    ]);
+    let listed = console.json(&["volume", "list", "--tag", "Role=data"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["attachments"][0]["device"], "/dev/sdf");
+    console.ok(&["volume", "detach", &vol]);
+    console.ok(&["volume", "delete", &vol]);
+
+    // An image of the instance, tagged on creation.
+    let image = console.json(&[
+        "image",
+        "create",
+        &instance,
+        "--name",
+        "web-2026.11.23",
+        "--no-reboot",
+        "--tag",
+        "Release=1",
+        "--wait",
+    ]);
+    let ami = image["resource_id"].as_str().unwrap().to_owned();
+    let mine = console.json(&["image", "list", "--filter", "tag:Release=1"]);
+    assert_eq!(mine[0]["image_id"].as_str(), Some(ami.as_str()));
+    assert_eq!(mine[0]["name"], "web-2026.11.23");
+    console.ok(&["image", "deregister", &ami]);
+    let left = console.json(&["image", "list", "--filter", "tag:Release=1"]);
+    assert!(left.as_array().unwrap().is_empty(), "{left}");
+
+    // Unknown resources are named; EC2's own errors come back with AWS's code.
+    let err = failed(console.cli(&["volume", "delete", "vol-0123456789abcdef0"]));
+    assert!(err.contains("no volume vol-0123456789abcdef0"), "{err}");
+    let spare = console.json(&[
+        "volume",
+        "create",
+        "--availability-zone",
+        &zone,
+        "--size",
+        "1",
+    ]);
+    let err = failed(console.cli(&[
+        "volume",
+        "attach",
+        spare["resource_id"].as_str().unwrap(),
+        "--instance",
+        "i-0123456789abcdef0",
+        "--device",
+        "/dev/sdg",
+    ]));
+    assert!(err.contains("InvalidInstanceID.NotFound"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_show_status_checks_and_stream_changes() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let instance = instances(&console, &net, "1").remove(0);
+
+    let listed = console.json(&["instances", "--status"]);
+    assert_eq!(listed["instances"][0]["status"]["instance_status"], "ok");
+    let table = console.ok(&["instances", "--status"]);
+    assert!(table.contains("SYSTEM CHECK"), "{table}");
+
+    // The stream: every instance first, then `ready`, then changes as they happen.
+    let client = reqwest::Client::new();
+    let mut response = client
+        .get(format!("{}/v1/instances/watch?interval=0.3", console.url))
+        .bearer_auth(console.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !text.contains("event: ready") {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("ready within 30 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains(&instance), "{text}");
+    console.ok(&["instance", "stop", &instance, "--account", "dev"]);
+    let mut after = String::new();
+    while !(after.contains(&instance) && after.contains("\"state\":\"stopp")) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("the stop is streamed within 30 s")
+            .unwrap()
+            .unwrap();
+        after.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(after.contains("event: instance"), "{after}");
+}
