@@ -454,8 +454,7 @@ async fn a_key_pairs_private_key_is_in_the_create_response_only() {
     // The key's last full line: its own secret bits, never in any other output.
     let needle = private
         .lines()
-        .filter(|l| l.len() > 40 && !l.starts_with("-----"))
-        .last()
+        .rfind(|l| l.len() > 40 && !l.starts_with("-----"))
         .unwrap()
         .to_owned();
 
