@@ -270,6 +270,24 @@ pub fn session_policy(
             "Condition": tag_condition("aws:RequestTag"),
         }));
     }
+    // A new interface also names its subnet and security groups, which the deployment does not
+    // own; the interface itself must still be tagged (CreateTagged).
+    let network = [scope.arn("subnet"), scope.arn("security-group")];
+    if creates.contains(&"ec2:CreateNetworkInterface")
+        && network.iter().all(|arn| {
+            allowed(&region(Check::new(
+                "ec2:CreateNetworkInterface",
+                arn.clone(),
+            )))
+        })
+    {
+        statements.push(json!({
+            "Sid": "InterfacesInNetwork",
+            "Effect": "Allow",
+            "Action": "ec2:CreateNetworkInterface",
+            "Resource": network,
+        }));
+    }
     if !tag_on_create.is_empty() {
         let mut condition = tag_condition("aws:RequestTag");
         condition["StringEquals"]["ec2:CreateAction"] = json!(tag_on_create);
@@ -407,6 +425,159 @@ mod tests {
             Decision::ImplicitDeny
         );
         assert!(policy.len() <= MAX_SESSION_POLICY, "{} bytes", policy.len());
+    }
+
+    /// Fleet operations an instance runs with its scoped credentials, on its deployment's own
+    /// resources, decided exactly as the console decides them.
+    #[test]
+    fn instances_can_run_fleet_operations_on_their_own_resources() {
+        use airlock_cloud::{
+            Address, Instance, InterfaceAttachment, NetworkInterface, Snapshot, Volume,
+        };
+        use airlock_fleet::{Facts, FleetRequest};
+        let policy = Policy::parse("s", &session_policy(&SCOPE, &[], |_| true).unwrap()).unwrap();
+        let own = vec![SCOPE.tagged()];
+        let instance = |id: &str| Instance {
+            instance_id: id.into(),
+            image_id: None,
+            instance_type: Some("t3.micro".into()),
+            state: "running".into(),
+            private_ip: None,
+            public_ip: None,
+            subnet_id: None,
+            vpc_id: None,
+            launch_time: None,
+            tags: own.clone(),
+        };
+        let facts = Facts {
+            instances: vec![instance("i-a"), instance("i-b")],
+            addresses: vec![Address {
+                allocation_id: Some("eipalloc-1".into()),
+                public_ip: Some("198.51.100.7".into()),
+                instance_id: Some("i-a".into()),
+                association_id: Some("eipassoc-1".into()),
+                network_interface_id: None,
+                private_ip: None,
+                tags: own.clone(),
+            }],
+            interfaces: vec![NetworkInterface {
+                network_interface_id: "eni-1".into(),
+                subnet_id: Some("subnet-1".into()),
+                vpc_id: Some("vpc-1".into()),
+                availability_zone: Some("us-east-1a".into()),
+                private_ip: Some("10.0.0.9".into()),
+                status: Some("in-use".into()),
+                description: None,
+                security_group_ids: vec![],
+                attachment: Some(InterfaceAttachment {
+                    attachment_id: Some("eni-attach-1".into()),
+                    instance_id: Some("i-a".into()),
+                    device_index: Some(1),
+                    status: Some("attached".into()),
+                }),
+                tags: own.clone(),
+            }],
+            volumes: vec![Volume {
+                volume_id: "vol-1".into(),
+                attached_to: vec!["i-a".into()],
+                tags: own.clone(),
+                state: Some("in-use".into()),
+                availability_zone: Some("us-east-1a".into()),
+                size_gib: Some(8),
+                volume_type: Some("gp3".into()),
+                iops: None,
+                encrypted: Some(false),
+                snapshot_id: None,
+                attachments: vec![],
+            }],
+            snapshots: vec![Snapshot {
+                snapshot_id: "snap-1".into(),
+                volume_id: Some("vol-1".into()),
+                state: Some("completed".into()),
+                progress: None,
+                volume_size_gib: Some(8),
+                description: None,
+                encrypted: Some(false),
+                owner_id: Some("123456789012".into()),
+                start_time: None,
+                tags: own.clone(),
+            }],
+            ..Facts::default()
+        };
+        let scope = airlock_fleet::Scope {
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+        };
+        let tagged = json!([{"key": DEPLOYMENT_TAG, "value": SCOPE.deployment_id}]);
+        let decide = |family: &str, verb: &str, body: Value| {
+            let request = FleetRequest::parse(family, verb, body).unwrap().unwrap();
+            airlock_fleet::checks(&request, &facts, &scope)
+                .into_iter()
+                .map(|c| {
+                    let r = Request {
+                        action: c.action.clone(),
+                        resource: c.resource.clone(),
+                        context: c.context,
+                    };
+                    (
+                        c.action,
+                        c.resource,
+                        airlock_policy::evaluate(std::slice::from_ref(&policy), &r).decision,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let allowed = [
+            ("addresses", "allocate", json!({"tags": tagged})),
+            (
+                "addresses",
+                "move",
+                json!({"allocation_id": "eipalloc-1", "to_instance_id": "i-b"}),
+            ),
+            (
+                "addresses",
+                "disassociate",
+                json!({"allocation_id": "eipalloc-1"}),
+            ),
+            (
+                "network-interfaces",
+                "create",
+                json!({"subnet_id": "subnet-1", "private_ip": "10.0.0.10", "tags": tagged}),
+            ),
+            (
+                "network-interfaces",
+                "move",
+                json!({"network_interface_id": "eni-1", "to_instance_id": "i-b"}),
+            ),
+            (
+                "volumes",
+                "create",
+                json!({"availability_zone": "us-east-1a", "size_gib": 8, "tags": tagged}),
+            ),
+            ("volumes", "detach", json!({"volume_id": "vol-1"})),
+            (
+                "snapshots",
+                "create",
+                json!({"volume_id": "vol-1", "tags": tagged}),
+            ),
+            ("snapshots", "delete", json!({"snapshot_id": "snap-1"})),
+        ];
+        for (family, verb, body) in allowed {
+            for (action, resource, decision) in decide(family, verb, body) {
+                assert_eq!(
+                    decision,
+                    Decision::Allowed,
+                    "{family} {verb}: {action} on {resource}"
+                );
+            }
+        }
+        // Untagged creations are not theirs to make.
+        let untagged = decide(
+            "volumes",
+            "create",
+            json!({"availability_zone": "us-east-1a", "size_gib": 8}),
+        );
+        assert!(untagged.iter().any(|(_, _, d)| *d != Decision::Allowed));
     }
 
     #[test]
