@@ -76,8 +76,19 @@ async fn act(
     };
     let mut request = FleetRequest::parse(family, &verb, body)?
         .ok_or_else(|| ApiError::NotFound(format!("unknown operation {verb:?} on {family}")))?;
-    request.validate()?;
-    validate::tags("tags", request.tags(), 0)?;
+    let checked = request
+        .validate()
+        .map_err(ApiError::from)
+        .and_then(|()| validate::tags("tags", request.tags(), 0));
+    if let Err(e) = checked {
+        // Refused before any EC2 call; the refusal is an outcome too.
+        let mut entry = Entry::for_caller(&caller, &request.action(), Vec::new());
+        entry.decision = "notEvaluated".into();
+        entry.outcome = "invalid".into();
+        entry.detail = Some(e.to_string());
+        audit::record(&state, entry).await;
+        return Err(e);
+    }
     let (account, target) = accounts::target_for_request(&state, &account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let scope = Scope {

@@ -102,8 +102,11 @@ async fn describe(
         let mut statuses = HashMap::new();
         if q.status && !found.is_empty() {
             let ids: Vec<String> = found.iter().map(|i| i.instance_id.clone()).collect();
-            for s in ec2.describe_instance_status(&ids).await? {
-                statuses.insert(s.instance_id.clone(), s);
+            // By id, in batches EC2 accepts in one request.
+            for batch in ids.chunks(100) {
+                for s in ec2.describe_instance_status(batch).await? {
+                    statuses.insert(s.instance_id.clone(), s);
+                }
             }
         }
         for instance in found {

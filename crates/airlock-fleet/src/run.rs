@@ -1020,6 +1020,11 @@ async fn move_interface(
         ))
     })?;
     let interface = facts.interface(id);
+    if index == 0 {
+        return Err(FleetError::Conflict(format!(
+            "{id} is {from}'s primary interface (device index 0), which cannot be detached; move a secondary interface"
+        )));
+    }
     if from == r.to_instance_id {
         return Ok(Outcome {
             message: format!("{id} is already on {from}"),

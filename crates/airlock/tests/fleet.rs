@@ -147,9 +147,30 @@ async fn an_address_moves_between_instances_without_a_gap() {
         .unwrap();
     assert_eq!(out.addresses()[0].instance_id(), Some(a.as_str()));
 
-    // Bad input is refused before EC2, naming the field.
+    // Someone who may only look is refused, and the address stays where it is.
+    let viewer = console.add_user(
+        "viewer",
+        &[json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "airlock:UseAccount", "Resource": ACCOUNT_ARN},
+            {"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}
+        ]})],
+    );
+    let err = failed(viewer.cli(&["address", "move", &alloc, "--to", &b, "--account", "dev"]));
+    assert!(err.contains("ec2:AssociateAddress"), "{err}");
+    let out = ec2
+        .describe_addresses()
+        .allocation_ids(&alloc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.addresses()[0].instance_id(), Some(a.as_str()));
+
+    // Bad input is refused before EC2, naming the field, and the refusal is audited.
     let err = failed(console.cli(&["address", "move", "eipalloc-1", "--to", "instance-1"]));
     assert!(err.contains("to_instance_id"), "{err}");
+    assert!(audit_actions(&console)
+        .iter()
+        .any(|(action, outcome)| action == "ec2:AssociateAddress" && outcome == "invalid"));
     console.ok(&["address", "disassociate", &alloc]);
     console.ok(&["address", "release", &alloc]);
     let out = ec2.describe_addresses().send().await.unwrap();
