@@ -860,6 +860,7 @@ impl Backend {
         if at.direct {
             let region = std::env::var("AWS_REGION")
                 .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .ok()
                 .context("--direct needs a region: set AWS_REGION (for example us-east-1)")?;
             let credentials = airlock_aws::default_chain_credentials()
                 .await
