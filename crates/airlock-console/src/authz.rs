@@ -196,15 +196,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arns_follow_aws_forms() {
-        assert_eq!(
-            ec2_arn("us-east-1", "123456789012", "image", "ami-1"),
-            "arn:aws:ec2:us-east-1::image/ami-1"
-        );
-        assert_eq!(
-            ec2_arn("us-east-1", "123456789012", "instance", "i-1"),
-            "arn:aws:ec2:us-east-1:123456789012:instance/i-1"
-        );
+    fn console_arns() {
         assert_eq!(
             console_arn("account", "prod"),
             "arn:airlock:console:::account/prod"

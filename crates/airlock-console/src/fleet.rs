@@ -55,6 +55,22 @@ impl From<FleetError> for ApiError {
     }
 }
 
+/// Audits a request that stopped before any decision: bad input, or a resource EC2 does not
+/// know. Nothing reached a changing EC2 endpoint, and the record says why.
+async fn stopped_early(
+    state: &AppState,
+    caller: &Caller,
+    request: &FleetRequest,
+    outcome: &str,
+    why: String,
+) {
+    let mut entry = Entry::for_caller(caller, &request.action(), Vec::new());
+    entry.decision = "notEvaluated".into();
+    entry.outcome = outcome.into();
+    entry.detail = Some(why);
+    audit::record(state, entry).await;
+}
+
 /// `POST /v1/{family}/{verb}`: one fleet operation in an account (`"account"` in the body).
 async fn act(
     State(state): State<AppState>,
@@ -81,12 +97,7 @@ async fn act(
         .map_err(ApiError::from)
         .and_then(|()| validate::tags("tags", request.tags(), 0));
     if let Err(e) = checked {
-        // Refused before any EC2 call; the refusal is an outcome too.
-        let mut entry = Entry::for_caller(&caller, &request.action(), Vec::new());
-        entry.decision = "notEvaluated".into();
-        entry.outcome = "invalid".into();
-        entry.detail = Some(e.to_string());
-        audit::record(&state, entry).await;
+        stopped_early(&state, &caller, &request, "invalid", e.to_string()).await;
         return Err(e);
     }
     let (account, target) = accounts::target_for_request(&state, &account).await?;
@@ -100,11 +111,7 @@ async fn act(
     let facts = match airlock_fleet::prepare(ec2.as_ref(), &request).await {
         Ok(f) => f,
         Err(e) => {
-            let mut entry = Entry::for_caller(&caller, &request.action(), Vec::new());
-            entry.decision = "notEvaluated".into();
-            entry.outcome = "error".into();
-            entry.detail = Some(e.to_string());
-            audit::record(&state, entry).await;
+            stopped_early(&state, &caller, &request, "error", e.to_string()).await;
             return Err(e.into());
         }
     };

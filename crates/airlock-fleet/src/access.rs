@@ -415,6 +415,10 @@ mod tests {
             "arn:aws:ec2:us-east-1::snapshot/snap-1"
         );
         assert_eq!(
+            arn("us-east-1", "123456789012", "image", "ami-1"),
+            "arn:aws:ec2:us-east-1::image/ami-1"
+        );
+        assert_eq!(
             arn("us-east-1", "123456789012", "elastic-ip", "eipalloc-1"),
             "arn:aws:ec2:us-east-1:123456789012:elastic-ip/eipalloc-1"
         );
