@@ -174,8 +174,9 @@ fn sse(event: &Event) -> SseEvent {
         .data(data)
 }
 
-/// The stream handed to axum: a channel fed by a task that follows the bus for this watcher.
-struct Watch(mpsc::Receiver<SseEvent>);
+/// The stream handed to axum: a channel fed by a task that follows the bus (or EC2) for this
+/// watcher.
+pub(crate) struct Watch(pub(crate) mpsc::Receiver<SseEvent>);
 
 impl futures_core::Stream for Watch {
     type Item = Result<SseEvent, Infallible>;

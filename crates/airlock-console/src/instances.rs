@@ -198,7 +198,7 @@ pub async fn watch(
                 )],
             };
             for e in event {
-                if tx.send(Ok(e)).await.is_err() {
+                if tx.send(e).await.is_err() {
                     return;
                 }
             }
@@ -208,27 +208,13 @@ pub async fn watch(
             }
         }
     });
-    Ok(Sse::new(ReceiverStream(rx)).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(crate::events::Watch(rx)).keep_alive(KeepAlive::default()))
 }
 
 fn json_event(name: &str, value: &impl serde::Serialize) -> SseEvent {
     SseEvent::default()
         .event(name)
         .data(serde_json::to_string(value).unwrap_or_default())
-}
-
-/// A channel receiver as a stream of events.
-struct ReceiverStream(mpsc::Receiver<Result<SseEvent, Infallible>>);
-
-impl futures_core::Stream for ReceiverStream {
-    type Item = Result<SseEvent, Infallible>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
-    }
 }
 
 /// Parses repeated query keys (`tag=a=1&tag=b=2`), which `axum::extract::Query` cannot.
