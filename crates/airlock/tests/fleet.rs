@@ -26,13 +26,8 @@ fn instances(console: &Console, net: &TestNet, count: &str) -> Vec<String> {
 }
 
 async fn zone_of(ec2: &aws_sdk_ec2::Client, instance: &str) -> String {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(instance)
-        .send()
+    described(ec2, instance)
         .await
-        .unwrap();
-    out.reservations()[0].instances()[0]
         .placement()
         .unwrap()
         .availability_zone()

@@ -545,15 +545,21 @@ pub fn deploy_args<'a>(net: &'a TestNet, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-/// An instance's state name, straight from EC2.
-pub async fn instance_state(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
+/// An instance as EC2 describes it.
+pub async fn described(ec2: &aws_sdk_ec2::Client, id: &str) -> aws_sdk_ec2::types::Instance {
     let out = ec2
         .describe_instances()
         .instance_ids(id)
         .send()
         .await
         .unwrap();
-    out.reservations()[0].instances()[0]
+    out.reservations()[0].instances()[0].clone()
+}
+
+/// An instance's state name, straight from EC2.
+pub async fn instance_state(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
+    described(ec2, id)
+        .await
         .state()
         .unwrap()
         .name()
