@@ -87,6 +87,14 @@ impl ArnPattern {
         Ok(ArnPattern::Segments(Box::new(segs)))
     }
 
+    /// The segment templates; none for `*`.
+    pub fn templates(&self) -> &[Template] {
+        match self {
+            ArnPattern::Any => &[],
+            ArnPattern::Segments(segs) => &segs[..],
+        }
+    }
+
     /// Matches a request ARN already split by [`split_arn`] (`None` for a
     /// value that is not an ARN, which only `*` matches).
     pub fn matches(&self, arn: Option<&[&str; SEGMENTS]>, ctx: &Context) -> bool {

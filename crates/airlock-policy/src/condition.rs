@@ -11,7 +11,11 @@
 //!   negated operator only when no context value matches;
 //! - a multi-valued key given as an empty list counts as absent;
 //! - a context value of the wrong type (e.g. `abc` for NumericEquals) is an
-//!   evaluation error; the statement then fails closed (see `eval`).
+//!   evaluation error; the statement then fails closed (see `eval`);
+//! - so is a condition that reads an ambiguous key (see
+//!   [`Context::insert_ambiguous`]), whether as its key or in a policy
+//!   variable, whatever the operator: even `Null` or `...IfExists` would
+//!   otherwise answer for a value nobody can tell.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -20,13 +24,13 @@ use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::arn::{split_arn, ArnPattern};
-use crate::context::{lowercase, Context, ContextValue};
+use crate::context::{lowercase, Context, ContextValue, AMBIGUOUS};
 use crate::error::did_you_mean;
 use crate::pattern::{Syntax, Template};
 
 /// Comparison of a context value (left) with a policy value (right).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cmp {
+pub(crate) enum Cmp {
     Eq,
     Lt,
     Le,
@@ -48,7 +52,7 @@ impl Cmp {
 
 /// What an operator tests, before negation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Test {
+pub(crate) enum Test {
     StrEquals,
     StrEqualsIgnoreCase,
     StrLike,
@@ -99,7 +103,7 @@ const IF_EXISTS: &str = "IfExists";
 
 /// The set operator prefix of a condition operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SetOp {
+pub(crate) enum SetOp {
     Single,
     ForAllValues,
     ForAnyValue,
@@ -108,11 +112,11 @@ enum SetOp {
 /// A parsed condition operator such as `ForAnyValue:StringLikeIfExists`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Operator {
-    name: String,
-    test: Test,
-    negated: bool,
-    set: SetOp,
-    if_exists: bool,
+    pub name: String,
+    pub test: Test,
+    pub negated: bool,
+    pub set: SetOp,
+    pub if_exists: bool,
 }
 
 /// Every valid operator spelling, for "did you mean" hints.
@@ -178,7 +182,7 @@ impl Operator {
 
 /// An IPv4 or IPv6 network, with host bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cidr {
+pub(crate) enum Cidr {
     V4 { net: u32, mask: u32 },
     V6 { net: u128, mask: u128 },
 }
@@ -284,7 +288,7 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 
 /// The policy values of one condition, compiled for their operator.
 #[derive(Debug, Clone, PartialEq)]
-enum Values {
+pub(crate) enum Values {
     Str(Vec<Template>),
     Num(Vec<f64>),
     Date(Vec<DateTime<Utc>>),
@@ -298,12 +302,12 @@ enum Values {
 /// One operator applied to one key with its list of values.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Condition {
-    op: Operator,
+    pub op: Operator,
     /// Lowercased, as context keys are case-insensitive.
-    key: String,
+    pub key: String,
     /// As written, for messages.
-    key_name: String,
-    values: Values,
+    pub key_name: String,
+    pub values: Values,
 }
 
 fn collect<T>(
@@ -372,9 +376,44 @@ impl Condition {
         })
     }
 
+    /// The templates of the policy values (string and ARN operators), where
+    /// policy variables can appear.
+    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+        let (strs, arns): (&[Template], &[ArnPattern]) = match &self.values {
+            Values::Str(t) => (t, &[]),
+            Values::Arn(a) => (&[], a),
+            _ => (&[], &[]),
+        };
+        strs.iter()
+            .chain(arns.iter().flat_map(ArnPattern::templates))
+    }
+
+    /// `Err` when the condition reads an ambiguous key, as its key or
+    /// through a policy variable in its values.
+    fn check_ambiguity(&self, ctx: &Context) -> Result<(), String> {
+        if !ctx.has_ambiguous() {
+            return Ok(());
+        }
+        let at = || format!("{} on {}", self.op.name, self.key_name);
+        if ctx.is_ambiguous_lowercased(&self.key) {
+            return Err(format!("{}: the key is ambiguous: {AMBIGUOUS}", at()));
+        }
+        let mut vars = self.templates().flat_map(|t| &t.vars);
+        match vars.find(|v| ctx.is_ambiguous_lowercased(&v.key)) {
+            Some(v) => Err(format!(
+                "{}: the policy variable ${{{}}} is ambiguous: {AMBIGUOUS}",
+                at(),
+                v.key
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Evaluates the condition. `Err` reports a context value of the wrong
-    /// type; the caller decides what that means for the statement.
+    /// type or an ambiguous key; the caller decides what that means for the
+    /// statement.
     pub fn evaluate(&self, ctx: &Context) -> Result<bool, String> {
+        self.check_ambiguity(ctx)?;
         let values: &[String] = ctx
             .get_lowercased(&self.key)
             .map(ContextValue::as_slice)
@@ -546,6 +585,39 @@ mod tests {
         assert!(all.evaluate(&empty).unwrap());
         assert!(!any.evaluate(&Context::new()).unwrap());
         assert!(!any.evaluate(&empty).unwrap());
+    }
+
+    #[test]
+    fn ambiguous_keys_are_errors_for_every_operator() {
+        let mut amb = Context::new();
+        amb.insert_ambiguous("ec2:ResourceTag/owner");
+        let key = "ec2:ResourceTag/Owner";
+        for (op, value) in [
+            ("StringEquals", "alice"),
+            ("StringNotEquals", "alice"),
+            ("StringLikeIfExists", "a*"),
+            ("StringNotEqualsIfExists", "alice"),
+            ("ForAnyValue:StringEquals", "alice"),
+            ("ForAllValues:StringNotLike", "a*"),
+            ("Null", "true"),
+            ("Null", "false"),
+            ("NumericLessThanIfExists", "3"),
+            ("ArnNotLike", "arn:aws:iam::1:user/*"),
+        ] {
+            let e = cond(op, key, &[value]).evaluate(&amb).unwrap_err();
+            assert!(
+                e.contains("ambiguous") && e.contains("differ only in case"),
+                "{op}: {e}"
+            );
+        }
+        // Read through a policy variable, default or not.
+        for value in ["${ec2:ResourceTag/owner}", "${ec2:resourcetag/OWNER, 'x'}"] {
+            let c = cond("StringNotEquals", "aws:username", &[value]);
+            assert!(c.evaluate(&amb).is_err(), "{value}");
+        }
+        // Other keys are unaffected.
+        let other = cond("StringEquals", "ec2:ResourceTag/env", &["prod"]);
+        assert!(!other.evaluate(&amb).unwrap());
     }
 
     #[test]

@@ -4,15 +4,17 @@
 //! any policy wins; otherwise an Allow grants; otherwise the request is
 //! implicitly denied.
 //!
-//! A condition that cannot be evaluated (a context value of the wrong type)
-//! fails closed: it counts as false in an Allow statement and as true in a
-//! Deny statement, so a malformed request can only lose access, and the
-//! problem is reported in [`Response::errors`].
+//! A condition that cannot be evaluated (a context value of the wrong type,
+//! or an ambiguous key, see [`Context::insert_ambiguous`]) fails closed: it
+//! counts as false in an Allow statement and as true in a Deny statement, so
+//! a malformed request can only lose access, and the problem is reported in
+//! [`Response::errors`]. A Resource entry whose policy variable names an
+//! ambiguous key fails closed the same way.
 
 use serde::{Deserialize, Serialize};
 
 use crate::arn::split_arn;
-use crate::context::{Context, Request};
+use crate::context::{Context, Request, AMBIGUOUS};
 use crate::pattern::glob_match;
 use crate::policy::{Effect, Policy, Statement};
 
@@ -78,11 +80,11 @@ pub fn evaluate(policies: &[Policy], request: &Request) -> Response {
             if !action_applies(st, &request.action) {
                 continue;
             }
-            let resource_hit = st.resources.iter().any(|r| r.matches(arn.as_ref(), ctx));
-            if resource_hit == st.not_resource {
+            let here = Here { policy, index, st };
+            if !resource_applies(here, arn.as_ref(), ctx, &mut errors) {
                 continue;
             }
-            if !conditions_hold(st, ctx, policy, index, &mut errors) {
+            if !conditions_hold(here, ctx, &mut errors) {
                 continue;
             }
             let sref = StatementRef {
@@ -118,39 +120,80 @@ fn action_applies(st: &Statement, action: &str) -> bool {
     hit != st.not_action
 }
 
-fn conditions_hold(
-    st: &Statement,
-    ctx: &Context,
-    policy: &Policy,
+/// The statement being evaluated, for error messages.
+#[derive(Clone, Copy)]
+struct Here<'a> {
+    policy: &'a Policy,
     index: usize,
+    st: &'a Statement,
+}
+
+impl Here<'_> {
+    /// Reports `msg` about `element`, which is taken to apply if the
+    /// statement is a Deny and not if it is an Allow; returns that outcome.
+    fn fail_closed(self, element: &str, msg: &str, errors: &mut Vec<String>) -> bool {
+        let deny = self.st.effect == Effect::Deny;
+        let sid = self
+            .st
+            .sid
+            .as_ref()
+            .map(|s| format!(" (Sid {s:?})"))
+            .unwrap_or_default();
+        let (outcome, kind) = match (element, deny) {
+            ("Condition", true) => ("true", "Deny"),
+            ("Condition", false) => ("false", "Allow"),
+            // For Resource and NotResource alike: whether the statement applies.
+            (_, true) => ("applying", "Deny"),
+            (_, false) => ("not applying", "Allow"),
+        };
+        errors.push(format!(
+            "policy {:?}, statement[{}]{sid}, {element}: {msg}; \
+             treated as {outcome} because the statement is a {kind}",
+            self.policy.id(),
+            self.index,
+        ));
+        deny
+    }
+}
+
+fn resource_applies(
+    here: Here<'_>,
+    arn: Option<&[&str; 6]>,
+    ctx: &Context,
     errors: &mut Vec<String>,
 ) -> bool {
-    for cond in &st.conditions {
+    let st = here.st;
+    if let Some(key) = ambiguous_resource_variable(st, ctx) {
+        let msg = format!("the policy variable ${{{key}}} is ambiguous: {AMBIGUOUS}");
+        let element = if st.not_resource {
+            "NotResource"
+        } else {
+            "Resource"
+        };
+        return here.fail_closed(element, &msg, errors);
+    }
+    let hit = st.resources.iter().any(|r| r.matches(arn, ctx));
+    hit != st.not_resource
+}
+
+/// The first ambiguous key a Resource entry uses as a policy variable.
+fn ambiguous_resource_variable<'a>(st: &'a Statement, ctx: &Context) -> Option<&'a str> {
+    if !ctx.has_ambiguous() {
+        return None;
+    }
+    st.resources
+        .iter()
+        .flat_map(|r| r.templates())
+        .flat_map(|t| &t.vars)
+        .map(|v| v.key.as_str())
+        .find(|k| ctx.is_ambiguous_lowercased(k))
+}
+
+fn conditions_hold(here: Here<'_>, ctx: &Context, errors: &mut Vec<String>) -> bool {
+    for cond in &here.st.conditions {
         let holds = match cond.evaluate(ctx) {
             Ok(b) => b,
-            Err(msg) => {
-                let sid = st
-                    .sid
-                    .as_ref()
-                    .map(|s| format!(" (Sid {s:?})"))
-                    .unwrap_or_default();
-                errors.push(format!(
-                    "policy {:?}, statement[{index}]{sid}, Condition: {msg}; \
-                     treated as {} because the statement is a {}",
-                    policy.id(),
-                    if st.effect == Effect::Deny {
-                        "true"
-                    } else {
-                        "false"
-                    },
-                    if st.effect == Effect::Deny {
-                        "Deny"
-                    } else {
-                        "Allow"
-                    },
-                ));
-                st.effect == Effect::Deny
-            }
+            Err(msg) => here.fail_closed("Condition", &msg, errors),
         };
         if !holds {
             return false;
@@ -214,6 +257,86 @@ mod tests {
         assert_eq!(r.decision, Decision::ExplicitDeny);
         assert_eq!(r.errors.len(), 1);
         assert!(r.errors[0].contains("statement[1]"), "{}", r.errors[0]);
+    }
+
+    const OWNER_ALICE: &str = r#"{"Version":"2012-10-17","Statement":{"Effect":"EFFECT",
+        "Action":"ec2:StopInstances","Resource":"*",
+        "Condition":{"StringEquals":{"ec2:ResourceTag/owner":"alice"}}}}"#;
+
+    fn owner_tagged_twice() -> Request {
+        let mut req = Request::new("ec2:StopInstances", "arn:aws:ec2:us-east-1:1:instance/i-1");
+        // Tagged owner=alice and Owner=bob.
+        req.context.insert_ambiguous("ec2:ResourceTag/owner");
+        req
+    }
+
+    #[test]
+    fn ambiguous_key_does_not_match_an_allow() {
+        let allow = policy("allow", &OWNER_ALICE.replace("EFFECT", "Allow"));
+        let r = evaluate(&[allow], &owner_tagged_twice());
+        assert_eq!(r.decision, Decision::ImplicitDeny);
+        assert_eq!(r.errors.len(), 1);
+        let e = &r.errors[0];
+        assert!(
+            e.contains("ambiguous") && e.contains("differ only in case"),
+            "{e}"
+        );
+        assert!(
+            e.contains("treated as false because the statement is a Allow"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ambiguous_key_matches_a_deny() {
+        let deny = policy("deny", &OWNER_ALICE.replace("EFFECT", "Deny"));
+        let all = policy(
+            "all",
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+        );
+        let r = evaluate(&[all, deny], &owner_tagged_twice());
+        assert_eq!(r.decision, Decision::ExplicitDeny);
+        assert_eq!(r.matched_statements[0].policy_id, "deny");
+        assert!(r.errors[0].contains("treated as true"), "{:?}", r.errors);
+    }
+
+    #[test]
+    fn ambiguous_key_fails_null_closed() {
+        // Null would otherwise say "absent" (true) or "present" (false).
+        for wants in ["true", "false"] {
+            let p = policy(
+                "null",
+                &format!(
+                    r#"{{"Version":"2012-10-17","Statement":{{"Effect":"Allow","Action":"*",
+                    "Resource":"*","Condition":{{"Null":{{"ec2:ResourceTag/owner":"{wants}"}}}}}}}}"#
+                ),
+            );
+            let r = evaluate(&[p], &owner_tagged_twice());
+            assert_eq!(r.decision, Decision::ImplicitDeny, "Null {wants}");
+            assert_eq!(r.errors.len(), 1);
+        }
+    }
+
+    #[test]
+    fn ambiguous_resource_variable_fails_closed() {
+        let json = r#"{"Version":"2012-10-17","Statement":{"Effect":"EFFECT","Action":"*",
+            "NotResource":"arn:aws:ec2:*:*:instance/${ec2:ResourceTag/owner, 'x'}"}}"#;
+        let allow = policy("allow", &json.replace("EFFECT", "Allow"));
+        let r = evaluate(&[allow], &owner_tagged_twice());
+        assert_eq!(r.decision, Decision::ImplicitDeny);
+        assert!(
+            r.errors[0].contains("NotResource: the policy variable"),
+            "{:?}",
+            r.errors
+        );
+        let deny = policy("deny", &json.replace("EFFECT", "Deny"));
+        let r = evaluate(&[deny], &owner_tagged_twice());
+        assert_eq!(r.decision, Decision::ExplicitDeny);
+        assert!(
+            r.errors[0].contains("treated as applying"),
+            "{:?}",
+            r.errors
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! Airlock is an external console for EC2; who may do what in it is written
 //! in the same JSON policy language as AWS IAM identity policies, so that
 //! people can reuse what they know and what AWS documents. This crate parses
-//! and validates policy documents ([`Policy::parse`]) and evaluates requests
-//! against them ([`evaluate`]). It does no I/O: callers read files and build
-//! the request context.
+//! and validates policy documents ([`Policy::parse`]), evaluates requests
+//! against them ([`evaluate`]), and proves session-policy statements within
+//! a user's policies ([`uncovered`]). It does no I/O: callers read files and
+//! build the request context.
 //!
 //! ```
 //! use airlock_policy::{evaluate, Decision, Policy, Request};
@@ -29,12 +30,14 @@
 
 mod arn;
 mod condition;
+mod contain;
 mod context;
 mod error;
 mod eval;
 mod pattern;
 mod policy;
 
+pub use contain::{uncovered, Uncovered, UncoveredReason};
 pub use context::{Context, ContextValue, Request};
 pub use error::{PolicyError, PolicyErrors};
 pub use eval::{evaluate, Decision, Response, StatementRef};

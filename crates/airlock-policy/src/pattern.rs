@@ -157,6 +157,10 @@ impl Template {
 fn resolve<'a>(var: &'a Variable, ctx: &'a Context) -> Option<&'a str> {
     match ctx.get_lowercased(&var.key) {
         Some(ContextValue::Single(s)) => Some(s.as_str()),
+        // An ambiguous key has values, just not one that can be told: a
+        // default would stand in for a value that exists. Callers report
+        // the ambiguity before matching; this only keeps it from matching.
+        _ if ctx.is_ambiguous_lowercased(&var.key) => None,
         // Multi-valued keys cannot be substituted; AWS falls back to the
         // default, or the element does not match.
         _ => var.default.as_deref(),

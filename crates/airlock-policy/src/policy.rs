@@ -35,9 +35,13 @@ pub(crate) struct Statement {
     pub effect: Effect,
     /// Lowercased action patterns.
     pub actions: Vec<Template>,
+    /// The action patterns as written, for messages.
+    pub action_texts: Vec<String>,
     /// The list came from NotAction: the statement covers every other action.
     pub not_action: bool,
     pub resources: Vec<ArnPattern>,
+    /// The resource patterns as written, for messages.
+    pub resource_texts: Vec<String>,
     /// The list came from NotResource.
     pub not_resource: bool,
     /// All must hold (AND across operators and keys).
@@ -426,8 +430,11 @@ impl Parser<'_> {
             None => Vec::new(),
             Some(c) => self.conditions(here.element("Condition"), c, variables),
         };
-        let (Some(effect), Some((actions, not_action)), Some((resources, not_resource))) =
-            (effect, actions, resources)
+        let (
+            Some(effect),
+            Some((actions, action_texts, not_action)),
+            Some((resources, resource_texts, not_resource)),
+        ) = (effect, actions, resources)
         else {
             return None;
         };
@@ -438,15 +445,18 @@ impl Parser<'_> {
             sid: sid.map(str::to_string),
             effect,
             actions,
+            action_texts,
             not_action,
             resources,
+            resource_texts,
             not_resource,
             conditions,
         })
     }
 
     /// Reads exactly one of `name` / `not_name` and compiles its entries.
-    /// Returns the entries and whether they came from the negated element.
+    /// Returns the entries, their text, and whether they came from the
+    /// negated element.
     fn pair<T>(
         &mut self,
         here: At<'_>,
@@ -454,7 +464,7 @@ impl Parser<'_> {
         name: &'static str,
         not_name: &'static str,
         compile: impl Fn(&str) -> Result<T, String>,
-    ) -> Option<(Vec<T>, bool)> {
+    ) -> Option<(Vec<T>, Vec<String>, bool)> {
         let (element, value, negated) = match (obj.get(name), obj.get(not_name)) {
             (Some(_), Some(_)) => {
                 self.error(
@@ -481,6 +491,7 @@ impl Parser<'_> {
             }
         };
         let mut out = Vec::with_capacity(entries.len());
+        let texts = entries.iter().map(|e| e.to_string()).collect();
         let mut ok = true;
         for e in entries {
             match compile(e) {
@@ -491,7 +502,7 @@ impl Parser<'_> {
                 }
             }
         }
-        ok.then_some((out, negated))
+        ok.then_some((out, texts, negated))
     }
 
     fn conditions(&mut self, here: At<'_>, value: &Value, variables: bool) -> Vec<Condition> {
