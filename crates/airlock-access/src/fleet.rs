@@ -312,7 +312,10 @@ pub fn listed(family: &str) -> Option<(&'static str, &'static str)> {
 pub fn describe_item(scope: &Scope, family: &str, item: &serde_json::Value) -> Option<Check> {
     let action = airlock_fleet::describe_action(family)?;
     let (kind, field) = listed(family)?;
-    let id = item.get(field).and_then(serde_json::Value::as_str).unwrap_or("*");
+    let id = item
+        .get(field)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("*");
     let tags: Vec<airlock_cloud::Tag> = item
         .get("tags")
         .cloned()

@@ -87,11 +87,6 @@ impl Scope<'_> {
         airlock_cloud::arn(self.region, self.account_id, kind, "*")
     }
 
-    /// Every resource in the deployment's region, whatever its kind and account field.
-    fn region_wide(&self) -> String {
-        format!("arn:aws:ec2:{}:*:*", self.region)
-    }
-
     #[cfg(test)]
     fn tagged(&self) -> airlock_cloud::Tag {
         airlock_cloud::Tag::new(DEPLOYMENT_TAG, self.deployment_id)
@@ -136,7 +131,13 @@ impl Deployer<'_> {
         let document = json!({"Version": "2012-10-17", "Statement": [statement]}).to_string();
         let session = match Policy::parse("session", &document) {
             Ok(p) => p,
-            Err(e) => return vec![(String::new(), String::new(), format!("it does not parse: {e}"))],
+            Err(e) => {
+                return vec![(
+                    String::new(),
+                    String::new(),
+                    format!("it does not parse: {e}"),
+                )]
+            }
         };
         airlock_policy::uncovered(&session, self.policies, &self.principal.variables())
             .into_iter()
@@ -145,8 +146,13 @@ impl Deployer<'_> {
                     UncoveredReason::DeniedBy(d) => {
                         format!("which your statement {d} denies (under some conditions)")
                     }
-                    UncoveredReason::NotAllowed => "which no statement of your policies allows with the conditions given".to_owned(),
-                    UncoveredReason::NotProvable(why) => format!("which cannot be proved within your policies: {why}"),
+                    UncoveredReason::NotAllowed => {
+                        "which no statement of your policies allows with the conditions given"
+                            .to_owned()
+                    }
+                    UncoveredReason::NotProvable(why) => {
+                        format!("which cannot be proved within your policies: {why}")
+                    }
                 };
                 (u.action, u.resource, why)
             })
@@ -261,7 +267,8 @@ impl Grant {
     }
 
     fn named(&self, sid: String, actions: &[&str], resource: &str) -> Value {
-        let mut st = json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource});
+        let mut st =
+            json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource});
         if let Some(c) = &self.condition {
             st["Condition"] = c.clone();
         }
@@ -269,10 +276,17 @@ impl Grant {
     }
 }
 
-/// Keeps the actions of a grant the deployer provably has: first on the grant's resource
-/// (region-wide), else on the resource kind alone, else not at all. The kind-wide statements
-/// are longer, so they are used only when the deployer's own grants are per kind.
-fn proved(deployer: &Deployer<'_>, scope: &Scope<'_>, grant: &Grant, kind_of: &dyn Fn(&str) -> Option<&'static str>) -> Vec<Value> {
+/// Keeps the actions of a grant the deployer provably has: first on the grant's resource (`*`,
+/// bound by the deployment tag; temporary credentials act in their own account only), else on
+/// the resource kind in the deployment's account and region, else not at all. STS allows 2,048
+/// characters, so the longer per-kind statements are used only when the deployer's own grants
+/// are per kind.
+fn proved(
+    deployer: &Deployer<'_>,
+    scope: &Scope<'_>,
+    grant: &Grant,
+    kind_of: &dyn Fn(&str) -> Option<&'static str>,
+) -> Vec<Value> {
     let mut wide = Vec::new();
     let mut by_kind: Vec<(&str, Vec<&str>)> = Vec::new();
     for action in &grant.actions {
@@ -280,7 +294,9 @@ fn proved(deployer: &Deployer<'_>, scope: &Scope<'_>, grant: &Grant, kind_of: &d
             wide.push(*action);
             continue;
         }
-        let Some(kind) = kind_of(action) else { continue };
+        let Some(kind) = kind_of(action) else {
+            continue;
+        };
         if deployer.proves(&grant.statement(&[action], &scope.arn(kind))) {
             match by_kind.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, list)) => list.push(action),
@@ -298,7 +314,9 @@ fn proved(deployer: &Deployer<'_>, scope: &Scope<'_>, grant: &Grant, kind_of: &d
     out
 }
 
-fn kind_in<const N: usize>(table: &'static [(&'static str, &'static str); N]) -> impl Fn(&str) -> Option<&'static str> {
+fn kind_in<const N: usize>(
+    table: &'static [(&'static str, &'static str); N],
+) -> impl Fn(&str) -> Option<&'static str> {
     move |action| table.iter().find(|(a, _)| *a == action).map(|(_, k)| *k)
 }
 
@@ -315,28 +333,35 @@ pub fn session_policy(
     if !refused.is_empty() {
         return Err(refused);
     }
-    let own = json!({"StringEquals": {format!("aws:ResourceTag/{DEPLOYMENT_TAG}"): scope.deployment_id}});
-    let tagged = json!({"StringEquals": {format!("aws:RequestTag/{DEPLOYMENT_TAG}"): scope.deployment_id}});
+    let own =
+        json!({"StringEquals": {format!("aws:ResourceTag/{DEPLOYMENT_TAG}"): scope.deployment_id}});
+    let tagged =
+        json!({"StringEquals": {format!("aws:RequestTag/{DEPLOYMENT_TAG}"): scope.deployment_id}});
     let describe = Grant {
         sid: "Describe",
         actions: DESCRIBE_ACTIONS.to_vec(),
         resource: "*".into(),
-        condition: Some(json!({"StringEquals": {"aws:RequestedRegion": scope.region, "ec2:Region": scope.region}})),
+        condition: Some(json!({"StringEquals": {"ec2:Region": scope.region}})),
     };
     let changes = Grant {
         sid: "OwnResources",
         actions: OWN_RESOURCE_ACTIONS.iter().map(|(a, _)| *a).collect(),
-        resource: scope.region_wide(),
+        resource: "*".into(),
         condition: Some(own),
     };
     let creates = Grant {
         sid: "CreateTagged",
         actions: CREATE_ACTIONS.iter().map(|(a, _)| *a).collect(),
-        resource: scope.region_wide(),
+        resource: "*".into(),
         condition: Some(tagged.clone()),
     };
     let mut statements = proved(deployer, scope, &describe, &|_| None);
-    statements.extend(proved(deployer, scope, &changes, &kind_in(&OWN_RESOURCE_ACTIONS)));
+    statements.extend(proved(
+        deployer,
+        scope,
+        &changes,
+        &kind_in(&OWN_RESOURCE_ACTIONS),
+    ));
     let created = proved(deployer, scope, &creates, &kind_in(&CREATE_ACTIONS));
     let may_create: Vec<&str> = CREATE_ACTIONS
         .iter()
@@ -356,10 +381,12 @@ pub fn session_policy(
     }
     if !may_create.is_empty() {
         let mut condition = tagged;
-        condition["StringEquals"]["ec2:CreateAction"] =
-            json!(may_create.iter().map(|a| create_action(a)).collect::<Vec<_>>());
+        condition["StringEquals"]["ec2:CreateAction"] = json!(may_create
+            .iter()
+            .map(|a| create_action(a))
+            .collect::<Vec<_>>());
         let tag_on_create = json!({"Sid": "TagOnCreate", "Effect": "Allow", "Action": "ec2:CreateTags",
-            "Resource": scope.region_wide(), "Condition": condition});
+            "Resource": "*", "Condition": condition});
         if deployer.proves(&tag_on_create) {
             statements.push(tag_on_create);
         }
@@ -550,7 +577,6 @@ mod tests {
             evaluate(&policy, "iam:CreateUser", "*", &own),
             Decision::ImplicitDeny
         );
-        eprintln!("SIZE {} {policy}", policy.len());
         assert!(policy.len() <= MAX_SESSION_POLICY, "{} bytes", policy.len());
     }
 
@@ -772,11 +798,13 @@ mod tests {
             {"Effect":"Allow","Action":"ec2:*","Resource":"*"},
             {"Sid":"Prod","Effect":"Deny","Action":"ec2:TerminateInstances","Resource":"*",
              "Condition":{"StringEquals":{"ec2:ResourceTag/env":"prod"}}}]}"#;
-        let extra = vec![json!({"Effect": "Allow", "Action": "ec2:TerminateInstances", "Resource": "*"})];
+        let extra =
+            vec![json!({"Effect": "Allow", "Action": "ec2:TerminateInstances", "Resource": "*"})];
         let refused = generated(&[no_terminate], &extra).unwrap_err();
         assert_eq!(refused[0].sid, "Extra1");
         assert!(refused[0].reason.contains("p0#1 (Prod)"), "{}", refused[0]);
-        let wildcard = vec![json!({"Effect": "Allow", "Action": "ec2:Terminate*", "Resource": "*"})];
+        let wildcard =
+            vec![json!({"Effect": "Allow", "Action": "ec2:Terminate*", "Resource": "*"})];
         assert!(generated(&[no_terminate], &wildcard).is_err());
     }
 
@@ -789,8 +817,10 @@ mod tests {
              "Condition":{"StringEquals":{"ec2:ResourceTag/owner":"${aws:username}"}}}]}"#;
         let bare = vec![json!({"Effect": "Allow", "Action": "ec2:StopInstances", "Resource": "*"})];
         assert!(generated(&[owner], &bare).is_err());
-        let carried = vec![json!({"Effect": "Allow", "Action": "ec2:StopInstances", "Resource": "*",
-            "Condition": {"StringEquals": {"ec2:ResourceTag/owner": "bob"}}})];
+        let carried = vec![
+            json!({"Effect": "Allow", "Action": "ec2:StopInstances", "Resource": "*",
+            "Condition": {"StringEquals": {"ec2:ResourceTag/owner": "bob"}}}),
+        ];
         assert!(generated(&[owner], &carried).is_ok());
     }
 

@@ -5,10 +5,12 @@
 
 #![warn(missing_docs)]
 
+mod arn;
 mod error;
 mod fleet;
 mod types;
 
+pub use arn::{arn, Scope};
 pub use error::CloudError;
 pub use fleet::*;
 pub use types::*;

@@ -3,7 +3,7 @@
 use crate::api::{AccountView, AddAccountRequest, RotateKeyResult};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize_one, console_arn, Check};
+use crate::authz::{authorize_one, console_arn};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
@@ -231,13 +231,18 @@ pub async fn target_for_request(state: &AppState, name: &str) -> ApiResult<(Acco
     })
 }
 
-/// The stored account `name` and a [`Target`] to call AWS with its unsealed key.
-pub async fn target(state: &AppState, name: &str) -> ApiResult<(AccountRow, Target)> {
-    let row = state
+/// The stored account `name`, without unsealing anything.
+pub async fn row(state: &AppState, name: &str) -> ApiResult<AccountRow> {
+    state
         .store
         .account(name)
         .await?
-        .ok_or_else(|| unknown(name))?;
+        .ok_or_else(|| unknown(name))
+}
+
+/// The stored account `name` and a [`Target`] to call AWS with its unsealed key.
+pub async fn target(state: &AppState, name: &str) -> ApiResult<(AccountRow, Target)> {
+    let row = row(state, name).await?;
     let plain = state.vault.get(&row.secret_record).await?.ok_or_else(|| {
         ApiError::Internal(format!(
             "the secret of account {name:?} is missing from the vault"
@@ -257,11 +262,6 @@ pub async fn target(state: &AppState, name: &str) -> ApiResult<(AccountRow, Targ
         external_id: row.external_id.clone(),
     };
     Ok((row, target))
-}
-
-/// Checks that the caller may use an account for EC2 calls (`airlock:UseAccount`).
-pub fn use_check(name: &str) -> Check {
-    Check::new("airlock:UseAccount", console_arn("account", name))
 }
 
 /// When IAM created the target's key, if the key may list its own keys (best effort: an

@@ -11,6 +11,79 @@ use sha2::{Digest, Sha256};
 /// The hash before the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// What was decided about a request, as the audit log records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuditDecision {
+    /// Every check was allowed.
+    #[default]
+    Allowed,
+    /// A statement denied it.
+    ExplicitDeny,
+    /// Nothing allowed it.
+    ImplicitDeny,
+    /// It stopped before a decision (bad input, a resource EC2 does not know).
+    NotEvaluated,
+    /// A refresh secret was presented again.
+    Replay,
+}
+
+impl AuditDecision {
+    /// The word stored in `audit_log.decision`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allowed => "allowed",
+            AuditDecision::ExplicitDeny => "explicitDeny",
+            AuditDecision::ImplicitDeny => "implicitDeny",
+            AuditDecision::NotEvaluated => "notEvaluated",
+            AuditDecision::Replay => "replay",
+        }
+    }
+}
+
+impl From<airlock_policy::Decision> for AuditDecision {
+    fn from(d: airlock_policy::Decision) -> Self {
+        match d {
+            airlock_policy::Decision::Allowed => AuditDecision::Allowed,
+            airlock_policy::Decision::ExplicitDeny => AuditDecision::ExplicitDeny,
+            airlock_policy::Decision::ImplicitDeny => AuditDecision::ImplicitDeny,
+        }
+    }
+}
+
+/// How a request ended, as the audit log records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuditOutcome {
+    /// Decided and allowed; what came of it is recorded separately.
+    #[default]
+    Allowed,
+    /// Done.
+    Ok,
+    /// Refused.
+    Denied,
+    /// EC2, STS or the console failed.
+    Error,
+    /// Done, but with a risk the operator should know of.
+    Risk,
+    /// The input was refused before a decision.
+    Invalid,
+}
+
+impl AuditOutcome {
+    /// The word stored in `audit_log.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Allowed => "allowed",
+            AuditOutcome::Ok => "ok",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Error => "error",
+            AuditOutcome::Risk => "risk",
+            AuditOutcome::Invalid => "invalid",
+        }
+    }
+}
+
 /// What to record; the chain fields are filled in when it is appended.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
@@ -22,12 +95,12 @@ pub struct Entry {
     pub action: String,
     /// The resources it touched.
     pub resources: Vec<String>,
-    /// `allowed`, `explicitDeny`, `implicitDeny`.
-    pub decision: String,
+    /// What was decided.
+    pub decision: AuditDecision,
     /// AWS's request id.
     pub aws_request_id: Option<String>,
-    /// `ok`, `denied` or `error`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: AuditOutcome,
     /// Why: deciding statements, or the error.
     pub detail: Option<String>,
 }
@@ -97,9 +170,9 @@ pub async fn append(store: &Store, lock: &tokio::sync::Mutex<()>, entry: Entry) 
             source_ip: entry.source_ip.clone(),
             action: entry.action.clone(),
             resources: serde_json::to_string(&entry.resources).unwrap_or_else(|_| "[]".into()),
-            decision: entry.decision.clone(),
+            decision: entry.decision.as_str().to_owned(),
             aws_request_id: entry.aws_request_id.clone(),
-            outcome: entry.outcome.clone(),
+            outcome: entry.outcome.as_str().to_owned(),
             detail: entry.detail.clone(),
             prev_hash,
             hash: String::new(),
@@ -123,10 +196,24 @@ pub async fn record(state: &AppState, entry: Entry) {
     }
 }
 
+/// Records an entry that must be written before the request goes on (an allowed decision):
+/// if the audit log cannot be written, the request is refused and nothing is done.
+pub async fn record_required(state: &AppState, entry: Entry) -> ApiResult<()> {
+    append(&state.store, &state.audit_lock, entry)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot write the audit log; the request is refused");
+            ApiError::Unavailable(
+            "the decision could not be written to the audit log, so nothing was done; try again"
+                .into(),
+        )
+        })
+}
+
 /// Records an allowed action that succeeded, with what came of it.
 pub async fn record_ok(state: &AppState, mut entry: Entry, detail: Option<String>) {
-    entry.decision = "allowed".into();
-    entry.outcome = "ok".into();
+    entry.decision = AuditDecision::Allowed;
+    entry.outcome = AuditOutcome::Ok;
     entry.detail = detail;
     record(state, entry).await;
 }
@@ -138,14 +225,14 @@ pub async fn record_call<T>(
     result: &Result<T, airlock_cloud::CloudError>,
     request_id: impl FnOnce(&T) -> Option<String>,
 ) {
-    entry.decision = "allowed".into();
+    entry.decision = AuditDecision::Allowed;
     match result {
         Ok(v) => {
-            entry.outcome = "ok".into();
+            entry.outcome = AuditOutcome::Ok;
             entry.aws_request_id = request_id(v);
         }
         Err(e) => {
-            entry.outcome = "error".into();
+            entry.outcome = AuditOutcome::Error;
             entry.aws_request_id = e.request_id.clone();
             entry.detail = Some(e.to_string());
         }

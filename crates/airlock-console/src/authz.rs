@@ -1,125 +1,160 @@
-//! Authorization of every console action: the request context AWS would build, evaluated
-//! against the caller's policies before anything reaches EC2, and audited either way.
+//! Authorization of every console action, as I/O around the pure core in `airlock-access`:
+//! the caller's policies are loaded (parsed once per version), the core decides, and the
+//! decision is audited. An allowed decision that cannot be written to the audit log refuses
+//! the request, so nothing reaches EC2 unrecorded.
 
-use crate::audit::{self, Entry};
+use crate::audit::{self, AuditDecision, AuditOutcome, Entry};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use airlock_access::{Principal, Verdict};
 use airlock_cloud::{Ec2, Tag};
-use airlock_policy::{Context, Decision, Policy, Request};
+use airlock_policy::Policy;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// ARN of a console object (account, user, policy, deployment): `arn:airlock:console:::KIND/NAME`.
-pub fn console_arn(kind: &str, name: &str) -> String {
-    format!("arn:airlock:console:::{kind}/{name}")
+pub use airlock_access::{arn as ec2_arn, console_arn, Check};
+
+/// Parsed policies per user, kept while the stored documents are the same: the documents are
+/// read on every request (so a change made through any console node counts at once), the
+/// parsing is not repeated.
+#[derive(Default)]
+pub struct PolicyCache {
+    entries: Mutex<HashMap<String, Parsed>>,
 }
 
-/// ARN of an EC2 resource, as AWS writes it (one definition, shared with the fleet operations).
-pub use airlock_fleet::arn as ec2_arn;
-/// One action on one resource, with the context keys specific to it.
-pub use airlock_fleet::Check;
+/// A user's policy documents (name, text) and what they parse to.
+struct Parsed {
+    documents: Vec<(String, String)>,
+    policies: Arc<Vec<Policy>>,
+}
+
+/// Users whose parsed policies are kept at most; beyond it the cache starts again.
+const POLICY_CACHE_USERS: usize = 10_000;
+
+impl PolicyCache {
+    fn get(&self, user: &str, documents: &[(String, String)]) -> Option<Arc<Vec<Policy>>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(user)
+            .filter(|p| p.documents == documents)
+            .map(|p| p.policies.clone())
+    }
+
+    fn put(&self, user: &str, documents: Vec<(String, String)>, parsed: Arc<Vec<Policy>>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= POLICY_CACHE_USERS {
+            entries.clear();
+        }
+        entries.insert(
+            user.to_owned(),
+            Parsed {
+                documents,
+                policies: parsed,
+            },
+        );
+    }
+}
 
 /// The caller's policies, parsed. A stored policy that no longer parses grants nothing and is
 /// reported in the log.
-pub(crate) async fn policies_of(state: &AppState, user: &str) -> ApiResult<Vec<Policy>> {
+pub(crate) async fn policies_of(state: &AppState, user: &str) -> ApiResult<Arc<Vec<Policy>>> {
+    let documents: Vec<(String, String)> = state
+        .store
+        .user_policies(user)
+        .await?
+        .into_iter()
+        .map(|row| (row.name, row.document))
+        .collect();
+    if let Some(parsed) = state.policies.get(user, &documents) {
+        return Ok(parsed);
+    }
     let mut out = Vec::new();
-    for row in state.store.user_policies(user).await? {
-        match Policy::parse(&row.name, &row.document) {
+    for (name, document) in &documents {
+        match Policy::parse(name, document) {
             Ok(p) => out.push(p),
             Err(e) => {
-                tracing::error!(policy = %row.name, error = %e, "stored policy does not parse; it grants nothing")
+                tracing::error!(policy = %name, error = %e, "stored policy does not parse; it grants nothing")
             }
         }
     }
-    Ok(out)
+    let parsed = Arc::new(out);
+    state.policies.put(user, documents, parsed.clone());
+    Ok(parsed)
 }
 
-pub(crate) fn global_context(caller: &Caller, context: &mut Context) {
-    let now = chrono::Utc::now();
-    context.insert("aws:username", caller.user.as_str());
-    context.insert("aws:userid", caller.user.as_str());
-    context.insert(
-        "aws:CurrentTime",
-        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    );
-    context.insert("aws:EpochTime", now.timestamp().to_string());
-    context.insert(
-        "aws:MultiFactorAuthPresent",
-        if caller.mfa { "true" } else { "false" },
-    );
-    if let Some(ip) = caller.source_ip {
-        context.insert("aws:SourceIp", ip.to_string());
-    }
+/// The caller as the policy language sees them, deciding now.
+pub(crate) fn principal(caller: &Caller) -> Principal {
+    Principal::new(caller.user.as_str(), caller.mfa, caller.source_ip)
 }
 
-/// Whether the policies allow one check for the caller, without auditing (for computing what
-/// to grant, not for deciding a request).
-pub(crate) fn allows(policies: &[Policy], caller: &Caller, check: &Check) -> bool {
-    airlock_policy::evaluate(policies, &request_for(caller, check)).decision == Decision::Allowed
-}
-
-/// The request AWS would evaluate: the check with the caller's global context keys.
-fn request_for(caller: &Caller, check: &Check) -> Request {
-    let mut context = check.context.clone();
-    global_context(caller, &mut context);
-    Request {
-        action: check.action.clone(),
-        resource: check.resource.clone(),
-        context,
-    }
-}
-
-/// Decides every check with the caller's policies; all must be allowed. The decision is audited;
-/// a denial is a 403 naming the action, the resource and why.
-pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) -> ApiResult<()> {
-    let policies = policies_of(state, &caller.user).await?;
-    let action = checks.first().map(|c| c.action.clone()).unwrap_or_default();
-    let resources: Vec<String> = checks
+fn resources_of(checks: &[Check]) -> Vec<String> {
+    checks
         .iter()
         .map(|c| format!("{} {}", c.action, c.resource))
-        .collect();
-    let mut allowed_by = Vec::new();
-    for check in checks {
-        let response = airlock_policy::evaluate(&policies, &request_for(caller, &check));
-        let statements: Vec<String> = response
-            .matched_statements
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let (decision, why) = match response.decision {
-            Decision::Allowed => {
-                allowed_by.extend(statements);
-                continue;
-            }
-            Decision::ExplicitDeny => (
-                "explicitDeny",
-                format!("explicitly denied by {}", statements.join(", ")),
-            ),
-            Decision::ImplicitDeny => (
-                "implicitDeny",
-                "no statement in your policies allows it".to_owned(),
-            ),
-        };
-        let mut entry = Entry::for_caller(caller, &action, resources);
-        entry.decision = decision.into();
-        entry.outcome = "denied".into();
-        entry.detail = Some(format!("{} on {}: {why}", check.action, check.resource));
-        audit::record(state, entry).await;
-        return Err(ApiError::Forbidden(format!(
-            "{} is not authorized to perform {} on {}: {why}",
-            caller.user, check.action, check.resource
-        )));
-    }
-    allowed_by.sort();
-    allowed_by.dedup();
-    let mut entry = Entry::for_caller(caller, &action, resources);
-    entry.decision = "allowed".into();
-    entry.outcome = "allowed".into();
-    entry.detail = Some(format!("allowed by {}", allowed_by.join(", ")));
+        .collect()
+}
+
+/// Audits a refusal and turns it into the 403 the caller reads.
+async fn refuse(
+    state: &AppState,
+    caller: &Caller,
+    checks: &[Check],
+    denial: airlock_access::Denial,
+) -> ApiError {
+    let action = checks
+        .first()
+        .map(|c| c.action.as_str())
+        .unwrap_or_default();
+    let mut entry = Entry::for_caller(caller, action, resources_of(checks));
+    entry.decision = denial.decision.into();
+    entry.outcome = AuditOutcome::Denied;
+    entry.detail = Some(denial.detail());
     audit::record(state, entry).await;
-    Ok(())
+    ApiError::Forbidden(denial.message(&caller.user))
+}
+
+/// Decides every check with the caller's policies; all must be allowed. The decision is
+/// audited, and an allowed one must be written before the request goes on; a denial is a 403
+/// naming the action, the resource and why.
+pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) -> ApiResult<()> {
+    let policies = policies_of(state, &caller.user).await?;
+    match airlock_access::decide(&policies, &principal(caller), &checks) {
+        Verdict::Denied(denial) => Err(refuse(state, caller, &checks, denial).await),
+        Verdict::Allowed { allowed_by, errors } => {
+            let action = checks
+                .first()
+                .map(|c| c.action.as_str())
+                .unwrap_or_default();
+            let mut entry = Entry::for_caller(caller, action, resources_of(&checks));
+            entry.decision = AuditDecision::Allowed;
+            entry.outcome = AuditOutcome::Allowed;
+            entry.detail = Some(airlock_access::decide::with_errors(
+                format!("allowed by {}", allowed_by.join(", ")),
+                &errors,
+            ));
+            audit::record_required(state, entry).await
+        }
+    }
+}
+
+/// Decides the checks that need no facts from EC2 (`airlock:UseAccount`, console objects)
+/// before the account's key is unsealed or anything is looked up, so an unauthorized caller
+/// learns nothing of what exists. Only a refusal is recorded here; the full decision that
+/// follows is recorded in any case.
+pub async fn precheck(state: &AppState, caller: &Caller, checks: Vec<Check>) -> ApiResult<()> {
+    let policies = policies_of(state, &caller.user).await?;
+    match airlock_access::decide(&policies, &principal(caller), &checks) {
+        Verdict::Denied(denial) => Err(refuse(state, caller, &checks, denial).await),
+        Verdict::Allowed { .. } => Ok(()),
+    }
+}
+
+/// Whether the caller may do one thing, without auditing: for filtering what a listing shows,
+/// not for deciding a request.
+pub(crate) fn permits(policies: &[Policy], caller: &Principal, check: &Check) -> bool {
+    airlock_access::decide::allows(policies, caller, check)
 }
 
 /// Authorizes one action on one resource (the common case for console objects).
@@ -187,19 +222,5 @@ impl TagCache {
         for id in ids {
             entries.remove(&format!("{account}/{id}"));
         }
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn console_arns() {
-        assert_eq!(
-            console_arn("account", "prod"),
-            "arn:airlock:console:::account/prod"
-        );
     }
 }

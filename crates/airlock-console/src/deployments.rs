@@ -14,15 +14,16 @@ use crate::api::{
 };
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, console_arn, ec2_arn, Check};
+use crate::authz::{authorize, console_arn, ec2_arn, precheck, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::refresh;
-use crate::scope::{self, Scope};
 use crate::state::AppState;
 use crate::validate;
+use airlock_access::ops::{self, Launch};
+use airlock_access::session;
 use airlock_cloud::Ec2;
-use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};
+use airlock_cloud::{Filter, Instance, RunInstancesInput, Scope, StateAction, Tag, Target};
 use airlock_payload::{BootTask, Credentials, Payload};
 use airlock_store::AccountRow;
 use airlock_store::{DeploymentInstanceRow, DeploymentRow};
@@ -33,10 +34,7 @@ use rand::RngCore;
 use secrecy::SecretString;
 use std::time::Instant;
 
-/// Tag naming the deployment an instance or volume belongs to.
-pub const DEPLOYMENT_TAG: &str = "airlock:deployment";
-/// Tag naming the console user who deployed it.
-pub const DEPLOYED_BY_TAG: &str = "airlock:deployed-by";
+pub use airlock_access::tags::{DEPLOYED_BY_TAG, DEPLOYMENT_TAG};
 
 /// States in which an instance still counts towards a deployment.
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
@@ -148,7 +146,7 @@ fn validate_request(req: &DeployRequest) -> ApiResult<()> {
             ));
         }
     }
-    scope::validate_extra(&req.policy_statements)
+    session::validate_extra(&req.policy_statements)
         .map_err(|e| ApiError::field(e.field, e.message))?;
     if !(1..=64).contains(&req.metadata_hop_limit) {
         return Err(ApiError::field(
@@ -253,8 +251,8 @@ fn placeholder() -> Credentials {
     }
 }
 
-/// The session policy of a scoped or bootstrap deployment: generated, limited to what the
-/// deploying user may do, and refused if the extra statements ask for more.
+/// The session policy of a scoped or bootstrap deployment: generated, proved within what the
+/// deploying user may do now, and refused if the extra statements ask for more.
 async fn session_policy(
     state: &AppState,
     caller: &Caller,
@@ -267,36 +265,63 @@ async fn session_policy(
     }
     refresh::duration_of(spec, account)?;
     let policies = crate::authz::policies_of(state, &caller.user).await?;
-    let scope = Scope {
-        deployment_id: id,
-        region: &account.region,
-        account_id: &account.aws_account_id,
+    let principal = crate::authz::principal(caller);
+    let deployer = session::Deployer {
+        policies: &policies,
+        principal: &principal,
     };
-    let policy = scope::session_policy(&scope, &spec.policy_statements, |check| {
-        crate::authz::allows(&policies, caller, check)
-    })
+    let policy = session::session_policy(
+        &session_scope(id, account),
+        &spec.policy_statements,
+        &deployer,
+    )
     .map_err(|refused| {
-        let list: Vec<String> = refused
-            .iter()
-            .map(|r| format!("statement {} asks for {} on {}", r.sid, r.action, r.resource))
-            .collect();
+        let list: Vec<String> = refused.iter().map(ToString::to_string).collect();
         ApiError::Forbidden(format!(
-            "the instances' credentials may not exceed what {} may do: {}, which your policies do not allow",
+            "the instances' credentials may not exceed what {} may do: {}",
             caller.user,
             list.join("; ")
         ))
     })?;
-    if policy.len() > scope::MAX_SESSION_POLICY {
+    check_policy_size(&policy)?;
+    Ok(Some(policy))
+}
+
+/// What a deployment's session policy is about.
+pub fn session_scope<'a>(id: &'a str, account: &'a AccountRow) -> session::Scope<'a> {
+    session::Scope {
+        deployment_id: id,
+        region: &account.region,
+        account_id: &account.aws_account_id,
+    }
+}
+
+/// STS refuses a session policy longer than this; say so before anything is launched.
+pub fn check_policy_size(policy: &str) -> ApiResult<()> {
+    if policy.len() > session::MAX_SESSION_POLICY {
         return Err(ApiError::field(
             "policy_statements",
             format!(
                 "the session policy would be {} characters; STS accepts at most {} — shorten the extra statements",
                 policy.len(),
-                scope::MAX_SESSION_POLICY
+                session::MAX_SESSION_POLICY
             ),
         ));
     }
-    Ok(Some(policy))
+    Ok(())
+}
+
+/// The account's scope for EC2 checks.
+pub fn scope_of(account: &AccountRow) -> Scope {
+    Scope {
+        region: account.region.clone(),
+        account_id: account.aws_account_id.clone(),
+    }
+}
+
+/// The check of an action on a deployment, with who made it and its account.
+pub fn deployment_check(action: &str, row: &DeploymentRow) -> Check {
+    ops::deployment(action, &row.id, Some(&row.account), Some(&row.created_by))
 }
 
 async fn view(state: &AppState, row: DeploymentRow) -> ApiResult<DeploymentView> {
@@ -356,19 +381,17 @@ pub async fn create(
             authorize(
                 &state,
                 &caller,
-                vec![Check::new(
-                    "airlock:GetDeployment",
-                    console_arn("deployment", &existing.id),
-                )],
+                vec![deployment_check("airlock:GetDeployment", &existing)],
             )
             .await?;
             spawn_watch(&state, &existing.id);
             return Ok((StatusCode::OK, Json(view(&state, existing).await?)));
         }
     }
+    precheck(&state, &caller, vec![ops::use_account(&req.account)]).await?;
     let (account, target) = accounts::target_for_request(&state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
-    let mut checks = vec![accounts::use_check(&account.name)];
+    let mut checks = vec![ops::use_account(&account.name)];
     checks.extend(run_checks(&state, ec2.as_ref(), &account, &spec).await?);
     authorize(&state, &caller, checks).await?;
     let id = new_id();
@@ -420,8 +443,8 @@ pub async fn create(
             "airlock:CreateDeployment",
             vec![console_arn("deployment", &id)],
         );
-        entry.decision = "allowed".into();
-        entry.outcome = "risk".into();
+        entry.decision = audit::AuditDecision::Allowed;
+        entry.outcome = audit::AuditOutcome::Risk;
         entry.detail = Some("RISK: credentials account — every instance receives the account's long-term key in its user data, readable by anything on the instance and by anyone allowed DescribeInstanceAttribute".into());
         audit::record(&state, entry).await;
     }
@@ -645,7 +668,7 @@ async fn refresh(state: &AppState, row: &DeploymentRow, ec2: &dyn Ec2) -> ApiRes
     Ok(())
 }
 
-/// `GET /v1/deployments`.
+/// `GET /v1/deployments`: the deployments the caller may get (`airlock:GetDeployment` on each).
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -659,33 +682,56 @@ pub async fn list(
         )],
     )
     .await?;
+    let policies = crate::authz::policies_of(&state, &caller.user).await?;
+    let principal = crate::authz::principal(&caller);
     let mut out = Vec::new();
     for row in state.store.deployments().await? {
-        out.push(view(&state, row).await?);
+        if crate::authz::permits(
+            &policies,
+            &principal,
+            &deployment_check("airlock:GetDeployment", &row),
+        ) {
+            out.push(view(&state, row).await?);
+        }
     }
     Ok(Json(out))
 }
 
+fn unknown_deployment(id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "unknown deployment {id:?}: see `airlock deployment list`"
+    ))
+}
+
 async fn find(state: &AppState, id: &str) -> ApiResult<DeploymentRow> {
-    state.store.deployment(id).await?.ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "unknown deployment {id:?}: see `airlock deployment list`"
-        ))
-    })
+    state
+        .store
+        .deployment(id)
+        .await?
+        .ok_or_else(|| unknown_deployment(id))
+}
+
+/// A deployment the caller may act on with `action`, decided with what is known of it. One
+/// that does not exist is decided as one nobody made, so a caller who may not act on it cannot
+/// tell a missing deployment from a forbidden one.
+pub async fn find_for(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    id: &str,
+) -> ApiResult<DeploymentRow> {
+    let row = state.store.deployment(id).await?;
+    let check = match &row {
+        Some(row) => deployment_check(action, row),
+        None => ops::deployment(action, id, None, None),
+    };
+    authorize(state, caller, vec![check]).await?;
+    row.ok_or_else(|| unknown_deployment(id))
 }
 
 /// A deployment the caller may see (`airlock:GetDeployment`).
 async fn find_readable(state: &AppState, caller: &Caller, id: &str) -> ApiResult<DeploymentRow> {
-    authorize(
-        state,
-        caller,
-        vec![Check::new(
-            "airlock:GetDeployment",
-            console_arn("deployment", id),
-        )],
-    )
-    .await?;
-    find(state, id).await
+    find_for(state, caller, "airlock:GetDeployment", id).await
 }
 
 /// `GET /v1/deployments/{id}`.
@@ -707,12 +753,21 @@ pub async fn policy(
     let row = find_readable(&state, &caller, &id).await?;
     let spec: DeploymentSpec = serde_json::from_str(&row.spec)
         .map_err(|e| ApiError::Internal(format!("stored spec of {id}: {e}")))?;
-    let Some(text) = row.session_policy else {
+    if row.session_policy.is_none() {
         return Err(ApiError::NotFound(format!(
             "deployment {id} has credentials {}: there is no session policy (only scoped and bootstrap deployments have one)",
             spec.credentials.as_str()
         )));
-    };
+    }
+    // What the next refresh issues: generated again from the deployer's policies as they are.
+    let account = accounts::row(&state, &row.account).await?;
+    let text = refresh::current_policy(&state, &row, &spec, &account)
+        .await?
+        .map_err(|why| {
+            ApiError::Conflict(format!(
+                "the instances of {id} get no more credentials: {why}"
+            ))
+        })?;
     let policy = serde_json::from_str(&text)
         .map_err(|e| ApiError::Internal(format!("stored session policy of {id}: {e}")))?;
     Ok(Json(DeploymentPolicy {
@@ -735,13 +790,22 @@ pub async fn scale(
     if req.count > 1000 {
         return Err(ApiError::field("count", "count must be at most 1000"));
     }
-    let current = find(&state, &id).await?;
+    let current = state.store.deployment(&id).await?;
+    let scale_check = match &current {
+        Some(row) => deployment_check("airlock:ScaleDeployment", row),
+        None => ops::deployment("airlock:ScaleDeployment", &id, None, None),
+    };
+    let account_name = current.as_ref().map_or("*", |r| r.account.as_str());
+    precheck(
+        &state,
+        &caller,
+        vec![scale_check.clone(), ops::use_account(account_name)],
+    )
+    .await?;
+    let current = current.ok_or_else(|| unknown_deployment(&id))?;
     let (account, target) = accounts::target(&state, &current.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
-    let mut checks = vec![
-        Check::new("airlock:ScaleDeployment", console_arn("deployment", &id)),
-        accounts::use_check(&account.name),
-    ];
+    let mut checks = vec![scale_check, ops::use_account(&account.name)];
     let live = ec2.describe_instances(&live_filters(&id), &[]).await?;
     let wanted = usize::try_from(req.count).unwrap_or(usize::MAX);
     if wanted > live.len() {
@@ -751,9 +815,10 @@ pub async fn scale(
     } else if wanted < live.len() {
         // Which instances go is decided later (the newest); the caller must be allowed to
         // terminate any of them.
+        let scope = scope_of(&account);
         checks.extend(
             live.iter()
-                .map(|i| instance_check("ec2:TerminateInstances", &account, i)),
+                .map(|i| ops::instance(&scope, "ec2:TerminateInstances", i)),
         );
     }
     authorize(&state, &caller, checks).await?;
@@ -780,72 +845,28 @@ fn live_filters(id: &str) -> Vec<Filter> {
     ]
 }
 
-/// The check for an action on an existing instance, with its current tags.
-pub fn instance_check(action: &str, account: &AccountRow, instance: &Instance) -> Check {
-    Check::new(
-        action,
-        ec2_arn(
-            &account.region,
-            &account.aws_account_id,
-            "instance",
-            &instance.instance_id,
-        ),
-    )
-    .with_resource_tags(&instance.tags)
-    .with("ec2:Region", account.region.as_str())
-}
-
-/// What AWS checks for `RunInstances` with tags on creation: the image, subnet, security groups
-/// and key pair (with their current tags), the new instances and volumes (with the requested
-/// tags and instance type), and `ec2:CreateTags` with `ec2:CreateAction`.
+/// What AWS checks for the deployment's `RunInstances`, with the current tags of the image,
+/// subnet and security groups looked up in EC2.
 async fn run_checks(
     state: &AppState,
     ec2: &dyn Ec2,
     account: &AccountRow,
     spec: &DeploymentSpec,
 ) -> ApiResult<Vec<Check>> {
-    let region = account.region.as_str();
-    let arn = |kind: &str, id: &str| ec2_arn(region, &account.aws_account_id, kind, id);
-    let mut existing = vec![spec.image_id.clone()];
-    existing.extend(spec.subnet_id.iter().cloned());
-    existing.extend(spec.security_group_ids.iter().cloned());
-    let tags = state.tags.tags(ec2, &account.name, &existing).await?;
+    let launch = Launch {
+        image_id: &spec.image_id,
+        instance_type: &spec.instance_type,
+        subnet_id: spec.subnet_id.as_deref(),
+        security_group_ids: &spec.security_group_ids,
+        key_name: spec.key_name.as_deref(),
+        tags: &spec.tags,
+    };
+    let tags = state
+        .tags
+        .tags(ec2, &account.name, &launch.existing_ids())
+        .await?;
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
-    let run = "ec2:RunInstances";
-    let mut checks =
-        vec![Check::new(run, arn("image", &spec.image_id))
-            .with_resource_tags(&tags_of(&spec.image_id))];
-    match &spec.subnet_id {
-        Some(s) => checks.push(Check::new(run, arn("subnet", s)).with_resource_tags(&tags_of(s))),
-        None => checks.push(Check::new(run, arn("subnet", "*"))),
-    }
-    if spec.security_group_ids.is_empty() {
-        checks.push(Check::new(run, arn("security-group", "*")));
-    }
-    for sg in &spec.security_group_ids {
-        checks.push(Check::new(run, arn("security-group", sg)).with_resource_tags(&tags_of(sg)));
-    }
-    if let Some(key) = &spec.key_name {
-        checks.push(Check::new(run, arn("key-pair", key)));
-    }
-    checks.push(
-        Check::new(run, arn("instance", "*"))
-            .with_request_tags(&spec.tags)
-            .with("ec2:InstanceType", spec.instance_type.as_str()),
-    );
-    checks.push(Check::new(run, arn("volume", "*")).with_request_tags(&spec.tags));
-    checks.push(Check::new(run, arn("network-interface", "*")));
-    for kind in ["instance", "volume"] {
-        checks.push(
-            Check::new("ec2:CreateTags", arn(kind, "*"))
-                .with_request_tags(&spec.tags)
-                .with("ec2:CreateAction", "RunInstances"),
-        );
-    }
-    Ok(checks
-        .into_iter()
-        .map(|c| c.with("ec2:Region", region))
-        .collect())
+    Ok(ops::run_instances(&scope_of(account), &launch, &tags_of))
 }
 
 /// Resumes every deployment a previous console left unsettled.

@@ -56,6 +56,9 @@ pub enum ApiError {
     /// A fault inside the console (database, vault).
     #[error("{0}")]
     Internal(String),
+    /// The console cannot do it safely now (the audit log cannot be written); try again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::Aws(e) if is_client_fault(e) => StatusCode::BAD_REQUEST,
             ApiError::Aws(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -95,6 +99,7 @@ impl ApiError {
                 e.request_id.clone(),
             ),
             ApiError::Internal(_) => ("Internal".to_owned(), None, None),
+            ApiError::Unavailable(_) => ("Unavailable".to_owned(), None, None),
         };
         let message = match self {
             ApiError::Aws(e) => e.message.clone(),

@@ -196,6 +196,7 @@ pub async fn stream(
     let (tx, out) = mpsc::channel(64);
     let first = state.events.resync("connected");
     let bus = state.events.clone();
+    let mut visible = Visibility::new(state.clone(), caller.clone());
     tokio::spawn(async move {
         if tx.send(sse(&first)).await.is_err() {
             return;
@@ -217,6 +218,9 @@ pub async fn stream(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
+            if !visible.allows(&event).await {
+                continue;
+            }
             if tx.send(sse(&event)).await.is_err() {
                 return;
             }
@@ -224,6 +228,56 @@ pub async fn stream(
     });
     tracing::info!(user = %caller.user, "event watcher connected");
     Ok(Sse::new(Watch(out)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// What one watcher may be told: each event is decided with the watcher's policies, read
+/// again at most every few seconds so that a narrowed policy narrows a stream already open.
+struct Visibility {
+    state: AppState,
+    caller: Caller,
+    policies: Option<(
+        std::time::Instant,
+        std::sync::Arc<Vec<airlock_policy::Policy>>,
+    )>,
+}
+
+/// How long a watcher's policies are used before they are read again.
+const POLICY_RECHECK: Duration = Duration::from_secs(5);
+
+impl Visibility {
+    fn new(state: AppState, caller: Caller) -> Visibility {
+        Visibility {
+            state,
+            caller,
+            policies: None,
+        }
+    }
+
+    async fn allows(&mut self, event: &Event) -> bool {
+        let check = match event.kind {
+            EventKind::Resync => return true,
+            EventKind::Instances => {
+                airlock_access::ops::see_instance_event(event.region.as_deref())
+            }
+            EventKind::GatewayConfig => airlock_access::ops::see_gateway_config_event(),
+        };
+        let fresh = self
+            .policies
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < POLICY_RECHECK)
+            .map(|(_, p)| p.clone());
+        let policies = match fresh {
+            Some(p) => p,
+            None => match crate::authz::policies_of(&self.state, &self.caller.user).await {
+                Ok(p) => {
+                    self.policies = Some((std::time::Instant::now(), p.clone()));
+                    p
+                }
+                Err(_) => return false,
+            },
+        };
+        crate::authz::permits(&policies, &crate::authz::principal(&self.caller), &check)
+    }
 }
 
 #[cfg(test)]

@@ -9,13 +9,14 @@ use crate::accounts;
 use crate::api::FleetList;
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, Check};
+use crate::authz::{authorize, precheck, Check};
+use crate::deployments::scope_of;
 use crate::error::{ApiError, ApiResult};
 use crate::instances::{self, RawQuery};
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
-use airlock_fleet::{FleetError, FleetRequest, Outcome, Scope};
+use airlock_fleet::{Facts, FleetError, FleetRequest, Outcome};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -61,12 +62,12 @@ async fn stopped_early(
     state: &AppState,
     caller: &Caller,
     request: &FleetRequest,
-    outcome: &str,
+    outcome: audit::AuditOutcome,
     why: String,
 ) {
     let mut entry = Entry::for_caller(caller, &request.action(), Vec::new());
-    entry.decision = "notEvaluated".into();
-    entry.outcome = outcome.into();
+    entry.decision = audit::AuditDecision::NotEvaluated;
+    entry.outcome = outcome;
     entry.detail = Some(why);
     audit::record(state, entry).await;
 }
@@ -97,27 +98,50 @@ async fn act(
         .map_err(ApiError::from)
         .and_then(|()| validate::tags("tags", request.tags(), 0));
     if let Err(e) = checked {
-        stopped_early(&state, &caller, &request, "invalid", e.to_string()).await;
+        stopped_early(
+            &state,
+            &caller,
+            &request,
+            audit::AuditOutcome::Invalid,
+            e.to_string(),
+        )
+        .await;
         return Err(e);
     }
+    precheck(
+        &state,
+        &caller,
+        vec![airlock_access::ops::use_account(&account)],
+    )
+    .await?;
     let (account, target) = accounts::target_for_request(&state, &account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
-    let scope = Scope {
-        region: account.region.clone(),
-        account_id: account.aws_account_id.clone(),
+    let scope = scope_of(&account);
+    let with_account = |mut checks: Vec<Check>| {
+        checks.push(airlock_access::ops::use_account(&account.name));
+        checks
     };
     // What EC2 says of the resources now decides; a resource that does not exist fails here,
-    // before any change, and the failure is audited.
+    // before any change. It is decided as one with no tags first, so a caller who may not act
+    // on it cannot tell a missing resource from a forbidden one; then the failure is audited.
     let facts = match airlock_fleet::prepare(ec2.as_ref(), &request).await {
         Ok(f) => f,
         Err(e) => {
-            stopped_early(&state, &caller, &request, "error", e.to_string()).await;
+            let unknown = airlock_access::fleet::checks(&request, &Facts::default(), &scope);
+            precheck(&state, &caller, with_account(unknown)).await?;
+            stopped_early(
+                &state,
+                &caller,
+                &request,
+                audit::AuditOutcome::Error,
+                e.to_string(),
+            )
+            .await;
             return Err(e.into());
         }
     };
     // The request's own action first: the audit record of the decision is filed under it.
-    let mut checks: Vec<Check> = airlock_fleet::checks(&request, &facts, &scope);
-    checks.push(accounts::use_check(&account.name));
+    let checks = with_account(airlock_access::fleet::checks(&request, &facts, &scope));
     authorize(&state, &caller, checks).await?;
     let copy_to = match &request {
         FleetRequest::CopySnapshot(r) => {
@@ -146,7 +170,8 @@ async fn act(
     Ok(Json(outcome))
 }
 
-/// `GET /v1/{family}`: the family's resources in one account or all, with EC2 filters.
+/// `GET /v1/{family}`: the family's resources in one account or all, with EC2 filters, each
+/// shown only if the caller may describe it (the family's describe action on it, with its tags).
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -154,16 +179,20 @@ async fn list(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<FleetList>> {
     let filters = instances::filters(&q)?;
-    let names = instances::accounts_of(&state, &q).await?;
-    let action = airlock_fleet::describe_action(family).unwrap_or("ec2:Describe");
-    let mut checks = vec![Check::new(action, "*")];
-    checks.extend(names.iter().map(|n| accounts::use_check(n)));
-    authorize(&state, &caller, checks).await?;
+    let names = instances::accounts_of(&state, &caller, &q).await?;
+    let policies = crate::authz::policies_of(&state, &caller.user).await?;
+    let principal = crate::authz::principal(&caller);
     let mut found = Vec::new();
     for name in names {
-        let (_row, target) = accounts::target(&state, &name).await?;
+        let (row, target) = accounts::target(&state, &name).await?;
+        let scope = scope_of(&row);
         let ec2 = state.cloud.ec2(&target).await?;
         for mut item in airlock_fleet::describe(ec2.as_ref(), family, &filters).await? {
+            let visible = airlock_access::fleet::describe_item(&scope, family, &item)
+                .is_some_and(|c| crate::authz::permits(&policies, &principal, &c));
+            if !visible {
+                continue;
+            }
             if let Some(o) = item.as_object_mut() {
                 o.insert("account".into(), serde_json::Value::String(name.clone()));
             }

@@ -13,12 +13,13 @@
 use crate::accounts;
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, authorize_one, console_arn, Check};
+use crate::authz::{authorize, authorize_one, console_arn, precheck, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventKind;
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
+use airlock_access::ops;
 use airlock_cloud::{Filter, Instance};
 use airlock_gateway_config::config::{self as gwconfig, LoadOptions};
 use airlock_store::GatewayConfigRow;
@@ -89,27 +90,43 @@ fn view(row: GatewayConfigRow) -> GatewayConfigView {
 /// Largest configuration text accepted.
 const MAX_YAML: usize = 1 << 20;
 
+fn load_options() -> LoadOptions {
+    LoadOptions {
+        stored_in_console: true,
+        ..LoadOptions::default()
+    }
+}
+
 /// Loads the stored configurations with `name` replaced by `yaml` (or removed when `None`),
-/// as a gateway would load them all; every problem in one error.
-async fn check_set(state: &AppState, name: &str, yaml: Option<&str>) -> ApiResult<()> {
-    let mut sources: Vec<(String, String)> = state
+/// as a gateway would load them all; every problem in one error. Also gives the upstreams
+/// that are new or different from what is stored now: what the writer brings in.
+async fn check_set(
+    state: &AppState,
+    name: &str,
+    yaml: Option<&str>,
+) -> ApiResult<Vec<gwconfig::Upstream>> {
+    let stored: Vec<(String, String)> = state
         .store
         .gateway_configs()
         .await?
         .into_iter()
-        .filter(|c| c.name != name)
         .map(|c| (c.name, c.yaml))
         .collect();
+    let mut sources: Vec<(String, String)> =
+        stored.iter().filter(|(n, _)| n != name).cloned().collect();
     if let Some(y) = yaml {
         sources.push((name.to_owned(), y.to_owned()));
     }
-    let options = LoadOptions {
-        stored_in_console: true,
-        ..LoadOptions::default()
-    };
-    gwconfig::load(&sources, &options)
-        .map(|_| ())
-        .map_err(|e| ApiError::field("yaml", e.to_string()))
+    let after = gwconfig::load(&sources, &load_options())
+        .map_err(|e| ApiError::field("yaml", e.to_string()))?;
+    let before = gwconfig::load(&stored, &load_options())
+        .map(|c| c.upstreams)
+        .unwrap_or_default();
+    Ok(after
+        .upstreams
+        .into_values()
+        .filter(|u| before.get(&u.id) != Some(u))
+        .collect())
 }
 
 /// `GET /v1/gateway/configs`.
@@ -166,7 +183,12 @@ pub async fn put(
 ) -> ApiResult<Json<GatewayConfigView>> {
     validate::name("name", &name)?;
     let arn = console_arn("gateway-config", &name);
-    authorize_one(&state, &caller, "airlock:PutGatewayConfig", &arn).await?;
+    precheck(
+        &state,
+        &caller,
+        vec![Check::new("airlock:PutGatewayConfig", arn.clone())],
+    )
+    .await?;
     if req.yaml.len() > MAX_YAML {
         return Err(ApiError::field(
             "yaml",
@@ -176,7 +198,12 @@ pub async fn put(
             ),
         ));
     }
-    check_set(&state, &name, Some(&req.yaml)).await?;
+    // Every gateway following this console lists and routes with its own rights: whoever
+    // writes an upstream must hold the rights it uses.
+    let brought_in = check_set(&state, &name, Some(&req.yaml)).await?;
+    let mut checks = vec![Check::new("airlock:PutGatewayConfig", arn.clone())];
+    checks.extend(brought_in.iter().flat_map(ops::gateway_upstream));
+    authorize(&state, &caller, checks).await?;
     let row = GatewayConfigRow {
         name: name.clone(),
         yaml: req.yaml,
@@ -184,12 +211,6 @@ pub async fn put(
         updated_at: crate::now(),
     };
     state.store.put_gateway_config(&row).await?;
-    audit::record_ok(
-        &state,
-        Entry::for_caller(&caller, "airlock:PutGatewayConfig", vec![arn]),
-        None,
-    )
-    .await;
     state.events.publish(
         EventKind::GatewayConfig,
         "airlock:PutGatewayConfig",
@@ -250,13 +271,14 @@ pub async fn discover(
             ));
         }
     }
+    precheck(&state, &caller, vec![ops::use_account(&req.account)]).await?;
     let (account, mut target) = accounts::target_for_request(&state, &req.account).await?;
     if let Some(region) = req.region.as_deref().filter(|r| !r.is_empty()) {
         target.region = region.to_owned();
     }
     let checks = vec![
         Check::new("ec2:DescribeInstances", "*").with("ec2:Region", target.region.as_str()),
-        accounts::use_check(&account.name),
+        ops::use_account(&account.name),
     ];
     authorize(&state, &caller, checks).await?;
     let ec2 = state.cloud.ec2(&target).await?;

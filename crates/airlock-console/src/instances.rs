@@ -5,12 +5,13 @@ use crate::accounts;
 use crate::api::{AccountInstance, InstanceActionRequest, InstanceActionResponse, InstanceList};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, Check};
-use crate::deployments::instance_check;
+use crate::authz::{authorize, precheck, Check};
+use crate::deployments::scope_of;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
+use airlock_access::ops;
 use airlock_cloud::{Filter, StateAction};
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -50,55 +51,70 @@ pub fn filters(q: &ListQuery) -> ApiResult<Vec<Filter>> {
     )?)
 }
 
-/// The accounts a listing covers: the one named, the deployment's, or all of them.
-pub async fn accounts_of(state: &AppState, q: &ListQuery) -> ApiResult<Vec<String>> {
+/// The accounts a listing covers: the one named, the deployment's, or all of them. Naming an
+/// account (or a deployment) the caller may not get or use is refused; a listing of all
+/// accounts covers those the caller may use.
+pub async fn accounts_of(
+    state: &AppState,
+    caller: &Caller,
+    q: &ListQuery,
+) -> ApiResult<Vec<String>> {
     Ok(match (&q.account, &q.deployment) {
-        (Some(a), _) => vec![a.clone()],
+        (Some(a), _) => {
+            precheck(state, caller, vec![ops::use_account(a)]).await?;
+            vec![a.clone()]
+        }
         (None, Some(d)) => {
-            let dep = state
-                .store
-                .deployment(d)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("unknown deployment {d:?}")))?;
+            let dep =
+                crate::deployments::find_for(state, caller, "airlock:GetDeployment", d).await?;
+            precheck(state, caller, vec![ops::use_account(&dep.account)]).await?;
             vec![dep.account]
         }
-        (None, None) => state
-            .store
-            .accounts()
-            .await?
-            .into_iter()
-            .map(|a| a.name)
-            .collect(),
+        (None, None) => {
+            let policies = crate::authz::policies_of(state, &caller.user).await?;
+            let principal = crate::authz::principal(caller);
+            state
+                .store
+                .accounts()
+                .await?
+                .into_iter()
+                .map(|a| a.name)
+                .filter(|name| {
+                    crate::authz::permits(&policies, &principal, &ops::use_account(name))
+                })
+                .collect()
+        }
     })
 }
 
-/// Authorizes a listing of instances (and their status checks when asked) in these accounts.
-async fn authorize_list(
+/// The instances (with status checks when asked) of these accounts, as EC2 reports them now,
+/// that the caller may describe (`ec2:DescribeInstances` on each, with its tags).
+async fn describe(
     state: &AppState,
     caller: &Caller,
     q: &ListQuery,
     names: &[String],
-) -> ApiResult<()> {
-    let mut checks = vec![Check::new("ec2:DescribeInstances", "*")];
-    if q.status {
-        checks.push(Check::new("ec2:DescribeInstanceStatus", "*"));
-    }
-    checks.extend(names.iter().map(|n| accounts::use_check(n)));
-    authorize(state, caller, checks).await
-}
-
-/// The instances (with status checks when asked) of these accounts, as EC2 reports them now.
-async fn describe(
-    state: &AppState,
-    q: &ListQuery,
-    names: &[String],
     filters: &[Filter],
 ) -> ApiResult<Vec<AccountInstance>> {
+    let policies = crate::authz::policies_of(state, &caller.user).await?;
+    let principal = crate::authz::principal(caller);
     let mut instances = Vec::new();
     for name in names {
-        let (_row, target) = accounts::target(state, name).await?;
+        let (row, target) = accounts::target(state, name).await?;
+        let scope = scope_of(&row);
         let ec2 = state.cloud.ec2(&target).await?;
-        let found = ec2.describe_instances(filters, &[]).await?;
+        let found: Vec<_> = ec2
+            .describe_instances(filters, &[])
+            .await?
+            .into_iter()
+            .filter(|i| {
+                crate::authz::permits(
+                    &policies,
+                    &principal,
+                    &ops::instance(&scope, "ec2:DescribeInstances", i),
+                )
+            })
+            .collect();
         let mut statuses = HashMap::new();
         if q.status && !found.is_empty() {
             let ids: Vec<String> = found.iter().map(|i| i.instance_id.clone()).collect();
@@ -127,9 +143,8 @@ pub async fn list(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<InstanceList>> {
     let filters = filters(&q)?;
-    let names = accounts_of(&state, &q).await?;
-    authorize_list(&state, &caller, &q, &names).await?;
-    let instances = describe(&state, &q, &names, &filters).await?;
+    let names = accounts_of(&state, &caller, &q).await?;
+    let instances = describe(&state, &caller, &q, &names, &filters).await?;
     Ok(Json(InstanceList { instances }))
 }
 
@@ -159,14 +174,13 @@ pub async fn watch(
             format!("{interval} is not between 0.2 and 300 seconds"),
         ));
     }
-    let names = accounts_of(&state, &q).await?;
-    authorize_list(&state, &caller, &q, &names).await?;
+    let names = accounts_of(&state, &caller, &q).await?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut known: HashMap<String, (String, Option<String>, Option<String>)> = HashMap::new();
         let mut first = true;
         loop {
-            let event = match describe(&state, &q, &names, &filters).await {
+            let event = match describe(&state, &caller, &q, &names, &filters).await {
                 Ok(now) => {
                     let mut events = Vec::new();
                     let mut seen = std::collections::HashSet::new();
@@ -285,21 +299,53 @@ pub async fn act(
     for (i, id) in req.instance_ids.iter().enumerate() {
         validate::ec2_id(&format!("instance_ids[{i}]"), id, "i-")?;
     }
+    let mut ids = req.instance_ids.clone();
+    ids.sort();
+    ids.dedup();
+    precheck(&state, &caller, vec![ops::use_account(&req.account)]).await?;
     let (account, target) = accounts::target_for_request(&state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
-    // The instances' real tags decide, so describe them first (an unknown id fails here, with
-    // AWS's own error, before any change).
-    let found = ec2.describe_instances(&[], &req.instance_ids).await?;
     let api_action = format!("ec2:{}", act.api_name());
-    let mut checks = vec![accounts::use_check(&account.name)];
+    let scope = scope_of(&account);
+    // The instances' real tags decide, so describe them first. Every requested id gets a check:
+    // one EC2 does not report is decided as untagged, so a caller who may not act on it learns
+    // nothing of whether it exists, and nothing unchecked reaches EC2.
+    let described = ec2.describe_instances(&[], &ids).await;
+    let (found, missing) = match described {
+        Ok(list) => {
+            let list: Vec<_> = list
+                .into_iter()
+                .filter(|i| ids.contains(&i.instance_id))
+                .collect();
+            let missing: Vec<String> = ids
+                .iter()
+                .filter(|id| !list.iter().any(|i| &i.instance_id == *id))
+                .cloned()
+                .collect();
+            (list, missing)
+        }
+        Err(e) if e.code.as_deref() == Some("InvalidInstanceID.NotFound") => {
+            let checks: Vec<Check> = std::iter::once(ops::use_account(&account.name))
+                .chain(
+                    ids.iter()
+                        .map(|id| ops::unknown_instance(&scope, &api_action, id)),
+                )
+                .collect();
+            authorize(&state, &caller, checks).await?;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut checks = vec![ops::use_account(&account.name)];
+    checks.extend(found.iter().map(|i| ops::instance(&scope, &api_action, i)));
     checks.extend(
-        found
+        missing
             .iter()
-            .map(|i| instance_check(&api_action, &account, i)),
+            .map(|id| ops::unknown_instance(&scope, &api_action, id)),
     );
     let resources: Vec<String> = checks.iter().skip(1).map(|c| c.resource.clone()).collect();
     authorize(&state, &caller, checks).await?;
-    let result = ec2.change_state(act, &req.instance_ids).await;
+    let result = ec2.change_state(act, &ids).await;
     audit::record_call(
         &state,
         Entry::for_caller(&caller, &api_action, resources),

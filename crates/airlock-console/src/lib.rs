@@ -19,7 +19,6 @@ pub mod gateway;
 mod instances;
 mod json;
 mod refresh;
-mod scope;
 mod session;
 mod state;
 mod tags;
@@ -124,6 +123,7 @@ pub async fn prepare(
         config: Arc::new(config),
         watching: Default::default(),
         audit_lock: Default::default(),
+        policies: Default::default(),
         tags: Default::default(),
         events: Default::default(),
     };

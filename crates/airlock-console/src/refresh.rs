@@ -11,14 +11,14 @@
 
 use crate::accounts;
 use crate::api::{CredentialMode, DeploymentSpec, RefreshRequest, RevokeResult};
-use crate::audit::{self, Entry};
+use crate::audit::{self, AuditDecision, AuditOutcome, Entry};
 use crate::auth::{random_secret, token_hash, Caller};
 use crate::authz::{authorize_one, console_arn, ec2_arn};
 use crate::deployments::DEPLOYMENT_TAG;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
-use crate::scope::{self, Scope};
 use crate::state::AppState;
+use airlock_access::session;
 use airlock_cloud::{ScopedSessionRequest, SessionCredentials, Target};
 use airlock_store::{AccountRow, DeploymentRow, Exchange, RefreshSecretRow, ENROLMENT, INSTANCE};
 use axum::extract::{ConnectInfo, Path, State};
@@ -86,7 +86,7 @@ pub fn duration_of(spec: &DeploymentSpec, account: &AccountRow) -> ApiResult<u32
 /// The STS session or federated-user name: who deployed, and which deployment.
 fn session_name(row: &DeploymentRow, account: &AccountRow) -> String {
     let max = if account.role_arn.is_some() { 64 } else { 32 };
-    scope::session_name(&row.created_by, &row.id, max)
+    session::session_name(&row.created_by, &row.id, max)
 }
 
 /// Scoped credentials from STS for a deployment, audited as the console's call on behalf of
@@ -120,6 +120,44 @@ async fn issue(
     Ok(issued?)
 }
 
+/// The session policy credentials of a deployment get now: generated again from the deploying
+/// user's current policies. `Err` says why none may be issued (the deployer is gone, or their
+/// policies no longer allow the extra statements).
+pub async fn current_policy(
+    state: &AppState,
+    row: &DeploymentRow,
+    spec: &DeploymentSpec,
+    account: &AccountRow,
+) -> ApiResult<Result<String, String>> {
+    if state.store.user(&row.created_by).await?.is_none() {
+        return Ok(Err(format!(
+            "the deploying user {:?} no longer exists",
+            row.created_by
+        )));
+    }
+    let policies = crate::authz::policies_of(state, &row.created_by).await?;
+    let principal = airlock_access::Principal::new(row.created_by.as_str(), false, None);
+    let deployer = session::Deployer {
+        policies: &policies,
+        principal: &principal,
+    };
+    let scope = crate::deployments::session_scope(&row.id, account);
+    Ok(
+        match session::session_policy(&scope, &spec.policy_statements, &deployer) {
+            Ok(p) if p.len() > session::MAX_SESSION_POLICY => Err(format!(
+                "the session policy would be {} characters, more than STS accepts",
+                p.len()
+            )),
+            Ok(p) => Ok(p),
+            Err(refused) => Err(refused
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")),
+        },
+    )
+}
+
 fn payload_credentials(s: SessionCredentials) -> airlock_payload::Credentials {
     airlock_payload::Credentials {
         access_key_id: s.key.access_key_id,
@@ -150,9 +188,14 @@ pub async fn for_launch(
     let duration = duration_of(spec, account)?;
     let (credentials, expires_at) = match spec.credentials {
         CredentialMode::Scoped => {
-            let policy = row.session_policy.clone().ok_or_else(|| {
-                ApiError::Internal(format!("deployment {} has no session policy", row.id))
-            })?;
+            let policy = current_policy(state, row, spec, account)
+                .await?
+                .map_err(|why| {
+                    ApiError::Forbidden(format!(
+                        "no credentials can be issued for deployment {}: {why}",
+                        row.id
+                    ))
+                })?;
             let issued =
                 issue(state, row, account, target, policy, duration, actor.clone()).await?;
             let expires = issued.expiration;
@@ -208,13 +251,12 @@ pub async fn refresh(
         resources: vec![console_arn("deployment", &req.deployment_id)],
         ..Entry::default()
     };
-    let deny = |mut entry: Entry, decision: &str, detail: String, answer: &str| {
+    let deny = |mut entry: Entry, decision: AuditDecision, detail: String, answer: &str| {
         let state = state.clone();
         let answer = refused(answer);
-        let decision = decision.to_owned();
         async move {
             entry.decision = decision;
-            entry.outcome = "denied".into();
+            entry.outcome = AuditOutcome::Denied;
             entry.detail = Some(detail);
             audit::record(&state, entry).await;
             answer
@@ -224,7 +266,7 @@ pub async fn refresh(
     let Some(secret) = secret.filter(|s| s.deployment_id == req.deployment_id) else {
         return Err(deny(
             entry,
-            "implicitDeny",
+            AuditDecision::ImplicitDeny,
             "unknown refresh secret".into(),
             "the refresh secret is not valid",
         )
@@ -240,7 +282,7 @@ pub async fn refresh(
         (_, "revoked") => {
             return Err(deny(
                 entry,
-                "explicitDeny",
+                AuditDecision::ExplicitDeny,
                 "refresh secret revoked".into(),
                 "the refresh secret was revoked (instance terminated or deployment revoked)",
             )
@@ -248,12 +290,12 @@ pub async fn refresh(
         }
         (INSTANCE, "used") => {
             tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %peer.ip(), "ALERT: a used refresh secret was presented again");
-            return Err(deny(entry, "replay", "ALERT: a refresh secret that was already exchanged was presented again; someone may hold a copy of this instance's secret".into(), "the refresh secret was already used").await);
+            return Err(deny(entry, AuditDecision::Replay, "ALERT: a refresh secret that was already exchanged was presented again; someone may hold a copy of this instance's secret".into(), "the refresh secret was already used").await);
         }
         (INSTANCE, _) if secret.instance_id.as_deref() != Some(req.instance_id.as_str()) => {
             return Err(deny(
                 entry,
-                "implicitDeny",
+                AuditDecision::ImplicitDeny,
                 format!(
                     "the secret belongs to instance {}",
                     secret.instance_id.as_deref().unwrap_or("-")
@@ -265,7 +307,7 @@ pub async fn refresh(
         (ENROLMENT, _) if expired => {
             return Err(deny(
                 entry,
-                "implicitDeny",
+                AuditDecision::ImplicitDeny,
                 "enrolment secret expired".into(),
                 "the enrolment secret has expired",
             )
@@ -273,7 +315,7 @@ pub async fn refresh(
         }
         (ENROLMENT, _) if state.store.instance_enrolled(&req.instance_id).await? => {
             tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %peer.ip(), "ALERT: an enrolment secret was presented again for an enrolled instance");
-            return Err(deny(entry, "replay", "ALERT: the enrolment secret was presented again for an instance that already exchanged it".into(), "this instance has already exchanged its enrolment secret").await);
+            return Err(deny(entry, AuditDecision::Replay, "ALERT: the enrolment secret was presented again for an instance that already exchanged it".into(), "this instance has already exchanged its enrolment secret").await);
         }
         _ => {}
     }
@@ -281,7 +323,7 @@ pub async fn refresh(
     let Some(row) = state.store.deployment(&req.deployment_id).await? else {
         return Err(deny(
             entry,
-            "implicitDeny",
+            AuditDecision::ImplicitDeny,
             "unknown deployment".into(),
             "unknown deployment",
         )
@@ -310,7 +352,7 @@ pub async fn refresh(
     let Some(instance) = instance else {
         return Err(deny(
             entry,
-            "implicitDeny",
+            AuditDecision::ImplicitDeny,
             "no such instance in EC2".into(),
             "no such instance",
         )
@@ -323,7 +365,7 @@ pub async fn refresh(
     if !belongs {
         return Err(deny(
             entry,
-            "implicitDeny",
+            AuditDecision::ImplicitDeny,
             format!("the instance is not tagged {DEPLOYMENT_TAG}={}", row.id),
             "the instance does not belong to the deployment",
         )
@@ -332,7 +374,7 @@ pub async fn refresh(
     if instance.state != "running" {
         return Err(deny(
             entry,
-            "implicitDeny",
+            AuditDecision::ImplicitDeny,
             format!("the instance is {}", instance.state),
             &format!("the instance is {}", instance.state),
         )
@@ -346,7 +388,7 @@ pub async fn refresh(
     if !from_instance {
         return Err(deny(
             entry,
-            "implicitDeny",
+            AuditDecision::ImplicitDeny,
             format!("request from {source}, which is not one of the instance's addresses"),
             "the request does not come from the instance's address",
         )
@@ -354,17 +396,25 @@ pub async fn refresh(
     }
 
     let duration = duration_of(&spec, &account)?;
-    let mut policy = row.session_policy.clone().ok_or_else(|| {
-        ApiError::Internal(format!("deployment {} has no session policy", row.id))
-    })?;
+    // The deployer's policies as they are now bound what is issued: narrower policies narrow
+    // the next credentials, a deployer who is gone (or no longer allowed what was asked) gets
+    // their instances nothing.
+    let mut policy = match current_policy(&state, &row, &spec, &account).await? {
+        Ok(p) => p,
+        Err(why) => {
+            return Err(deny(
+                entry,
+                AuditDecision::ImplicitDeny,
+                format!("the deployer's policies no longer allow these credentials: {why}"),
+                "the deployment's credentials are no longer allowed",
+            )
+            .await)
+        }
+    };
     if spec.credentials == CredentialMode::Bootstrap {
-        let scope = Scope {
-            deployment_id: &row.id,
-            region: &account.region,
-            account_id: &account.aws_account_id,
-        };
+        let scope = crate::deployments::session_scope(&row.id, &account);
         policy =
-            scope::for_instance(&policy, &scope, &req.instance_id).map_err(ApiError::Internal)?;
+            session::for_instance(&policy, &scope, &req.instance_id).map_err(ApiError::Internal)?;
     }
     let mut actor = entry.clone();
     actor.detail = Some(format!("for instance {}", req.instance_id));
@@ -399,7 +449,7 @@ pub async fn refresh(
         tracing::warn!(deployment = %row.id, instance = %req.instance_id, source_ip = %peer.ip(), "ALERT: two requests raced with one refresh secret");
         return Err(deny(
             entry,
-            "replay",
+            AuditDecision::Replay,
             "ALERT: the refresh secret was exchanged by a concurrent request".into(),
             "the refresh secret was already used",
         )

@@ -49,6 +49,8 @@ pub struct AppState {
     pub watching: Arc<Mutex<HashSet<String>>>,
     /// Serializes this console's audit appends (other nodes are handled by the store).
     pub audit_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Users' parsed policies, kept while their documents are unchanged.
+    pub policies: Arc<crate::authz::PolicyCache>,
     /// Current tags of EC2 resources, for `ec2:ResourceTag/*`.
     pub tags: Arc<crate::authz::TagCache>,
     /// What the console changed, pushed to watchers of `GET /v1/events` (gateways).

@@ -6,11 +6,13 @@ use crate::accounts;
 use crate::api::{TagRequest, TagsView};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, ec2_arn, Check};
+use crate::authz::{authorize, precheck};
+use crate::deployments::scope_of;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
+use airlock_access::ops;
 use axum::extract::State;
 use axum::Json;
 
@@ -52,42 +54,31 @@ async fn change(
     }
     if add {
         validate::tags("tags", &req.tags, 0)?;
+    } else {
+        airlock_access::tags::refuse_reserved("tags", &req.tags)?;
     }
+    precheck(&state, &caller, vec![ops::use_account(&req.account)]).await?;
     let (account, target) = accounts::target_for_request(&state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let ids = vec![req.resource_id.clone()];
     state.tags.forget(&account.name, &ids);
     let current = state.tags.tags(ec2.as_ref(), &account.name, &ids).await?;
     let current = current.get(&req.resource_id).cloned().unwrap_or_default();
-    if !add {
-        for (i, t) in req.tags.iter().enumerate() {
-            if t.key.starts_with(validate::AIRLOCK_TAG_PREFIX) {
-                return Err(ApiError::field(
-                    format!("tags[{i}].key"),
-                    "the console's own tags cannot be removed",
-                ));
-            }
-        }
-    }
-    let action = if add {
-        "ec2:CreateTags"
-    } else {
-        "ec2:DeleteTags"
-    };
-    let arn = ec2_arn(
-        &account.region,
-        &account.aws_account_id,
+    let check = ops::change_tags(
+        &scope_of(&account),
+        add,
         kind,
         &req.resource_id,
+        &current,
+        &req.tags,
     );
-    let checks = vec![
-        accounts::use_check(&account.name),
-        Check::new(action, arn.clone())
-            .with_resource_tags(&current)
-            .with_request_tags(&req.tags)
-            .with("ec2:Region", account.region.as_str()),
-    ];
-    authorize(&state, &caller, checks).await?;
+    let (action, arn) = (check.action.clone(), check.resource.clone());
+    authorize(
+        &state,
+        &caller,
+        vec![ops::use_account(&account.name), check],
+    )
+    .await?;
     let result = if add {
         ec2.create_tags(&ids, &req.tags).await
     } else {
@@ -95,7 +86,7 @@ async fn change(
     };
     audit::record_call(
         &state,
-        Entry::for_caller(&caller, action, vec![arn]),
+        Entry::for_caller(&caller, &action, vec![arn]),
         &result,
         |id| id.clone(),
     )

@@ -4,32 +4,20 @@ use crate::error::ApiError;
 use airlock_cloud::Tag;
 use airlock_fleet::FieldError;
 
-/// The prefix of the console's own tags; users may read but not set them.
-pub const AIRLOCK_TAG_PREFIX: &str = "airlock:";
-
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::field(e.field, e.message)
     }
 }
 
-/// Validates user tags as EC2 would, plus the console's reserved prefix.
+/// Validates user tags as EC2 would (keys equal ignoring case are refused, naming both), and
+/// refuses the console's reserved prefix in any case.
 ///
 /// `field` names the request field (e.g. `tags`) so the error points at `tags[3].key`;
 /// `reserved` is how many tags the console adds of its own.
 pub fn tags(field: &str, tags: &[Tag], reserved: usize) -> Result<(), ApiError> {
     airlock_fleet::validate::tags(field, tags, reserved)?;
-    for (i, tag) in tags.iter().enumerate() {
-        if tag.key.starts_with(AIRLOCK_TAG_PREFIX) {
-            return Err(ApiError::field(
-                format!("{field}[{i}].key"),
-                format!(
-                    "tag key {:?} uses the prefix {AIRLOCK_TAG_PREFIX}, which the console reserves for its own tags",
-                    tag.key
-                ),
-            ));
-        }
-    }
+    airlock_access::tags::refuse_reserved(field, tags)?;
     Ok(())
 }
 
@@ -105,6 +93,8 @@ mod tests {
         );
         assert!(tags("tags", &[Tag::new("AWS:x", "v")], 0).is_err());
         assert!(tags("tags", &[Tag::new("airlock:deployment", "v")], 0).is_err());
+        assert!(tags("tags", &[Tag::new("AIRLOCK:upstream", "v")], 0).is_err());
+        assert!(tags("tags", &[Tag::new("owner", "a"), Tag::new("Owner", "b")], 0).is_err());
         assert!(tags("tags", &[Tag::new("a", "1"), Tag::new("a", "2")], 0).is_err());
         assert!(tags("tags", &[Tag::new("", "1")], 0).is_err());
     }

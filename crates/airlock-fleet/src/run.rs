@@ -5,8 +5,8 @@
 //!
 //! Nothing here needs the console: the same functions run with an instance's own credentials.
 
-use crate::access::Scope;
 use crate::request::FleetRequest;
+use airlock_cloud::Scope;
 use airlock_cloud::{
     Address, AddressTarget, CloudError, CreateImageInput, CreateNetworkInterfaceInput,
     CreateSecurityGroupInput, CreateVolumeInput, Ec2, Filter, Image, Instance, KeyPair,

@@ -35,7 +35,7 @@ pub const MAX_TAG_KEY: usize = 128;
 pub const MAX_TAG_VALUE: usize = 256;
 
 /// Validates tags as EC2 would: count (with `reserved` more added by the caller), key and value
-/// lengths, the `aws:` prefix, and keys given twice.
+/// lengths, the `aws:` prefix, and keys given twice (or twice in different cases).
 pub fn tags(field: &str, tags: &[Tag], reserved: usize) -> Checked {
     if tags.len() + reserved > MAX_TAGS {
         return Err(FieldError::new(
@@ -47,7 +47,9 @@ pub fn tags(field: &str, tags: &[Tag], reserved: usize) -> Checked {
             ),
         ));
     }
-    let mut seen = std::collections::HashSet::new();
+    // IAM reads tag keys without regard to case, EC2 keeps both: `owner` and `Owner` would be
+    // one condition key with two values, and a policy could be decided on either.
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for (i, tag) in tags.iter().enumerate() {
         let at = format!("{field}[{i}].key");
         let keylen = tag.key.chars().count();
@@ -76,11 +78,23 @@ pub fn tags(field: &str, tags: &[Tag], reserved: usize) -> Checked {
                 format!("tag value is {valuelen} characters; EC2 allows at most {MAX_TAG_VALUE}"),
             ));
         }
-        if !seen.insert(tag.key.as_str()) {
-            return Err(FieldError::new(
-                at,
-                format!("tag key {:?} is given twice", tag.key),
-            ));
+        match seen.insert(tag.key.to_lowercase(), tag.key.as_str()) {
+            Some(earlier) if earlier == tag.key => {
+                return Err(FieldError::new(
+                    at,
+                    format!("tag key {:?} is given twice", tag.key),
+                ))
+            }
+            Some(earlier) => {
+                return Err(FieldError::new(
+                    at,
+                    format!(
+                        "tag keys {earlier:?} and {:?} differ only in case; policies read them as one key, so give one of them",
+                        tag.key
+                    ),
+                ))
+            }
+            None => {}
         }
     }
     Ok(())

@@ -350,3 +350,512 @@ async fn a_second_factor_is_required_at_login_and_sets_multi_factor_auth_present
         .ok(&["user", "list", "--output", "json"])
         .contains(secret));
 }
+
+/// Writes a JSON document into the console's test directory and gives its path.
+fn file(console: &Console, name: &str, value: &Value) -> String {
+    let path = console.dir.path().join(name);
+    std::fs::write(&path, value.to_string()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Everything in EC2 but terminating instances tagged `env=prod`, and the console's own
+/// deployments.
+fn all_but_prod_termination() -> Value {
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ec2:*", "airlock:UseAccount", "airlock:GetDeployment"], "Resource": "*"},
+        {"Sid": "KeepProd", "Effect": "Deny", "Action": "ec2:TerminateInstances", "Resource": "*",
+         "Condition": {"StringEquals": {"ec2:ResourceTag/env": "prod"}}}
+    ]})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_policy_escape_is_refused() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let mallory = console.add_user("mallory", &[all_but_prod_termination()]);
+    // Their instances' credentials would terminate anything, prod included.
+    for (name, statement) in [
+        (
+            "star",
+            json!({"Effect": "Allow", "Action": "ec2:TerminateInstances", "Resource": "*"}),
+        ),
+        (
+            "wild",
+            json!({"Sid": "Wild", "Effect": "Allow", "Action": "ec2:Term*", "Resource": "arn:aws:ec2:*:*:instance/*"}),
+        ),
+    ] {
+        let extra = file(&console, &format!("{name}.json"), &json!([statement]));
+        let out = mallory.cli(&deploy_args(&net, &["--policy-statements", &extra]));
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("Forbidden"), "{err}");
+        assert!(err.contains("ec2:Term"), "{err}");
+        assert!(
+            err.contains("KeepProd"),
+            "the overlapping Deny is named: {err}"
+        );
+    }
+    assert!(ec2
+        .describe_instances()
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .is_empty());
+    // What they may do is still granted, and the generated part leaves termination out.
+    let stop = file(
+        &console,
+        "stop.json",
+        &json!([{"Effect": "Allow", "Action": "ec2:StopInstances", "Resource": "*"}]),
+    );
+    let dep = mallory.json(&deploy_args(&net, &["--policy-statements", &stop]));
+    let shown = mallory.json(&["deployment", "policy", dep["id"].as_str().unwrap()]);
+    let text = shown["policy"].to_string();
+    assert!(text.contains("ec2:StopInstances"), "{text}");
+    assert!(!text.contains("ec2:TerminateInstances"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_key_case_twins_are_refused() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let guardrail = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["airlock:UseAccount", "airlock:GetDeployment", "ec2:Describe*", "ec2:CreateVolume"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:RequestTag/owner": "${aws:username}"}}},
+        {"Effect": "Allow", "Action": ["ec2:RunInstances", "ec2:TerminateInstances"], "Resource": "*",
+         "Condition": {"StringEquals": {"ec2:ResourceTag/owner": "${aws:username}"}}},
+        {"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": ["arn:aws:ec2:*::image/*", "arn:aws:ec2:*:*:subnet/*",
+          "arn:aws:ec2:*:*:security-group/*", "arn:aws:ec2:*:*:network-interface/*", "arn:aws:ec2:*:*:volume/*"]}
+    ]});
+    let bob = console.add_user("bob", &[guardrail]);
+
+    // Two keys policies read as one: refused, naming both, before anything reaches EC2.
+    let out = bob.cli(&deploy_args(
+        &net,
+        &["--tag", "owner=alice", "--tag", "Owner=bob"],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("\"owner\"") && err.contains("\"Owner\""),
+        "{err}"
+    );
+    assert!(ec2
+        .describe_instances()
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .is_empty());
+    let out = bob.cli(&[
+        "volume",
+        "create",
+        "--account",
+        "dev",
+        "--availability-zone",
+        "us-east-1a",
+        "--size",
+        "8",
+        "--tag",
+        "owner=bob",
+        "--tag",
+        "OWNER=alice",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("differ only in case"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The console's prefix is reserved in any case, for adding and for removing.
+    let alices =
+        first_instance(&console.json(&deploy_args(&net, &["--tag", "owner=alice", "--wait"])));
+    for args in [
+        vec![
+            "tag",
+            "add",
+            alices.as_str(),
+            "AIRLOCK:upstream=web",
+            "--account",
+            "dev",
+        ],
+        vec![
+            "tag",
+            "add",
+            alices.as_str(),
+            "owner=x",
+            "Owner=y",
+            "--account",
+            "dev",
+        ],
+        vec![
+            "tag",
+            "remove",
+            alices.as_str(),
+            "Airlock:deployment",
+            "--account",
+            "dev",
+        ],
+    ] {
+        let out = console.cli(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("BadRequest") || stderr(&out).contains("tags["),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // Twins already on a resource (set in EC2 directly) are ambiguous: bob's Allow on
+    // `owner = bob` does not match an instance tagged both owner=alice and Owner=bob.
+    ec2.create_tags()
+        .resources(&alices)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("Owner")
+                .value("bob")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let out = bob.cli(&["instance", "terminate", &alices, "--account", "dev"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Forbidden"), "{}", stderr(&out));
+    assert_eq!(instance_state(&ec2, &alices).await, "running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_re_tag_themselves_into_traffic() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let dep = console.json(&deploy_args(&net, &["--wait"]));
+    let id = dep["id"].as_str().unwrap();
+    let instance = first_instance(&dep);
+    let shown = console.json(&["deployment", "policy", id]);
+    let policy = file(&console, "session.json", &shown["policy"]);
+    // What AWS would decide for the instance's own credentials tagging its own instance.
+    let decide = |keys: &[&str]| {
+        let request = file(
+            &console,
+            "request.json",
+            &json!({
+            "action": "ec2:CreateTags",
+            "resource": format!("arn:aws:ec2:us-east-1:123456789012:instance/{instance}"),
+            "context": {"aws:TagKeys": keys, "aws:RequestTag/x": "y", "ec2:Region": "us-east-1",
+                        "aws:ResourceTag/airlock:deployment": id}}),
+        );
+        console.json(&[
+            "policy",
+            "simulate",
+            "--policy",
+            &policy,
+            "--request",
+            &request,
+        ])["decision"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for keys in [
+        &["airlock:upstream"][..],
+        &["Airlock:port"],
+        &["AIRLOCK:deployed-by"],
+        &["team", "airlock:port"],
+    ] {
+        assert_eq!(decide(keys), "explicitDeny", "{keys:?}");
+    }
+    assert_eq!(decide(&["team"]), "allowed");
+}
+
+fn upstream_yaml(secret_ref: &str, role: &str) -> String {
+    format!(
+        "apiVersion: gloo.solo.io/v1\nkind: Upstream\nmetadata:\n  name: web\n  namespace: gloo-system\nspec:\n  awsEc2:\n    region: us-east-1\n    filters:\n    - key: web\n{secret_ref}{role}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_config_as_a_confused_deputy() {
+    let moto = Moto::start();
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let writer_only = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "airlock:PutGatewayConfig", "Resource": "*"}]});
+    let eve = console.add_user("eve", &[writer_only]);
+    let put = |user: &UserCli, yaml: String| {
+        let path = console.dir.path().join("upstream.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        user.cli(&["gateway-config", "put", "web", path.to_str().unwrap()])
+    };
+    let console_account = "    secretRef:\n      name: dev\n      namespace: airlock-console\n";
+    for (yaml, needed) in [
+        (upstream_yaml(console_account, ""), "airlock:UseAccount"),
+        (upstream_yaml("", ""), "airlock:UseGatewayCredentials"),
+        (
+            upstream_yaml(
+                "    secretRef:\n      name: ops-key\n      namespace: gloo-system\n",
+                "",
+            ),
+            "airlock:UseGatewayCredentials",
+        ),
+        (
+            upstream_yaml("", "    roleArn: arn:aws:iam::123456789012:role/admin\n"),
+            "airlock:UseGatewayCredentials",
+        ),
+    ] {
+        let out = put(&eve, yaml);
+        assert_eq!(out.status.code(), Some(1), "{needed}");
+        assert!(stderr(&out).contains(needed), "{needed}: {}", stderr(&out));
+    }
+    assert!(console
+        .json(&["gateway-config", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Whoever holds the rights the upstream uses may store it; a role needs its own grant.
+    let lister = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["airlock:PutGatewayConfig", "airlock:UseAccount"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "airlock:UseGatewayCredentials", "Resource": "arn:airlock:console:::gateway-credentials/default"},
+        {"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*",
+         "Condition": {"StringEquals": {"ec2:Region": "us-east-1"}}}]});
+    let ops = console.add_user("ops", &[lister]);
+    let out = put(
+        &ops,
+        upstream_yaml("", "    roleArn: arn:aws:iam::123456789012:role/admin\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("airlock:UseGatewayRole"),
+        "{}",
+        stderr(&out)
+    );
+    ok(
+        put(&ops, upstream_yaml("", "")),
+        &["put as ops, default credentials"],
+    );
+    ok(
+        put(&ops, upstream_yaml(console_account, "")),
+        &["put as ops, console account"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthorized_callers_learn_nothing_of_what_exists() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let alices =
+        first_instance(&console.json(&deploy_args(&net, &["--tag", "owner=alice", "--wait"])));
+    let nobody = console.add_user(
+        "nobody",
+        &[json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "airlock:ListUsers", "Resource": "*"}]})],
+    );
+    // No account may be used: a real account and a made-up one answer alike.
+    for account in ["dev", "no-such-account"] {
+        let out = nobody.cli(&[
+            "instance",
+            "stop",
+            "i-0123456789abcdef0",
+            "--account",
+            account,
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("Forbidden"),
+            "{account}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("airlock:UseAccount"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Allowed only on instances they own: someone else's and a missing one answer alike.
+    let bob = console.add_user("bob", &[owners_policy()]);
+    for id in [alices.as_str(), "i-0123456789abcdef0"] {
+        let out = bob.cli(&["instance", "terminate", id, "--account", "dev"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains("Forbidden") && err.contains("no statement in your policies allows it"),
+            "{id}: {err}"
+        );
+    }
+    // Deployments they may not get, existing or not, answer alike.
+    let dep = console.json(&["deployment", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for id in [dep.as_str(), "dep-0000000000000000"] {
+        let out = bob.cli(&["deployment", "show", id]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("Forbidden"), "{id}: {}", stderr(&out));
+    }
+    assert_eq!(instance_state(&ec2, &alices).await, "running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_show_only_what_the_caller_may_describe() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let own_only = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["airlock:UseAccount", "airlock:ListDeployments"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "airlock:GetDeployment", "Resource": "*",
+         "Condition": {"StringEquals": {"airlock:DeployedBy": "${aws:username}"}}},
+        {"Effect": "Allow", "Action": ["ec2:RunInstances", "ec2:CreateTags"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*",
+         "Condition": {"StringEquals": {"ec2:ResourceTag/owner": "${aws:username}"}}}]});
+    let dana = console.add_user("dana", &[own_only]);
+    let admins =
+        first_instance(&console.json(&deploy_args(&net, &["--tag", "owner=admin", "--wait"])));
+    let danas = dana.json(&deploy_args(&net, &["--tag", "owner=dana", "--wait"]));
+    let listed = dana.json(&["instances"]);
+    let ids: Vec<&str> = listed["instances"]
+        .as_array()
+        .or_else(|| listed.as_array())
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["instance_id"]
+                .as_str()
+                .or_else(|| i["instance"]["instance_id"].as_str())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [first_instance(&danas)], "{listed}");
+    assert!(!listed.to_string().contains(&admins));
+    let deployments = dana.json(&["deployment", "list"]);
+    let deployments = deployments.as_array().unwrap();
+    assert_eq!(deployments.len(), 1, "{deployments:?}");
+    assert_eq!(deployments[0]["created_by"], "dana");
+    // The admin still sees both.
+    assert_eq!(
+        console
+            .json(&["deployment", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instance_credentials_follow_the_deployers_current_policies() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let broad = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ec2:*", "airlock:UseAccount", "airlock:GetDeployment"], "Resource": "*"}]});
+    let fay = console.add_user("fay", &[broad]);
+    let dep = fay.json(&deploy_args(&net, &["--wait"]));
+    let id = dep["id"].as_str().unwrap();
+    let policy = || console.json(&["deployment", "policy", id])["policy"].to_string();
+    assert!(policy().contains("ec2:StopInstances"));
+    assert!(policy().contains("ec2:TerminateInstances"));
+
+    // Narrower policies narrow what the next credentials may do.
+    let narrower = file(
+        &console,
+        "narrower.json",
+        &json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ec2:*", "airlock:UseAccount", "airlock:GetDeployment"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "ec2:TerminateInstances", "Resource": "*"}]}),
+    );
+    console.ok(&["policy", "create", "fay-fay-policy0", &narrower]);
+    let now = policy();
+    assert!(now.contains("ec2:StopInstances"), "{now}");
+    assert!(!now.contains("ec2:TerminateInstances"), "{now}");
+
+    // A deployer who is gone gets their instances nothing more.
+    console.ok(&["user", "remove", "fay"]);
+    let out = console.cli(&["deployment", "policy", id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no longer exists"),
+        "{}",
+        stderr(&out)
+    );
+    let instance = first_instance(&dep);
+    let (payload, _) = {
+        let raw = user_data_of(&ec2, &instance).await;
+        (airlock_payload::find_payload(&raw).unwrap(), ())
+    };
+    use airlock_payload::ExposeSecret;
+    let secret = payload
+        .refresh_secret
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let ip = described(&ec2, &instance)
+        .await
+        .private_ip_address()
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .local_address(Some(ip.parse().unwrap()))
+        .build()
+        .unwrap();
+    let resp = http
+        .post(format!("{}/v1/refresh", console.url))
+        .json(&json!({"deployment_id": id, "instance_id": instance, "refresh_secret": secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let audit = console.json(&["audit"]).to_string();
+    assert!(
+        audit.contains("no longer allow these credentials"),
+        "{audit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_that_cannot_be_audited_refuses_the_request() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let instance = first_instance(&console.json(&deploy_args(&net, &["--wait"])));
+    let refuse_writes = if is_sqlite(&console.database) {
+        let path = console.database.trim_start_matches("sqlite://").to_owned();
+        std::process::Command::new("python3")
+            .args(["-c", &format!("import sqlite3; c = sqlite3.connect({path:?}); c.execute(\"CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END\"); c.commit()")])
+            .status()
+            .unwrap()
+    } else {
+        std::process::Command::new("psql")
+            .args([console.database.as_str(), "-qc",
+                "CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit log unavailable'; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER no_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION no_audit();"])
+            .status()
+            .unwrap()
+    };
+    assert!(refuse_writes.success());
+    let out = console.cli(&["instance", "stop", &instance, "--account", "dev"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("audit log"), "{}", stderr(&out));
+    assert_eq!(instance_state(&ec2, &instance).await, "running");
+}

@@ -75,6 +75,7 @@ fn decide(
     let policy = airlock_policy::Policy::parse("session", &policy.to_string()).unwrap();
     let mut context = airlock_policy::Context::new();
     context.insert("aws:RequestedRegion", REGION);
+    context.insert("ec2:Region", REGION);
     for (k, v) in tags {
         context.insert(&format!("aws:ResourceTag/{k}"), v.as_str());
         context.insert(&format!("ec2:ResourceTag/{k}"), v.as_str());
@@ -141,7 +142,7 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
     );
     assert!(console
         .ok(&["deployment", "policy", dep_id])
-        .contains("KeepDeploymentTag"));
+        .contains("KeepAirlockTags"));
 
     // Enrolment from the instance's address: new credentials and a secret of its own.
     assert!(ip.starts_with("127.0.0."), "{ip}");

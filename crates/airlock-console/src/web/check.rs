@@ -11,11 +11,12 @@ use crate::api::{
     ValidatePolicyRequest, ValidatePolicyResponse,
 };
 use crate::auth::Caller;
-use crate::authz::{ec2_arn, global_context, policies_of, Check};
+use crate::authz::{ec2_arn, policies_of, principal, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
-use airlock_policy::{Context, Decision, Policy, Request};
+use airlock_access::Principal;
+use airlock_policy::{Context, Decision, Policy};
 use airlock_store::AccountRow;
 use axum::extract::State;
 use axum::Json;
@@ -38,29 +39,24 @@ const TAGGED_KINDS: &[&str] = &[
 
 fn decide(
     policies: &[Policy],
-    caller: &Caller,
+    caller: &Principal,
     action: &str,
     resource: &str,
-    mut context: Context,
+    context: Context,
 ) -> AuthorizeCheckResult {
-    global_context(caller, &mut context);
-    let request = Request {
+    let check = Check {
         action: action.to_owned(),
         resource: resource.to_owned(),
         context,
     };
-    let response = airlock_policy::evaluate(policies, &request);
+    let response = airlock_access::decide::evaluate(policies, caller, &check);
     let statements: Vec<String> = response
         .matched_statements
         .iter()
         .map(ToString::to_string)
         .collect();
     // The same words `authorize` uses in its refusals.
-    let reason = match response.decision {
-        Decision::Allowed => format!("allowed by {}", statements.join(", ")),
-        Decision::ExplicitDeny => format!("explicitly denied by {}", statements.join(", ")),
-        Decision::ImplicitDeny => "no statement in your policies allows it".to_owned(),
-    };
+    let reason = airlock_access::decide::reason(&response);
     AuthorizeCheckResult {
         action: action.to_owned(),
         resource: resource.to_owned(),
@@ -78,15 +74,7 @@ fn request_context(given: &Context) -> Context {
         .filter(|(k, _)| {
             !(k.starts_with("ec2:resourcetag/")
                 || k.starts_with("aws:resourcetag/")
-                || matches!(
-                    *k,
-                    "aws:username"
-                        | "aws:userid"
-                        | "aws:currenttime"
-                        | "aws:epochtime"
-                        | "aws:multifactorauthpresent"
-                        | "aws:sourceip"
-                ))
+                || Principal::is_global_key(k))
         })
         .map(|(k, v)| (k, v.clone()))
         .collect()
@@ -136,6 +124,7 @@ pub async fn authorize_check(
         }
     }
     let policies = policies_of(&state, &caller.user).await?;
+    let caller = principal(&caller);
 
     // Accounts named, the caller's right to use each, and (only where it may) the current tags
     // of the concrete resources asked about, one EC2 lookup per account.
@@ -152,7 +141,7 @@ pub async fn authorize_check(
                 format!("unknown account {name:?}"),
             )
         })?;
-        let check = accounts::use_check(name);
+        let check = airlock_access::ops::use_account(name);
         let using = decide(
             &policies,
             &caller,
@@ -197,7 +186,7 @@ pub async fn authorize_check(
 
 fn answer(
     policies: &[Policy],
-    caller: &Caller,
+    caller: &Principal,
     c: &AuthorizeCheckItem,
     accounts: &HashMap<String, (AccountRow, AuthorizeCheckResult)>,
     tags: &HashMap<String, HashMap<String, Vec<airlock_cloud::Tag>>>,
@@ -265,13 +254,8 @@ pub async fn validate_policy(
 mod tests {
     use super::*;
 
-    fn caller() -> Caller {
-        Caller {
-            user: "bob".into(),
-            source_ip: None,
-            mfa: false,
-            token_hash: String::new(),
-        }
+    fn caller() -> Principal {
+        Principal::new("bob", false, None)
     }
 
     #[test]

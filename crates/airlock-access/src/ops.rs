@@ -1,0 +1,192 @@
+//! The checks of each console operation that is not a fleet operation: console objects,
+//! launches, instance lifecycle, tag changes, listings and gateway configurations. Each turns
+//! the request and the facts the caller looked up into what AWS (or the console, for its own
+//! objects) would authorize.
+
+use crate::check::{console_arn, Check, ScopeChecks};
+use airlock_cloud::{Instance, Scope, Tag};
+use airlock_gateway_config::config::Upstream;
+
+/// `airlock:UseAccount`: the caller may use a console account's key for EC2 calls. Decided on
+/// the name alone, before the account is looked up, so a refusal says nothing of whether it
+/// exists.
+pub fn use_account(name: &str) -> Check {
+    Check::new("airlock:UseAccount", console_arn("account", name))
+}
+
+/// An action on a console object (`arn:airlock:console:::KIND/NAME`).
+pub fn console(action: &str, kind: &str, name: &str) -> Check {
+    Check::new(action, console_arn(kind, name))
+}
+
+/// An action on a deployment, with who made it (`airlock:DeployedBy`) and its account
+/// (`airlock:Account`) when known, so a policy can grant "my own deployments".
+pub fn deployment(
+    action: &str,
+    id: &str,
+    account: Option<&str>,
+    deployed_by: Option<&str>,
+) -> Check {
+    console(action, "deployment", id)
+        .with_some("airlock:Account", account)
+        .with_some("airlock:DeployedBy", deployed_by)
+}
+
+/// What a launch asks EC2 for.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// The image.
+    pub image_id: &'a str,
+    /// The instance type.
+    pub instance_type: &'a str,
+    /// The subnet, or the default one.
+    pub subnet_id: Option<&'a str>,
+    /// Security groups (none: the default group).
+    pub security_group_ids: &'a [String],
+    /// The key pair.
+    pub key_name: Option<&'a str>,
+    /// The user's tags on creation (the console's own are not the user's request).
+    pub tags: &'a [Tag],
+}
+
+impl Launch<'_> {
+    /// The existing resources whose current tags a policy may read.
+    pub fn existing_ids(&self) -> Vec<String> {
+        let mut ids = vec![self.image_id.to_owned()];
+        ids.extend(self.subnet_id.map(str::to_owned));
+        ids.extend(self.security_group_ids.iter().cloned());
+        ids
+    }
+}
+
+/// What AWS checks for `RunInstances` with tags on creation: the image, subnet, security groups
+/// and key pair (with their current tags), the new instances and volumes (with the requested
+/// tags and instance type), the network interface, and `ec2:CreateTags` with
+/// `ec2:CreateAction` on the instances and volumes.
+pub fn run_instances(
+    scope: &Scope,
+    launch: &Launch<'_>,
+    tags_of: &dyn Fn(&str) -> Vec<Tag>,
+) -> Vec<Check> {
+    let run = "ec2:RunInstances";
+    let s = scope;
+    let mut checks = vec![s.existing(run, "image", launch.image_id, &tags_of(launch.image_id))];
+    checks.push(match launch.subnet_id {
+        Some(id) => s.existing(run, "subnet", id, &tags_of(id)),
+        None => s.existing(run, "subnet", "*", &[]),
+    });
+    if launch.security_group_ids.is_empty() {
+        checks.push(s.existing(run, "security-group", "*", &[]));
+    }
+    for sg in launch.security_group_ids {
+        checks.push(s.existing(run, "security-group", sg, &tags_of(sg)));
+    }
+    if let Some(key) = launch.key_name {
+        checks.push(
+            s.existing(run, "key-pair", key, &[])
+                .with("ec2:KeyPairName", key),
+        );
+    }
+    checks.push(
+        s.created(run, "instance", "*", launch.tags)
+            .with("ec2:InstanceType", launch.instance_type),
+    );
+    checks.push(s.created(run, "volume", "*", launch.tags));
+    checks.push(s.created(run, "network-interface", "*", &[]));
+    for kind in ["instance", "volume"] {
+        checks.extend(s.tagging("RunInstances", kind, "*", launch.tags));
+    }
+    checks
+}
+
+/// An action on an existing instance, with its current tags and type.
+pub fn instance(scope: &Scope, action: &str, instance: &Instance) -> Check {
+    scope
+        .existing(action, "instance", &instance.instance_id, &instance.tags)
+        .with_some("ec2:InstanceType", instance.instance_type.as_deref())
+}
+
+/// An action on an instance EC2 does not know: decided as one with no tags, so that whoever
+/// may not act on an untagged instance cannot tell a missing one from a forbidden one.
+pub fn unknown_instance(scope: &Scope, action: &str, id: &str) -> Check {
+    scope.existing(action, "instance", id, &[])
+}
+
+/// `ec2:CreateTags` (`add`) or `ec2:DeleteTags` on a resource, with the requested tags and the
+/// resource's current ones: re-tagging cannot move a resource out of (or into) a tag-based
+/// policy.
+pub fn change_tags(
+    scope: &Scope,
+    add: bool,
+    kind: &str,
+    id: &str,
+    current: &[Tag],
+    requested: &[Tag],
+) -> Check {
+    let action = if add {
+        "ec2:CreateTags"
+    } else {
+        "ec2:DeleteTags"
+    };
+    scope
+        .existing(action, kind, id, current)
+        .with_request_tags(requested)
+}
+
+/// Whether the caller may see one listed resource: the family's describe action on its ARN,
+/// with its tags.
+pub fn describe(scope: &Scope, action: &str, kind: &str, id: &str, tags: &[Tag]) -> Check {
+    scope.existing(action, kind, id, tags)
+}
+
+/// The resource naming a gateway's own credentials: a Secret of its `--secrets` file, or its
+/// default credential chain.
+pub fn gateway_credentials_arn(upstream: &Upstream) -> String {
+    match &upstream.secret_ref {
+        Some(r) => console_arn(
+            "gateway-credentials",
+            &format!("{}/{}", r.namespace, r.name),
+        ),
+        None => console_arn("gateway-credentials", "default"),
+    }
+}
+
+/// What storing an upstream lets every gateway do with its own rights, so the writer must hold
+/// those rights: listing through a console account needs `airlock:UseAccount` on it and
+/// `ec2:DescribeInstances` in the upstream's region; a role needs `airlock:UseGatewayRole` on
+/// the role's ARN; the gateway's own keys (a local Secret or its default chain) need
+/// `airlock:UseGatewayCredentials`.
+pub fn gateway_upstream(upstream: &Upstream) -> Vec<Check> {
+    let mut checks = Vec::new();
+    match upstream.console_account() {
+        Some(account) => {
+            checks.push(use_account(account));
+            checks.push(
+                Check::new("ec2:DescribeInstances", "*")
+                    .with("ec2:Region", upstream.region.as_str()),
+            );
+        }
+        None => checks.push(
+            Check::new(
+                "airlock:UseGatewayCredentials",
+                gateway_credentials_arn(upstream),
+            )
+            .with("ec2:Region", upstream.region.as_str()),
+        ),
+    }
+    if let Some(role) = &upstream.role_arn {
+        checks.push(Check::new("airlock:UseGatewayRole", role.as_str()));
+    }
+    checks
+}
+
+/// Whether a watcher of the event stream may be told that instances changed in a region:
+/// what listing them would need. Events carry ids, never tags.
+pub fn see_instance_event(region: Option<&str>) -> Check {
+    Check::new("ec2:DescribeInstances", "*").with_some("ec2:Region", region)
+}
+
+/// Whether a watcher may be told a gateway configuration changed: what reading them needs.
+pub fn see_gateway_config_event() -> Check {
+    console("airlock:ListGatewayConfigs", "gateway-config", "*")
+}
