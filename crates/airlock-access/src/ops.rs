@@ -190,3 +190,13 @@ pub fn see_instance_event(region: Option<&str>) -> Check {
 pub fn see_gateway_config_event() -> Check {
     console("airlock:ListGatewayConfigs", "gateway-config", "*")
 }
+
+/// Attaching (`airlock:AttachUserPolicy`) or detaching a policy, with `airlock:PolicyName`.
+pub fn user_policy(action: &str, user: &str, policy: &str) -> Check {
+    console(action, "user", user).with("airlock:PolicyName", policy)
+}
+
+/// Listing a region's instances through a console account (gateway discovery).
+pub fn discover(region: &str) -> Check {
+    Check::new("ec2:DescribeInstances", "*").with("ec2:Region", region)
+}

@@ -364,31 +364,12 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
     validate_request(&req)?;
     let spec = spec_of(&req);
+    precheck(&state, &caller, vec![ops::use_account(&req.account)]).await?;
     if let Some(token) = &req.client_token {
         if let Some(existing) = state.store.deployment_by_token(token).await? {
-            let same = existing.account == req.account
-                && existing.desired_count == i64::from(req.count)
-                && serde_json::from_str::<DeploymentSpec>(&existing.spec)
-                    .ok()
-                    .as_ref()
-                    == Some(&spec);
-            if !same {
-                return Err(ApiError::Conflict(format!(
-                    "client token {token:?} was already used for a different deployment ({})",
-                    existing.id
-                )));
-            }
-            authorize(
-                &state,
-                &caller,
-                vec![deployment_check("airlock:GetDeployment", &existing)],
-            )
-            .await?;
-            spawn_watch(&state, &existing.id);
-            return Ok((StatusCode::OK, Json(view(&state, existing).await?)));
+            return repeated(&state, &caller, token, existing, &req, &spec).await;
         }
     }
-    precheck(&state, &caller, vec![ops::use_account(&req.account)]).await?;
     let (account, target) = accounts::target_for_request(&state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let mut checks = vec![ops::use_account(&account.name)];
@@ -430,7 +411,7 @@ pub async fn create(
         // A concurrent request with the same client token won the race: answer with its result.
         if let (airlock_store::StoreError::Conflict(_), Some(token)) = (&e, &req.client_token) {
             if let Some(existing) = state.store.deployment_by_token(token).await? {
-                return Ok((StatusCode::OK, Json(view(&state, existing).await?)));
+                return repeated(&state, &caller, token, existing, &req, &spec).await;
             }
         }
         return Err(e.into());
@@ -452,6 +433,38 @@ pub async fn create(
     spawn_watch(&state, &id);
     let row = state.store.deployment(&id).await?.unwrap_or(row);
     Ok((StatusCode::CREATED, Json(view(&state, row).await?)))
+}
+
+/// A deploy repeated with a client token already used: the deployment it made, if the caller
+/// may get it (nothing is said of it otherwise) and the request is the same.
+async fn repeated(
+    state: &AppState,
+    caller: &Caller,
+    token: &str,
+    existing: DeploymentRow,
+    req: &DeployRequest,
+    spec: &DeploymentSpec,
+) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
+    authorize(
+        state,
+        caller,
+        vec![deployment_check("airlock:GetDeployment", &existing)],
+    )
+    .await?;
+    let same = existing.account == req.account
+        && existing.desired_count == i64::from(req.count)
+        && serde_json::from_str::<DeploymentSpec>(&existing.spec)
+            .ok()
+            .as_ref()
+            == Some(spec);
+    if !same {
+        return Err(ApiError::Conflict(format!(
+            "client token {token:?} was already used for a different deployment ({})",
+            existing.id
+        )));
+    }
+    spawn_watch(state, &existing.id);
+    Ok((StatusCode::OK, Json(view(state, existing).await?)))
 }
 
 /// Brings the deployment's live instances to its desired count: looks them up by tag, launches
@@ -676,10 +689,7 @@ pub async fn list(
     authorize(
         &state,
         &caller,
-        vec![Check::new(
-            "airlock:ListDeployments",
-            console_arn("deployment", "*"),
-        )],
+        vec![ops::console("airlock:ListDeployments", "deployment", "*")],
     )
     .await?;
     let policies = crate::authz::policies_of(&state, &caller.user).await?;

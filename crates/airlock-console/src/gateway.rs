@@ -13,7 +13,7 @@
 use crate::accounts;
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, authorize_one, console_arn, precheck, Check};
+use crate::authz::{authorize, authorize_one, console_arn, precheck};
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventKind;
 use crate::json::Body;
@@ -186,7 +186,11 @@ pub async fn put(
     precheck(
         &state,
         &caller,
-        vec![Check::new("airlock:PutGatewayConfig", arn.clone())],
+        vec![ops::console(
+            "airlock:PutGatewayConfig",
+            "gateway-config",
+            &name,
+        )],
     )
     .await?;
     if req.yaml.len() > MAX_YAML {
@@ -201,7 +205,11 @@ pub async fn put(
     // Every gateway following this console lists and routes with its own rights: whoever
     // writes an upstream must hold the rights it uses.
     let brought_in = check_set(&state, &name, Some(&req.yaml)).await?;
-    let mut checks = vec![Check::new("airlock:PutGatewayConfig", arn.clone())];
+    let mut checks = vec![ops::console(
+        "airlock:PutGatewayConfig",
+        "gateway-config",
+        &name,
+    )];
     checks.extend(brought_in.iter().flat_map(ops::gateway_upstream));
     authorize(&state, &caller, checks).await?;
     let row = GatewayConfigRow {
@@ -277,7 +285,7 @@ pub async fn discover(
         target.region = region.to_owned();
     }
     let checks = vec![
-        Check::new("ec2:DescribeInstances", "*").with("ec2:Region", target.region.as_str()),
+        ops::discover(&target.region),
         ops::use_account(&account.name),
     ];
     authorize(&state, &caller, checks).await?;

@@ -13,7 +13,7 @@ use crate::accounts;
 use crate::api::{CredentialMode, DeploymentSpec, RefreshRequest, RevokeResult};
 use crate::audit::{self, AuditDecision, AuditOutcome, Entry};
 use crate::auth::{random_secret, token_hash, Caller};
-use crate::authz::{authorize_one, console_arn, ec2_arn};
+use crate::authz::{console_arn, ec2_arn};
 use crate::deployments::DEPLOYMENT_TAG;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
@@ -496,12 +496,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RevokeResult>> {
     let arn = console_arn("deployment", &id);
-    authorize_one(&state, &caller, "airlock:RevokeDeployment", &arn).await?;
-    if state.store.deployment(&id).await?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "unknown deployment {id:?}: see `airlock deployment list`"
-        )));
-    }
+    crate::deployments::find_for(&state, &caller, "airlock:RevokeDeployment", &id).await?;
     let revoked = state
         .store
         .revoke_refresh_secrets(&id, None, &crate::now())

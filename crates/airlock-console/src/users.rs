@@ -6,11 +6,12 @@ use crate::api::{
 };
 use crate::audit::{self, Entry, Verification};
 use crate::auth::{self, Caller};
-use crate::authz::{authorize, authorize_one, console_arn, Check};
+use crate::authz::{authorize, authorize_one, console_arn};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
+use airlock_access::ops;
 use airlock_policy::Policy;
 use airlock_store::{AuditRow, PolicyRow, UserRow};
 use axum::extract::{Path, Query, State};
@@ -47,12 +48,9 @@ pub async fn add(
         ));
     }
     let arn = console_arn("user", &req.name);
-    let mut checks = vec![Check::new("airlock:CreateUser", arn.clone())];
+    let mut checks = vec![ops::console("airlock:CreateUser", "user", &req.name)];
     for p in &req.policies {
-        checks.push(
-            Check::new("airlock:AttachUserPolicy", arn.clone())
-                .with("airlock:PolicyName", p.as_str()),
-        );
+        checks.push(ops::user_policy("airlock:AttachUserPolicy", &req.name, p));
     }
     authorize(&state, &caller, checks).await?;
     for (i, p) in req.policies.iter().enumerate() {
@@ -136,8 +134,7 @@ pub async fn attach(
     Body(req): Body<AttachPolicyRequest>,
 ) -> ApiResult<Json<UserView>> {
     let arn = console_arn("user", &name);
-    let check = Check::new("airlock:AttachUserPolicy", arn.clone())
-        .with("airlock:PolicyName", req.policy.as_str());
+    let check = ops::user_policy("airlock:AttachUserPolicy", &name, &req.policy);
     authorize(&state, &caller, vec![check]).await?;
     if state.store.user(&name).await?.is_none() {
         return Err(ApiError::NotFound(format!("unknown user {name:?}")));
@@ -165,8 +162,7 @@ pub async fn detach(
     Path((name, policy)): Path<(String, String)>,
 ) -> ApiResult<Json<UserView>> {
     let arn = console_arn("user", &name);
-    let check = Check::new("airlock:DetachUserPolicy", arn.clone())
-        .with("airlock:PolicyName", policy.as_str());
+    let check = ops::user_policy("airlock:DetachUserPolicy", &name, &policy);
     authorize(&state, &caller, vec![check]).await?;
     if !state.store.detach_policy(&name, &policy).await? {
         return Err(ApiError::NotFound(format!(
