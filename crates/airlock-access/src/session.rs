@@ -126,16 +126,23 @@ pub struct Deployer<'a> {
 }
 
 impl Deployer<'_> {
-    /// What of `statement` (a JSON statement) is not provably within the deployer's policies.
-    fn unproved(&self, statement: &Value) -> Vec<(String, String, String)> {
+    /// What of `statement` (a JSON statement named `sid`) is not provably within the
+    /// deployer's policies.
+    fn unproved(&self, sid: &str, statement: &Value) -> Vec<Refused> {
+        let refused = |action: String, resource: String, reason: String| Refused {
+            sid: sid.to_owned(),
+            action,
+            resource,
+            reason,
+        };
         let document = json!({"Version": "2012-10-17", "Statement": [statement]}).to_string();
         let session = match Policy::parse("session", &document) {
             Ok(p) => p,
             Err(e) => {
-                return vec![(
+                return vec![refused(
                     String::new(),
                     String::new(),
-                    format!("it does not parse: {e}"),
+                    format!("which does not parse: {e}"),
                 )]
             }
         };
@@ -154,14 +161,14 @@ impl Deployer<'_> {
                         format!("which cannot be proved within your policies: {why}")
                     }
                 };
-                (u.action, u.resource, why)
+                refused(u.action, u.resource, why)
             })
             .collect()
     }
 
     /// Whether one generated statement is provably within the deployer's policies.
     fn proves(&self, statement: &Value) -> bool {
-        self.unproved(statement).is_empty()
+        self.unproved("", statement).is_empty()
     }
 }
 
@@ -433,14 +440,7 @@ fn refusals(extra: &[Value], deployer: &Deployer<'_>) -> Vec<Refused> {
             .get("Sid")
             .and_then(Value::as_str)
             .map_or_else(|| format!("Extra{}", i + 1), str::to_owned);
-        for (action, resource, reason) in deployer.unproved(statement) {
-            refused.push(Refused {
-                sid: sid.clone(),
-                action,
-                resource,
-                reason,
-            });
-        }
+        refused.extend(deployer.unproved(&sid, statement));
     }
     refused
 }

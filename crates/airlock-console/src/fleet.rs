@@ -183,8 +183,8 @@ async fn list(
     let policies = crate::authz::policies_of(&state, &caller.user).await?;
     let principal = crate::authz::principal(&caller);
     let mut found = Vec::new();
-    for name in names {
-        let (row, target) = accounts::target(&state, &name).await?;
+    for name in &names {
+        let (row, target) = accounts::target(&state, name).await?;
         let scope = scope_of(&row);
         let ec2 = state.cloud.ec2(&target).await?;
         for mut item in airlock_fleet::describe(ec2.as_ref(), family, &filters).await? {
@@ -199,5 +199,7 @@ async fn list(
             found.push(item);
         }
     }
+    let action = airlock_fleet::describe_action(family).unwrap_or("ec2:Describe");
+    instances::record_listing(&state, &caller, action, &names, found.len()).await;
     Ok(Json(FleetList { items: found }))
 }

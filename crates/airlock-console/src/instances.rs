@@ -116,8 +116,15 @@ async fn describe(
             })
             .collect();
         let mut statuses = HashMap::new();
-        if q.status && !found.is_empty() {
-            let ids: Vec<String> = found.iter().map(|i| i.instance_id.clone()).collect();
+        let ids: Vec<String> = found
+            .iter()
+            .filter(|i| {
+                let check = ops::instance(&scope, "ec2:DescribeInstanceStatus", i);
+                q.status && crate::authz::permits(&policies, &principal, &check)
+            })
+            .map(|i| i.instance_id.clone())
+            .collect();
+        if !ids.is_empty() {
             // By id, in batches EC2 accepts in one request.
             for batch in ids.chunks(100) {
                 for s in ec2.describe_instance_status(batch).await? {
@@ -145,7 +152,35 @@ pub async fn list(
     let filters = filters(&q)?;
     let names = accounts_of(&state, &caller, &q).await?;
     let instances = describe(&state, &caller, &q, &names, &filters).await?;
+    record_listing(
+        &state,
+        &caller,
+        "ec2:DescribeInstances",
+        &names,
+        instances.len(),
+    )
+    .await;
     Ok(Json(InstanceList { instances }))
+}
+
+/// Records a listing: which accounts it covered and how many items the caller was shown.
+pub async fn record_listing(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    accounts: &[String],
+    shown: usize,
+) {
+    let resources = accounts
+        .iter()
+        .map(|a| airlock_access::console_arn("account", a))
+        .collect();
+    audit::record_ok(
+        state,
+        Entry::for_caller(caller, action, resources),
+        Some(format!("{shown} shown, each one the caller may describe")),
+    )
+    .await;
 }
 
 /// What a watcher is told about: an instance's state and status checks.
