@@ -219,6 +219,12 @@ pub async fn put(
         updated_at: crate::now(),
     };
     state.store.put_gateway_config(&row).await?;
+    audit::record_ok(
+        &state,
+        Entry::for_caller(&caller, "airlock:PutGatewayConfig", vec![arn]),
+        None,
+    )
+    .await;
     state.events.publish(
         EventKind::GatewayConfig,
         "airlock:PutGatewayConfig",

@@ -813,17 +813,8 @@ async fn instance_credentials_follow_the_deployers_current_policies() {
         .private_ip_address()
         .unwrap()
         .to_owned();
-    let http = reqwest::Client::builder()
-        .local_address(Some(ip.parse().unwrap()))
-        .build()
-        .unwrap();
-    let resp = http
-        .post(format!("{}/v1/refresh", console.url))
-        .json(&json!({"deployment_id": id, "instance_id": instance, "refresh_secret": secret}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 403);
+    let (status, _) = refresh(&console, &ip, id, &instance, &secret).await;
+    assert_eq!(status, 403);
     let audit = console.json(&["audit"]).to_string();
     assert!(
         audit.contains("no longer allow these credentials"),

@@ -8,7 +8,7 @@ mod common;
 
 use common::fleet::{eventually, served, Fleet};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 
 /// The payload in an instance's user data, and the raw user data.
@@ -33,30 +33,6 @@ async fn address_and_tags(ec2: &aws_sdk_ec2::Client, id: &str) -> (String, Vec<(
         .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
         .collect();
     (i.private_ip_address().unwrap().to_owned(), tags)
-}
-
-/// `POST /v1/refresh` from `source`: (status, body).
-async fn refresh(
-    console: &Console,
-    source: &str,
-    dep: &str,
-    id: &str,
-    secret: &str,
-) -> (u16, Value) {
-    let http = reqwest::Client::builder()
-        .local_address(Some(source.parse().unwrap()))
-        .build()
-        .unwrap();
-    let resp = http
-        .post(format!("{}/v1/refresh", console.url))
-        .json(&json!({"deployment_id": dep, "instance_id": id, "refresh_secret": secret}))
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
 }
 
 fn first_instance(dep: &Value) -> String {

@@ -582,3 +582,29 @@ pub async fn user_data_of(ec2: &aws_sdk_ec2::Client, id: &str) -> Vec<u8> {
         .decode(attr.user_data().unwrap().value().unwrap())
         .unwrap()
 }
+
+/// `POST /v1/refresh` from `source` (an instance's address): (status, body).
+pub async fn refresh(
+    console: &Console,
+    source: &str,
+    dep: &str,
+    id: &str,
+    secret: &str,
+) -> (u16, serde_json::Value) {
+    let http = reqwest::Client::builder()
+        .local_address(Some(source.parse().unwrap()))
+        .build()
+        .unwrap();
+    let resp = http
+        .post(format!("{}/v1/refresh", console.url))
+        .json(
+            &serde_json::json!({"deployment_id": dep, "instance_id": id, "refresh_secret": secret}),
+        )
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
