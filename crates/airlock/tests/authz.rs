@@ -686,6 +686,36 @@ async fn unauthorized_callers_learn_nothing_of_what_exists() {
             stderr(&out)
         );
     }
+    // The web preview answers alike too, without looking the account up.
+    let answers: Vec<Value> = {
+        let mut out = Vec::new();
+        for account in ["dev", "no-such-account"] {
+            let body: Value = reqwest::Client::new()
+                .post(format!("{}/v1/authorize/check", console.url))
+                .bearer_auth(nobody.token())
+                .json(&json!({"checks": [{"action": "ec2:StopInstances",
+                    "resource": "instance/i-0123456789abcdef0", "account": account}]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            out.push(body["results"][0].clone());
+        }
+        out
+    };
+    for answer in &answers {
+        assert_eq!(answer["allowed"], false, "{answer}");
+        assert!(
+            answer["reason"]
+                .as_str()
+                .unwrap()
+                .contains("airlock:UseAccount"),
+            "{answer}"
+        );
+    }
+    assert_eq!(answers[0]["resource"], answers[1]["resource"]);
     // Allowed only on instances they own: someone else's and a missing one answer alike.
     let bob = console.add_user("bob", &[owners_policy()]);
     for id in [alices.as_str(), "i-0123456789abcdef0"] {

@@ -128,19 +128,15 @@ pub async fn authorize_check(
 
     // Accounts named, the caller's right to use each, and (only where it may) the current tags
     // of the concrete resources asked about, one EC2 lookup per account.
-    let mut accounts: HashMap<String, (AccountRow, AuthorizeCheckResult)> = HashMap::new();
+    // An account the caller may not use is not looked up: the answer is the same whether it
+    // exists or not.
+    let mut accounts: HashMap<String, (Option<AccountRow>, AuthorizeCheckResult)> = HashMap::new();
     let mut tags: HashMap<String, HashMap<String, Vec<airlock_cloud::Tag>>> = HashMap::new();
     for (i, c) in req.checks.iter().enumerate() {
         let Some(name) = &c.account else { continue };
         if accounts.contains_key(name) {
             continue;
         }
-        let row = state.store.account(name).await?.ok_or_else(|| {
-            ApiError::field(
-                format!("checks[{i}].account"),
-                format!("unknown account {name:?}"),
-            )
-        })?;
         let check = airlock_access::ops::use_account(name);
         let using = decide(
             &policies,
@@ -149,6 +145,16 @@ pub async fn authorize_check(
             &check.resource,
             Context::new(),
         );
+        let row = if using.allowed {
+            Some(state.store.account(name).await?.ok_or_else(|| {
+                ApiError::field(
+                    format!("checks[{i}].account"),
+                    format!("unknown account {name:?}"),
+                )
+            })?)
+        } else {
+            None
+        };
         accounts.insert(name.clone(), (row, using));
     }
     for (name, (_, using)) in &accounts {
@@ -188,28 +194,29 @@ fn answer(
     policies: &[Policy],
     caller: &Principal,
     c: &AuthorizeCheckItem,
-    accounts: &HashMap<String, (AccountRow, AuthorizeCheckResult)>,
+    accounts: &HashMap<String, (Option<AccountRow>, AuthorizeCheckResult)>,
     tags: &HashMap<String, HashMap<String, Vec<airlock_cloud::Tag>>>,
 ) -> AuthorizeCheckResult {
     let context = request_context(&c.context);
     let Some((row, using)) = c.account.as_ref().and_then(|a| accounts.get(a)) else {
         return decide(policies, caller, &c.action, &c.resource, context);
     };
+    let Some(row) = row else {
+        return AuthorizeCheckResult {
+            action: c.action.clone(),
+            resource: c.resource.clone(),
+            reason: format!(
+                "you may not use account {:?} (airlock:UseAccount): {}",
+                c.account.as_deref().unwrap_or_default(),
+                using.reason
+            ),
+            ..using.clone()
+        };
+    };
     let resource = match short_form(&c.resource) {
         Some((kind, id)) => ec2_arn(&row.region, &row.aws_account_id, kind, id),
         None => c.resource.clone(),
     };
-    if !using.allowed {
-        return AuthorizeCheckResult {
-            action: c.action.clone(),
-            resource,
-            reason: format!(
-                "you may not use account {:?} (airlock:UseAccount): {}",
-                row.name, using.reason
-            ),
-            ..using.clone()
-        };
-    }
     let mut check = Check {
         action: c.action.clone(),
         resource: resource.clone(),

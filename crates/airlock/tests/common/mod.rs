@@ -417,6 +417,19 @@ impl UserCli<'_> {
         serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("{args:?} printed non-JSON ({e}): {out}"))
     }
+
+    /// The user's saved API token.
+    pub fn token(&self) -> String {
+        let path = self
+            .console
+            .dir
+            .path()
+            .join(format!("config-{}", self.name))
+            .join("login.json");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
 }
 
 impl Console {
