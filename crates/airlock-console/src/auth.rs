@@ -39,6 +39,62 @@ pub fn verify_password(password: &SecretString, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Password hashing and checking, off the async workers and few at a time: argon2 takes tens
+/// of milliseconds of CPU and memory by design, so a flood of logins must neither stall the
+/// workers serving everyone else nor take every core. Beyond a short queue, a login is
+/// answered 429 at once.
+pub struct PasswordChecks {
+    permits: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Logins that may wait for a password check; more are answered 429.
+const MAX_WAITING_CHECKS: usize = 64;
+
+impl Default for PasswordChecks {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PasswordChecks {
+            // Half the cores (at least one): the rest keep serving.
+            permits: tokio::sync::Semaphore::new((cores / 2).max(1)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl PasswordChecks {
+    /// [`verify_password`], when a check is free.
+    pub async fn verify(&self, password: SecretString, phc: String) -> Result<bool, ApiError> {
+        self.run(move || verify_password(&password, &phc)).await
+    }
+
+    /// [`hash_password`], when a check is free.
+    pub async fn hash(&self, password: SecretString) -> Result<String, ApiError> {
+        self.run(move || hash_password(&password)).await?
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        use std::sync::atomic::Ordering;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING_CHECKS {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::TooManyRequests {
+                message: "the console is busy checking passwords: try again in a moment".into(),
+                retry_after: std::time::Duration::from_secs(1),
+            });
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _permit =
+            permit.map_err(|_| ApiError::Internal("password checks are shut down".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ApiError::Internal(format!("password check failed: {e}")))
+    }
+}
+
 /// A fresh random secret: 32 bytes, URL-safe base64, with `prefix`.
 pub fn random_secret(prefix: &str) -> SecretString {
     let mut bytes = [0u8; 32];

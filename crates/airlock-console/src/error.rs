@@ -59,6 +59,14 @@ pub enum ApiError {
     /// The console cannot do it safely now (the audit log cannot be written); try again.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many attempts: try again after the wait (`Retry-After`).
+    #[error("{message}")]
+    TooManyRequests {
+        /// What to do.
+        message: String,
+        /// How long to wait.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl ApiError {
@@ -82,6 +90,7 @@ impl ApiError {
             ApiError::Aws(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -100,6 +109,7 @@ impl ApiError {
             ),
             ApiError::Internal(_) => ("Internal".to_owned(), None, None),
             ApiError::Unavailable(_) => ("Unavailable".to_owned(), None, None),
+            ApiError::TooManyRequests { .. } => ("TooManyRequests".to_owned(), None, None),
         };
         let message = match self {
             ApiError::Aws(e) => e.message.clone(),
@@ -150,13 +160,21 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        (
+        let mut response = (
             status,
             axum::Json(ErrorBody {
                 error: self.detail(),
             }),
         )
-            .into_response()
+            .into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }
 

@@ -22,6 +22,7 @@ mod refresh;
 mod session;
 mod state;
 mod tags;
+mod throttle;
 mod users;
 mod validate;
 pub mod vault;
@@ -124,6 +125,9 @@ pub async fn prepare(
         watching: Default::default(),
         audit_lock: Default::default(),
         policies: Default::default(),
+        passwords: Default::default(),
+        logins: Default::default(),
+        totp_steps: Default::default(),
         tags: Default::default(),
         events: Default::default(),
     };

@@ -1,15 +1,20 @@
 //! Logging in and out, and the first user of a new console.
 
 use crate::api::{LoginRequest, LoginResponse, Whoami};
+use crate::audit::{self, AuditDecision, AuditOutcome, Entry};
 use crate::auth::{self, Caller, TOKEN_PREFIX};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
+use crate::throttle;
+use crate::users::OtpCheck;
 use airlock_store::{PolicyRow, UserRow};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 /// The user created on an empty database.
 pub const ADMIN: &str = "admin";
@@ -60,33 +65,96 @@ pub async fn bootstrap_admin(
 /// `POST /v1/login`: a password for a bearer token.
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
+    login_from(&state, Some(peer.ip()), req).await.map(Json)
+}
+
+/// Logs `req.user` in from `source`: throttled per user and per address (a throttled attempt
+/// is answered 429 without the password being checked), the password checked on the blocking
+/// pool, the one-time code accepted once, and every refusal audited — never with what was typed.
+pub async fn login_from(
+    state: &AppState,
+    source: Option<IpAddr>,
+    req: LoginRequest,
+) -> ApiResult<LoginResponse> {
+    let keys = throttle::keys(&req.user, source);
+    if let Err(wait) = state.logins.check(&keys, Instant::now()) {
+        tracing::info!(user = ?req.user, source = ?source, "login throttled");
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "too many failed logins for this user or from this address: try again in {} s",
+                wait.as_secs().max(1)
+            ),
+            retry_after: wait,
+        });
+    }
+    match check_credentials(state, &req).await? {
+        Ok(mfa) => {
+            state.logins.succeeded(&req.user);
+            issue_token(state, req.user, mfa).await
+        }
+        Err((why, answer)) => {
+            state.logins.failed(&keys, Instant::now());
+            tracing::info!(user = ?req.user, source = ?source, why, "login refused");
+            let mut entry = Entry {
+                user: req.user.chars().take(64).collect(),
+                source_ip: source.map(|ip| ip.to_string()),
+                action: "airlock:Login".into(),
+                ..Entry::default()
+            };
+            entry.decision = AuditDecision::ImplicitDeny;
+            entry.outcome = AuditOutcome::Denied;
+            entry.detail = Some(why.to_owned());
+            audit::record(state, entry).await;
+            Err(ApiError::Unauthorized(answer.to_owned()))
+        }
+    }
+}
+
+/// `Ok(Ok(mfa))` for a right password (and code); `Ok(Err((why, answer)))` for a refusal, with
+/// what the audit log says and what the caller is told.
+async fn check_credentials(
+    state: &AppState,
+    req: &LoginRequest,
+) -> ApiResult<Result<bool, (&'static str, &'static str)>> {
     let user = state.store.user(&req.user).await?;
     // Verify against a fixed hash when the user is unknown, so timing does not reveal names.
-    let phc = user
-        .as_ref()
-        .map(|u| u.password_hash.as_str())
-        .unwrap_or_else(|| unknown_user_hash());
-    if !auth::verify_password(&req.password, phc) || user.is_none() {
-        tracing::info!(user = %req.user, "login refused");
-        return Err(ApiError::Unauthorized("wrong user name or password".into()));
+    let phc = user.as_ref().map_or_else(
+        || unknown_user_hash().to_owned(),
+        |u| u.password_hash.clone(),
+    );
+    let right = state.passwords.verify(req.password.clone(), phc).await?;
+    if !right || user.is_none() {
+        return Ok(Err((
+            "wrong user name or password",
+            "wrong user name or password",
+        )));
     }
-    let mfa = match state.store.user_totp(&req.user).await? {
-        None => false,
-        Some(record) => {
-            let Some(code) = req.otp.as_deref() else {
-                return Err(ApiError::Unauthorized(
-                    "this user has a second factor: give the one-time code (airlock login --otp CODE)".into(),
-                ));
-            };
-            if !crate::users::check_totp(&state, &req.user, &record, code).await? {
-                tracing::info!(user = %req.user, "login refused: wrong one-time code");
-                return Err(ApiError::Unauthorized("wrong one-time code".into()));
-            }
-            true
-        }
+    let Some(record) = state.store.user_totp(&req.user).await? else {
+        return Ok(Ok(false));
     };
+    let Some(code) = req.otp.as_deref() else {
+        return Err(ApiError::Unauthorized(
+            "this user has a second factor: give the one-time code (airlock login --otp CODE)"
+                .into(),
+        ));
+    };
+    Ok(
+        match crate::users::check_totp(state, &req.user, &record, code).await? {
+            OtpCheck::Accepted => Ok(true),
+            OtpCheck::Wrong => Err(("wrong one-time code", "wrong one-time code")),
+            OtpCheck::Replayed => Err((
+                "one-time code used again",
+                "this one-time code was already used: wait for the next one",
+            )),
+        },
+    )
+}
+
+/// A new bearer token for a user who proved who they are.
+async fn issue_token(state: &AppState, user: String, mfa: bool) -> ApiResult<LoginResponse> {
     let token = auth::random_secret(TOKEN_PREFIX);
     let now = chrono::Utc::now();
     let ttl = chrono::Duration::from_std(state.config.token_ttl)
@@ -96,18 +164,18 @@ pub async fn login(
         .store
         .insert_token(
             &auth::token_hash(token.expose_secret()),
-            &req.user,
+            &user,
             &crate::now(),
             &expires_at,
             mfa,
         )
         .await?;
-    tracing::info!(user = %req.user, "login");
-    Ok(Json(LoginResponse {
+    tracing::info!(user = ?user, "login");
+    Ok(LoginResponse {
         token: token.expose_secret().to_owned(),
-        user: req.user,
+        user,
         expires_at,
-    }))
+    })
 }
 
 /// `POST /v1/logout`: revokes the token used for the call.

@@ -49,6 +49,12 @@ pub struct AppState {
     pub watching: Arc<Mutex<HashSet<String>>>,
     /// Serializes this console's audit appends (other nodes are handled by the store).
     pub audit_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Password hashing and checking, a few at a time off the async workers.
+    pub passwords: Arc<crate::auth::PasswordChecks>,
+    /// Failed logins per user and per source address.
+    pub logins: Arc<crate::throttle::Throttle>,
+    /// The last one-time-code step each user logged in with: a code works once.
+    pub totp_steps: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     /// Users' parsed policies, kept while their documents are unchanged.
     pub policies: Arc<crate::authz::PolicyCache>,
     /// Current tags of EC2 resources, for `ec2:ResourceTag/*`.

@@ -5,7 +5,7 @@ use crate::api::{
     UserView,
 };
 use crate::audit::{self, Entry, Verification};
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::authz::{authorize, authorize_one, console_arn};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
@@ -65,7 +65,7 @@ pub async fn add(
         .store
         .insert_user(&UserRow {
             name: req.name.clone(),
-            password_hash: auth::hash_password(&req.password)?,
+            password_hash: state.passwords.hash(req.password.clone()).await?,
             created_at: crate::now(),
         })
         .await?;
@@ -191,15 +191,48 @@ fn totp(secret: Vec<u8>, user: &str) -> ApiResult<totp_rs::TOTP> {
     .map_err(|e| ApiError::Internal(format!("TOTP: {e}")))
 }
 
-/// Checks a TOTP code against the user's sealed secret.
-pub async fn check_totp(state: &AppState, user: &str, record: &str, code: &str) -> ApiResult<bool> {
+/// How a one-time code was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpCheck {
+    /// Right, and not used before.
+    Accepted,
+    /// Not a code of this user's secret now (one 30-second step of clock skew allowed).
+    Wrong,
+    /// Right, but a code of this step or an earlier one already logged the user in.
+    Replayed,
+}
+
+/// Checks a TOTP code against the user's sealed secret. A code works once: the step it belongs
+/// to is remembered, and a code of that step or an earlier one is refused afterwards.
+pub async fn check_totp(
+    state: &AppState,
+    user: &str,
+    record: &str,
+    code: &str,
+) -> ApiResult<OtpCheck> {
     let secret = state.vault.get(record).await?.ok_or_else(|| {
         ApiError::Internal(format!(
             "the second factor of {user:?} is missing from the vault"
         ))
     })?;
     let totp = totp(secret.to_vec(), user)?;
-    Ok(totp.check_current(code).unwrap_or(false))
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let step = now / totp.step;
+    let matched = [step.saturating_sub(1), step, step + 1]
+        .into_iter()
+        .find(|s| totp.generate(s * totp.step) == code);
+    let Some(matched) = matched else {
+        return Ok(OtpCheck::Wrong);
+    };
+    let mut used = state.totp_steps.lock().unwrap_or_else(|p| p.into_inner());
+    if used.get(user).is_some_and(|last| matched <= *last) {
+        return Ok(OtpCheck::Replayed);
+    }
+    used.insert(user.to_owned(), matched);
+    Ok(OtpCheck::Accepted)
 }
 
 /// `POST /v1/users/{name}/mfa`: enables a TOTP second factor and shows its secret once.

@@ -880,3 +880,96 @@ async fn a_decision_that_cannot_be_audited_refuses_the_request() {
     assert!(stderr(&out).contains("audit log"), "{}", stderr(&out));
     assert_eq!(instance_state(&ec2, &instance).await, "running");
 }
+
+/// `POST /v1/login` as a script would: (status, Retry-After, body).
+async fn login_http(console: &Console, user: &str, password: &str) -> (u16, Option<u64>, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/login", console.url))
+        .json(&json!({"user": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (
+        resp.status().as_u16(),
+        retry_after,
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_guessing_is_throttled_with_429_and_audited_without_the_guesses() {
+    let console = Console::start();
+    console.login();
+    let guess = "guess-Zq81-not-the-password";
+    for _ in 0..5 {
+        let (status, _, body) = login_http(&console, "admin", guess).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    // Now every attempt waits, the right password too, and is not even checked.
+    let (status, retry_after, body) = login_http(&console, "admin", guess).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "TooManyRequests");
+    let wait = retry_after.expect("a Retry-After header");
+    assert!((1..=300).contains(&wait), "{wait}");
+    let (status, _, _) = login_http(&console, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, 429);
+    // After the wait, the right password works (and clears the count).
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let (status, _, body) = login_http(&console, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Each refusal is in the audit log; what was typed is nowhere.
+    let audit = console.json(&["audit"]);
+    let refusals = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "airlock:Login" && r["outcome"] == "denied")
+        .count();
+    assert_eq!(refusals, 5, "{audit}");
+    assert!(!audit.to_string().contains(guess));
+    assert!(!console.output_text().contains(guess));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_one_time_code_is_refused() {
+    let console = Console::start();
+    console.login();
+    console.add_user("gus", &[]);
+    let enabled = console.json(&["user", "enable-mfa", "gus"]);
+    let secret = enabled["secret"].as_str().unwrap();
+    let totp = totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        totp_rs::Secret::Encoded(secret.to_owned())
+            .to_bytes()
+            .unwrap(),
+        Some("Airlock".into()),
+        "gus".into(),
+    )
+    .unwrap();
+    let code = totp.generate_current().unwrap();
+    let login = || {
+        console.cli_in(
+            "config-gus-2",
+            &["login", "--user", "gus", "--password-stdin", "--otp", &code],
+            "gus-password-123\n",
+        )
+    };
+    ok(login(), &["first login with the code"]);
+    // Someone who saw the code (over a shoulder, in a log) cannot use it again.
+    let again = login();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already used"),
+        "{}",
+        stderr(&again)
+    );
+}

@@ -12,7 +12,7 @@ use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use crate::json::Body;
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -104,6 +104,7 @@ fn cookie(state: &AppState, value: &str, max_age: i64) -> String {
 /// `POST /web/session`: signs in with a password (and one-time code) and sets the cookie.
 pub async fn sign_in(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Body(req): Body<LoginRequest>,
 ) -> ApiResult<Response> {
     let without_code = req.otp.as_deref().is_none_or(str::is_empty);
@@ -111,11 +112,11 @@ pub async fn sign_in(
         otp: req.otp.filter(|c| !c.is_empty()),
         ..req
     };
-    let Json(LoginResponse {
+    let LoginResponse {
         token,
         user,
         expires_at,
-    }) = match crate::session::login(State(state.clone()), Body(req)).await {
+    } = match crate::session::login_from(&state, Some(peer.ip()), req).await {
         Ok(r) => r,
         // The password was right and a second factor is needed: a code of its own, naming the
         // field, so the page can ask for it.
