@@ -59,6 +59,9 @@ pub enum ApiError {
     /// The console cannot do it safely now (the audit log cannot be written); try again.
     #[error("{0}")]
     Unavailable(String),
+    /// The request body is larger than the endpoint accepts.
+    #[error("{0}")]
+    TooLarge(String),
     /// Too many attempts: try again after the wait (`Retry-After`).
     #[error("{message}")]
     TooManyRequests {
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -110,6 +114,7 @@ impl ApiError {
             ApiError::Internal(_) => ("Internal".to_owned(), None, None),
             ApiError::Unavailable(_) => ("Unavailable".to_owned(), None, None),
             ApiError::TooManyRequests { .. } => ("TooManyRequests".to_owned(), None, None),
+            ApiError::TooLarge(_) => ("PayloadTooLarge".to_owned(), None, None),
         };
         let message = match self {
             ApiError::Aws(e) => e.message.clone(),

@@ -29,9 +29,17 @@ where
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::BadRequest {
-                field: None,
-                message: format!("cannot read the request body: {e}"),
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(
+                        "the request body is larger than this endpoint accepts".into(),
+                    )
+                } else {
+                    ApiError::BadRequest {
+                        field: None,
+                        message: format!("cannot read the request body: {e}"),
+                    }
+                }
             })?;
         parse(&bytes).map(Body)
     }

@@ -19,6 +19,7 @@ pub mod gateway;
 mod instances;
 mod json;
 mod refresh;
+mod refresh_guard;
 mod session;
 mod state;
 mod tags;
@@ -72,7 +73,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deployments/{id}/scale", post(deployments::scale))
         .route("/v1/deployments/{id}/policy", get(deployments::policy))
         .route("/v1/deployments/{id}/revoke", post(refresh::revoke))
-        .route("/v1/refresh", post(refresh::refresh))
+        .route(
+            "/v1/refresh",
+            post(refresh::refresh).layer(axum::extract::DefaultBodyLimit::max(refresh::MAX_BODY)),
+        )
         .route("/v1/instances", get(instances::list))
         .route("/v1/instances/watch", get(instances::watch))
         .route("/v1/instances/{action}", post(instances::act))
@@ -127,6 +131,7 @@ pub async fn prepare(
         policies: Default::default(),
         passwords: Default::default(),
         logins: Default::default(),
+        refreshes: Default::default(),
         totp_steps: Default::default(),
         tags: Default::default(),
         events: Default::default(),

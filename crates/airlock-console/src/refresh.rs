@@ -17,6 +17,7 @@ use crate::authz::{console_arn, ec2_arn};
 use crate::deployments::DEPLOYMENT_TAG;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
+use crate::refresh_guard::RefusalRecord;
 use crate::state::AppState;
 use airlock_access::session;
 use airlock_cloud::{ScopedSessionRequest, SessionCredentials, Target};
@@ -25,7 +26,8 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 /// Prefix of refresh secrets, so a leaked one is recognisable by secret scanners.
 pub const REFRESH_PREFIX: &str = "alr_";
@@ -230,6 +232,71 @@ pub async fn for_launch(
     })
 }
 
+/// The largest refresh request body: three short fields.
+pub const MAX_BODY: usize = 4096;
+
+/// Checks the ids' form and length before anything is looked up or written, so an
+/// unauthenticated caller cannot put its own strings into the database.
+fn check_request(req: &RefreshRequest) -> ApiResult<()> {
+    let hex_after = |text: &str, prefix: &str, lengths: &[usize]| {
+        text.strip_prefix(prefix).is_some_and(|rest| {
+            lengths.contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    };
+    if !hex_after(&req.deployment_id, "dep-", &[16]) {
+        return Err(ApiError::field(
+            "deployment_id",
+            "not a deployment id (dep- and 16 hexadecimal digits)",
+        ));
+    }
+    if !hex_after(&req.instance_id, "i-", &[8, 17]) {
+        return Err(ApiError::field(
+            "instance_id",
+            "not an instance id (i- and 8 or 17 hexadecimal digits)",
+        ));
+    }
+    let secret = req.refresh_secret.expose_secret();
+    if !secret.starts_with(REFRESH_PREFIX) || secret.len() > 128 {
+        return Err(ApiError::field(
+            "refresh_secret",
+            "not a refresh secret (alr_…)",
+        ));
+    }
+    Ok(())
+}
+
+/// Records a refusal, unless its source was already refused in this window (then it is only
+/// counted, and the count is recorded when the source's next window opens). Replays are
+/// always recorded: they are alerts.
+async fn record_refusal(state: &AppState, source: IpAddr, entry: Entry) {
+    let always = entry.decision == AuditDecision::Replay;
+    let record = if always {
+        RefusalRecord::Record {
+            earlier_unrecorded: 0,
+        }
+    } else {
+        state.refreshes.refusal(source, Instant::now())
+    };
+    let RefusalRecord::Record { earlier_unrecorded } = record else {
+        return;
+    };
+    if earlier_unrecorded > 0 {
+        let summary = Entry {
+            user: "instance/*".into(),
+            source_ip: entry.source_ip.clone(),
+            action: entry.action.clone(),
+            decision: AuditDecision::ImplicitDeny,
+            outcome: AuditOutcome::Denied,
+            detail: Some(format!(
+                "{earlier_unrecorded} more refusals from this address in the minute after its last recorded one"
+            )),
+            ..Entry::default()
+        };
+        audit::record(state, summary).await;
+    }
+    audit::record(state, entry).await;
+}
+
 /// Why a refresh is refused. The instance learns only this sentence; the audit log has more.
 fn refused(why: &str) -> ApiError {
     ApiError::Forbidden(format!("credential refresh refused: {why}"))
@@ -243,10 +310,18 @@ pub async fn refresh(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Body(req): Body<RefreshRequest>,
 ) -> ApiResult<Json<RefreshResponse>> {
+    let source = peer.ip().to_canonical();
+    if let Err(wait) = state.refreshes.admit(source, Instant::now()) {
+        return Err(ApiError::TooManyRequests {
+            message: "too many refresh requests from this address: try again later".into(),
+            retry_after: wait,
+        });
+    }
+    check_request(&req)?;
     let presented = token_hash(req.refresh_secret.expose_secret());
     let mut entry = Entry {
         user: format!("instance/{}", req.instance_id),
-        source_ip: Some(peer.ip().to_string()),
+        source_ip: Some(source.to_string()),
         action: "airlock:RefreshCredentials".into(),
         resources: vec![console_arn("deployment", &req.deployment_id)],
         ..Entry::default()
@@ -258,7 +333,7 @@ pub async fn refresh(
             entry.decision = decision;
             entry.outcome = AuditOutcome::Denied;
             entry.detail = Some(detail);
-            audit::record(&state, entry).await;
+            record_refusal(&state, source, entry).await;
             answer
         }
     };
@@ -289,7 +364,7 @@ pub async fn refresh(
             .await)
         }
         (INSTANCE, "used") => {
-            tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %peer.ip(), "ALERT: a used refresh secret was presented again");
+            tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %source, "ALERT: a used refresh secret was presented again");
             return Err(deny(entry, AuditDecision::Replay, "ALERT: a refresh secret that was already exchanged was presented again; someone may hold a copy of this instance's secret".into(), "the refresh secret was already used").await);
         }
         (INSTANCE, _) if secret.instance_id.as_deref() != Some(req.instance_id.as_str()) => {
@@ -314,7 +389,7 @@ pub async fn refresh(
             .await)
         }
         (ENROLMENT, _) if state.store.instance_enrolled(&req.instance_id).await? => {
-            tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %peer.ip(), "ALERT: an enrolment secret was presented again for an enrolled instance");
+            tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %source, "ALERT: an enrolment secret was presented again for an enrolled instance");
             return Err(deny(entry, AuditDecision::Replay, "ALERT: the enrolment secret was presented again for an instance that already exchanged it".into(), "this instance has already exchanged its enrolment secret").await);
         }
         _ => {}
@@ -380,7 +455,7 @@ pub async fn refresh(
         )
         .await);
     }
-    let source = peer.ip().to_string();
+    let source = source.to_string();
     let from_instance = [&instance.private_ip, &instance.public_ip]
         .into_iter()
         .flatten()
@@ -446,7 +521,7 @@ pub async fn refresh(
             .await?
     };
     if exchanged == Exchange::AlreadyUsed {
-        tracing::warn!(deployment = %row.id, instance = %req.instance_id, source_ip = %peer.ip(), "ALERT: two requests raced with one refresh secret");
+        tracing::warn!(deployment = %row.id, instance = %req.instance_id, source_ip = %source, "ALERT: two requests raced with one refresh secret");
         return Err(deny(
             entry,
             AuditDecision::Replay,

@@ -51,6 +51,8 @@ pub struct AppState {
     pub audit_lock: Arc<tokio::sync::Mutex<()>>,
     /// Password hashing and checking, a few at a time off the async workers.
     pub passwords: Arc<crate::auth::PasswordChecks>,
+    /// Refresh requests and refusals per source address.
+    pub refreshes: Arc<crate::refresh_guard::RefreshGuard>,
     /// Failed logins per user and per source address.
     pub logins: Arc<crate::throttle::Throttle>,
     /// The last one-time-code step each user logged in with: a code works once.

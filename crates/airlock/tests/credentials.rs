@@ -347,6 +347,76 @@ async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
     assert!(status.contains("\"refresh\": \"scheduled\""), "{status}");
 }
 
+/// Bytes the console's database takes on disk (SQLite), or its audit records (PostgreSQL).
+fn database_size(console: &Console) -> u64 {
+    if is_sqlite(&console.database) {
+        let path = console.database.trim_start_matches("sqlite://");
+        ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|s| std::fs::metadata(format!("{path}{s}")).ok())
+            .map(|m| m.len())
+            .sum()
+    } else {
+        0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fat_unauthenticated_refreshes_leave_the_database_as_it_was() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let dep = console.json(&deploy_args(&net, &["--wait"]));
+    let dep_id = dep["id"].as_str().unwrap();
+    let mine = first_instance(&dep);
+    let (payload, _) = payload_of(&ec2, &mine).await;
+    use airlock_payload::ExposeSecret;
+    let enrolment = payload
+        .refresh_secret
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let (ip, _) = address_and_tags(&ec2, &mine).await;
+    let records = || console.json(&["audit"]).as_array().unwrap().len();
+    let (size, before) = (database_size(&console), records());
+
+    // 200 requests from anyone on the network: 100 KB ids, malformed ids, and well-formed
+    // guesses, from ten addresses.
+    let fat = "i-".to_owned() + &"f".repeat(100 * 1024);
+    let mut answers = std::collections::BTreeMap::new();
+    for n in 0..200u32 {
+        let source = format!("127.0.9.{}", 1 + n % 10);
+        let guess = format!("alr_{n:043}");
+        let (id, secret) = match n % 3 {
+            0 => (fat.as_str(), enrolment.as_str()),
+            1 => ("not-an-instance", guess.as_str()),
+            _ => ("i-0123456789abcdef0", guess.as_str()),
+        };
+        let (status, _) = refresh(&console, &source, dep_id, id, secret).await;
+        *answers.entry(status).or_insert(0) += 1;
+    }
+    assert!(
+        answers.keys().all(|s| [400, 403, 413, 429].contains(s)),
+        "{answers:?}"
+    );
+    assert!(
+        answers.contains_key(&413) && answers.contains_key(&400),
+        "{answers:?}"
+    );
+    let grown = database_size(&console).saturating_sub(size);
+    assert!(grown <= 1 << 20, "the database grew by {grown} bytes");
+    // At most one record per address and window (and the record of reading the log).
+    let added = records() - before;
+    assert!(added <= 10 + 1, "{added} audit records for 200 refusals");
+
+    // The instance itself still gets its credentials.
+    let (status, body) = refresh(&console, &ip, dep_id, &mine, &enrolment).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// One call to moto's IAM query API as the owner of `key` (moto reads the caller from the
 /// credential scope and does not check the signature).
 async fn iam(moto: &Moto, key: &str, params: &[(&str, &str)]) -> String {
