@@ -18,6 +18,7 @@ mod fleet;
 pub mod gateway;
 mod instances;
 mod json;
+mod listen;
 mod refresh;
 mod refresh_guard;
 mod session;
@@ -34,7 +35,6 @@ pub use state::{AppState, ConsoleConfig};
 
 use axum::routing::{delete, get, post};
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The OpenAPI document of this API, served at `/openapi.json`.
@@ -150,6 +150,5 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::i
         Ok(n) => tracing::info!(deployments = n, "resuming unsettled deployments"),
         Err(e) => tracing::warn!(error = %e, "cannot resume unsettled deployments"),
     }
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).await
+    listen::serve(router(state.clone()), listener, &state.config).await
 }

@@ -98,8 +98,15 @@ pub async fn login_from(
         Err((why, answer)) => {
             state.logins.failed(&keys, Instant::now());
             tracing::info!(user = ?req.user, source = ?source, why, "login refused");
+            // Only a name a user could have goes into the record; anything else is the caller's
+            // own text.
+            let user = if crate::validate::name("user", &req.user).is_ok() {
+                req.user.clone()
+            } else {
+                "(not a user name)".to_owned()
+            };
             let mut entry = Entry {
-                user: req.user.chars().take(64).collect(),
+                user,
                 source_ip: source.map(|ip| ip.to_string()),
                 action: "airlock:Login".into(),
                 ..Entry::default()

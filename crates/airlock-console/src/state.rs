@@ -20,6 +20,10 @@ pub struct ConsoleConfig {
     pub launch_timeout: Duration,
     /// Rotate account keys older than this, checked hourly (`None`: only on request).
     pub rotate_keys_after: Option<Duration>,
+    /// How long a connection may take to send a request's headers, or wait idle for its next.
+    pub header_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for ConsoleConfig {
@@ -30,6 +34,8 @@ impl Default for ConsoleConfig {
             poll_interval: Duration::from_secs(2),
             launch_timeout: Duration::from_secs(15 * 60),
             rotate_keys_after: None,
+            header_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }

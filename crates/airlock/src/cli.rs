@@ -136,6 +136,13 @@ pub struct ServeArgs {
     /// `account rotate-key` does); off unless given.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rotate_keys_after_days: Option<u64>,
+    /// Seconds a connection may take to send a request's headers (and an idle kept-alive
+    /// connection may wait for its next request) before it is closed.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_timeout: u64,
+    /// Connections served at once; beyond, new ones wait to be accepted.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

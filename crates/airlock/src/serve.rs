@@ -57,6 +57,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         rotate_keys_after: args
             .rotate_keys_after_days
             .map(|days| Duration::from_secs(days * 86_400)),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         ..ConsoleConfig::default()
     };
     let admin_password = std::env::var("AIRLOCK_ADMIN_PASSWORD")

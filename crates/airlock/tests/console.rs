@@ -779,3 +779,59 @@ async fn a_wrong_key_is_refused_with_aws_message_and_nothing_is_stored() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_header_connections_are_closed_while_requests_are_served() {
+    use std::io::{Read, Write};
+    let console = Console::start_with(&["--header-timeout", "2"]);
+    let addr = console.url.trim_start_matches("http://").to_owned();
+    // 50 connections that send a request's first line and then one header byte a second.
+    let mut slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut closed = vec![false; slow.len()];
+    while started.elapsed() < std::time::Duration::from_secs(8) && closed.iter().any(|c| !c) {
+        // Normal requests are served all along.
+        let body = ureq_get(&format!("{}/healthz", console.url)).unwrap();
+        assert!(body.contains("ok"), "{body}");
+        for (i, s) in slow.iter_mut().enumerate() {
+            if closed[i] {
+                continue;
+            }
+            if s.write_all(b"a").is_err() {
+                closed[i] = true;
+                continue;
+            }
+            s.set_read_timeout(Some(std::time::Duration::from_millis(5)))
+                .unwrap();
+            let mut buf = [0u8; 512];
+            match s.read(&mut buf) {
+                // The server closed it (possibly after a 408).
+                Ok(_) => closed[i] = true,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => closed[i] = true,
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let open = closed.iter().filter(|c| !**c).count();
+    assert_eq!(
+        open,
+        0,
+        "{open} slow connections still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
