@@ -47,6 +47,8 @@ pub struct Launch<'a> {
     pub key_name: Option<&'a str>,
     /// The user's tags on creation (the console's own are not the user's request).
     pub tags: &'a [Tag],
+    /// The IMDSv2 hop limit (`ec2:MetadataHttpPutResponseHopLimit`).
+    pub metadata_hop_limit: u8,
 }
 
 impl Launch<'_> {
@@ -87,9 +89,15 @@ pub fn run_instances(
                 .with("ec2:KeyPairName", key),
         );
     }
+    // Every launch requires IMDSv2 (`HttpTokens=required`), as the context says.
     checks.push(
         s.created(run, "instance", "*", launch.tags)
-            .with("ec2:InstanceType", launch.instance_type),
+            .with("ec2:InstanceType", launch.instance_type)
+            .with("ec2:MetadataHttpTokens", "required")
+            .with(
+                "ec2:MetadataHttpPutResponseHopLimit",
+                launch.metadata_hop_limit.to_string(),
+            ),
     );
     checks.push(s.created(run, "volume", "*", launch.tags));
     checks.push(s.created(run, "network-interface", "*", &[]));
@@ -199,4 +207,82 @@ pub fn user_policy(action: &str, user: &str, policy: &str) -> Check {
 /// Listing a region's instances through a console account (gateway discovery).
 pub fn discover(region: &str) -> Check {
     Check::new("ec2:DescribeInstances", "*").with("ec2:Region", region)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::decide::allows;
+    use crate::Principal;
+    use airlock_policy::Policy;
+
+    fn scope() -> Scope {
+        Scope {
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+        }
+    }
+
+    #[test]
+    fn a_launch_is_checked_on_every_resource_with_its_metadata_options() {
+        let groups = vec!["sg-1".to_owned()];
+        let tags = vec![Tag::new("owner", "bob")];
+        let launch = Launch {
+            image_id: "ami-1",
+            instance_type: "t3.micro",
+            subnet_id: Some("subnet-1"),
+            security_group_ids: &groups,
+            key_name: Some("deploy"),
+            tags: &tags,
+            metadata_hop_limit: 2,
+        };
+        let checks = run_instances(&scope(), &launch, &|_| Vec::new());
+        let resources: Vec<&str> = checks.iter().map(|c| c.resource.as_str()).collect();
+        assert!(resources.contains(&"arn:aws:ec2:us-east-1::image/ami-1"));
+        assert!(resources.contains(&"arn:aws:ec2:us-east-1:123456789012:key-pair/deploy"));
+        assert_eq!(
+            checks
+                .iter()
+                .filter(|c| c.action == "ec2:CreateTags")
+                .count(),
+            2
+        );
+        // A guardrail on the hop limit holds: containers may not reach the metadata service.
+        let guard = Policy::parse(
+            "p",
+            r#"{"Version":"2012-10-17","Statement":[
+                {"Effect":"Allow","Action":"*","Resource":"*"},
+                {"Effect":"Deny","Action":"ec2:RunInstances","Resource":"arn:aws:ec2:*:*:instance/*",
+                 "Condition":{"NumericGreaterThan":{"ec2:MetadataHttpPutResponseHopLimit":"1"}}}]}"#,
+        )
+        .unwrap();
+        let bob = Principal::new("bob", false, None);
+        let instance = checks
+            .iter()
+            .find(|c| c.resource.ends_with(":instance/*") && c.action == "ec2:RunInstances")
+            .unwrap();
+        assert!(!allows(std::slice::from_ref(&guard), &bob, instance));
+        let one = Launch {
+            metadata_hop_limit: 1,
+            ..launch
+        };
+        let checks = run_instances(&scope(), &one, &|_| Vec::new());
+        assert!(checks
+            .iter()
+            .all(|c| allows(std::slice::from_ref(&guard), &bob, c)));
+    }
+
+    #[test]
+    fn an_unknown_instance_is_decided_as_an_untagged_one() {
+        let owner_only = Policy::parse(
+            "p",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:StopInstances","Resource":"*",
+                "Condition":{"StringEquals":{"ec2:ResourceTag/owner":"${aws:username}"}}}]}"#,
+        )
+        .unwrap();
+        let bob = Principal::new("bob", false, None);
+        let missing = unknown_instance(&scope(), "ec2:StopInstances", "i-0123456789abcdef0");
+        assert!(!allows(std::slice::from_ref(&owner_only), &bob, &missing));
+    }
 }

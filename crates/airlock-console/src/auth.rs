@@ -169,7 +169,9 @@ impl FromRequestParts<AppState> for Caller {
         let source_ip = parts
             .extensions
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+            // An IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d; policies
+            // (`aws:SourceIp`) and the audit log see a.b.c.d.
+            .map(|c| c.0.ip().to_canonical());
         Ok(Caller {
             user: found.user_name,
             source_ip,

@@ -176,6 +176,8 @@ pub struct TagCache {
 
 /// How long looked-up tags are trusted.
 const TAG_TTL: Duration = Duration::from_secs(5);
+/// Resources whose tags are kept at most; beyond, expired entries go, then all of them.
+const TAG_CACHE_ENTRIES: usize = 100_000;
 
 impl TagCache {
     /// The current tags of each resource id in `account` (ids EC2 does not know have none).
@@ -209,6 +211,12 @@ impl TagCache {
         }
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
+        if entries.len() + fresh.len() > TAG_CACHE_ENTRIES {
+            entries.retain(|_, (at, _)| at.elapsed() < TAG_TTL);
+            if entries.len() + fresh.len() > TAG_CACHE_ENTRIES {
+                entries.clear();
+            }
+        }
         for (id, tags) in fresh {
             entries.insert(format!("{account}/{id}"), (now, tags.clone()));
             out.insert(id, tags);

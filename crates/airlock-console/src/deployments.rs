@@ -148,10 +148,12 @@ fn validate_request(req: &DeployRequest) -> ApiResult<()> {
     }
     session::validate_extra(&req.policy_statements)
         .map_err(|e| ApiError::field(e.field, e.message))?;
-    if !(1..=64).contains(&req.metadata_hop_limit) {
+    // Each hop more lets the metadata service's token travel one network hop further from the
+    // instance (a container, then anything routed through it).
+    if !(1..=2).contains(&req.metadata_hop_limit) {
         return Err(ApiError::field(
             "metadata_hop_limit",
-            "the metadata hop limit is 1 (default) or 2 for containers, at most 64",
+            "the metadata hop limit is 1 (default) or 2 for containers on the instance",
         ));
     }
     Ok(())
@@ -870,6 +872,7 @@ async fn run_checks(
         security_group_ids: &spec.security_group_ids,
         key_name: spec.key_name.as_deref(),
         tags: &spec.tags,
+        metadata_hop_limit: spec.metadata_hop_limit,
     };
     let tags = state
         .tags

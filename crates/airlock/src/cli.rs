@@ -245,7 +245,7 @@ pub struct DeployArgs {
     #[arg(long)]
     pub user_script: Option<PathBuf>,
     /// IMDSv2 hop limit: 1, or 2 when containers on the instance need the metadata service.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub metadata_hop_limit: u8,
     /// A JSON file with the boot tasks the agent runs on each instance: a list of
     /// {"task": "tag_instance" | "attach_volume" | "associate_address", ...} (docs/payload.md).
