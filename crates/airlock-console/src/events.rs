@@ -192,20 +192,31 @@ pub async fn stream(
     caller: Caller,
 ) -> ApiResult<Sse<impl futures_core::Stream<Item = Result<SseEvent, Infallible>>>> {
     authorize_one(&state, &caller, WATCH_ACTION, &console_arn("events", "*")).await?;
+    let slot = state.streams.open(&caller.user)?;
     let mut rx = state.events.subscribe();
     let (tx, out) = mpsc::channel(64);
     let first = state.events.resync("connected");
     let bus = state.events.clone();
     let mut visible = Visibility::new(state.clone(), caller.clone());
+    let holder = caller.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         if tx.send(sse(&first)).await.is_err() {
             return;
         }
+        let mut recheck = tokio::time::interval(crate::streams::RECHECK);
         loop {
             let next = tokio::select! {
                 r = rx.recv() => r,
                 // The watcher went away: stop following the bus.
                 _ = tx.closed() => return,
+                _ = recheck.tick() => {
+                    if crate::streams::login_holds(&visible.state, &holder).await {
+                        continue;
+                    }
+                    tracing::info!(user = %holder.user, "event stream ended: its login no longer holds");
+                    return;
+                }
             };
             let event = match next {
                 Ok(e) => e,

@@ -210,8 +210,10 @@ pub async fn watch(
         ));
     }
     let names = accounts_of(&state, &caller, &q).await?;
+    let slot = state.streams.open(&caller.user)?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
+        let _slot = slot;
         let mut known: HashMap<String, (String, Option<String>, Option<String>)> = HashMap::new();
         let mut first = true;
         loop {
@@ -254,6 +256,9 @@ pub async fn watch(
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs_f64(interval)) => {}
                 _ = tx.closed() => return,
+            }
+            if !crate::streams::login_holds(&state, &caller).await {
+                return;
             }
         }
     });

@@ -23,6 +23,7 @@ mod refresh;
 mod refresh_guard;
 mod session;
 mod state;
+mod streams;
 mod tags;
 mod throttle;
 mod users;
@@ -131,6 +132,7 @@ pub async fn prepare(
         policies: Default::default(),
         passwords: Default::default(),
         logins: Default::default(),
+        streams: Default::default(),
         refreshes: Default::default(),
         totp_steps: Default::default(),
         tags: Default::default(),

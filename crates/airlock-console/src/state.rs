@@ -59,6 +59,8 @@ pub struct AppState {
     pub passwords: Arc<crate::auth::PasswordChecks>,
     /// Refresh requests and refusals per source address.
     pub refreshes: Arc<crate::refresh_guard::RefreshGuard>,
+    /// Open event and watch streams per user.
+    pub streams: Arc<crate::streams::Streams>,
     /// Failed logins per user and per source address.
     pub logins: Arc<crate::throttle::Throttle>,
     /// The last one-time-code step each user logged in with: a code works once.

@@ -973,3 +973,47 @@ async fn a_replayed_one_time_code_is_refused() {
         stderr(&again)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_streams_end_with_their_login_and_are_capped_per_user() {
+    let console = Console::start();
+    console.login();
+    let watcher = console.add_user(
+        "watcher",
+        &[json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "airlock:WatchEvents", "Resource": "*"}]})],
+    );
+    let token = watcher.token();
+    let client = reqwest::Client::new();
+    let open = || {
+        client
+            .get(format!("{}/v1/events", console.url))
+            .bearer_auth(&token)
+            .send()
+    };
+    let mut streams = Vec::new();
+    for _ in 0..16 {
+        let stream = open().await.unwrap();
+        assert_eq!(stream.status().as_u16(), 200);
+        streams.push(stream);
+    }
+    // One user cannot hold the console's connections and tasks without end.
+    let refused = open().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+
+    // Logging out ends every stream opened with that login.
+    let out = client
+        .post(format!("{}/v1/logout", console.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 204);
+    for mut stream in streams {
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(15), async move {
+            while let Ok(Some(_)) = stream.chunk().await {}
+        })
+        .await;
+        assert!(ended.is_ok(), "a stream outlived its login");
+    }
+}
