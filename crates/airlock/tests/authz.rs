@@ -285,6 +285,24 @@ async fn policy_validate_names_the_statement_and_element() {
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
 }
 
+/// The one-time code of a TOTP secret (as `user enable-mfa` shows it) now.
+fn current_code(secret: &str, user: &str) -> String {
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        totp_rs::Secret::Encoded(secret.to_owned())
+            .to_bytes()
+            .unwrap(),
+        Some("Airlock".into()),
+        user.into(),
+    )
+    .unwrap()
+    .generate_current()
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_factor_is_required_at_login_and_sets_multi_factor_auth_present() {
     let console = Console::start();
@@ -325,19 +343,7 @@ async fn a_second_factor_is_required_at_login_and_sets_multi_factor_auth_present
     );
     assert_eq!(login(Some("000000")).status.code(), Some(1));
 
-    let totp = totp_rs::TOTP::new(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        totp_rs::Secret::Encoded(secret.to_owned())
-            .to_bytes()
-            .unwrap(),
-        Some("Airlock".into()),
-        "erin".into(),
-    )
-    .unwrap();
-    let code = totp.generate_current().unwrap();
+    let code = current_code(secret, "erin");
     ok(login(Some(&code)), &["login with otp"]);
     let users = erin.json(&["user", "list"]);
     assert!(users
@@ -943,19 +949,7 @@ async fn a_replayed_one_time_code_is_refused() {
     console.add_user("gus", &[]);
     let enabled = console.json(&["user", "enable-mfa", "gus"]);
     let secret = enabled["secret"].as_str().unwrap();
-    let totp = totp_rs::TOTP::new(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        totp_rs::Secret::Encoded(secret.to_owned())
-            .to_bytes()
-            .unwrap(),
-        Some("Airlock".into()),
-        "gus".into(),
-    )
-    .unwrap();
-    let code = totp.generate_current().unwrap();
+    let code = current_code(secret, "gus");
     let login = || {
         console.cli_in(
             "config-gus-2",
