@@ -321,8 +321,8 @@ fn proved(
     out
 }
 
-fn kind_in<const N: usize>(
-    table: &'static [(&'static str, &'static str); N],
+fn kind_in(
+    table: &'static [(&'static str, &'static str)],
 ) -> impl Fn(&str) -> Option<&'static str> {
     move |action| table.iter().find(|(a, _)| *a == action).map(|(_, k)| *k)
 }

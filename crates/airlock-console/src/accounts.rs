@@ -231,6 +231,14 @@ pub async fn target_for_request(state: &AppState, name: &str) -> ApiResult<(Acco
     })
 }
 
+/// Where an account's resources live, for their ARNs and checks.
+pub fn scope_of(account: &AccountRow) -> airlock_cloud::Scope {
+    airlock_cloud::Scope {
+        region: account.region.clone(),
+        account_id: account.aws_account_id.clone(),
+    }
+}
+
 /// The stored account `name`, without unsealing anything.
 pub async fn row(state: &AppState, name: &str) -> ApiResult<AccountRow> {
     state

@@ -23,7 +23,7 @@ use crate::validate;
 use airlock_access::ops::{self, Launch};
 use airlock_access::session;
 use airlock_cloud::Ec2;
-use airlock_cloud::{Filter, Instance, RunInstancesInput, Scope, StateAction, Tag, Target};
+use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};
 use airlock_payload::{BootTask, Credentials, Payload};
 use airlock_store::AccountRow;
 use airlock_store::{DeploymentInstanceRow, DeploymentRow};
@@ -311,14 +311,6 @@ pub fn check_policy_size(policy: &str) -> ApiResult<()> {
         ));
     }
     Ok(())
-}
-
-/// The account's scope for EC2 checks.
-pub fn scope_of(account: &AccountRow) -> Scope {
-    Scope {
-        region: account.region.clone(),
-        account_id: account.aws_account_id.clone(),
-    }
 }
 
 /// The check of an action on a deployment, with who made it and its account.
@@ -827,7 +819,7 @@ pub async fn scale(
     } else if wanted < live.len() {
         // Which instances go is decided later (the newest); the caller must be allowed to
         // terminate any of them.
-        let scope = scope_of(&account);
+        let scope = accounts::scope_of(&account);
         checks.extend(
             live.iter()
                 .map(|i| ops::instance(&scope, "ec2:TerminateInstances", i)),
@@ -879,7 +871,11 @@ async fn run_checks(
         .tags(ec2, &account.name, &launch.existing_ids())
         .await?;
     let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
-    Ok(ops::run_instances(&scope_of(account), &launch, &tags_of))
+    Ok(ops::run_instances(
+        &accounts::scope_of(account),
+        &launch,
+        &tags_of,
+    ))
 }
 
 /// Resumes every deployment a previous console left unsettled.

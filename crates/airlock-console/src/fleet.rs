@@ -10,7 +10,6 @@ use crate::api::FleetList;
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, precheck, Check};
-use crate::deployments::scope_of;
 use crate::error::{ApiError, ApiResult};
 use crate::instances::{self, RawQuery};
 use crate::json::Body;
@@ -116,7 +115,7 @@ async fn act(
     .await?;
     let (account, target) = accounts::target_for_request(&state, &account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
-    let scope = scope_of(&account);
+    let scope = accounts::scope_of(&account);
     let with_account = |mut checks: Vec<Check>| {
         checks.push(airlock_access::ops::use_account(&account.name));
         checks
@@ -185,7 +184,7 @@ async fn list(
     let mut found = Vec::new();
     for name in &names {
         let (row, target) = accounts::target(&state, name).await?;
-        let scope = scope_of(&row);
+        let scope = accounts::scope_of(&row);
         let ec2 = state.cloud.ec2(&target).await?;
         for mut item in airlock_fleet::describe(ec2.as_ref(), family, &filters).await? {
             let visible = airlock_access::fleet::describe_item(&scope, family, &item)

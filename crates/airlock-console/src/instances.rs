@@ -6,7 +6,6 @@ use crate::api::{AccountInstance, InstanceActionRequest, InstanceActionResponse,
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, precheck, Check};
-use crate::deployments::scope_of;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
@@ -101,7 +100,7 @@ async fn describe(
     let mut instances = Vec::new();
     for name in names {
         let (row, target) = accounts::target(state, name).await?;
-        let scope = scope_of(&row);
+        let scope = accounts::scope_of(&row);
         let ec2 = state.cloud.ec2(&target).await?;
         let found: Vec<_> = ec2
             .describe_instances(filters, &[])
@@ -346,7 +345,7 @@ pub async fn act(
     let (account, target) = accounts::target_for_request(&state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let api_action = format!("ec2:{}", act.api_name());
-    let scope = scope_of(&account);
+    let scope = accounts::scope_of(&account);
     // The instances' real tags decide, so describe them first. Every requested id gets a check:
     // one EC2 does not report is decided as untagged, so a caller who may not act on it learns
     // nothing of whether it exists, and nothing unchecked reaches EC2.

@@ -7,7 +7,6 @@ use crate::api::{TagRequest, TagsView};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, precheck};
-use crate::deployments::scope_of;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
@@ -65,7 +64,7 @@ async fn change(
     let current = state.tags.tags(ec2.as_ref(), &account.name, &ids).await?;
     let current = current.get(&req.resource_id).cloned().unwrap_or_default();
     let check = ops::change_tags(
-        &scope_of(&account),
+        &accounts::scope_of(&account),
         add,
         kind,
         &req.resource_id,

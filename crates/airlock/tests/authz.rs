@@ -833,17 +833,7 @@ async fn instance_credentials_follow_the_deployers_current_policies() {
         stderr(&out)
     );
     let instance = first_instance(&dep);
-    let (payload, _) = {
-        let raw = user_data_of(&ec2, &instance).await;
-        (airlock_payload::find_payload(&raw).unwrap(), ())
-    };
-    use airlock_payload::ExposeSecret;
-    let secret = payload
-        .refresh_secret
-        .as_ref()
-        .unwrap()
-        .expose_secret()
-        .to_owned();
+    let secret = enrolment_secret(&ec2, &instance).await;
     let ip = described(&ec2, &instance)
         .await
         .private_ip_address()

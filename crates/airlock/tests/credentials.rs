@@ -371,14 +371,7 @@ async fn fat_unauthenticated_refreshes_leave_the_database_as_it_was() {
     let dep = console.json(&deploy_args(&net, &["--wait"]));
     let dep_id = dep["id"].as_str().unwrap();
     let mine = first_instance(&dep);
-    let (payload, _) = payload_of(&ec2, &mine).await;
-    use airlock_payload::ExposeSecret;
-    let enrolment = payload
-        .refresh_secret
-        .as_ref()
-        .unwrap()
-        .expose_secret()
-        .to_owned();
+    let enrolment = enrolment_secret(&ec2, &mine).await;
     let (ip, _) = address_and_tags(&ec2, &mine).await;
     let records = || console.json(&["audit"]).as_array().unwrap().len();
     let (size, before) = (database_size(&console), records());

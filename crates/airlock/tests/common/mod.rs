@@ -621,3 +621,15 @@ pub async fn refresh(
         resp.json().await.unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// The refresh secret an instance's user data carries (the launch's enrolment secret).
+pub async fn enrolment_secret(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
+    use airlock_payload::ExposeSecret;
+    let payload = airlock_payload::find_payload(&user_data_of(ec2, id).await).unwrap();
+    payload
+        .refresh_secret
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_owned()
+}
