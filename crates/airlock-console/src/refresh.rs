@@ -18,6 +18,7 @@ use crate::deployments::DEPLOYMENT_TAG;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::refresh_guard::RefusalRecord;
+use crate::refresh_retry::ExchangeKey;
 use crate::state::AppState;
 use airlock_access::session;
 use airlock_cloud::{ScopedSessionRequest, SessionCredentials, Target};
@@ -49,7 +50,7 @@ pub struct LaunchCredentials {
 }
 
 /// `POST /v1/refresh`'s answer: the payload's credential shape and the next secret.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct RefreshResponse {
     /// Fresh credentials.
     pub credentials: airlock_payload::Credentials,
@@ -297,6 +298,25 @@ async fn record_refusal(state: &AppState, source: IpAddr, entry: Entry) {
     audit::record(state, entry).await;
 }
 
+/// The answer an exchange gave, when this is the same instance asking again from the same
+/// address (its answer was lost) and it has not used the secret it was given.
+async fn retried(
+    state: &AppState,
+    key: &ExchangeKey,
+    source: IpAddr,
+) -> ApiResult<Option<RefreshResponse>> {
+    let Some(answer) = state.recent_exchanges.answer(key, source, Instant::now()) else {
+        return Ok(None);
+    };
+    let given = token_hash(answer.refresh_secret.expose_secret());
+    let unused = state
+        .store
+        .refresh_secret(&given)
+        .await?
+        .is_some_and(|row| row.state == "active");
+    Ok(unused.then_some(answer))
+}
+
 /// Why a refresh is refused. The instance learns only this sentence; the audit log has more.
 fn refused(why: &str) -> ApiError {
     ApiError::Forbidden(format!("credential refresh refused: {why}"))
@@ -347,6 +367,16 @@ pub async fn refresh(
         )
         .await);
     };
+    let key = ExchangeKey {
+        presented_hash: presented.clone(),
+        instance_id: req.instance_id.clone(),
+    };
+    if secret.state != "revoked" {
+        if let Some(answer) = retried(&state, &key, source).await? {
+            audit::record_ok(&state, entry, Some(retry_detail())).await;
+            return Ok(Json(answer));
+        }
+    }
     let now = chrono::Utc::now();
     let expired = secret
         .expires_at
@@ -455,11 +485,10 @@ pub async fn refresh(
         )
         .await);
     }
-    let source = source.to_string();
     let from_instance = [&instance.private_ip, &instance.public_ip]
         .into_iter()
         .flatten()
-        .any(|ip| *ip == source);
+        .any(|ip| *ip == source.to_string());
     if !from_instance {
         return Err(deny(
             entry,
@@ -520,7 +549,19 @@ pub async fn refresh(
             .rotate_refresh_secret(&presented, &next_row, &at)
             .await?
     };
-    if exchanged == Exchange::AlreadyUsed {
+    let answer = RefreshResponse {
+        credentials: payload_credentials(issued.clone()),
+        refresh_secret: next,
+    };
+    if exchanged == Exchange::Done {
+        state
+            .recent_exchanges
+            .remember(key.clone(), source, Instant::now(), &answer);
+    } else if let Some(answer) = retried(&state, &key, source).await? {
+        // Two copies of one request raced; the other won and its answer is the answer.
+        audit::record_ok(&state, entry, Some(retry_detail())).await;
+        return Ok(Json(answer));
+    } else {
         tracing::warn!(deployment = %row.id, instance = %req.instance_id, source_ip = %source, "ALERT: two requests raced with one refresh secret");
         return Err(deny(
             entry,
@@ -541,10 +582,14 @@ pub async fn refresh(
     );
     audit::record_ok(&state, entry, Some(detail)).await;
     tracing::info!(deployment = %row.id, instance = %req.instance_id, key = %issued.key.access_key_id, expires = %issued.expiration, "instance credentials issued");
-    Ok(Json(RefreshResponse {
-        credentials: payload_credentials(issued),
-        refresh_secret: next,
-    }))
+    Ok(Json(answer))
+}
+
+fn retry_detail() -> String {
+    format!(
+        "the same answer again: a retry of this instance's exchange within {} s, from the same address",
+        crate::refresh_retry::RETRY_WINDOW.as_secs()
+    )
 }
 
 /// Revokes the refresh secrets of instances leaving a deployment (terminated or scaled away).

@@ -20,10 +20,6 @@ pub struct ConsoleConfig {
     pub launch_timeout: Duration,
     /// Rotate account keys older than this, checked hourly (`None`: only on request).
     pub rotate_keys_after: Option<Duration>,
-    /// How long a connection may take to send a request's headers, or wait idle for its next.
-    pub header_timeout: Duration,
-    /// Connections served at once.
-    pub max_connections: usize,
 }
 
 impl Default for ConsoleConfig {
@@ -34,8 +30,6 @@ impl Default for ConsoleConfig {
             poll_interval: Duration::from_secs(2),
             launch_timeout: Duration::from_secs(15 * 60),
             rotate_keys_after: None,
-            header_timeout: Duration::from_secs(30),
-            max_connections: 4096,
         }
     }
 }
@@ -59,6 +53,8 @@ pub struct AppState {
     pub passwords: Arc<crate::auth::PasswordChecks>,
     /// Refresh requests and refusals per source address.
     pub refreshes: Arc<crate::refresh_guard::RefreshGuard>,
+    /// Answers of recent refresh exchanges, for retries whose answer was lost.
+    pub recent_exchanges: Arc<crate::refresh_retry::RecentExchanges>,
     /// Open event and watch streams per user.
     pub streams: Arc<crate::streams::Streams>,
     /// Failed logins per user and per source address.
