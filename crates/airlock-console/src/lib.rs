@@ -18,9 +18,9 @@ mod fleet;
 pub mod gateway;
 mod instances;
 mod json;
-mod listen;
 mod refresh;
 mod refresh_guard;
+mod refresh_retry;
 mod session;
 mod state;
 mod streams;
@@ -134,6 +134,7 @@ pub async fn prepare(
         logins: Default::default(),
         streams: Default::default(),
         refreshes: Default::default(),
+        recent_exchanges: Default::default(),
         totp_steps: Default::default(),
         tags: Default::default(),
         events: Default::default(),
@@ -143,7 +144,11 @@ pub async fn prepare(
 }
 
 /// Serves the API on `listener` until the process ends, after resuming unsettled deployments.
-pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    options: airlock_listen::Options,
+) -> std::io::Result<()> {
     if let Some(max_age) = state.config.rotate_keys_after {
         tokio::spawn(accounts::rotation_schedule(state.clone(), max_age));
     }
@@ -152,5 +157,5 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::i
         Ok(n) => tracing::info!(deployments = n, "resuming unsettled deployments"),
         Err(e) => tracing::warn!(error = %e, "cannot resume unsettled deployments"),
     }
-    listen::serve(router(state.clone()), listener, &state.config).await
+    airlock_listen::serve(router(state.clone()), listener, options).await
 }

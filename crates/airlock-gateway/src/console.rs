@@ -31,6 +31,8 @@ pub struct ConsoleLink {
     pub url: String,
     /// API token (`airlock login`, or `AIRLOCK_TOKEN`).
     pub token: SecretString,
+    /// Certificate authorities trusted for an https:// console besides the built-in roots.
+    pub roots: Vec<reqwest::Certificate>,
 }
 
 impl std::fmt::Debug for ConsoleLink {
@@ -91,6 +93,9 @@ impl ConsoleClient {
     pub fn new(link: ConsoleLink) -> Result<Self, ConsoleCallError> {
         let build = |timeout: Option<Duration>| {
             let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+            for root in &link.roots {
+                b = b.add_root_certificate(root.clone());
+            }
             if let Some(t) = timeout {
                 b = b.timeout(t);
             }
@@ -106,6 +111,7 @@ impl ConsoleClient {
             link: ConsoleLink {
                 url: link.url.trim_end_matches('/').to_owned(),
                 token: link.token.clone(),
+                roots: link.roots.clone(),
             },
         })
     }
@@ -445,6 +451,7 @@ mod tests {
         let link = ConsoleLink {
             url: "http://127.0.0.1:1".into(),
             token: SecretString::from("alk_very_secret"),
+            roots: Vec::new(),
         };
         assert!(!format!("{link:?}").contains("alk_very_secret"));
     }

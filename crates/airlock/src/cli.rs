@@ -21,12 +21,31 @@ pub struct Cli {
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which console the client commands, the gateway and the agent talk to, and how it is trusted.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConsoleArgs {
     /// Console URL (default: the one saved by `airlock login`).
     #[arg(long, global = true, env = "AIRLOCK_CONSOLE")]
     pub console: Option<String>,
 
-    #[command(subcommand)]
-    pub command: Command,
+    /// PEM bundle of certificate authorities to trust for an https:// console, besides the
+    /// built-in web roots (a console with a private CA).
+    #[arg(long, global = true, env = "AIRLOCK_CONSOLE_CA", value_name = "PEM")]
+    pub console_ca: Option<PathBuf>,
+}
+
+impl ConsoleArgs {
+    /// The URL, if one was given.
+    pub fn url(&self) -> Option<&str> {
+        self.console.as_deref().filter(|c| !c.is_empty())
+    }
 }
 
 /// Output format.
@@ -143,6 +162,26 @@ pub struct ServeArgs {
     /// Connections served at once; beyond, new ones wait to be accepted.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Serve HTTPS (h2 and HTTP/1.1) with this PEM certificate chain; needs --tls-key.
+    /// Both files are read again on SIGHUP (a bad pair is logged and the old one kept).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a client may take to finish the TLS handshake.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub tls_handshake_timeout: u64,
+    /// Serve plain HTTP on a non-loopback address (passwords, tokens, refresh secrets and
+    /// instance credentials then cross the network in clear text): only behind a balancer that
+    /// terminates TLS, on a network you trust.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_http: bool,
+    /// Behind a TCP load balancer: connections from these networks (comma-separated CIDRs)
+    /// must start with a PROXY protocol header (v1 or v2), whose client address is then the
+    /// one policies and the refresh address check see. Others are served as direct clients.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', num_args = 1..)]
+    pub proxy_protocol: Vec<airlock_listen::IpNet>,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

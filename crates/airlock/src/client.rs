@@ -1,7 +1,8 @@
 //! The console's HTTP client: where the console is, the saved token, and errors in words.
 
+use crate::cli::ConsoleArgs;
 use airlock_console::ErrorBody;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -120,11 +121,27 @@ impl std::fmt::Display for Unreachable {
 
 impl std::error::Error for Unreachable {}
 
+/// The certificate authorities of `--console-ca`, read at start so a bad file is named at once.
+pub fn console_roots(bundle: Option<&std::path::Path>) -> Result<Vec<reqwest::Certificate>> {
+    let Some(path) = bundle else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read --console-ca {}", path.display()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("--console-ca {} is not a PEM bundle", path.display()))?;
+    if roots.is_empty() {
+        bail!("--console-ca {} holds no CERTIFICATE block", path.display());
+    }
+    Ok(roots)
+}
+
 impl Client {
     /// A client for `console` (or the saved one), with the saved token or `AIRLOCK_TOKEN`.
-    pub fn new(console: Option<&str>) -> Result<Client> {
+    pub fn new(console: &ConsoleArgs) -> Result<Client> {
         let saved = saved_login()?;
         let base = console
+            .url()
             .map(str::to_owned)
             .or_else(|| saved.as_ref().map(|s| s.console.clone()))
             .ok_or_else(|| anyhow!("no console given: pass --console URL, set AIRLOCK_CONSOLE, or run `airlock login`"))?;
@@ -132,11 +149,14 @@ impl Client {
             .ok()
             .filter(|t| !t.is_empty())
             .or_else(|| saved.filter(|s| s.console == base).map(|s| s.token));
+        let mut http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(5));
+        for root in console_roots(console.console_ca.as_deref())? {
+            http = http.add_root_certificate(root);
+        }
         Ok(Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .connect_timeout(Duration::from_secs(5))
-                .build()?,
+            http: http.build()?,
             base: base.trim_end_matches('/').to_owned(),
             token,
         })

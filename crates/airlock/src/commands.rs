@@ -1,8 +1,8 @@
 //! The client commands: each turns its arguments into one API call and prints the answer.
 
 use crate::cli::{
-    AccountAddArgs, AccountCommand, CredentialsArg, DeployArgs, DeploymentCommand, InstanceCommand,
-    InstancesArgs, LoginArgs, Output,
+    AccountAddArgs, AccountCommand, ConsoleArgs, CredentialsArg, DeployArgs, DeploymentCommand,
+    InstanceCommand, InstancesArgs, LoginArgs, Output,
 };
 use crate::client::{self, Client, SavedLogin};
 use crate::output::{or_dash, print};
@@ -31,11 +31,12 @@ pub fn read_stdin_line(what: &str) -> Result<secrecy::SecretString> {
     Ok(secrecy::SecretString::from(value))
 }
 
-pub async fn login(console: Option<&str>, args: LoginArgs, output: Output) -> Result<()> {
-    let console = console
-        .ok_or_else(|| anyhow::anyhow!("give the console URL with --console or AIRLOCK_CONSOLE"))?;
+pub async fn login(console: &ConsoleArgs, args: LoginArgs, output: Output) -> Result<()> {
+    if console.url().is_none() {
+        bail!("give the console URL with --console or AIRLOCK_CONSOLE");
+    }
     let password = read_stdin_line("password")?;
-    let client = Client::new(Some(console))?;
+    let client = Client::new(console)?;
     use secrecy::ExposeSecret;
     let resp: LoginResponse = client
         .post(
@@ -62,7 +63,7 @@ pub async fn login(console: Option<&str>, args: LoginArgs, output: Output) -> Re
     Ok(())
 }
 
-pub async fn logout(console: Option<&str>) -> Result<()> {
+pub async fn logout(console: &ConsoleArgs) -> Result<()> {
     let client = Client::new(console)?;
     let result = client
         .post::<_, serde_json::Value>("/v1/logout", &json!({}))

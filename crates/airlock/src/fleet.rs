@@ -2,7 +2,7 @@
 //! a console, or with `--direct` straight to EC2 with this machine's AWS credentials (on an
 //! instance, the agent's), running the same `airlock-fleet` code either way.
 
-use crate::cli::{parse_tag, Output};
+use crate::cli::{parse_tag, ConsoleArgs, Output};
 use crate::client::Client;
 use crate::commands::account_or_only;
 use crate::output::{or_dash, print, table};
@@ -856,7 +856,7 @@ enum Backend {
 }
 
 impl Backend {
-    async fn open(console: Option<&str>, at: &Where) -> Result<Backend> {
+    async fn open(console: &ConsoleArgs, at: &Where) -> Result<Backend> {
         if at.direct {
             let region = std::env::var("AWS_REGION")
                 .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
@@ -940,7 +940,7 @@ impl Backend {
 }
 
 /// Runs one fleet command.
-pub async fn run(console: Option<&str>, command: FleetCommand, output: Output) -> Result<()> {
+pub async fn run(console: &ConsoleArgs, command: FleetCommand, output: Output) -> Result<()> {
     match plan(command)? {
         Plan::List { family, args, only } => {
             let backend = Backend::open(console, &args.at).await?;

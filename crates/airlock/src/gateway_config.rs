@@ -3,7 +3,7 @@
 //! `airlock gateway --console URL` loads and follows; and how the gateway finds its console
 //! token.
 
-use crate::cli::{GatewayConfigCommand, Output};
+use crate::cli::{ConsoleArgs, GatewayConfigCommand, Output};
 use crate::client::{config_dir, Client, SavedLogin};
 use crate::output::print;
 use airlock_console::gateway::{GatewayConfigList, GatewayConfigView};
@@ -14,8 +14,8 @@ use serde_json::json;
 
 /// The console `airlock gateway` follows, with its token: `AIRLOCK_TOKEN`, else the login
 /// `airlock login` saved for that console. `None` without `--console` / `AIRLOCK_CONSOLE`.
-pub fn console_link(console: Option<&str>) -> Result<Option<ConsoleLink>> {
-    let Some(url) = console.filter(|c| !c.is_empty()) else {
+pub fn console_link(console: &ConsoleArgs) -> Result<Option<ConsoleLink>> {
+    let Some(url) = console.url() else {
         return Ok(None);
     };
     let url = url.trim_end_matches('/').to_owned();
@@ -44,6 +44,7 @@ pub fn console_link(console: Option<&str>) -> Result<Option<ConsoleLink>> {
     Ok(Some(ConsoleLink {
         url,
         token: SecretString::from(token),
+        roots: crate::client::console_roots(console.console_ca.as_deref())?,
     }))
 }
 

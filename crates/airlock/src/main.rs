@@ -36,7 +36,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let output = cli.output;
-    let console = cli.console.as_deref();
+    let console = &cli.console;
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Login(args) => commands::login(console, args, output).await,

@@ -45,11 +45,20 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(&args.database)))?;
     let vault = Vault::open(store.clone(), source, keyring).await?;
+    let listen = listen_options(&args, addr)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let public_url = args.public_url.unwrap_or_else(|| format!("http://{local}"));
+    let scheme = if listen.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{local}"));
     let config = ConsoleConfig {
         public_url: public_url.clone(),
         token_ttl: Duration::from_secs(args.token_ttl_hours * 3600),
@@ -57,8 +66,6 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         rotate_keys_after: args
             .rotate_keys_after_days
             .map(|days| Duration::from_secs(days * 86_400)),
-        header_timeout: Duration::from_secs(args.header_timeout),
-        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         ..ConsoleConfig::default()
     };
     let admin_password = std::env::var("AIRLOCK_ADMIN_PASSWORD")
@@ -76,7 +83,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "Airlock console listening on http://{local} (public URL {public_url})"
+        "Airlock console listening on {scheme}://{local} (public URL {public_url})"
     )?;
     if let Some(password) = generated {
         writeln!(
@@ -88,7 +95,55 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     out.flush()?;
     drop(out);
     tracing::info!(%local, database = %redact_url(&args.database), "console started");
-    airlock_console::serve(state, listener).await?;
+    if let Some(tls) = &listen.tls {
+        reload_on_hangup(tls.clone())?;
+    }
+    airlock_console::serve(state, listener, listen).await?;
+    Ok(())
+}
+
+/// The listener's limits, TLS and PROXY protocol from the flags; refuses plain HTTP on a
+/// non-loopback address without --insecure-http.
+fn listen_options(args: &ServeArgs, addr: std::net::SocketAddr) -> Result<airlock_listen::Options> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(airlock_listen::Tls::load(cert, key)?)),
+        _ => None,
+    };
+    if tls.is_none() {
+        if !airlock_listen::plain_http_allowed(addr, args.insecure_http) {
+            bail!("--listen {addr} is not a loopback address: serve TLS with --tls-cert and --tls-key, or pass --insecure-http if a balancer in front terminates TLS");
+        }
+        if args.insecure_http {
+            tracing::warn!(%addr, "serving plain HTTP (--insecure-http): passwords, tokens, refresh secrets and instance credentials cross the network in clear text unless something in front encrypts them");
+        }
+    }
+    let proxy_protocol = (!args.proxy_protocol.is_empty())
+        .then(|| airlock_listen::ProxyProtocol::new(args.proxy_protocol.clone()));
+    Ok(airlock_listen::Options {
+        limits: airlock_listen::Limits {
+            header_timeout: Duration::from_secs(args.header_timeout),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+        },
+        tls,
+        proxy_protocol,
+    })
+}
+
+/// Reads the certificate and key again on every SIGHUP; a bad pair is logged, the old one kept.
+fn reload_on_hangup(tls: Arc<airlock_listen::Tls>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %tls.cert_path().display(), "reloaded the TLS certificate")
+                }
+                Err(e) => tracing::error!(error = %e, "kept the old TLS certificate"),
+            }
+        }
+    });
     Ok(())
 }
 

@@ -1,0 +1,174 @@
+//! How every Airlock listener faces a network. The console's address is on every instance's user
+//! data and the gateway and agent endpoint take connections too, so each listener must hold up
+//! against whoever can reach it: a connection sends a request's headers within the header timeout
+//! (and a kept-alive one its next request), and only so many connections are served at once, so
+//! slow or idle connections cannot pile up until the process runs out of them. TLS (reloadable)
+//! and the PROXY protocol from trusted load balancers are options of the same listener.
+
+mod proxy_protocol;
+mod tls;
+
+pub use ipnet::IpNet;
+pub use proxy_protocol::{ProxyHeaderError, ProxyProtocol};
+pub use tls::{Tls, TlsError};
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower::ServiceExt;
+
+/// The limits every listener applies to the connections it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a connection may take to send a request's headers, and a kept-alive one to
+    /// start its next request.
+    pub header_timeout: Duration,
+    /// How many connections are served at once; beyond it the kernel's backlog waits.
+    pub max_connections: usize,
+    /// How long a TLS client may take to finish its handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How a listener serves: its limits, TLS and PROXY protocol.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Timeouts and the connection cap.
+    pub limits: Limits,
+    /// Serve HTTPS with this certificate (reloadable) instead of plain HTTP.
+    pub tls: Option<Arc<Tls>>,
+    /// Take client addresses from PROXY headers of these balancers.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+impl Options {
+    /// Plain HTTP with these limits.
+    pub fn new(limits: Limits) -> Options {
+        Options {
+            limits,
+            ..Options::default()
+        }
+    }
+}
+
+/// Whether a listener on `addr` may serve plain HTTP: on loopback always; elsewhere passwords,
+/// tokens and refresh secrets would cross a network in clear text, so only when the operator
+/// says so (a TLS-terminating balancer in front, say).
+pub fn plain_http_allowed(addr: SocketAddr, insecure_http: bool) -> bool {
+    addr.ip().to_canonical().is_loopback() || insecure_http
+}
+
+/// Serves `app` on `listener` until the process ends. Handlers see the peer's address as
+/// `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    options: Options,
+) -> std::io::Result<()> {
+    let connections = Arc::new(tokio::sync::Semaphore::new(options.limits.max_connections));
+    let options = Arc::new(options);
+    loop {
+        // At the cap, stop accepting until a connection ends (the kernel's backlog waits).
+        let Ok(permit) = connections.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        let options = options.clone();
+        tokio::spawn(async move {
+            serve_connection(app, stream, peer, &options).await;
+            drop(permit);
+        });
+    }
+}
+
+/// The PROXY header (within the header timeout), the TLS handshake (within the handshake
+/// timeout), then HTTP.
+async fn serve_connection(
+    app: Router,
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    options: &Options,
+) {
+    let limits = options.limits;
+    let client = match &options.proxy_protocol {
+        None => peer,
+        Some(proxy) => {
+            let header = proxy.client_address(&mut stream, peer);
+            match tokio::time::timeout(limits.header_timeout, header).await {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => {
+                    tracing::warn!(peer = %peer, error = %e, "dropped a connection from a trusted balancer");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "no PROXY header within the header timeout");
+                    return;
+                }
+            }
+        }
+    };
+    let Some(tls) = &options.tls else {
+        return serve_http(app, stream, client, limits).await;
+    };
+    match tokio::time::timeout(limits.handshake_timeout, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => serve_http(app, stream, client, limits).await,
+        Ok(Err(e)) => tracing::debug!(peer = %client, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(peer = %client, "no TLS handshake within the handshake timeout"),
+    }
+}
+
+/// HTTP/1.1 or h2 on an accepted (and maybe decrypted) stream; handlers see `client`.
+async fn serve_http<S>(app: Router, stream: S, client: SocketAddr, limits: Limits)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(client));
+            app.clone().oneshot(request.map(axum::body::Body::new))
+        });
+    if let Err(e) = builder(limits)
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(peer = %client, error = %e, "connection ended");
+    }
+}
+
+/// hyper's HTTP/1.1 and h2 server with the header timeout on its own timer.
+fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    builder
+}
