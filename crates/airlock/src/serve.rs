@@ -40,12 +40,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         args.log_format == LogFormat::Json,
         airlock_os::DEFAULT_LOG_FILTER,
     );
+    // Before the database or the vault: a listener that would be refused touches nothing.
+    let listen = listen_options(&args, addr)?;
     let (source, keyring) = load_keys(&args.master_key_file)?;
     let store = airlock_store::Store::open(&args.database)
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(&args.database)))?;
     let vault = Vault::open(store.clone(), source, keyring).await?;
-    let listen = listen_options(&args, addr)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -835,3 +835,103 @@ async fn slow_header_connections_are_closed_while_requests_are_served() {
         started.elapsed()
     );
 }
+
+/// `curl` against a TLS console trusting `ca`: (HTTP version, body), or the error it printed.
+fn curl_tls(url: &str, ca: &std::path::Path) -> Result<(String, String), String> {
+    let out = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--http2", "--max-time", "10"])
+        .arg("--cacert")
+        .arg(ca)
+        .args(["--write-out", "\n%{http_version}", url])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, version) = text.rsplit_once('\n').unwrap();
+    Ok((version.to_owned(), body.to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_console_serves_clients_that_trust_its_ca_and_reloads_its_certificate_on_sighup() {
+    let console = Console::start_tls(&[]);
+    let ca = console.ca.clone().unwrap();
+    // The CLI, told the CA with AIRLOCK_CONSOLE_CA, logs in and works over HTTPS.
+    console.login();
+    assert_eq!(console.json(&["whoami"])["user"], "admin");
+    // h2 is offered by ALPN.
+    let (version, body) = curl_tls(&format!("{}/healthz", console.url), &ca).unwrap();
+    assert_eq!(version, "2", "{body}");
+
+    // Someone on the path presenting another certificate: a client that trusts only the
+    // console's CA refuses to talk, and one with no CA refuses the console itself.
+    let out = std::process::Command::new(airlock_bin())
+        .args(["whoami"])
+        .env("AIRLOCK_CONSOLE", &console.url)
+        .env("AIRLOCK_CONFIG_DIR", console.dir.path().join("config"))
+        .env_remove("AIRLOCK_CONSOLE_CA")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("certificate") || stderr(&out).contains("cannot reach"),
+        "{}",
+        stderr(&out)
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    assert!(ureq_get(&format!("http://127.0.0.1:{}/healthz", console.port)).is_err());
+
+    // A new certificate from another CA, put in place and signalled: new connections get it.
+    let renewed = console.dir.path().join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    let (new_ca, new_cert, new_key) = test_ca(&renewed);
+    let cert_arg = |flag: &str| {
+        let at = console.extra_args.iter().position(|a| a == flag).unwrap();
+        std::path::PathBuf::from(&console.extra_args[at + 1])
+    };
+    // First a broken pair (the new certificate with the old key): refused, the old one kept.
+    std::fs::copy(&new_cert, cert_arg("--tls-cert")).unwrap();
+    let signal = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &console.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    signal();
+    assert!(curl_tls(&format!("{}/healthz", console.url), &ca).is_ok());
+    assert!(console
+        .output_text()
+        .contains("kept the old TLS certificate"));
+    std::fs::copy(&new_key, cert_arg("--tls-key")).unwrap();
+    signal();
+    assert!(curl_tls(&format!("{}/healthz", console.url), &new_ca).is_ok());
+    // A client trusting only the old CA no longer accepts the console.
+    assert!(curl_tls(&format!("{}/healthz", console.url), &ca).is_err());
+}
+
+#[test]
+fn plain_http_on_a_non_loopback_address_needs_insecure_http() {
+    let console = Console::start();
+    let key = console.key_file();
+    // Refused before anything is bound: the address is never listened on.
+    let out = std::process::Command::new(airlock_bin())
+        .args(["serve", "--listen", "0.0.0.0:1", "--database"])
+        .arg(format!(
+            "sqlite://{}",
+            console.dir.path().join("other.db").display()
+        ))
+        .arg("--master-key-file")
+        .arg(&key)
+        .env("AIRLOCK_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--insecure-http") && err.contains("--tls-cert"),
+        "{err}"
+    );
+}

@@ -553,3 +553,134 @@ async fn account_keys_rotate_through_iam_and_the_old_key_is_deleted() {
     assert_eq!(listed[0]["access_key_id"], rotated_to.as_str());
     assert!(!console.output_text().contains(&secret));
 }
+
+/// One HTTP/1.1 `POST /v1/refresh` on a connection from `source`, after `preface` (a PROXY
+/// header, or nothing): the status line ("" when the console closed the connection unanswered)
+/// and the JSON body.
+async fn raw_refresh(
+    console: &Console,
+    source: &str,
+    preface: &[u8],
+    body: &Value,
+) -> (String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket
+        .connect(format!("127.0.0.1:{}", console.port).parse().unwrap())
+        .await
+        .unwrap();
+    let body = body.to_string();
+    let mut request = preface.to_vec();
+    request.extend_from_slice(
+        format!(
+            "POST /v1/refresh HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    // The console may close the connection before reading everything: ignore write errors.
+    let _ = stream.write_all(&request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_protocol_from_a_trusted_balancer_carries_the_instance_address() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    // 127.0.0.2 is the load balancer; everyone else connects directly.
+    let console = Console::start_with(&["--proxy-protocol", "127.0.0.2/32"]);
+    console.login_with_account(&moto);
+    let dep = console.json(&deploy_args(&net, &["--wait"]));
+    let dep_id = dep["id"].as_str().unwrap();
+    let mine = first_instance(&dep);
+    let enrolment = enrolment_secret(&ec2, &mine).await;
+    let (ip, _) = address_and_tags(&ec2, &mine).await;
+    let body = |secret: &str| serde_json::json!({"deployment_id": dep_id, "instance_id": mine, "refresh_secret": secret});
+    let v1 = format!("PROXY TCP4 {ip} 127.0.0.1 40000 {}\r\n", console.port);
+
+    // An attacker elsewhere on the network sends a header of its own claiming the instance's
+    // address: headers are not believed from it, so HTTP sees garbage and refuses.
+    let (status, _) = raw_refresh(&console, "127.0.0.3", v1.as_bytes(), &body(&enrolment)).await;
+    assert!(status.contains(" 400"), "{status:?}");
+    // Without a header the attacker is itself, not the instance.
+    let (status, _) = raw_refresh(&console, "127.0.0.3", b"", &body(&enrolment)).await;
+    assert!(status.contains(" 403"), "{status:?}");
+    // The balancer must always say whom it forwards: a bare request from it is dropped.
+    let (status, _) = raw_refresh(&console, "127.0.0.2", b"", &body(&enrolment)).await;
+    assert_eq!(
+        status, "",
+        "answered a balancer connection without a PROXY header"
+    );
+
+    // The balancer forwarding the instance's connection: the address check sees the instance.
+    let (status, answer) =
+        raw_refresh(&console, "127.0.0.2", v1.as_bytes(), &body(&enrolment)).await;
+    assert!(
+        status.contains(" 200"),
+        "{status:?}\n{}",
+        console.output_text()
+    );
+    // So does the binary (v2) header.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend(ip.parse::<std::net::Ipv4Addr>().unwrap().octets());
+    v2.extend([127, 0, 0, 1]);
+    v2.extend(40001u16.to_be_bytes());
+    v2.extend(console.port.to_be_bytes());
+    let next = answer["refresh_secret"].as_str().unwrap();
+    let (status, _) = raw_refresh(&console, "127.0.0.2", &v2, &body(next)).await;
+    assert!(
+        status.contains(" 200"),
+        "{status:?}\n{}",
+        console.output_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_exchange_gets_the_same_answer_but_a_copied_secret_is_still_a_replay() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let dep = console.json(&deploy_args(&net, &["--wait"]));
+    let dep_id = dep["id"].as_str().unwrap();
+    let mine = first_instance(&dep);
+    let enrolment = enrolment_secret(&ec2, &mine).await;
+    let (ip, _) = address_and_tags(&ec2, &mine).await;
+
+    let (status, first) = refresh(&console, &ip, dep_id, &mine, &enrolment).await;
+    assert_eq!(status, 200, "{first}");
+    // The answer was lost on the way; the agent asks again with the same secret.
+    let (status, again) = refresh(&console, &ip, dep_id, &mine, &enrolment).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["refresh_secret"], first["refresh_secret"]);
+    assert_eq!(
+        again["credentials"]["access_key_id"],
+        first["credentials"]["access_key_id"]
+    );
+    assert!(
+        !console.output_text().contains("ALERT"),
+        "a retry raised an alert"
+    );
+
+    // Someone who copied the secret, asking from elsewhere: not a retry.
+    let (status, _) = refresh(&console, "127.0.0.99", dep_id, &mine, &enrolment).await;
+    assert_eq!(status, 403);
+    assert!(console.output_text().contains("ALERT"));
+
+    // Once the instance has used what it was given, the old secret is a replay even from it.
+    let next = first["refresh_secret"].as_str().unwrap();
+    let (status, _) = refresh(&console, &ip, dep_id, &mine, next).await;
+    assert_eq!(status, 200);
+    let (status, body) = refresh(&console, &ip, dep_id, &mine, &enrolment).await;
+    assert_eq!(status, 403, "{body}");
+}

@@ -37,7 +37,12 @@ fn wait_http(url: &str, what: &str, child: &mut Child, log: &Path) {
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        if ureq_get(url).is_ok() {
+        let up = match url.strip_prefix("https://") {
+            // A TLS listener: accepting connections is enough (clients check the rest).
+            Some(rest) => std::net::TcpStream::connect(rest.split('/').next().unwrap()).is_ok(),
+            None => ureq_get(url).is_ok(),
+        };
+        if up {
             return;
         }
         assert!(Instant::now() < deadline, "{what} did not answer at {url}");
@@ -207,7 +212,36 @@ pub struct Console {
     pub port: u16,
     pub database: String,
     pub extra_args: Vec<String>,
+    /// The CA of a TLS console's certificate (`Console::start_tls`).
+    pub ca: Option<PathBuf>,
     starts: usize,
+}
+
+/// A private CA and a certificate it issued for 127.0.0.1 and localhost, as PEM files in `dir`:
+/// (ca, cert, key).
+pub fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Airlock test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, leaf.pem()).unwrap();
+    std::fs::write(&files.2, leaf_key.serialize_pem()).unwrap();
+    files
 }
 
 pub fn airlock_bin() -> &'static str {
@@ -220,20 +254,42 @@ impl Console {
     }
 
     pub fn start_with(extra: &[&str]) -> Console {
+        let mut console = Console::unstarted(extra);
+        console.launch();
+        console
+    }
+
+    /// A console serving HTTPS with a certificate from a private CA (`self.ca`), which its
+    /// clients are told to trust with AIRLOCK_CONSOLE_CA.
+    pub fn start_tls(extra: &[&str]) -> Console {
+        let mut console = Console::unstarted(extra);
+        let (ca, cert, key) = test_ca(console.dir.path());
+        console.url = format!("https://127.0.0.1:{}", console.port);
+        console.extra_args.extend([
+            "--tls-cert".to_owned(),
+            cert.display().to_string(),
+            "--tls-key".to_owned(),
+            key.display().to_string(),
+        ]);
+        console.ca = Some(ca);
+        console.launch();
+        console
+    }
+
+    fn unstarted(extra: &[&str]) -> Console {
         let dir = tempfile::tempdir().unwrap();
         let database = database_url(dir.path());
         let port = free_port();
-        let mut console = Console {
+        Console {
             child: None,
             url: format!("http://127.0.0.1:{port}"),
             port,
             database,
             dir,
             extra_args: extra.iter().map(|s| (*s).to_owned()).collect(),
+            ca: None,
             starts: 0,
-        };
-        console.launch();
-        console
+        }
     }
 
     pub fn key_file(&self) -> PathBuf {
@@ -281,6 +337,11 @@ impl Console {
         self.child = Some(child);
     }
 
+    /// The running console's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -317,7 +378,12 @@ impl Console {
 
     /// Runs the client with the config dir `name` (one per logged-in user).
     pub fn cli_in(&self, config: &str, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(airlock_bin())
+        let mut command = Command::new(airlock_bin());
+        match &self.ca {
+            Some(ca) => command.env("AIRLOCK_CONSOLE_CA", ca),
+            None => command.env_remove("AIRLOCK_CONSOLE_CA"),
+        };
+        let mut child = command
             .args(args)
             .env("AIRLOCK_CONSOLE", &self.url)
             .env("AIRLOCK_CONFIG_DIR", self.dir.path().join(config))
