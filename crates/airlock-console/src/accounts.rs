@@ -4,6 +4,7 @@ use crate::api::{AccountView, AddAccountRequest, RotateKeyResult};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize_one, console_arn};
+use crate::endpoints::{self, AllowedEndpoint};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
@@ -35,11 +36,11 @@ fn secret_record(name: &str) -> String {
     format!("account:{name}:secret-access-key")
 }
 
-fn validate_request(req: &AddAccountRequest) -> ApiResult<()> {
+fn validate_request(req: &AddAccountRequest, allowed: &[AllowedEndpoint]) -> ApiResult<()> {
     validate::name("name", &req.name)?;
     validate::region("region", &req.region)?;
     if let Some(url) = &req.endpoint_url {
-        validate::url("endpoint_url", url)?;
+        endpoints::check(url, allowed).map_err(|why| ApiError::field("endpoint_url", why))?;
     }
     let id = &req.access_key_id;
     if id.len() < 16 || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -81,7 +82,7 @@ pub async fn add(
     caller: Caller,
     Body(req): Body<AddAccountRequest>,
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
-    validate_request(&req)?;
+    validate_request(&req, &state.config.allowed_endpoints)?;
     let arn = console_arn("account", &req.name);
     authorize_one(&state, &caller, "airlock:AddAccount", &arn).await?;
     if state.store.account(&req.name).await?.is_some() {
@@ -251,6 +252,13 @@ pub async fn row(state: &AppState, name: &str) -> ApiResult<AccountRow> {
 /// The stored account `name` and a [`Target`] to call AWS with its unsealed key.
 pub async fn target(state: &AppState, name: &str) -> ApiResult<(AccountRow, Target)> {
     let row = row(state, name).await?;
+    // Checked again at every use: an allowance the operator has since withdrawn ends here,
+    // before the key is unsealed.
+    if let Some(url) = &row.endpoint_url {
+        endpoints::check(url, &state.config.allowed_endpoints).map_err(|why| {
+            ApiError::Forbidden(format!("account {name:?} cannot be used: {why}"))
+        })?;
+    }
     let plain = state.vault.get(&row.secret_record).await?.ok_or_else(|| {
         ApiError::Internal(format!(
             "the secret of account {name:?} is missing from the vault"

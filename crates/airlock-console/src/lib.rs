@@ -12,6 +12,7 @@ pub mod audit;
 mod auth;
 pub mod authz;
 mod deployments;
+pub mod endpoints;
 mod error;
 pub mod events;
 mod fleet;

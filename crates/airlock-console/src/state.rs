@@ -20,6 +20,8 @@ pub struct ConsoleConfig {
     pub launch_timeout: Duration,
     /// Rotate account keys older than this, checked hourly (`None`: only on request).
     pub rotate_keys_after: Option<Duration>,
+    /// Endpoints besides AWS's own that accounts may use (`--allow-endpoint`).
+    pub allowed_endpoints: Vec<crate::endpoints::AllowedEndpoint>,
 }
 
 impl Default for ConsoleConfig {
@@ -30,6 +32,7 @@ impl Default for ConsoleConfig {
             poll_interval: Duration::from_secs(2),
             launch_timeout: Duration::from_secs(15 * 60),
             rotate_keys_after: None,
+            allowed_endpoints: Vec::new(),
         }
     }
 }

@@ -48,21 +48,6 @@ pub fn ec2_id(field: &str, value: &str, prefix: &str) -> Result<(), ApiError> {
     Ok(airlock_fleet::validate::ec2_id(field, value, prefix)?)
 }
 
-/// Validates an http(s) URL well enough to hand it to the SDK.
-pub fn url(field: &str, value: &str) -> Result<(), ApiError> {
-    let ok = (value.starts_with("https://") || value.starts_with("http://"))
-        && value.len() > "http://".len()
-        && !value.contains(char::is_whitespace);
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::field(
-            field,
-            format!("{value:?} is not an http or https URL"),
-        ))
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -113,7 +98,5 @@ mod tests {
         assert!(name("name", "a b").is_err());
         assert!(region("region", "us-east-1").is_ok());
         assert!(region("region", "US").is_err());
-        assert!(url("endpoint_url", "http://127.0.0.1:5000").is_ok());
-        assert!(url("endpoint_url", "ftp://x").is_err());
     }
 }

@@ -182,6 +182,11 @@ pub struct ServeArgs {
     /// one policies and the refresh address check see. Others are served as direct clients.
     #[arg(long, value_name = "CIDR,...", value_delimiter = ',', num_args = 1..)]
     pub proxy_protocol: Vec<airlock_listen::IpNet>,
+    /// Let accounts use this endpoint host (HOST or HOST:PORT, repeatable) besides AWS's own
+    /// https://…amazonaws.com endpoints: an EC2-compatible test endpoint, a VPC endpoint by IP.
+    /// Users who may add accounts can otherwise not aim the console's signed calls elsewhere.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub allow_endpoint: Vec<airlock_console::endpoints::AllowedEndpoint>,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

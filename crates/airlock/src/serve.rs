@@ -67,6 +67,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         rotate_keys_after: args
             .rotate_keys_after_days
             .map(|days| Duration::from_secs(days * 86_400)),
+        allowed_endpoints: args.allow_endpoint.clone(),
         ..ConsoleConfig::default()
     };
     let admin_password = std::env::var("AIRLOCK_ADMIN_PASSWORD")

@@ -935,3 +935,36 @@ fn plain_http_on_a_non_loopback_address_needs_insecure_http() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_who_may_add_accounts_cannot_aim_the_console_at_an_endpoint_the_operator_did_not_allow(
+) {
+    let moto = Moto::start();
+    // The operator allows only 127.0.0.2; moto listens on 127.0.0.1.
+    let mut console = Console::start_with(&["--allow-endpoint", "127.0.0.2"]);
+    console.login();
+    let out = console.add_account(&moto);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("endpoint_url") && err.contains("--allow-endpoint 127.0.0.1"),
+        "{err}"
+    );
+    assert!(console
+        .json(&["account", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // Allowed, the account is added and used; once the allowance is withdrawn, it is refused
+    // before its key is unsealed.
+    console.extra_args = vec!["--allow-endpoint".into(), "127.0.0.1".into()];
+    console.restart();
+    ok(console.add_account(&moto), &["account", "add"]);
+    console.ok(&["instances", "--account", "dev"]);
+    console.extra_args = vec!["--allow-endpoint".into(), "127.0.0.2".into()];
+    console.restart();
+    let out = console.cli(&["instances", "--account", "dev"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot be used"), "{}", stderr(&out));
+}

@@ -302,6 +302,12 @@ impl Console {
             .arg("--master-key-file")
             .arg(self.key_file())
             .args(&self.extra_args)
+            // moto listens on 127.0.0.1; a test that means to refuse it names another host.
+            .args(if self.extra_args.iter().any(|a| a == "--allow-endpoint") {
+                &[][..]
+            } else {
+                &["--allow-endpoint", "127.0.0.1"][..]
+            })
             .args(if self.extra_args.iter().any(|a| a == "--poll-interval") {
                 &[][..]
             } else {
