@@ -61,7 +61,7 @@ impl Tag {
 }
 
 /// An EC2 `Filter`: a name such as `tag:Team` or `instance-state-name` and the values it accepts.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Filter {
     /// The filter name.
     pub name: String,

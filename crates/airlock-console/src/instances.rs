@@ -8,16 +8,18 @@ use crate::auth::Caller;
 use crate::authz::{authorize, precheck, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
+use crate::poller::{PollKey, Poller, Snapshot};
 use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops;
-use airlock_cloud::{Filter, StateAction};
+use airlock_cloud::{Filter, Scope, StateAction};
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Query of `GET /v1/instances`; `tag` and `filter` may repeat.
@@ -95,51 +97,85 @@ async fn describe(
     names: &[String],
     filters: &[Filter],
 ) -> ApiResult<Vec<AccountInstance>> {
-    let policies = crate::authz::policies_of(state, &caller.user).await?;
-    let principal = crate::authz::principal(caller);
+    let viewer = Viewer::of(state, caller).await?;
     let mut instances = Vec::new();
     for name in names {
-        let (row, target) = accounts::target(state, name).await?;
-        let scope = accounts::scope_of(&row);
-        let ec2 = state.cloud.ec2(&target).await?;
-        let found: Vec<_> = ec2
-            .describe_instances(filters, &[])
-            .await?
-            .into_iter()
-            .filter(|i| {
-                crate::authz::permits(
-                    &policies,
-                    &principal,
-                    &ops::instance(&scope, "ec2:DescribeInstances", i),
-                )
-            })
-            .collect();
-        let mut statuses = HashMap::new();
-        let ids: Vec<String> = found
-            .iter()
-            .filter(|i| {
-                let check = ops::instance(&scope, "ec2:DescribeInstanceStatus", i);
-                q.status && crate::authz::permits(&policies, &principal, &check)
-            })
-            .map(|i| i.instance_id.clone())
-            .collect();
-        if !ids.is_empty() {
-            // By id, in batches EC2 accepts in one request.
-            for batch in ids.chunks(100) {
-                for s in ec2.describe_instance_status(batch).await? {
-                    statuses.insert(s.instance_id.clone(), s);
-                }
-            }
-        }
-        for instance in found {
-            instances.push(AccountInstance {
-                account: name.clone(),
-                status: statuses.remove(&instance.instance_id),
-                instance,
-            });
-        }
+        let (scope, all) = describe_account(state, name, filters, q.status).await?;
+        instances.extend(viewer.visible(&scope, all));
     }
     Ok(instances)
+}
+
+/// Who is looking: their policies, to show each instance (and its status checks) only to
+/// those who may describe it.
+pub struct Viewer {
+    policies: Arc<Vec<airlock_policy::Policy>>,
+    principal: airlock_access::Principal,
+}
+
+impl Viewer {
+    /// The caller's policies as they are now.
+    pub async fn of(state: &AppState, caller: &Caller) -> ApiResult<Viewer> {
+        Ok(Viewer {
+            policies: crate::authz::policies_of(state, &caller.user).await?,
+            principal: crate::authz::principal(caller),
+        })
+    }
+
+    /// The instances the viewer may describe, without the status checks they may not see.
+    pub fn visible(&self, scope: &Scope, instances: Vec<AccountInstance>) -> Vec<AccountInstance> {
+        instances
+            .into_iter()
+            .filter_map(|mut i| {
+                let may = |action: &str| {
+                    crate::authz::permits(
+                        &self.policies,
+                        &self.principal,
+                        &ops::instance(scope, action, &i.instance),
+                    )
+                };
+                if !may("ec2:DescribeInstances") {
+                    return None;
+                }
+                if i.status.is_some() && !may("ec2:DescribeInstanceStatus") {
+                    i.status = None;
+                }
+                Some(i)
+            })
+            .collect()
+    }
+}
+
+/// Every instance of one account matching `filters`, with status checks when asked, as the
+/// console sees them, and the account's scope: callers see only what [`Viewer::visible`] leaves.
+pub async fn describe_account(
+    state: &AppState,
+    name: &str,
+    filters: &[Filter],
+    with_status: bool,
+) -> ApiResult<(Scope, Vec<AccountInstance>)> {
+    let (row, target) = accounts::target(state, name).await?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let found = ec2.describe_instances(filters, &[]).await?;
+    let mut statuses = HashMap::new();
+    if with_status {
+        let ids: Vec<String> = found.iter().map(|i| i.instance_id.clone()).collect();
+        // By id, in batches EC2 accepts in one request.
+        for batch in ids.chunks(100) {
+            for s in ec2.describe_instance_status(batch).await? {
+                statuses.insert(s.instance_id.clone(), s);
+            }
+        }
+    }
+    let instances = found
+        .into_iter()
+        .map(|instance| AccountInstance {
+            account: name.to_owned(),
+            status: statuses.remove(&instance.instance_id),
+            instance,
+        })
+        .collect();
+    Ok((accounts::scope_of(&row), instances))
 }
 
 /// `GET /v1/instances`.
@@ -193,7 +229,8 @@ fn signature(i: &AccountInstance) -> (String, Option<String>, Option<String>) {
 
 /// `GET /v1/instances/watch`: Server-Sent Events for the selected instances: each as it is
 /// first (`instance`), then whenever its state or status checks change (`instance`), and when
-/// it no longer matches (`gone`). EC2 is looked at every `interval` seconds (default 2).
+/// it no longer matches (`gone`). EC2 is looked at every `interval` seconds (default 2), by one
+/// poller per account shared with every other watch of the same query.
 pub async fn watch(
     State(state): State<AppState>,
     caller: Caller,
@@ -210,58 +247,149 @@ pub async fn watch(
     }
     let names = accounts_of(&state, &caller, &q).await?;
     let slot = state.streams.open(&caller.user)?;
+    let interval = std::time::Duration::from_secs_f64(interval);
+    let pollers = names
+        .iter()
+        .map(|name| poller(&state, name, &filters, interval))
+        .collect();
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let _slot = slot;
-        let mut known: HashMap<String, (String, Option<String>, Option<String>)> = HashMap::new();
-        let mut first = true;
-        loop {
-            let event = match describe(&state, &caller, &q, &names, &filters).await {
-                Ok(now) => {
-                    let mut events = Vec::new();
-                    let mut seen = std::collections::HashSet::new();
-                    for i in now {
-                        let key = format!("{}/{}", i.account, i.instance.instance_id);
-                        let sig = signature(&i);
-                        seen.insert(key.clone());
-                        if known.get(&key) != Some(&sig) {
-                            known.insert(key, sig);
-                            events.push(json_event("instance", &i));
-                        }
-                    }
-                    known.retain(|key, _| {
-                        let keep = seen.contains(key);
-                        if !keep {
-                            events.push(json_event("gone", &serde_json::json!({ "id": key })));
-                        }
-                        keep
-                    });
-                    if first {
-                        events.push(SseEvent::default().event("ready").data("{}"));
-                        first = false;
-                    }
-                    events
+        follow(&state, &caller, pollers, tx).await;
+    });
+    Ok(Sse::new(crate::events::Watch(rx)).keep_alive(KeepAlive::default()))
+}
+
+/// The shared poller of one account's instances matching `filters`, with status checks.
+fn poller(
+    state: &AppState,
+    account: &str,
+    filters: &[Filter],
+    interval: std::time::Duration,
+) -> Arc<Poller> {
+    let key = PollKey {
+        account: account.to_owned(),
+        filters: filters.to_vec(),
+        with_status: true,
+        interval,
+    };
+    let (looker, account, filters) = (state.clone(), account.to_owned(), filters.to_vec());
+    state.pollers.get_or_start(key, move || {
+        let (state, account, filters) = (looker.clone(), account.clone(), filters.clone());
+        async move {
+            describe_account(&state, &account, &filters, true)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+}
+
+/// Sends the watcher what changed in its pollers' snapshots, as its policies let it see them,
+/// until it goes away or its login no longer holds.
+async fn follow(
+    state: &AppState,
+    caller: &Caller,
+    pollers: Vec<Arc<Poller>>,
+    tx: mpsc::Sender<SseEvent>,
+) {
+    let receivers: Vec<_> = pollers.iter().map(|p| p.subscribe()).collect();
+    let (changed_tx, mut changed) = mpsc::channel::<()>(1);
+    for mut rx in receivers.clone() {
+        let changed_tx = changed_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(mpsc::error::TrySendError::Closed(())) = changed_tx.try_send(()) {
+                    return;
                 }
-                Err(e) => vec![json_event(
-                    "error",
-                    &serde_json::json!({ "message": e.to_string() }),
-                )],
-            };
-            for e in event {
-                if tx.send(e).await.is_err() {
+                if rx.changed().await.is_err() {
                     return;
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs_f64(interval)) => {}
-                _ = tx.closed() => return,
+        });
+    }
+    drop(changed_tx);
+    let mut seen = Seen::default();
+    let mut recheck = tokio::time::interval(crate::streams::RECHECK);
+    loop {
+        tokio::select! {
+            got = changed.recv() => if got.is_none() { return },
+            _ = recheck.tick() => {
+                if !crate::streams::login_holds(state, caller).await {
+                    return;
+                }
+                continue;
             }
-            if !crate::streams::login_holds(&state, &caller).await {
+            _ = tx.closed() => return,
+        }
+        // Only once every account has been looked at.
+        let Some(snapshots) = receivers
+            .iter()
+            .map(|r| r.borrow().clone())
+            .collect::<Option<Vec<Snapshot>>>()
+        else {
+            continue;
+        };
+        let events = match Viewer::of(state, caller).await {
+            Ok(viewer) => seen.update(&viewer, &snapshots),
+            Err(e) => vec![json_event(
+                "error",
+                &serde_json::json!({ "message": e.to_string() }),
+            )],
+        };
+        for e in events {
+            if tx.send(e).await.is_err() {
                 return;
             }
         }
-    });
-    Ok(Sse::new(crate::events::Watch(rx)).keep_alive(KeepAlive::default()))
+    }
+}
+
+/// What a watcher has been told: each instance's state and status checks.
+#[derive(Default)]
+struct Seen {
+    known: HashMap<String, (String, Option<String>, Option<String>)>,
+    ready: bool,
+}
+
+impl Seen {
+    /// The events that bring the watcher from what it was told to these snapshots.
+    fn update(&mut self, viewer: &Viewer, snapshots: &[Snapshot]) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        let mut now = std::collections::HashSet::new();
+        for snapshot in snapshots {
+            let (scope, instances) = match snapshot.as_ref() {
+                Ok(found) => found,
+                Err(message) => {
+                    events.push(json_event(
+                        "error",
+                        &serde_json::json!({ "message": message }),
+                    ));
+                    continue;
+                }
+            };
+            for i in viewer.visible(scope, instances.clone()) {
+                let key = format!("{}/{}", i.account, i.instance.instance_id);
+                let sig = signature(&i);
+                now.insert(key.clone());
+                if self.known.get(&key) != Some(&sig) {
+                    self.known.insert(key, sig);
+                    events.push(json_event("instance", &i));
+                }
+            }
+        }
+        self.known.retain(|key, _| {
+            let keep = now.contains(key);
+            if !keep {
+                events.push(json_event("gone", &serde_json::json!({ "id": key })));
+            }
+            keep
+        });
+        if !self.ready {
+            events.push(SseEvent::default().event("ready").data("{}"));
+            self.ready = true;
+        }
+        events
+    }
 }
 
 fn json_event(name: &str, value: &impl serde::Serialize) -> SseEvent {

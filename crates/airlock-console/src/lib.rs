@@ -19,6 +19,7 @@ mod fleet;
 pub mod gateway;
 mod instances;
 mod json;
+mod poller;
 mod refresh;
 mod refresh_guard;
 mod refresh_retry;
@@ -136,6 +137,7 @@ pub async fn prepare(
         streams: Default::default(),
         refreshes: Default::default(),
         recent_exchanges: Default::default(),
+        pollers: Default::default(),
         totp_steps: Default::default(),
         tags: Default::default(),
         events: Default::default(),

@@ -56,6 +56,8 @@ pub struct AppState {
     pub passwords: Arc<crate::auth::PasswordChecks>,
     /// Refresh requests and refusals per source address.
     pub refreshes: Arc<crate::refresh_guard::RefreshGuard>,
+    /// The shared pollers of instance watches.
+    pub pollers: Arc<crate::poller::Pollers>,
     /// Answers of recent refresh exchanges, for retries whose answer was lost.
     pub recent_exchanges: Arc<crate::refresh_retry::RecentExchanges>,
     /// Open event and watch streams per user.

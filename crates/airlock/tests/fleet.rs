@@ -832,3 +832,44 @@ async fn instances_show_status_checks_and_stream_changes() {
     }
     assert!(after.contains("event: instance"), "{after}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_opening_many_watches_of_one_page_costs_ec2_one_poller() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    instances(&console, &net, "1");
+
+    // Eight tabs on the same page, each looking every 0.5 s for about 3 s.
+    let client = reqwest::Client::new();
+    moto.record().await;
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let response = client
+            .get(format!("{}/v1/instances/watch?interval=0.5", console.url))
+            .bearer_auth(console.token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+    for response in &mut streams {
+        let mut text = String::new();
+        while !text.contains("event: ready") {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), response.chunk())
+                .await
+                .expect("ready within 30 s")
+                .unwrap()
+                .unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let calls = moto.calls("DescribeInstances").await;
+    drop(streams);
+    // One poller: about 3.5 s / 0.5 s looks (plus slack); eight pollers would be over 50.
+    assert!((1..=14).contains(&calls), "{calls} DescribeInstances calls");
+}

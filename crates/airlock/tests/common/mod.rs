@@ -92,6 +92,9 @@ impl Moto {
         let mut cmd = Command::new(server);
         // EC2 refuses unknown images; moto does too only when asked.
         cmd.env("MOTO_ENABLE_AMI_VALIDATION", "true");
+        // Requests are recorded only between Moto::record and Moto::calls.
+        cmd.env("MOTO_ENABLE_RECORDING", "true")
+            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording"));
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.path().join("moto.err")).unwrap());
@@ -111,6 +114,38 @@ impl Moto {
             url,
             _dir: dir,
         }
+    }
+
+    /// Starts recording the requests moto receives (forgetting earlier ones).
+    pub async fn record(&self) {
+        let http = reqwest::Client::new();
+        for step in ["reset-recording", "start-recording"] {
+            let url = format!("{}/moto-api/recorder/{step}", self.url);
+            assert!(http.post(url).send().await.unwrap().status().is_success());
+        }
+    }
+
+    /// How many recorded requests called the EC2 Query API's `action`.
+    pub async fn calls(&self, action: &str) -> usize {
+        let url = format!("{}/moto-api/recorder/download-recording", self.url);
+        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+        let wanted = format!("Action={action}");
+        text.lines()
+            .filter(|line| {
+                let request: serde_json::Value = serde_json::from_str(line).unwrap();
+                let body = request["body"].as_str().unwrap_or_default();
+                let body = if request["body_encoded"] == true {
+                    use base64::Engine;
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .unwrap();
+                    String::from_utf8_lossy(&raw).into_owned()
+                } else {
+                    body.to_owned()
+                };
+                body.split('&').any(|pair| pair == wanted)
+            })
+            .count()
     }
 
     /// An EC2 client straight to moto, to check what EC2 holds independently of the console.
