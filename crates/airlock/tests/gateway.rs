@@ -170,6 +170,9 @@ impl Gateway {
     /// console's push can explain a quick change.
     fn following(console: &Console, dir: &Path, refresh_interval: &str) -> Gateway {
         let mut cmd = Command::new(airlock_bin());
+        if let Some(ca) = &console.ca {
+            cmd.env("AIRLOCK_CONSOLE_CA", ca);
+        }
         cmd.args(["gateway", "--console", &console.url])
             .args(["--refresh-interval", refresh_interval])
             .env("AIRLOCK_TOKEN", console.token())
@@ -1006,4 +1009,27 @@ async fn consistent_hashing_on_a_header_keeps_a_user_on_one_instance() {
     assert!(owners.len() >= 2, "users spread over instances: {owners:?}");
     // Without the header, requests are balanced as usual (round-robin over all three).
     assert_eq!(gw.spread("/cart/x", 9).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_follows_a_tls_console_whose_ca_it_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start_tls(&[]);
+    console.login_with_account(&moto);
+    let (id, ip) = launch(&ec2, &net, &[("web", "a")]).await;
+    let backend = Backend::start(dir.path(), "a", &ip);
+    set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, console_config("")).unwrap();
+    console.ok(&["gateway-config", "put", "web", file.to_str().unwrap()]);
+
+    let gw = Gateway::following(&console, dir.path(), "30");
+    gw.wait_members("gloo-system/web", &[&id], Duration::from_secs(20))
+        .await;
+    let (status, body) = gw.get("/web/x").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("a /web/x "), "{body}");
 }
