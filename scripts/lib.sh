@@ -11,6 +11,11 @@ MOTO_VERSION=5.2.5
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Builds everything with the one feature set every script and test uses (workspace, all
+# targets), so the AWS SDK is compiled once per profile; other flags would compile it again.
+# Extra arguments (--release) are passed on.
+build_all() { cargo build --workspace --all-targets --locked "$@"; }
+
 # apt-get install, once per run, only when something is missing.
 apt_install() {
   if [ "$(id -u)" != 0 ]; then
