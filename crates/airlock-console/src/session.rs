@@ -82,6 +82,9 @@ pub async fn login_from(
     let keys = throttle::keys(&req.user, source);
     if let Err(wait) = state.logins.check(&keys, Instant::now()) {
         tracing::info!(user = ?req.user, source = ?source, "login throttled");
+        // A guesser answered at once just asks again: held a while, a flood of guesses becomes
+        // a trickle that costs the console (and everyone else on its cores) next to nothing.
+        tokio::time::sleep(wait.min(throttle::HOLD_THROTTLED)).await;
         return Err(ApiError::TooManyRequests {
             message: format!(
                 "too many failed logins for this user or from this address: try again in {} s",

@@ -15,6 +15,9 @@ const FREE_PER_USER: u32 = 5;
 const FREE_PER_SOURCE: u32 = 20;
 /// The longest wait.
 const MAX_WAIT: Duration = Duration::from_secs(300);
+/// How long a throttled attempt is held before its `429` (at most its wait): a client that
+/// asks again as soon as it is answered makes one attempt per this interval per connection.
+pub const HOLD_THROTTLED: Duration = Duration::from_secs(2);
 /// Failures are forgotten this long after the last one.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Keys kept at most; beyond, the oldest are forgotten.
