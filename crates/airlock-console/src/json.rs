@@ -1,9 +1,13 @@
-//! A JSON body extractor whose errors name the field at fault (`tags[2].key: …`).
+//! A JSON body extractor whose errors name the field at fault (`tags[2].key: …`), and that
+//! bounds how long a body may take to arrive.
 
 use crate::error::ApiError;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
+
+/// How long a request body may take to arrive, once its headers have.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Like `axum::Json`, but a malformed body becomes a 400 naming the JSON path of the bad field.
 pub struct Body<T>(pub T);
@@ -27,22 +31,37 @@ where
                 message: "the request body must be JSON (Content-Type: application/json)".into(),
             });
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge(
-                        "the request body is larger than this endpoint accepts".into(),
-                    )
-                } else {
-                    ApiError::BadRequest {
-                        field: None,
-                        message: format!("cannot read the request body: {e}"),
-                    }
-                }
-            })?;
+        let bytes = read_within(req, state, BODY_TIMEOUT).await?;
         parse(&bytes).map(Body)
     }
+}
+
+/// The whole body, if it arrives within `deadline`: a body sent a byte at a time would hold
+/// its connection and task for as long as the sender likes, and bodies here are small.
+async fn read_within<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    deadline: std::time::Duration,
+) -> Result<axum::body::Bytes, ApiError> {
+    tokio::time::timeout(deadline, axum::body::Bytes::from_request(req, state))
+        .await
+        .map_err(|_| ApiError::BadRequest {
+            field: None,
+            message: format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs_f64()
+            ),
+        })?
+        .map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge("the request body is larger than this endpoint accepts".into())
+            } else {
+                ApiError::BadRequest {
+                    field: None,
+                    message: format!("cannot read the request body: {e}"),
+                }
+            }
+        })
 }
 
 /// Parses JSON, reporting the path of the first bad field.
@@ -78,6 +97,51 @@ fn missing_field(message: &str) -> Option<&str> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A body that sends its first bytes and then nothing, ever.
+    struct Dripping(bool);
+
+    impl futures_core::Stream for Dripping {
+        type Item = Result<axum::body::Bytes, std::io::Error>;
+
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            if self.0 {
+                std::task::Poll::Pending
+            } else {
+                self.0 = true;
+                std::task::Poll::Ready(Some(Ok(axum::body::Bytes::from_static(b"{\"na"))))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn attacker_dripping_a_body_is_cut_off_at_the_deadline() {
+        let request = Request::builder()
+            .method("POST")
+            .body(axum::body::Body::from_stream(Dripping(false)))
+            .unwrap();
+        let deadline = std::time::Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        match read_within(request, &(), deadline).await {
+            Err(ApiError::BadRequest { message, .. }) => {
+                assert!(message.contains("did not arrive"), "{message}")
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a body that never ended was accepted"),
+        }
+        assert!(started.elapsed() >= deadline && started.elapsed() < deadline * 5);
+        // A body that does arrive is read.
+        let request = Request::builder()
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
+        assert_eq!(
+            &read_within(request, &(), deadline).await.unwrap()[..],
+            b"{}"
+        );
+    }
 
     #[derive(serde::Deserialize, Debug)]
     #[allow(dead_code)]
