@@ -29,6 +29,39 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
 
+# cargo-deny, built once into ~/.cargo/bin (in a target dir of its own, so the project's is
+# left alone).
+CARGO_DENY_VERSION=0.20.2
+ensure_cargo_deny() {
+  if ! cargo deny --version 2>/dev/null | grep -q " $CARGO_DENY_VERSION\$"; then
+    say "installing cargo-deny $CARGO_DENY_VERSION (a few minutes, once)"
+    CARGO_TARGET_DIR="$HOME/.cache/airlock/cargo-deny-target" \
+      cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION" >&2
+  fi
+}
+
+# Checks the dependency graph against deny.toml: licences, bans and sources, then RustSec
+# advisories against the copy of the database cargo-deny keeps in ~/.cargo/advisory-dbs, saying
+# how old it is. The tests contact nothing but loopback and the package registries, so the
+# database is fetched (from GitHub) only when AIRLOCK_FETCH_ADVISORIES=1; with no copy at all
+# it says loudly that advisories were not checked.
+check_dependencies() {
+  ensure_cargo_deny
+  cargo deny --locked check licenses bans sources
+  if [ "${AIRLOCK_FETCH_ADVISORIES:-0}" = 1 ]; then
+    cargo deny --locked check advisories
+    return
+  fi
+  local db
+  db=$(find "$HOME/.cargo/advisory-dbs" -maxdepth 1 -name 'advisory-db-*' -type d 2>/dev/null | head -1)
+  if [ -n "$db" ] && git -C "$db" rev-parse -q --verify HEAD >/dev/null 2>&1; then
+    say "RustSec advisories as of $(git -C "$db" log -1 --format=%cs) (AIRLOCK_FETCH_ADVISORIES=1 fetches the newest)"
+    cargo deny --offline check advisories
+  else
+    say "WARNING: RustSec advisories NOT checked: no copy of the database in ~/.cargo/advisory-dbs (AIRLOCK_FETCH_ADVISORIES=1 fetches it from GitHub)"
+  fi
+}
+
 # The moto server (an EC2/STS-compatible endpoint) in a project-local virtualenv.
 ensure_moto() {
   local venv="$AIRLOCK_ROOT/.venv"
