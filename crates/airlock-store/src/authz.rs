@@ -17,7 +17,7 @@ pub struct PolicyRow {
     pub created_at: String,
 }
 
-/// One audit record as stored; `hash` covers every other field and `prev_hash`.
+/// One audit record as stored; `hash` covers every other field but `chain`, and `prev_hash`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AuditRow {
     /// Position in the chain, from 1.
@@ -44,6 +44,17 @@ pub struct AuditRow {
     pub prev_hash: String,
     /// This record's hash.
     pub hash: String,
+    /// How `hash` was made: `sha256` (plain) or `hmac-sha256` (under the console's audit key).
+    pub chain: String,
+}
+
+/// Which audit records a page holds besides their position.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditFilter<'a> {
+    /// Only this user's records.
+    pub user: Option<&'a str>,
+    /// Only records at or after this RFC 3339 time.
+    pub since: Option<&'a str>,
 }
 
 fn policy(row: &AnyRow) -> Result<PolicyRow, StoreError> {
@@ -69,6 +80,7 @@ fn audit(row: &AnyRow) -> Result<AuditRow, StoreError> {
         detail: get(row, "detail")?,
         prev_hash: get(row, "prev_hash")?,
         hash: get(row, "hash")?,
+        chain: get(row, "chain")?,
     })
 }
 
@@ -232,8 +244,8 @@ impl Store {
     pub async fn insert_audit(&self, row: &AuditRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit_log (seq, at, user_name, source_ip, action, resources, decision, \
-             aws_request_id, outcome, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             aws_request_id, outcome, detail, prev_hash, hash, chain) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(row.seq)
         .bind(&row.at)
@@ -247,6 +259,7 @@ impl Store {
         .bind(&row.detail)
         .bind(&row.prev_hash)
         .bind(&row.hash)
+        .bind(&row.chain)
         .execute(self.pool())
         .await
         .map_err(|e| {
@@ -259,22 +272,97 @@ impl Store {
         Ok(())
     }
 
-    /// Audit records in order, optionally of one user and from a time on.
-    pub async fn audit_records(
+    /// At most `limit` audit records with a `seq` above `after`, in order: keyset paging on the
+    /// primary key, so a page never reads or holds the records before it.
+    pub async fn audit_page(
         &self,
-        user: Option<&str>,
-        since: Option<&str>,
+        after: i64,
+        limit: u32,
+        filter: AuditFilter<'_>,
     ) -> Result<Vec<AuditRow>, StoreError> {
         sqlx::query(
-            "SELECT * FROM audit_log WHERE ($1 IS NULL OR user_name = $1) AND ($2 IS NULL OR at >= $2) \
-             ORDER BY seq",
+            "SELECT * FROM audit_log WHERE seq > $1 AND ($2 IS NULL OR user_name = $2) \
+             AND ($3 IS NULL OR at >= $3) ORDER BY seq LIMIT $4",
         )
-        .bind(user)
-        .bind(since)
+        .bind(after)
+        .bind(filter.user)
+        .bind(filter.since)
+        .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?
         .iter()
         .map(audit)
         .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        (dir, Store::open(&url).await.unwrap())
+    }
+
+    fn row(seq: i64, user: &str) -> AuditRow {
+        AuditRow {
+            seq,
+            at: format!("2026-01-01T00:00:{:02}.000Z", seq),
+            user_name: user.into(),
+            source_ip: None,
+            action: "airlock:ListUsers".into(),
+            resources: "[]".into(),
+            decision: "allowed".into(),
+            aws_request_id: None,
+            outcome: "allowed".into(),
+            detail: None,
+            prev_hash: String::new(),
+            hash: format!("h{seq}"),
+            chain: "hmac-sha256".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_follow_seq_and_filters() {
+        let (_dir, store) = store().await;
+        for seq in 1..=7 {
+            let user = if seq % 2 == 0 { "bob" } else { "ana" };
+            store.insert_audit(&row(seq, user)).await.unwrap();
+        }
+        let seqs = |rows: Vec<AuditRow>| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
+        let all = AuditFilter::default();
+        assert_eq!(seqs(store.audit_page(0, 3, all).await.unwrap()), [1, 2, 3]);
+        assert_eq!(seqs(store.audit_page(3, 3, all).await.unwrap()), [4, 5, 6]);
+        assert_eq!(seqs(store.audit_page(6, 3, all).await.unwrap()), [7]);
+        let bob = AuditFilter {
+            user: Some("bob"),
+            since: None,
+        };
+        assert_eq!(seqs(store.audit_page(2, 10, bob).await.unwrap()), [4, 6]);
+        let late = AuditFilter {
+            user: None,
+            since: Some("2026-01-01T00:00:05.000Z"),
+        };
+        assert_eq!(seqs(store.audit_page(0, 10, late).await.unwrap()), [5, 6, 7]);
+        assert_eq!(
+            store.audit_page(0, 1, all).await.unwrap()[0].chain,
+            "hmac-sha256"
+        );
+    }
+
+    #[tokio::test]
+    async fn records_written_before_the_chain_column_are_plain_sha256() {
+        let (_dir, store) = store().await;
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, user_name, action, resources, decision, outcome, \
+             prev_hash, hash) VALUES (1, 't', 'ana', 'a', '[]', 'allowed', 'ok', 'p', 'h')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(store.last_audit().await.unwrap().unwrap().chain, "sha256");
     }
 }

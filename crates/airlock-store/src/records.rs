@@ -271,6 +271,21 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a sealed record only if none has its id (a secret generated once, which console
+    /// nodes starting together must agree on). Returns whether it was stored.
+    pub async fn insert_sealed(&self, row: &VaultRow) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO vault_records (id, key_id, sealed) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&row.id)
+        .bind(&row.key_id)
+        .bind(&row.sealed)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// A sealed record by id.
     pub async fn sealed(&self, id: &str) -> Result<Option<VaultRow>, StoreError> {
         sqlx::query("SELECT id, key_id, sealed FROM vault_records WHERE id = $1")
@@ -618,6 +633,23 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[tokio::test]
+    async fn a_sealed_record_is_inserted_once() {
+        let (_dir, store) = store().await;
+        let first = VaultRow {
+            id: "audit:key".into(),
+            key_id: "k1".into(),
+            sealed: "one".into(),
+        };
+        let second = VaultRow {
+            sealed: "two".into(),
+            ..first.clone()
+        };
+        assert!(store.insert_sealed(&first).await.unwrap());
+        assert!(!store.insert_sealed(&second).await.unwrap());
+        assert_eq!(store.sealed("audit:key").await.unwrap().unwrap(), first);
     }
 
     #[tokio::test]
