@@ -527,3 +527,12 @@ pub struct ValidatePolicyResponse {
     /// Every problem found, with line and column for JSON syntax errors.
     pub errors: Vec<airlock_policy::PolicyError>,
 }
+
+/// A page of the audit log (`GET /v1/audit`), in order of `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The records.
+    pub records: Vec<airlock_store::AuditRow>,
+    /// Give it back as `cursor` for the next page; `None` when there were no more records.
+    pub next_cursor: Option<String>,
+}

@@ -1,15 +1,17 @@
 //! The audit log: an append-only record of every authorization decision and every EC2 call,
-//! each chained to the one before by SHA-256 so that editing or removing a record is detectable.
+//! each chained to the one before under a key sealed in the vault, so that editing or removing
+//! a record is detectable (see [`chain`]).
+
+pub mod chain;
+pub(crate) mod read;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::vault::Vault;
 use airlock_store::{AuditRow, Store, StoreError};
+pub use chain::{Anchor, AuditKey, Head, Verification, GENESIS};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-/// The hash before the first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What was decided about a request, as the audit log records it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,45 +120,109 @@ impl Entry {
     }
 }
 
-/// The fields a record's hash covers, in a fixed order.
-#[derive(Serialize)]
-struct Hashed<'a> {
-    seq: i64,
-    at: &'a str,
-    user_name: &'a str,
-    source_ip: &'a Option<String>,
-    action: &'a str,
-    resources: &'a str,
-    decision: &'a str,
-    aws_request_id: &'a Option<String>,
-    outcome: &'a str,
-    detail: &'a Option<String>,
-    prev_hash: &'a str,
+/// Id of the vault record that holds the audit key.
+const KEY_RECORD: &str = "audit:key";
+
+/// The writing side of the log on this console: its appends one at a time (other nodes are
+/// handled by the store), each chained under the audit key.
+#[derive(Debug)]
+pub struct Chain {
+    lock: tokio::sync::Mutex<()>,
+    key: AuditKey,
 }
 
-/// The hash of a record over every field but `hash` itself.
-pub fn hash_of(row: &AuditRow) -> String {
-    let fields = Hashed {
-        seq: row.seq,
-        at: &row.at,
-        user_name: &row.user_name,
-        source_ip: &row.source_ip,
-        action: &row.action,
-        resources: &row.resources,
-        decision: &row.decision,
-        aws_request_id: &row.aws_request_id,
-        outcome: &row.outcome,
-        detail: &row.detail,
-        prev_hash: &row.prev_hash,
+impl Chain {
+    /// A chain under `key`.
+    pub fn new(key: AuditKey) -> Chain {
+        Chain {
+            lock: tokio::sync::Mutex::new(()),
+            key,
+        }
+    }
+
+    /// The key records are chained under.
+    pub fn key(&self) -> &AuditKey {
+        &self.key
+    }
+}
+
+/// Whether the audit key was in the vault or made at this start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// Stored before.
+    Stored,
+    /// Made now; the records up to `unkeyed_through` have none.
+    Created {
+        /// The newest record when the key was made.
+        unkeyed_through: i64,
+    },
+}
+
+/// Opens the audit key sealed in the vault, or makes it on a first start (one key for every
+/// console node: the first to store it wins). A log that already holds keyed records has lost
+/// its key: the console refuses to start rather than chain on under a new one.
+pub async fn open_chain(store: &Store, vault: &Vault) -> ApiResult<(Chain, KeyOrigin)> {
+    if let Some(chain) = stored_chain(vault).await? {
+        return Ok((chain, KeyOrigin::Stored));
+    }
+    if store
+        .audit_has_chain(chain::ChainKind::HmacSha256.as_str())
+        .await?
+    {
+        return Err(ApiError::Internal(format!(
+            "the audit log has keyed records but the vault has no audit key ({KEY_RECORD}): \
+             restore that record from a backup of the database"
+        )));
+    }
+    let unkeyed_through = store.last_audit().await?.map_or(0, |r| r.seq);
+    let key = AuditKey::generate(unkeyed_through);
+    if vault.create(KEY_RECORD, &key.to_bytes()).await? {
+        return Ok((Chain::new(key), KeyOrigin::Created { unkeyed_through }));
+    }
+    let chain = stored_chain(vault).await?.ok_or_else(|| {
+        ApiError::Internal(format!("the audit key {KEY_RECORD} vanished while starting"))
+    })?;
+    Ok((chain, KeyOrigin::Stored))
+}
+
+async fn stored_chain(vault: &Vault) -> ApiResult<Option<Chain>> {
+    let Some(sealed) = vault.get(KEY_RECORD).await? else {
+        return Ok(None);
     };
-    let bytes = serde_json::to_vec(&fields).unwrap_or_default();
-    hex::encode(Sha256::digest(bytes))
+    let key = AuditKey::from_bytes(&sealed).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Some(Chain::new(key)))
+}
+
+/// Records that the audit key was made, so that a key made again (its record deleted) shows
+/// in the log and in the console's output.
+pub async fn record_key_origin(state: &AppState, origin: KeyOrigin) {
+    let KeyOrigin::Created { unkeyed_through } = origin else {
+        return;
+    };
+    let detail = if unkeyed_through == 0 {
+        "every record is chained under it".to_owned()
+    } else {
+        tracing::warn!(
+            unkeyed_through,
+            "made the audit key: the records written before it are chained without one"
+        );
+        format!("records 1 to {unkeyed_through} were chained without a key (plain SHA-256)")
+    };
+    let entry = Entry {
+        user: "airlock:console".into(),
+        action: "airlock:CreateAuditKey".into(),
+        resources: vec![crate::authz::console_arn("audit", "*")],
+        outcome: AuditOutcome::Ok,
+        detail: Some(detail),
+        ..Entry::default()
+    };
+    record(state, entry).await;
 }
 
 /// Appends an entry to the chain. Concurrent writers (several console nodes) race for the next
 /// sequence number; the loser re-reads the head and tries again.
-pub async fn append(store: &Store, lock: &tokio::sync::Mutex<()>, entry: Entry) -> ApiResult<()> {
-    let _guard = lock.lock().await;
+pub async fn append(store: &Store, log: &Chain, entry: Entry) -> ApiResult<()> {
+    let _guard = log.lock.lock().await;
     for _ in 0..20 {
         let last = store.last_audit().await?;
         let (seq, prev_hash) = match last {
@@ -176,8 +242,9 @@ pub async fn append(store: &Store, lock: &tokio::sync::Mutex<()>, entry: Entry) 
             detail: entry.detail.clone(),
             prev_hash,
             hash: String::new(),
+            chain: String::new(),
         };
-        row.hash = hash_of(&row);
+        chain::seal(&log.key, &mut row);
         match store.insert_audit(&row).await {
             Ok(()) => return Ok(()),
             Err(StoreError::Conflict(_)) => continue,
@@ -191,7 +258,7 @@ pub async fn append(store: &Store, lock: &tokio::sync::Mutex<()>, entry: Entry) 
 
 /// Records an entry; a failure to audit is logged loudly (the action already happened).
 pub async fn record(state: &AppState, entry: Entry) {
-    if let Err(e) = append(&state.store, &state.audit_lock, entry).await {
+    if let Err(e) = append(&state.store, &state.audit, entry).await {
         tracing::error!(error = %e, "cannot write the audit log");
     }
 }
@@ -199,7 +266,7 @@ pub async fn record(state: &AppState, entry: Entry) {
 /// Records an entry that must be written before the request goes on (an allowed decision):
 /// if the audit log cannot be written, the request is refused and nothing is done.
 pub async fn record_required(state: &AppState, entry: Entry) -> ApiResult<()> {
-    append(&state.store, &state.audit_lock, entry)
+    append(&state.store, &state.audit, entry)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot write the audit log; the request is refused");
@@ -248,110 +315,93 @@ pub async fn record_call<T>(
     }
 }
 
-/// The result of checking the chain.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Verification {
-    /// Records checked.
-    pub records: usize,
-    /// True when every link holds.
-    pub intact: bool,
-    /// The first record that does not match its hash or its predecessor.
-    pub first_broken: Option<i64>,
-    /// What is wrong there.
-    pub problem: Option<String>,
-}
-
-/// Checks every record's hash and link, in order.
-pub fn verify(rows: &[AuditRow]) -> Verification {
-    let mut prev = GENESIS.to_owned();
-    for (expected_seq, row) in (1..).zip(rows) {
-        let problem = if row.seq != expected_seq {
-            Some(format!(
-                "record {expected_seq} is missing (found {} next)",
-                row.seq
-            ))
-        } else if row.prev_hash != prev {
-            Some("its link to the previous record does not match".to_owned())
-        } else if hash_of(row) != row.hash {
-            Some("its content does not match its hash (edited)".to_owned())
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            return Verification {
-                records: rows.len(),
-                intact: false,
-                first_broken: Some(row.seq.min(expected_seq)),
-                problem: Some(problem),
-            };
-        }
-        prev.clone_from(&row.hash);
-    }
-    Verification {
-        records: rows.len(),
-        intact: true,
-        first_broken: None,
-        problem: None,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::vault::KeySource;
 
-    fn chain(n: i64) -> Vec<AuditRow> {
-        let mut prev = GENESIS.to_owned();
-        (1..=n)
-            .map(|seq| {
-                let mut row = AuditRow {
-                    seq,
-                    at: "2026-01-01T00:00:00Z".into(),
-                    user_name: "ana".into(),
-                    source_ip: None,
-                    action: "ec2:RunInstances".into(),
-                    resources: "[]".into(),
-                    decision: "allowed".into(),
-                    aws_request_id: None,
-                    outcome: "ok".into(),
-                    detail: None,
-                    prev_hash: prev.clone(),
-                    hash: String::new(),
-                };
-                row.hash = hash_of(&row);
-                prev.clone_from(&row.hash);
-                row
-            })
-            .collect()
+    async fn open() -> (tempfile::TempDir, Store, Vault) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let keyring = airlock_vault::Keyring::generate();
+        let vault = Vault::open(store.clone(), KeySource::Environment, keyring)
+            .await
+            .unwrap();
+        (dir, store, vault)
     }
 
-    #[test]
-    fn an_intact_chain_verifies() {
-        assert!(verify(&chain(5)).intact);
+    /// A record as a console without an audit key wrote it.
+    async fn append_plain(store: &Store, seq: i64) {
+        let prev_hash = match store.last_audit().await.unwrap() {
+            Some(r) => r.hash,
+            None => GENESIS.to_owned(),
+        };
+        let mut row = AuditRow {
+            seq,
+            at: crate::now(),
+            user_name: "ana".into(),
+            source_ip: None,
+            action: "airlock:ListUsers".into(),
+            resources: "[]".into(),
+            decision: "allowed".into(),
+            aws_request_id: None,
+            outcome: "allowed".into(),
+            detail: None,
+            prev_hash,
+            hash: String::new(),
+            chain: chain::ChainKind::Sha256.as_str().into(),
+        };
+        row.hash = chain::plain_hash(&row);
+        store.insert_audit(&row).await.unwrap();
     }
 
-    #[test]
-    fn an_edit_is_found() {
-        let mut rows = chain(5);
-        rows[2].user_name = "mallory".into();
-        let v = verify(&rows);
-        assert!(!v.intact);
-        assert_eq!(v.first_broken, Some(3));
+    fn entry(n: usize) -> Entry {
+        Entry {
+            user: "bob".into(),
+            action: format!("airlock:Action{n}"),
+            ..Entry::default()
+        }
     }
 
-    #[test]
-    fn a_deletion_is_found() {
-        let mut rows = chain(5);
-        rows.remove(1);
-        let v = verify(&rows);
-        assert_eq!(v.first_broken, Some(2));
+    #[tokio::test]
+    async fn a_log_begun_without_a_key_keeps_its_plain_records_and_chains_on_keyed() {
+        let (_dir, store, vault) = open().await;
+        append_plain(&store, 1).await;
+        append_plain(&store, 2).await;
+        let (log, origin) = open_chain(&store, &vault).await.unwrap();
+        assert_eq!(origin, KeyOrigin::Created { unkeyed_through: 2 });
+        for n in 0..3 {
+            append(&store, &log, entry(n)).await.unwrap();
+        }
+        // Another start (or another node) finds the same key.
+        let (again, origin) = open_chain(&store, &vault).await.unwrap();
+        assert_eq!(origin, KeyOrigin::Stored);
+        append(&store, &again, entry(3)).await.unwrap();
+        let v = read::verify_log(&store, again.key(), None).await.unwrap();
+        assert!(v.intact, "{v:?}");
+        assert_eq!((v.records, v.checked, v.unkeyed), (6, 6, 2));
+        assert_eq!(v.head.unwrap().seq, 6);
     }
 
-    #[test]
-    fn a_rehashed_edit_breaks_the_next_link() {
-        let mut rows = chain(4);
-        rows[1].decision = "explicitDeny".into();
-        rows[1].hash = hash_of(&rows[1]);
-        assert_eq!(verify(&rows).first_broken, Some(3));
+    #[tokio::test]
+    async fn a_database_writer_who_deletes_the_audit_key_does_not_get_a_new_one() {
+        let (_dir, store, vault) = open().await;
+        let (log, _) = open_chain(&store, &vault).await.unwrap();
+        append(&store, &log, entry(0)).await.unwrap();
+        store.delete_sealed(KEY_RECORD).await.unwrap();
+        let err = open_chain(&store, &vault).await.unwrap_err();
+        assert!(err.to_string().contains(KEY_RECORD), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_audit_key_is_sealed_in_the_vault() {
+        let (_dir, store, vault) = open().await;
+        let (log, _) = open_chain(&store, &vault).await.unwrap();
+        let stored = store.sealed(KEY_RECORD).await.unwrap().unwrap();
+        let plain = hex::encode(&log.key().to_bytes()[..32]);
+        assert!(!stored.sealed.contains(&plain));
+        assert!(!format!("{log:?}").contains(&plain));
     }
 }

@@ -98,8 +98,9 @@ pub fn router(state: AppState) -> Router {
                 .put(users::put_policy)
                 .delete(users::delete_policy),
         )
-        .route("/v1/audit", get(users::audit_log))
-        .route("/v1/audit/verify", get(users::audit_verify))
+        .route("/v1/audit", get(audit::read::page))
+        .route("/v1/audit/verify", get(audit::read::verify))
+        .route("/v1/audit/head", get(audit::read::head))
         .route("/v1/events", get(events::stream))
         .route("/v1/gateway/configs", get(gateway::list))
         .route(
@@ -124,13 +125,14 @@ pub async fn prepare(
     config: ConsoleConfig,
     admin_password: Option<secrecy::SecretString>,
 ) -> Result<(AppState, Option<secrecy::SecretString>), ApiError> {
+    let (audit, key_origin) = audit::open_chain(&store, &vault).await?;
     let state = AppState {
         store,
         vault: Arc::new(vault),
         cloud,
         config: Arc::new(config),
         watching: Default::default(),
-        audit_lock: Default::default(),
+        audit: Arc::new(audit),
         policies: Default::default(),
         passwords: Default::default(),
         logins: Default::default(),
@@ -142,6 +144,7 @@ pub async fn prepare(
         tags: Default::default(),
         events: Default::default(),
     };
+    audit::record_key_origin(&state, key_origin).await;
     let generated = session::bootstrap_admin(&state, admin_password).await?;
     Ok((state, generated))
 }

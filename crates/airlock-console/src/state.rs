@@ -50,8 +50,8 @@ pub struct AppState {
     pub config: Arc<ConsoleConfig>,
     /// Deployments whose instances a background task is watching.
     pub watching: Arc<Mutex<HashSet<String>>>,
-    /// Serializes this console's audit appends (other nodes are handled by the store).
-    pub audit_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The audit log's key, and this console's appends one at a time.
+    pub audit: Arc<crate::audit::Chain>,
     /// Password hashing and checking, a few at a time off the async workers.
     pub passwords: Arc<crate::auth::PasswordChecks>,
     /// Refresh requests and refusals per source address.

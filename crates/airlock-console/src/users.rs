@@ -1,10 +1,10 @@
-//! Console users, their policies, second factors, the policy simulator and the audit log API.
+//! Console users, their policies, second factors and the policy simulator.
 
 use crate::api::{
     AddUserRequest, AttachPolicyRequest, MfaEnabled, PolicyView, PutPolicyRequest, SimulateRequest,
     UserView,
 };
-use crate::audit::{self, Entry, Verification};
+use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, authorize_one, console_arn};
 use crate::error::{ApiError, ApiResult};
@@ -13,12 +13,11 @@ use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops;
 use airlock_policy::Policy;
-use airlock_store::{AuditRow, PolicyRow, UserRow};
-use axum::extract::{Path, Query, State};
+use airlock_store::{PolicyRow, UserRow};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 
 async fn user_view(state: &AppState, name: &str) -> ApiResult<UserView> {
     Ok(UserView {
@@ -386,64 +385,4 @@ pub async fn simulate(
         policies.push(policy);
     }
     Ok(Json(airlock_policy::evaluate(&policies, &req.request)))
-}
-
-/// Query of `GET /v1/audit`.
-#[derive(Debug, Deserialize)]
-pub struct AuditQuery {
-    /// Only this user's records.
-    pub user: Option<String>,
-    /// Only records at or after this RFC 3339 time.
-    pub since: Option<String>,
-}
-
-/// `GET /v1/audit`.
-pub async fn audit_log(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Vec<AuditRow>>> {
-    authorize_one(
-        &state,
-        &caller,
-        "airlock:ReadAuditLog",
-        &console_arn("audit", "*"),
-    )
-    .await?;
-    let since = match &q.since {
-        Some(s) => Some(
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map_err(|_| {
-                    ApiError::field(
-                        "since",
-                        format!("{s:?} is not an RFC 3339 time (2026-01-31T12:00:00Z)"),
-                    )
-                })?
-                .with_timezone(&chrono::Utc)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        ),
-        None => None,
-    };
-    Ok(Json(
-        state
-            .store
-            .audit_records(q.user.as_deref(), since.as_deref())
-            .await?,
-    ))
-}
-
-/// `GET /v1/audit/verify`: checks the whole hash chain.
-pub async fn audit_verify(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<Verification>> {
-    authorize_one(
-        &state,
-        &caller,
-        "airlock:ReadAuditLog",
-        &console_arn("audit", "*"),
-    )
-    .await?;
-    let rows = state.store.audit_records(None, None).await?;
-    Ok(Json(audit::verify(&rows)))
 }

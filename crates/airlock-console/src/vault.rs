@@ -84,6 +84,12 @@ impl Vault {
         Ok(())
     }
 
+    /// Seals and stores a record unless one with its id exists; returns whether it stored.
+    pub async fn create(&self, id: &str, plaintext: &[u8]) -> Result<bool, crate::ApiError> {
+        let row = self.seal(id, plaintext)?;
+        Ok(self.store.insert_sealed(&row).await?)
+    }
+
     /// Reads and opens a stored record; `None` if there is no such record.
     pub async fn get(&self, id: &str) -> Result<Option<Plain>, crate::ApiError> {
         let Some(row) = self.store.sealed(id).await? else {

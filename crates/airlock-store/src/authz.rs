@@ -240,6 +240,17 @@ impl Store {
             .transpose()
     }
 
+    /// Whether any audit record is chained with `kind` (read once, when the audit key is made).
+    pub async fn audit_has_chain(&self, kind: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT seq FROM audit_log WHERE chain = $1 LIMIT 1")
+                .bind(kind)
+                .fetch_optional(self.pool())
+                .await?
+                .is_some(),
+        )
+    }
+
     /// Appends a record whose `seq` must be the next one; `Conflict` if another writer took it.
     pub async fn insert_audit(&self, row: &AuditRow) -> Result<(), StoreError> {
         sqlx::query(
