@@ -11,6 +11,7 @@ use crate::state::AppState;
 use crate::vault::Vault;
 use airlock_store::{AuditRow, Store, StoreError};
 pub use chain::{Anchor, AuditKey, Head, Verification, GENESIS};
+pub use read::{DEFAULT_LIMIT, MAX_LIMIT};
 use serde::{Deserialize, Serialize};
 
 /// What was decided about a request, as the audit log records it.
@@ -180,7 +181,9 @@ pub async fn open_chain(store: &Store, vault: &Vault) -> ApiResult<(Chain, KeyOr
         return Ok((Chain::new(key), KeyOrigin::Created { unkeyed_through }));
     }
     let chain = stored_chain(vault).await?.ok_or_else(|| {
-        ApiError::Internal(format!("the audit key {KEY_RECORD} vanished while starting"))
+        ApiError::Internal(format!(
+            "the audit key {KEY_RECORD} vanished while starting"
+        ))
     })?;
     Ok((chain, KeyOrigin::Stored))
 }

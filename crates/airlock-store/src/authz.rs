@@ -357,7 +357,10 @@ mod tests {
             user: None,
             since: Some("2026-01-01T00:00:05.000Z"),
         };
-        assert_eq!(seqs(store.audit_page(0, 10, late).await.unwrap()), [5, 6, 7]);
+        assert_eq!(
+            seqs(store.audit_page(0, 10, late).await.unwrap()),
+            [5, 6, 7]
+        );
         assert_eq!(
             store.audit_page(0, 1, all).await.unwrap()[0].chain,
             "hmac-sha256"

@@ -6,10 +6,11 @@ use crate::cli::{
 };
 use crate::client::Client;
 use crate::commands::{account_or_only, read_stdin_line};
-use crate::output::{or_dash, print};
-use airlock_console::api::{MfaEnabled, PolicyView, TagsView, UserView};
-use airlock_console::audit::Verification;
+use crate::output::{or_dash, print, table};
+use airlock_console::api::{AuditPage, MfaEnabled, PolicyView, TagsView, UserView};
+use airlock_console::audit::{Anchor, Head, Verification};
 use airlock_policy::{Policy, Request};
+use airlock_store::AuditRow;
 use anyhow::{bail, Context, Result};
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -272,68 +273,209 @@ pub async fn tag(client: &Client, cmd: TagCommand, output: Output) -> Result<()>
 }
 
 pub async fn audit(client: &Client, args: AuditArgs, output: Output) -> Result<()> {
-    if let Some(AuditCommand::Verify) = args.verify {
-        let v: Verification = client.get("/v1/audit/verify").await?;
-        print(
-            output,
-            &v,
-            &["RECORDS", "INTACT", "FIRST BROKEN", "PROBLEM"],
-            || {
+    match args.command {
+        Some(AuditCommand::Verify { anchor }) => audit_verify(client, anchor, output).await,
+        Some(AuditCommand::Head) => {
+            let head: Head = client.get("/v1/audit/head").await?;
+            print(output, &head, &["SEQ", "TIME", "HASH"], || {
                 vec![vec![
-                    v.records.to_string(),
-                    if v.intact { "yes" } else { "no" }.into(),
-                    v.first_broken
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    or_dash(&v.problem),
+                    head.seq.to_string(),
+                    head.at.clone(),
+                    head.hash.clone(),
                 ]]
-            },
-        )?;
-        if !v.intact {
-            bail!(
-                "the audit log was changed: record {} {}",
-                v.first_broken.unwrap_or(0),
-                v.problem.unwrap_or_default()
-            );
+            })
         }
-        return Ok(());
+        None => audit_pages(client, &args, output).await,
     }
-    let mut query = Vec::new();
-    if let Some(u) = args.user {
-        query.push(("user", u));
-    }
-    if let Some(s) = args.since {
-        query.push(("since", s));
-    }
-    let rows: Vec<airlock_store::AuditRow> = client.get_query("/v1/audit", &query).await?;
+}
+
+async fn audit_verify(client: &Client, anchor: Option<Anchor>, output: Output) -> Result<()> {
+    let query: Vec<(&str, String)> = anchor.iter().map(|a| ("anchor", a.to_string())).collect();
+    let v: Verification = client.get_query("/v1/audit/verify", &query).await?;
     print(
         output,
-        &rows,
+        &v,
         &[
-            "SEQ",
-            "TIME",
-            "USER",
-            "ACTION",
-            "DECISION",
-            "OUTCOME",
-            "AWS REQUEST ID",
-            "DETAIL",
+            "RECORDS",
+            "CHECKED",
+            "UNKEYED",
+            "INTACT",
+            "FIRST BROKEN",
+            "PROBLEM",
+            "HEAD",
         ],
         || {
-            rows.iter()
-                .map(|r| {
-                    vec![
-                        r.seq.to_string(),
-                        r.at.clone(),
-                        r.user_name.clone(),
-                        r.action.clone(),
-                        r.decision.clone(),
-                        r.outcome.clone(),
-                        or_dash(&r.aws_request_id),
-                        or_dash(&r.detail),
-                    ]
-                })
-                .collect()
+            vec![vec![
+                v.records.to_string(),
+                v.checked.to_string(),
+                v.unkeyed.to_string(),
+                if v.intact { "yes" } else { "no" }.into(),
+                v.first_broken
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                or_dash(&v.problem),
+                v.head
+                    .as_ref()
+                    .map(|h| format!("{}:{}", h.seq, h.hash))
+                    .unwrap_or_else(|| "-".into()),
+            ]]
         },
-    )
+    )?;
+    if !v.intact {
+        bail!(
+            "the audit log was changed: record {} {}",
+            v.first_broken.unwrap_or(0),
+            v.problem.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// The query of one page: the filters, the page size and where it starts.
+fn page_query(args: &AuditArgs, cursor: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut query = vec![("limit", args.limit.to_string())];
+    query.extend(args.user.clone().map(|u| ("user", u)));
+    query.extend(args.since.clone().map(|s| ("since", s)));
+    query.extend(cursor.map(|c| ("cursor", c.to_owned())));
+    query
+}
+
+/// The command that prints the page after the one shown.
+fn next_page_command(args: &AuditArgs, cursor: &str) -> String {
+    let mut command = "airlock audit".to_owned();
+    for (flag, value) in page_query(args, Some(cursor)) {
+        if flag == "limit" && args.limit == airlock_console::audit::DEFAULT_LIMIT {
+            continue;
+        }
+        command.push_str(&format!(" --{flag} {value}"));
+    }
+    command
+}
+
+const AUDIT_HEADERS: [&str; 8] = [
+    "SEQ",
+    "TIME",
+    "USER",
+    "ACTION",
+    "DECISION",
+    "OUTCOME",
+    "AWS REQUEST ID",
+    "DETAIL",
+];
+
+fn audit_rows(records: &[AuditRow]) -> Vec<Vec<String>> {
+    records
+        .iter()
+        .map(|r| {
+            vec![
+                r.seq.to_string(),
+                r.at.clone(),
+                r.user_name.clone(),
+                r.action.clone(),
+                r.decision.clone(),
+                r.outcome.clone(),
+                or_dash(&r.aws_request_id),
+                or_dash(&r.detail),
+            ]
+        })
+        .collect()
+}
+
+/// Prints one page, or (`--all`) pages as they come: one table heading, JSON a record a line.
+async fn audit_pages(client: &Client, args: &AuditArgs, output: Output) -> Result<()> {
+    let mut cursor = args.cursor.clone();
+    let mut first = true;
+    loop {
+        let page: AuditPage = client
+            .get_query("/v1/audit", &page_query(args, cursor.as_deref()))
+            .await?;
+        match (output, args.all) {
+            (Output::Json, false) => println!("{}", serde_json::to_string_pretty(&page)?),
+            (Output::Json, true) => {
+                for record in &page.records {
+                    println!("{}", serde_json::to_string(record)?);
+                }
+            }
+            (Output::Table, _) => {
+                let text = table(&AUDIT_HEADERS, &audit_rows(&page.records));
+                // Later pages go on under the first one's heading.
+                let body = if first {
+                    &text[..]
+                } else {
+                    text.split_once('\n').map_or("", |(_, rows)| rows)
+                };
+                print!("{body}");
+            }
+        }
+        first = false;
+        match page.next_cursor {
+            Some(next) if args.all => cursor = Some(next),
+            Some(next) => {
+                eprintln!(
+                    "more records follow: {} (or --all for every page)",
+                    next_page_command(args, &next)
+                );
+                return Ok(());
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn audit_args(argv: &[&str]) -> AuditArgs {
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            crate::cli::Command::Audit(args) => args,
+            other => panic!("not audit: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_next_page_keeps_the_filters_and_the_page_size() {
+        let args = audit_args(&["airlock", "audit", "--user", "bob", "--limit", "5"]);
+        assert_eq!(
+            next_page_command(&args, "QUJD"),
+            "airlock audit --limit 5 --user bob --cursor QUJD"
+        );
+        let args = audit_args(&["airlock", "audit", "--cursor", "old"]);
+        assert_eq!(
+            next_page_command(&args, "new"),
+            "airlock audit --cursor new"
+        );
+    }
+
+    #[test]
+    fn a_page_larger_than_the_console_gives_is_refused_before_asking() {
+        for bad in ["0", "1001", "1000000"] {
+            assert!(crate::cli::Cli::try_parse_from(["airlock", "audit", "--limit", bad]).is_err());
+        }
+        assert_eq!(audit_args(&["airlock", "audit"]).limit, 100);
+    }
+
+    #[test]
+    fn an_anchor_is_read_before_asking() {
+        assert!(crate::cli::Cli::try_parse_from([
+            "airlock", "audit", "verify", "--anchor", "5:zz"
+        ])
+        .is_err());
+        let hash = "a".repeat(64);
+        let args = audit_args(&[
+            "airlock",
+            "audit",
+            "verify",
+            "--anchor",
+            &format!("5:{hash}"),
+        ]);
+        assert!(matches!(
+            args.command,
+            Some(AuditCommand::Verify {
+                anchor: Some(Anchor { seq: 5, .. })
+            })
+        ));
+    }
 }

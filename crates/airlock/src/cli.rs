@@ -113,7 +113,9 @@ pub enum Command {
     /// Add or remove tags of an EC2 resource (authorized with ec2:CreateTags / ec2:DeleteTags).
     #[command(subcommand)]
     Tag(TagCommand),
-    /// The audit log: every decision and every EC2 call, hash-chained.
+    /// The audit log: every decision and every EC2 call, chained under a key the vault holds.
+    ///
+    /// Prints one page (--limit records); --cursor gives the next, --all follows to the end.
     Audit(AuditArgs),
     /// Route HTTP traffic to EC2 instances selected by tags (Gloo-compatible EC2 upstreams).
     ///
@@ -576,17 +578,38 @@ pub struct TagArgs {
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     #[command(subcommand)]
-    pub verify: Option<AuditCommand>,
+    pub command: Option<AuditCommand>,
     /// Only this user's records.
     #[arg(long)]
     pub user: Option<String>,
     /// Only records at or after this time (RFC 3339, e.g. 2026-01-31T12:00:00Z).
     #[arg(long)]
     pub since: Option<String>,
+    /// Records per page.
+    #[arg(
+        long,
+        default_value_t = airlock_console::audit::DEFAULT_LIMIT,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(airlock_console::audit::MAX_LIMIT)),
+    )]
+    pub limit: u32,
+    /// Start after the records a previous page held (the cursor it printed).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Follow the cursor to the end of the log, printing page after page (JSON: one record a
+    /// line).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain of the whole log; exit 1 if a record was edited or removed.
-    Verify,
+    /// Check the chain of the whole log; exit 1 if a record was edited, removed or downgraded.
+    Verify {
+        /// Also check that record SEQ still has HASH, as `airlock audit head` printed it: finds
+        /// the newest records removed, or the log rewritten, after it was written down.
+        #[arg(long, value_name = "SEQ:HASH")]
+        anchor: Option<airlock_console::audit::Anchor>,
+    },
+    /// The newest record's seq, time and hash: write it down elsewhere to anchor the log.
+    Head,
 }

@@ -88,15 +88,14 @@ async fn a_user_terminates_only_instances_tagged_with_their_name() {
     assert!(stderr(&users).contains("airlock:ListUsers"));
 
     // Every decision is in the audit log, chained; an edit is detected.
-    let audit = console.json(&["audit", "--user", "bob"]);
-    let records = audit.as_array().unwrap();
+    let records = console.audit_records(&["--user", "bob"]);
     let denial = records
         .iter()
         .find(|r| {
             r["action"] == "airlock:UseAccount" && r["decision"] == "implicitDeny"
                 || r["detail"].as_str().unwrap_or("").contains(&alices)
         })
-        .unwrap_or_else(|| panic!("no record of the denial: {audit}"));
+        .unwrap_or_else(|| panic!("no record of the denial: {records:?}"));
     assert_eq!(denial["decision"], "implicitDeny");
     assert_eq!(denial["outcome"], "denied");
     assert!(records
@@ -108,20 +107,9 @@ async fn a_user_terminates_only_instances_tagged_with_their_name() {
     assert_eq!(verified["intact"], true, "{verified}");
 
     let seq = denial["seq"].as_i64().unwrap();
-    let update = format!("UPDATE audit_log SET decision = 'allowed' WHERE seq = {seq}");
-    let edited = if is_sqlite(&console.database) {
-        let path = console.database.trim_start_matches("sqlite://").to_owned();
-        std::process::Command::new("python3")
-            .args(["-c", &format!("import sqlite3; c = sqlite3.connect({path:?}); c.execute({update:?}); c.commit()")])
-            .status()
-            .unwrap()
-    } else {
-        std::process::Command::new("psql")
-            .args([console.database.as_str(), "-qc", &update])
-            .status()
-            .unwrap()
-    };
-    assert!(edited.success());
+    console.sql(&format!(
+        "UPDATE audit_log SET decision = 'allowed' WHERE seq = {seq}"
+    ));
     let broken = console.cli(&["audit", "verify", "--output", "json"]);
     assert_eq!(broken.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
@@ -841,7 +829,7 @@ async fn instance_credentials_follow_the_deployers_current_policies() {
         .to_owned();
     let (status, _) = refresh(&console, &ip, id, &instance, &secret).await;
     assert_eq!(status, 403);
-    let audit = console.json(&["audit"]).to_string();
+    let audit = console.ok(&["audit", "--all", "--output", "json"]);
     assert!(
         audit.contains("no longer allow these credentials"),
         "{audit}"
@@ -925,15 +913,13 @@ async fn password_guessing_is_throttled_with_429_and_audited_without_the_guesses
     assert_eq!(status, 200, "{body}");
 
     // Each refusal is in the audit log; what was typed is nowhere.
-    let audit = console.json(&["audit"]);
+    let audit = console.audit_records(&[]);
     let refusals = audit
-        .as_array()
-        .unwrap()
         .iter()
         .filter(|r| r["action"] == "airlock:Login" && r["outcome"] == "denied")
         .count();
-    assert_eq!(refusals, 5, "{audit}");
-    assert!(!audit.to_string().contains(guess));
+    assert_eq!(refusals, 5, "{audit:?}");
+    assert!(!format!("{audit:?}").contains(guess));
     assert!(!console.output_text().contains(guess));
 }
 
@@ -1005,4 +991,285 @@ async fn event_streams_end_with_their_login_and_are_capped_per_user() {
         .await;
         assert!(ended.is_ok(), "a stream outlived its login");
     }
+}
+
+/// `GET` on the console's API with a token, as a script would: (status, body).
+async fn get_api(console: &Console, token: &str, path: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", console.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn audit_rows(records: &[Value]) -> Vec<airlock_store::AuditRow> {
+    records
+        .iter()
+        .map(|r| serde_json::from_value(r.clone()).unwrap())
+        .collect()
+}
+
+/// What someone who can write to the database but holds no key can do: rewrite the records
+/// from `from` on, the one at `from` edited, with plain SHA-256 hashes and links recomputed.
+fn rechain_plain(rows: &[airlock_store::AuditRow], from: i64, chain: &str) -> String {
+    let mut prev = airlock_console::audit::GENESIS.to_owned();
+    let mut sql = String::new();
+    for row in rows {
+        let mut row = row.clone();
+        if row.seq >= from {
+            if row.seq == from {
+                row.decision = "allowed".into();
+            }
+            row.prev_hash.clone_from(&prev);
+            row.hash = airlock_console::audit::chain::plain_hash(&row);
+            sql.push_str(&format!(
+                "UPDATE audit_log SET decision = '{}', prev_hash = '{}', hash = '{}', chain = '{chain}' WHERE seq = {};\n",
+                row.decision, row.prev_hash, row.hash, row.seq
+            ));
+        }
+        prev = row.hash;
+    }
+    sql
+}
+
+fn verify_report(console: &Console, extra: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["audit", "verify", "--output", "json"];
+    args.extend(extra);
+    let out = console.cli(&args);
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_writer_who_recomputes_the_plain_sha256_chain_is_found() {
+    let console = Console::start();
+    console.login();
+    let dave = console.add_user("dave", &[]);
+    for _ in 0..3 {
+        assert_eq!(dave.cli(&["user", "list"]).status.code(), Some(1));
+    }
+    let rows = audit_rows(&console.audit_records(&[]));
+    assert!(rows.iter().all(|r| r.chain == "hmac-sha256"), "{rows:?}");
+    let denial = rows
+        .iter()
+        .find(|r| r.user_name == "dave" && r.decision == "implicitDeny")
+        .unwrap()
+        .seq;
+    let (code, intact) = verify_report(&console, &[]);
+    assert_eq!(
+        (code, intact["intact"].clone()),
+        (Some(0), json!(true)),
+        "{intact}"
+    );
+    assert_eq!(intact["unkeyed"], 0);
+
+    // The refusal turned into an allowed decision, every hash after it recomputed: keyed
+    // records whose hashes anyone could compute do not verify.
+    console.sql(&rechain_plain(&rows, denial, "hmac-sha256"));
+    let (code, report) = verify_report(&console, &[]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["first_broken"], denial, "{report}");
+    assert!(
+        report["problem"].as_str().unwrap().contains("edited"),
+        "{report}"
+    );
+
+    // Marked as plain records as well: a downgrade, refused.
+    console.sql(&rechain_plain(&rows, denial, "sha256"));
+    let (code, report) = verify_report(&console, &[]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["first_broken"], denial, "{report}");
+    assert!(
+        report["problem"].as_str().unwrap().contains("downgraded"),
+        "{report}"
+    );
+    assert_eq!(report["checked"], denial - 1, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncating_the_newest_records_after_the_head_was_anchored_is_found() {
+    let console = Console::start();
+    console.login();
+    console.ok(&["user", "list"]);
+    let head = console.json(&["audit", "head"]);
+    let seq = head["seq"].as_i64().unwrap();
+    let hash = head["hash"].as_str().unwrap();
+    assert_eq!(hash.len(), 64, "{head}");
+    assert!(head["at"].as_str().unwrap().starts_with("20"), "{head}");
+    let anchor = format!("{seq}:{hash}");
+    console.ok(&["user", "list"]);
+    let (code, report) = verify_report(&console, &["--anchor", &anchor]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report["head"]["seq"].as_i64().unwrap() > seq, "{report}");
+
+    // The anchored record and everything after it removed: what is left is a sound chain, and
+    // the console chains on from it, so only the anchor can tell.
+    console.sql(&format!("DELETE FROM audit_log WHERE seq >= {seq}"));
+    let (code, report) = verify_report(&console, &[]);
+    assert_eq!(code, Some(0), "{report}");
+    let (code, report) = verify_report(&console, &["--anchor", &anchor]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["first_broken"], seq, "{report}");
+    assert!(
+        report["problem"].as_str().unwrap().contains("anchored"),
+        "{report}"
+    );
+
+    // A malformed anchor is refused before anything is read.
+    let out = console.cli(&["audit", "verify", "--anchor", "12:not-a-hash"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SEQ:HASH"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_asking_for_a_huge_page_or_a_forged_cursor_is_refused_naming_it() {
+    let console = Console::start();
+    console.login();
+    let token = console.token();
+    for (path, field) in [
+        ("/v1/audit?limit=1000000", "limit"),
+        ("/v1/audit?limit=0", "limit"),
+        ("/v1/audit?cursor=garbage", "cursor"),
+        ("/v1/audit?cursor=MTIz", "cursor"),
+        ("/v1/audit?since=yesterday", "since"),
+        ("/v1/audit?offset=5", "offset"),
+        ("/v1/audit/verify?anchor=1:xyz", "anchor"),
+    ] {
+        let (status, body) = get_api(&console, &token, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    }
+    let (status, page) = get_api(&console, &token, "/v1/audit?limit=1000").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page["records"].as_array().unwrap().len() <= 1000);
+    let out = console.cli(&["audit", "--limit", "1000000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--limit"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_without_read_audit_log_gets_no_page_no_head_and_no_verification() {
+    let console = Console::start();
+    console.login();
+    let erin = console.add_user(
+        "erin",
+        &[json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "airlock:ListUsers", "Resource": "*"}]})],
+    );
+    for args in [
+        &["audit"][..],
+        &["audit", "--all"],
+        &["audit", "head"],
+        &["audit", "verify"],
+    ] {
+        let out = erin.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?} printed {:?}", out.stdout);
+        assert!(
+            stderr(&out).contains("airlock:ReadAuditLog"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // Authorization comes first: a forged cursor tells nothing either.
+    let token = erin.token();
+    for path in ["/v1/audit?cursor=garbage&limit=1000000", "/v1/audit/head"] {
+        let (status, body) = get_api(&console, &token, path).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.get("records").is_none() && body.get("hash").is_none());
+    }
+    let refusals = console
+        .audit_records(&["--user", "erin"])
+        .iter()
+        .filter(|r| r["action"] == "airlock:ReadAuditLog" && r["outcome"] == "denied")
+        .count();
+    assert_eq!(refusals, 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paging_returns_every_record_once_while_records_are_appended() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let console = Console::start();
+    console.login();
+    let token = console.token();
+    // Someone making the console write records all along (each listing is audited).
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, url, token) = (stop.clone(), console.url.clone(), token.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let resp = client
+                    .get(format!("{url}/v1/users"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+                sent += 1;
+            }
+            sent
+        })
+    };
+    while get_api(&console, &token, "/v1/audit/head").await.1["seq"]
+        .as_i64()
+        .unwrap()
+        < 40
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/audit?limit=7".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = get_api(&console, &token, &path).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        seen.extend(
+            page["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["seq"].as_i64().unwrap()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/audit?limit=7&cursor={cursor}"),
+            None => break,
+        }
+        assert!(pages < 1000, "the cursor never reached the end");
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0);
+    let expected: Vec<i64> = (1..=seen.len() as i64).collect();
+    assert_eq!(seen, expected, "each record once, in order, none skipped");
+    assert!(pages > 5, "{pages} pages");
+
+    // The client follows the same cursor: every record once, pages streamed under one heading.
+    let all = console.audit_records(&["--limit", "7"]);
+    let seqs: Vec<i64> = all.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(seqs.len() >= seen.len());
+    let table = console.ok(&["audit", "--all", "--limit", "7"]);
+    assert_eq!(table.matches("SEQ").count(), 1, "{table}");
+    // One page by default, and the way to the next on standard error.
+    let out = console.cli(&["audit", "--limit", "5"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+    assert!(
+        stderr(&out).contains("airlock audit --limit 5 --cursor "),
+        "{}",
+        stderr(&out)
+    );
+    let page = console.json(&["audit", "--limit", "5"]);
+    assert_eq!(page["records"].as_array().unwrap().len(), 5);
+    assert!(page["next_cursor"].is_string(), "{page}");
 }

@@ -645,7 +645,7 @@ async fn a_wrong_master_key_fails_to_open_the_vault() {
 #[tokio::test(flavor = "multi_thread")]
 async fn vault_rotation_rewraps_every_record_while_the_console_serves() {
     let moto = Moto::start();
-    let console = Console::start();
+    let mut console = Console::start();
     console.login_with_account(&moto);
     let key_file = console.key_file();
     let before = airlock_vault::file::load_key_file(&key_file).unwrap();
@@ -663,8 +663,8 @@ async fn vault_rotation_rewraps_every_record_while_the_console_serves() {
         .output()
         .unwrap();
     let report: Value = serde_json::from_str(&ok(out, &["vault rotate"])).unwrap();
-    // The vault check record and the account's secret.
-    assert_eq!(report["rewrapped"], 2, "{report}");
+    // The vault check record, the audit key and the account's secret.
+    assert_eq!(report["rewrapped"], 3, "{report}");
     let after = airlock_vault::file::load_key_file(&key_file).unwrap();
     assert_eq!(after.ids().len(), 1);
     assert_ne!(after.ids(), before.ids());
@@ -672,6 +672,11 @@ async fn vault_rotation_rewraps_every_record_while_the_console_serves() {
     // The running console opens the re-wrapped secret without a restart.
     let verified = console.json(&["account", "verify", "dev"]);
     assert_eq!(verified["name"], "dev");
+    // The audit key was re-wrapped, not replaced: after a restart the log verifies under it.
+    console.restart();
+    let chain = console.json(&["audit", "verify"]);
+    assert_eq!(chain["intact"], true, "{chain}");
+    assert_eq!(chain["unkeyed"], 0, "{chain}");
     // The old key alone no longer opens the vault.
     airlock_vault::file::write_key_file(&key_file, &before).unwrap();
     let out = console.serve_once();

@@ -167,7 +167,7 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
         .as_str()
         .unwrap()
         .contains("already used"));
-    let audit = console.ok(&["audit", "--output", "json"]);
+    let audit = console.ok(&["audit", "--all", "--output", "json"]);
     assert!(
         audit.contains("replay") && audit.contains("ALERT"),
         "{audit}"
@@ -208,7 +208,9 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
     assert!(console
         .ok(&["deployment", "list"])
         .contains("account (RISK)"));
-    assert!(console.ok(&["audit", "--output", "json"]).contains("RISK"));
+    assert!(console
+        .ok(&["audit", "--all", "--output", "json"])
+        .contains("RISK"));
 
     // Mode none: the user data is the user's own script and nothing else; tasks need
     // credentials, so they are refused with the field named.
@@ -239,7 +241,7 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
     // No secret reaches the console's log, the audit log or API listings.
     let listings = [
         console.ok(&["deployment", "list", "--output", "json"]),
-        console.ok(&["audit", "--output", "json"]),
+        console.ok(&["audit", "--all", "--output", "json"]),
         console.output_text(),
     ]
     .join("\n");
@@ -337,7 +339,7 @@ async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
         log_has_refreshes,
     )
     .await;
-    let audit = console.ok(&["audit", "--output", "json"]);
+    let audit = console.ok(&["audit", "--all", "--output", "json"]);
     let refreshed = audit
         .lines()
         .filter(|l| l.contains("airlock:RefreshCredentials") || l.contains(&scoped_id))
@@ -373,7 +375,7 @@ async fn fat_unauthenticated_refreshes_leave_the_database_as_it_was() {
     let mine = first_instance(&dep);
     let enrolment = enrolment_secret(&ec2, &mine).await;
     let (ip, _) = address_and_tags(&ec2, &mine).await;
-    let records = || console.json(&["audit"]).as_array().unwrap().len();
+    let records = || console.audit_records(&[]).len();
     let (size, before) = (database_size(&console), records());
 
     // 200 requests from anyone on the network: 100 KB ids, malformed ids, and well-formed
@@ -532,7 +534,7 @@ async fn account_keys_rotate_through_iam_and_the_old_key_is_deleted() {
         })
         .await;
         assert!(console
-            .ok(&["audit", "--output", "json"])
+            .ok(&["audit", "--all", "--output", "json"])
             .contains("scheduled"));
         after
     } else {

@@ -47,9 +47,8 @@ fn failed(out: std::process::Output) -> String {
 }
 
 fn audit_actions(console: &Console) -> Vec<(String, String)> {
-    let log = console.json(&["audit"]);
-    log.as_array()
-        .unwrap()
+    console
+        .audit_records(&[])
         .iter()
         .map(|r| {
             (
@@ -477,7 +476,7 @@ async fn a_key_pairs_private_key_is_in_the_create_response_only() {
     let listed = console.ok(&["key-pair", "list", "--output", "json"]);
     assert!(listed.contains("deploy-key"));
     assert!(!listed.contains(&needle));
-    let audit = console.ok(&["audit", "--output", "json"]);
+    let audit = console.ok(&["audit", "--all", "--output", "json"]);
     assert!(audit.contains("ec2:CreateKeyPair"));
     assert!(
         !audit.contains(&needle),

@@ -90,9 +90,7 @@ impl AuditKey {
         let (key, through) = sealed
             .split_first_chunk::<KEY_LEN>()
             .ok_or(MalformedKey(sealed.len()))?;
-        let through: [u8; 8] = through
-            .try_into()
-            .map_err(|_| MalformedKey(sealed.len()))?;
+        let through: [u8; 8] = through.try_into().map_err(|_| MalformedKey(sealed.len()))?;
         Ok(AuditKey {
             bytes: Zeroizing::new(*key),
             unkeyed_through: i64::from_be_bytes(through),
@@ -347,7 +345,8 @@ impl<'k> Verifier<'k> {
         if row.prev_hash != self.prev_hash {
             return Err(Break::Link);
         }
-        let kind = ChainKind::parse(&row.chain).ok_or_else(|| Break::UnknownKind(row.chain.clone()))?;
+        let kind =
+            ChainKind::parse(&row.chain).ok_or_else(|| Break::UnknownKind(row.chain.clone()))?;
         let expected = match kind {
             ChainKind::Sha256 if self.keyed_seen => return Err(Break::DowngradedAfterKeyed),
             ChainKind::Sha256 if row.seq > self.key.unkeyed_through => {
@@ -502,7 +501,10 @@ mod tests {
         let v = verify(&key, &rows, None);
         assert!(!v.intact);
         assert_eq!(v.first_broken, Some(3));
-        assert_eq!(v.problem.as_deref(), Some(Break::Edited.to_string().as_str()));
+        assert_eq!(
+            v.problem.as_deref(),
+            Some(Break::Edited.to_string().as_str())
+        );
         assert_eq!(v.checked, 2);
         assert_eq!(v.records, 5);
         assert_eq!(v.head, Some(Head::of(&rows[4])));
@@ -622,7 +624,15 @@ mod tests {
         assert_eq!(anchor.seq, 7);
         assert_eq!(anchor.hash, hash.to_lowercase());
         assert_eq!(anchor.to_string(), format!("7:{}", hash.to_lowercase()));
-        for bad in ["", "7", "7:", "x:ab", "0:ab", "-1:ab", &format!("7:{}", "g".repeat(64))] {
+        for bad in [
+            "",
+            "7",
+            "7:",
+            "x:ab",
+            "0:ab",
+            "-1:ab",
+            &format!("7:{}", "g".repeat(64)),
+        ] {
             assert!(bad.parse::<Anchor>().is_err(), "{bad}");
         }
     }

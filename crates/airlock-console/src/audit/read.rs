@@ -208,7 +208,9 @@ async fn verify_in_pages(
     let mut verifier = Verifier::new(key, anchor);
     let mut after = 0;
     loop {
-        let rows = store.audit_page(after, page, AuditFilter::default()).await?;
+        let rows = store
+            .audit_page(after, page, AuditFilter::default())
+            .await?;
         for row in &rows {
             verifier.feed(row);
         }
@@ -270,7 +272,11 @@ mod tests {
     #[test]
     fn a_client_asking_for_a_huge_page_is_refused_naming_limit() {
         for bad in ["1000000", "1001", "0", "-1", "ten", ""] {
-            assert_eq!(field_of(query(&[("limit", bad)])).as_deref(), Some("limit"), "{bad}");
+            assert_eq!(
+                field_of(query(&[("limit", bad)])).as_deref(),
+                Some("limit"),
+                "{bad}"
+            );
         }
         assert_eq!(query(&[("limit", "1000")]).unwrap().limit, MAX_LIMIT);
     }
@@ -285,7 +291,11 @@ mod tests {
             &URL_SAFE_NO_PAD.encode("before:5"),
         ];
         for bad in forged {
-            assert_eq!(field_of(query(&[("cursor", bad)])).as_deref(), Some("cursor"), "{bad}");
+            assert_eq!(
+                field_of(query(&[("cursor", bad)])).as_deref(),
+                Some("cursor"),
+                "{bad}"
+            );
         }
     }
 
@@ -293,8 +303,14 @@ mod tests {
     fn since_is_normalised_and_unknown_parameters_are_named() {
         let request = query(&[("since", "2026-01-31T13:00:00+01:00")]).unwrap();
         assert_eq!(request.since.as_deref(), Some("2026-01-31T12:00:00.000Z"));
-        assert_eq!(field_of(query(&[("since", "yesterday")])).as_deref(), Some("since"));
-        assert_eq!(field_of(query(&[("offset", "5")])).as_deref(), Some("offset"));
+        assert_eq!(
+            field_of(query(&[("since", "yesterday")])).as_deref(),
+            Some("since")
+        );
+        assert_eq!(
+            field_of(query(&[("offset", "5")])).as_deref(),
+            Some("offset")
+        );
     }
 
     #[tokio::test]
@@ -311,7 +327,9 @@ mod tests {
             append(&store, &log, entry).await.unwrap();
         }
         for page in [1, 3, 10, 11] {
-            let v = verify_in_pages(&store, log.key(), None, page).await.unwrap();
+            let v = verify_in_pages(&store, log.key(), None, page)
+                .await
+                .unwrap();
             assert!(v.intact, "{v:?}");
             assert_eq!((v.records, v.checked), (10, 10), "pages of {page}");
             assert_eq!(v.head.map(|h| h.seq), Some(10));
@@ -321,7 +339,11 @@ mod tests {
         let copy = Store::open(&format!("sqlite://{}", other.display()))
             .await
             .unwrap();
-        for mut row in store.audit_page(0, 100, AuditFilter::default()).await.unwrap() {
+        for mut row in store
+            .audit_page(0, 100, AuditFilter::default())
+            .await
+            .unwrap()
+        {
             if row.seq == 7 {
                 row.user_name = "mallory".into();
             }

@@ -492,6 +492,54 @@ impl Console {
         ok(self.add_account(moto), &["account add"]);
     }
 
+    /// Every audit record, following the cursor to the end (`audit --all`, a record a line).
+    pub fn audit_records(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut all = vec!["audit", "--all", "--output", "json"];
+        if !args.contains(&"--limit") {
+            all.extend(["--limit", "1000"]);
+        }
+        all.extend(args);
+        self.ok(&all)
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("audit printed a non-JSON line ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    /// Runs SQL statements on the console's database, as anyone who can write to it could.
+    pub fn sql(&self, statements: &str) {
+        let done = if is_sqlite(&self.database) {
+            let path = self.database.trim_start_matches("sqlite://");
+            Command::new("python3")
+                .args([
+                    "-c",
+                    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()",
+                    path,
+                    statements,
+                ])
+                .output()
+                .unwrap()
+        } else {
+            Command::new("psql")
+                .args([
+                    self.database.as_str(),
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-qc",
+                    statements,
+                ])
+                .output()
+                .unwrap()
+        };
+        assert!(
+            done.status.success(),
+            "SQL failed: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+
     /// The saved API token (for raw HTTP calls and leak scans).
     pub fn token(&self) -> String {
         let text =
