@@ -298,6 +298,13 @@ test('the console web app', async (t) => {
     await page.click('nav a[href="#/audit"]');
     await page.waitForSelector('#audit-chain.ok');
     assert.match(await page.textContent('#audit-chain'), /intact/);
+    // Follow the cursor to the end of the log, a page at a time.
+    await page.waitForSelector('#audit-rows tr');
+    while (await page.isVisible('#audit-more')) {
+      await page.click('#audit-more');
+      await page.waitForSelector('#audit-more:not([disabled])', { state: 'attached' });
+    }
+    assert.doesNotMatch(await page.textContent('#audit-status'), /more follow/);
     await page.fill('#f-text', 'CreateUser');
     await page.waitForSelector('#audit-rows td:text-is("airlock:CreateUser")');
     const [, shown, total] = (await page.textContent('#audit-status')).match(/^(\d+) of (\d+) records/);

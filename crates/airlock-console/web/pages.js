@@ -683,7 +683,7 @@
     title: 'Audit',
     render(root) {
       root.innerHTML = `<h1>Audit log</h1>
-        <div id="audit-chain" role="status" class="notice">Checking the hash chain…</div>
+        <div id="audit-chain" role="status" class="notice">Checking the chain…</div>
         <form id="audit-form" class="toolbar" role="search" novalidate>
           <p class="form-error" role="alert" hidden></p>
           ${field('user', 'User', '<input id="f-user" name="user">')}
@@ -694,38 +694,67 @@
         <p class="status" id="audit-status" role="status"></p>
         <div class="table-wrap"><table><thead><tr><th scope="col">#</th><th scope="col">Time</th><th scope="col">User</th><th scope="col">Action</th>
         <th scope="col">Resources</th><th scope="col">Decision</th><th scope="col">Outcome</th><th scope="col">Detail</th></tr></thead>
-        <tbody id="audit-rows"></tbody></table></div>`;
+        <tbody id="audit-rows"></tbody></table></div>
+        <p><button type="button" id="audit-more" hidden>More records</button></p>`;
       const form = $('#audit-form', root);
+      const more = $('#audit-more', root);
+      // The records loaded so far, oldest first; pages follow the console's cursor.
       let rows = [];
+      let next = null;
+      let query = new URLSearchParams();
+      let generation = 0;
       const show = () => {
         const text = form.text.value.trim().toLowerCase();
         const shown = rows.filter((r) => !text || [r.action, r.resources, r.decision, r.outcome, r.detail, r.user_name, r.source_ip].join(' ').toLowerCase().includes(text));
-        $('#audit-status', root).textContent = `${shown.length} of ${rows.length} records`;
-        $('#audit-rows', root).innerHTML = shown.slice().reverse().map((r) => {
+        $('#audit-status', root).textContent = `${shown.length} of ${rows.length} records loaded${next ? '; more follow' : ''}`;
+        $('#audit-rows', root).innerHTML = shown.map((r) => {
           let res = r.resources;
           try { res = JSON.parse(r.resources).join(', '); } catch (_) { /* shown as stored */ }
           return `<tr><td>${h(r.seq)}</td><td class="nowrap">${h(r.at)}</td><td>${h(r.user_name)}</td><td class="mono">${h(r.action)}</td>
             <td class="mono small">${h(res)}</td><td>${h(r.decision)}</td><td>${h(r.outcome)}</td><td class="small">${h(r.detail)}</td></tr>`;
         }).join('') || '<tr><td colspan="8" class="empty">No records.</td></tr>';
       };
-      const load = async () => {
-        clearErrors(form);
-        const q = new URLSearchParams();
-        if (form.user.value.trim()) q.set('user', form.user.value.trim());
-        if (form.since.value.trim()) q.set('since', form.since.value.trim());
+      const fetchPage = async () => {
+        const mine = generation;
+        const q = new URLSearchParams(query);
+        if (next) q.set('cursor', next);
+        more.disabled = true;
         try {
-          rows = await api('GET', `/v1/audit${q.toString() ? `?${q}` : ''}`);
+          const page = await api('GET', `/v1/audit${q.toString() ? `?${q}` : ''}`);
+          if (mine !== generation) return;
+          rows = rows.concat(page.records);
+          next = page.next_cursor;
           show();
-        } catch (err) { showError(form, err); }
+        } catch (err) {
+          if (mine === generation) showError(form, err);
+        } finally {
+          if (mine === generation) {
+            more.hidden = !next;
+            more.disabled = false;
+          }
+        }
+      };
+      const load = () => {
+        clearErrors(form);
+        generation += 1;
+        query = new URLSearchParams();
+        if (form.user.value.trim()) query.set('user', form.user.value.trim());
+        if (form.since.value.trim()) query.set('since', form.since.value.trim());
+        rows = [];
+        next = null;
+        return fetchPage();
       };
       form.addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
       form.text.addEventListener('input', show);
+      more.addEventListener('click', () => { fetchPage(); });
       api('GET', '/v1/audit/verify').then((v) => {
         const el = $('#audit-chain', root);
         el.className = `notice ${v.intact ? 'ok' : 'bad'}`;
+        const unkeyed = v.unkeyed ? ` (${v.unkeyed} of them from before the audit key, chained without it)` : '';
+        const head = v.head ? ` Newest record: ${v.head.seq}, hash ${v.head.hash}.` : '';
         el.textContent = v.intact
-          ? `Hash chain intact: ${v.records} records verified.`
-          : `Hash chain broken at record ${v.first_broken}: ${v.problem}`;
+          ? `Chain intact: ${v.records} records verified${unkeyed}.${head}`
+          : `Chain broken at record ${v.first_broken}: ${v.problem}`;
       }).catch((err) => { $('#audit-chain', root).textContent = `Cannot verify the chain: ${err.message}`; });
       load();
     },
