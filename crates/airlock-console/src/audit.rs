@@ -341,21 +341,8 @@ mod tests {
             Some(r) => r.hash,
             None => GENESIS.to_owned(),
         };
-        let mut row = AuditRow {
-            seq,
-            at: crate::now(),
-            user_name: "ana".into(),
-            source_ip: None,
-            action: "airlock:ListUsers".into(),
-            resources: "[]".into(),
-            decision: "allowed".into(),
-            aws_request_id: None,
-            outcome: "allowed".into(),
-            detail: None,
-            prev_hash,
-            hash: String::new(),
-            chain: chain::ChainKind::Sha256.as_str().into(),
-        };
+        let mut row = chain::tests::record(seq, &prev_hash);
+        row.chain = chain::ChainKind::Sha256.as_str().into();
         row.hash = chain::plain_hash(&row);
         store.insert_audit(&row).await.unwrap();
     }

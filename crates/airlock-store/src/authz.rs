@@ -321,12 +321,7 @@ impl Store {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("a.db").display());
-        (dir, Store::open(&url).await.unwrap())
-    }
+    use crate::records::tests::store;
 
     fn row(seq: i64, user: &str) -> AuditRow {
         AuditRow {

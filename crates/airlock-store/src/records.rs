@@ -611,10 +611,11 @@ fn conflict(err: sqlx::Error, what: String) -> StoreError {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Store) {
+    /// A new SQLite store in a directory of its own.
+    pub(crate) async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("a.db").display());
         (dir, Store::open(&url).await.unwrap())

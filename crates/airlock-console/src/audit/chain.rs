@@ -400,10 +400,11 @@ impl<'k> Verifier<'k> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(seq: i64, prev: &str) -> AuditRow {
+    /// A record linked to `prev`, its hash and kind not yet set.
+    pub(crate) fn record(seq: i64, prev: &str) -> AuditRow {
         AuditRow {
             seq,
             at: "2026-01-01T00:00:00.000Z".into(),
