@@ -35,6 +35,15 @@ async fn address_and_tags(ec2: &aws_sdk_ec2::Client, id: &str) -> (String, Vec<(
     (i.private_ip_address().unwrap().to_owned(), tags)
 }
 
+/// A loopback address that is not `ip`: where a copied secret is presented from.
+fn elsewhere(ip: &str) -> &'static str {
+    if ip == "127.0.0.250" {
+        "127.0.0.251"
+    } else {
+        "127.0.0.250"
+    }
+}
+
 fn first_instance(dep: &Value) -> String {
     dep["instances"][0]["instance_id"]
         .as_str()
@@ -133,8 +142,10 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
         .unwrap()
         .to_owned();
 
-    // The enrolment secret works once per instance.
-    let (status, body) = refresh(&console, &ip, dep_id, &mine, &enrolment).await;
+    // The enrolment secret works once per instance: a copy presented from elsewhere is refused
+    // (the instance itself asking again at once is a retry, given the same answer).
+    let wrong = elsewhere(&ip);
+    let (status, body) = refresh(&console, wrong, dep_id, &mine, &enrolment).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["error"]["message"]
         .as_str()
@@ -142,11 +153,6 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
         .contains("already exchanged"));
 
     // A request that does not come from the instance is refused and spends nothing.
-    let wrong = if ip == "127.0.0.250" {
-        "127.0.0.251"
-    } else {
-        "127.0.0.250"
-    };
     let (status, body) = refresh(&console, wrong, dep_id, &mine, &s1).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["error"]["message"]
@@ -161,7 +167,7 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
     let (status, body) = refresh(&console, &ip, dep_id, &mine, &s1).await;
     assert_eq!(status, 200, "{body}");
     let s2 = body["refresh_secret"].as_str().unwrap().to_owned();
-    let (status, body) = refresh(&console, &ip, dep_id, &mine, &s1).await;
+    let (status, body) = refresh(&console, wrong, dep_id, &mine, &s1).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["error"]["message"]
         .as_str()
@@ -297,9 +303,9 @@ async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
         "the used bootstrap token was stored"
     );
 
-    // The token worked once: a second exchange for the same instance is refused.
+    // The token worked once: a copy presented for the same instance from elsewhere is refused.
     let (ip, _) = address_and_tags(&ec2, &boot_id).await;
-    let (status, body) = refresh(&console, &ip, boot_dep, &boot_id, &token).await;
+    let (status, body) = refresh(&console, elsewhere(&ip), boot_dep, &boot_id, &token).await;
     assert_eq!(status, 403, "{body}");
 
     // Bootstrap credentials are narrowed to the instance that exchanged the token.
@@ -317,7 +323,7 @@ async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
     served(&fleet.state_dir(&scoped_id), Duration::from_secs(60)).await;
     let (status, body) = refresh(
         &console,
-        &scoped_ip,
+        elsewhere(&scoped_ip),
         scoped["id"].as_str().unwrap(),
         &scoped_id,
         &spent,
