@@ -182,6 +182,9 @@ pub async fn run(args: RunArgs, console_ca: Vec<reqwest::Certificate>) -> Result
     }
 
     // Long-running: the endpoint first, so local programs get credentials while tasks wait.
+    // SIGTERM is handled from before the endpoint answers: whoever sees credentials served may
+    // stop the agent cleanly.
+    let stop = shutdown_signal();
     let token = endpoint_token(dir)?;
     let endpoint = Endpoint::start(
         &settings.args.listen,
@@ -218,7 +221,6 @@ pub async fn run(args: RunArgs, console_ca: Vec<reqwest::Certificate>) -> Result
     let mut payload = boot.payload;
     let mut backoff = Duration::from_secs(15);
     let mut failing: Option<String> = None;
-    let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
         let margin = settings
@@ -324,18 +326,23 @@ pub async fn run(args: RunArgs, console_ca: Vec<reqwest::Certificate>) -> Result
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves at SIGTERM or Ctrl-C. SIGTERM is taken over at once, not at the first poll: until
+/// then its default action would end the process without the clean stop.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let term = async {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
 
