@@ -1034,13 +1034,26 @@ async fn a_gateway_follows_a_tls_console_whose_ca_it_is_told() {
     assert!(body.starts_with("a /web/x "), "{body}");
 }
 
-/// Opens a connection that sends `first` and then one more byte every 500 ms (nothing at all
-/// when `first` is empty: a silent client); returns when the gateway closed it, measured from
-/// `since`.
-async fn held_until_closed(addr: String, first: &'static [u8], since: Instant) -> Duration {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+/// Opens a connection that sends `first`; then (in a task) one more byte every 500 ms
+/// (nothing at all when `first` is empty: a silent client). The task ends when the gateway
+/// closes the connection, with the time since `since`.
+async fn hold(
+    addr: &str,
+    first: &'static [u8],
+    since: Instant,
+) -> tokio::task::JoinHandle<Duration> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(first).await.unwrap();
+    tokio::spawn(held_until_closed(stream, first, since))
+}
+
+async fn held_until_closed(
+    mut stream: tokio::net::TcpStream,
+    first: &'static [u8],
+    since: Instant,
+) -> Duration {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut buf = [0u8; 512];
     loop {
         tokio::select! {
@@ -1064,14 +1077,14 @@ async fn held_until_closed(addr: String, first: &'static [u8], since: Instant) -
 
 const SLOW_HEADERS: &[u8] = b"GET /echoapp HTTP/1.1\r\nHost: x\r\nX-Slow: ";
 
-/// `n` attackers: slow-header ones, and every third a silent one.
-fn attack(addr: &str, n: usize, since: Instant) -> Vec<tokio::task::JoinHandle<Duration>> {
-    (0..n)
-        .map(|i| {
-            let first = if i % 3 == 2 { &b""[..] } else { SLOW_HEADERS };
-            tokio::spawn(held_until_closed(addr.to_owned(), first, since))
-        })
-        .collect()
+/// `n` attackers, connected: slow-header ones, and every third a silent one.
+async fn attack(addr: &str, n: usize, since: Instant) -> Vec<tokio::task::JoinHandle<Duration>> {
+    let mut attackers = Vec::new();
+    for i in 0..n {
+        let first = if i % 3 == 2 { &b""[..] } else { SLOW_HEADERS };
+        attackers.push(hold(addr, first, since).await);
+    }
+    attackers
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1087,7 +1100,15 @@ async fn slow_header_and_silent_clients_cannot_exhaust_the_gateway() {
         &moto,
         dir.path(),
         &gloo_config(""),
-        &["--header-timeout", "2", "--max-connections", "12"],
+        // One proxy thread: one accept queue, so the request below queues behind the attackers.
+        &[
+            "--header-timeout",
+            "2",
+            "--max-connections",
+            "12",
+            "--workers",
+            "1",
+        ],
     );
     gw.wait_members(UPSTREAM, &[&a], Duration::from_secs(10))
         .await;
@@ -1104,8 +1125,7 @@ async fn slow_header_and_silent_clients_cannot_exhaust_the_gateway() {
     // Below the cap, a normal request is served while the attackers hold their connections,
     // and each attacker is closed within the header timeout.
     let since = Instant::now();
-    let attackers = attack(&addr, 9, since);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attackers = attack(&addr, 9, since).await;
     let resp = fresh()
         .get(format!("{}/echoapp", gw.url))
         .send()
@@ -1129,8 +1149,7 @@ async fn slow_header_and_silent_clients_cannot_exhaust_the_gateway() {
     // At the cap, a normal request waits in the backlog only until the header timeout frees
     // a connection.
     let since = Instant::now();
-    let attackers = attack(&addr, 12, since);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let attackers = attack(&addr, 12, since).await;
     let asked = Instant::now();
     let resp = fresh()
         .get(format!("{}/echoapp", gw.url))
@@ -1171,26 +1190,31 @@ async fn a_tls_client_that_never_says_hello_is_dropped_after_the_handshake_timeo
         ],
     );
     let addr = gw.url.trim_start_matches("http://").to_owned();
-    let since = Instant::now();
-    let silent: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(held_until_closed(addr.clone(), b"", since)))
-        .collect();
-    // A real TLS client is answered meanwhile (the route has no endpoint yet: 503 from the
-    // gateway itself).
     let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap(),
-        )
-        .timeout(Duration::from_secs(10))
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let resp = client
-        .get(format!("https://{addr}/echoapp"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 503);
-    assert!(resp.headers().contains_key("x-airlock-error"));
+    // The route has no endpoint: 503 from the gateway itself, over TLS.
+    let ask = || async {
+        let resp = client
+            .get(format!("https://{addr}/echoapp"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 503);
+        assert!(resp.headers().contains_key("x-airlock-error"));
+    };
+    // Serving (the proxy starts once discovery has answered, or after 5 s).
+    ask().await;
+    let since = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(hold(&addr, b"", since).await);
+    }
+    // A real TLS client is answered meanwhile.
+    ask().await;
     for s in silent {
         // The header timeout is the default 30 s: only the handshake timeout closes them.
         let held = s.await.unwrap();
