@@ -15,6 +15,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::args::RunArgs;
+use crate::console::ConsoleLink;
 use crate::endpoint::{Endpoint, Served};
 use crate::imds::{ImdsClient, ImdsConfig};
 use crate::profile::{write_profile, ProfileKeys};
@@ -40,6 +41,7 @@ struct Settings {
     args: RunArgs,
     dir: StateDir,
     profile_file: Option<PathBuf>,
+    console: ConsoleLink,
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration, AgentError> {
@@ -47,8 +49,9 @@ fn seconds(name: &str, value: f64) -> Result<Duration, AgentError> {
         .map_err(|_| AgentError::Usage(format!("{name} must be a non-negative number of seconds")))
 }
 
-/// Runs the agent (`airlock agent` and `airlock agent --once`).
-pub async fn run(args: RunArgs) -> Result<(), AgentError> {
+/// Runs the agent (`airlock agent` and `airlock agent --once`); `console_ca` are the
+/// authorities trusted for the console besides the built-in roots.
+pub async fn run(args: RunArgs, console_ca: Vec<reqwest::Certificate>) -> Result<(), AgentError> {
     // Validate everything before touching the network or the disk.
     if !(900..=129_600).contains(&args.session_duration) {
         return Err(AgentError::Usage(
@@ -65,8 +68,13 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
     seconds("--stored-state-wait", args.stored_state_wait)?;
     seconds("--task-wait", args.task_wait)?;
     if args.lock_imds {
-        firewall::imds_ipv4(&args.imds_endpoint)?;
+        firewall::metadata_addresses(&args.imds_endpoint)?;
     }
+    let console = ConsoleLink::new(
+        args.insecure_http,
+        args.refresh_proxy.as_deref(),
+        console_ca,
+    )?;
     if !args.once {
         let listen: std::net::SocketAddr = args.listen.parse().map_err(|_| {
             AgentError::Usage(format!(
@@ -98,7 +106,22 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
         dir: StateDir::new(&args.state_dir),
         args,
         profile_file,
+        console,
     };
+    if settings.args.insecure_http {
+        tracing::warn!("--insecure-http: an http:// refresh URL to another host is used, so the refresh secret and the credentials may cross the network in clear text");
+    }
+    if settings.console.proxy.is_some() {
+        tracing::info!("refreshes go through the proxy of --refresh-proxy");
+    }
+    // The lock goes in before the user data is read, so nothing else reads it meanwhile.
+    let mut problems = 0;
+    if settings.args.lock_imds {
+        if let Err(e) = firewall::lock(&settings.args.imds_endpoint) {
+            tracing::error!(error = %e, "cannot lock the metadata service");
+            problems += 1;
+        }
+    }
 
     let boot = match obtain(&settings, &imds).await {
         Ok(boot) => boot,
@@ -127,15 +150,7 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
         ..Status::default()
     }));
 
-    let mut problems = 0;
     write_profile_for(&settings, boot.payload.credentials.as_ref())?;
-    if settings.args.lock_imds {
-        let ip = firewall::imds_ipv4(&settings.args.imds_endpoint)?;
-        if let Err(e) = firewall::lock(ip) {
-            tracing::error!(error = %e, "cannot lock the metadata service");
-            problems += 1;
-        }
-    }
     let target = target_of(&boot.payload)?;
     let ctx = TaskContext {
         instance_id: boot.state.instance_id.clone(),
@@ -167,8 +182,16 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
     }
 
     // Long-running: the endpoint first, so local programs get credentials while tasks wait.
+    // SIGTERM is handled from before the endpoint answers: whoever sees credentials served may
+    // stop the agent cleanly.
+    let stop = shutdown_signal();
     let token = endpoint_token(dir)?;
-    let endpoint = Endpoint::start(&settings.args.listen, token.clone()).await?;
+    let endpoint = Endpoint::start(
+        &settings.args.listen,
+        token.clone(),
+        crate::endpoint::limits(),
+    )
+    .await?;
     let mut served = current_served(&cloud, &target, &boot.payload, dir, &settings, false).await;
     endpoint.set(served.clone());
     write_env_file(dir, &endpoint.url(), &token)?;
@@ -198,7 +221,6 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
     let mut payload = boot.payload;
     let mut backoff = Duration::from_secs(15);
     let mut failing: Option<String> = None;
-    let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
         let margin = settings
@@ -261,7 +283,6 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
                 &target,
                 &mut payload,
                 &boot.state,
-                dir,
                 &settings,
                 served.as_ref(),
                 boot.source,
@@ -305,18 +326,23 @@ pub async fn run(args: RunArgs) -> Result<(), AgentError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves at SIGTERM or Ctrl-C. SIGTERM is taken over at once, not at the first poll: until
+/// then its default action would end the process without the clean stop.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let term = async {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
 
@@ -414,12 +440,25 @@ async fn obtain(settings: &Settings, imds: &ImdsClient) -> Result<Boot, AgentErr
             let user_data = imds.user_data(wait).await?.ok_or(AgentError::NoUserData)?;
             let mut payload = find_payload(&user_data)?;
             if payload.credentials.is_none() {
-                bootstrap(&mut payload, &id.instance_id, id.local_ipv4).await?;
+                bootstrap(
+                    &settings.console,
+                    &mut payload,
+                    &id.instance_id,
+                    id.local_ipv4,
+                )
+                .await?;
             } else if payload.refresh_secret.is_some() {
                 // The launch's enrolment secret is shared by its instances through the user
                 // data: spend it at once for a secret of this instance's own. One try; if the
                 // console is not reachable, the refresh loop enrols later.
-                match console_refresh(&mut payload, &id.instance_id, id.local_ipv4).await {
+                match console_refresh(
+                    &settings.console,
+                    &mut payload,
+                    &id.instance_id,
+                    id.local_ipv4,
+                )
+                .await
+                {
                     Ok(()) => {
                         tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, "enrolled with the console; the user data's secret is spent")
                     }
@@ -676,24 +715,23 @@ fn plan_refresh(payload: &Payload, served: Option<&Served>, margin_seconds: u32)
 
 /// Renews what the endpoint serves: a new STS session, or (payload credentials with an expiry)
 /// new credentials from the console's refresh URL.
-#[allow(clippy::too_many_arguments)]
 async fn refresh(
     cloud: &AwsCloud,
     target: &Target,
     payload: &mut Payload,
     state: &StoredState,
-    dir: &StateDir,
     settings: &Settings,
     served: Option<&Served>,
     source: Option<IpAddr>,
 ) -> Result<Served, AgentError> {
+    let dir = &settings.dir;
     let from_console = served.is_some_and(|s| s.source == "payload")
         && payload
             .credentials
             .as_ref()
             .is_some_and(|c| c.expiration.is_some());
     if from_console {
-        console_refresh(payload, &state.instance_id, source).await?;
+        console_refresh(&settings.console, payload, &state.instance_id, source).await?;
         // The secret just used no longer works: the new one is on disk before anything else.
         let new_state = StoredState {
             stored_at: Utc::now(),
@@ -716,18 +754,19 @@ async fn refresh(
 /// for credentials before anything is stored, so the state directory never holds it. The
 /// console may still be starting: a few tries with backoff.
 async fn bootstrap(
+    console: &ConsoleLink,
     payload: &mut Payload,
     instance_id: &str,
     source: Option<IpAddr>,
 ) -> Result<(), AgentError> {
     let mut delay = Duration::from_secs(1);
     for attempt in 1.. {
-        match console_refresh(payload, instance_id, source).await {
+        match console_refresh(console, payload, instance_id, source).await {
             Ok(()) => {
                 tracing::info!(instance = %instance_id, deployment = %payload.deployment_id, key = %key_id(payload), "exchanged the bootstrap token for credentials");
                 return Ok(());
             }
-            Err(e @ AgentError::Refused(_)) => return Err(e),
+            Err(e @ (AgentError::Refused(_) | AgentError::ClearText { .. })) => return Err(e),
             Err(e) if attempt >= 5 => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot exchange the bootstrap token yet");
@@ -741,8 +780,9 @@ async fn bootstrap(
 
 /// Exchanges the payload's refresh secret at the console for fresh credentials and the next
 /// secret, and puts both in the payload. Leaves from `source` (the instance's own address),
-/// which the console checks.
+/// which the console checks; `console` decides whether the URL may be used and how.
 async fn console_refresh(
+    console: &ConsoleLink,
     payload: &mut Payload,
     instance_id: &str,
     source: Option<IpAddr>,
@@ -757,11 +797,7 @@ async fn console_refresh(
             "the payload names no refresh URL and secret".to_owned(),
         ));
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .local_address(source)
-        .build()
-        .map_err(|e| AgentError::Other(e.to_string()))?;
+    let http = console.client(url, source)?;
     let response = http
         .post(url)
         .json(&serde_json::json!({

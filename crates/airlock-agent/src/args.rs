@@ -22,6 +22,10 @@ pub enum AgentCommand {
     /// Print what the agent knows: instance, deployment, credential key id and expiry, tasks
     /// (never a secret). Use `--output json` for scripts.
     Status(StatusArgs),
+    /// Lock the metadata service to the user running this command (iptables and ip6tables
+    /// rules; routed traffic from containers and VMs is rejected too), then exit. Idempotent;
+    /// the packaged unit runs it before the agent reads the user data.
+    LockImds(LockImdsArgs),
     /// Development only: run agents for the instances a local EC2-compatible server (moto)
     /// reports running in a loopback VPC, each with its own metadata server.
     #[command(hide = true)]
@@ -38,6 +42,19 @@ pub struct StatusArgs {
         default_value = "/var/lib/airlock"
     )]
     pub state_dir: PathBuf,
+}
+
+/// `airlock agent lock-imds`.
+#[derive(Debug, Args)]
+pub struct LockImdsArgs {
+    /// Instance metadata service URL: its IPv4 or IPv6 address is locked, with EC2's other
+    /// metadata address.
+    #[arg(
+        long,
+        env = "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        default_value = crate::imds::DEFAULT_ENDPOINT
+    )]
+    pub imds_endpoint: String,
 }
 
 /// How `airlock agent` runs.
@@ -88,10 +105,22 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 21600)]
     pub imds_token_ttl: u64,
 
-    /// After storing the payload, allow only the agent's user to reach the metadata service
-    /// (an iptables owner-match rule).
+    /// Before reading the user data, allow only the agent's user to reach the metadata
+    /// service (what `airlock agent lock-imds` does).
     #[arg(long)]
     pub lock_imds: bool,
+
+    /// Allow an http:// refresh URL whose host is not this machine. Without it such a URL is
+    /// refused: the refresh secret and the credentials it buys would cross the network in clear
+    /// text.
+    #[arg(long)]
+    pub insecure_http: bool,
+
+    /// Reach the console's refresh URL through this HTTP proxy (http://HOST:PORT). Without it
+    /// the agent ignores HTTP_PROXY, HTTPS_PROXY and ALL_PROXY for the console: a proxy sees
+    /// every refresh, and the console checks that a refresh comes from the instance's address.
+    #[arg(long, env = "AIRLOCK_REFRESH_PROXY", value_name = "URL")]
+    pub refresh_proxy: Option<String>,
 
     /// Address of the loopback credentials endpoint (port 0: any free port; the URL and token
     /// are written to STATE_DIR/credentials.env).

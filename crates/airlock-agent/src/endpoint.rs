@@ -5,6 +5,11 @@
 //! `401`. The answer is `AccessKeyId`, `SecretAccessKey`, `Token` and `Expiration`. Until the
 //! agent has credentials, or once the last good ones have expired, it answers `503`, so SDKs
 //! retry instead of using something stale.
+//!
+//! Any local process can connect, so the listener has limits (Airlock's one listener,
+//! `airlock-listen`): a request's headers must arrive within [`limits`]' header timeout and
+//! only so many connections are served at once, so connections that dribble their headers
+//! cannot keep the SDKs from their credentials.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -19,6 +24,17 @@ use crate::AgentError;
 
 /// The path the endpoint answers on.
 pub const PATH: &str = "/credentials";
+
+/// The endpoint's listener limits. SDKs send their request at once, so ten seconds for the
+/// headers is plenty; a thousand connections is far more than the programs of one instance
+/// need at a time.
+pub fn limits() -> airlock_listen::Limits {
+    airlock_listen::Limits {
+        header_timeout: std::time::Duration::from_secs(10),
+        max_connections: 1024,
+        ..airlock_listen::Limits::default()
+    }
+}
 
 /// Credentials as the endpoint serves them: always temporary (a session token and an expiry).
 #[derive(Clone)]
@@ -58,9 +74,14 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Listens on `listen` (a loopback address: SDKs accept only those for `http://`),
-    /// requiring `token`. Serves `503` until [`Endpoint::set`] is called.
-    pub async fn start(listen: &str, token: SecretString) -> Result<Self, AgentError> {
+    /// Listens on `listen` (a loopback address: SDKs accept only those for `http://`) with
+    /// `limits` (normally [`limits`]), requiring `token`. Serves `503` until [`Endpoint::set`]
+    /// is called.
+    pub async fn start(
+        listen: &str,
+        token: SecretString,
+        limits: airlock_listen::Limits,
+    ) -> Result<Self, AgentError> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| AgentError::Other(format!("cannot listen on {listen}: {e}")))?;
@@ -80,8 +101,9 @@ impl Endpoint {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(shared.clone());
+        let options = airlock_listen::Options::new(limits);
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = airlock_listen::serve(app, listener, options).await {
                 tracing::error!(error = %e, "credentials endpoint stopped");
             }
         });
@@ -178,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn requires_the_token_and_serves_only_live_credentials() {
-        let ep = Endpoint::start("127.0.0.1:0", SecretString::from("tok"))
+        let ep = Endpoint::start("127.0.0.1:0", SecretString::from("tok"), limits())
             .await
             .unwrap();
         let http = reqwest::Client::new();
@@ -211,8 +233,83 @@ mod tests {
             ..served
         }));
         assert_eq!(get(Some("tok")).await.unwrap().status(), 503);
-        assert!(Endpoint::start("0.0.0.0:0", SecretString::from("t"))
+        assert!(
+            Endpoint::start("0.0.0.0:0", SecretString::from("t"), limits())
+                .await
+                .is_err()
+        );
+    }
+
+    /// Opens a connection that sends a request line and then one header byte every 300 ms,
+    /// never finishing; returns how long until the endpoint closed it.
+    async fn slow_headers(addr: SocketAddr) -> std::time::Duration {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let started = std::time::Instant::now();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /credentials HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             .await
-            .is_err());
+            .unwrap();
+        let mut buf = [0u8; 256];
+        loop {
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return started.elapsed(),
+                    // An answer (408) and then the close.
+                    Ok(_) => {}
+                },
+                () = tokio::time::sleep(std::time::Duration::from_millis(300)) => {
+                    if stream.write_all(b"a").await.is_err() {
+                        return started.elapsed();
+                    }
+                }
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "a slow-header connection was never closed"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_header_connections_from_a_local_process_cannot_starve_the_sdks() {
+        let limits = airlock_listen::Limits {
+            header_timeout: std::time::Duration::from_secs(1),
+            max_connections: 4,
+            ..limits()
+        };
+        let ep = Endpoint::start("127.0.0.1:0", SecretString::from("tok"), limits)
+            .await
+            .unwrap();
+        ep.set(Some(Served {
+            access_key_id: "ASIA1".to_owned(),
+            secret_access_key: SecretString::from("sek"),
+            session_token: SecretString::from("st"),
+            expiration: Utc::now() + chrono::Duration::hours(1),
+            source: "sts",
+        }));
+        // The attacker takes every connection the endpoint serves...
+        let attackers: Vec<_> = (0..4)
+            .map(|_| tokio::spawn(slow_headers(ep.addr)))
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // ...yet an SDK's request is answered once the header timeout has closed them.
+        let asked = std::time::Instant::now();
+        let answer = reqwest::Client::new()
+            .get(ep.url())
+            .header("Authorization", "tok")
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(asked.elapsed() < std::time::Duration::from_secs(5));
+        for attacker in attackers {
+            let held = attacker.await.unwrap();
+            assert!(
+                held < std::time::Duration::from_secs(4),
+                "a slow-header connection was held {held:?}"
+            );
+        }
     }
 }

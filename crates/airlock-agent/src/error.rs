@@ -61,6 +61,20 @@ pub enum AgentError {
     /// an instance that is no longer the deployment's): retrying will not help.
     #[error("{0}")]
     Refused(String),
+    /// The refresh URL is `http://` to another host, and `--insecure-http` was not given: the
+    /// refresh secret and the credentials would cross the network in clear text. Retrying will
+    /// not help.
+    #[error(
+        "the refresh URL is http:// to {host}: the refresh secret and credentials would cross \
+         the network in clear text, so it is not used; give the console an https:// URL (with \
+         --console-ca for a private CA), or pass --insecure-http if the network to {host} is \
+         trusted"
+    )]
+    ClearText {
+        /// The URL's host.
+        host: String,
+    },
+
     /// Anything else (a listener that cannot bind, a command that cannot run).
     #[error("{0}")]
     Other(String),

@@ -13,6 +13,7 @@
 
 mod agent;
 pub mod args;
+pub mod console;
 pub mod endpoint;
 mod error;
 pub mod firewall;
@@ -25,16 +26,21 @@ pub mod status;
 pub mod store;
 pub mod tasks;
 
-pub use args::{AgentArgs, AgentCommand, LogFormat, RunArgs, StatusArgs};
+pub use args::{AgentArgs, AgentCommand, LockImdsArgs, LogFormat, RunArgs, StatusArgs};
 pub use error::AgentError;
 
-/// Runs `airlock agent …`; `json` is the binary's global `--output json`.
+/// Runs `airlock agent …`; `console_ca` are the authorities of the binary's global
+/// `--console-ca`, trusted for the console's refresh URL; `json` is its global `--output json`.
 ///
 /// A flag value that cannot be used ([`AgentError::Usage`], found before anything is read or
 /// written) ends the process with exit status 2, as clap's own usage errors do; every other
 /// error is returned (the binary exits 1).
-pub async fn run(args: AgentArgs, json: bool) -> Result<(), AgentError> {
-    match run_command(args, json).await {
+pub async fn run(
+    args: AgentArgs,
+    console_ca: Vec<reqwest::Certificate>,
+    json: bool,
+) -> Result<(), AgentError> {
+    match run_command(args, console_ca, json).await {
         Err(AgentError::Usage(message)) => {
             eprintln!("airlock agent: {message}");
             std::process::exit(2)
@@ -43,10 +49,18 @@ pub async fn run(args: AgentArgs, json: bool) -> Result<(), AgentError> {
     }
 }
 
-async fn run_command(args: AgentArgs, json: bool) -> Result<(), AgentError> {
+async fn run_command(
+    args: AgentArgs,
+    console_ca: Vec<reqwest::Certificate>,
+    json: bool,
+) -> Result<(), AgentError> {
     match args.command {
         Some(AgentCommand::Status(status)) => {
             status::print(&store::StateDir::new(status.state_dir), json)
+        }
+        Some(AgentCommand::LockImds(lock)) => {
+            logging::init(LogFormat::Text);
+            firewall::lock(&lock.imds_endpoint)
         }
         Some(AgentCommand::Fleet(fleet)) => {
             logging::init(LogFormat::Text);
@@ -54,7 +68,7 @@ async fn run_command(args: AgentArgs, json: bool) -> Result<(), AgentError> {
         }
         None => {
             logging::init(args.run.log_format);
-            agent::run(args.run).await
+            agent::run(args.run, console_ca).await
         }
     }
 }

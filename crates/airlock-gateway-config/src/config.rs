@@ -506,21 +506,72 @@ impl Place<'_> {
     }
 }
 
-/// Splits a YAML stream into documents at `---` lines, keeping each document's text.
-fn split_documents(text: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    for line in text.lines() {
+/// One document of a YAML stream: its text and the line of the file it starts on (from 1).
+struct Document {
+    first_line: usize,
+    text: String,
+}
+
+/// Splits a YAML stream into documents at `---` lines, keeping each document's text. A
+/// document's line `n` is line `first_line + n - 1` of the file.
+fn split_documents(text: &str) -> Vec<Document> {
+    let mut docs = vec![Document {
+        first_line: 1,
+        text: String::new(),
+    }];
+    for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim_end();
         if trimmed == "---" || trimmed.starts_with("--- ") {
-            docs.push(trimmed.trim_start_matches("---").trim_start().to_owned() + "\n");
-        } else if trimmed == "..." {
-            continue;
+            docs.push(Document {
+                first_line: index + 1,
+                text: trimmed.trim_start_matches("---").trim_start().to_owned() + "\n",
+            });
         } else if let Some(last) = docs.last_mut() {
-            last.push_str(line);
-            last.push('\n');
+            // A `...` end marker becomes an empty line, so line numbers stay the file's.
+            if trimmed != "..." {
+                last.text.push_str(line);
+            }
+            last.text.push('\n');
         }
     }
     docs
+}
+
+/// A YAML syntax error in words that never quote the document: the parser's messages and
+/// snippets show the text around the error, which in a secrets file is a key. Only the
+/// position (in the file) and the kind of mistake are given.
+fn yaml_error(e: &serde_saphyr::Error, first_line: usize) -> String {
+    match e.location() {
+        Some(at) => format!(
+            "not valid YAML at line {}, column {}: {}",
+            first_line + at.line() as usize - 1,
+            at.column(),
+            yaml_mistake(e)
+        ),
+        None => format!("not valid YAML: {}", yaml_mistake(e)),
+    }
+}
+
+/// The kind of a YAML error, from a fixed list.
+fn yaml_mistake(e: &serde_saphyr::Error) -> &'static str {
+    use serde_saphyr::Error as E;
+    match e {
+        E::WithSnippet { error, .. } | E::AliasError { error, .. } => yaml_mistake(error),
+        E::Eof { .. } => "the document ends too early",
+        E::DuplicateMappingKey { .. } => "a key is given twice",
+        E::IndentationError { .. } => "wrong indentation",
+        E::UnknownAnchor { .. } => "an alias names no anchor",
+        E::InvalidUtf8Input => "the text is not UTF-8",
+        E::InvalidScalar { .. } | E::InvalidBooleanStrict { .. } | E::NonFiniteFloat { .. } => {
+            "a value does not have the form its tag says"
+        }
+        E::QuotingRequired { .. } => "a value must be quoted",
+        E::Budget { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => "too large or too deeply nested",
+        _ => "a syntax error (unbalanced brackets or quotes, a tab for indentation, a misplaced colon)",
+    }
 }
 
 fn typed<T: DeserializeOwned>(
@@ -547,17 +598,17 @@ pub fn load(sources: &[(String, String)], options: &LoadOptions) -> Result<Confi
     let mut route_refs: Vec<(ConfigError, ObjRef)> = Vec::new();
     let mut secret_refs: Vec<(ConfigError, ObjRef)> = Vec::new();
     for (file, text) in sources {
-        for (i, doc_text) in split_documents(text).iter().enumerate() {
+        for (i, doc) in split_documents(text).iter().enumerate() {
             let document = i + 1;
             let mut place = Place {
                 file,
                 document,
                 object: None,
             };
-            let value: Option<serde_json::Value> = match serde_saphyr::from_str(doc_text) {
+            let value: Option<serde_json::Value> = match serde_saphyr::from_str(&doc.text) {
                 Ok(v) => v,
                 Err(e) => {
-                    errors.push(place.error("", format!("not valid YAML: {e}")));
+                    errors.push(place.error("", yaml_error(&e, doc.first_line)));
                     continue;
                 }
             };
@@ -1431,5 +1482,52 @@ spec:
             "{text}"
         );
         assert!(!text.contains("do-not-store"));
+    }
+
+    #[test]
+    fn a_yaml_error_in_a_secrets_file_never_echoes_the_secret_next_to_it() {
+        let secret = "wJalrXUtnFEMI-K7MDENG-SECRET";
+        let head = "kind: Upstream\nmetadata: {name: a}\nspec: {awsEc2: {region: r}}\n---\nkind: Secret\nmetadata: {name: k}\naws:\n";
+        // (the broken line, the line the error is on, what kind of mistake it is)
+        let cases = [
+            (format!("  secretKey: \"{secret}\n"), 8, "syntax error"),
+            (format!("  secretKey: {secret}: x\n"), 8, "syntax error"),
+            (format!("\tsecretKey: {secret}\n"), 8, "syntax error"),
+            (format!("  secretKey: [{secret}\n"), 8, "syntax error"),
+            (format!("  secretKey: \"\\q{secret}\"\n"), 8, "syntax error"),
+            (
+                format!("  secretKey: *{secret}\n"),
+                8,
+                "an alias names no anchor",
+            ),
+            (
+                format!("  secretKey: a\n  secretKey: {secret}\n"),
+                9,
+                "a key is given twice",
+            ),
+            (format!("  secretKey: a\n {secret}\n"), 9, "syntax error"),
+            (format!("  {secret}\n  secretKey: a\n"), 9, "syntax error"),
+        ];
+        for (broken, line, kind) in cases {
+            let err = load_one(&format!("{head}{broken}")).unwrap_err();
+            let text = err.to_string();
+            assert!(!text.contains(secret), "{broken:?} echoed:\n{text}");
+            assert!(!text.contains("MDENG"), "{broken:?} echoed part:\n{text}");
+            assert!(
+                text.contains("gw.yaml: document 2: not valid YAML at line "),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("line {line}, column")),
+                "{broken:?}: {text}"
+            );
+            assert!(text.contains(kind), "{broken:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn line_numbers_count_from_the_top_of_the_file_across_end_markers() {
+        let err = load_one("kind: Secret\nmetadata: {name: a}\n...\n---\n\nkind: [\n").unwrap_err();
+        assert!(err.to_string().contains("at line 6, column"), "{err}");
     }
 }

@@ -43,7 +43,8 @@ pub struct GatewayArgs {
     #[arg(long = "config", short = 'c', value_name = "FILE")]
     pub config: Vec<PathBuf>,
     /// A file of Secret documents with AWS keys, for upstreams' `secretRef` (kept apart from the
-    /// routing configuration so it can have tighter permissions).
+    /// routing configuration so it can have tighter permissions: refused while its group or
+    /// other users can open it).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
     /// Proxy address.
@@ -116,6 +117,17 @@ pub struct GatewayArgs {
     /// Seconds between checks of the configuration files for changes (0: reload on SIGHUP only).
     #[arg(long, default_value = "1")]
     pub watch_interval: f64,
+    /// Seconds a client may take to send a request's headers, and a kept-alive connection to
+    /// start its next request (proxy and admin listeners).
+    #[arg(long, default_value = "30", value_name = "SECONDS")]
+    pub header_timeout: f64,
+    /// Seconds a TLS client may take to finish its handshake.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub tls_handshake_timeout: f64,
+    /// Most client connections served at once by the proxy (all its threads together), and
+    /// by the admin listener; beyond it, new connections wait in the kernel's backlog.
+    #[arg(long, default_value = "4096", value_name = "N")]
+    pub max_connections: usize,
     /// Proxy threads, each with its own event loop and listening socket (SO_REUSEPORT) and its
     /// own connection pool; default: one per CPU.
     #[arg(long)]
@@ -131,6 +143,32 @@ fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
 }
 
 impl GatewayArgs {
+    /// The listeners' limits from `--header-timeout`, `--tls-handshake-timeout` and
+    /// `--max-connections`.
+    fn limits(&self) -> anyhow::Result<airlock_listen::Limits> {
+        let header_timeout = seconds("header-timeout", self.header_timeout)?;
+        let handshake_timeout = seconds("tls-handshake-timeout", self.tls_handshake_timeout)?;
+        if header_timeout.is_zero() || handshake_timeout.is_zero() {
+            anyhow::bail!(
+                "--header-timeout and --tls-handshake-timeout must be more than 0 seconds"
+            );
+        }
+        if self.max_connections == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
+        #[allow(
+            clippy::needless_update,
+            reason = "the listener's limits gain fields, with defaults of their own"
+        )]
+        let limits = airlock_listen::Limits {
+            header_timeout,
+            max_connections: self.max_connections,
+            handshake_timeout,
+            ..airlock_listen::Limits::default()
+        };
+        Ok(limits)
+    }
+
     /// Validates the flags (no I/O) into settings; `console` is the console followed, if any.
     pub fn settings(&self, console: Option<&ConsoleLink>) -> anyhow::Result<Settings> {
         if self.config.is_empty() && !self.discover_upstreams && console.is_none() {
@@ -141,8 +179,7 @@ impl GatewayArgs {
         if self.refresh_interval < 0.05 {
             anyhow::bail!("--refresh-interval must be at least 0.05 seconds");
         }
-        let mut files = self.config.clone();
-        files.extend(self.secrets.clone());
+        let limits = self.limits()?;
         let discover = if self.discover_upstreams {
             let secret_ref = match &self.discover_secret {
                 None => None,
@@ -175,7 +212,9 @@ impl GatewayArgs {
             }),
         };
         Ok(Settings {
-            config_files: files,
+            config_files: self.config.clone(),
+            secrets_file: self.secrets.clone(),
+            limits,
             policy: self.balance,
             refresh: seconds("refresh-interval", self.refresh_interval)?,
             list_timeout: seconds("list-timeout", self.list_timeout)?,
@@ -266,8 +305,9 @@ pub async fn run(args: GatewayArgs, console: Option<ConsoleLink>) -> anyhow::Res
     }
     tokio::spawn(runtime::watch(shared.clone()));
     let admin_router = admin::router(shared.clone());
+    let admin_options = airlock_listen::Options::new(shared.settings.limits);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(admin, admin_router).await {
+        if let Err(e) = airlock_listen::serve(admin_router, admin, admin_options).await {
             tracing::error!("admin listener stopped: {e}");
         }
     });
@@ -289,10 +329,16 @@ pub async fn run(args: GatewayArgs, console: Option<ConsoleLink>) -> anyhow::Res
     // Thread per core: each proxy thread runs its own event loop, accept queue and pool, so a
     // request and its upstream connection stay on one thread.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // One cap for all proxy threads: it bounds the process's connections, however the kernel
+    // spreads them over the threads' sockets.
+    let connections = Arc::new(tokio::sync::Semaphore::new(
+        shared.settings.limits.max_connections,
+    ));
     let mut threads = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
         let tls = tls.clone();
+        let connections = connections.clone();
         let mut stop = stop_rx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gateway-proxy-{i}"))
@@ -318,7 +364,7 @@ pub async fn run(args: GatewayArgs, console: Option<ConsoleLink>) -> anyhow::Res
                     let stopped = async move {
                         let _ = stop.wait_for(|s| *s).await;
                     };
-                    proxy::serve(listener, shared, tls, stopped).await;
+                    proxy::serve(listener, shared, tls, connections, stopped).await;
                 });
             })
             .context("cannot start a proxy thread")?;

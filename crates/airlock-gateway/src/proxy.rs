@@ -7,6 +7,7 @@ use crate::balance::{self, Outcome};
 use crate::error::{ProxyError, Who};
 use crate::routes;
 use crate::runtime::{Shared, UpstreamState};
+use airlock_listen::Limits;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
@@ -14,13 +15,16 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 /// Body type on both sides of the proxy.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -74,10 +78,16 @@ pub async fn probe(client: &Client, addr: SocketAddr, path: &str, timeout: Durat
 
 /// Serves the proxy on `listener` until `shutdown` resolves, then lets in-flight requests finish
 /// (up to 30 s).
+///
+/// Each connection holds a permit of `connections` while it lives; without a free one, new
+/// connections wait in the kernel's backlog. So that slow or silent clients cannot hold the
+/// permits, a TLS client must finish its handshake within the handshake timeout, and every
+/// client must send a request's headers within the header timeout.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    connections: Arc<Semaphore>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let client = new_client(shared.settings.connect_timeout);
@@ -85,6 +95,13 @@ pub async fn serve(
     let scheme: &'static str = if tls.is_some() { "https" } else { "http" };
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -97,48 +114,19 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let client = client.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let shared = shared.clone();
-            let client = client.clone();
-            async move { Ok::<_, Infallible>(handle(&shared, &client, peer, scheme, req).await) }
+        let context = Connection {
+            shared: shared.clone(),
+            client: client.clone(),
+            peer,
+            scheme,
+            started: Arc::new(AtomicBool::new(false)),
+        };
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            serve_connection(stream, tls, context, watcher).await;
+            drop(permit);
         });
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match acceptor.accept(stream).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(%peer, "TLS handshake failed: {e}");
-                            return;
-                        }
-                    };
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                });
-            }
-        }
     }
     drop(listener);
     tracing::info!("stopped accepting; waiting for requests in flight");
@@ -146,6 +134,90 @@ pub async fn serve(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("requests still in flight after 30 s; closing"),
     }
+}
+
+/// What a connection's requests need.
+#[derive(Clone)]
+struct Connection {
+    shared: Arc<Shared>,
+    client: Client,
+    peer: SocketAddr,
+    scheme: &'static str,
+    /// Set when the connection's first request arrives.
+    started: Arc<AtomicBool>,
+}
+
+/// The TLS handshake (within the handshake timeout), then HTTP.
+async fn serve_connection(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    connection: Connection,
+    watcher: Watcher,
+) {
+    let Some(acceptor) = tls else {
+        return serve_http(TokioIo::new(stream), connection, watcher).await;
+    };
+    let (peer, limit) = (
+        connection.peer,
+        connection.shared.settings.limits.handshake_timeout,
+    );
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_http(TokioIo::new(stream), connection, watcher).await,
+        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!(%peer, "no TLS handshake within the handshake timeout; closed"),
+    }
+}
+
+/// HTTP/1.1 or h2 on an accepted (and maybe decrypted) stream, watched for graceful shutdown.
+async fn serve_http<I>(io: I, connection: Connection, watcher: Watcher)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let limits = connection.shared.settings.limits;
+    let (peer, started) = (connection.peer, connection.started.clone());
+    let service = hyper::service::service_fn(move |req| {
+        let c = connection.clone();
+        async move {
+            c.started.store(true, Ordering::Relaxed);
+            Ok::<_, Infallible>(handle(&c.shared, &c.client, c.peer, c.scheme, req).await)
+        }
+    });
+    let conn = builder(limits).serve_connection(io, service).into_owned();
+    tokio::select! {
+        ended = watcher.watch(conn) => if let Err(e) = ended {
+            tracing::debug!(%peer, "connection ended: {e}");
+        },
+        () = first_request_deadline(limits.header_timeout, &started) => {
+            tracing::debug!(%peer, "no request within the header timeout; closed");
+        }
+    }
+}
+
+/// Resolves once the header timeout has passed without a request. hyper's own header timeout
+/// starts only when it knows the protocol, so a client that sends nothing (or part of the h2
+/// preface, or the preface and no request) would otherwise hold its connection for good.
+async fn first_request_deadline(timeout: Duration, started: &AtomicBool) {
+    tokio::time::sleep(timeout).await;
+    if started.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// hyper's HTTP/1.1 and h2 server: the header timeout on its own timer for HTTP/1.1 (each
+/// request, and a kept-alive connection's wait for the next), keep-alive pings that close a
+/// silent h2 connection.
+fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    builder
 }
 
 async fn handle(

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -51,6 +51,10 @@ pub struct HealthCheck {
 pub struct Settings {
     /// Configuration files, re-read on reload.
     pub config_files: Vec<PathBuf>,
+    /// The `--secrets` file, re-read on reload and refused while other users can open it.
+    pub secrets_file: Option<PathBuf>,
+    /// Timeouts and the connection cap of the proxy and admin listeners.
+    pub limits: airlock_listen::Limits,
     /// Balancing policy.
     pub policy: Policy,
     /// Discovery refresh interval (jittered ±10 %).
@@ -82,7 +86,7 @@ pub struct Settings {
     /// How often configuration files are checked for changes (zero: only on SIGHUP).
     pub watch_interval: Duration,
     /// Upstreams and routes come from the console (`--console` without `--config`);
-    /// `config_files` then holds only the secrets file.
+    /// `config_files` is then empty.
     pub config_from_console: bool,
 }
 
@@ -190,6 +194,13 @@ impl Shared {
             .collect()
     }
 
+    /// Every file the configuration is read from, to watch for changes.
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = self.settings.config_files.clone();
+        files.extend(self.settings.secrets_file.clone());
+        files
+    }
+
     fn load_options(&self) -> LoadOptions {
         LoadOptions {
             discover_upstreams: self.settings.discover.is_some(),
@@ -205,22 +216,28 @@ pub fn read_sources(files: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigEr
         match std::fs::read_to_string(f) {
             Ok(text) => out.push((f.display().to_string(), text)),
             Err(e) => {
-                return Err(ConfigErrors(vec![config::ConfigError {
-                    file: f.display().to_string(),
-                    document: 0,
-                    object: None,
-                    field: String::new(),
-                    message: format!("cannot read: {e}"),
-                }]))
+                return Err(one_error(
+                    &f.display().to_string(),
+                    &format!("cannot read: {e}"),
+                ))
             }
         }
     }
     Ok(out)
 }
 
-/// Loads and validates the configuration files.
-pub fn load_files(files: &[PathBuf], options: &LoadOptions) -> Result<Config, ConfigErrors> {
-    config::load(&read_sources(files)?, options)
+/// Reads the `--secrets` file, refusing it while its group or other users can open it: it holds
+/// AWS keys, and any local user could read them from there.
+pub fn read_secrets(file: &Path) -> Result<(String, String), ConfigErrors> {
+    let name = file.display().to_string();
+    match airlock_os::read_private(file) {
+        Ok(text) => Ok((name, text)),
+        Err(e @ airlock_os::PrivateReadError::Shared { .. }) => Err(one_error(
+            &name,
+            &format!("{e}: refused; make it private with `chmod 600 {name}`"),
+        )),
+        Err(e) => Err(one_error(&name, &e.to_string())),
+    }
 }
 
 /// Loads the configuration from where it lives: the files, or the console's stored
@@ -245,6 +262,13 @@ pub async fn load(
         })?;
     }
     sources.extend(read_sources(&settings.config_files)?);
+    sources.extend(
+        settings
+            .secrets_file
+            .as_deref()
+            .map(read_secrets)
+            .transpose()?,
+    );
     config::load(&sources, options)
 }
 
@@ -304,7 +328,7 @@ pub async fn watch(shared: Arc<Shared>) {
             .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
             .collect()
     };
-    let mut last = stamps(&shared.settings.config_files);
+    let mut last = stamps(&shared.watched_files());
     let interval = if shared.settings.watch_interval.is_zero() {
         Duration::from_secs(3600)
     } else {
@@ -315,7 +339,7 @@ pub async fn watch(shared: Arc<Shared>) {
             _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
             _ = tokio::time::sleep(interval) => false,
         };
-        let now = stamps(&shared.settings.config_files);
+        let now = stamps(&shared.watched_files());
         if by_signal || (!shared.settings.watch_interval.is_zero() && now != last) {
             last = now;
             if by_signal {
@@ -706,6 +730,8 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             config_files: vec![],
+            secrets_file: None,
+            limits: airlock_listen::Limits::default(),
             policy: Policy::RoundRobin,
             refresh: Duration::from_millis(100),
             list_timeout: Duration::from_secs(1),

@@ -83,6 +83,56 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether a file of this mode is open to its group or to other users (any of read, write or
+/// execute): a file that holds secrets must not be.
+pub fn shared_with_others(mode: u32) -> bool {
+    mode & 0o077 != 0
+}
+
+/// Why [`read_private`] did not read a file.
+#[derive(Debug)]
+pub enum PrivateReadError {
+    /// It could not be opened or read.
+    Io(io::Error),
+    /// Its group or other users may open it; `mode` is its permission bits.
+    Shared {
+        /// The file's permission bits, e.g. `0o644`.
+        mode: u32,
+    },
+}
+
+impl std::fmt::Display for PrivateReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrivateReadError::Io(e) => write!(f, "cannot read: {e}"),
+            PrivateReadError::Shared { mode } => write!(
+                f,
+                "other users can open it (mode {mode:04o}) and it holds secrets"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PrivateReadError {}
+
+/// Reads a file that holds secrets, refusing it when its group or other users may open it. The
+/// mode is checked on the opened file, so the check and the read are about the same file.
+pub fn read_private(path: &Path) -> Result<String, PrivateReadError> {
+    let mut file = File::open(path).map_err(PrivateReadError::Io)?;
+    let mode = file
+        .metadata()
+        .map_err(PrivateReadError::Io)?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if shared_with_others(mode) {
+        return Err(PrivateReadError::Shared { mode });
+    }
+    let mut text = String::new();
+    io::Read::read_to_string(&mut file, &mut text).map_err(PrivateReadError::Io)?;
+    Ok(text)
+}
+
 /// Installs the log subscriber on standard error (standard output stays for what the operator
 /// must read). `AIRLOCK_LOG` overrides `default_filter`. A second call does nothing.
 pub fn init_logging(json: bool, default_filter: &str) {
@@ -137,6 +187,32 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_secret_file_other_users_can_open_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets");
+        fs::write(&path, "key").unwrap();
+        for open in [0o644, 0o640, 0o604, 0o620, 0o602, 0o610] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(open)).unwrap();
+            match read_private(&path) {
+                Err(PrivateReadError::Shared { mode }) => assert_eq!(mode, open),
+                other => panic!("mode {open:o} was read: {other:?}"),
+            }
+        }
+        for private in [0o600, 0o400] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(private)).unwrap();
+            assert_eq!(read_private(&path).unwrap(), "key");
+        }
+        assert!(matches!(
+            read_private(&dir.path().join("missing")),
+            Err(PrivateReadError::Io(_))
+        ));
+        assert_eq!(
+            PrivateReadError::Shared { mode: 0o644 }.to_string(),
+            "other users can open it (mode 0644) and it holds secrets"
+        );
     }
 
     #[test]

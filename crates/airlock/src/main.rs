@@ -60,7 +60,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway(args) => {
             airlock_gateway::run(args, gateway_config::console_link(console)?).await
         }
-        Command::Agent(args) => Ok(airlock_agent::run(args, output == cli::Output::Json).await?),
+        Command::Agent(args) => {
+            // Only the running agent talks to the console.
+            let roots = match args.command {
+                None => client::console_roots(console.console_ca.as_deref())?,
+                Some(_) => Vec::new(),
+            };
+            Ok(airlock_agent::run(args, roots, output == cli::Output::Json).await?)
+        }
         // Fleet commands may run --direct, without a console.
         Command::Address(c) => fleet::run(console, fleet::FleetCommand::Address(c), output).await,
         Command::Eni(c) => fleet::run(console, fleet::FleetCommand::Eni(c), output).await,

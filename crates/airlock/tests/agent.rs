@@ -523,10 +523,14 @@ async fn after_a_reboot_with_the_metadata_service_down_the_stored_credentials_ar
         log.contains("metadata service unreachable; serving the stored credentials"),
         "{log}"
     );
-    let status: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state_dir.join("status.json")).unwrap()).unwrap();
+    // The status written at start says "not-needed" until the refresh loop has planned.
+    let status = eventually("the status to say why nothing is refreshed", LONG, || {
+        let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["refresh"] == "unavailable").then_some(v)
+    })
+    .await;
     assert_eq!(status["verified"], false);
-    assert_eq!(status["refresh"], "unavailable", "{status}");
     assert!(status["refresh_message"]
         .as_str()
         .unwrap()
@@ -776,4 +780,413 @@ fn unusable_flags_are_usage_errors_before_anything_is_touched() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
         assert!(!state_dir.exists());
     }
+}
+
+/// A TCP listener that counts the connections it gets and keeps what each sent first, then
+/// answers 502: a stand-in for a console or a proxy, to see who a refresh reaches.
+struct Recorder {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start() -> Recorder {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                record
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let _ = stream
+                    .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        Recorder { port, seen, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What each connection sent first.
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// User data whose payload holds temporary credentials valid for `minutes`, a refresh URL and
+/// the launch's enrolment secret, which the agent spends at first boot.
+fn enrolling_user_data(deployment: &str, refresh_url: &str, minutes: i64) -> Vec<u8> {
+    let json = format!(
+        r#"{{"airlock_payload":1,"deployment_id":"{deployment}","region":"{REGION}","refresh_url":"{refresh_url}","refresh_secret":"{ENROLMENT_SECRET}","credentials":{{"access_key_id":"ASIATESTTEMPORARY03","secret_access_key":"{SECRET_ACCESS_KEY}","session_token":"{TOKEN}","expiration":"{}"}}}}"#,
+        utc_in(minutes)
+    );
+    build_user_data(&find_payload(json.as_bytes()).unwrap(), None).unwrap()
+}
+
+const ENROLMENT_SECRET: &str = "rs1-enrolment-secret-4b7f0c2e9a";
+
+/// `agent --once` against `imds` with a fresh state dir, `extra` flags and `env`; (exit code,
+/// stderr).
+async fn boot_once(
+    imds: &ImdsServer,
+    tmp: &Path,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    let state_dir = tmp.join(name);
+    let mut args = vec![
+        "--once".to_owned(),
+        "--state-dir".to_owned(),
+        s(&state_dir).to_owned(),
+        "--imds-endpoint".to_owned(),
+        imds.url(),
+        "--no-profile".to_owned(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        agent_once_with(&args, &env)
+    })
+    .await
+    .unwrap();
+    (out.status.code(), stderr(&out))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_set_in_the_environment_by_a_compromised_image_never_sees_a_refresh() {
+    let console = Recorder::start().await;
+    let hostile = Recorder::start().await;
+    let chosen = Recorder::start().await;
+    let refresh_url = format!("{}/v1/refresh", console.url());
+    let user_data = enrolling_user_data("dep-proxy", &refresh_url, 60);
+    let imds = ImdsServer::start(
+        "127.0.0.1:0",
+        instance_data("i-0proxy", Some(user_data)),
+        false,
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let proxy = hostile.url();
+    let env: Vec<(&str, &str)> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|k| (k, proxy.as_str()))
+    .collect();
+
+    // The enrolment goes straight to the console; the environment's proxy gets nothing.
+    let (code, err) = boot_once(&imds, tmp.path(), "direct", &[], &env).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("cannot enrol with the console yet"), "{err}");
+    assert!(
+        hostile.seen().is_empty(),
+        "the proxy saw {:?}",
+        hostile.seen()
+    );
+    assert_eq!(console.seen().len(), 1, "{err}");
+    assert!(console.seen()[0].starts_with("POST /v1/refresh "));
+
+    // A proxy the operator names is used, and only it.
+    let (code, err) = boot_once(
+        &imds,
+        tmp.path(),
+        "chosen",
+        &["--refresh-proxy", &chosen.url()],
+        &env,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(chosen.seen().len(), 1, "{err}");
+    assert!(
+        chosen.seen()[0].starts_with(&format!("POST {refresh_url} ")),
+        "{:?}",
+        chosen.seen()
+    );
+    assert!(
+        hostile.seen().is_empty(),
+        "the proxy saw {:?}",
+        hostile.seen()
+    );
+    assert_eq!(console.seen().len(), 1, "only the chosen proxy was asked");
+    assert_no_secret(&err, &serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anyone_on_the_network_reading_refresh_traffic_gets_nothing_from_an_http_url() {
+    // 0.0.0.0 is not loopback, so the URL counts as a network one; a connection to it lands on
+    // this machine all the same, where the recorder sees whether anything was sent.
+    let console = Recorder::start().await;
+    let refresh_url = format!("http://0.0.0.0:{}/v1/refresh", console.port);
+    let user_data = enrolling_user_data("dep-clear", &refresh_url, 3);
+    let imds = ImdsServer::start(
+        "127.0.0.1:0",
+        instance_data("i-0clear", Some(user_data)),
+        false,
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The long-running agent neither enrols nor refreshes over it, and says why in its log and
+    // its status, as for any refresh failure.
+    let state_dir = tmp.path().join("serve");
+    let args = [
+        "agent",
+        "--state-dir",
+        s(&state_dir),
+        "--imds-endpoint",
+        &imds.url(),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-profile",
+    ];
+    let mut agent = Proc::spawn(&args, &tmp.path().join("agent.log"), &[]);
+    served(&state_dir, LONG).await;
+    let status = eventually("the refresh to fail", LONG, || {
+        let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["refresh"] == "failing").then_some(v)
+    })
+    .await;
+    let message = status["refresh_message"].as_str().unwrap();
+    assert!(
+        message.contains("http:// to 0.0.0.0") && message.contains("--insecure-http"),
+        "{message}"
+    );
+    agent.stop();
+    let log = agent.log_text();
+    assert!(log.contains("cannot enrol with the console yet"), "{log}");
+    assert!(log.contains("credential refresh failed"), "{log}");
+    assert!(
+        console.seen().is_empty(),
+        "the refresh secret was sent in clear text: {:?}",
+        console.seen()
+    );
+
+    // With --insecure-http the operator takes the risk: a warning, and the request goes out.
+    let (code, err) = boot_once(&imds, tmp.path(), "insecure", &["--insecure-http"], &[]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("--insecure-http: an http:// refresh URL"),
+        "{err}"
+    );
+    assert_eq!(console.seen().len(), 1, "{err}");
+    assert_no_secret(&format!("{log}{err}"), &serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_trusts_a_console_with_a_private_ca_only_when_given_it() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let console = Console::start_tls(&[]);
+    console.login_with_account(&moto);
+    let dep = console.json(&deploy_args(&net, &["--wait"]));
+    let id = dep["instances"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ip = described(&ec2, &id)
+        .await
+        .private_ip_address()
+        .unwrap()
+        .to_owned();
+    let user_data = user_data_of(&ec2, &id).await;
+    let payload = find_payload(&user_data).unwrap();
+    assert!(
+        payload
+            .refresh_url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://127.0.0.1:"),
+        "{:?}",
+        payload.refresh_url
+    );
+    let imds = ImdsServer::start(
+        "127.0.0.1:0",
+        InstanceData {
+            local_ipv4: Some(ip),
+            ..instance_data(&id, Some(user_data))
+        },
+        false,
+    )
+    .await
+    .unwrap();
+
+    // Without the authority the console's certificate is not trusted: no enrolment.
+    let (code, err) = boot_once(&imds, tmp.path(), "untrusted", &[], &[]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("cannot enrol with the console yet"), "{err}");
+    assert!(!err.contains("enrolled with the console"), "{err}");
+
+    // With the global --console-ca the refresh client trusts it, and the agent enrols.
+    let ca = console.ca.as_deref().unwrap().to_str().unwrap();
+    let (code, err) = boot_once(&imds, tmp.path(), "trusted", &["--console-ca", ca], &[]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("enrolled with the console"), "{err}");
+    assert_no_secret(&err, &serde_json::Value::Null);
+}
+
+/// A stand-in for `iptables`/`ip6tables` (the real ones need root and a kernel to change):
+/// keeps its rules, one `CHAIN spec` per line, in `<itself>.rules`, and implements `-C`, `-A`
+/// and `-I CHAIN 1` on them.
+const FAKE_IPTABLES: &str = r#"#!/bin/sh
+rules="$0.rules"
+touch "$rules"
+[ "$1" = "-w" ] && shift
+op=$1; chain=$2; shift 2
+case $op in
+  -C) grep -qxF -- "$chain $*" "$rules" ;;
+  -A) echo "$chain $*" >> "$rules" ;;
+  -I) shift; { echo "$chain $*"; cat "$rules"; } > "$rules.new" && mv "$rules.new" "$rules" ;;
+  *) echo "fake iptables: $op is not implemented" >&2; exit 2 ;;
+esac
+"#;
+
+/// The command the packaged unit runs before the agent, for the binary under test.
+fn unit_exec_start_pre() -> Vec<String> {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/airlock-agent.service"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = unit.lines().collect();
+    let pre = lines
+        .iter()
+        .position(|l| l.starts_with("ExecStartPre="))
+        .expect("the unit has no ExecStartPre");
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("ExecStart="))
+        .unwrap();
+    assert!(pre < start);
+    let command = lines[pre]
+        .trim_start_matches("ExecStartPre=")
+        .trim_start_matches(['+', '-']);
+    let mut words = command.split_whitespace().map(str::to_owned);
+    assert_eq!(words.next().as_deref(), Some("/usr/local/bin/airlock"));
+    words.collect()
+}
+
+#[test]
+fn a_local_process_or_container_cannot_reach_the_metadata_service_before_the_agent_starts() {
+    let args = unit_exec_start_pre();
+    assert_eq!(args, ["agent", "lock-imds"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let tools = tmp.path().join("sbin");
+    std::fs::create_dir(&tools).unwrap();
+    for tool in ["iptables", "ip6tables"] {
+        let path = tools.join(tool);
+        std::fs::write(&path, FAKE_IPTABLES).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let path = format!("{}:/usr/bin:/bin", tools.display());
+    let run = || {
+        std::process::Command::new(airlock_bin())
+            .args(&args)
+            .env("PATH", &path)
+            .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            .output()
+            .unwrap()
+    };
+    let rules = |tool: &str| {
+        std::fs::read_to_string(tools.join(format!("{tool}.rules"))).unwrap_or_default()
+    };
+    let uid = {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata("/proc/self").unwrap().uid()
+    };
+    let ipv6 = Path::new("/proc/net/if_inet6").exists();
+
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v4 = rules("iptables");
+    assert_eq!(
+        v4.lines().collect::<Vec<_>>(),
+        [
+            // Routed traffic (containers, VMs): rejected, ahead of any rule that accepts it.
+            "FORWARD -d 169.254.169.254/32 -m comment --comment airlock: no metadata service for routed traffic -j REJECT",
+            // Local processes: only the agent's user.
+            &format!("OUTPUT -d 169.254.169.254/32 -p tcp -m owner ! --uid-owner {uid} -m comment --comment airlock: metadata service for the agent only -j REJECT"),
+        ],
+        "{}",
+        stderr(&out)
+    );
+    if ipv6 {
+        let v6 = rules("ip6tables");
+        assert!(v6.contains("FORWARD -d fd00:ec2::254/128 "), "{v6}");
+        assert!(
+            v6.contains(&format!(
+                "OUTPUT -d fd00:ec2::254/128 -p tcp -m owner ! --uid-owner {uid} "
+            )),
+            "{v6}"
+        );
+    } else {
+        assert!(
+            stderr(&out).contains("IPv6 is disabled"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // Every boot runs it again: nothing is added twice.
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rules("iptables"), v4);
+    assert!(stderr(&out).contains("metadata lock already in place"));
+
+    // No ip6tables: a warning, and IPv4 stays locked.
+    std::fs::remove_file(tools.join("ip6tables")).unwrap();
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    if ipv6 {
+        assert!(
+            stderr(&out).contains("ip6tables is not installed"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    // No iptables at all: the lock cannot be made, and the unit must not go on.
+    std::fs::remove_file(tools.join("iptables")).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot run iptables"),
+        "{}",
+        stderr(&out)
+    );
 }

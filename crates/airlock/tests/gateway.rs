@@ -7,7 +7,7 @@
 mod common;
 
 use common::{
-    airlock_bin, free_port, loopback_net, Console, Moto, TestNet, ACCESS_KEY_ID, REGION,
+    airlock_bin, free_port, loopback_net, test_ca, Console, Moto, TestNet, ACCESS_KEY_ID, REGION,
     SECRET_ACCESS_KEY,
 };
 use std::collections::BTreeMap;
@@ -1032,4 +1032,344 @@ async fn a_gateway_follows_a_tls_console_whose_ca_it_is_told() {
     let (status, body) = gw.get("/web/x").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("a /web/x "), "{body}");
+}
+
+/// Opens a connection that sends `first`; then (in a task) one more byte every 500 ms
+/// (nothing at all when `first` is empty: a silent client). The task ends when the gateway
+/// closes the connection, with the time since `since`.
+async fn hold(
+    addr: &str,
+    first: &'static [u8],
+    since: Instant,
+) -> tokio::task::JoinHandle<Duration> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    tokio::spawn(held_until_closed(stream, first, since))
+}
+
+async fn held_until_closed(
+    mut stream: tokio::net::TcpStream,
+    first: &'static [u8],
+    since: Instant,
+) -> Duration {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = [0u8; 512];
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return since.elapsed(),
+                // A 408 before the close.
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                if !first.is_empty() && stream.write_all(b"a").await.is_err() {
+                    return since.elapsed();
+                }
+            }
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(40),
+            "the gateway never closed a connection that sent {first:?}"
+        );
+    }
+}
+
+const SLOW_HEADERS: &[u8] = b"GET /echoapp HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+
+/// `n` attackers, connected: slow-header ones, and every third a silent one.
+async fn attack(addr: &str, n: usize, since: Instant) -> Vec<tokio::task::JoinHandle<Duration>> {
+    let mut attackers = Vec::new();
+    for i in 0..n {
+        let first = if i % 3 == 2 { &b""[..] } else { SLOW_HEADERS };
+        attackers.push(hold(addr, first, since).await);
+    }
+    attackers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_and_silent_clients_cannot_exhaust_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let (a, ip) = launch(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "group1")]).await;
+    let backend = Backend::start(dir.path(), "a", &ip);
+    set_tag(&ec2, &a, "airlock:port", &backend.port.to_string()).await;
+    let gw = Gateway::start(
+        &moto,
+        dir.path(),
+        &gloo_config(""),
+        // One proxy thread: one accept queue, so the request below queues behind the attackers.
+        &[
+            "--header-timeout",
+            "2",
+            "--max-connections",
+            "12",
+            "--workers",
+            "1",
+        ],
+    );
+    gw.wait_members(UPSTREAM, &[&a], Duration::from_secs(10))
+        .await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    // A new connection for every request, so none waits in a pool.
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap()
+    };
+
+    // Below the cap, a normal request is served while the attackers hold their connections,
+    // and each attacker is closed within the header timeout.
+    let since = Instant::now();
+    let attackers = attack(&addr, 9, since).await;
+    let resp = fresh()
+        .get(format!("{}/echoapp", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let served_at = since.elapsed();
+    for attacker in attackers {
+        let held = attacker.await.unwrap();
+        assert!(
+            held > served_at,
+            "the request ({served_at:?}) waited for an attacker ({held:?})"
+        );
+        assert!(
+            held >= Duration::from_millis(1500) && held < Duration::from_secs(6),
+            "an attacker was held {held:?} with --header-timeout 2\n{}",
+            gw.log_text()
+        );
+    }
+
+    // At the cap, a normal request waits in the backlog only until the header timeout frees
+    // a connection.
+    let since = Instant::now();
+    let attackers = attack(&addr, 12, since).await;
+    let asked = Instant::now();
+    let resp = fresh()
+        .get(format!("{}/echoapp", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(8),
+        "with every connection taken, the request waited {waited:?}"
+    );
+    for attacker in attackers {
+        let held = attacker.await.unwrap();
+        assert!(
+            held < Duration::from_secs(6),
+            "an attacker was held {held:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_never_says_hello_is_dropped_after_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let (ca, cert, key) = test_ca(dir.path());
+    let gw = Gateway::start(
+        &moto,
+        dir.path(),
+        &gloo_config(""),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--tls-handshake-timeout",
+            "1",
+        ],
+    );
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    // The route has no endpoint: 503 from the gateway itself, over TLS.
+    let ask = || async {
+        let resp = client
+            .get(format!("https://{addr}/echoapp"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 503);
+        assert!(resp.headers().contains_key("x-airlock-error"));
+    };
+    // Serving (the proxy starts once discovery has answered, or after 5 s).
+    ask().await;
+    let since = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(hold(&addr, b"", since).await);
+    }
+    // A real TLS client is answered meanwhile.
+    ask().await;
+    for s in silent {
+        // The header timeout is the default 30 s: only the handshake timeout closes them.
+        let held = s.await.unwrap();
+        assert!(
+            held >= Duration::from_millis(700) && held < Duration::from_secs(5),
+            "a client without a ClientHello was held {held:?}\n{}",
+            gw.log_text()
+        );
+    }
+}
+
+/// A Secret document with a key of its own, for the secrets-file tests.
+const SECRETS_FILE_KEY: &str = "secrets-file-key-7d2e9b41c0a5";
+
+fn secrets_yaml() -> String {
+    format!(
+        "kind: Secret\nmetadata: {{name: extra, namespace: default}}\naws:\n  accessKey: AKIAEXTRA\n  secretKey: {SECRETS_FILE_KEY}\n"
+    )
+}
+
+fn write_mode(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `airlock gateway` with a configuration and a secrets file, run until it exits (a bad
+/// configuration ends it before it listens): (exit code, stderr).
+fn gateway_once(config: &Path, secrets: &Path, check: bool) -> (Option<i32>, String) {
+    let mut cmd = Command::new(airlock_bin());
+    cmd.arg("gateway")
+        .arg("--config")
+        .arg(config)
+        .arg("--secrets")
+        .arg(secrets)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--endpoint-url", "http://127.0.0.1:9"])
+        .env_remove("AIRLOCK_CONSOLE");
+    if check {
+        cmd.arg("--check-config");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits until the gateway counts at least `n` failed reloads.
+async fn reload_failures(gw: &Gateway, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failures = |metrics: String| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("airlock_gateway_config_reload_failures_total "))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    while failures(gw.metrics().await) < n {
+        assert!(
+            Instant::now() < deadline,
+            "no failed reload:\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secrets_file_other_local_users_can_read_is_refused_at_start_and_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, gloo_config("")).unwrap();
+    let secrets = dir.path().join("secrets.yaml");
+    write_mode(&secrets, &secrets_yaml(), 0o644);
+    let fix = format!("chmod 600 {}", secrets.display());
+    for check in [true, false] {
+        let (code, err) = gateway_once(&config, &secrets, check);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(&fix) && err.contains("mode 0644"), "{err}");
+    }
+    for shared in [0o640, 0o604] {
+        chmod(&secrets, shared);
+        assert_eq!(gateway_once(&config, &secrets, true).0, Some(1));
+    }
+    chmod(&secrets, 0o600);
+    let (code, err) = gateway_once(&config, &secrets, true);
+    assert_eq!(code, Some(0), "{err}");
+
+    // A running gateway refuses it on reload too, and keeps its configuration.
+    let moto = Moto::start();
+    let gw = Gateway::start(
+        &moto,
+        dir.path(),
+        &gloo_config(""),
+        &["--secrets", secrets.to_str().unwrap()],
+    );
+    chmod(&secrets, 0o644);
+    gw.sighup();
+    reload_failures(&gw, 1).await;
+    let log = gw.log_text();
+    assert!(log.contains(&fix), "{log}");
+    assert!(log.contains("keeping the previous configuration"), "{log}");
+    assert!(!log.contains(SECRETS_FILE_KEY) && !log.contains(SECRET_ACCESS_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yaml_error_in_the_secrets_file_never_echoes_the_secret_next_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, gloo_config("")).unwrap();
+    let secrets = dir.path().join("secrets.yaml");
+    // An unterminated quote around the key, and a key where a mapping was expected.
+    let broken = [
+        secrets_yaml().replace(
+            &format!("secretKey: {SECRETS_FILE_KEY}"),
+            &format!("secretKey: \"{SECRETS_FILE_KEY}"),
+        ),
+        secrets_yaml().replace(
+            "  secretKey:",
+            &format!("  {SECRETS_FILE_KEY}\n  secretKey:"),
+        ),
+    ];
+    for text in &broken {
+        write_mode(&secrets, text, 0o600);
+        for check in [true, false] {
+            let (code, err) = gateway_once(&config, &secrets, check);
+            assert_eq!(code, Some(1), "{err}");
+            assert!(err.contains("not valid YAML at line"), "{err}");
+            assert!(!err.contains(SECRETS_FILE_KEY), "the key is in:\n{err}");
+            assert!(!err.contains("7d2e9b41"), "part of the key is in:\n{err}");
+        }
+    }
+
+    // On reload, the error goes to the gateway's log: without the key.
+    let moto = Moto::start();
+    write_mode(&secrets, &secrets_yaml(), 0o600);
+    let gw = Gateway::start(
+        &moto,
+        dir.path(),
+        &gloo_config(""),
+        &["--secrets", secrets.to_str().unwrap()],
+    );
+    // Changed in place (the watch reloads it), so its mode stays 0600.
+    std::fs::write(&secrets, &broken[0]).unwrap();
+    reload_failures(&gw, 1).await;
+    let log = gw.log_text();
+    assert!(log.contains("not valid YAML at line 5"), "{log}");
+    assert!(
+        !log.contains(SECRETS_FILE_KEY) && !log.contains("7d2e9b41"),
+        "{log}"
+    );
 }

@@ -95,14 +95,25 @@ impl Drop for Proc {
 
 /// `airlock agent ARGS` run to completion.
 pub fn agent_once(args: &[&str]) -> Output {
-    Command::new(airlock_bin())
-        .arg("agent")
+    agent_once_with(args, &[])
+}
+
+/// `airlock agent ARGS` run to completion with `env` set (and no `NO_PROXY` from the tests'
+/// own environment, which would hide whether a proxy is used).
+pub fn agent_once_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(airlock_bin());
+    cmd.arg("agent")
         .args(args)
         .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("AIRLOCK_CONSOLE_CA")
         .env("AIRLOCK_LOG", "debug,hyper=info,h2=info,rustls=info,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_config=info,reqwest=info,hyper_util=info")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
 }
 
 /// `AWS_CONTAINER_CREDENTIALS_FULL_URI` and the token from a state dir's credentials.env.

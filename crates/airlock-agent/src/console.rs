@@ -1,0 +1,248 @@
+//! How the agent reaches the console's refresh URL. The refresh secret and the credentials it
+//! buys cross that connection, so it is held to three rules:
+//!
+//! * never in clear text over a network: an `http://` URL is used only when its host is this
+//!   machine, unless the operator says `--insecure-http`;
+//! * never through a proxy the environment names: `HTTP_PROXY` and friends are ignored (a
+//!   compromised image could set them to watch every refresh, and a proxy hides the instance's
+//!   address, which the console checks); `--refresh-proxy` is the operator's own choice;
+//! * the console's private certificate authority is trusted when given (`--console-ca`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use crate::AgentError;
+
+/// What reaching a URL exposes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exposure {
+    /// `https://`: encrypted to the console.
+    Encrypted,
+    /// `http://` to this machine (127.0.0.0/8, ::1, `localhost`): never on a network.
+    Loopback,
+    /// `http://` to another host: anyone on the path reads it.
+    ClearText {
+        /// The host, as the URL names it.
+        host: String,
+    },
+    /// Not an http(s) URL that can be used at all.
+    Unusable(String),
+}
+
+/// Judges `url` by the host a client would really connect to: the parser is the one the HTTP
+/// client uses, so user information (`http://127.0.0.1@evil.example/`), look-alike names
+/// (`http://127.0.0.1.evil.example/`) and numeric spellings of addresses are seen as it sees
+/// them.
+pub fn exposure(url: &str) -> Exposure {
+    let parsed = match Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => return Exposure::Unusable(format!("{url} is not a URL ({e})")),
+    };
+    match parsed.scheme() {
+        "https" => return Exposure::Encrypted,
+        "http" => {}
+        other => return Exposure::Unusable(format!("{url} is {other}://, not http(s)://")),
+    }
+    let Some(host) = parsed.host_str() else {
+        return Exposure::Unusable(format!("{url} names no host"));
+    };
+    // The parser has already turned every spelling of an address into its usual form.
+    let loopback = match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        // IPv4-mapped addresses (::ffff:127.0.0.1) are judged as the IPv4 address they are.
+        Ok(ip) => ip.to_canonical().is_loopback(),
+        Err(_) => host.trim_end_matches('.') == "localhost",
+    };
+    if loopback {
+        Exposure::Loopback
+    } else {
+        Exposure::ClearText {
+            host: host.to_owned(),
+        }
+    }
+}
+
+/// How the agent connects to the console, from its flags.
+#[derive(Clone, Default)]
+pub struct ConsoleLink {
+    /// `--insecure-http`: clear text to another host is allowed.
+    pub insecure_http: bool,
+    /// `--refresh-proxy`: the one proxy refreshes may go through.
+    pub proxy: Option<reqwest::Proxy>,
+    /// `--console-ca`: authorities trusted besides the built-in web roots.
+    pub roots: Vec<reqwest::Certificate>,
+}
+
+impl std::fmt::Debug for ConsoleLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The proxy URL may hold a password.
+        f.debug_struct("ConsoleLink")
+            .field("insecure_http", &self.insecure_http)
+            .field("proxy", &self.proxy.is_some())
+            .field("roots", &self.roots.len())
+            .finish()
+    }
+}
+
+impl ConsoleLink {
+    /// The link for these flags; a proxy URL that cannot be used is a usage error (named
+    /// without its value, which may hold a password).
+    pub fn new(
+        insecure_http: bool,
+        proxy: Option<&str>,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Result<Self, AgentError> {
+        let proxy = proxy
+            .map(|url| {
+                reqwest::Proxy::all(url).map_err(|_| {
+                    AgentError::Usage(
+                        "--refresh-proxy (AIRLOCK_REFRESH_PROXY) is not a proxy URL like \
+                         http://HOST:PORT"
+                            .to_owned(),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(ConsoleLink {
+            insecure_http,
+            proxy,
+            roots,
+        })
+    }
+
+    /// Refuses a refresh URL these rules do not allow.
+    pub fn check(&self, url: &str) -> Result<(), AgentError> {
+        match exposure(url) {
+            Exposure::Encrypted | Exposure::Loopback => Ok(()),
+            Exposure::ClearText { .. } if self.insecure_http => Ok(()),
+            Exposure::ClearText { host } => Err(AgentError::ClearText { host }),
+            Exposure::Unusable(why) => Err(AgentError::Other(format!(
+                "the refresh URL cannot be used: {why}"
+            ))),
+        }
+    }
+
+    /// An HTTP client for `url`, leaving from `source` (the instance's own address, which the
+    /// console checks).
+    pub fn client(&self, url: &str, source: Option<IpAddr>) -> Result<reqwest::Client, AgentError> {
+        self.check(url)?;
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .local_address(source)
+            .no_proxy();
+        if let Some(proxy) = &self.proxy {
+            builder = builder.proxy(proxy.clone());
+        }
+        for root in &self.roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        builder
+            .build()
+            .map_err(|e| AgentError::Other(format!("cannot build an HTTP client: {e}")))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn clear(host: &str) -> Exposure {
+        Exposure::ClearText {
+            host: host.to_owned(),
+        }
+    }
+
+    #[test]
+    fn anyone_on_the_network_reading_refresh_traffic_gets_no_http_url() {
+        for (url, judged) in [
+            ("https://console.example/v1/refresh", Exposure::Encrypted),
+            ("HTTPS://console.example/v1/refresh", Exposure::Encrypted),
+            ("http://127.0.0.1:7070/v1/refresh", Exposure::Loopback),
+            ("http://127.9.8.7/v1/refresh", Exposure::Loopback),
+            ("HTTP://127.0.0.1/v1/refresh", Exposure::Loopback),
+            ("http://[::1]:7070/v1/refresh", Exposure::Loopback),
+            ("http://[::ffff:127.0.0.1]/v1/refresh", Exposure::Loopback),
+            ("http://localhost:7070/v1/refresh", Exposure::Loopback),
+            ("http://LocalHost./v1/refresh", Exposure::Loopback),
+            // Numeric spellings the client resolves to loopback are loopback.
+            ("http://2130706433/v1/refresh", Exposure::Loopback),
+            (
+                "http://console.example/v1/refresh",
+                clear("console.example"),
+            ),
+            ("http://10.0.0.5:7070/v1/refresh", clear("10.0.0.5")),
+            (
+                "http://[::ffff:10.0.0.5]/v1/refresh",
+                clear("[::ffff:a00:5]"),
+            ),
+            ("http://[fd00::1]/v1/refresh", clear("[fd00::1]")),
+            ("http://0.0.0.0/v1/refresh", clear("0.0.0.0")),
+            // The host is what follows the user information, not what precedes the @.
+            (
+                "http://127.0.0.1@evil.example/v1/refresh",
+                clear("evil.example"),
+            ),
+            ("http://127.0.0.1:7070@evil.example/", clear("evil.example")),
+            // A name that starts like a loopback address is a name.
+            (
+                "http://127.0.0.1.evil.example/v1/refresh",
+                clear("127.0.0.1.evil.example"),
+            ),
+            (
+                "http://localhost.evil.example/",
+                clear("localhost.evil.example"),
+            ),
+        ] {
+            assert_eq!(exposure(url), judged, "{url}");
+        }
+        for unusable in [
+            "ftp://console.example/",
+            "127.0.0.1:7070/v1/refresh",
+            "http://",
+        ] {
+            assert!(
+                matches!(exposure(unusable), Exposure::Unusable(_)),
+                "{unusable}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_clear_text_url_is_refused_naming_its_host_and_the_flag_unless_allowed() {
+        let strict = ConsoleLink::default();
+        let err = strict
+            .client("http://console.example:7070/v1/refresh", None)
+            .unwrap_err();
+        assert!(matches!(&err, AgentError::ClearText { host } if host == "console.example"));
+        let text = err.to_string();
+        assert!(
+            text.contains("console.example") && text.contains("--insecure-http"),
+            "{text}"
+        );
+        assert!(strict.check("https://console.example/").is_ok());
+        assert!(strict.check("http://127.0.0.1:1/").is_ok());
+        assert!(strict.check("gopher://console.example/").is_err());
+        let allowed = ConsoleLink::new(true, None, Vec::new()).unwrap();
+        assert!(allowed.client("http://console.example/", None).is_ok());
+    }
+
+    #[test]
+    fn a_bad_proxy_url_is_a_usage_error_that_does_not_echo_it() {
+        let err = ConsoleLink::new(false, Some("http://user:pa ss@[bad"), Vec::new()).unwrap_err();
+        assert!(matches!(err, AgentError::Usage(_)));
+        assert!(!err.to_string().contains("pa ss"), "{err}");
+        let link = ConsoleLink::new(
+            false,
+            Some("http://user:hunter2@127.0.0.1:3128"),
+            Vec::new(),
+        )
+        .unwrap();
+        assert!(!format!("{link:?}").contains("hunter2"));
+    }
+}
