@@ -7,7 +7,6 @@ use crate::balance::{self, Outcome};
 use crate::error::{ProxyError, Who};
 use crate::routes;
 use crate::runtime::{Shared, UpstreamState};
-use airlock_listen::Limits;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
@@ -15,8 +14,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::Watcher;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -182,42 +180,17 @@ where
             Ok::<_, Infallible>(handle(&c.shared, &c.client, c.peer, c.scheme, req).await)
         }
     });
-    let conn = builder(limits).serve_connection(io, service).into_owned();
+    let conn = airlock_listen::builder(limits)
+        .serve_connection(io, service)
+        .into_owned();
     tokio::select! {
         ended = watcher.watch(conn) => if let Err(e) = ended {
             tracing::debug!(%peer, "connection ended: {e}");
         },
-        () = first_request_deadline(limits.header_timeout, &started) => {
+        () = airlock_listen::first_request_deadline(limits.header_timeout, &started) => {
             tracing::debug!(%peer, "no request within the header timeout; closed");
         }
     }
-}
-
-/// Resolves once the header timeout has passed without a request. hyper's own header timeout
-/// starts only when it knows the protocol, so a client that sends nothing (or part of the h2
-/// preface, or the preface and no request) would otherwise hold its connection for good.
-async fn first_request_deadline(timeout: Duration, started: &AtomicBool) {
-    tokio::time::sleep(timeout).await;
-    if started.load(Ordering::Relaxed) {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// hyper's HTTP/1.1 and h2 server: the header timeout on its own timer for HTTP/1.1 (each
-/// request, and a kept-alive connection's wait for the next), keep-alive pings that close a
-/// silent h2 connection.
-fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.header_timeout))
-        .keep_alive_timeout(limits.header_timeout);
-    builder
 }
 
 async fn handle(

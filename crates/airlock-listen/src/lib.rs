@@ -17,6 +17,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -145,21 +146,41 @@ async fn serve_http<S>(app: Router, stream: S, client: SocketAddr, limits: Limit
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let started = Arc::new(AtomicBool::new(false));
+    let seen = started.clone();
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            seen.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(ConnectInfo(client));
             app.clone().oneshot(request.map(axum::body::Body::new))
         });
-    if let Err(e) = builder(limits)
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(peer = %client, error = %e, "connection ended");
+    let builder = builder(limits);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::select! {
+        ended = conn => if let Err(e) = ended {
+            tracing::debug!(peer = %client, error = %e, "connection ended");
+        },
+        () = first_request_deadline(limits.header_timeout, &started) => {
+            tracing::debug!(peer = %client, "no request within the header timeout; closed");
+        }
     }
 }
 
-/// hyper's HTTP/1.1 and h2 server with the header timeout on its own timer.
-fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+/// Resolves once `timeout` has passed without a first request (`started` unset). hyper's own
+/// header timeout starts only once it knows the protocol, so a client that sends nothing (or
+/// part of the h2 preface, or the preface and no request) would otherwise hold its connection
+/// for good; after the first request hyper's timers take over.
+pub async fn first_request_deadline(timeout: Duration, started: &AtomicBool) {
+    tokio::time::sleep(timeout).await;
+    if started.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// hyper's HTTP/1.1 and h2 server: the header timeout on its own timer for HTTP/1.1 (each
+/// request, and a kept-alive connection's wait for the next), keep-alive pings that close a
+/// silent h2 connection.
+pub fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

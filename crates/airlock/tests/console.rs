@@ -790,12 +790,16 @@ async fn slow_header_connections_are_closed_while_requests_are_served() {
     use std::io::{Read, Write};
     let console = Console::start_with(&["--header-timeout", "2"]);
     let addr = console.url.trim_start_matches("http://").to_owned();
-    // 50 connections that send a request's first line and then one header byte a second.
-    let mut slow: Vec<std::net::TcpStream> = (0..50)
-        .map(|_| {
+    // 50 connections that send a request's first line and then one header byte a second, and
+    // 10 that connect and send nothing at all.
+    const SILENT: usize = 10;
+    let mut slow: Vec<std::net::TcpStream> = (0..50 + SILENT)
+        .map(|i| {
             let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-                .unwrap();
+            if i >= SILENT {
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    .unwrap();
+            }
             s
         })
         .collect();
@@ -809,7 +813,7 @@ async fn slow_header_connections_are_closed_while_requests_are_served() {
             if closed[i] {
                 continue;
             }
-            if s.write_all(b"a").is_err() {
+            if i >= SILENT && s.write_all(b"a").is_err() {
                 closed[i] = true;
                 continue;
             }
