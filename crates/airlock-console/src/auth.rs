@@ -80,9 +80,13 @@ impl PasswordChecks {
         use std::sync::atomic::Ordering;
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING_CHECKS {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
+            let retry_after = std::time::Duration::from_secs(1);
+            // Held for the wait it announces: answered at once, a flood of logins would be
+            // asked again at once and keep the console busy refusing it.
+            tokio::time::sleep(retry_after).await;
             return Err(ApiError::TooManyRequests {
                 message: "the console is busy checking passwords: try again in a moment".into(),
-                retry_after: std::time::Duration::from_secs(1),
+                retry_after,
             });
         }
         let permit = self.permits.acquire().await;
