@@ -272,7 +272,7 @@ pub async fn run(args: GatewayArgs, console: Option<ConsoleLink>) -> anyhow::Res
         return Ok(());
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some(proxy::tls_acceptor(c, k)?),
+        (Some(c), Some(k)) => Some(airlock_listen::Tls::load(c, k)?.acceptor().clone()),
         _ => None,
     };
     // Stage two: sockets and services.

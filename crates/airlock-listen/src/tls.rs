@@ -81,7 +81,8 @@ impl Tls {
         &self.cert
     }
 
-    pub(crate) fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
+    /// The acceptor new connections are handshaken with (it follows reloads).
+    pub fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
         &self.acceptor
     }
 }
