@@ -3,11 +3,7 @@
 //! announcement's policies, key pairs' private keys shown once, rules and sizes checked before
 //! EC2, and instances watched.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -2,12 +2,8 @@
 //! protocol (rotation, replays, addresses, termination, revocation), bootstrap tokens, the
 //! agent refreshing through the console, and account key rotation through IAM.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::fleet::{eventually, served, Fleet};
-use common::*;
+use crate::common::fleet::{eventually, served, Fleet};
+use crate::common::*;
 use serde_json::Value;
 use std::time::Duration;
 

@@ -1,11 +1,7 @@
 //! End-to-end tests of authorization: users, policies with tag conditions enforced before any
 //! EC2 call, the audit log, and the policy simulator through the CLI and the API.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ACCOUNT_ARN: &str = "arn:airlock:console:::account/*";

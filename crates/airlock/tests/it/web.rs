@@ -3,11 +3,7 @@
 //! `authorize/check` and `policies/validate` endpoints. The pages themselves are tested in a
 //! real browser by `scripts/test-web`.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -2,11 +2,7 @@
 //! "instances" have 127.0.0.x addresses, real HTTP servers on those addresses, and the real
 //! `airlock` binary in between. Every wait is bounded.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{
+use crate::common::{
     airlock_bin, free_port, loopback_net, test_ca, Console, Moto, TestNet, ACCESS_KEY_ID, REGION,
     SECRET_ACCESS_KEY,
 };
@@ -200,7 +196,7 @@ impl Gateway {
             .unwrap();
         let admin = format!("http://127.0.0.1:{admin_port}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while common::ureq_get(&format!("{admin}/healthz")).is_err() {
+        while crate::common::ureq_get(&format!("{admin}/healthz")).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "gateway exited with {status}: {}",
@@ -850,7 +846,7 @@ async fn a_gateway_following_a_console_converges_at_once_and_reloads_its_configu
     .unwrap();
     let out = console.cli(&["gateway-config", "put", "web", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    let err = common::stderr(&out);
+    let err = crate::common::stderr(&out);
     assert!(
         err.contains("web: document 1 (Upstream gloo-system/web): spec.awsEc2.filters[0]: a filter needs `key`"),
         "{err}"
@@ -861,7 +857,7 @@ async fn a_gateway_following_a_console_converges_at_once_and_reloads_its_configu
     std::fs::write(&bad, secret).unwrap();
     let out = console.cli(&["gateway-config", "put", "keys", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    let err = common::stderr(&out);
+    let err = crate::common::stderr(&out);
     assert!(
         err.contains("Secret documents are not stored in the console"),
         "{err}"

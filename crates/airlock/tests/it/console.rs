@@ -1,12 +1,8 @@
 //! End-to-end tests of the console through the `airlock` binary, against moto and a real store
 //! (SQLite, or PostgreSQL with AIRLOCK_TEST_DATABASE=postgres).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use base64::Engine;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn ids(dep: &Value) -> Vec<String> {

@@ -4,7 +4,7 @@
 //! Everything listens on 127.0.0.1. The scripts in `scripts/` install moto and PostgreSQL and
 //! say where they are through `AIRLOCK_MOTO_SERVER` and `AIRLOCK_TEST_POSTGRES`.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 pub mod fleet;
 

@@ -2,10 +2,6 @@
 //! IMDSv2-faithful metadata servers (in-process, or the local fleet's), and the AWS SDK as the
 //! local program that uses the credentials.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,8 +9,8 @@ use airlock_agent::imds_server::{ImdsServer, InstanceData};
 use airlock_payload::{
     build_user_data, find_payload, BootTask, Credentials, Payload, SecretString,
 };
-use common::fleet::*;
-use common::*;
+use crate::common::fleet::*;
+use crate::common::*;
 
 const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE-session-token-7c1d";
 const LONG: Duration = Duration::from_secs(60);
@@ -101,7 +97,7 @@ async fn a_console_deploy_boots_an_agent_whose_credentials_work_with_the_sdk() {
         "--tag",
         "team=web",
         // The pattern as published: the long-term key in the user data, which the agent turns
-        // into STS sessions for local programs. (Scoped credentials: tests/credentials.rs.)
+        // into STS sessions for local programs. (Scoped credentials: credentials.rs.)
         "--credentials",
         "account",
         "--wait",
@@ -150,6 +146,9 @@ async fn a_console_deploy_boots_an_agent_whose_credentials_work_with_the_sdk() {
         .await
         .unwrap();
     assert_eq!(listed.reservations().len(), 1);
+    // All end-to-end tests share this process: leave its environment as it was.
+    std::env::remove_var("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    std::env::remove_var("AWS_CONTAINER_AUTHORIZATION_TOKEN");
 
     // The shared-credentials profile works with the SDK too. (aws-runtime's new names for
     // these types are not reachable from aws-config alone.)

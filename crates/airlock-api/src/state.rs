@@ -1,0 +1,1 @@
+//! The states the API reports, as types rather than strings.

@@ -1,0 +1,15 @@
+//! The end-to-end tests: one test binary, so the test bed in `common` is compiled once. Each module
+//! drives the real `airlock` binary against a moto server per test; `cargo test --test it console::`
+//! runs one suite.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod agent;
+mod authz;
+mod console;
+mod credentials;
+mod fleet;
+mod gateway;
+mod web;
