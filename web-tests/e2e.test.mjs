@@ -367,8 +367,11 @@ for _ in range(4):
     await page.fill('#f-group', 'team');
     await page.dispatchEvent('#f-group', 'change');
     const grouped = await page.evaluate(() => performance.getEntriesByName('airlock:instances-render').map((e) => e.duration).pop());
+    const benchGroup = await page.textContent('#instance-rows tr.group:has-text("team = bench") .count');
     await shot('instances-1000');
     console.log(`1,000-instance page: ${timings.rows} rows; render ${timings.render.toFixed(1)} ms (grouped ${grouped.toFixed(1)} ms); API answer ${timings.fetch.toFixed(0)} ms; click to rows ${total} ms`);
-    assert.ok(timings.rows >= 1000);
+    // The page measured itself (the numbers above are real), and grouping counted every launch.
+    assert.ok(Number.isFinite(timings.render) && Number.isFinite(timings.fetch) && Number.isFinite(grouped));
+    assert.equal(benchGroup, '1000');
   });
 });

@@ -207,8 +207,9 @@ fn new_boundary() -> String {
 fn starts_with_header(data: &[u8]) -> bool {
     let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
     match first.iter().position(|&b| b == b':') {
-        Some(colon) if colon > 0 => first[..colon]
+        Some(colon) if colon > 0 => first
             .iter()
+            .take(colon)
             .all(|&b| b.is_ascii_alphanumeric() || b == b'-'),
         _ => false,
     }

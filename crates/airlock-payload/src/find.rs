@@ -365,7 +365,7 @@ pub(crate) fn gunzip(data: &[u8]) -> Result<Vec<u8>, PayloadError> {
 /// cloud-init's test for a MIME document: `MIME-Version:` (any case) in the
 /// first 4096 bytes.
 pub(crate) fn cloud_init_sees_mime(data: &[u8]) -> bool {
-    contains_ci(&data[..data.len().min(4096)], b"mime-version:")
+    contains_ci(data.get(..4096).unwrap_or(data), b"mime-version:")
 }
 
 /// cloud-init's test, or data that starts with `Content-Type:`.
@@ -382,7 +382,7 @@ fn trim_start(data: &[u8]) -> &[u8] {
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(data.len());
-    &data[start..]
+    data.get(start..).unwrap_or_default()
 }
 
 fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {

@@ -29,8 +29,9 @@ fn split_pattern(text: &str, variables: bool) -> Vec<&str> {
     let mut in_var = false;
     let bytes = text.as_bytes();
     let mut i = 0;
-    while i < bytes.len() && pieces.len() < SEGMENTS - 1 {
-        match bytes[i] {
+    while pieces.len() < SEGMENTS - 1 {
+        let Some(&byte) = bytes.get(i) else { break };
+        match byte {
             b'$' if variables && bytes.get(i + 1) == Some(&b'{') => {
                 in_var = true;
                 i += 1;
@@ -66,7 +67,7 @@ impl ArnPattern {
             return Ok(ArnPattern::Any);
         }
         let pieces = split_pattern(text, variables);
-        if pieces.len() < SEGMENTS || pieces[0] != "arn" {
+        if pieces.len() < SEGMENTS || pieces.first() != Some(&"arn") {
             return Err(format!(
                 "{text:?} is neither \"*\" nor an ARN of the form \
                  arn:partition:service:region:account:resource"

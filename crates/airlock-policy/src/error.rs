@@ -79,6 +79,10 @@ impl fmt::Display for PolicyErrors {
 }
 
 /// Levenshtein distance, on characters, ignoring ASCII case.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "both rows have b.len() + 1 cells and j < b.len()"
+)]
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().map(|c| c.to_ascii_lowercase()).collect();
     let b: Vec<char> = b.chars().map(|c| c.to_ascii_lowercase()).collect();

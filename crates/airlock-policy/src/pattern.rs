@@ -134,7 +134,7 @@ impl Template {
             for (slot, v) in buf.iter_mut().zip(&self.vars) {
                 *slot = resolve(v, ctx)?;
             }
-            return Some(f(&buf[..self.vars.len()]));
+            return Some(f(buf.get(..self.vars.len()).unwrap_or_default()));
         }
         let values: Vec<&str> = self
             .vars
@@ -297,7 +297,7 @@ pub(crate) fn glob_match(parts: &[Part], vars: &[&str], subject: &str, fold: boo
                     None => false,
                 },
                 Part::Lit(l) => {
-                    let ok = starts_with(&s[si..], l.as_bytes(), fold);
+                    let ok = starts_with(s.get(si..).unwrap_or_default(), l.as_bytes(), fold);
                     if ok {
                         si += l.len();
                     }
@@ -305,7 +305,7 @@ pub(crate) fn glob_match(parts: &[Part], vars: &[&str], subject: &str, fold: boo
                 }
                 Part::Var(i) => {
                     let l = vars.get(*i).copied().unwrap_or_default();
-                    let ok = starts_with(&s[si..], l.as_bytes(), fold);
+                    let ok = starts_with(s.get(si..).unwrap_or_default(), l.as_bytes(), fold);
                     if ok {
                         si += l.len();
                     }
@@ -321,7 +321,7 @@ pub(crate) fn glob_match(parts: &[Part], vars: &[&str], subject: &str, fold: boo
         }
         match star {
             Some((sp, ss)) if ss < s.len() => {
-                let next = ss + char_len(s[ss]);
+                let next = ss + s.get(ss).copied().map_or(1, char_len);
                 star = Some((sp, next));
                 pi = sp + 1;
                 si = next;

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::arn::ArnPattern;
 use crate::condition::{Condition, Operator};
@@ -281,9 +281,20 @@ impl Parser<'_> {
                 self.unknown_element(TOP, key, TOP_LEVEL);
             }
         }
-        // AWS reads a policy without Version as 2008-10-17, where policy
-        // variables are plain text.
-        let version = match obj.get("Version") {
+        let version = self.version(obj);
+        self.id_element(obj);
+        let statements = self.statement_list(obj)?;
+        let statements = self.statements(statements, version);
+        Some(Policy {
+            id: self.id.to_string(),
+            version,
+            statements,
+        })
+    }
+
+    /// AWS reads a policy without Version as 2008-10-17, where policy variables are plain text.
+    fn version(&mut self, obj: &Map<String, Value>) -> Version {
+        match obj.get("Version") {
             None => Version::V2008,
             Some(Value::String(s)) if s == "2012-10-17" => Version::V2012,
             Some(Value::String(s)) if s == "2008-10-17" => Version::V2008,
@@ -294,7 +305,10 @@ impl Parser<'_> {
                 );
                 Version::V2012
             }
-        };
+        }
+    }
+
+    fn id_element(&mut self, obj: &Map<String, Value>) {
         if let Some(id) = obj.get("Id") {
             if !id.is_string() {
                 self.error(
@@ -303,6 +317,10 @@ impl Parser<'_> {
                 );
             }
         }
+    }
+
+    /// The Statement element as a list: AWS accepts one object or an array of them.
+    fn statement_list<'v>(&mut self, obj: &'v Map<String, Value>) -> Option<Vec<&'v Value>> {
         let statements: Vec<&Value> = match obj.get("Statement") {
             None => {
                 self.error(TOP.element("Statement"), "is missing".to_string());
@@ -328,6 +346,11 @@ impl Parser<'_> {
                 return None;
             }
         };
+        Some(statements)
+    }
+
+    /// Compiles each statement; Sids must be unique within the policy.
+    fn statements(&mut self, statements: Vec<&Value>, version: Version) -> Vec<Statement> {
         let mut compiled = Vec::with_capacity(statements.len());
         let mut sids = HashSet::new();
         for (index, st) in statements.into_iter().enumerate() {
@@ -348,11 +371,7 @@ impl Parser<'_> {
                 compiled.push(s);
             }
         }
-        Some(Policy {
-            id: self.id.to_string(),
-            version,
-            statements: compiled,
-        })
+        compiled
     }
 
     fn statement(&mut self, index: usize, value: &Value, version: Version) -> Option<Statement> {
@@ -369,58 +388,10 @@ impl Parser<'_> {
             return None;
         };
         let before = self.errors.len();
-        let sid = match obj.get("Sid") {
-            None => None,
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(other) => {
-                self.error(
-                    here.element("Sid"),
-                    format!("must be a string, found {}", json_type(other)),
-                );
-                None
-            }
-        };
+        let sid = self.sid(here, obj);
         let here = At { sid, ..here };
-        if let Some(s) = sid {
-            if !s.chars().all(|c| c.is_ascii_alphanumeric()) {
-                self.error(
-                    here.element("Sid"),
-                    "may contain only letters A-Z, a-z and digits 0-9".to_string(),
-                );
-            }
-        }
-        for key in obj.keys() {
-            match key.as_str() {
-                "Principal" | "NotPrincipal" => self.error(
-                    here.element(key),
-                    "Airlock policies are identity policies, which apply to the user they \
-                     are attached to: remove Principal/NotPrincipal"
-                        .to_string(),
-                ),
-                k if STATEMENT_ELEMENTS.contains(&k) => {}
-                k => self.unknown_element(here, k, &STATEMENT_ELEMENTS[..7]),
-            }
-        }
-        let effect = match obj.get("Effect") {
-            Some(Value::String(s)) if s == "Allow" => Some(Effect::Allow),
-            Some(Value::String(s)) if s == "Deny" => Some(Effect::Deny),
-            None => {
-                self.error(here.element("Effect"), "is missing".to_string());
-                None
-            }
-            Some(other) => {
-                let hint = other
-                    .as_str()
-                    .and_then(|s| did_you_mean(s, ["Allow", "Deny"]))
-                    .map(|s| format!("; did you mean {s}?"))
-                    .unwrap_or_default();
-                self.error(
-                    here.element("Effect"),
-                    format!("must be \"Allow\" or \"Deny\", found {other}{hint}"),
-                );
-                None
-            }
-        };
+        self.statement_elements(here, obj);
+        let effect = self.effect(here, obj);
         let variables = version == Version::V2012;
         let actions = self.pair(here, obj, "Action", "NotAction", parse_action);
         let resources = self.pair(here, obj, "Resource", "NotResource", |r| {
@@ -452,6 +423,68 @@ impl Parser<'_> {
             not_resource,
             conditions,
         })
+    }
+
+    fn sid<'v>(&mut self, here: At<'v>, obj: &'v Map<String, Value>) -> Option<&'v str> {
+        let sid = match obj.get("Sid") {
+            None => None,
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(other) => {
+                self.error(
+                    here.element("Sid"),
+                    format!("must be a string, found {}", json_type(other)),
+                );
+                None
+            }
+        };
+        if let Some(s) = sid {
+            if !s.chars().all(|c| c.is_ascii_alphanumeric()) {
+                self.error(
+                    here.element("Sid"),
+                    "may contain only letters A-Z, a-z and digits 0-9".to_string(),
+                );
+            }
+        }
+        sid
+    }
+
+    /// Only statement elements, and no Principal: these are identity policies.
+    fn statement_elements(&mut self, here: At<'_>, obj: &Map<String, Value>) {
+        for key in obj.keys() {
+            match key.as_str() {
+                "Principal" | "NotPrincipal" => self.error(
+                    here.element(key),
+                    "Airlock policies are identity policies, which apply to the user they \
+                     are attached to: remove Principal/NotPrincipal"
+                        .to_string(),
+                ),
+                k if STATEMENT_ELEMENTS.contains(&k) => {}
+                k => self.unknown_element(here, k, STATEMENT_ELEMENTS.get(..7).unwrap_or_default()),
+            }
+        }
+    }
+
+    fn effect(&mut self, here: At<'_>, obj: &Map<String, Value>) -> Option<Effect> {
+        match obj.get("Effect") {
+            Some(Value::String(s)) if s == "Allow" => Some(Effect::Allow),
+            Some(Value::String(s)) if s == "Deny" => Some(Effect::Deny),
+            None => {
+                self.error(here.element("Effect"), "is missing".to_string());
+                None
+            }
+            Some(other) => {
+                let hint = other
+                    .as_str()
+                    .and_then(|s| did_you_mean(s, ["Allow", "Deny"]))
+                    .map(|s| format!("; did you mean {s}?"))
+                    .unwrap_or_default();
+                self.error(
+                    here.element("Effect"),
+                    format!("must be \"Allow\" or \"Deny\", found {other}{hint}"),
+                );
+                None
+            }
+        }
     }
 
     /// Reads exactly one of `name` / `not_name` and compiles its entries.

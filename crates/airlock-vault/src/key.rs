@@ -45,7 +45,7 @@ impl MasterKey {
 
     fn from_zeroizing(bytes: Zeroizing<[u8; KEY_LEN]>) -> Self {
         let digest = Sha256::digest(bytes.as_ref());
-        let id = hex::encode(&digest[..8]);
+        let id = hex::encode(digest.get(..8).unwrap_or_default());
         Self { bytes, id }
     }
 
@@ -166,8 +166,11 @@ impl Keyring {
     }
 
     /// The current key: the one used to seal and wrap.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "every constructor of a Keyring gives it at least one key"
+    )]
     pub fn current(&self) -> &MasterKey {
-        // The constructors guarantee at least one key.
         &self.keys[0]
     }
 

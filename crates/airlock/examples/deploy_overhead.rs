@@ -7,7 +7,12 @@
 //! console logged into, with an account named `bench` on that moto), BENCH_SUBNET, BENCH_IMAGE,
 //! BENCH_RUNS (default 40).
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a benchmark run by a script: stopping with a message is its error handling"
+)]
 
 use aws_sdk_ec2::types::{
     HttpTokensState, InstanceMetadataOptionsRequest, ResourceType, Tag, TagSpecification,

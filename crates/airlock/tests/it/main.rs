@@ -2,7 +2,13 @@
 //! drives the real `airlock` binary against a moto server per test; `cargo test --test it console::`
 //! runs one suite.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed expectation stops the test where it failed"
+)]
 
 mod common;
 
