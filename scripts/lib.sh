@@ -11,6 +11,23 @@ MOTO_VERSION=5.2.5
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Stage timing: `stage NAME` ends the previous stage and starts the next; `stage_times` prints how
+# long each took (scripts/test calls it on exit, so a failed run shows where its time went).
+STAGE_NAME=
+STAGE_START=$SECONDS
+STAGE_TIMES=()
+stage() {
+  [ -n "$STAGE_NAME" ] && STAGE_TIMES+=("$(printf '%6ss  %s' $((SECONDS - STAGE_START)) "$STAGE_NAME")")
+  STAGE_NAME=$1
+  STAGE_START=$SECONDS
+  [ -n "$1" ] && say "$1"
+  return 0
+}
+stage_times() {
+  stage ""
+  printf '%s\n' "stage times (total ${SECONDS}s):" "${STAGE_TIMES[@]}" >&2
+}
+
 # Builds everything with the one feature set every script and test uses (workspace, all
 # targets), so the AWS SDK is compiled once per profile; other flags would compile it again.
 # Extra arguments (--release) are passed on.
