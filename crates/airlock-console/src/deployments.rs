@@ -22,6 +22,7 @@ use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops::{self, Launch};
 use airlock_access::session;
+use airlock_api::state::DeploymentState;
 use airlock_cloud::Ec2;
 use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};
 use airlock_payload::{BootTask, Credentials, Payload};
@@ -336,7 +337,7 @@ async fn view(state: &AppState, row: DeploymentRow) -> ApiResult<DeploymentView>
     Ok(DeploymentView {
         id: row.id,
         account: row.account,
-        state: row.state,
+        state: row.state.as_str().to_owned(),
         error: row.error,
         count: row.desired_count,
         instances,
@@ -394,7 +395,7 @@ pub async fn create(
         spec: serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?,
         desired_count: i64::from(req.count),
         generation: 1,
-        state: "pending".into(),
+        state: DeploymentState::Pending,
         error: None,
         created_by: caller.user.clone(),
         created_at: now.clone(),
@@ -475,7 +476,12 @@ pub async fn reconcile(state: &AppState, row: &DeploymentRow, actor: &Entry) -> 
         tracing::warn!(deployment = %row.id, error = %message, "deployment failed");
         state
             .store
-            .set_deployment_state(&row.id, "failed", Some(&message), &crate::now())
+            .set_deployment_state(
+                &row.id,
+                DeploymentState::Failed,
+                Some(&message),
+                &crate::now(),
+            )
             .await?;
     }
     result
@@ -555,7 +561,11 @@ async fn launch_or_trim(state: &AppState, row: &DeploymentRow, actor: &Entry) ->
     }
     record_instances(state, &row.id, &live).await?;
     let settled = live.len() == desired && live.iter().all(|i| i.state == "running");
-    let next = if settled { "running" } else { "launching" };
+    let next = if settled {
+        DeploymentState::Running
+    } else {
+        DeploymentState::Launching
+    };
     state
         .store
         .set_deployment_state(&row.id, next, None, &crate::now())
@@ -612,8 +622,8 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
         let Some(row) = state.store.deployment(id).await? else {
             return Ok(());
         };
-        match row.state.as_str() {
-            "pending" => {
+        match row.state {
+            DeploymentState::Pending => {
                 // Created (or rescaled) but the launch was not recorded: a restart mid-launch.
                 let actor = Entry {
                     user: row.created_by.clone(),
@@ -625,7 +635,7 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
                 }
                 continue;
             }
-            "launching" => {}
+            DeploymentState::Launching => {}
             _ => return Ok(()),
         }
         if started.elapsed() > state.config.launch_timeout {
@@ -635,7 +645,7 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
             );
             state
                 .store
-                .set_deployment_state(id, "failed", Some(&msg), &crate::now())
+                .set_deployment_state(id, DeploymentState::Failed, Some(&msg), &crate::now())
                 .await?;
             return Ok(());
         }
@@ -660,7 +670,7 @@ async fn refresh(state: &AppState, row: &DeploymentRow, ec2: &dyn Ec2) -> ApiRes
     if live.len() == desired && live.iter().all(|i| i.state == "running") {
         state
             .store
-            .set_deployment_state(&row.id, "running", None, &now)
+            .set_deployment_state(&row.id, DeploymentState::Running, None, &now)
             .await?;
     } else if live.len() < desired && !live.iter().any(|i| i.state == "pending") {
         let msg = format!(
@@ -669,7 +679,7 @@ async fn refresh(state: &AppState, row: &DeploymentRow, ec2: &dyn Ec2) -> ApiRes
         );
         state
             .store
-            .set_deployment_state(&row.id, "failed", Some(&msg), &now)
+            .set_deployment_state(&row.id, DeploymentState::Failed, Some(&msg), &now)
             .await?;
     }
     Ok(())

@@ -21,8 +21,9 @@ use crate::refresh_guard::RefusalRecord;
 use crate::refresh_retry::ExchangeKey;
 use crate::state::AppState;
 use airlock_access::session;
+use airlock_api::state::{RefreshSecretKind, RefreshSecretState};
 use airlock_cloud::{ScopedSessionRequest, SessionCredentials, Target};
-use airlock_store::{AccountRow, DeploymentRow, Exchange, RefreshSecretRow, ENROLMENT, INSTANCE};
+use airlock_store::{AccountRow, DeploymentRow, Exchange, RefreshSecretRow};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
@@ -219,8 +220,8 @@ pub async fn for_launch(
             secret_hash: token_hash(secret.expose_secret()),
             deployment_id: row.id.clone(),
             instance_id: None,
-            kind: ENROLMENT.into(),
-            state: "active".into(),
+            kind: RefreshSecretKind::Enrolment,
+            state: RefreshSecretState::Active,
             expires_at: Some(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
             created_at: crate::now(),
             used_at: None,
@@ -313,7 +314,7 @@ async fn retried(
         .store
         .refresh_secret(&given)
         .await?
-        .is_some_and(|row| row.state == "active");
+        .is_some_and(|row| row.state == RefreshSecretState::Active);
     Ok(unused.then_some(answer))
 }
 
@@ -371,7 +372,7 @@ pub async fn refresh(
         presented_hash: presented.clone(),
         instance_id: req.instance_id.clone(),
     };
-    if secret.state != "revoked" {
+    if secret.state != RefreshSecretState::Revoked {
         if let Some(answer) = retried(&state, &key, source).await? {
             audit::record_ok(&state, entry, Some(retry_detail())).await;
             return Ok(Json(answer));
@@ -383,8 +384,8 @@ pub async fn refresh(
         .as_deref()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .is_some_and(|t| t < now);
-    match (secret.kind.as_str(), secret.state.as_str()) {
-        (_, "revoked") => {
+    match (secret.kind, secret.state) {
+        (_, RefreshSecretState::Revoked) => {
             return Err(deny(
                 entry,
                 AuditDecision::ExplicitDeny,
@@ -393,11 +394,13 @@ pub async fn refresh(
             )
             .await)
         }
-        (INSTANCE, "used") => {
+        (RefreshSecretKind::Instance, RefreshSecretState::Used) => {
             tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %source, "ALERT: a used refresh secret was presented again");
             return Err(deny(entry, AuditDecision::Replay, "ALERT: a refresh secret that was already exchanged was presented again; someone may hold a copy of this instance's secret".into(), "the refresh secret was already used").await);
         }
-        (INSTANCE, _) if secret.instance_id.as_deref() != Some(req.instance_id.as_str()) => {
+        (RefreshSecretKind::Instance, _)
+            if secret.instance_id.as_deref() != Some(req.instance_id.as_str()) =>
+        {
             return Err(deny(
                 entry,
                 AuditDecision::ImplicitDeny,
@@ -409,7 +412,7 @@ pub async fn refresh(
             )
             .await)
         }
-        (ENROLMENT, _) if expired => {
+        (RefreshSecretKind::Enrolment, _) if expired => {
             return Err(deny(
                 entry,
                 AuditDecision::ImplicitDeny,
@@ -418,7 +421,9 @@ pub async fn refresh(
             )
             .await)
         }
-        (ENROLMENT, _) if state.store.instance_enrolled(&req.instance_id).await? => {
+        (RefreshSecretKind::Enrolment, _)
+            if state.store.instance_enrolled(&req.instance_id).await? =>
+        {
             tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %source, "ALERT: an enrolment secret was presented again for an enrolled instance");
             return Err(deny(entry, AuditDecision::Replay, "ALERT: the enrolment secret was presented again for an instance that already exchanged it".into(), "this instance has already exchanged its enrolment secret").await);
         }
@@ -530,15 +535,15 @@ pub async fn refresh(
         secret_hash: token_hash(next.expose_secret()),
         deployment_id: row.id.clone(),
         instance_id: Some(req.instance_id.clone()),
-        kind: INSTANCE.into(),
-        state: "active".into(),
+        kind: RefreshSecretKind::Instance,
+        state: RefreshSecretState::Active,
         expires_at: None,
         created_at: at.clone(),
         used_at: None,
     };
     // Credentials are issued first and handed out only if this request wins the exchange, so
     // two requests with one secret never both get an answer.
-    let exchanged = if secret.kind == ENROLMENT {
+    let exchanged = if secret.kind == RefreshSecretKind::Enrolment {
         state
             .store
             .enrol_instance(&req.instance_id, &next_row, &at)
@@ -573,7 +578,7 @@ pub async fn refresh(
     }
     let detail = format!(
         "{} until {}",
-        if secret.kind == ENROLMENT {
+        if secret.kind == RefreshSecretKind::Enrolment {
             "enrolled"
         } else {
             "refreshed"
