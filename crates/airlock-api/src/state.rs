@@ -40,12 +40,6 @@ pub enum DeploymentState {
 }
 
 impl DeploymentState {
-    /// Whether the console still has work to do on it (it is watched, and resumed after a
-    /// restart).
-    pub fn is_unsettled(self) -> bool {
-        matches!(self, DeploymentState::Pending | DeploymentState::Launching)
-    }
-
     /// Every value.
     pub const ALL: &'static [Self] = &[
         DeploymentState::Pending,
