@@ -1,1 +1,281 @@
 //! The states the API reports, as types rather than strings.
+//!
+//! Each state is written the same way in JSON and in the database (`as_str` is the stored
+//! word, `FromStr` reads it back), so a value read from either side can only be one the
+//! console knows, and a misspelled state is a compile error rather than a silent mismatch.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A word that names no state of its kind (a corrupt row, or a newer console's state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownState {
+    /// Which kind of state was expected, e.g. `deployment state`.
+    pub kind: &'static str,
+    /// The word found.
+    pub value: String,
+}
+
+impl fmt::Display for UnknownState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not a {}", self.value, self.kind)
+    }
+}
+
+impl std::error::Error for UnknownState {}
+
+/// Where a deployment is on its way to its desired count of running instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentState {
+    /// Recorded (created or rescaled) but the launch or trim is not yet recorded.
+    Pending,
+    /// Launched or trimmed; waiting for the instances to run.
+    Launching,
+    /// Every desired instance runs.
+    Running,
+    /// An EC2 error, a timeout, or instances terminated during launch.
+    Failed,
+}
+
+impl DeploymentState {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[
+        DeploymentState::Pending,
+        DeploymentState::Launching,
+        DeploymentState::Running,
+        DeploymentState::Failed,
+    ];
+
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Pending => "pending",
+            DeploymentState::Launching => "launching",
+            DeploymentState::Running => "running",
+            DeploymentState::Failed => "failed",
+        }
+    }
+}
+
+/// What was decided about a request, as the audit log records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuditDecision {
+    /// Every check was allowed.
+    #[default]
+    Allowed,
+    /// A statement denied it.
+    ExplicitDeny,
+    /// Nothing allowed it.
+    ImplicitDeny,
+    /// It stopped before a decision (bad input, a resource EC2 does not know).
+    NotEvaluated,
+    /// A refresh secret was presented again.
+    Replay,
+}
+
+impl AuditDecision {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[
+        AuditDecision::Allowed,
+        AuditDecision::ExplicitDeny,
+        AuditDecision::ImplicitDeny,
+        AuditDecision::NotEvaluated,
+        AuditDecision::Replay,
+    ];
+
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allowed => "allowed",
+            AuditDecision::ExplicitDeny => "explicitDeny",
+            AuditDecision::ImplicitDeny => "implicitDeny",
+            AuditDecision::NotEvaluated => "notEvaluated",
+            AuditDecision::Replay => "replay",
+        }
+    }
+}
+
+/// How a request ended, as the audit log records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AuditOutcome {
+    /// Decided and allowed; what came of it is recorded separately.
+    #[default]
+    Allowed,
+    /// Done.
+    Ok,
+    /// Refused.
+    Denied,
+    /// EC2, STS or the console failed.
+    Error,
+    /// Done, but with a risk the operator should know of.
+    Risk,
+    /// The input was refused before a decision.
+    Invalid,
+}
+
+impl AuditOutcome {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[
+        AuditOutcome::Allowed,
+        AuditOutcome::Ok,
+        AuditOutcome::Denied,
+        AuditOutcome::Error,
+        AuditOutcome::Risk,
+        AuditOutcome::Invalid,
+    ];
+
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Allowed => "allowed",
+            AuditOutcome::Ok => "ok",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Error => "error",
+            AuditOutcome::Risk => "risk",
+            AuditOutcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// What a refresh secret stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshSecretKind {
+    /// Shared by the instances of one launch, exchanged once per instance.
+    Enrolment,
+    /// Held by one instance, rotated at every refresh.
+    Instance,
+}
+
+impl RefreshSecretKind {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[RefreshSecretKind::Enrolment, RefreshSecretKind::Instance];
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshSecretKind::Enrolment => "enrolment",
+            RefreshSecretKind::Instance => "instance",
+        }
+    }
+}
+
+/// Whether a refresh secret may still be exchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshSecretState {
+    /// It may be exchanged.
+    Active,
+    /// Rotated away: presenting it again is a replay.
+    Used,
+    /// Its instance left the deployment, or the deployment was revoked.
+    Revoked,
+}
+
+impl RefreshSecretState {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[
+        RefreshSecretState::Active,
+        RefreshSecretState::Used,
+        RefreshSecretState::Revoked,
+    ];
+
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshSecretState::Active => "active",
+            RefreshSecretState::Used => "used",
+            RefreshSecretState::Revoked => "revoked",
+        }
+    }
+}
+
+/// `FromStr` (the stored word back to its value) and `Display` (the word) for each state, from
+/// its `ALL` and `as_str`, so the two directions cannot disagree.
+macro_rules! words {
+    ($($state:ty => $kind:literal),* $(,)?) => {$(
+        impl FromStr for $state {
+            type Err = UnknownState;
+            fn from_str(word: &str) -> Result<Self, UnknownState> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == word)
+                    .ok_or_else(|| UnknownState {
+                        kind: $kind,
+                        value: word.to_owned(),
+                    })
+            }
+        }
+
+        impl fmt::Display for $state {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+words!(
+    DeploymentState => "deployment state",
+    AuditDecision => "audit decision",
+    AuditOutcome => "audit outcome",
+    RefreshSecretKind => "refresh secret kind",
+    RefreshSecretState => "refresh secret state",
+);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// JSON and the database carry the same word, and every word reads back.
+    fn round_trips<T>(all: &[T], as_str: fn(T) -> &'static str)
+    where
+        T: Copy + Serialize + for<'de> Deserialize<'de> + FromStr + PartialEq + fmt::Debug,
+        <T as FromStr>::Err: fmt::Debug,
+    {
+        for &v in all {
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(json, format!("\"{}\"", as_str(v)));
+            assert_eq!(serde_json::from_str::<T>(&json).unwrap(), v);
+            assert_eq!(as_str(v).parse::<T>().unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn json_and_stored_words_agree() {
+        round_trips(DeploymentState::ALL, DeploymentState::as_str);
+        round_trips(AuditDecision::ALL, AuditDecision::as_str);
+        round_trips(AuditOutcome::ALL, AuditOutcome::as_str);
+        round_trips(RefreshSecretKind::ALL, RefreshSecretKind::as_str);
+        round_trips(RefreshSecretState::ALL, RefreshSecretState::as_str);
+    }
+
+    #[test]
+    fn the_words_are_those_already_stored() {
+        let words = |all: &[&str]| all.join(",");
+        assert_eq!(
+            words(
+                &DeploymentState::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+            ),
+            "pending,launching,running,failed"
+        );
+        assert_eq!(AuditDecision::ExplicitDeny.as_str(), "explicitDeny");
+        assert_eq!(AuditOutcome::Invalid.as_str(), "invalid");
+        assert_eq!(RefreshSecretKind::Enrolment.as_str(), "enrolment");
+        assert_eq!(RefreshSecretState::Revoked.as_str(), "revoked");
+    }
+
+    #[test]
+    fn an_unknown_word_names_its_kind() {
+        let err = "done".parse::<DeploymentState>().unwrap_err();
+        assert_eq!(err.to_string(), "\"done\" is not a deployment state");
+    }
+}

@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
-use airlock_cloud::{AccessKey, Target};
+use airlock_cloud::{AccessKey, NewAccessKey, Target};
 use airlock_store::AccountRow;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -57,10 +57,10 @@ fn validate_request(req: &AddAccountRequest, allowed: &[AllowedEndpoint]) -> Api
     }
     if let Some(arn) = &req.role_arn {
         let parts: Vec<&str> = arn.splitn(6, ':').collect();
-        let ok = parts.len() == 6
-            && parts[0] == "arn"
-            && parts[2] == "iam"
-            && parts[5].starts_with("role/");
+        let ok = matches!(
+            parts.as_slice(),
+            ["arn", _, "iam", _, _, resource] if resource.starts_with("role/")
+        );
         if !ok {
             return Err(ApiError::field(
                 "role_arn",
@@ -322,24 +322,97 @@ pub async fn rotate_key(
 
 /// Rotates the account's key on behalf of `actor` (a user, or the console's own schedule).
 pub async fn rotate(state: &AppState, actor: &Entry, name: &str) -> ApiResult<RotateKeyResult> {
-    let state = state.clone();
-    let name = name.to_owned();
-    let arn = console_arn("account", &name);
-    let (row, target) = target(&state, &name).await?;
-    let call = |action: &str| Entry {
-        action: action.to_owned(),
-        resources: vec![arn.clone()],
-        ..actor.clone()
+    let (row, target) = target(state, name).await?;
+    let rotation = Rotation {
+        state,
+        actor,
+        name,
+        arn: console_arn("account", name),
     };
-
-    let keys = state.cloud.list_access_keys(&target).await;
-    audit::record_call(&state, call("iam:ListAccessKeys"), &keys, |_| None).await;
-    let keys = keys?;
-    if let Some(other) = keys
-        .iter()
-        .find(|k| k.access_key_id != target.credentials.access_key_id)
-    {
+    rotation.check_no_other_key(&target).await?;
+    let created = state.cloud.create_access_key(&target).await;
+    audit::record_call(
+        state,
+        rotation.call("iam:CreateAccessKey"),
+        &created,
+        |_| None,
+    )
+    .await;
+    let created = created?;
+    let new_target = Target {
+        credentials: created.key.clone(),
+        ..target.clone()
+    };
+    let started = std::time::Instant::now();
+    let proven = prove_key(state, &new_target, &row).await;
+    let propagation_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let swapped = match proven {
+        Ok(()) => rotation.swap(&row, &created).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = swapped {
+        // Leave IAM as it was: the account still uses the old key.
+        let undone = rotation
+            .delete_key(&target, &created.key.access_key_id)
+            .await;
+        if let Err(undo) = undone {
+            tracing::error!(account = %name, key = %created.key.access_key_id, error = %undo, "cannot delete the unused new key; delete it in IAM");
+        }
+        return Err(e);
+    }
+    let old = target.credentials.access_key_id;
+    let new = created.key.access_key_id;
+    let deleted = rotation.delete_key(&new_target, &old).await;
+    let detail = format!("{old} replaced by {new}");
+    audit::record_ok(
+        state,
+        rotation.call("airlock:RotateAccountKey"),
+        Some(detail),
+    )
+    .await;
+    tracing::info!(account = %name, user = %actor.user, old_key = %old, new_key = %new, propagation_ms, "account key rotated");
+    if let Err(e) = deleted {
         return Err(ApiError::Conflict(format!(
+            "the account now uses {new}, but the old key {old} could not be deleted ({e}): delete it in IAM"
+        )));
+    }
+    Ok(RotateKeyResult {
+        account: name.to_owned(),
+        old_access_key_id: old,
+        new_access_key_id: new,
+        propagation_ms,
+    })
+}
+
+/// A key rotation under way: the account, and who its IAM calls are audited for.
+struct Rotation<'a> {
+    state: &'a AppState,
+    actor: &'a Entry,
+    name: &'a str,
+    arn: String,
+}
+
+impl Rotation<'_> {
+    /// The audit entry of one of the rotation's calls.
+    fn call(&self, action: &str) -> Entry {
+        Entry {
+            action: action.to_owned(),
+            resources: vec![self.arn.clone()],
+            ..self.actor.clone()
+        }
+    }
+
+    /// IAM allows two keys per user: the rotation needs the second place free.
+    async fn check_no_other_key(&self, target: &Target) -> ApiResult<()> {
+        let keys = self.state.cloud.list_access_keys(target).await;
+        audit::record_call(self.state, self.call("iam:ListAccessKeys"), &keys, |_| None).await;
+        let Some(other) = keys?
+            .into_iter()
+            .find(|k| k.access_key_id != target.credentials.access_key_id)
+        else {
+            return Ok(());
+        };
+        Err(ApiError::Conflict(format!(
             "IAM allows two access keys per user and this user already has another one ({}, {}, created {}): delete it in IAM first, then rotate",
             other.access_key_id,
             other.status,
@@ -347,77 +420,52 @@ pub async fn rotate(state: &AppState, actor: &Entry, name: &str) -> ApiResult<Ro
                 .created_at
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_else(|| "at an unknown time".into())
-        )));
+        )))
     }
 
-    let created = state.cloud.create_access_key(&target).await;
-    audit::record_call(&state, call("iam:CreateAccessKey"), &created, |_| None).await;
-    let created = created?;
-    let new_target = Target {
-        credentials: created.key.clone(),
-        ..target.clone()
-    };
-    let started = std::time::Instant::now();
-    let proven = prove_key(&state, &new_target, &row).await;
-    let propagation_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let swapped = match proven {
-        Ok(()) => {
-            let sealed = state.vault.seal(
-                &row.secret_record,
-                created.key.secret_access_key.expose_secret().as_bytes(),
-            )?;
-            let at = created
-                .created_at
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_else(crate::now);
-            state
-                .store
-                .replace_account_key(&name, &created.key.access_key_id, &at, &sealed)
-                .await
-                .map_err(ApiError::from)
-                .and_then(|done| {
-                    done.then_some(()).ok_or_else(|| {
-                        ApiError::Conflict(format!("account {name:?} was removed during rotation"))
-                    })
-                })
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = swapped {
-        // Leave IAM as it was: the account still uses the old key.
-        let undone = state
+    /// Seals the new key in place of the old one, with when IAM created it.
+    async fn swap(&self, row: &AccountRow, created: &NewAccessKey) -> ApiResult<()> {
+        let sealed = self.state.vault.seal(
+            &row.secret_record,
+            created.key.secret_access_key.expose_secret().as_bytes(),
+        )?;
+        let at = created
+            .created_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(crate::now);
+        let done = self
+            .state
+            .store
+            .replace_account_key(self.name, &created.key.access_key_id, &at, &sealed)
+            .await?;
+        done.then_some(()).ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "account {:?} was removed during rotation",
+                self.name
+            ))
+        })
+    }
+
+    /// Deletes one of the user's keys with `target`'s credentials, audited.
+    async fn delete_key(
+        &self,
+        target: &Target,
+        access_key_id: &str,
+    ) -> Result<(), airlock_cloud::CloudError> {
+        let deleted = self
+            .state
             .cloud
-            .delete_access_key(&target, &created.key.access_key_id)
+            .delete_access_key(target, access_key_id)
             .await;
-        audit::record_call(&state, call("iam:DeleteAccessKey"), &undone, |_| None).await;
-        if let Err(undo) = undone {
-            tracing::error!(account = %name, key = %created.key.access_key_id, error = %undo, "cannot delete the unused new key; delete it in IAM");
-        }
-        return Err(e);
-    }
-    let deleted = state
-        .cloud
-        .delete_access_key(&new_target, &target.credentials.access_key_id)
+        audit::record_call(
+            self.state,
+            self.call("iam:DeleteAccessKey"),
+            &deleted,
+            |_| None,
+        )
         .await;
-    audit::record_call(&state, call("iam:DeleteAccessKey"), &deleted, |_| None).await;
-    let detail = format!(
-        "{} replaced by {}",
-        target.credentials.access_key_id, created.key.access_key_id
-    );
-    audit::record_ok(&state, call("airlock:RotateAccountKey"), Some(detail)).await;
-    tracing::info!(account = %name, user = %actor.user, old_key = %target.credentials.access_key_id, new_key = %created.key.access_key_id, propagation_ms, "account key rotated");
-    if let Err(e) = deleted {
-        return Err(ApiError::Conflict(format!(
-            "the account now uses {}, but the old key {} could not be deleted ({e}): delete it in IAM",
-            created.key.access_key_id, target.credentials.access_key_id
-        )));
+        deleted
     }
-    Ok(RotateKeyResult {
-        account: name,
-        old_access_key_id: target.credentials.access_key_id,
-        new_access_key_id: created.key.access_key_id,
-        propagation_ms,
-    })
 }
 
 /// Rotates, once an hour, every account key older than `max_age` (the console's optional

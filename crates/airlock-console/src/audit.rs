@@ -12,78 +12,15 @@ use crate::vault::Vault;
 use airlock_store::{AuditRow, Store, StoreError};
 pub use chain::{Anchor, AuditKey, Head, Verification, GENESIS};
 pub use read::{DEFAULT_LIMIT, MAX_LIMIT};
-use serde::{Deserialize, Serialize};
 
-/// What was decided about a request, as the audit log records it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum AuditDecision {
-    /// Every check was allowed.
-    #[default]
-    Allowed,
-    /// A statement denied it.
-    ExplicitDeny,
-    /// Nothing allowed it.
-    ImplicitDeny,
-    /// It stopped before a decision (bad input, a resource EC2 does not know).
-    NotEvaluated,
-    /// A refresh secret was presented again.
-    Replay,
-}
+pub use airlock_api::state::{AuditDecision, AuditOutcome};
 
-impl AuditDecision {
-    /// The word stored in `audit_log.decision`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditDecision::Allowed => "allowed",
-            AuditDecision::ExplicitDeny => "explicitDeny",
-            AuditDecision::ImplicitDeny => "implicitDeny",
-            AuditDecision::NotEvaluated => "notEvaluated",
-            AuditDecision::Replay => "replay",
-        }
-    }
-}
-
-impl From<airlock_policy::Decision> for AuditDecision {
-    fn from(d: airlock_policy::Decision) -> Self {
-        match d {
-            airlock_policy::Decision::Allowed => AuditDecision::Allowed,
-            airlock_policy::Decision::ExplicitDeny => AuditDecision::ExplicitDeny,
-            airlock_policy::Decision::ImplicitDeny => AuditDecision::ImplicitDeny,
-        }
-    }
-}
-
-/// How a request ended, as the audit log records it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum AuditOutcome {
-    /// Decided and allowed; what came of it is recorded separately.
-    #[default]
-    Allowed,
-    /// Done.
-    Ok,
-    /// Refused.
-    Denied,
-    /// EC2, STS or the console failed.
-    Error,
-    /// Done, but with a risk the operator should know of.
-    Risk,
-    /// The input was refused before a decision.
-    Invalid,
-}
-
-impl AuditOutcome {
-    /// The word stored in `audit_log.outcome`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditOutcome::Allowed => "allowed",
-            AuditOutcome::Ok => "ok",
-            AuditOutcome::Denied => "denied",
-            AuditOutcome::Error => "error",
-            AuditOutcome::Risk => "risk",
-            AuditOutcome::Invalid => "invalid",
-        }
+/// The audit log's word for a policy decision.
+pub fn decision_of(d: airlock_policy::Decision) -> AuditDecision {
+    match d {
+        airlock_policy::Decision::Allowed => AuditDecision::Allowed,
+        airlock_policy::Decision::ExplicitDeny => AuditDecision::ExplicitDeny,
+        airlock_policy::Decision::ImplicitDeny => AuditDecision::ImplicitDeny,
     }
 }
 

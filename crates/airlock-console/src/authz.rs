@@ -108,7 +108,7 @@ async fn refuse(
         .map(|c| c.action.as_str())
         .unwrap_or_default();
     let mut entry = Entry::for_caller(caller, action, resources_of(checks));
-    entry.decision = denial.decision.into();
+    entry.decision = audit::decision_of(denial.decision);
     entry.outcome = AuditOutcome::Denied;
     entry.detail = Some(denial.detail());
     audit::record(state, entry).await;

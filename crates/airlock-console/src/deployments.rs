@@ -22,6 +22,7 @@ use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops::{self, Launch};
 use airlock_access::session;
+use airlock_api::state::DeploymentState;
 use airlock_cloud::Ec2;
 use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};
 use airlock_payload::{BootTask, Credentials, Payload};
@@ -34,10 +35,11 @@ use rand::RngCore;
 use secrecy::SecretString;
 use std::time::Instant;
 
-pub use airlock_access::tags::{DEPLOYED_BY_TAG, DEPLOYMENT_TAG};
+mod plan;
 
-/// States in which an instance still counts towards a deployment.
-const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+use plan::{Plan, Watch};
+
+pub use airlock_access::tags::{DEPLOYED_BY_TAG, DEPLOYMENT_TAG};
 
 fn user_script_record(id: &str) -> String {
     format!("deployment:{id}:user-script")
@@ -60,22 +62,25 @@ fn validate_request(req: &DeployRequest) -> ApiResult<()> {
         }
     }
     validate::name("account", &req.account)?;
-    validate::ec2_id("image_id", &req.image_id, "ami-")?;
-    let it = &req.instance_type;
-    let ok = it.len() <= 32
-        && it.split_once('.').is_some_and(|(family, size)| {
-            !family.is_empty()
-                && !size.is_empty()
-                && it
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-        });
-    if !ok {
+    validate_launch(req)?;
+    validate::tags("tags", &req.tags, 2)?;
+    validate_tasks(&req.tasks)?;
+    validate_credentials(req)?;
+    // Each hop more lets the metadata service's token travel one network hop further from the
+    // instance (a container, then anything routed through it).
+    if !(1..=2).contains(&req.metadata_hop_limit) {
         return Err(ApiError::field(
-            "instance_type",
-            format!("{it:?} is not an instance type (for example t3.micro)"),
+            "metadata_hop_limit",
+            "the metadata hop limit is 1 (default) or 2 for containers on the instance",
         ));
     }
+    Ok(())
+}
+
+/// What `RunInstances` is given as is: image, type, count, network and key pair.
+fn validate_launch(req: &DeployRequest) -> ApiResult<()> {
+    validate::ec2_id("image_id", &req.image_id, "ami-")?;
+    validate_instance_type(&req.instance_type)?;
     if req.count < 1 {
         return Err(ApiError::field("count", "count must be at least 1"));
     }
@@ -96,8 +101,31 @@ fn validate_request(req: &DeployRequest) -> ApiResult<()> {
             ));
         }
     }
-    validate::tags("tags", &req.tags, 2)?;
-    for (i, task) in req.tasks.iter().enumerate() {
+    Ok(())
+}
+
+/// FAMILY.SIZE, e.g. `t3.micro`.
+fn validate_instance_type(it: &str) -> ApiResult<()> {
+    let ok = it.len() <= 32
+        && it.split_once('.').is_some_and(|(family, size)| {
+            !family.is_empty()
+                && !size.is_empty()
+                && it
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        });
+    if !ok {
+        return Err(ApiError::field(
+            "instance_type",
+            format!("{it:?} is not an instance type (for example t3.micro)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Boot tasks the agent knows, each with what it needs.
+fn validate_tasks(tasks: &[BootTask]) -> ApiResult<()> {
+    for (i, task) in tasks.iter().enumerate() {
         match task {
             BootTask::Unsupported => {
                 return Err(ApiError::field(
@@ -123,6 +151,11 @@ fn validate_request(req: &DeployRequest) -> ApiResult<()> {
             _ => {}
         }
     }
+    Ok(())
+}
+
+/// The credential mode and what only some modes accept (tasks, a lifetime, extra statements).
+fn validate_credentials(req: &DeployRequest) -> ApiResult<()> {
     if req.credentials == CredentialMode::None && !req.tasks.is_empty() {
         return Err(ApiError::field(
             "tasks",
@@ -146,17 +179,7 @@ fn validate_request(req: &DeployRequest) -> ApiResult<()> {
             ));
         }
     }
-    session::validate_extra(&req.policy_statements)
-        .map_err(|e| ApiError::field(e.field, e.message))?;
-    // Each hop more lets the metadata service's token travel one network hop further from the
-    // instance (a container, then anything routed through it).
-    if !(1..=2).contains(&req.metadata_hop_limit) {
-        return Err(ApiError::field(
-            "metadata_hop_limit",
-            "the metadata hop limit is 1 (default) or 2 for containers on the instance",
-        ));
-    }
-    Ok(())
+    session::validate_extra(&req.policy_statements).map_err(|e| ApiError::field(e.field, e.message))
 }
 
 fn spec_of(req: &DeployRequest) -> DeploymentSpec {
@@ -319,8 +342,7 @@ pub fn deployment_check(action: &str, row: &DeploymentRow) -> Check {
 }
 
 async fn view(state: &AppState, row: DeploymentRow) -> ApiResult<DeploymentView> {
-    let spec: DeploymentSpec = serde_json::from_str(&row.spec)
-        .map_err(|e| ApiError::Internal(format!("stored spec of {}: {e}", row.id)))?;
+    let spec = stored_spec(&row)?;
     let instances = state
         .store
         .deployment_instances(&row.id)
@@ -336,7 +358,7 @@ async fn view(state: &AppState, row: DeploymentRow) -> ApiResult<DeploymentView>
     Ok(DeploymentView {
         id: row.id,
         account: row.account,
-        state: row.state,
+        state: row.state.as_str().to_owned(),
         error: row.error,
         count: row.desired_count,
         instances,
@@ -394,7 +416,7 @@ pub async fn create(
         spec: serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?,
         desired_count: i64::from(req.count),
         generation: 1,
-        state: "pending".into(),
+        state: DeploymentState::Pending,
         error: None,
         created_by: caller.user.clone(),
         created_at: now.clone(),
@@ -468,52 +490,112 @@ pub async fn reconcile(state: &AppState, row: &DeploymentRow, actor: &Entry) -> 
     let result = launch_or_trim(state, row, actor).await;
     if let Err(e) = &result {
         let message = e.to_string();
-        let message = match e {
-            ApiError::Aws(aws) => aws.to_string(),
-            _ => message,
-        };
         tracing::warn!(deployment = %row.id, error = %message, "deployment failed");
         state
             .store
-            .set_deployment_state(&row.id, "failed", Some(&message), &crate::now())
+            .set_deployment_state(
+                &row.id,
+                DeploymentState::Failed,
+                Some(&message),
+                &crate::now(),
+            )
             .await?;
     }
     result
+}
+
+/// How many instances the deployment should have.
+fn desired_count(row: &DeploymentRow) -> usize {
+    usize::try_from(row.desired_count).unwrap_or(0)
+}
+
+/// The deployment's spec as stored.
+pub(crate) fn stored_spec(row: &DeploymentRow) -> ApiResult<DeploymentSpec> {
+    serde_json::from_str(&row.spec)
+        .map_err(|e| ApiError::Internal(format!("stored spec of {}: {e}", row.id)))
 }
 
 async fn launch_or_trim(state: &AppState, row: &DeploymentRow, actor: &Entry) -> ApiResult<()> {
     let (account, target) = accounts::target(state, &row.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let mut live = ec2.describe_instances(&live_filters(&row.id), &[]).await?;
-    let desired = usize::try_from(row.desired_count).unwrap_or(0);
-    if live.len() < desired {
-        let spec: DeploymentSpec = serde_json::from_str(&row.spec)
-            .map_err(|e| ApiError::Internal(format!("stored spec of {}: {e}", row.id)))?;
+    let desired = desired_count(row);
+    let work = Reconciling {
+        state,
+        row,
+        actor,
+        account: &account,
+        ec2: ec2.as_ref(),
+    };
+    match plan::reconcile(desired, &live) {
+        Plan::Launch(count) => live.extend(work.launch(&target, count).await?),
+        Plan::Terminate(surplus) => {
+            work.terminate(&surplus).await?;
+            live.retain(|i| !surplus.contains(&i.instance_id));
+        }
+        Plan::Settled | Plan::Waiting | Plan::Failed(_) => {}
+    }
+    record_instances(state, &row.id, &live).await?;
+    let next = plan::state_after_reconcile(desired, &live);
+    state
+        .store
+        .set_deployment_state(&row.id, next, None, &crate::now())
+        .await?;
+    Ok(())
+}
+
+/// A reconcile under way: the deployment, who it acts for, and its account's EC2.
+struct Reconciling<'a> {
+    state: &'a AppState,
+    row: &'a DeploymentRow,
+    actor: &'a Entry,
+    account: &'a AccountRow,
+    ec2: &'a dyn Ec2,
+}
+
+impl Reconciling<'_> {
+    /// Launches `count` more instances, audited as the actor's `RunInstances`.
+    async fn launch(&self, target: &Target, count: u32) -> ApiResult<Vec<Instance>> {
+        let input = self.run_input(target, count).await?;
+        let launched = self.ec2.run_instances(&input).await;
+        let mut entry = self.actor.clone();
+        entry.action = "ec2:RunInstances".into();
+        entry.resources = vec![console_arn("deployment", &self.row.id)];
+        audit::record_call(self.state, entry, &launched, |l| l.request_id.clone()).await;
+        let launched = launched?;
+        tracing::info!(deployment = %self.row.id, launched = launched.instances.len(), aws_request_id = ?launched.request_id, "instances launched");
+        Ok(launched.instances)
+    }
+
+    /// The `RunInstances` request of this launch: the spec, the deployment's tags, and user
+    /// data carrying what the instances are granted (credentials are issued here).
+    async fn run_input(&self, target: &Target, count: u32) -> ApiResult<RunInstancesInput> {
+        let (state, row) = (self.state, self.row);
+        let spec = stored_spec(row)?;
         let script = state.vault.get(&user_script_record(&row.id)).await?;
         let grant = match spec.credentials {
             CredentialMode::Account => Grant::Account,
             // No payload at all: the grant is never looked at.
             CredentialMode::None => Grant::Sizing,
             CredentialMode::Scoped | CredentialMode::Bootstrap => Grant::Refresh(
-                refresh::for_launch(state, row, &spec, &account, &target, actor).await?,
+                refresh::for_launch(state, row, &spec, self.account, target, self.actor).await?,
             ),
         };
         let data = user_data(
             &state.config.public_url,
             &row.id,
             &spec,
-            &target,
+            target,
             grant,
             script.as_ref().map(|s| s.as_slice()),
         )?;
         let mut tags = spec.tags.clone();
         tags.push(Tag::new(DEPLOYMENT_TAG, &row.id));
         tags.push(Tag::new(DEPLOYED_BY_TAG, &row.created_by));
-        let missing = desired - live.len();
-        let input = RunInstancesInput {
+        Ok(RunInstancesInput {
             image_id: spec.image_id,
             instance_type: spec.instance_type,
-            count: u32::try_from(missing).unwrap_or(u32::MAX),
+            count,
             subnet_id: spec.subnet_id,
             security_group_ids: spec.security_group_ids,
             key_name: spec.key_name,
@@ -521,46 +603,26 @@ async fn launch_or_trim(state: &AppState, row: &DeploymentRow, actor: &Entry) ->
             user_data: data,
             client_token: format!("{}-g{}", row.id, row.generation),
             metadata_hop_limit: spec.metadata_hop_limit,
-        };
-        let launched = ec2.run_instances(&input).await;
-        let mut entry = actor.clone();
-        entry.action = "ec2:RunInstances".into();
-        entry.resources = vec![console_arn("deployment", &row.id)];
-        audit::record_call(state, entry, &launched, |l| l.request_id.clone()).await;
-        let launched = launched?;
-        tracing::info!(deployment = %row.id, launched = launched.instances.len(), aws_request_id = ?launched.request_id, "instances launched");
-        live.extend(launched.instances);
-    } else if live.len() > desired {
-        // Newest first, so the longest-running instances stay.
-        live.sort_by(|a, b| {
-            b.launch_time
-                .cmp(&a.launch_time)
-                .then(b.instance_id.cmp(&a.instance_id))
-        });
-        let surplus: Vec<String> = live
-            .drain(..live.len() - desired)
-            .map(|i| i.instance_id)
-            .collect();
-        let result = ec2.change_state(StateAction::Terminate, &surplus).await;
-        let mut entry = actor.clone();
+        })
+    }
+
+    /// Terminates the surplus, audited as the actor's `TerminateInstances`, and revokes the
+    /// refresh secrets of the instances that leave.
+    async fn terminate(&self, surplus: &[String]) -> ApiResult<()> {
+        let (account, row) = (self.account, self.row);
+        let result = self.ec2.change_state(StateAction::Terminate, surplus).await;
+        let mut entry = self.actor.clone();
         entry.action = "ec2:TerminateInstances".into();
         entry.resources = surplus
             .iter()
             .map(|i| ec2_arn(&account.region, &account.aws_account_id, "instance", i))
             .collect();
-        audit::record_call(state, entry, &result, |id| id.clone()).await;
+        audit::record_call(self.state, entry, &result, |id| id.clone()).await;
         let request_id = result?;
-        refresh::revoke_instances(state, &row.id, &surplus).await;
+        refresh::revoke_instances(self.state, &row.id, surplus).await;
         tracing::info!(deployment = %row.id, terminated = ?surplus, aws_request_id = ?request_id, "surplus instances terminated");
+        Ok(())
     }
-    record_instances(state, &row.id, &live).await?;
-    let settled = live.len() == desired && live.iter().all(|i| i.state == "running");
-    let next = if settled { "running" } else { "launching" };
-    state
-        .store
-        .set_deployment_state(&row.id, next, None, &crate::now())
-        .await?;
-    Ok(())
 }
 
 async fn record_instances(state: &AppState, id: &str, instances: &[Instance]) -> ApiResult<()> {
@@ -612,9 +674,8 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
         let Some(row) = state.store.deployment(id).await? else {
             return Ok(());
         };
-        match row.state.as_str() {
-            "pending" => {
-                // Created (or rescaled) but the launch was not recorded: a restart mid-launch.
+        match plan::next_watch(row.state, started.elapsed(), state.config.launch_timeout) {
+            Watch::Reconcile => {
                 let actor = Entry {
                     user: row.created_by.clone(),
                     detail: Some("resumed by the console after a restart".into()),
@@ -625,19 +686,15 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
                 }
                 continue;
             }
-            "launching" => {}
-            _ => return Ok(()),
-        }
-        if started.elapsed() > state.config.launch_timeout {
-            let msg = format!(
-                "timed out after {} s waiting for the instances to run",
-                state.config.launch_timeout.as_secs()
-            );
-            state
-                .store
-                .set_deployment_state(id, "failed", Some(&msg), &crate::now())
-                .await?;
-            return Ok(());
+            Watch::TimedOut(why) => {
+                state
+                    .store
+                    .set_deployment_state(id, DeploymentState::Failed, Some(&why), &crate::now())
+                    .await?;
+                return Ok(());
+            }
+            Watch::Stop => return Ok(()),
+            Watch::Look => {}
         }
         tokio::time::sleep(state.config.poll_interval).await;
         let client = match &ec2 {
@@ -647,31 +704,24 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
                 ec2.insert(state.cloud.ec2(&target).await?).clone()
             }
         };
-        refresh(state, &row, client.as_ref()).await?;
+        look(state, &row, client.as_ref()).await?;
     }
 }
 
-/// Looks at the deployment's instances once and settles its state if they all run.
-async fn refresh(state: &AppState, row: &DeploymentRow, ec2: &dyn Ec2) -> ApiResult<()> {
+/// Looks at the deployment's instances once and settles its state if they all run, or fails
+/// it if some were terminated under it.
+async fn look(state: &AppState, row: &DeploymentRow, ec2: &dyn Ec2) -> ApiResult<()> {
     let live = ec2.describe_instances(&live_filters(&row.id), &[]).await?;
     record_instances(state, &row.id, &live).await?;
-    let desired = usize::try_from(row.desired_count).unwrap_or(0);
-    let now = crate::now();
-    if live.len() == desired && live.iter().all(|i| i.state == "running") {
-        state
-            .store
-            .set_deployment_state(&row.id, "running", None, &now)
-            .await?;
-    } else if live.len() < desired && !live.iter().any(|i| i.state == "pending") {
-        let msg = format!(
-            "{} of {desired} instances are running; the others were terminated during launch",
-            live.len()
-        );
-        state
-            .store
-            .set_deployment_state(&row.id, "failed", Some(&msg), &now)
-            .await?;
-    }
+    let (next, error) = match plan::watch(desired_count(row), &live) {
+        Plan::Settled => (DeploymentState::Running, None),
+        Plan::Failed(why) => (DeploymentState::Failed, Some(why)),
+        Plan::Waiting | Plan::Launch(_) | Plan::Terminate(_) => return Ok(()),
+    };
+    state
+        .store
+        .set_deployment_state(&row.id, next, error.as_deref(), &crate::now())
+        .await?;
     Ok(())
 }
 
@@ -755,8 +805,7 @@ pub async fn policy(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeploymentPolicy>> {
     let row = find_readable(&state, &caller, &id).await?;
-    let spec: DeploymentSpec = serde_json::from_str(&row.spec)
-        .map_err(|e| ApiError::Internal(format!("stored spec of {id}: {e}")))?;
+    let spec = stored_spec(&row)?;
     if row.session_policy.is_none() {
         return Err(ApiError::NotFound(format!(
             "deployment {id} has credentials {}: there is no session policy (only scoped and bootstrap deployments have one)",
@@ -812,18 +861,21 @@ pub async fn scale(
     let mut checks = vec![scale_check, ops::use_account(&account.name)];
     let live = ec2.describe_instances(&live_filters(&id), &[]).await?;
     let wanted = usize::try_from(req.count).unwrap_or(usize::MAX);
-    if wanted > live.len() {
-        let spec: DeploymentSpec = serde_json::from_str(&current.spec)
-            .map_err(|e| ApiError::Internal(format!("stored spec of {id}: {e}")))?;
-        checks.extend(run_checks(&state, ec2.as_ref(), &account, &spec).await?);
-    } else if wanted < live.len() {
-        // Which instances go is decided later (the newest); the caller must be allowed to
-        // terminate any of them.
-        let scope = accounts::scope_of(&account);
-        checks.extend(
-            live.iter()
-                .map(|i| ops::instance(&scope, "ec2:TerminateInstances", i)),
-        );
+    match plan::reconcile(wanted, &live) {
+        Plan::Launch(_) => {
+            let spec = stored_spec(&current)?;
+            checks.extend(run_checks(&state, ec2.as_ref(), &account, &spec).await?);
+        }
+        Plan::Terminate(_) => {
+            // Which instances go is decided later (the newest); the caller must be allowed to
+            // terminate any of them.
+            let scope = accounts::scope_of(&account);
+            checks.extend(
+                live.iter()
+                    .map(|i| ops::instance(&scope, "ec2:TerminateInstances", i)),
+            );
+        }
+        Plan::Settled | Plan::Waiting | Plan::Failed(_) => {}
     }
     authorize(&state, &caller, checks).await?;
     state
@@ -844,7 +896,7 @@ fn live_filters(id: &str) -> Vec<Filter> {
         Filter::new(format!("tag:{DEPLOYMENT_TAG}"), id),
         Filter {
             name: "instance-state-name".into(),
-            values: LIVE_STATES.iter().map(|s| (*s).to_owned()).collect(),
+            values: plan::LIVE_STATES.iter().map(|s| (*s).to_owned()).collect(),
         },
     ]
 }

@@ -134,12 +134,14 @@ impl EventBus {
         let mut ids = Vec::new();
         for arn in resources {
             let parts: Vec<&str> = arn.splitn(6, ':').collect();
-            let Some(resource) = parts.get(5) else {
+            let [_, _, service, arn_region, arn_account, resource] = parts.as_slice() else {
                 continue;
             };
-            if parts.get(2) == Some(&"ec2") {
-                region = region.or_else(|| Some(parts[3].to_owned()).filter(|s| !s.is_empty()));
-                account = account.or_else(|| Some(parts[4].to_owned()).filter(|s| !s.is_empty()));
+            if *service == "ec2" {
+                region =
+                    region.or_else(|| Some((*arn_region).to_owned()).filter(|s| !s.is_empty()));
+                account =
+                    account.or_else(|| Some((*arn_account).to_owned()).filter(|s| !s.is_empty()));
             }
             if let Some((_, id)) = resource.split_once('/') {
                 ids.push(id.to_owned());

@@ -5,7 +5,7 @@ use crate::accounts;
 use crate::api::{AccountInstance, InstanceActionRequest, InstanceActionResponse, InstanceList};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, precheck, Check};
+use crate::authz::{authorize, precheck};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::poller::{PollKey, Poller, Snapshot};
@@ -446,29 +446,8 @@ pub async fn act(
     Path(action): Path<String>,
     Body(req): Body<InstanceActionRequest>,
 ) -> ApiResult<Json<InstanceActionResponse>> {
-    let act = match action.as_str() {
-        "start" => StateAction::Start,
-        "stop" => StateAction::Stop,
-        "reboot" => StateAction::Reboot,
-        "terminate" => StateAction::Terminate,
-        other => {
-            return Err(ApiError::NotFound(format!(
-                "unknown instance action {other:?}: use start, stop, reboot or terminate"
-            )))
-        }
-    };
-    if req.instance_ids.is_empty() {
-        return Err(ApiError::field(
-            "instance_ids",
-            "give at least one instance id",
-        ));
-    }
-    for (i, id) in req.instance_ids.iter().enumerate() {
-        validate::ec2_id(&format!("instance_ids[{i}]"), id, "i-")?;
-    }
-    let mut ids = req.instance_ids.clone();
-    ids.sort();
-    ids.dedup();
+    let act = state_action(&action)?;
+    let ids = requested_ids(&req.instance_ids)?;
     precheck(&state, &caller, vec![ops::use_account(&req.account)]).await?;
     let (account, target) = accounts::target_for_request(&state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
@@ -477,26 +456,12 @@ pub async fn act(
     // The instances' real tags decide, so describe them first. Every requested id gets a check:
     // one EC2 does not report is decided as untagged, so a caller who may not act on it learns
     // nothing of whether it exists, and nothing unchecked reaches EC2.
-    let described = ec2.describe_instances(&[], &ids).await;
-    let (found, missing) = match described {
-        Ok(list) => {
-            let list: Vec<_> = list
-                .into_iter()
-                .filter(|i| ids.contains(&i.instance_id))
-                .collect();
-            let missing: Vec<String> = ids
-                .iter()
-                .filter(|id| !list.iter().any(|i| &i.instance_id == *id))
-                .cloned()
-                .collect();
-            (list, missing)
-        }
+    let unknown = |id: &String| ops::unknown_instance(&scope, &api_action, id);
+    let (found, missing) = match ec2.describe_instances(&[], &ids).await {
+        Ok(list) => found_and_missing(list, &ids),
         Err(e) if e.code.as_deref() == Some("InvalidInstanceID.NotFound") => {
-            let checks: Vec<Check> = std::iter::once(ops::use_account(&account.name))
-                .chain(
-                    ids.iter()
-                        .map(|id| ops::unknown_instance(&scope, &api_action, id)),
-                )
+            let checks = std::iter::once(ops::use_account(&account.name))
+                .chain(ids.iter().map(unknown))
                 .collect();
             authorize(&state, &caller, checks).await?;
             return Err(e.into());
@@ -505,11 +470,7 @@ pub async fn act(
     };
     let mut checks = vec![ops::use_account(&account.name)];
     checks.extend(found.iter().map(|i| ops::instance(&scope, &api_action, i)));
-    checks.extend(
-        missing
-            .iter()
-            .map(|id| ops::unknown_instance(&scope, &api_action, id)),
-    );
+    checks.extend(missing.iter().map(unknown));
     let resources: Vec<String> = checks.iter().skip(1).map(|c| c.resource.clone()).collect();
     authorize(&state, &caller, checks).await?;
     let result = ec2.change_state(act, &ids).await;
@@ -522,21 +483,7 @@ pub async fn act(
     .await;
     let request_id = result?;
     if act == StateAction::Terminate {
-        // A terminated instance of a scoped deployment may never refresh again.
-        for instance in &found {
-            if let Some(dep) = instance
-                .tags
-                .iter()
-                .find(|t| t.key == crate::deployments::DEPLOYMENT_TAG)
-            {
-                crate::refresh::revoke_instances(
-                    &state,
-                    &dep.value,
-                    std::slice::from_ref(&instance.instance_id),
-                )
-                .await;
-            }
-        }
+        revoke_terminated(&state, &found).await;
     }
     tracing::info!(user = %caller.user, action = act.api_name(), instances = ?req.instance_ids, aws_request_id = ?request_id, "instance action");
     Ok(Json(InstanceActionResponse {
@@ -544,4 +491,69 @@ pub async fn act(
         instance_ids: req.instance_ids,
         aws_request_id: request_id,
     }))
+}
+
+/// The action a path names.
+fn state_action(action: &str) -> ApiResult<StateAction> {
+    match action {
+        "start" => Ok(StateAction::Start),
+        "stop" => Ok(StateAction::Stop),
+        "reboot" => Ok(StateAction::Reboot),
+        "terminate" => Ok(StateAction::Terminate),
+        other => Err(ApiError::NotFound(format!(
+            "unknown instance action {other:?}: use start, stop, reboot or terminate"
+        ))),
+    }
+}
+
+/// The requested instance ids, checked, sorted and each once.
+fn requested_ids(instance_ids: &[String]) -> ApiResult<Vec<String>> {
+    if instance_ids.is_empty() {
+        return Err(ApiError::field(
+            "instance_ids",
+            "give at least one instance id",
+        ));
+    }
+    for (i, id) in instance_ids.iter().enumerate() {
+        validate::ec2_id(&format!("instance_ids[{i}]"), id, "i-")?;
+    }
+    let mut ids = instance_ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The requested instances EC2 reported, and the ids it did not.
+fn found_and_missing(
+    described: Vec<airlock_cloud::Instance>,
+    ids: &[String],
+) -> (Vec<airlock_cloud::Instance>, Vec<String>) {
+    let found: Vec<_> = described
+        .into_iter()
+        .filter(|i| ids.contains(&i.instance_id))
+        .collect();
+    let missing = ids
+        .iter()
+        .filter(|id| !found.iter().any(|i| &i.instance_id == *id))
+        .cloned()
+        .collect();
+    (found, missing)
+}
+
+/// A terminated instance of a scoped deployment may never refresh again.
+async fn revoke_terminated(state: &AppState, terminated: &[airlock_cloud::Instance]) {
+    for instance in terminated {
+        if let Some(dep) = instance
+            .tags
+            .iter()
+            .find(|t| t.key == crate::deployments::DEPLOYMENT_TAG)
+        {
+            crate::refresh::revoke_instances(
+                state,
+                &dep.value,
+                std::slice::from_ref(&instance.instance_id),
+            )
+            .await;
+        }
+    }
 }

@@ -21,8 +21,9 @@ use crate::refresh_guard::RefusalRecord;
 use crate::refresh_retry::ExchangeKey;
 use crate::state::AppState;
 use airlock_access::session;
-use airlock_cloud::{ScopedSessionRequest, SessionCredentials, Target};
-use airlock_store::{AccountRow, DeploymentRow, Exchange, RefreshSecretRow, ENROLMENT, INSTANCE};
+use airlock_api::state::{RefreshSecretKind, RefreshSecretState};
+use airlock_cloud::{Instance, ScopedSessionRequest, SessionCredentials, Target};
+use airlock_store::{AccountRow, DeploymentRow, Exchange, RefreshSecretRow};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
@@ -219,8 +220,8 @@ pub async fn for_launch(
             secret_hash: token_hash(secret.expose_secret()),
             deployment_id: row.id.clone(),
             instance_id: None,
-            kind: ENROLMENT.into(),
-            state: "active".into(),
+            kind: RefreshSecretKind::Enrolment,
+            state: RefreshSecretState::Active,
             expires_at: Some(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
             created_at: crate::now(),
             used_at: None,
@@ -313,7 +314,7 @@ async fn retried(
         .store
         .refresh_secret(&given)
         .await?
-        .is_some_and(|row| row.state == "active");
+        .is_some_and(|row| row.state == RefreshSecretState::Active);
     Ok(unused.then_some(answer))
 }
 
@@ -325,6 +326,9 @@ fn refused(why: &str) -> ApiError {
 /// `POST /v1/refresh`: an instance of a scoped deployment exchanges its secret for fresh
 /// credentials and the next secret. No console login: the secret and the instance's place in
 /// EC2 are the proof.
+///
+/// Every check on the secret is made before the account's key is unsealed, and every check on
+/// the instance before credentials are issued.
 pub async fn refresh(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -338,251 +342,318 @@ pub async fn refresh(
         });
     }
     check_request(&req)?;
-    let presented = token_hash(req.refresh_secret.expose_secret());
-    let mut entry = Entry {
-        user: format!("instance/{}", req.instance_id),
-        source_ip: Some(source.to_string()),
-        action: "airlock:RefreshCredentials".into(),
-        resources: vec![console_arn("deployment", &req.deployment_id)],
-        ..Entry::default()
-    };
-    let deny = |mut entry: Entry, decision: AuditDecision, detail: String, answer: &str| {
-        let state = state.clone();
-        let answer = refused(answer);
-        async move {
-            entry.decision = decision;
-            entry.outcome = AuditOutcome::Denied;
-            entry.detail = Some(detail);
-            record_refusal(&state, source, entry).await;
-            answer
-        }
-    };
-    let secret = state.store.refresh_secret(&presented).await?;
-    let Some(secret) = secret.filter(|s| s.deployment_id == req.deployment_id) else {
-        return Err(deny(
-            entry,
-            AuditDecision::ImplicitDeny,
-            "unknown refresh secret".into(),
-            "the refresh secret is not valid",
-        )
-        .await);
-    };
-    let key = ExchangeKey {
-        presented_hash: presented.clone(),
-        instance_id: req.instance_id.clone(),
-    };
-    if secret.state != "revoked" {
-        if let Some(answer) = retried(&state, &key, source).await? {
-            audit::record_ok(&state, entry, Some(retry_detail())).await;
+    let mut attempt = Attempt::new(&state, &req, source);
+    let secret = attempt.find_secret().await?;
+    if secret.state != RefreshSecretState::Revoked {
+        if let Some(answer) = retried(&state, &attempt.key, source).await? {
+            audit::record_ok(&state, attempt.entry, Some(retry_detail())).await;
             return Ok(Json(answer));
         }
     }
-    let now = chrono::Utc::now();
-    let expired = secret
-        .expires_at
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| t < now);
-    match (secret.kind.as_str(), secret.state.as_str()) {
-        (_, "revoked") => {
-            return Err(deny(
-                entry,
+    attempt.check_secret(&secret).await?;
+    let row = attempt.find_deployment().await?;
+    let spec = crate::deployments::stored_spec(&row)?;
+    let (account, target) = accounts::target(&state, &row.account).await?;
+    attempt.check_instance(&row, &account, &target).await?;
+    let duration = duration_of(&spec, &account)?;
+    let policy = attempt.policy(&row, &spec, &account).await?;
+    let mut actor = attempt.entry.clone();
+    actor.detail = Some(format!("for instance {}", req.instance_id));
+    let issued = issue(&state, &row, &account, &target, policy, duration, actor).await?;
+    attempt.exchange(&row, &secret, issued).await.map(Json)
+}
+
+/// One refresh request on its way through the checks: what was presented, from where, and
+/// the audit entry its refusal or success is recorded with.
+struct Attempt<'a> {
+    state: &'a AppState,
+    req: &'a RefreshRequest,
+    source: IpAddr,
+    /// The presented secret's hash, and the instance presenting it.
+    key: ExchangeKey,
+    entry: Entry,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(state: &'a AppState, req: &'a RefreshRequest, source: IpAddr) -> Attempt<'a> {
+        let entry = Entry {
+            user: format!("instance/{}", req.instance_id),
+            source_ip: Some(source.to_string()),
+            action: "airlock:RefreshCredentials".into(),
+            resources: vec![console_arn("deployment", &req.deployment_id)],
+            ..Entry::default()
+        };
+        let key = ExchangeKey {
+            presented_hash: token_hash(req.refresh_secret.expose_secret()),
+            instance_id: req.instance_id.clone(),
+        };
+        Attempt {
+            state,
+            req,
+            source,
+            key,
+            entry,
+        }
+    }
+
+    /// Records a refusal (`detail` for the audit log) and the answer the instance gets.
+    async fn deny(&self, decision: AuditDecision, detail: String, answer: &str) -> ApiError {
+        let mut entry = self.entry.clone();
+        entry.decision = decision;
+        entry.outcome = AuditOutcome::Denied;
+        entry.detail = Some(detail);
+        record_refusal(self.state, self.source, entry).await;
+        refused(answer)
+    }
+
+    /// The presented secret, if it is one of the named deployment's.
+    async fn find_secret(&self) -> ApiResult<RefreshSecretRow> {
+        let secret = self
+            .state
+            .store
+            .refresh_secret(&self.key.presented_hash)
+            .await?;
+        match secret.filter(|s| s.deployment_id == self.req.deployment_id) {
+            Some(secret) => Ok(secret),
+            None => Err(self
+                .deny(
+                    AuditDecision::ImplicitDeny,
+                    "unknown refresh secret".into(),
+                    "the refresh secret is not valid",
+                )
+                .await),
+        }
+    }
+
+    /// Whether the secret may be exchanged now, by this instance; a replay is raised.
+    async fn check_secret(&self, secret: &RefreshSecretRow) -> ApiResult<()> {
+        let (req, source) = (self.req, self.source);
+        let expired = secret
+            .expires_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t < chrono::Utc::now());
+        let (decision, detail, answer): (_, String, &str) = match (secret.kind, secret.state) {
+            (_, RefreshSecretState::Revoked) => (
                 AuditDecision::ExplicitDeny,
                 "refresh secret revoked".into(),
                 "the refresh secret was revoked (instance terminated or deployment revoked)",
-            )
-            .await)
-        }
-        (INSTANCE, "used") => {
-            tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %source, "ALERT: a used refresh secret was presented again");
-            return Err(deny(entry, AuditDecision::Replay, "ALERT: a refresh secret that was already exchanged was presented again; someone may hold a copy of this instance's secret".into(), "the refresh secret was already used").await);
-        }
-        (INSTANCE, _) if secret.instance_id.as_deref() != Some(req.instance_id.as_str()) => {
-            return Err(deny(
-                entry,
-                AuditDecision::ImplicitDeny,
-                format!(
-                    "the secret belongs to instance {}",
-                    secret.instance_id.as_deref().unwrap_or("-")
-                ),
-                "the refresh secret is not this instance's",
-            )
-            .await)
-        }
-        (ENROLMENT, _) if expired => {
-            return Err(deny(
-                entry,
+            ),
+            (RefreshSecretKind::Instance, RefreshSecretState::Used) => {
+                tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %source, "ALERT: a used refresh secret was presented again");
+                (AuditDecision::Replay, "ALERT: a refresh secret that was already exchanged was presented again; someone may hold a copy of this instance's secret".into(), "the refresh secret was already used")
+            }
+            (RefreshSecretKind::Instance, _)
+                if secret.instance_id.as_deref() != Some(req.instance_id.as_str()) =>
+            {
+                (
+                    AuditDecision::ImplicitDeny,
+                    format!(
+                        "the secret belongs to instance {}",
+                        secret.instance_id.as_deref().unwrap_or("-")
+                    ),
+                    "the refresh secret is not this instance's",
+                )
+            }
+            (RefreshSecretKind::Enrolment, _) if expired => (
                 AuditDecision::ImplicitDeny,
                 "enrolment secret expired".into(),
                 "the enrolment secret has expired",
+            ),
+            (RefreshSecretKind::Enrolment, _)
+                if self.state.store.instance_enrolled(&req.instance_id).await? =>
+            {
+                tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %source, "ALERT: an enrolment secret was presented again for an enrolled instance");
+                (AuditDecision::Replay, "ALERT: the enrolment secret was presented again for an instance that already exchanged it".into(), "this instance has already exchanged its enrolment secret")
+            }
+            _ => return Ok(()),
+        };
+        Err(self.deny(decision, detail, answer).await)
+    }
+
+    async fn find_deployment(&self) -> ApiResult<DeploymentRow> {
+        match self.state.store.deployment(&self.req.deployment_id).await? {
+            Some(row) => Ok(row),
+            None => Err(self
+                .deny(
+                    AuditDecision::ImplicitDeny,
+                    "unknown deployment".into(),
+                    "unknown deployment",
+                )
+                .await),
+        }
+    }
+
+    /// Whether EC2 shows the instance in the deployment, running, at the request's address.
+    /// From here on the audit entry names the instance.
+    async fn check_instance(
+        &mut self,
+        row: &DeploymentRow,
+        account: &AccountRow,
+        target: &Target,
+    ) -> ApiResult<()> {
+        let instance_id = &self.req.instance_id;
+        let ec2 = self.state.cloud.ec2(target).await?;
+        let found = ec2
+            .describe_instances(&[], std::slice::from_ref(instance_id))
+            .await;
+        self.entry.resources.push(ec2_arn(
+            &account.region,
+            &account.aws_account_id,
+            "instance",
+            instance_id,
+        ));
+        let instance = match found {
+            Ok(list) => list.into_iter().next(),
+            // EC2 answers an unknown id with an error rather than an empty list.
+            Err(e) if e.code.as_deref() == Some("InvalidInstanceID.NotFound") => None,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(instance) = instance else {
+            return Err(self
+                .deny(
+                    AuditDecision::ImplicitDeny,
+                    "no such instance in EC2".into(),
+                    "no such instance",
+                )
+                .await);
+        };
+        match self.instance_refusal(row, &instance) {
+            None => Ok(()),
+            Some((detail, answer)) => Err(self
+                .deny(AuditDecision::ImplicitDeny, detail, &answer)
+                .await),
+        }
+    }
+
+    /// Why the instance EC2 shows may not refresh, for the audit log and for the instance.
+    fn instance_refusal(
+        &self,
+        row: &DeploymentRow,
+        instance: &Instance,
+    ) -> Option<(String, String)> {
+        let belongs = instance
+            .tags
+            .iter()
+            .any(|t| t.key == DEPLOYMENT_TAG && t.value == row.id);
+        if !belongs {
+            return Some((
+                format!("the instance is not tagged {DEPLOYMENT_TAG}={}", row.id),
+                "the instance does not belong to the deployment".into(),
+            ));
+        }
+        if instance.state != "running" {
+            let why = format!("the instance is {}", instance.state);
+            return Some((why.clone(), why));
+        }
+        let source = self.source.to_string();
+        let from_instance = [&instance.private_ip, &instance.public_ip]
+            .into_iter()
+            .flatten()
+            .any(|ip| *ip == source);
+        (!from_instance).then(|| {
+            (
+                format!("request from {source}, which is not one of the instance's addresses"),
+                "the request does not come from the instance's address".into(),
             )
-            .await)
-        }
-        (ENROLMENT, _) if state.store.instance_enrolled(&req.instance_id).await? => {
-            tracing::warn!(deployment = %req.deployment_id, instance = %req.instance_id, source_ip = %source, "ALERT: an enrolment secret was presented again for an enrolled instance");
-            return Err(deny(entry, AuditDecision::Replay, "ALERT: the enrolment secret was presented again for an instance that already exchanged it".into(), "this instance has already exchanged its enrolment secret").await);
-        }
-        _ => {}
+        })
     }
 
-    let Some(row) = state.store.deployment(&req.deployment_id).await? else {
-        return Err(deny(
-            entry,
-            AuditDecision::ImplicitDeny,
-            "unknown deployment".into(),
-            "unknown deployment",
-        )
-        .await);
-    };
-    let spec: DeploymentSpec = serde_json::from_str(&row.spec)
-        .map_err(|e| ApiError::Internal(format!("stored spec of {}: {e}", row.id)))?;
-    let (account, target) = accounts::target(&state, &row.account).await?;
-    let ec2 = state.cloud.ec2(&target).await?;
-    let found = ec2
-        .describe_instances(&[], std::slice::from_ref(&req.instance_id))
-        .await;
-    let instance_arn = ec2_arn(
-        &account.region,
-        &account.aws_account_id,
-        "instance",
-        &req.instance_id,
-    );
-    entry.resources.push(instance_arn);
-    let instance = match found {
-        Ok(list) => list.into_iter().next(),
-        // EC2 answers an unknown id with an error rather than an empty list.
-        Err(e) if e.code.as_deref() == Some("InvalidInstanceID.NotFound") => None,
-        Err(e) => return Err(e.into()),
-    };
-    let Some(instance) = instance else {
-        return Err(deny(
-            entry,
-            AuditDecision::ImplicitDeny,
-            "no such instance in EC2".into(),
-            "no such instance",
-        )
-        .await);
-    };
-    let belongs = instance
-        .tags
-        .iter()
-        .any(|t| t.key == DEPLOYMENT_TAG && t.value == row.id);
-    if !belongs {
-        return Err(deny(
-            entry,
-            AuditDecision::ImplicitDeny,
-            format!("the instance is not tagged {DEPLOYMENT_TAG}={}", row.id),
-            "the instance does not belong to the deployment",
-        )
-        .await);
-    }
-    if instance.state != "running" {
-        return Err(deny(
-            entry,
-            AuditDecision::ImplicitDeny,
-            format!("the instance is {}", instance.state),
-            &format!("the instance is {}", instance.state),
-        )
-        .await);
-    }
-    let from_instance = [&instance.private_ip, &instance.public_ip]
-        .into_iter()
-        .flatten()
-        .any(|ip| *ip == source.to_string());
-    if !from_instance {
-        return Err(deny(
-            entry,
-            AuditDecision::ImplicitDeny,
-            format!("request from {source}, which is not one of the instance's addresses"),
-            "the request does not come from the instance's address",
-        )
-        .await);
-    }
-
-    let duration = duration_of(&spec, &account)?;
-    // The deployer's policies as they are now bound what is issued: narrower policies narrow
-    // the next credentials, a deployer who is gone (or no longer allowed what was asked) gets
-    // their instances nothing.
-    let mut policy = match current_policy(&state, &row, &spec, &account).await? {
-        Ok(p) => p,
-        Err(why) => {
-            return Err(deny(
-                entry,
-                AuditDecision::ImplicitDeny,
-                format!("the deployer's policies no longer allow these credentials: {why}"),
-                "the deployment's credentials are no longer allowed",
-            )
-            .await)
+    /// The session policy of the credentials issued now. The deployer's policies as they are
+    /// now bound it: narrower policies narrow the next credentials, a deployer who is gone (or
+    /// no longer allowed what was asked) gets their instances nothing.
+    async fn policy(
+        &self,
+        row: &DeploymentRow,
+        spec: &DeploymentSpec,
+        account: &AccountRow,
+    ) -> ApiResult<String> {
+        let policy = match current_policy(self.state, row, spec, account).await? {
+            Ok(p) => p,
+            Err(why) => {
+                return Err(self
+                    .deny(
+                        AuditDecision::ImplicitDeny,
+                        format!("the deployer's policies no longer allow these credentials: {why}"),
+                        "the deployment's credentials are no longer allowed",
+                    )
+                    .await)
+            }
+        };
+        if spec.credentials != CredentialMode::Bootstrap {
+            return Ok(policy);
         }
-    };
-    if spec.credentials == CredentialMode::Bootstrap {
-        let scope = crate::deployments::session_scope(&row.id, &account);
-        policy =
-            session::for_instance(&policy, &scope, &req.instance_id).map_err(ApiError::Internal)?;
+        let scope = crate::deployments::session_scope(&row.id, account);
+        session::for_instance(&policy, &scope, &self.req.instance_id).map_err(ApiError::Internal)
     }
-    let mut actor = entry.clone();
-    actor.detail = Some(format!("for instance {}", req.instance_id));
-    let issued = issue(&state, &row, &account, &target, policy, duration, actor).await?;
 
-    let next = random_secret(REFRESH_PREFIX);
-    let at = crate::now();
-    let next_row = RefreshSecretRow {
-        secret_hash: token_hash(next.expose_secret()),
-        deployment_id: row.id.clone(),
-        instance_id: Some(req.instance_id.clone()),
-        kind: INSTANCE.into(),
-        state: "active".into(),
-        expires_at: None,
-        created_at: at.clone(),
-        used_at: None,
-    };
-    // Credentials are issued first and handed out only if this request wins the exchange, so
-    // two requests with one secret never both get an answer.
-    let exchanged = if secret.kind == ENROLMENT {
-        state
-            .store
-            .enrol_instance(&req.instance_id, &next_row, &at)
-            .await?
-    } else {
-        state
-            .store
-            .rotate_refresh_secret(&presented, &next_row, &at)
-            .await?
-    };
-    let answer = RefreshResponse {
-        credentials: payload_credentials(issued.clone()),
-        refresh_secret: next,
-    };
-    if exchanged == Exchange::Done {
-        state
-            .recent_exchanges
-            .remember(key.clone(), source, Instant::now(), &answer);
-    } else if let Some(answer) = retried(&state, &key, source).await? {
-        // Two copies of one request raced; the other won and its answer is the answer.
-        audit::record_ok(&state, entry, Some(retry_detail())).await;
-        return Ok(Json(answer));
-    } else {
-        tracing::warn!(deployment = %row.id, instance = %req.instance_id, source_ip = %source, "ALERT: two requests raced with one refresh secret");
-        return Err(deny(
-            entry,
-            AuditDecision::Replay,
-            "ALERT: the refresh secret was exchanged by a concurrent request".into(),
-            "the refresh secret was already used",
-        )
-        .await);
-    }
-    let detail = format!(
-        "{} until {}",
-        if secret.kind == ENROLMENT {
-            "enrolled"
+    /// Exchanges the presented secret for the next one and answers with the issued
+    /// credentials. They were issued first and are handed out only if this request wins the
+    /// exchange, so two requests with one secret never both get an answer.
+    async fn exchange(
+        self,
+        row: &DeploymentRow,
+        secret: &RefreshSecretRow,
+        issued: SessionCredentials,
+    ) -> ApiResult<RefreshResponse> {
+        let (state, req, source) = (self.state, self.req, self.source);
+        let next = random_secret(REFRESH_PREFIX);
+        let at = crate::now();
+        let next_row = RefreshSecretRow {
+            secret_hash: token_hash(next.expose_secret()),
+            deployment_id: row.id.clone(),
+            instance_id: Some(req.instance_id.clone()),
+            kind: RefreshSecretKind::Instance,
+            state: RefreshSecretState::Active,
+            expires_at: None,
+            created_at: at.clone(),
+            used_at: None,
+        };
+        let exchanged = match secret.kind {
+            RefreshSecretKind::Enrolment => {
+                state
+                    .store
+                    .enrol_instance(&req.instance_id, &next_row, &at)
+                    .await?
+            }
+            RefreshSecretKind::Instance => {
+                state
+                    .store
+                    .rotate_refresh_secret(&self.key.presented_hash, &next_row, &at)
+                    .await?
+            }
+        };
+        let answer = RefreshResponse {
+            credentials: payload_credentials(issued.clone()),
+            refresh_secret: next,
+        };
+        if exchanged == Exchange::Done {
+            state
+                .recent_exchanges
+                .remember(self.key.clone(), source, Instant::now(), &answer);
+        } else if let Some(answer) = retried(state, &self.key, source).await? {
+            // Two copies of one request raced; the other won and its answer is the answer.
+            audit::record_ok(state, self.entry, Some(retry_detail())).await;
+            return Ok(answer);
         } else {
-            "refreshed"
-        },
-        issued.expiration.to_rfc3339()
-    );
-    audit::record_ok(&state, entry, Some(detail)).await;
-    tracing::info!(deployment = %row.id, instance = %req.instance_id, key = %issued.key.access_key_id, expires = %issued.expiration, "instance credentials issued");
-    Ok(Json(answer))
+            tracing::warn!(deployment = %row.id, instance = %req.instance_id, source_ip = %source, "ALERT: two requests raced with one refresh secret");
+            return Err(self
+                .deny(
+                    AuditDecision::Replay,
+                    "ALERT: the refresh secret was exchanged by a concurrent request".into(),
+                    "the refresh secret was already used",
+                )
+                .await);
+        }
+        let done = match secret.kind {
+            RefreshSecretKind::Enrolment => "enrolled",
+            RefreshSecretKind::Instance => "refreshed",
+        };
+        let detail = format!("{done} until {}", issued.expiration.to_rfc3339());
+        audit::record_ok(state, self.entry, Some(detail)).await;
+        tracing::info!(deployment = %row.id, instance = %req.instance_id, key = %issued.key.access_key_id, expires = %issued.expiration, "instance credentials issued");
+        Ok(answer)
+    }
 }
 
 fn retry_detail() -> String {

@@ -32,11 +32,12 @@ pub struct AuditRow {
     pub action: String,
     /// JSON list of resource ARNs.
     pub resources: String,
-    /// `allowed`, `explicitDeny`, `implicitDeny`.
+    /// The word of an `AuditDecision`. Kept as the text stored, not parsed: the chain's hash
+    /// covers these exact bytes, and an edited record must still be read to be reported.
     pub decision: String,
     /// AWS's request id for the EC2 call, if one was made.
     pub aws_request_id: Option<String>,
-    /// `ok`, `denied`, or `error`.
+    /// The word of an `AuditOutcome`, kept as stored for the same reason.
     pub outcome: String,
     /// Why (the deciding statements, or the error).
     pub detail: Option<String>,

@@ -4,7 +4,8 @@
 //! instance enrolling, a secret being rotated) are single conditional statements inside a
 //! transaction, so two requests presenting the same secret cannot both win.
 
-use crate::{get, is_unique_violation, Store, StoreError, VaultRow};
+use crate::{get, get_state, is_unique_violation, Store, StoreError, VaultRow};
+use airlock_api::state::{RefreshSecretKind, RefreshSecretState};
 use sqlx::any::AnyRow;
 
 /// A refresh secret as stored (its hash only).
@@ -16,10 +17,10 @@ pub struct RefreshSecretRow {
     pub deployment_id: String,
     /// `None` for an enrolment secret shared by one launch; the instance otherwise.
     pub instance_id: Option<String>,
-    /// `enrolment` or `instance`.
-    pub kind: String,
-    /// `active`, `used` (rotated away) or `revoked`.
-    pub state: String,
+    /// An enrolment secret or an instance's own.
+    pub kind: RefreshSecretKind,
+    /// Whether it may still be exchanged.
+    pub state: RefreshSecretState,
     /// RFC 3339; `None` when it does not expire by time.
     pub expires_at: Option<String>,
     /// RFC 3339.
@@ -28,18 +29,13 @@ pub struct RefreshSecretRow {
     pub used_at: Option<String>,
 }
 
-/// Kind of a secret shared by the instances of one launch, exchanged once per instance.
-pub const ENROLMENT: &str = "enrolment";
-/// Kind of a secret held by one instance, rotated at every refresh.
-pub const INSTANCE: &str = "instance";
-
 fn refresh_secret(row: &AnyRow) -> Result<RefreshSecretRow, StoreError> {
     Ok(RefreshSecretRow {
         secret_hash: get(row, "secret_hash")?,
         deployment_id: get(row, "deployment_id")?,
         instance_id: get(row, "instance_id")?,
-        kind: get(row, "kind")?,
-        state: get(row, "state")?,
+        kind: get_state(row, "kind")?,
+        state: get_state(row, "state")?,
         expires_at: get(row, "expires_at")?,
         created_at: get(row, "created_at")?,
         used_at: get(row, "used_at")?,
@@ -119,11 +115,14 @@ impl Store {
     ) -> Result<Exchange, StoreError> {
         let mut tx = self.pool().begin().await?;
         let retired = sqlx::query(
-            "UPDATE refresh_secrets SET state = 'used', used_at = $1 \
-             WHERE secret_hash = $2 AND kind = 'instance' AND state = 'active'",
+            "UPDATE refresh_secrets SET state = $1, used_at = $2 \
+             WHERE secret_hash = $3 AND kind = $4 AND state = $5",
         )
+        .bind(RefreshSecretState::Used.as_str())
         .bind(at)
         .bind(old_hash)
+        .bind(RefreshSecretKind::Instance.as_str())
+        .bind(RefreshSecretState::Active.as_str())
         .execute(&mut *tx)
         .await?;
         if retired.rows_affected() != 1 {
@@ -146,11 +145,13 @@ impl Store {
         match instances {
             None => {
                 revoked += sqlx::query(
-                    "UPDATE refresh_secrets SET state = 'revoked', used_at = $1 \
-                     WHERE deployment_id = $2 AND state = 'active'",
+                    "UPDATE refresh_secrets SET state = $1, used_at = $2 \
+                     WHERE deployment_id = $3 AND state = $4",
                 )
+                .bind(RefreshSecretState::Revoked.as_str())
                 .bind(at)
                 .bind(deployment_id)
+                .bind(RefreshSecretState::Active.as_str())
                 .execute(self.pool())
                 .await?
                 .rows_affected();
@@ -158,12 +159,14 @@ impl Store {
             Some(ids) => {
                 for id in ids {
                     revoked += sqlx::query(
-                        "UPDATE refresh_secrets SET state = 'revoked', used_at = $1 \
-                         WHERE deployment_id = $2 AND instance_id = $3 AND state = 'active'",
+                        "UPDATE refresh_secrets SET state = $1, used_at = $2 \
+                         WHERE deployment_id = $3 AND instance_id = $4 AND state = $5",
                     )
+                    .bind(RefreshSecretState::Revoked.as_str())
                     .bind(at)
                     .bind(deployment_id)
                     .bind(id)
+                    .bind(RefreshSecretState::Active.as_str())
                     .execute(self.pool())
                     .await?
                     .rows_affected();
@@ -214,8 +217,8 @@ async fn insert(conn: &mut sqlx::AnyConnection, row: &RefreshSecretRow) -> Resul
     .bind(&row.secret_hash)
     .bind(&row.deployment_id)
     .bind(&row.instance_id)
-    .bind(&row.kind)
-    .bind(&row.state)
+    .bind(row.kind.as_str())
+    .bind(row.state.as_str())
     .bind(&row.expires_at)
     .bind(&row.created_at)
     .bind(&row.used_at)

@@ -161,6 +161,19 @@ where
     Ok(row.try_get(column)?)
 }
 
+/// A column holding one of the API's states, as its stored word.
+pub(crate) fn get_state<T>(row: &AnyRow, column: &str) -> Result<T, StoreError>
+where
+    T: std::str::FromStr<Err = airlock_api::state::UnknownState>,
+{
+    let word: String = get(row, column)?;
+    word.parse()
+        .map_err(|e: airlock_api::state::UnknownState| StoreError::Corrupt {
+            what: column.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }

@@ -1,6 +1,7 @@
 //! The rows the console keeps and the queries over them.
 
-use crate::{get, is_unique_violation, Store, StoreError};
+use crate::{get, get_state, is_unique_violation, Store, StoreError};
+use airlock_api::state::DeploymentState;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
@@ -83,8 +84,8 @@ pub struct DeploymentRow {
     pub desired_count: i64,
     /// Bumped on every scale, so each launch has its own EC2 client token.
     pub generation: i64,
-    /// `pending`, `launching`, `running`, `failed`.
-    pub state: String,
+    /// Where it is on its way to its desired count.
+    pub state: DeploymentState,
     /// Why it failed, with AWS's code and message.
     pub error: Option<String>,
     /// Who deployed it.
@@ -146,7 +147,7 @@ fn deployment(row: &AnyRow) -> Result<DeploymentRow, StoreError> {
         spec: get(row, "spec")?,
         desired_count: get(row, "desired_count")?,
         generation: get(row, "generation")?,
-        state: get(row, "state")?,
+        state: get_state(row, "state")?,
         error: get(row, "error")?,
         created_by: get(row, "created_by")?,
         created_at: get(row, "created_at")?,
@@ -453,7 +454,7 @@ impl Store {
         .bind(&row.spec)
         .bind(row.desired_count)
         .bind(row.generation)
-        .bind(&row.state)
+        .bind(row.state.as_str())
         .bind(&row.error)
         .bind(&row.created_by)
         .bind(&row.created_at)
@@ -502,26 +503,26 @@ impl Store {
 
     /// Deployments not yet settled (to resume after a restart).
     pub async fn unsettled_deployments(&self) -> Result<Vec<DeploymentRow>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM deployments WHERE state IN ('pending', 'launching') ORDER BY created_at",
-        )
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(deployment)
-        .collect()
+        sqlx::query("SELECT * FROM deployments WHERE state IN ($1, $2) ORDER BY created_at")
+            .bind(DeploymentState::Pending.as_str())
+            .bind(DeploymentState::Launching.as_str())
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(deployment)
+            .collect()
     }
 
     /// Sets state and error.
     pub async fn set_deployment_state(
         &self,
         id: &str,
-        state: &str,
+        state: DeploymentState,
         error: Option<&str>,
         at: &str,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE deployments SET state = $1, error = $2, updated_at = $3 WHERE id = $4")
-            .bind(state)
+            .bind(state.as_str())
             .bind(error)
             .bind(at)
             .bind(id)
@@ -539,10 +540,11 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "UPDATE deployments SET desired_count = $1, generation = generation + 1, state = 'pending', \
-             error = NULL, updated_at = $2 WHERE id = $3",
+            "UPDATE deployments SET desired_count = $1, generation = generation + 1, state = $2, \
+             error = NULL, updated_at = $3 WHERE id = $4",
         )
         .bind(desired_count)
+        .bind(DeploymentState::Pending.as_str())
         .bind(at)
         .bind(id)
         .execute(&mut *tx)

@@ -90,19 +90,41 @@ fn short_form(resource: &str) -> Option<(&str, &str)> {
         .filter(|(k, id)| !k.is_empty() && !id.is_empty())
 }
 
+/// Each account named in a check, and the caller's right to use it (`None` for the row when it
+/// may not: the answer is then the same whether the account exists or not).
+type Accounts = HashMap<String, (Option<AccountRow>, AuthorizeCheckResult)>;
+
+/// Per account, the current tags of the resources asked about, by id.
+type Tags = HashMap<String, HashMap<String, Vec<airlock_cloud::Tag>>>;
+
 /// `POST /v1/authorize/check`.
 pub async fn authorize_check(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<AuthorizeCheckRequest>,
 ) -> ApiResult<Json<AuthorizeCheckResponse>> {
-    if req.checks.len() > MAX_CHECKS {
+    validate_checks(&req.checks)?;
+    let policies = policies_of(&state, &caller.user).await?;
+    let caller = principal(&caller);
+    let accounts = accounts_named(&state, &policies, &caller, &req.checks).await?;
+    let tags = current_tags(&state, &req.checks, &accounts).await?;
+    let results = req
+        .checks
+        .iter()
+        .map(|c| answer(&policies, &caller, c, &accounts, &tags))
+        .collect();
+    Ok(Json(AuthorizeCheckResponse { results }))
+}
+
+/// The request's form: how many checks, and that each action and resource can be decided.
+fn validate_checks(checks: &[AuthorizeCheckItem]) -> ApiResult<()> {
+    if checks.len() > MAX_CHECKS {
         return Err(ApiError::field(
             "checks",
             format!("at most {MAX_CHECKS} checks per request"),
         ));
     }
-    for (i, c) in req.checks.iter().enumerate() {
+    for (i, c) in checks.iter().enumerate() {
         if c.action.is_empty() || !c.action.contains(':') {
             return Err(ApiError::field(
                 format!("checks[{i}].action"),
@@ -123,24 +145,27 @@ pub async fn authorize_check(
             ));
         }
     }
-    let policies = policies_of(&state, &caller.user).await?;
-    let caller = principal(&caller);
+    Ok(())
+}
 
-    // Accounts named, the caller's right to use each, and (only where it may) the current tags
-    // of the concrete resources asked about, one EC2 lookup per account.
-    // An account the caller may not use is not looked up: the answer is the same whether it
-    // exists or not.
-    let mut accounts: HashMap<String, (Option<AccountRow>, AuthorizeCheckResult)> = HashMap::new();
-    let mut tags: HashMap<String, HashMap<String, Vec<airlock_cloud::Tag>>> = HashMap::new();
-    for (i, c) in req.checks.iter().enumerate() {
+/// The accounts the checks name, each decided for `airlock:UseAccount` first and looked up
+/// only if the caller may use it.
+async fn accounts_named(
+    state: &AppState,
+    policies: &[Policy],
+    caller: &Principal,
+    checks: &[AuthorizeCheckItem],
+) -> ApiResult<Accounts> {
+    let mut accounts = Accounts::new();
+    for (i, c) in checks.iter().enumerate() {
         let Some(name) = &c.account else { continue };
         if accounts.contains_key(name) {
             continue;
         }
         let check = airlock_access::ops::use_account(name);
         let using = decide(
-            &policies,
-            &caller,
+            policies,
+            caller,
             &check.action,
             &check.resource,
             Context::new(),
@@ -157,12 +182,22 @@ pub async fn authorize_check(
         };
         accounts.insert(name.clone(), (row, using));
     }
-    for (name, (_, using)) in &accounts {
+    Ok(accounts)
+}
+
+/// The current tags of the concrete resources asked about, one EC2 lookup per account the
+/// caller may use.
+async fn current_tags(
+    state: &AppState,
+    checks: &[AuthorizeCheckItem],
+    accounts: &Accounts,
+) -> ApiResult<Tags> {
+    let mut tags = Tags::new();
+    for (name, (_, using)) in accounts {
         if !using.allowed {
             continue;
         }
-        let mut ids: Vec<String> = req
-            .checks
+        let mut ids: Vec<String> = checks
             .iter()
             .filter(|c| c.account.as_deref() == Some(name))
             .filter_map(|c| short_form(&c.resource))
@@ -174,28 +209,22 @@ pub async fn authorize_check(
         if ids.is_empty() {
             continue;
         }
-        let (_, target) = accounts::target(&state, name).await?;
+        let (_, target) = accounts::target(state, name).await?;
         let ec2 = state.cloud.ec2(&target).await?;
         tags.insert(
             name.clone(),
             state.tags.tags(ec2.as_ref(), name, &ids).await?,
         );
     }
-
-    let results = req
-        .checks
-        .iter()
-        .map(|c| answer(&policies, &caller, c, &accounts, &tags))
-        .collect();
-    Ok(Json(AuthorizeCheckResponse { results }))
+    Ok(tags)
 }
 
 fn answer(
     policies: &[Policy],
     caller: &Principal,
     c: &AuthorizeCheckItem,
-    accounts: &HashMap<String, (Option<AccountRow>, AuthorizeCheckResult)>,
-    tags: &HashMap<String, HashMap<String, Vec<airlock_cloud::Tag>>>,
+    accounts: &Accounts,
+    tags: &Tags,
 ) -> AuthorizeCheckResult {
     let context = request_context(&c.context);
     let Some((row, using)) = c.account.as_ref().and_then(|a| accounts.get(a)) else {

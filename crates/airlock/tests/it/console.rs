@@ -216,7 +216,12 @@ async fn a_restart_after_launch_finds_instances_by_tag_and_never_launches_twice(
     console.stop();
     let store = airlock_store::Store::open(&console.database).await.unwrap();
     store
-        .set_deployment_state(&dep_id, "pending", None, "2026-01-01T00:00:00Z")
+        .set_deployment_state(
+            &dep_id,
+            "pending".parse().unwrap(),
+            None,
+            "2026-01-01T00:00:00Z",
+        )
         .await
         .unwrap();
     store.set_deployment_instances(&dep_id, &[]).await.unwrap();

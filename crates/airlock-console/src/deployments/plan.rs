@@ -1,0 +1,260 @@
+//! What a deployment needs next, decided from what EC2 reports and nothing else.
+//!
+//! The handlers and the watcher look instances up, call these functions, and do what they
+//! say; every decision about counts, surplus, settling and failing is here, without I/O, so it
+//! is tested on its own.
+
+use airlock_api::state::DeploymentState;
+use airlock_cloud::Instance;
+use std::cmp::Ordering;
+use std::time::Duration;
+
+/// EC2 states in which an instance still counts towards a deployment.
+pub const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+/// What to do with a deployment's live instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Launch this many more.
+    Launch(u32),
+    /// Terminate these (the newest surplus).
+    Terminate(Vec<String>),
+    /// Every desired instance runs.
+    Settled,
+    /// As many as desired are live, not all running yet: look again later.
+    Waiting,
+    /// It will not get there by waiting: why.
+    Failed(String),
+}
+
+/// What a reconcile does: launch what is missing, terminate the surplus, or nothing.
+pub fn reconcile(desired: usize, live: &[Instance]) -> Plan {
+    match live.len().cmp(&desired) {
+        Ordering::Less => Plan::Launch(missing(desired, live)),
+        Ordering::Greater => Plan::Terminate(surplus(desired, live)),
+        Ordering::Equal if all_running(live) => Plan::Settled,
+        Ordering::Equal => Plan::Waiting,
+    }
+}
+
+/// How many instances a launch asks for.
+fn missing(desired: usize, live: &[Instance]) -> u32 {
+    u32::try_from(desired.saturating_sub(live.len())).unwrap_or(u32::MAX)
+}
+
+/// The instances beyond `desired`, newest first, so the longest-running instances stay.
+fn surplus(desired: usize, live: &[Instance]) -> Vec<String> {
+    let mut newest_first: Vec<&Instance> = live.iter().collect();
+    newest_first.sort_by(|a, b| {
+        b.launch_time
+            .cmp(&a.launch_time)
+            .then(b.instance_id.cmp(&a.instance_id))
+    });
+    newest_first
+        .into_iter()
+        .take(live.len().saturating_sub(desired))
+        .map(|i| i.instance_id.clone())
+        .collect()
+}
+
+/// The state a deployment is left in after a reconcile, with the instances then live.
+pub fn state_after_reconcile(desired: usize, live: &[Instance]) -> DeploymentState {
+    if live.len() == desired && all_running(live) {
+        DeploymentState::Running
+    } else {
+        DeploymentState::Launching
+    }
+}
+
+/// What a look at a launching deployment's instances says: settled, still on the way, or
+/// failed because instances were terminated under it and none is left to come up.
+pub fn watch(desired: usize, live: &[Instance]) -> Plan {
+    if live.len() == desired && all_running(live) {
+        Plan::Settled
+    } else if live.len() < desired && !live.iter().any(|i| i.state == "pending") {
+        Plan::Failed(format!(
+            "{} of {desired} instances are running; the others were terminated during launch",
+            live.len()
+        ))
+    } else {
+        Plan::Waiting
+    }
+}
+
+fn all_running(live: &[Instance]) -> bool {
+    live.iter().all(|i| i.state == "running")
+}
+
+/// What the watcher does next with a deployment in `state`, watched for `elapsed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watch {
+    /// Created or rescaled but its launch was never recorded (a restart mid-launch): reconcile.
+    Reconcile,
+    /// Look at its instances again.
+    Look,
+    /// It waited too long: mark it failed, why.
+    TimedOut(String),
+    /// Settled or failed: nothing more to watch.
+    Stop,
+}
+
+/// The watcher's next step.
+pub fn next_watch(state: DeploymentState, elapsed: Duration, timeout: Duration) -> Watch {
+    match state {
+        DeploymentState::Pending => Watch::Reconcile,
+        DeploymentState::Launching if elapsed > timeout => Watch::TimedOut(format!(
+            "timed out after {} s waiting for the instances to run",
+            timeout.as_secs()
+        )),
+        DeploymentState::Launching => Watch::Look,
+        DeploymentState::Running | DeploymentState::Failed => Watch::Stop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn instance(id: &str, state: &str, launched_minute: u32) -> Instance {
+        Instance {
+            instance_id: id.into(),
+            image_id: None,
+            instance_type: None,
+            state: state.into(),
+            private_ip: None,
+            public_ip: None,
+            subnet_id: None,
+            vpc_id: None,
+            launch_time: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, launched_minute, 0)
+                .single(),
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn too_few_live_launches_what_is_missing() {
+        let live = [instance("i-1", "running", 0)];
+        assert_eq!(reconcile(3, &live), Plan::Launch(2));
+        assert_eq!(reconcile(1, &[]), Plan::Launch(1));
+    }
+
+    #[test]
+    fn more_live_than_desired_terminates_the_newest() {
+        let live = [
+            instance("i-old", "running", 0),
+            instance("i-new", "running", 9),
+            instance("i-mid", "stopped", 5),
+        ];
+        assert_eq!(
+            reconcile(1, &live),
+            Plan::Terminate(vec!["i-new".into(), "i-mid".into()])
+        );
+        assert_eq!(
+            reconcile(0, &live),
+            Plan::Terminate(vec!["i-new".into(), "i-mid".into(), "i-old".into()])
+        );
+    }
+
+    #[test]
+    fn instances_launched_together_go_by_id() {
+        let live = [instance("i-a", "running", 1), instance("i-b", "running", 1)];
+        assert_eq!(reconcile(1, &live), Plan::Terminate(vec!["i-b".into()]));
+    }
+
+    #[test]
+    fn the_desired_count_is_settled_once_all_run() {
+        let running = [instance("i-1", "running", 0), instance("i-2", "running", 0)];
+        assert_eq!(reconcile(2, &running), Plan::Settled);
+        let booting = [instance("i-1", "running", 0), instance("i-2", "pending", 0)];
+        assert_eq!(reconcile(2, &booting), Plan::Waiting);
+        assert_eq!(reconcile(0, &[]), Plan::Settled);
+    }
+
+    #[test]
+    fn after_a_reconcile_only_all_running_is_running() {
+        let running = [instance("i-1", "running", 0)];
+        assert_eq!(state_after_reconcile(1, &running), DeploymentState::Running);
+        let booting = [instance("i-1", "pending", 0)];
+        assert_eq!(
+            state_after_reconcile(1, &booting),
+            DeploymentState::Launching
+        );
+        // A launch that returned fewer instances than asked keeps the deployment launching.
+        assert_eq!(
+            state_after_reconcile(2, &running),
+            DeploymentState::Launching
+        );
+    }
+
+    #[test]
+    fn a_watch_settles_waits_or_fails() {
+        let running = [instance("i-1", "running", 0), instance("i-2", "running", 0)];
+        assert_eq!(watch(2, &running), Plan::Settled);
+        let booting = [instance("i-1", "running", 0), instance("i-2", "pending", 0)];
+        assert_eq!(watch(2, &booting), Plan::Waiting);
+        // One still pending may yet come up, with the other gone.
+        assert_eq!(watch(2, &booting[1..]), Plan::Waiting);
+    }
+
+    #[test]
+    fn instances_terminated_under_a_launch_fail_it() {
+        let left = [instance("i-1", "running", 0)];
+        assert_eq!(
+            watch(3, &left),
+            Plan::Failed(
+                "1 of 3 instances are running; the others were terminated during launch".into()
+            )
+        );
+        assert!(matches!(watch(2, &[]), Plan::Failed(_)));
+    }
+
+    #[test]
+    fn a_failed_launch_is_launched_again_by_a_reconcile_but_fails_a_watch() {
+        // RunInstances refused: nothing new is live.
+        let before = [instance("i-1", "running", 0)];
+        assert_eq!(reconcile(2, &before), Plan::Launch(1));
+        assert!(matches!(watch(2, &before), Plan::Failed(_)));
+        assert_eq!(
+            next_watch(
+                DeploymentState::Failed,
+                Duration::ZERO,
+                Duration::from_secs(60)
+            ),
+            Watch::Stop
+        );
+    }
+
+    #[test]
+    fn a_watch_never_acts_on_a_surplus() {
+        let live = [instance("i-1", "running", 0), instance("i-2", "running", 0)];
+        assert_eq!(watch(1, &live), Plan::Waiting);
+    }
+
+    #[test]
+    fn the_watcher_reconciles_pending_and_times_out_launching() {
+        let minute = Duration::from_secs(60);
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            next_watch(DeploymentState::Pending, minute * 9, minute),
+            Watch::Reconcile
+        );
+        assert_eq!(
+            next_watch(DeploymentState::Launching, second, minute),
+            Watch::Look
+        );
+        assert_eq!(
+            next_watch(DeploymentState::Launching, minute + second, minute),
+            Watch::TimedOut("timed out after 60 s waiting for the instances to run".into())
+        );
+        assert_eq!(
+            next_watch(DeploymentState::Running, second, minute),
+            Watch::Stop
+        );
+        assert_eq!(
+            next_watch(DeploymentState::Failed, second, minute),
+            Watch::Stop
+        );
+    }
+}
