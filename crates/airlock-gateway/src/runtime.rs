@@ -9,7 +9,7 @@ use crate::console::ConsoleClient;
 use crate::discovery::{self, Discovery, GroupKey};
 use crate::metrics::{GlobalMetrics, GroupStats, UpstreamMetrics};
 use crate::routes::RouteTable;
-use airlock_cloud::Instance;
+use airlock_cloud::{Cloud, Instance};
 use arc_swap::ArcSwap;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -146,6 +146,8 @@ pub struct Shared {
     pub refreshed: tokio::sync::watch::Sender<u64>,
     /// The console the gateway follows (`--console`), for configurations and console accounts.
     pub console: Option<Arc<ConsoleClient>>,
+    /// Resolves the standard AWS credential chain when [`Settings::default_chain`] asks for it.
+    pub cloud: Option<Arc<dyn Cloud>>,
     groups: Mutex<BTreeMap<String, GroupStatus>>,
     epoch: Instant,
 }
@@ -162,6 +164,7 @@ impl Shared {
             warnings: Mutex::new(Vec::new()),
             refreshed: tokio::sync::watch::channel(0).0,
             console: None,
+            cloud: None,
             groups: Mutex::new(BTreeMap::new()),
             epoch: Instant::now(),
         }
@@ -411,7 +414,7 @@ async fn chain_credentials(
     if !needed || shared.settings.default_credentials.is_some() || !shared.settings.default_chain {
         return None;
     }
-    match airlock_aws::default_chain_credentials().await {
+    match shared.cloud.as_ref()?.default_credentials().await {
         Ok(key) => Some(AwsSecret {
             access_key_id: key.access_key_id,
             secret_access_key: key.secret_access_key,
