@@ -105,21 +105,7 @@ pub async fn run(args: FleetSettings, cloud: Arc<dyn Cloud>) -> Result<(), Fleet
             .map_err(|e| FleetError::Other(format!("cannot find this binary: {e}")))?,
     };
     airlock_os::ensure_private_dir(&args.dir).map_err(file_error(&args.dir))?;
-    let target = Target {
-        region: args.region.clone(),
-        endpoint_url: Some(args.endpoint_url.clone()),
-        credentials: AccessKey {
-            access_key_id: std::env::var("AWS_ACCESS_KEY_ID")
-                .unwrap_or_else(|_| "AKIAIOSFODNN7EXAMPLE".to_owned()),
-            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY")
-                .unwrap_or_else(|_| "fleet-not-secret".to_owned())
-                .into(),
-            session_token: None,
-        },
-        role_arn: None,
-        external_id: None,
-    };
-    let ec2 = cloud.ec2(&target).await?;
+    let ec2 = cloud.ec2(&moto_target(&args)).await?;
     tracing::info!(endpoint = %args.endpoint_url, dir = %args.dir.display(), "local fleet watching loopback instances");
     let mut members: HashMap<String, Member> = HashMap::new();
     let mut last_written = String::new();
@@ -176,6 +162,24 @@ pub async fn run(args: FleetSettings, cloud: Arc<dyn Cloud>) -> Result<(), Fleet
     }
     tracing::info!("local fleet stopped");
     Ok(())
+}
+
+/// The local endpoint, with the environment's keys (moto accepts any).
+fn moto_target(args: &FleetSettings) -> Target {
+    Target {
+        region: args.region.clone(),
+        endpoint_url: Some(args.endpoint_url.clone()),
+        credentials: AccessKey {
+            access_key_id: std::env::var("AWS_ACCESS_KEY_ID")
+                .unwrap_or_else(|_| "AKIAIOSFODNN7EXAMPLE".to_owned()),
+            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY")
+                .unwrap_or_else(|_| "fleet-not-secret".to_owned())
+                .into(),
+            session_token: None,
+        },
+        role_arn: None,
+        external_id: None,
+    }
 }
 
 /// The instance's private address if it is an IPv4 loopback one (nothing else is ever used).
