@@ -1,8 +1,8 @@
 //! End-to-end tests of the console through the `airlock` binary, against moto and a real store
 //! (SQLite, or PostgreSQL with AIRLOCK_TEST_DATABASE=postgres).
 
-use base64::Engine;
 use crate::common::*;
+use base64::Engine;
 use serde_json::Value;
 
 fn ids(dep: &Value) -> Vec<String> {
