@@ -7,18 +7,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use airlock_aws::AwsCloud;
-use airlock_cloud::{AccessKey, Cloud as _, Target};
+use airlock_cloud::{AccessKey, Cloud, Target};
 use airlock_payload::{find_payload, Credentials, ExposeSecret as _, Payload};
 use chrono::Utc;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::args::RunArgs;
 use crate::console::ConsoleLink;
 use crate::endpoint::{Endpoint, Served};
 use crate::imds::{ImdsClient, ImdsConfig};
 use crate::profile::{write_profile, ProfileKeys};
+use crate::settings::AgentSettings;
 use crate::status::{KeyInfo, Status};
 use crate::store::{
     StateDir, StoredState, ENV_FILE, SESSION_FILE, STATE_FILE, STATUS_FILE, TASKS_FILE,
@@ -38,7 +37,7 @@ struct Boot {
 
 /// Validated settings.
 struct Settings {
-    args: RunArgs,
+    args: AgentSettings,
     dir: StateDir,
     profile_file: Option<PathBuf>,
     console: ConsoleLink,
@@ -49,10 +48,57 @@ fn seconds(name: &str, value: f64) -> Result<Duration, AgentError> {
         .map_err(|_| AgentError::Usage(format!("{name} must be a non-negative number of seconds")))
 }
 
-/// Runs the agent (`airlock agent` and `airlock agent --once`); `console_ca` are the
-/// authorities trusted for the console besides the built-in roots.
-pub async fn run(args: RunArgs, console_ca: Vec<reqwest::Certificate>) -> Result<(), AgentError> {
-    // Validate everything before touching the network or the disk.
+/// Runs the agent (`airlock agent` and `airlock agent --once`) with `cloud` for EC2 and STS;
+/// `console_ca` are the authorities trusted for the console besides the built-in roots.
+///
+/// A setting that cannot be used is an [`AgentError::Usage`], returned before anything is read
+/// or written.
+pub async fn run(
+    args: AgentSettings,
+    cloud: Arc<dyn Cloud>,
+    console_ca: Vec<reqwest::Certificate>,
+) -> Result<(), AgentError> {
+    let (settings, imds) = validate(args, console_ca)?;
+    announce(&settings);
+    // The lock goes in before the user data is read, so nothing else reads it meanwhile.
+    let lock_failed = settings.args.lock_imds && !lock_metadata(&settings.args.imds_endpoint);
+    let boot = obtain(&settings, &imds)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot get credentials"))?;
+    let status = Arc::new(Mutex::new(initial_status(&settings, &boot)));
+    write_profile_for(&settings, boot.payload.credentials.as_ref())?;
+    let target = target_of(&boot.payload)?;
+    let ctx = TaskContext {
+        instance_id: boot.state.instance_id.clone(),
+        availability_zone: boot.state.availability_zone.clone(),
+        wait: seconds("--task-wait", settings.args.task_wait)?,
+        poll: Duration::from_millis(500),
+    };
+    if settings.args.once {
+        let dir = &settings.dir;
+        save_status(dir, &status);
+        let results = run_tasks(
+            cloud.as_ref(),
+            &target,
+            &ctx,
+            &boot.payload,
+            &[],
+            dir,
+            &status,
+        );
+        return once_outcome(&results.await, lock_failed);
+    }
+    Serving::start(settings, imds, cloud, target, boot, status)
+        .await?
+        .run(ctx)
+        .await
+}
+
+/// Checks every setting before touching the network or the disk.
+fn validate(
+    args: AgentSettings,
+    console_ca: Vec<reqwest::Certificate>,
+) -> Result<(Settings, ImdsClient), AgentError> {
     if !(900..=129_600).contains(&args.session_duration) {
         return Err(AgentError::Usage(
             "--session-duration must be 900 to 129600 seconds".to_owned(),
@@ -76,31 +122,9 @@ pub async fn run(args: RunArgs, console_ca: Vec<reqwest::Certificate>) -> Result
         console_ca,
     )?;
     if !args.once {
-        let listen: std::net::SocketAddr = args.listen.parse().map_err(|_| {
-            AgentError::Usage(format!(
-                "--listen {} is not an IP address and port",
-                args.listen
-            ))
-        })?;
-        if !listen.ip().is_loopback() {
-            return Err(AgentError::Usage(format!(
-                "--listen {listen} is not a loopback address; the credentials endpoint must not \
-                 be reachable from the network"
-            )));
-        }
+        check_listen(&args.listen)?;
     }
-    let profile_file = if args.no_profile {
-        None
-    } else {
-        Some(match &args.profile_file {
-            Some(p) => p.clone(),
-            None => std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".aws").join("credentials"))
-                .ok_or_else(|| {
-                    AgentError::Usage("HOME is not set: give --profile-file".to_owned())
-                })?,
-        })
-    };
+    let profile_file = profile_file(&args)?;
     let imds = ImdsClient::new(imds_config)?;
     let settings = Settings {
         dir: StateDir::new(&args.state_dir),
@@ -108,30 +132,59 @@ pub async fn run(args: RunArgs, console_ca: Vec<reqwest::Certificate>) -> Result
         profile_file,
         console,
     };
+    Ok((settings, imds))
+}
+
+/// The credentials endpoint must not be reachable from the network.
+fn check_listen(listen: &str) -> Result<(), AgentError> {
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        AgentError::Usage(format!("--listen {listen} is not an IP address and port"))
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(AgentError::Usage(format!(
+            "--listen {addr} is not a loopback address; the credentials endpoint must not \
+             be reachable from the network"
+        )));
+    }
+    Ok(())
+}
+
+/// The shared-credentials file to write, if any.
+fn profile_file(args: &AgentSettings) -> Result<Option<PathBuf>, AgentError> {
+    if args.no_profile {
+        return Ok(None);
+    }
+    match &args.profile_file {
+        Some(p) => Ok(Some(p.clone())),
+        None => std::env::var_os("HOME")
+            .map(|h| Some(PathBuf::from(h).join(".aws").join("credentials")))
+            .ok_or_else(|| AgentError::Usage("HOME is not set: give --profile-file".to_owned())),
+    }
+}
+
+/// Says which of the riskier settings are in force.
+fn announce(settings: &Settings) {
     if settings.args.insecure_http {
         tracing::warn!("--insecure-http: an http:// refresh URL to another host is used, so the refresh secret and the credentials may cross the network in clear text");
     }
     if settings.console.proxy.is_some() {
         tracing::info!("refreshes go through the proxy of --refresh-proxy");
     }
-    // The lock goes in before the user data is read, so nothing else reads it meanwhile.
-    let mut problems = 0;
-    if settings.args.lock_imds {
-        if let Err(e) = firewall::lock(&settings.args.imds_endpoint) {
+}
+
+/// Locks the metadata service to this user; false (and logged) when it could not be done.
+fn lock_metadata(imds_endpoint: &str) -> bool {
+    match firewall::lock(imds_endpoint) {
+        Ok(()) => true,
+        Err(e) => {
             tracing::error!(error = %e, "cannot lock the metadata service");
-            problems += 1;
+            false
         }
     }
+}
 
-    let boot = match obtain(&settings, &imds).await {
-        Ok(boot) => boot,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot get credentials");
-            return Err(e);
-        }
-    };
-    let dir = &settings.dir;
-    let status = Arc::new(Mutex::new(Status {
+fn initial_status(settings: &Settings, boot: &Boot) -> Status {
+    Status {
         mode: if settings.args.once { "once" } else { "serve" }.to_owned(),
         pid: std::process::id(),
         started_at: Some(Utc::now()),
@@ -148,89 +201,183 @@ pub async fn run(args: RunArgs, console_ca: Vec<reqwest::Certificate>) -> Result
             .map(|p| format!("{} [{}]", p.display(), settings.args.profile)),
         refresh: "not-needed".to_owned(),
         ..Status::default()
-    }));
-
-    write_profile_for(&settings, boot.payload.credentials.as_ref())?;
-    let target = target_of(&boot.payload)?;
-    let ctx = TaskContext {
-        instance_id: boot.state.instance_id.clone(),
-        availability_zone: boot.state.availability_zone.clone(),
-        wait: seconds("--task-wait", settings.args.task_wait)?,
-        poll: Duration::from_millis(500),
-    };
-    let cloud = Arc::new(AwsCloud::new());
-
-    if settings.args.once {
-        save_status(dir, &status);
-        let results = run_tasks(&cloud, &target, &ctx, &boot.payload, &[], dir, &status).await;
-        let failed = results
-            .iter()
-            .filter(|r| r.outcome == Outcome::Failed)
-            .count();
-        if failed > 0 {
-            return Err(AgentError::TasksFailed {
-                failed,
-                total: results.len(),
-            });
-        }
-        if problems > 0 {
-            return Err(AgentError::Other(
-                "the metadata service could not be locked".to_owned(),
-            ));
-        }
-        return Ok(());
     }
+}
 
-    // Long-running: the endpoint first, so local programs get credentials while tasks wait.
-    // SIGTERM is handled from before the endpoint answers: whoever sees credentials served may
-    // stop the agent cleanly.
-    let stop = shutdown_signal();
-    let token = endpoint_token(dir)?;
-    let endpoint = Endpoint::start(
-        &settings.args.listen,
-        token.clone(),
-        crate::endpoint::limits(),
-    )
-    .await?;
-    let mut served = current_served(&cloud, &target, &boot.payload, dir, &settings, false).await;
-    endpoint.set(served.clone());
-    write_env_file(dir, &endpoint.url(), &token)?;
-    {
-        let mut s = lock(&status);
-        s.endpoint_url = Some(endpoint.url());
-        s.served = served.as_ref().map(served_info);
+/// `--once`: failed tasks, then a failed lock, make the run fail.
+fn once_outcome(results: &[TaskResult], lock_failed: bool) -> Result<(), AgentError> {
+    let failed = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .count();
+    if failed > 0 {
+        return Err(AgentError::TasksFailed {
+            failed,
+            total: results.len(),
+        });
     }
-    tracing::info!(
-        url = %endpoint.url(),
-        env_file = %dir.file(ENV_FILE).display(),
-        key = served.as_ref().map(|s| s.access_key_id.as_str()).unwrap_or("-"),
-        "serving credentials"
-    );
-    save_status(dir, &status);
+    if lock_failed {
+        return Err(AgentError::Other(
+            "the metadata service could not be locked".to_owned(),
+        ));
+    }
+    Ok(())
+}
 
-    let tasks = tokio::spawn(task_loop(
-        cloud.clone(),
-        target.clone(),
-        ctx,
-        boot.payload.clone(),
-        dir.clone(),
-        status.clone(),
-    ));
+/// The long-running agent: the endpoint serves while this renews what it serves.
+struct Serving {
+    settings: Settings,
+    imds: ImdsClient,
+    cloud: Arc<dyn Cloud>,
+    target: Target,
+    state: StoredState,
+    source: Option<IpAddr>,
+    status: Arc<Mutex<Status>>,
+    endpoint: Endpoint,
+    payload: Payload,
+    served: Option<Served>,
+    /// The stored state is known to be this instance's.
+    verified: bool,
+    backoff: Duration,
+    /// Why the last refresh failed, until one succeeds.
+    failing: Option<String>,
+}
 
-    let mut verified = boot.verified;
-    let mut payload = boot.payload;
-    let mut backoff = Duration::from_secs(15);
-    let mut failing: Option<String> = None;
-    tokio::pin!(stop);
-    loop {
-        let margin = settings
-            .args
-            .refresh_before
-            .unwrap_or((settings.args.session_duration / 10).clamp(60, 600));
-        let plan = plan_refresh(&payload, served.as_ref(), margin);
+/// What the loop does after its wait.
+enum Step {
+    Stop,
+    Continue,
+}
+
+impl Serving {
+    /// The endpoint first, so local programs get credentials while tasks wait.
+    async fn start(
+        settings: Settings,
+        imds: ImdsClient,
+        cloud: Arc<dyn Cloud>,
+        target: Target,
+        boot: Boot,
+        status: Arc<Mutex<Status>>,
+    ) -> Result<Self, AgentError> {
+        let dir = &settings.dir;
+        let token = endpoint_token(dir)?;
+        let endpoint = Endpoint::start(
+            &settings.args.listen,
+            token.clone(),
+            crate::endpoint::limits(),
+        )
+        .await?;
+        let served = current_served(
+            cloud.as_ref(),
+            &target,
+            &boot.payload,
+            dir,
+            &settings,
+            false,
+        )
+        .await;
+        endpoint.set(served.clone());
+        write_env_file(dir, &endpoint.url(), &token)?;
         {
             let mut s = lock(&status);
-            match &failing {
+            s.endpoint_url = Some(endpoint.url());
+            s.served = served.as_ref().map(served_info);
+        }
+        tracing::info!(
+            url = %endpoint.url(),
+            env_file = %dir.file(ENV_FILE).display(),
+            key = served.as_ref().map(|s| s.access_key_id.as_str()).unwrap_or("-"),
+            "serving credentials"
+        );
+        save_status(dir, &status);
+        Ok(Serving {
+            settings,
+            imds,
+            cloud,
+            target,
+            state: boot.state,
+            source: boot.source,
+            status,
+            endpoint,
+            payload: boot.payload,
+            served,
+            verified: boot.verified,
+            backoff: Duration::from_secs(15),
+            failing: None,
+        })
+    }
+
+    /// Serves, verifies and renews until SIGTERM or Ctrl-C; the boot tasks run beside it.
+    async fn run(mut self, ctx: TaskContext) -> Result<(), AgentError> {
+        // SIGTERM is handled from before the endpoint answers: whoever sees credentials served
+        // may stop the agent cleanly.
+        let stop = shutdown_signal();
+        let tasks = tokio::spawn(task_loop(
+            self.cloud.clone(),
+            self.target.clone(),
+            ctx,
+            self.payload.clone(),
+            self.settings.dir.clone(),
+            self.status.clone(),
+        ));
+        tokio::pin!(stop);
+        let ended = loop {
+            match self.step(&mut stop).await {
+                Ok(Step::Continue) => {}
+                Ok(Step::Stop) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        tasks.abort();
+        ended?;
+        tracing::info!("stopping; the stored credentials stay for the next start");
+        lock(&self.status).mode = "stopped".to_owned();
+        save_status(&self.settings.dir, &self.status);
+        Ok(())
+    }
+
+    /// One turn: publish the plan, wait for it, then verify and renew as it says.
+    async fn step(
+        &mut self,
+        stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Result<Step, AgentError> {
+        let plan = self.plan();
+        self.publish(&plan);
+        tokio::select! {
+            () = stop.as_mut() => return Ok(Step::Stop),
+            () = tokio::time::sleep(self.wait(&plan)) => {}
+        }
+        if !self.verified {
+            self.verify().await?;
+            if plan.at.is_none_or(|at| at > Utc::now()) {
+                return Ok(Step::Continue);
+            }
+        }
+        if plan.at.is_some_and(|at| at <= Utc::now()) {
+            if let Some(backoff) = self.renew().await {
+                tokio::select! {
+                    () = stop.as_mut() => return Ok(Step::Stop),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    fn plan(&self) -> Plan {
+        let margin = self
+            .settings
+            .args
+            .refresh_before
+            .unwrap_or((self.settings.args.session_duration / 10).clamp(60, 600));
+        plan_refresh(&self.payload, self.served.as_ref(), margin)
+    }
+
+    /// Writes the plan (or the failure that outlives it) to the status file.
+    fn publish(&self, plan: &Plan) {
+        {
+            let mut s = lock(&self.status);
+            match &self.failing {
                 Some(problem) if plan.state != "expired" => {
                     s.refresh = "failing".to_owned();
                     s.refresh_message = Some(problem.clone());
@@ -240,90 +387,83 @@ pub async fn run(args: RunArgs, console_ca: Vec<reqwest::Certificate>) -> Result
                     s.refresh_message = Some(plan.message.clone());
                 }
             }
-            s.served = served.as_ref().map(served_info);
-            s.verified = verified;
+            s.served = self.served.as_ref().map(served_info);
+            s.verified = self.verified;
         }
-        save_status(dir, &status);
-        let wait = match (&plan.at, verified) {
+        save_status(&self.settings.dir, &self.status);
+    }
+
+    fn wait(&self, plan: &Plan) -> Duration {
+        match (&plan.at, self.verified) {
             (_, false) => Duration::from_secs(5),
             (Some(at), true) => (*at - Utc::now()).to_std().unwrap_or_default(),
             (None, true) => Duration::from_secs(3600),
         }
-        .max(Duration::from_millis(200));
-        tokio::select! {
-            () = &mut stop => break,
-            () = tokio::time::sleep(wait) => {}
+        .max(Duration::from_millis(200))
+    }
+
+    /// Asks the metadata service whose instance this is: the stored state's, or (an error)
+    /// another one's, whose credentials are withdrawn.
+    async fn verify(&mut self) -> Result<(), AgentError> {
+        match self.imds.identity(Duration::from_secs(2)).await {
+            Ok(id) if id.instance_id == self.state.instance_id => {
+                tracing::info!(instance = %id.instance_id, "metadata service reached: the stored state is this instance's");
+                self.verified = true;
+            }
+            Ok(id) => {
+                tracing::error!(instance = %id.instance_id, "the stored state belongs to another instance; withdrawing its credentials and exiting so the next start reads this instance's user data");
+                self.endpoint.set(None);
+                discard(&self.settings)?;
+                return Err(AgentError::Other(
+                    "the stored state belonged to another instance".to_owned(),
+                ));
+            }
+            Err(e) => tracing::debug!(error = %e, "metadata service still unreachable"),
         }
-        if !verified {
-            match imds.identity(Duration::from_secs(2)).await {
-                Ok(id)
-                    if id.instance_id == lock(&status).instance_id.clone().unwrap_or_default() =>
+        Ok(())
+    }
+
+    /// Renews what the endpoint serves; on failure, how long to wait before the next try.
+    async fn renew(&mut self) -> Option<Duration> {
+        let renewed = refresh(
+            self.cloud.as_ref(),
+            &self.target,
+            &mut self.payload,
+            &self.state,
+            &self.settings,
+            self.served.as_ref(),
+            self.source,
+        )
+        .await;
+        match renewed {
+            Ok(new) => {
+                tracing::info!(key = %new.access_key_id, expires = %new.expiration, source = new.source, "credentials refreshed");
+                self.endpoint.set(Some(new.clone()));
+                self.served = Some(new);
+                self.backoff = Duration::from_secs(15);
+                self.failing = None;
+                None
+            }
+            Err(e) => {
+                let until = self.served.as_ref().map(|s| s.expiration);
+                let backoff = self.backoff;
+                tracing::warn!(error = %e, serving_until = ?until, retry_in = ?backoff, "credential refresh failed; serving the last good credentials until they expire");
+                let problem = format!(
+                    "{e}; serving the last good credentials until {}",
+                    until.map(|u| u.to_rfc3339()).unwrap_or_default()
+                );
                 {
-                    tracing::info!(instance = %id.instance_id, "metadata service reached: the stored state is this instance's");
-                    verified = true;
+                    let mut s = lock(&self.status);
+                    s.refresh = "failing".to_owned();
+                    s.refresh_message = Some(problem.clone());
                 }
-                Ok(id) => {
-                    tracing::error!(instance = %id.instance_id, "the stored state belongs to another instance; withdrawing its credentials and exiting so the next start reads this instance's user data");
-                    endpoint.set(None);
-                    discard(&settings)?;
-                    tasks.abort();
-                    return Err(AgentError::Other(
-                        "the stored state belonged to another instance".to_owned(),
-                    ));
-                }
-                Err(e) => tracing::debug!(error = %e, "metadata service still unreachable"),
-            }
-            if plan.at.is_none_or(|at| at > Utc::now()) {
-                continue;
-            }
-        }
-        if plan.at.is_some_and(|at| at <= Utc::now()) {
-            match refresh(
-                &cloud,
-                &target,
-                &mut payload,
-                &boot.state,
-                &settings,
-                served.as_ref(),
-                boot.source,
-            )
-            .await
-            {
-                Ok(new) => {
-                    tracing::info!(key = %new.access_key_id, expires = %new.expiration, source = new.source, "credentials refreshed");
-                    endpoint.set(Some(new.clone()));
-                    served = Some(new);
-                    backoff = Duration::from_secs(15);
-                    failing = None;
-                }
-                Err(e) => {
-                    let until = served.as_ref().map(|s| s.expiration);
-                    tracing::warn!(error = %e, serving_until = ?until, retry_in = ?backoff, "credential refresh failed; serving the last good credentials until they expire");
-                    let problem = format!(
-                        "{e}; serving the last good credentials until {}",
-                        until.map(|u| u.to_rfc3339()).unwrap_or_default()
-                    );
-                    {
-                        let mut s = lock(&status);
-                        s.refresh = "failing".to_owned();
-                        s.refresh_message = Some(problem.clone());
-                    }
-                    failing = Some(problem);
-                    save_status(dir, &status);
-                    tokio::select! {
-                        () = &mut stop => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
-                }
+                self.failing = Some(problem);
+                save_status(&self.settings.dir, &self.status);
+                self.backoff = (backoff * 2).min(Duration::from_secs(300));
+                Some(backoff)
             }
         }
     }
-    tasks.abort();
-    tracing::info!("stopping; the stored credentials stay for the next start");
-    lock(&status).mode = "stopped".to_owned();
-    save_status(dir, &status);
-    Ok(())
 }
 
 /// Resolves at SIGTERM or Ctrl-C. SIGTERM is taken over at once, not at the first poll: until
@@ -436,51 +576,7 @@ async fn obtain(settings: &Settings, imds: &ImdsClient) -> Result<Boot, AgentErr
                 tracing::warn!(stored = %state.instance_id, instance = %id.instance_id, "the stored state belongs to another instance (an image made from a running instance?); discarding it");
                 discard(settings)?;
             }
-            let wait = seconds("--imds-wait", args.imds_wait)?;
-            let user_data = imds.user_data(wait).await?.ok_or(AgentError::NoUserData)?;
-            let mut payload = find_payload(&user_data)?;
-            if payload.credentials.is_none() {
-                bootstrap(
-                    &settings.console,
-                    &mut payload,
-                    &id.instance_id,
-                    id.local_ipv4,
-                )
-                .await?;
-            } else if payload.refresh_secret.is_some() {
-                // The launch's enrolment secret is shared by its instances through the user
-                // data: spend it at once for a secret of this instance's own. One try; if the
-                // console is not reachable, the refresh loop enrols later.
-                match console_refresh(
-                    &settings.console,
-                    &mut payload,
-                    &id.instance_id,
-                    id.local_ipv4,
-                )
-                .await
-                {
-                    Ok(()) => {
-                        tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, "enrolled with the console; the user data's secret is spent")
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot enrol with the console yet; using the user data's credentials until the first refresh")
-                    }
-                }
-            }
-            let state = StoredState::new(
-                &id.instance_id,
-                &id.region,
-                id.availability_zone.clone(),
-                &payload,
-            )?;
-            dir.write_json(STATE_FILE, &state)?;
-            tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, key = %key_id(&payload), tasks = payload.tasks.len(), state_dir = %dir.path().display(), "stored the payload from the user data");
-            Ok(Boot {
-                state,
-                payload,
-                verified: true,
-                source: id.local_ipv4,
-            })
+            from_user_data(settings, imds, &id).await
         }
         Err(e) => match stored {
             Some((state, payload)) => {
@@ -494,6 +590,58 @@ async fn obtain(settings: &Settings, imds: &ImdsClient) -> Result<Boot, AgentErr
             }
             None => Err(e),
         },
+    }
+}
+
+/// Reads the payload from the user data, turns a bootstrap or enrolment secret into this
+/// instance's own, and stores it.
+async fn from_user_data(
+    settings: &Settings,
+    imds: &ImdsClient,
+    id: &crate::imds::Identity,
+) -> Result<Boot, AgentError> {
+    let dir = &settings.dir;
+    let wait = seconds("--imds-wait", settings.args.imds_wait)?;
+    let user_data = imds.user_data(wait).await?.ok_or(AgentError::NoUserData)?;
+    let mut payload = find_payload(&user_data)?;
+    if payload.credentials.is_none() {
+        bootstrap(
+            &settings.console,
+            &mut payload,
+            &id.instance_id,
+            id.local_ipv4,
+        )
+        .await?;
+    } else if payload.refresh_secret.is_some() {
+        enrol(&settings.console, &mut payload, id).await;
+    }
+    let state = StoredState::new(
+        &id.instance_id,
+        &id.region,
+        id.availability_zone.clone(),
+        &payload,
+    )?;
+    dir.write_json(STATE_FILE, &state)?;
+    tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, key = %key_id(&payload), tasks = payload.tasks.len(), state_dir = %dir.path().display(), "stored the payload from the user data");
+    Ok(Boot {
+        state,
+        payload,
+        verified: true,
+        source: id.local_ipv4,
+    })
+}
+
+/// The launch's enrolment secret is shared by its instances through the user data: spend it at
+/// once for a secret of this instance's own. One try; if the console is not reachable, the
+/// refresh loop enrols later.
+async fn enrol(console: &ConsoleLink, payload: &mut Payload, id: &crate::imds::Identity) {
+    match console_refresh(console, payload, &id.instance_id, id.local_ipv4).await {
+        Ok(()) => {
+            tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, "enrolled with the console; the user data's secret is spent")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot enrol with the console yet; using the user data's credentials until the first refresh")
+        }
     }
 }
 
@@ -569,7 +717,7 @@ struct StoredSession {
 /// token). A stored session is reused while it has more than five minutes left, unless
 /// `renew`.
 async fn current_served(
-    cloud: &AwsCloud,
+    cloud: &dyn Cloud,
     target: &Target,
     payload: &Payload,
     dir: &StateDir,
@@ -586,7 +734,7 @@ async fn current_served(
 }
 
 async fn session_credentials(
-    cloud: &AwsCloud,
+    cloud: &dyn Cloud,
     target: &Target,
     payload: &Payload,
     dir: &StateDir,
@@ -716,7 +864,7 @@ fn plan_refresh(payload: &Payload, served: Option<&Served>, margin_seconds: u32)
 /// Renews what the endpoint serves: a new STS session, or (payload credentials with an expiry)
 /// new credentials from the console's refresh URL.
 async fn refresh(
-    cloud: &AwsCloud,
+    cloud: &dyn Cloud,
     target: &Target,
     payload: &mut Payload,
     state: &StoredState,
@@ -815,7 +963,7 @@ async fn console_refresh(
             .json::<serde_json::Value>()
             .await
             .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
             .unwrap_or_default();
         let text = format!("the console's refresh URL answered {status}: {message}");
         return Err(if status == reqwest::StatusCode::FORBIDDEN {
@@ -834,7 +982,7 @@ async fn console_refresh(
 
 /// Runs every task once, in order, and writes the results.
 async fn run_tasks(
-    cloud: &AwsCloud,
+    cloud: &dyn Cloud,
     target: &Target,
     ctx: &TaskContext,
     payload: &Payload,
@@ -895,7 +1043,7 @@ fn merged(now: &[TaskResult], previous: &[TaskResult]) -> Vec<TaskResult> {
 
 /// Long-running mode: run the tasks, then re-run the failed ones with backoff.
 async fn task_loop(
-    cloud: Arc<AwsCloud>,
+    cloud: Arc<dyn Cloud>,
     target: Target,
     ctx: TaskContext,
     payload: Payload,
@@ -905,7 +1053,16 @@ async fn task_loop(
     let mut results: Vec<TaskResult> = Vec::new();
     let mut delay = Duration::from_secs(10);
     loop {
-        results = run_tasks(&cloud, &target, &ctx, &payload, &results, &dir, &status).await;
+        results = run_tasks(
+            cloud.as_ref(),
+            &target,
+            &ctx,
+            &payload,
+            &results,
+            &dir,
+            &status,
+        )
+        .await;
         let failed = results
             .iter()
             .filter(|r| r.outcome == Outcome::Failed)

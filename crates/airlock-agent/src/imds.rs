@@ -268,7 +268,7 @@ pub fn region_of_zone(zone: &str) -> Option<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::imds_server::{ImdsServer, InstanceData};
+    use airlock_testbed::imds_server::{ImdsServer, InstanceData};
 
     fn client(endpoint: &str, allow_v1: bool) -> ImdsClient {
         ImdsClient::new(ImdsConfig {

@@ -177,18 +177,20 @@ async fn attach_volume(
         (Some(ours), Some(theirs)) => ours == theirs,
         _ => true,
     };
-    let mut candidates: Vec<_> = volumes.iter().filter(in_zone).collect();
-    if candidates.is_empty() {
+    // An available one first, then the lowest id, so every boot picks the same.
+    let Some(chosen) = volumes
+        .iter()
+        .filter(in_zone)
+        .min_by_key(|v| (v.state.as_deref() != Some("available"), v.volume_id.clone()))
+    else {
         return Err(format!(
             "the matching volumes are in another availability zone than this instance ({})",
             ctx.availability_zone.as_deref().unwrap_or("?")
         ));
-    }
-    // An available one first, then the lowest id, so every boot picks the same.
-    candidates.sort_by_key(|v| (v.state.as_deref() != Some("available"), v.volume_id.clone()));
-    let volume_id = candidates[0].volume_id.clone();
+    };
+    let volume_id = chosen.volume_id.clone();
     let deadline = tokio::time::Instant::now() + ctx.wait;
-    let mut state = candidates[0].state.clone();
+    let mut state = chosen.state.clone();
     while state.as_deref() != Some("available") {
         if tokio::time::Instant::now() >= deadline {
             return Err(format!(

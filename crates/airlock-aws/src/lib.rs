@@ -259,6 +259,10 @@ impl Cloud for AwsCloud {
             .map_err(cloud_error)?;
         Ok(())
     }
+
+    async fn default_credentials(&self) -> Result<AccessKey, CloudError> {
+        default_chain_credentials().await
+    }
 }
 
 fn seconds(duration: u32) -> Result<i32, CloudError> {

@@ -58,6 +58,11 @@ pub trait Cloud: Send + Sync {
         target: &Target,
         access_key_id: &str,
     ) -> Result<(), CloudError>;
+
+    /// Credentials from the standard AWS chain, resolved now (environment, shared files, web
+    /// identity, container and instance metadata): for callers without a key of their own,
+    /// such as a gateway listing with the instance's role.
+    async fn default_credentials(&self) -> Result<AccessKey, CloudError>;
 }
 
 /// The EC2 operations the console and the agent perform.

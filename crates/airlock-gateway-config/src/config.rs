@@ -592,110 +592,146 @@ fn typed<T: DeserializeOwned>(
 /// Parses and validates configuration sources: `(name, text)` pairs, usually file names and
 /// their contents. Returns every problem at once.
 pub fn load(sources: &[(String, String)], options: &LoadOptions) -> Result<Config, ConfigErrors> {
-    let mut config = Config::default();
-    let mut errors = Vec::new();
-    // Routes are checked against upstreams after all files are read.
-    let mut route_refs: Vec<(ConfigError, ObjRef)> = Vec::new();
-    let mut secret_refs: Vec<(ConfigError, ObjRef)> = Vec::new();
+    let mut loader = Loader {
+        options,
+        config: Config::default(),
+        errors: Vec::new(),
+        route_refs: Vec::new(),
+        secret_refs: Vec::new(),
+    };
     for (file, text) in sources {
         for (i, doc) in split_documents(text).iter().enumerate() {
-            let document = i + 1;
-            let mut place = Place {
-                file,
-                document,
-                object: None,
-            };
-            let value: Option<serde_json::Value> = match serde_saphyr::from_str(&doc.text) {
-                Ok(v) => v,
-                Err(e) => {
-                    errors.push(place.error("", yaml_error(&e, doc.first_line)));
-                    continue;
+            loader.document(file, i + 1, doc);
+        }
+    }
+    loader.finish()
+}
+
+/// What [`load`] has gathered so far. Routes and secret references are checked after every
+/// source is read, since they may point into a later file.
+struct Loader<'o> {
+    options: &'o LoadOptions,
+    config: Config,
+    errors: Vec<ConfigError>,
+    route_refs: Vec<(ConfigError, ObjRef)>,
+    secret_refs: Vec<(ConfigError, ObjRef)>,
+}
+
+impl Loader<'_> {
+    /// One YAML document: parsed, its kind and name found, then added by kind.
+    fn document(&mut self, file: &str, document: usize, doc: &Document) {
+        let mut place = Place {
+            file,
+            document,
+            object: None,
+        };
+        let value: Option<serde_json::Value> = match serde_saphyr::from_str(&doc.text) {
+            Ok(v) => v,
+            Err(e) => {
+                self.errors
+                    .push(place.error("", yaml_error(&e, doc.first_line)));
+                return;
+            }
+        };
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            return;
+        };
+        let Some(kind) = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .map(str::to_owned)
+        else {
+            self.errors.push(place.error(
+                "kind",
+                "missing: expected Upstream, VirtualService or Secret",
+            ));
+            return;
+        };
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("?");
+        let namespace = value
+            .pointer("/metadata/namespace")
+            .and_then(|n| n.as_str())
+            .unwrap_or(DEFAULT_NAMESPACE);
+        place.object = Some(format!("{kind} {namespace}/{name}"));
+        self.add(&kind, value, &place);
+    }
+
+    /// A document of a known kind, or a warning for any other.
+    fn add(&mut self, kind: &str, value: serde_json::Value, place: &Place<'_>) {
+        match kind {
+            "Upstream" => {
+                match typed::<RawUpstream>(value, place).and_then(|raw| upstream(raw, place)) {
+                    Ok((up, secret)) => self.add_upstream(up, secret, place),
+                    Err(e) => self.errors.push(e),
                 }
-            };
-            let Some(value) = value else { continue };
-            if value.is_null() {
-                continue;
             }
-            let Some(kind) = value
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .map(str::to_owned)
-            else {
-                errors.push(place.error(
-                    "kind",
-                    "missing: expected Upstream, VirtualService or Secret",
-                ));
-                continue;
-            };
-            let name = value
-                .pointer("/metadata/name")
-                .and_then(|n| n.as_str())
-                .unwrap_or("?");
-            let namespace = value
-                .pointer("/metadata/namespace")
-                .and_then(|n| n.as_str())
-                .unwrap_or(DEFAULT_NAMESPACE);
-            place.object = Some(format!("{kind} {namespace}/{name}"));
-            match kind.as_str() {
-                "Upstream" => match typed::<RawUpstream>(value, &place)
-                    .and_then(|raw| upstream(raw, &place))
-                {
-                    Ok((up, secret)) => {
-                        if let Some(secret) = secret.filter(|s| s.namespace != CONSOLE_NAMESPACE) {
-                            secret_refs.push((place.error("spec.awsEc2.secretRef", ""), secret));
-                        }
-                        if config.upstreams.contains_key(&up.id) {
-                            errors.push(place.error("metadata.name", "an Upstream of this name and namespace is already defined"));
-                        } else {
-                            config.upstreams.insert(up.id.clone(), up);
-                        }
+            "VirtualService" => match typed::<RawVirtualService>(value, place) {
+                Ok(raw) => match virtual_service(raw, place) {
+                    Ok((vs, refs)) => {
+                        self.route_refs.extend(refs);
+                        self.config.virtual_services.push(vs);
                     }
-                    Err(e) => errors.push(e),
+                    Err(mut e) => self.errors.append(&mut e),
                 },
-                "VirtualService" => match typed::<RawVirtualService>(value, &place) {
-                    Ok(raw) => match virtual_service(raw, &place) {
-                        Ok((vs, refs)) => {
-                            route_refs.extend(refs);
-                            config.virtual_services.push(vs);
-                        }
-                        Err(mut e) => errors.append(&mut e),
-                    },
-                    Err(e) => errors.push(e),
-                },
-                "Secret" if options.stored_in_console => errors.push(place.error(
-                    "kind",
-                    format!("Secret documents are not stored in the console (keys belong in its vault): name a console account with secretRef {{name: ACCOUNT, namespace: {CONSOLE_NAMESPACE}}}, or keep the Secret in the gateway's --secrets file"),
-                )),
-                "Secret" => match typed::<RawSecret>(value, &place).and_then(|raw| secret(raw, &place)) {
-                    Ok((id, s)) => {
-                        config.secrets.insert(id, s);
-                    }
-                    Err(e) => errors.push(e),
-                },
-                other => config.warnings.push(format!(
-                    "{file}: document {document}: ignoring kind {other} (the gateway reads Upstream, VirtualService and Secret)"
-                )),
+                Err(e) => self.errors.push(e),
+            },
+            "Secret" if self.options.stored_in_console => self.errors.push(place.error(
+                "kind",
+                format!("Secret documents are not stored in the console (keys belong in its vault): name a console account with secretRef {{name: ACCOUNT, namespace: {CONSOLE_NAMESPACE}}}, or keep the Secret in the gateway's --secrets file"),
+            )),
+            "Secret" => match typed::<RawSecret>(value, place).and_then(|raw| secret(raw, place)) {
+                Ok((id, s)) => {
+                    self.config.secrets.insert(id, s);
+                }
+                Err(e) => self.errors.push(e),
+            },
+            other => self.config.warnings.push(format!(
+                "{}: document {}: ignoring kind {other} (the gateway reads Upstream, VirtualService and Secret)",
+                place.file, place.document
+            )),
+        }
+    }
+
+    fn add_upstream(&mut self, up: Upstream, secret: Option<ObjRef>, place: &Place<'_>) {
+        if let Some(secret) = secret.filter(|s| s.namespace != CONSOLE_NAMESPACE) {
+            self.secret_refs
+                .push((place.error("spec.awsEc2.secretRef", ""), secret));
+        }
+        if self.config.upstreams.contains_key(&up.id) {
+            self.errors.push(place.error(
+                "metadata.name",
+                "an Upstream of this name and namespace is already defined",
+            ));
+        } else {
+            self.config.upstreams.insert(up.id.clone(), up);
+        }
+    }
+
+    /// Checks the references between documents, then returns the configuration or every
+    /// problem found.
+    fn finish(mut self) -> Result<Config, ConfigErrors> {
+        for (mut at, target) in self.route_refs {
+            if !self.config.upstreams.contains_key(&target) && !self.options.discover_upstreams {
+                at.message = format!(
+                    "unknown upstream {target}: no Upstream of that name and namespace is defined"
+                );
+                self.errors.push(at);
             }
         }
-    }
-    for (mut at, target) in route_refs {
-        if !config.upstreams.contains_key(&target) && !options.discover_upstreams {
-            at.message = format!(
-                "unknown upstream {target}: no Upstream of that name and namespace is defined"
-            );
-            errors.push(at);
+        for (mut at, target) in self.secret_refs {
+            if !self.config.secrets.contains_key(&target) && !self.options.stored_in_console {
+                at.message = format!("unknown secret {target}: no Secret of that name and namespace in the configuration or secrets file");
+                self.errors.push(at);
+            }
         }
-    }
-    for (mut at, target) in secret_refs {
-        if !config.secrets.contains_key(&target) && !options.stored_in_console {
-            at.message = format!("unknown secret {target}: no Secret of that name and namespace in the configuration or secrets file");
-            errors.push(at);
+        if self.errors.is_empty() {
+            Ok(self.config)
+        } else {
+            Err(ConfigErrors(self.errors))
         }
-    }
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors(errors))
     }
 }
 
@@ -715,6 +751,65 @@ fn raw_ref(r: &RawRef, default_namespace: &str) -> ObjRef {
             .unwrap_or_else(|| default_namespace.to_owned()),
         r.name.clone(),
     )
+}
+
+/// One `filters[i]` entry: a tag key, or a tag key and value.
+fn tag_filter(f: RawFilter, field: &str, place: &Place<'_>) -> Result<TagFilter, ConfigError> {
+    match (f.key, f.kv_pair) {
+        (Some(key), None) if !key.is_empty() => Ok(TagFilter::Key(key)),
+        (None, Some(kv)) if !kv.key.is_empty() => Ok(TagFilter::KvPair {
+            key: kv.key,
+            value: kv.value,
+        }),
+        (Some(_), Some(_)) => {
+            Err(place.error(field, "a filter has either `key` or `kvPair`, not both"))
+        }
+        (None, None) => Err(place.error(
+            field,
+            "a filter needs `key` (tag present) or `kvPair` (tag key and value)",
+        )),
+        _ => Err(place.error(field, "the tag key must not be empty")),
+    }
+}
+
+/// The role, external id and secret reference of an EC2 upstream go together.
+fn check_credentials(
+    role_arn: Option<&str>,
+    external_id: bool,
+    secret_ref: Option<&ObjRef>,
+    base: &str,
+    place: &Place<'_>,
+) -> Result<(), ConfigError> {
+    if external_id && role_arn.is_none() {
+        return Err(place.error(
+            format!("{base}.externalId"),
+            "only makes sense with roleArn",
+        ));
+    }
+    if let Some(arn) = role_arn {
+        if !arn.starts_with("arn:") || !arn.contains(":role/") {
+            return Err(place.error(
+                format!("{base}.roleArn"),
+                format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+            ));
+        }
+    }
+    let Some(r) = secret_ref.filter(|r| r.namespace == CONSOLE_NAMESPACE) else {
+        return Ok(());
+    };
+    if role_arn.is_some() {
+        return Err(place.error(
+            format!("{base}.roleArn"),
+            format!("cannot be combined with console account {:?}: give the account its role in the console instead", r.name),
+        ));
+    }
+    if r.name.is_empty() {
+        return Err(place.error(
+            format!("{base}.secretRef.name"),
+            "must name a console account",
+        ));
+    }
+    Ok(())
 }
 
 fn upstream(
@@ -748,27 +843,12 @@ fn upstream(
             "missing: the gateway serves EC2 upstreams (spec.awsEc2 or spec.upstreamSpec.awsEc2)",
         )),
     };
-    let mut filters = Vec::new();
-    for (i, f) in ec2.filters.into_iter().enumerate() {
-        let field = format!("{base}.filters[{i}]");
-        match (f.key, f.kv_pair) {
-            (Some(key), None) if !key.is_empty() => filters.push(TagFilter::Key(key)),
-            (None, Some(kv)) if !kv.key.is_empty() => filters.push(TagFilter::KvPair {
-                key: kv.key,
-                value: kv.value,
-            }),
-            (Some(_), Some(_)) => {
-                return Err(place.error(field, "a filter has either `key` or `kvPair`, not both"))
-            }
-            (None, None) => {
-                return Err(place.error(
-                    field,
-                    "a filter needs `key` (tag present) or `kvPair` (tag key and value)",
-                ))
-            }
-            _ => return Err(place.error(field, "the tag key must not be empty")),
-        }
-    }
+    let filters = ec2
+        .filters
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| tag_filter(f, &format!("{base}.filters[{i}]"), place))
+        .collect::<Result<Vec<_>, _>>()?;
     let region = match ec2.region {
         Some(r) if !r.is_empty() => r,
         _ => {
@@ -787,38 +867,14 @@ fn upstream(
             )
         })?,
     };
-    if ec2.external_id.is_some() && ec2.role_arn.is_none() {
-        return Err(place.error(
-            format!("{base}.externalId"),
-            "only makes sense with roleArn",
-        ));
-    }
-    if let Some(arn) = &ec2.role_arn {
-        if !arn.starts_with("arn:") || !arn.contains(":role/") {
-            return Err(place.error(
-                format!("{base}.roleArn"),
-                format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
-            ));
-        }
-    }
     let secret_ref = ec2.secret_ref.as_ref().map(|r| raw_ref(r, "default"));
-    if let Some(r) = secret_ref
-        .as_ref()
-        .filter(|r| r.namespace == CONSOLE_NAMESPACE)
-    {
-        if ec2.role_arn.is_some() {
-            return Err(place.error(
-                format!("{base}.roleArn"),
-                format!("cannot be combined with console account {:?}: give the account its role in the console instead", r.name),
-            ));
-        }
-        if r.name.is_empty() {
-            return Err(place.error(
-                format!("{base}.secretRef.name"),
-                "must name a console account",
-            ));
-        }
-    }
+    check_credentials(
+        ec2.role_arn.as_deref(),
+        ec2.external_id.is_some(),
+        secret_ref.as_ref(),
+        base,
+        place,
+    )?;
     Ok((
         Upstream {
             id,
@@ -929,6 +985,57 @@ fn hash_policies(
 
 type RouteRefs = Vec<(ConfigError, ObjRef)>;
 
+/// A route's matchers: `matchers`, Gloo's older single `matcher`, or every path.
+fn matchers_of(matchers: Option<Vec<RawMatcher>>, matcher: Option<RawMatcher>) -> Vec<RawMatcher> {
+    match (matchers, matcher) {
+        (Some(m), _) if !m.is_empty() => m,
+        (_, Some(m)) => vec![m],
+        _ => vec![RawMatcher {
+            exact: None,
+            prefix: Some("/".to_owned()),
+            regex: None,
+        }],
+    }
+}
+
+/// One route matcher at `field` of the route at `base`: an exact path, a prefix or a regex
+/// (which a prefix rewrite cannot go with, as in Gloo/Envoy).
+fn path_match(
+    m: RawMatcher,
+    field: &str,
+    base: &str,
+    rewrites: bool,
+    place: &Place<'_>,
+) -> Result<PathMatch, ConfigError> {
+    let matcher = match (m.exact, m.prefix, m.regex) {
+        (Some(e), None, None) => PathMatch::Exact(e),
+        (None, Some(p), None) => PathMatch::Prefix(p),
+        (None, None, Some(_)) if rewrites => {
+            return Err(place.error(
+                format!("{base}.options.prefixRewrite"),
+                "cannot be used with a regex matcher (as in Gloo/Envoy)",
+            ))
+        }
+        (None, None, Some(re)) => match regex::Regex::new(&format!("^(?:{re})$")) {
+            Ok(r) => PathMatch::Regex(r),
+            Err(e) => {
+                return Err(place.error(
+                    format!("{field}.regex"),
+                    format!("not a valid regular expression: {e}"),
+                ))
+            }
+        },
+        (None, None, None) => PathMatch::Prefix("/".to_owned()),
+        _ => return Err(place.error(field, "a matcher has one of `exact`, `prefix` or `regex`")),
+    };
+    if let PathMatch::Exact(p) | PathMatch::Prefix(p) = &matcher {
+        if !p.starts_with('/') {
+            return Err(place.error(field, format!("path {p:?} must start with /")));
+        }
+    }
+    Ok(matcher)
+}
+
 fn virtual_service(
     raw: RawVirtualService,
     place: &Place<'_>,
@@ -944,20 +1051,18 @@ fn virtual_service(
     };
     for (i, r) in raw.spec.virtual_host.routes.into_iter().enumerate() {
         let base = format!("spec.virtualHost.routes[{i}]");
-        let upstream = match r
+        let Some(u) = r
             .route_action
             .and_then(|a| a.single)
             .and_then(|s| s.upstream)
-        {
-            Some(u) => raw_ref(&u, &id.namespace),
-            None => {
-                errors.push(place.error(
-                    format!("{base}.routeAction.single.upstream"),
-                    "missing: the gateway routes to one upstream by name and namespace",
-                ));
-                continue;
-            }
+        else {
+            errors.push(place.error(
+                format!("{base}.routeAction.single.upstream"),
+                "missing: the gateway routes to one upstream by name and namespace",
+            ));
+            continue;
         };
+        let upstream = raw_ref(&u, &id.namespace);
         let (rewrite, lb_hash) = match r.options {
             Some(o) => (o.prefix_rewrite, o.lb_hash),
             None => (None, None),
@@ -974,64 +1079,21 @@ fn virtual_service(
                 .and_then(|p| p.prefix_rewrite)
                 .and_then(|p| p.prefix_rewrite)
         });
-        let matchers = match (r.matchers, r.matcher) {
-            (Some(m), _) if !m.is_empty() => m,
-            (_, Some(m)) => vec![m],
-            _ => vec![RawMatcher {
-                exact: None,
-                prefix: Some("/".to_owned()),
-                regex: None,
-            }],
-        };
         let mut ok = true;
-        for (j, m) in matchers.into_iter().enumerate() {
+        for (j, m) in matchers_of(r.matchers, r.matcher).into_iter().enumerate() {
             let field = format!("{base}.matchers[{j}]");
-            let matcher = match (m.exact, m.prefix, m.regex) {
-                (Some(e), None, None) => PathMatch::Exact(e),
-                (None, Some(p), None) => PathMatch::Prefix(p),
-                (None, None, Some(re)) => {
-                    if rewrite.is_some() {
-                        errors.push(place.error(
-                            format!("{base}.options.prefixRewrite"),
-                            "cannot be used with a regex matcher (as in Gloo/Envoy)",
-                        ));
-                        ok = false;
-                        continue;
-                    }
-                    match regex::Regex::new(&format!("^(?:{re})$")) {
-                        Ok(r) => PathMatch::Regex(r),
-                        Err(e) => {
-                            errors.push(place.error(
-                                format!("{field}.regex"),
-                                format!("not a valid regular expression: {e}"),
-                            ));
-                            ok = false;
-                            continue;
-                        }
-                    }
-                }
-                (None, None, None) => PathMatch::Prefix("/".to_owned()),
-                _ => {
-                    errors.push(
-                        place.error(field, "a matcher has one of `exact`, `prefix` or `regex`"),
-                    );
+            match path_match(m, &field, &base, rewrite.is_some(), place) {
+                Ok(matcher) => routes.push(Route {
+                    matcher,
+                    upstream: upstream.clone(),
+                    prefix_rewrite: rewrite.clone(),
+                    hash_policies: hashes.clone(),
+                }),
+                Err(e) => {
+                    errors.push(e);
                     ok = false;
-                    continue;
-                }
-            };
-            if let PathMatch::Exact(p) | PathMatch::Prefix(p) = &matcher {
-                if !p.starts_with('/') {
-                    errors.push(place.error(field, format!("path {p:?} must start with /")));
-                    ok = false;
-                    continue;
                 }
             }
-            routes.push(Route {
-                matcher,
-                upstream: upstream.clone(),
-                prefix_rewrite: rewrite.clone(),
-                hash_policies: hashes.clone(),
-            });
         }
         if ok {
             refs.push((

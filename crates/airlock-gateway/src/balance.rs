@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 
 /// How requests are spread over an upstream's endpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     /// Each endpoint in turn.
@@ -248,37 +248,7 @@ impl HashTable {
                 ring.sort_unstable();
                 HashTable::Ring(ring)
             }
-            Hashing::Maglev => {
-                let m = MAGLEV_SIZE as u64;
-                let perms: Vec<(u64, u64)> = endpoints
-                    .iter()
-                    .map(|e| {
-                        let id = e.instance_id.as_bytes();
-                        let offset = stable_hash(id) % m;
-                        let skip = stable_hash(&[id, b"#skip"].concat()) % (m - 1) + 1;
-                        (offset, skip)
-                    })
-                    .collect();
-                let mut next = vec![0u64; n];
-                let mut table = vec![u32::MAX; MAGLEV_SIZE];
-                let mut filled = 0;
-                'fill: loop {
-                    for (i, (offset, skip)) in perms.iter().enumerate() {
-                        let mut c = (offset + next[i] * skip) % m;
-                        while table[c as usize] != u32::MAX {
-                            next[i] += 1;
-                            c = (offset + next[i] * skip) % m;
-                        }
-                        table[c as usize] = u32::try_from(i).unwrap_or(u32::MAX);
-                        next[i] += 1;
-                        filled += 1;
-                        if filled == MAGLEV_SIZE {
-                            break 'fill;
-                        }
-                    }
-                }
-                HashTable::Maglev(table)
-            }
+            Hashing::Maglev => HashTable::Maglev(maglev_table(endpoints)),
         })
     }
 
@@ -298,10 +268,47 @@ impl HashTable {
     }
 
     /// The endpoint index at a position.
-    fn slot(&self, k: usize) -> usize {
+    fn slot(&self, k: usize) -> Option<usize> {
         match self {
-            HashTable::Ring(ring) => ring[k].1 as usize,
-            HashTable::Maglev(table) => table[k] as usize,
+            HashTable::Ring(ring) => ring.get(k).map(|(_, i)| *i as usize),
+            HashTable::Maglev(table) => table.get(k).map(|i| *i as usize),
+        }
+    }
+}
+
+/// Maglev's lookup table: each endpoint in turn takes the next free slot of its own
+/// permutation of the table, until every slot is taken.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "slots are taken modulo the table's length, and `i` enumerates `perms`, as long as `next`"
+)]
+fn maglev_table(endpoints: &[Endpoint]) -> Vec<u32> {
+    let m = MAGLEV_SIZE as u64;
+    let perms: Vec<(u64, u64)> = endpoints
+        .iter()
+        .map(|e| {
+            let id = e.instance_id.as_bytes();
+            let offset = stable_hash(id) % m;
+            let skip = stable_hash(&[id, b"#skip"].concat()) % (m - 1) + 1;
+            (offset, skip)
+        })
+        .collect();
+    let mut next = vec![0u64; perms.len()];
+    let mut table = vec![u32::MAX; MAGLEV_SIZE];
+    let mut filled = 0;
+    loop {
+        for (i, (offset, skip)) in perms.iter().enumerate() {
+            let mut c = (offset + next[i] * skip) % m;
+            while table[c as usize] != u32::MAX {
+                next[i] += 1;
+                c = (offset + next[i] * skip) % m;
+            }
+            table[c as usize] = u32::try_from(i).unwrap_or(u32::MAX);
+            next[i] += 1;
+            filled += 1;
+            if filled == MAGLEV_SIZE {
+                return table;
+            }
         }
     }
 }
@@ -344,18 +351,18 @@ impl EndpointSet {
         };
         let start = table.start(hash);
         // The owner, almost always.
-        if let Some(e) = usable(table.slot(start)) {
+        if let Some(e) = table.slot(start).and_then(usable) {
             return Some(e);
         }
         // Otherwise the next endpoints along the ring (or table), each looked at once.
         let mut seen = vec![false; self.endpoints.len()];
         let mut left = self.endpoints.len();
         for k in (start..table.len()).chain(0..start) {
-            let i = table.slot(k);
-            if i >= seen.len() || seen[i] {
-                continue;
+            let Some(i) = table.slot(k) else { continue };
+            match seen.get_mut(i) {
+                Some(seen) if !*seen => *seen = true,
+                _ => continue,
             }
-            seen[i] = true;
             if let Some(e) = usable(i) {
                 return Some(e);
             }
@@ -387,10 +394,9 @@ impl EndpointSet {
         }
         match policy {
             Policy::RoundRobin => {
-                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-                (0..n)
-                    .map(|i| &self.endpoints[(start + i) % n])
-                    .find(|e| usable(e))
+                let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+                let (before, from) = self.endpoints.split_at(start);
+                from.iter().chain(before).find(|e| usable(e))
             }
             Policy::LeastRequest => {
                 let candidates: Vec<&Endpoint> = self.endpoints.iter().filter(usable).collect();
@@ -398,10 +404,10 @@ impl EndpointSet {
                     0 => None,
                     1 => candidates.first().copied(),
                     m => {
-                        let a = candidates[random(m) % m];
-                        let b = candidates[random(m) % m];
+                        let a = candidates.get(random(m) % m)?;
+                        let b = candidates.get(random(m) % m)?;
                         let load = |e: &Endpoint| e.health.in_flight.load(Ordering::Relaxed);
-                        Some(if load(b) < load(a) { b } else { a })
+                        Some(if load(b) < load(a) { *b } else { *a })
                     }
                 }
             }
@@ -621,6 +627,5 @@ mod tests {
         assert_eq!(b, Some(stable_hash(b"127.0.0.9")));
         assert_eq!(request_hash(&policies[..1], |_| None, ip), None);
         assert_ne!(stable_hash(b"a"), stable_hash(b"b"));
-        assert_eq!(stable_hash(b""), stable_hash(b""));
     }
 }

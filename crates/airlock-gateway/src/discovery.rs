@@ -179,14 +179,17 @@ pub fn plan(
                 groups.len() - 1
             }
         };
+        let (Some(group), Some(group_keys)) = (groups.get_mut(pos), keys.get_mut(pos)) else {
+            return;
+        };
         match id {
             Some(up) => {
-                groups[pos].upstreams.push(up.id.clone());
-                keys[pos].push(up.filters.first().map(|f| f.key().to_owned()));
+                group.upstreams.push(up.id.clone());
+                group_keys.push(up.filters.first().map(|f| f.key().to_owned()));
             }
             None => {
-                groups[pos].discover = true;
-                keys[pos].push(Some(UPSTREAM_TAG.to_owned()));
+                group.discover = true;
+                group_keys.push(Some(UPSTREAM_TAG.to_owned()));
             }
         }
     };

@@ -1,5 +1,7 @@
 //! The one error type of the request path: who failed (the client, an upstream, or the gateway
-//! itself) and whether trying another endpoint is safe. It decides the status code and the retry.
+//! itself) and whether trying another endpoint is safe. It decides the status code and the
+//! `x-airlock-error` header the client gets, and the proxy retries on another endpoint only
+//! when it says the request never left (and the request can be sent again).
 
 use http::StatusCode;
 

@@ -29,12 +29,16 @@ impl UpstreamMetrics {
     /// Records one finished request.
     pub fn observe(&self, status: Option<u16>, seconds: f64) {
         let class = status.map_or(0, |s| usize::from(s / 100).min(5));
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = self.by_class.get(class) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
         let idx = BUCKETS
             .iter()
             .position(|b| seconds <= *b)
             .unwrap_or(BUCKETS.len());
-        self.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = self.buckets.get(idx) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
         self.latency_sum_us
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
@@ -84,22 +88,23 @@ pub fn render_upstream(
     healthy: usize,
 ) {
     let u = label(upstream);
-    for (i, name) in ["error", "1xx", "2xx", "3xx", "4xx", "5xx"]
+    for (name, count) in ["error", "1xx", "2xx", "3xx", "4xx", "5xx"]
         .iter()
-        .enumerate()
+        .zip(&m.by_class)
     {
         let _ = writeln!(
             out,
             "airlock_gateway_requests_total{{upstream=\"{u}\",code=\"{name}\"}} {}",
-            m.by_class[i].load(Ordering::Relaxed)
+            count.load(Ordering::Relaxed)
         );
     }
     let mut cumulative = 0;
-    for (i, b) in BUCKETS.iter().enumerate() {
-        cumulative += m.buckets[i].load(Ordering::Relaxed);
+    for (b, count) in BUCKETS.iter().zip(&m.buckets) {
+        cumulative += count.load(Ordering::Relaxed);
         let _ = writeln!(out, "airlock_gateway_request_duration_seconds_bucket{{upstream=\"{u}\",le=\"{b}\"}} {cumulative}");
     }
-    cumulative += m.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+    // The last bucket, past every bound.
+    cumulative += m.buckets.last().map_or(0, |c| c.load(Ordering::Relaxed));
     let _ = writeln!(out, "airlock_gateway_request_duration_seconds_bucket{{upstream=\"{u}\",le=\"+Inf\"}} {cumulative}");
     let _ = writeln!(
         out,

@@ -1,8 +1,8 @@
 //! The proxy itself: HTTP/1.1 and h2c (or TLS with ALPN) in front, keep-alive pools to the
-//! endpoints behind, one request path with explicit phases: route → pick endpoint → rewrite →
-//! send (one retry on another endpoint when the connection could not be made and the request is
-//! idempotent) → passive health → response.
-
+//! endpoints behind, one request path in phases over a per-request [`Exchange`]: route →
+//! rewrite → pick → send (with passive health; once more on another endpoint when the
+//! [`ProxyError`] says the request never left and the request is idempotent and replayable) →
+//! observe (metrics, log, the client's answer).
 use crate::balance::{self, Outcome};
 use crate::error::{ProxyError, Who};
 use crate::routes;
@@ -193,6 +193,22 @@ where
     }
 }
 
+/// What every phase of a request reads.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    shared: &'a Shared,
+    client: &'a Client,
+    peer: SocketAddr,
+    scheme: &'a str,
+}
+
+/// One request, from its arrival to its answer: the route's upstream is kept here so the
+/// observe phase can count the request however it ended.
+struct Exchange<'a> {
+    cx: Context<'a>,
+    upstream: Option<Arc<UpstreamState>>,
+}
+
 async fn handle(
     shared: &Shared,
     client: &Client,
@@ -201,22 +217,17 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let start = Instant::now();
-    let (result, upstream) = forward(shared, client, peer, scheme, req).await;
-    let status = result.as_ref().ok().map(|r| r.status().as_u16());
-    if let Some(up) = &upstream {
-        up.metrics.observe(status, start.elapsed().as_secs_f64());
-    }
-    match result {
-        Ok(resp) => resp,
-        Err(e) => {
-            // No route and no endpoint are counted in metrics; logging each would flood.
-            match e.who {
-                Who::Client | Who::Internal => tracing::debug!(%peer, "{e}"),
-                Who::Upstream => tracing::warn!(%peer, "{e}"),
-            }
-            error_response(&e)
-        }
-    }
+    let mut exchange = Exchange {
+        cx: Context {
+            shared,
+            client,
+            peer,
+            scheme,
+        },
+        upstream: None,
+    };
+    let result = exchange.forward(req).await;
+    exchange.observe(start, result)
 }
 
 /// The answer the client gets for a failed request: the status and a clear sentence.
@@ -297,129 +308,174 @@ impl Drop for InFlight {
     }
 }
 
-async fn forward(
-    shared: &Shared,
-    client: &Client,
-    peer: SocketAddr,
-    scheme: &str,
-    req: Request<Incoming>,
-) -> (
-    Result<Response<Body>, ProxyError>,
-    Option<Arc<UpstreamState>>,
-) {
-    let (mut parts, body) = req.into_parts();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .unwrap_or_default();
-    let path = parts.uri.path().to_owned();
-    let live = shared.live.load();
-    let Some(route) = live.routes.select(&host, &path) else {
-        shared.metrics.no_route.fetch_add(1, Ordering::Relaxed);
-        return (Err(ProxyError::no_route(&host, &path)), None);
-    };
-    let upstreams = shared.upstreams.load();
-    let Some(state) = upstreams.get(&route.upstream).cloned() else {
-        return (
-            Err(ProxyError::no_healthy_endpoint(&route.upstream.to_string())),
-            None,
-        );
-    };
-    let path_and_query = routes::rewrite(route, &path, parts.uri.query());
+/// The request as it goes to an endpoint: rewritten once, sent up to twice.
+struct Outbound {
+    parts: http::request::Parts,
+    path_and_query: String,
+    body: ReqBody,
+    /// The consistent-hashing key, when the upstream and the route use one.
+    hash: Option<u64>,
+    /// The method is idempotent and the body can be sent again.
+    may_retry: bool,
+}
 
-    // Headers for the endpoint.
-    strip_hop_by_hop(&mut parts.headers);
-    if !parts.headers.contains_key(header::HOST) {
-        if let Ok(v) = HeaderValue::from_str(&host) {
-            parts.headers.insert(header::HOST, v);
+impl Exchange<'_> {
+    /// The phases: route, rewrite, then pick and send (again on another endpoint when the error
+    /// says it is safe), observed by [`Exchange::observe`].
+    async fn forward(&mut self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+        let cx = self.cx;
+        let (mut parts, body) = req.into_parts();
+        let host = request_host(&parts);
+        let path = parts.uri.path().to_owned();
+        let live = cx.shared.live.load();
+        let (route, state) = cx.route(&live.routes, &host, &path)?;
+        let state: &UpstreamState = self.upstream.insert(state);
+        let path_and_query = routes::rewrite(route, &path, parts.uri.query());
+        rewrite_headers(&mut parts.headers, &host, cx.peer, cx.scheme);
+        let (body, may_retry) = read_body(&parts.method, body).await?;
+        // Consistent hashing: only for upstreams configured with it and routes that say what
+        // to hash; a request without any of the values is balanced as usual.
+        let hash = if state.set.hashed() && !route.hash_policies.is_empty() {
+            balance::request_hash(
+                &route.hash_policies,
+                |name| parts.headers.get(name).map(HeaderValue::as_bytes),
+                cx.peer.ip(),
+            )
+        } else {
+            None
+        };
+        let mut outbound = Outbound {
+            parts,
+            path_and_query,
+            body,
+            hash,
+            may_retry,
+        };
+        cx.send_with_retry(state, &mut outbound).await
+    }
+
+    /// Observe: the upstream's metrics, the log, and the client's answer for a failure.
+    fn observe(
+        &self,
+        start: Instant,
+        result: Result<Response<Body>, ProxyError>,
+    ) -> Response<Body> {
+        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        if let Some(up) = &self.upstream {
+            up.metrics.observe(status, start.elapsed().as_secs_f64());
+        }
+        match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                // No route and no endpoint are counted in metrics; logging each would flood.
+                match e.who {
+                    Who::Client | Who::Internal => tracing::debug!(peer = %self.cx.peer, "{e}"),
+                    Who::Upstream => tracing::warn!(peer = %self.cx.peer, "{e}"),
+                }
+                error_response(&e)
+            }
         }
     }
-    let xff = match parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        parts.headers.insert("x-forwarded-for", v);
-    }
-    parts.headers.insert(
-        "x-forwarded-proto",
-        HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
-    );
+}
 
-    // The body: replayable when the method is idempotent and the body small (or absent).
-    let idempotent = is_idempotent(&parts.method);
-    let length = body.size_hint().exact();
-    let mut req_body = if body.is_end_stream() {
-        ReqBody::Replayable(None)
-    } else if idempotent && length.is_some_and(|n| n <= MAX_REPLAY_BODY) {
-        match body.collect().await {
-            Ok(c) => ReqBody::Replayable(Some(c.to_bytes())),
-            Err(e) => return (Err(ProxyError::bad_request(e)), Some(state)),
+impl Context<'_> {
+    /// Route: the virtual host and route for the request, and the upstream it names.
+    fn route<'r>(
+        &self,
+        routes: &'r routes::RouteTable,
+        host: &str,
+        path: &str,
+    ) -> Result<(&'r crate::config::Route, Arc<UpstreamState>), ProxyError> {
+        let Some(route) = routes.select(host, path) else {
+            self.shared.metrics.no_route.fetch_add(1, Ordering::Relaxed);
+            return Err(ProxyError::no_route(host, path));
+        };
+        match self.shared.upstreams.load().get(&route.upstream) {
+            Some(state) => Ok((route, state.clone())),
+            None => Err(ProxyError::no_healthy_endpoint(&route.upstream.to_string())),
         }
-    } else {
-        ReqBody::Stream(Some(body))
-    };
-    let may_retry = idempotent && matches!(req_body, ReqBody::Replayable(_));
+    }
 
-    // Consistent hashing: only for upstreams configured with it and routes that say what to
-    // hash; a request without any of the values is balanced as usual.
-    let hash = if state.set.hashed() && !route.hash_policies.is_empty() {
-        balance::request_hash(
-            &route.hash_policies,
-            |name| parts.headers.get(name).map(HeaderValue::as_bytes),
-            peer.ip(),
-        )
-    } else {
-        None
-    };
-    let mut excluded = None;
-    let mut last_error = None;
-    for attempt in 0..2 {
-        let now = shared.now_ms();
-        let picked = match hash {
+    /// Pick and send, at most twice: a second endpoint is tried only when the first failure
+    /// is one the error says is safe to retry and the request can be sent again.
+    async fn send_with_retry(
+        &self,
+        state: &UpstreamState,
+        outbound: &mut Outbound,
+    ) -> Result<Response<Body>, ProxyError> {
+        let mut excluded = None;
+        let mut last_error = None;
+        for attempt in 0..2 {
+            let Some(endpoint) = self.pick(state, outbound.hash, excluded) else {
+                break;
+            };
+            let Some(body) = outbound.body.take() else {
+                break;
+            };
+            match self.send(state, endpoint, outbound, body).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) if e.retry_safe && outbound.may_retry => {
+                    excluded = Some(endpoint.addr);
+                    if attempt == 0 {
+                        state.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| ProxyError::no_healthy_endpoint(&state.upstream.id.to_string())))
+    }
+
+    /// Pick: an endpoint that may take traffic, other than `excluded`.
+    fn pick<'s>(
+        &self,
+        state: &'s UpstreamState,
+        hash: Option<u64>,
+        excluded: Option<SocketAddr>,
+    ) -> Option<&'s balance::Endpoint> {
+        let now = self.shared.now_ms();
+        match hash {
             Some(h) => state.set.pick_hashed(h, now, excluded),
-            None => state.set.pick(shared.settings.policy, now, excluded, |n| {
-                rand::random::<u32>() as usize % n.max(1)
-            }),
+            None => state
+                .set
+                .pick(self.shared.settings.policy, now, excluded, |n| {
+                    rand::random::<u32>() as usize % n.max(1)
+                }),
         }
-        .cloned();
-        let Some(endpoint) = picked else {
-            break;
-        };
-        let Some(body) = req_body.take() else { break };
-        let uri: Uri = match format!("http://{}{}", endpoint.addr, path_and_query).parse() {
-            Ok(u) => u,
-            Err(e) => return (Err(ProxyError::bad_request(e)), Some(state)),
-        };
+    }
+
+    /// Send: one attempt on `endpoint`, its answer or failure recorded in the endpoint's
+    /// passive health.
+    async fn send(
+        &self,
+        state: &UpstreamState,
+        endpoint: &balance::Endpoint,
+        outbound: &Outbound,
+        body: Body,
+    ) -> Result<Response<Body>, ProxyError> {
+        let name = || format!("{} ({})", endpoint.addr, endpoint.instance_id);
+        let uri: Uri = format!("http://{}{}", endpoint.addr, outbound.path_and_query)
+            .parse()
+            .map_err(ProxyError::bad_request)?;
         let mut builder = Request::builder()
-            .method(parts.method.clone())
+            .method(outbound.parts.method.clone())
             .uri(uri)
             .version(Version::HTTP_11);
         if let Some(h) = builder.headers_mut() {
-            *h = parts.headers.clone();
+            *h = outbound.parts.headers.clone();
         }
-        let Ok(upstream_req) = builder.body(body) else {
-            return (
-                Err(ProxyError::internal("cannot build the upstream request")),
-                Some(state),
-            );
-        };
+        let upstream_req = builder
+            .body(body)
+            .map_err(|_| ProxyError::internal("cannot build the upstream request"))?;
         endpoint.health.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(endpoint.health.clone());
         let sent = tokio::time::timeout(
-            shared.settings.upstream_timeout,
-            client.request(upstream_req),
+            self.shared.settings.upstream_timeout,
+            self.client.request(upstream_req),
         )
         .await;
-        let eject_ms = u64::try_from(shared.settings.eject.as_millis()).unwrap_or(u64::MAX);
-        let name = || format!("{} ({})", endpoint.addr, endpoint.instance_id);
         match sent {
             Ok(Ok(resp)) => {
                 let outcome = if resp.status().is_server_error() {
@@ -427,48 +483,93 @@ async fn forward(
                 } else {
                     Outcome::Ok
                 };
-                if endpoint.health.record_response(
-                    outcome,
-                    shared.now_ms(),
-                    eject_ms,
-                    shared.settings.max_5xx,
-                ) {
-                    state.metrics.ejections.fetch_add(1, Ordering::Relaxed);
+                if self.record(state, endpoint, outcome) {
                     tracing::warn!(endpoint = %name(), upstream = %state.upstream.id, "ejected after consecutive 5xx answers");
                 }
                 drop(guard);
                 let (mut rparts, rbody) = resp.into_parts();
                 strip_hop_by_hop(&mut rparts.headers);
-                return (Ok(Response::from_parts(rparts, rbody.boxed())), Some(state));
+                Ok(Response::from_parts(rparts, rbody.boxed()))
             }
             Ok(Err(e)) if e.is_connect() => {
-                if endpoint.health.record_response(
-                    Outcome::ConnectFailure,
-                    shared.now_ms(),
-                    eject_ms,
-                    shared.settings.max_5xx,
-                ) {
-                    state.metrics.ejections.fetch_add(1, Ordering::Relaxed);
-                }
+                self.record(state, endpoint, Outcome::ConnectFailure);
                 tracing::warn!(endpoint = %name(), upstream = %state.upstream.id, "cannot connect: {e}; ejected");
-                last_error = Some(ProxyError::connect(&name(), e));
-                if !may_retry {
-                    break;
-                }
-                excluded = Some(endpoint.addr);
-                if attempt == 0 {
-                    state.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                }
+                Err(ProxyError::connect(&name(), e))
             }
-            Ok(Err(e)) => {
-                return (Err(ProxyError::upstream(&name(), e)), Some(state));
-            }
-            Err(_) => {
-                return (Err(ProxyError::timeout(&name())), Some(state));
-            }
+            Ok(Err(e)) => Err(ProxyError::upstream(&name(), e)),
+            Err(_) => Err(ProxyError::timeout(&name())),
         }
     }
-    let err = last_error
-        .unwrap_or_else(|| ProxyError::no_healthy_endpoint(&state.upstream.id.to_string()));
-    (Err(err), Some(state))
+
+    /// Passive health: records the attempt's outcome; true (and counted) when it ejected the
+    /// endpoint.
+    fn record(
+        &self,
+        state: &UpstreamState,
+        endpoint: &balance::Endpoint,
+        outcome: Outcome,
+    ) -> bool {
+        let settings = &self.shared.settings;
+        let eject_ms = u64::try_from(settings.eject.as_millis()).unwrap_or(u64::MAX);
+        let ejected = endpoint.health.record_response(
+            outcome,
+            self.shared.now_ms(),
+            eject_ms,
+            settings.max_5xx,
+        );
+        if ejected {
+            state.metrics.ejections.fetch_add(1, Ordering::Relaxed);
+        }
+        ejected
+    }
+}
+
+/// The host the client asked for: its `Host` header, or the authority of its URI.
+fn request_host(parts: &http::request::Parts) -> String {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// Rewrite: the headers the endpoint gets (hop-by-hop ones removed, `Host` kept, the client's
+/// address and scheme added).
+fn rewrite_headers(headers: &mut HeaderMap, host: &str, peer: SocketAddr, scheme: &str) {
+    strip_hop_by_hop(headers);
+    if !headers.contains_key(header::HOST) {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            headers.insert(header::HOST, v);
+        }
+    }
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if scheme == "https" { "https" } else { "http" }),
+    );
+}
+
+/// The body, replayable when the method is idempotent and the body small (or absent); true
+/// when the request may be sent again.
+async fn read_body(method: &Method, body: Incoming) -> Result<(ReqBody, bool), ProxyError> {
+    let idempotent = is_idempotent(method);
+    let length = body.size_hint().exact();
+    let body = if body.is_end_stream() {
+        ReqBody::Replayable(None)
+    } else if idempotent && length.is_some_and(|n| n <= MAX_REPLAY_BODY) {
+        let collected = body.collect().await.map_err(ProxyError::bad_request)?;
+        ReqBody::Replayable(Some(collected.to_bytes()))
+    } else {
+        ReqBody::Stream(Some(body))
+    };
+    let may_retry = idempotent && matches!(body, ReqBody::Replayable(_));
+    Ok((body, may_retry))
 }

@@ -9,7 +9,7 @@ use crate::console::ConsoleClient;
 use crate::discovery::{self, Discovery, GroupKey};
 use crate::metrics::{GlobalMetrics, GroupStats, UpstreamMetrics};
 use crate::routes::RouteTable;
-use airlock_cloud::Instance;
+use airlock_cloud::{Cloud, CloudError, Instance};
 use arc_swap::ArcSwap;
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -146,6 +146,8 @@ pub struct Shared {
     pub refreshed: tokio::sync::watch::Sender<u64>,
     /// The console the gateway follows (`--console`), for configurations and console accounts.
     pub console: Option<Arc<ConsoleClient>>,
+    /// Resolves the standard AWS credential chain when [`Settings::default_chain`] asks for it.
+    pub cloud: Option<Arc<dyn Cloud>>,
     groups: Mutex<BTreeMap<String, GroupStatus>>,
     epoch: Instant,
 }
@@ -162,6 +164,7 @@ impl Shared {
             warnings: Mutex::new(Vec::new()),
             refreshed: tokio::sync::watch::channel(0).0,
             console: None,
+            cloud: None,
             groups: Mutex::new(BTreeMap::new()),
             epoch: Instant::now(),
         }
@@ -411,7 +414,7 @@ async fn chain_credentials(
     if !needed || shared.settings.default_credentials.is_some() || !shared.settings.default_chain {
         return None;
     }
-    match airlock_aws::default_chain_credentials().await {
+    match shared.cloud.as_ref()?.default_credentials().await {
         Ok(key) => Some(AwsSecret {
             access_key_id: key.access_key_id,
             secret_access_key: key.secret_access_key,
@@ -491,89 +494,13 @@ pub async fn refresh(shared: &Shared, discovery: &dyn Discovery, state: &mut Ref
         )
     });
     let (groups, missing) = discovery::plan(&config.upstreams, &resolve, discover_key);
-    let mut warnings: Vec<String> = missing
-        .iter()
-        .map(|id| match config.upstreams.get(id).and_then(Upstream::console_account) {
-            Some(account) => format!("upstream {id}: names console account {account} but the gateway follows no console (--console URL); it has no endpoints"),
-            None => format!("upstream {id}: no credentials (no secretRef and no default credentials); it has no endpoints"),
-        })
-        .collect();
-    if shared.settings.discover.is_some() && !groups.iter().any(|g| g.discover) {
-        warnings.push("--discover-upstreams: no credentials to list with".to_owned());
-    }
+    let mut warnings = credential_warnings(shared, config, &groups, &missing);
 
     // One listing per group.
     let mut listed: Vec<(GroupKey, Vec<Instance>)> = Vec::new();
     for group in &groups {
-        let label = group.key.label();
-        let cached = state
-            .cache
-            .iter()
-            .find(|(k, _)| *k == group.key)
-            .map(|(_, v)| v.clone());
-        let status = shared
-            .groups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&label)
-            .cloned()
-            .unwrap_or_default();
-        if status.not_before.is_some_and(|t| t > Instant::now()) {
-            listed.push((group.key.clone(), cached.unwrap_or_default()));
-            continue;
-        }
-        if let Some(t) = state.next_call {
-            tokio::time::sleep_until(t.into()).await;
-        }
-        let gap = Duration::from_secs_f64(1.0 / shared.settings.max_calls_per_second.max(0.01));
-        state.next_call = Some(Instant::now() + gap);
-        let result = tokio::time::timeout(
-            shared.settings.list_timeout,
-            discovery.list(&group.key, &group.filters),
-        )
-        .await;
-        let mut status = status;
-        status.calls += 1;
-        match result {
-            Ok(Ok(instances)) => {
-                status.last_ok = Some(Instant::now());
-                status.stale = false;
-                status.throttled = 0;
-                status.not_before = None;
-                tracing::debug!(group = %label, instances = instances.len(), "listed instances");
-                state.cache.retain(|(k, _)| *k != group.key);
-                state.cache.push((group.key.clone(), instances.clone()));
-                listed.push((group.key.clone(), instances));
-            }
-            Ok(Err(e)) => {
-                status.errors += 1;
-                status.stale = true;
-                if discovery::is_throttle(&e) {
-                    status.throttled = status.throttled.saturating_add(1);
-                    let max = Duration::from_secs(300).as_secs_f64();
-                    let backoff = (shared.settings.refresh.as_secs_f64()
-                        * 2f64.powi(status.throttled.min(10) as i32))
-                    .min(max);
-                    let wait = backoff * rand::thread_rng().gen_range(0.5..1.0);
-                    status.not_before = Some(Instant::now() + Duration::from_secs_f64(wait));
-                    tracing::warn!(group = %label, "EC2 asked to slow down ({e}); next listing in {wait:.1}s; keeping the last known endpoints");
-                } else {
-                    tracing::warn!(group = %label, "listing instances failed: {e}; keeping the last known endpoints");
-                }
-                listed.push((group.key.clone(), cached.unwrap_or_default()));
-            }
-            Err(_) => {
-                status.errors += 1;
-                status.stale = true;
-                tracing::warn!(group = %label, "listing instances timed out; keeping the last known endpoints");
-                listed.push((group.key.clone(), cached.unwrap_or_default()));
-            }
-        }
-        shared
-            .groups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(label, status);
+        let instances = list_group(shared, discovery, state, group).await;
+        listed.push((group.key.clone(), instances));
     }
     state
         .cache
@@ -586,18 +513,146 @@ pub async fn refresh(shared: &Shared, discovery: &dyn Discovery, state: &mut Ref
             resolve(up).and_then(|k| listed.iter().find(|(g, _)| *g == k).map(|(_, v)| v));
         all.push((up.clone(), instances));
     }
-    if let (Some(d), Some(g)) = (
+    all.extend(discovered(shared, config, &groups, &listed));
+    let next = memberships(shared, all, state, &mut warnings);
+    shared.upstreams.store(Arc::new(next));
+    publish_warnings(shared, state, warnings);
+    shared.refreshed.send_modify(|n| *n += 1);
+}
+
+/// Upstreams left without endpoints for want of credentials, said in words.
+fn credential_warnings(
+    shared: &Shared,
+    config: &Config,
+    groups: &[discovery::Group],
+    missing: &[ObjRef],
+) -> Vec<String> {
+    let mut warnings: Vec<String> = missing
+        .iter()
+        .map(|id| match config.upstreams.get(id).and_then(Upstream::console_account) {
+            Some(account) => format!("upstream {id}: names console account {account} but the gateway follows no console (--console URL); it has no endpoints"),
+            None => format!("upstream {id}: no credentials (no secretRef and no default credentials); it has no endpoints"),
+        })
+        .collect();
+    if shared.settings.discover.is_some() && !groups.iter().any(|g| g.discover) {
+        warnings.push("--discover-upstreams: no credentials to list with".to_owned());
+    }
+    warnings
+}
+
+/// Lists one group's instances, within the rate limit and the list timeout; on failure (or
+/// while EC2 asked to slow down) the last listing that worked.
+async fn list_group(
+    shared: &Shared,
+    discovery: &dyn Discovery,
+    state: &mut RefreshState,
+    group: &discovery::Group,
+) -> Vec<Instance> {
+    let label = group.key.label();
+    let cached = state
+        .cache
+        .iter()
+        .find(|(k, _)| *k == group.key)
+        .map(|(_, v)| v.clone());
+    let mut status = shared
+        .groups
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&label)
+        .cloned()
+        .unwrap_or_default();
+    if status.not_before.is_some_and(|t| t > Instant::now()) {
+        return cached.unwrap_or_default();
+    }
+    if let Some(t) = state.next_call {
+        tokio::time::sleep_until(t.into()).await;
+    }
+    let gap = Duration::from_secs_f64(1.0 / shared.settings.max_calls_per_second.max(0.01));
+    state.next_call = Some(Instant::now() + gap);
+    let result = tokio::time::timeout(
+        shared.settings.list_timeout,
+        discovery.list(&group.key, &group.filters),
+    )
+    .await;
+    status.calls += 1;
+    let instances = match result {
+        Ok(Ok(instances)) => {
+            status.last_ok = Some(Instant::now());
+            status.stale = false;
+            status.throttled = 0;
+            status.not_before = None;
+            tracing::debug!(group = %label, instances = instances.len(), "listed instances");
+            state.cache.retain(|(k, _)| *k != group.key);
+            state.cache.push((group.key.clone(), instances.clone()));
+            instances
+        }
+        Ok(Err(e)) => {
+            listing_failed(shared, &mut status, &label, &e);
+            cached.unwrap_or_default()
+        }
+        Err(_) => {
+            status.errors += 1;
+            status.stale = true;
+            tracing::warn!(group = %label, "listing instances timed out; keeping the last known endpoints");
+            cached.unwrap_or_default()
+        }
+    };
+    shared
+        .groups
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(label, status);
+    instances
+}
+
+/// A failed listing: counted, and when EC2 throttles, the group waits with jittered backoff.
+fn listing_failed(shared: &Shared, status: &mut GroupStatus, label: &str, e: &CloudError) {
+    status.errors += 1;
+    status.stale = true;
+    if discovery::is_throttle(e) {
+        status.throttled = status.throttled.saturating_add(1);
+        let max = Duration::from_secs(300).as_secs_f64();
+        let backoff = (shared.settings.refresh.as_secs_f64()
+            * 2f64.powi(status.throttled.min(10) as i32))
+        .min(max);
+        let wait = backoff * rand::thread_rng().gen_range(0.5..1.0);
+        status.not_before = Some(Instant::now() + Duration::from_secs_f64(wait));
+        tracing::warn!(group = %label, "EC2 asked to slow down ({e}); next listing in {wait:.1}s; keeping the last known endpoints");
+    } else {
+        tracing::warn!(group = %label, "listing instances failed: {e}; keeping the last known endpoints");
+    }
+}
+
+/// The upstreams `--discover-upstreams` finds in its group's listing.
+fn discovered<'l>(
+    shared: &Shared,
+    config: &Config,
+    groups: &[discovery::Group],
+    listed: &'l [(GroupKey, Vec<Instance>)],
+) -> Vec<(Upstream, Option<&'l Vec<Instance>>)> {
+    let (Some(d), Some(g)) = (
         &shared.settings.discover,
         groups.iter().find(|g| g.discover),
-    ) {
-        if let Some((_, instances)) = listed.iter().find(|(k, _)| *k == g.key) {
-            for up in
-                discovery::discovered_upstreams(instances, &d.region, d.port, &config.upstreams)
-            {
-                all.push((up, Some(instances)));
-            }
-        }
-    }
+    ) else {
+        return Vec::new();
+    };
+    let Some((_, instances)) = listed.iter().find(|(k, _)| *k == g.key) else {
+        return Vec::new();
+    };
+    discovery::discovered_upstreams(instances, &d.region, d.port, &config.upstreams)
+        .into_iter()
+        .map(|up| (up, Some(instances)))
+        .collect()
+}
+
+/// Every upstream's endpoint set from its instances, keeping each address's health, the
+/// round-robin cursors and the metrics of the sets they replace.
+fn memberships(
+    shared: &Shared,
+    all: Vec<(Upstream, Option<&Vec<Instance>>)>,
+    state: &mut RefreshState,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<ObjRef, Arc<UpstreamState>> {
     let old = shared.upstreams.load_full();
     let mut next = BTreeMap::new();
     let mut in_use = BTreeSet::new();
@@ -637,7 +692,11 @@ pub async fn refresh(shared: &Shared, discovery: &dyn Discovery, state: &mut Ref
         }
     }
     state.health.retain(|addr, _| in_use.contains(addr));
-    shared.upstreams.store(Arc::new(next));
+    next
+}
+
+/// Logs the warnings not logged by the previous refresh, and keeps them for `/endpoints`.
+fn publish_warnings(shared: &Shared, state: &mut RefreshState, warnings: Vec<String>) {
     for w in &warnings {
         if !state.logged.contains(w) {
             tracing::warn!("{w}");
@@ -645,7 +704,6 @@ pub async fn refresh(shared: &Shared, discovery: &dyn Discovery, state: &mut Ref
     }
     state.logged = warnings.iter().cloned().collect();
     *shared.warnings.lock().unwrap_or_else(|e| e.into_inner()) = warnings;
-    shared.refreshed.send_modify(|n| *n += 1);
 }
 
 /// The active health checker: GETs each distinct address's check path every interval.

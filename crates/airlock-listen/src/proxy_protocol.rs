@@ -80,7 +80,9 @@ async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Pr
         }
         let start = header.len();
         header.resize(start + length, 0);
-        stream.read_exact(&mut header[start..]).await?;
+        if let Some(addresses) = header.get_mut(start..) {
+            stream.read_exact(addresses).await?;
+        }
         return Ok(header);
     }
     if !header.starts_with(b"PROXY ") {

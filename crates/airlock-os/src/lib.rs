@@ -1,6 +1,7 @@
 //! Process and file-system details shared by the console, the client, the agent and the gateway:
 //! files that hold secrets (written atomically with mode 0600), the private directories they live
-//! in, the one way logs are set up, and parse errors made safe to print.
+//! in, the one way logs are set up, parse errors made safe to print, and the one usage error
+//! the binary turns into exit status 2.
 //!
 //! Kept in one small crate so every role writes secrets to disk the same careful way.
 
@@ -163,6 +164,27 @@ pub fn without_value(message: &str) -> String {
     }
     message.to_owned()
 }
+
+/// A command line that cannot be used: a flag's value, or flags that do not go together. It is
+/// found before anything is read, written or bound, and the binary exits with status 2 for it, as
+/// it does for the usage errors its argument parser finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    /// A usage error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        UsageError(message.into())
+    }
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// The default log filter: our own crates at `info`, the SDK and HTTP stacks only when they warn.
 pub const DEFAULT_LOG_FILTER: &str =

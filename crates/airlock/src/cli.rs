@@ -122,14 +122,14 @@ pub enum Command {
     /// With --console URL (token from AIRLOCK_TOKEN or `airlock login`) it follows that console:
     /// instance changes made through it apply at once, upstreams may name its accounts, and
     /// without --config its stored gateway configurations are the configuration.
-    Gateway(airlock_gateway::GatewayArgs),
+    Gateway(crate::gateway_cli::GatewayArgs),
     /// Gateway configurations stored in the console (Gloo Upstream and VirtualService YAML),
     /// which `airlock gateway --console URL` loads and follows.
     #[command(subcommand, name = "gateway-config")]
     GatewayConfig(GatewayConfigCommand),
     /// Run on an instance: store the credentials from the user data, serve them to local
     /// programs, run boot tasks (`airlock agent status` shows what it knows).
-    Agent(airlock_agent::AgentArgs),
+    Agent(crate::agent_cli::AgentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -194,9 +194,12 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
+/// Log format on standard error (`serve` and `agent`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 

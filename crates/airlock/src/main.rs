@@ -1,13 +1,16 @@
-//! `airlock`: the console server, its client, and (in later versions) the instance agent and the
-//! gateway, in one binary. This file only wires the library crates to the command line.
+//! `airlock`: the console server, its client, the instance agent and the gateway, in one binary.
+//! This file only wires the library crates to the command line.
 //!
-//! Exit status: 0 on success, 1 on failure, 2 on a usage error.
+//! Exit status: 0 on success, 1 on failure, 2 on a usage error (clap's own, or an
+//! [`airlock_os::UsageError`] a command returns).
 
 mod admin;
+mod agent_cli;
 mod cli;
 mod client;
 mod commands;
 mod fleet;
+mod gateway_cli;
 mod gateway_config;
 mod output;
 mod serve;
@@ -29,7 +32,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("airlock: {e:#}");
-            std::process::ExitCode::FAILURE
+            if e.downcast_ref::<airlock_os::UsageError>().is_some() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }
@@ -58,16 +65,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Policy(cmd) if admin::policy_local(&cmd, output)? => Ok(()),
         Command::Gateway(args) => {
-            airlock_gateway::run(args, gateway_config::console_link(console)?).await
+            gateway_cli::run(args, gateway_config::console_link(console)?).await
         }
-        Command::Agent(args) => {
-            // Only the running agent talks to the console.
-            let roots = match args.command {
-                None => client::console_roots(console.console_ca.as_deref())?,
-                Some(_) => Vec::new(),
-            };
-            Ok(airlock_agent::run(args, roots, output == cli::Output::Json).await?)
-        }
+        Command::Agent(args) => agent_cli::run(args, console, output == cli::Output::Json).await,
         // Fleet commands may run --direct, without a console.
         Command::Address(c) => fleet::run(console, fleet::FleetCommand::Address(c), output).await,
         Command::Eni(c) => fleet::run(console, fleet::FleetCommand::Eni(c), output).await,

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use crate::common::fleet::*;
 use crate::common::*;
-use airlock_agent::imds_server::{ImdsServer, InstanceData};
 use airlock_payload::{
     build_user_data, find_payload, BootTask, Credentials, Payload, SecretString,
 };
+use airlock_testbed::imds_server::{ImdsServer, InstanceData};
 
 const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE-session-token-7c1d";
 const LONG: Duration = Duration::from_secs(60);

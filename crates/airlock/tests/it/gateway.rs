@@ -1369,3 +1369,46 @@ async fn a_yaml_error_in_the_secrets_file_never_echoes_the_secret_next_to_it() {
         "{log}"
     );
 }
+
+/// Flag values and combinations the gateway cannot use are usage errors (exit 2, as the README
+/// promises), found before any file is read or socket bound; a bad configuration file is not
+/// one (exit 1, as docs/gateway.md says).
+#[test]
+fn unusable_gateway_flags_exit_2_before_anything_is_read_or_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    let missing = missing.to_str().unwrap();
+    for bad in [
+        &[][..],
+        &["--config", missing, "--refresh-interval", "0.01"],
+        &["--config", missing, "--header-timeout", "0"],
+        &["--config", missing, "--max-connections", "0"],
+        &["--config", missing, "--eject-seconds", "-1"],
+        &["--config", missing, "--health-check-path", "healthz"],
+        &["--discover-upstreams", "--discover-secret", "no-slash"],
+        &["--config", missing, "--balance", "fastest"],
+    ] {
+        let out = Command::new(airlock_bin())
+            .arg("gateway")
+            .args(bad)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env_remove("AIRLOCK_CONSOLE")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        // The flags were refused before the configuration file was looked for.
+        assert!(!err.contains("missing.yaml"), "{bad:?}: {err}");
+    }
+    let out = Command::new(airlock_bin())
+        .args(["gateway", "--check-config", "--config", missing])
+        .env_remove("AIRLOCK_CONSOLE")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

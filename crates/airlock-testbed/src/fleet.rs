@@ -19,37 +19,57 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_aws::AwsCloud;
-use airlock_cloud::{AccessKey, Cloud as _, Ec2, Filter, Instance, Target};
+use airlock_cloud::{AccessKey, Cloud, CloudError, Ec2, Filter, Instance, Target};
+use airlock_os::UsageError;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::imds_server::{ImdsServer, InstanceData};
-use crate::store::{ensure_private_dir, write_atomic};
-use crate::AgentError;
 
-/// `airlock agent fleet`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct FleetArgs {
-    /// The EC2-compatible endpoint (moto). Credentials come from AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY (moto accepts any).
-    #[arg(long, env = "AWS_ENDPOINT_URL")]
+/// What `airlock agent fleet` was asked to do.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    /// The EC2-compatible endpoint (moto).
     pub endpoint_url: String,
     /// The region to watch.
-    #[arg(long, default_value = "us-east-1")]
     pub region: String,
     /// Where each instance's state directory, profile file and agent log go.
-    #[arg(long)]
     pub dir: PathBuf,
     /// How often to look at the instances, in seconds.
-    #[arg(long, default_value_t = 0.5)]
     pub poll_interval: f64,
-    /// The airlock binary to run agents with (default: this one).
-    #[arg(long)]
+    /// The airlock binary to run agents with (default: the running one).
     pub airlock_bin: Option<PathBuf>,
-    /// An extra argument for every agent (repeat it).
-    #[arg(long = "agent-arg", allow_hyphen_values = true)]
+    /// Extra arguments for every agent.
     pub agent_args: Vec<String>,
+}
+
+/// What stops the fleet or the boot of one of its instances.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// A setting cannot be used.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// An EC2 call failed.
+    #[error("{0}")]
+    Cloud(#[from] CloudError),
+    /// A file or directory could not be written.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Anything else (a metadata server that cannot bind, an agent that cannot start).
+    #[error("{0}")]
+    Other(String),
+}
+
+fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> FleetError + '_ {
+    move |source| FleetError::File {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// One instance as `fleet.json` lists it.
@@ -76,30 +96,16 @@ struct Member {
 }
 
 /// Runs the fleet until SIGTERM or Ctrl-C.
-pub async fn run(args: FleetArgs) -> Result<(), AgentError> {
+pub async fn run(args: FleetSettings, cloud: Arc<dyn Cloud>) -> Result<(), FleetError> {
     let poll = Duration::try_from_secs_f64(args.poll_interval)
-        .map_err(|_| AgentError::Usage("--poll-interval must be a number of seconds".to_owned()))?;
+        .map_err(|_| UsageError::new("--poll-interval must be a number of seconds"))?;
     let bin = match &args.airlock_bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()
-            .map_err(|e| AgentError::Other(format!("cannot find this binary: {e}")))?,
+            .map_err(|e| FleetError::Other(format!("cannot find this binary: {e}")))?,
     };
-    ensure_private_dir(&args.dir)?;
-    let target = Target {
-        region: args.region.clone(),
-        endpoint_url: Some(args.endpoint_url.clone()),
-        credentials: AccessKey {
-            access_key_id: std::env::var("AWS_ACCESS_KEY_ID")
-                .unwrap_or_else(|_| "AKIAIOSFODNN7EXAMPLE".to_owned()),
-            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY")
-                .unwrap_or_else(|_| "fleet-not-secret".to_owned())
-                .into(),
-            session_token: None,
-        },
-        role_arn: None,
-        external_id: None,
-    };
-    let ec2 = AwsCloud::new().ec2(&target).await?;
+    airlock_os::ensure_private_dir(&args.dir).map_err(file_error(&args.dir))?;
+    let ec2 = cloud.ec2(&moto_target(&args)).await?;
     tracing::info!(endpoint = %args.endpoint_url, dir = %args.dir.display(), "local fleet watching loopback instances");
     let mut members: HashMap<String, Member> = HashMap::new();
     let mut last_written = String::new();
@@ -140,7 +146,8 @@ pub async fn run(args: FleetArgs) -> Result<(), AgentError> {
         let text = serde_json::to_string_pretty(&serde_json::json!({ "instances": list }))
             .unwrap_or_default();
         if text != last_written {
-            if let Err(e) = write_atomic(&args.dir.join("fleet.json"), text.as_bytes()) {
+            if let Err(e) = airlock_os::write_private(&args.dir.join("fleet.json"), text.as_bytes())
+            {
                 tracing::warn!(error = %e, "cannot write fleet.json");
             }
             last_written = text;
@@ -157,6 +164,24 @@ pub async fn run(args: FleetArgs) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// The local endpoint, with the environment's keys (moto accepts any).
+fn moto_target(args: &FleetSettings) -> Target {
+    Target {
+        region: args.region.clone(),
+        endpoint_url: Some(args.endpoint_url.clone()),
+        credentials: AccessKey {
+            access_key_id: std::env::var("AWS_ACCESS_KEY_ID")
+                .unwrap_or_else(|_| "AKIAIOSFODNN7EXAMPLE".to_owned()),
+            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY")
+                .unwrap_or_else(|_| "fleet-not-secret".to_owned())
+                .into(),
+            session_token: None,
+        },
+        role_arn: None,
+        external_id: None,
+    }
+}
+
 /// The instance's private address if it is an IPv4 loopback one (nothing else is ever used).
 fn loopback_ip(instance: &Instance) -> Option<Ipv4Addr> {
     instance
@@ -167,7 +192,7 @@ fn loopback_ip(instance: &Instance) -> Option<Ipv4Addr> {
 }
 
 async fn step(
-    args: &FleetArgs,
+    args: &FleetSettings,
     bin: &Path,
     ec2: &Arc<dyn Ec2>,
     members: &mut HashMap<String, Member>,
@@ -222,12 +247,12 @@ async fn step(
 }
 
 async fn boot(
-    args: &FleetArgs,
+    args: &FleetSettings,
     bin: &Path,
     ec2: &Arc<dyn Ec2>,
     member: &mut Member,
     ip: Ipv4Addr,
-) -> Result<(), AgentError> {
+) -> Result<(), FleetError> {
     let id = member.entry.instance_id.clone();
     let user_data = ec2.describe_user_data(&id).await?;
     match &member.imds {
@@ -250,22 +275,20 @@ async fn boot(
                 false,
             )
             .await
-            .map_err(|e| AgentError::Other(format!("cannot serve metadata on {ip}: {e}")))?;
+            .map_err(|e| FleetError::Other(format!("cannot serve metadata on {ip}: {e}")))?;
             member.entry.imds_url = Some(server.url());
             member.imds = Some(server);
         }
     }
     let home = args.dir.join(&id);
-    ensure_private_dir(&home)?;
+    airlock_os::ensure_private_dir(&home).map_err(file_error(&home))?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(&member.entry.log)
-        .map_err(|e| AgentError::file(&member.entry.log, e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| AgentError::file(&member.entry.log, e))?;
+        .map_err(file_error(&member.entry.log))?;
+    let log2 = log.try_clone().map_err(file_error(&member.entry.log))?;
     let child = tokio::process::Command::new(bin)
         .arg("agent")
         .arg("--state-dir")
@@ -286,7 +309,7 @@ async fn boot(
         .stderr(Stdio::from(log2))
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| AgentError::Other(format!("cannot start {}: {e}", bin.display())))?;
+        .map_err(|e| FleetError::Other(format!("cannot start {}: {e}", bin.display())))?;
     member.entry.boots += 1;
     member.entry.agent_pid = child.id();
     member.entry.agent_exit = None;

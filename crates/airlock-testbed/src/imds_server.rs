@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use rand::RngCore as _;
 
-use crate::imds::{TOKEN_HEADER, TTL_HEADER};
+use airlock_agent::imds::{region_of_zone, TOKEN_HEADER, TTL_HEADER};
 
 /// What the metadata service says about its instance.
 #[derive(Clone, Debug)]
@@ -196,7 +196,7 @@ async fn handle(
         }
     }
     let data = lock(&shared.data).clone();
-    let region = crate::imds::region_of_zone(&data.availability_zone).unwrap_or_default();
+    let region = region_of_zone(&data.availability_zone).unwrap_or_default();
     let body: Vec<u8> = match path.trim_end_matches('/') {
         "/latest/meta-data" => b"instance-id\nlocal-ipv4\nplacement/\n".to_vec(),
         "/latest/meta-data/instance-id" => data.instance_id.into_bytes(),

@@ -1,8 +1,15 @@
-//! The `airlock agent` command line, defined once here and flattened into the binary's CLI.
+//! The `airlock agent` command line, and the edge between it and the agent library: flags
+//! become an [`AgentSettings`], the AWS SDK client is built here, logs are set up here.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use clap::{Args, Subcommand, ValueEnum};
+use airlock_agent::{AgentError, AgentSettings};
+use airlock_os::UsageError;
+use airlock_testbed::fleet::FleetSettings;
+use clap::{Args, Subcommand};
+
+use crate::cli::{ConsoleArgs, LogFormat};
 
 /// `airlock agent`: run on an instance.
 #[derive(Debug, Args)]
@@ -29,7 +36,7 @@ pub enum AgentCommand {
     /// Development only: run agents for the instances a local EC2-compatible server (moto)
     /// reports running in a loopback VPC, each with its own metadata server.
     #[command(hide = true)]
-    Fleet(crate::fleet::FleetArgs),
+    Fleet(FleetArgs),
 }
 
 /// `airlock agent status`.
@@ -52,7 +59,7 @@ pub struct LockImdsArgs {
     #[arg(
         long,
         env = "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-        default_value = crate::imds::DEFAULT_ENDPOINT
+        default_value = airlock_agent::imds::DEFAULT_ENDPOINT
     )]
     pub imds_endpoint: String,
 }
@@ -78,7 +85,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-        default_value = crate::imds::DEFAULT_ENDPOINT
+        default_value = airlock_agent::imds::DEFAULT_ENDPOINT
     )]
     pub imds_endpoint: String,
 
@@ -159,11 +166,107 @@ pub struct RunArgs {
     pub log_format: LogFormat,
 }
 
-/// Log format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
+impl RunArgs {
+    fn settings(self) -> AgentSettings {
+        AgentSettings {
+            once: self.once,
+            state_dir: self.state_dir,
+            imds_endpoint: self.imds_endpoint,
+            imds_v1: self.imds_v1,
+            imds_timeout: self.imds_timeout,
+            imds_wait: self.imds_wait,
+            stored_state_wait: self.stored_state_wait,
+            imds_token_ttl: self.imds_token_ttl,
+            lock_imds: self.lock_imds,
+            insecure_http: self.insecure_http,
+            refresh_proxy: self.refresh_proxy,
+            listen: self.listen,
+            profile_file: self.profile_file,
+            profile: self.profile,
+            no_profile: self.no_profile,
+            session_duration: self.session_duration,
+            refresh_before: self.refresh_before,
+            task_wait: self.task_wait,
+        }
+    }
+}
+
+/// `airlock agent fleet`.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// The EC2-compatible endpoint (moto). Credentials come from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (moto accepts any).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: String,
+    /// The region to watch.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Where each instance's state directory, profile file and agent log go.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// How often to look at the instances, in seconds.
+    #[arg(long, default_value_t = 0.5)]
+    pub poll_interval: f64,
+    /// The airlock binary to run agents with (default: this one).
+    #[arg(long)]
+    pub airlock_bin: Option<PathBuf>,
+    /// An extra argument for every agent (repeat it).
+    #[arg(long = "agent-arg", allow_hyphen_values = true)]
+    pub agent_args: Vec<String>,
+}
+
+impl FleetArgs {
+    fn settings(self) -> FleetSettings {
+        FleetSettings {
+            endpoint_url: self.endpoint_url,
+            region: self.region,
+            dir: self.dir,
+            poll_interval: self.poll_interval,
+            airlock_bin: self.airlock_bin,
+            agent_args: self.agent_args,
+        }
+    }
+}
+
+/// Runs `airlock agent …`; `console` is the binary's global `--console-ca` (trusted for the
+/// refresh URL) and `json` its global `--output json`. An unusable flag value comes back as a
+/// [`UsageError`].
+pub async fn run(args: AgentArgs, console: &ConsoleArgs, json: bool) -> anyhow::Result<()> {
+    let text_logs = || airlock_os::init_logging(false, airlock_os::DEFAULT_LOG_FILTER);
+    match args.command {
+        Some(AgentCommand::Status(status)) => Ok(airlock_agent::status::print(
+            &airlock_agent::store::StateDir::new(status.state_dir),
+            json,
+        )
+        .map_err(usage)?),
+        Some(AgentCommand::LockImds(lock)) => {
+            text_logs();
+            Ok(airlock_agent::firewall::lock(&lock.imds_endpoint).map_err(usage)?)
+        }
+        Some(AgentCommand::Fleet(fleet)) => {
+            text_logs();
+            let cloud = Arc::new(airlock_aws::AwsCloud::new());
+            Ok(airlock_testbed::fleet::run(fleet.settings(), cloud).await?)
+        }
+        None => {
+            airlock_os::init_logging(
+                args.run.log_format == LogFormat::Json,
+                airlock_os::DEFAULT_LOG_FILTER,
+            );
+            // Only the running agent talks to the console.
+            let roots = crate::client::console_roots(console.console_ca.as_deref())?;
+            let cloud = Arc::new(airlock_aws::AwsCloud::new());
+            Ok(airlock_agent::run(args.run.settings(), cloud, roots)
+                .await
+                .map_err(usage)?)
+        }
+    }
+}
+
+/// The agent's usage errors as the one [`UsageError`] the binary exits 2 for.
+fn usage(e: AgentError) -> anyhow::Error {
+    match e {
+        AgentError::Usage(message) => UsageError(message).into(),
+        e => e.into(),
+    }
 }
