@@ -70,8 +70,9 @@ fn insert_tags(context: &mut Context, prefix: &str, tags: &[Tag]) {
     for (i, t) in tags.iter().enumerate() {
         let key = format!("{prefix}{}", t.key);
         let folded = t.key.to_lowercase();
-        let twin = tags[..i]
+        let twin = tags
             .iter()
+            .take(i)
             .any(|earlier| earlier.key.to_lowercase() == folded);
         if twin {
             context.insert_ambiguous(&key);

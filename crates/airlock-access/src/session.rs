@@ -276,8 +276,8 @@ impl Grant {
     fn named(&self, sid: String, actions: &[&str], resource: &str) -> Value {
         let mut st =
             json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource});
-        if let Some(c) = &self.condition {
-            st["Condition"] = c.clone();
+        if let (Some(c), Some(st)) = (&self.condition, st.as_object_mut()) {
+            st.insert("Condition".into(), c.clone());
         }
         st
     }
@@ -388,10 +388,13 @@ pub fn session_policy(
     }
     if !may_create.is_empty() {
         let mut condition = tagged;
-        condition["StringEquals"]["ec2:CreateAction"] = json!(may_create
-            .iter()
-            .map(|a| create_action(a))
-            .collect::<Vec<_>>());
+        let create_actions: Vec<&str> = may_create.iter().map(|a| create_action(a)).collect();
+        if let Some(equals) = condition
+            .get_mut("StringEquals")
+            .and_then(Value::as_object_mut)
+        {
+            equals.insert("ec2:CreateAction".into(), json!(create_actions));
+        }
         let tag_on_create = json!({"Sid": "TagOnCreate", "Effect": "Allow", "Action": "ec2:CreateTags",
             "Resource": "*", "Condition": condition});
         if deployer.proves(&tag_on_create) {
@@ -454,7 +457,7 @@ pub fn for_instance(policy: &str, scope: &Scope<'_>, instance_id: &str) -> Resul
         "arn:aws:ec2:{}:{}:instance/{instance_id}",
         scope.region, scope.account_id
     );
-    let Some(statements) = document["Statement"].as_array_mut() else {
+    let Some(statements) = document.get_mut("Statement").and_then(Value::as_array_mut) else {
         return Err("stored session policy has no statements".into());
     };
     statements.push(json!({

@@ -21,13 +21,13 @@ pub fn is_reserved(key: &str) -> bool {
 
 /// Refuses any reserved key among tags a user asks to set or remove, naming it.
 pub fn refuse_reserved(field: &str, tags: &[Tag]) -> Result<(), FieldError> {
-    match tags.iter().position(|t| is_reserved(&t.key)) {
+    match tags.iter().enumerate().find(|(_, t)| is_reserved(&t.key)) {
         None => Ok(()),
-        Some(i) => Err(FieldError::new(
+        Some((i, tag)) => Err(FieldError::new(
             format!("{field}[{i}].key"),
             format!(
                 "tag key {:?} uses the prefix {RESERVED_TAG_PREFIX} (in any case), which the console reserves for its own tags",
-                tags[i].key
+                tag.key
             ),
         )),
     }

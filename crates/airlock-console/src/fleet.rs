@@ -15,14 +15,17 @@ use crate::instances::{self, RawQuery};
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
-use airlock_fleet::{Facts, FleetError, FleetRequest, Outcome};
+use airlock_cloud::{Ec2, Scope, Target};
+use airlock_fleet::{Call, Facts, FleetError, FleetFamily, FleetRequest, Outcome};
+use airlock_store::AccountRow;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use std::sync::Arc;
 
 /// The routes of every family: `GET /v1/{family}` and `POST /v1/{family}/{verb}`.
 pub fn routes(mut router: Router<AppState>) -> Router<AppState> {
-    for family in airlock_fleet::FAMILIES {
+    for family in FleetFamily::ALL {
         router = router
             .route(
                 &format!("/v1/{family}"),
@@ -75,38 +78,12 @@ async fn stopped_early(
 async fn act(
     State(state): State<AppState>,
     caller: Caller,
-    family: &'static str,
+    family: FleetFamily,
     Path(verb): Path<String>,
     Body(mut body): Body<serde_json::Value>,
 ) -> ApiResult<Json<Outcome>> {
-    let account = match body.as_object_mut().map(|o| o.remove("account")) {
-        Some(Some(serde_json::Value::String(a))) => a,
-        Some(Some(_)) => return Err(ApiError::field("account", "must be an account name")),
-        Some(None) => return Err(ApiError::field("account", "missing field `account`")),
-        None => {
-            return Err(ApiError::BadRequest {
-                field: None,
-                message: "the body must be a JSON object".into(),
-            })
-        }
-    };
-    let mut request = FleetRequest::parse(family, &verb, body)?
-        .ok_or_else(|| ApiError::NotFound(format!("unknown operation {verb:?} on {family}")))?;
-    let checked = request
-        .validate()
-        .map_err(ApiError::from)
-        .and_then(|()| validate::tags("tags", request.tags(), 0));
-    if let Err(e) = checked {
-        stopped_early(
-            &state,
-            &caller,
-            &request,
-            audit::AuditOutcome::Invalid,
-            e.to_string(),
-        )
-        .await;
-        return Err(e);
-    }
+    let account = take_account(&mut body)?;
+    let request = checked_request(&state, &caller, family, &verb, body).await?;
     precheck(
         &state,
         &caller,
@@ -116,51 +93,17 @@ async fn act(
     let (account, target) = accounts::target_for_request(&state, &account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let scope = accounts::scope_of(&account);
-    let with_account = |mut checks: Vec<Check>| {
-        checks.push(airlock_access::ops::use_account(&account.name));
-        checks
+    let on = On {
+        state: &state,
+        caller: &caller,
+        account: &account,
+        scope: &scope,
     };
-    // What EC2 says of the resources now decides; a resource that does not exist fails here,
-    // before any change. It is decided as one with no tags first, so a caller who may not act
-    // on it cannot tell a missing resource from a forbidden one; then the failure is audited.
-    let facts = match airlock_fleet::prepare(ec2.as_ref(), &request).await {
-        Ok(f) => f,
-        Err(e) => {
-            let unknown = airlock_access::fleet::checks(&request, &Facts::default(), &scope);
-            precheck(&state, &caller, with_account(unknown)).await?;
-            stopped_early(
-                &state,
-                &caller,
-                &request,
-                audit::AuditOutcome::Error,
-                e.to_string(),
-            )
-            .await;
-            return Err(e.into());
-        }
-    };
-    // The request's own action first: the audit record of the decision is filed under it.
-    let checks = with_account(airlock_access::fleet::checks(&request, &facts, &scope));
-    authorize(&state, &caller, checks).await?;
-    let copy_to = match &request {
-        FleetRequest::CopySnapshot(r) => {
-            let mut dest = target.clone();
-            dest.region = r.destination_region.clone();
-            Some(state.cloud.ec2(&dest).await?)
-        }
-        _ => None,
-    };
+    let facts = on.authorize(ec2.as_ref(), &request).await?;
+    let copy_to = copy_client(&state, &target, &request).await?;
     let run =
         airlock_fleet::execute(ec2.as_ref(), copy_to.as_deref(), &request, &facts, &scope).await;
-    for call in &run.calls {
-        audit::record_call(
-            &state,
-            Entry::for_caller(&caller, &call.action, call.resources.clone()),
-            &call.result,
-            Clone::clone,
-        )
-        .await;
-    }
+    audit_calls(&state, &caller, &run.calls).await;
     let outcome = run.result?;
     let touched: Vec<String> = outcome.resource_id.iter().cloned().collect();
     state.tags.forget(&account.name, &touched);
@@ -169,12 +112,115 @@ async fn act(
     Ok(Json(outcome))
 }
 
+/// The account the body names, taken out of it: the rest is the operation's request.
+fn take_account(body: &mut serde_json::Value) -> ApiResult<String> {
+    match body.as_object_mut().map(|o| o.remove("account")) {
+        Some(Some(serde_json::Value::String(a))) => Ok(a),
+        Some(Some(_)) => Err(ApiError::field("account", "must be an account name")),
+        Some(None) => Err(ApiError::field("account", "missing field `account`")),
+        None => Err(ApiError::BadRequest {
+            field: None,
+            message: "the body must be a JSON object".into(),
+        }),
+    }
+}
+
+/// The operation `verb` of `family`, parsed and validated; a request that fails validation is
+/// audited as invalid.
+async fn checked_request(
+    state: &AppState,
+    caller: &Caller,
+    family: FleetFamily,
+    verb: &str,
+    body: serde_json::Value,
+) -> ApiResult<FleetRequest> {
+    let mut request = FleetRequest::parse(family.path(), verb, body)?
+        .ok_or_else(|| ApiError::NotFound(format!("unknown operation {verb:?} on {family}")))?;
+    let checked = request
+        .validate()
+        .map_err(ApiError::from)
+        .and_then(|()| validate::tags("tags", request.tags(), 0));
+    if let Err(e) = checked {
+        let why = e.to_string();
+        stopped_early(state, caller, &request, audit::AuditOutcome::Invalid, why).await;
+        return Err(e);
+    }
+    Ok(request)
+}
+
+/// A fleet operation in one account, decided for one caller.
+struct On<'a> {
+    state: &'a AppState,
+    caller: &'a Caller,
+    account: &'a AccountRow,
+    scope: &'a Scope,
+}
+
+impl On<'_> {
+    /// The checks AWS would make, and the use of the account.
+    fn checks(&self, request: &FleetRequest, facts: &Facts) -> Vec<Check> {
+        let mut checks = airlock_access::fleet::checks(request, facts, self.scope);
+        checks.push(airlock_access::ops::use_account(&self.account.name));
+        checks
+    }
+
+    /// Looks up what the request touches and decides it with the caller's policies, as AWS
+    /// would; the facts it was decided on are what the operation runs with.
+    async fn authorize(&self, ec2: &dyn Ec2, request: &FleetRequest) -> ApiResult<Facts> {
+        let (state, caller) = (self.state, self.caller);
+        // What EC2 says of the resources now decides; a resource that does not exist fails
+        // here, before any change. It is decided as one with no tags first, so a caller who
+        // may not act on it cannot tell a missing resource from a forbidden one; then the
+        // failure is audited.
+        let facts = match airlock_fleet::prepare(ec2, request).await {
+            Ok(f) => f,
+            Err(e) => {
+                let unknown = self.checks(request, &Facts::default());
+                precheck(state, caller, unknown).await?;
+                let why = e.to_string();
+                stopped_early(state, caller, request, audit::AuditOutcome::Error, why).await;
+                return Err(e.into());
+            }
+        };
+        // The request's own action first: the audit record of the decision is filed under it.
+        authorize(state, caller, self.checks(request, &facts)).await?;
+        Ok(facts)
+    }
+}
+
+/// The destination region's client for a snapshot copy: EC2 copies from that side.
+async fn copy_client(
+    state: &AppState,
+    target: &Target,
+    request: &FleetRequest,
+) -> ApiResult<Option<Arc<dyn Ec2>>> {
+    let Some(region) = request.copy_destination() else {
+        return Ok(None);
+    };
+    let mut dest = target.clone();
+    dest.region = region.to_owned();
+    Ok(Some(state.cloud.ec2(&dest).await?))
+}
+
+/// Audits every EC2 call the operation made, in order, with AWS's request id or error.
+async fn audit_calls(state: &AppState, caller: &Caller, calls: &[Call]) {
+    for call in calls {
+        audit::record_call(
+            state,
+            Entry::for_caller(caller, &call.action, call.resources.clone()),
+            &call.result,
+            Clone::clone,
+        )
+        .await;
+    }
+}
+
 /// `GET /v1/{family}`: the family's resources in one account or all, with EC2 filters, each
 /// shown only if the caller may describe it (the family's describe action on it, with its tags).
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    family: &'static str,
+    family: FleetFamily,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<FleetList>> {
     let filters = instances::filters(&q)?;
@@ -187,8 +233,8 @@ async fn list(
         let scope = accounts::scope_of(&row);
         let ec2 = state.cloud.ec2(&target).await?;
         for mut item in airlock_fleet::describe(ec2.as_ref(), family, &filters).await? {
-            let visible = airlock_access::fleet::describe_item(&scope, family, &item)
-                .is_some_and(|c| crate::authz::permits(&policies, &principal, &c));
+            let check = airlock_access::fleet::describe_item(&scope, family, &item);
+            let visible = crate::authz::permits(&policies, &principal, &check);
             if !visible {
                 continue;
             }
@@ -198,7 +244,7 @@ async fn list(
             found.push(item);
         }
     }
-    let action = airlock_fleet::describe_action(family).unwrap_or("ec2:Describe");
+    let action = family.describe_action();
     instances::record_listing(&state, &caller, action, &names, found.len()).await;
     Ok(Json(FleetList { items: found }))
 }

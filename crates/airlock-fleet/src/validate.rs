@@ -174,6 +174,11 @@ pub fn description(field: &str, value: &str) -> Checked {
     Ok(())
 }
 
+/// Validates a free-text field when it is given.
+pub fn optional_description(field: &str, value: Option<&str>) -> Checked {
+    value.map_or(Ok(()), |d| description(field, d))
+}
+
 /// Validates a key pair name: 1 to 255 ASCII characters.
 pub fn key_name(field: &str, value: &str) -> Checked {
     let ok = !value.is_empty()
@@ -366,76 +371,8 @@ pub fn rule(
     allow_world: bool,
 ) -> Checked<SecurityGroupRule> {
     let mut out = rule.clone();
-    let protocol = rule.protocol.trim().to_ascii_lowercase();
-    out.protocol = match protocol.as_str() {
-        "tcp" | "6" => "tcp".to_owned(),
-        "udp" | "17" => "udp".to_owned(),
-        "icmp" | "1" => "icmp".to_owned(),
-        "icmpv6" | "58" => "icmpv6".to_owned(),
-        "-1" | "all" => "-1".to_owned(),
-        n if n.parse::<u8>().is_ok() => n.to_owned(),
-        _ => {
-            return Err(FieldError::new(
-                format!("{field}.protocol"),
-                format!(
-                    "{:?} is not a protocol: use tcp, udp, icmp, icmpv6, all, or a protocol number 0-255",
-                    rule.protocol
-                ),
-            ))
-        }
-    };
-    match out.protocol.as_str() {
-        "tcp" | "udp" => {
-            let (Some(from), Some(to)) = (rule.from_port, rule.to_port) else {
-                return Err(FieldError::new(
-                    format!("{field}.from_port"),
-                    format!(
-                        "{} rules need a port range (from_port and to_port)",
-                        out.protocol
-                    ),
-                ));
-            };
-            for (name, port) in [("from_port", from), ("to_port", to)] {
-                if !(0..=65535).contains(&port) {
-                    return Err(FieldError::new(
-                        format!("{field}.{name}"),
-                        format!("{port} is not a port: use 0 to 65535"),
-                    ));
-                }
-            }
-            if from > to {
-                return Err(FieldError::new(
-                    format!("{field}.to_port"),
-                    format!("the port range {from}-{to} ends before it starts"),
-                ));
-            }
-        }
-        "icmp" | "icmpv6" => {
-            for (name, value) in [("from_port", rule.from_port), ("to_port", rule.to_port)] {
-                if let Some(v) = value {
-                    if !(-1..=255).contains(&v) {
-                        return Err(FieldError::new(
-                            format!("{field}.{name}"),
-                            format!("{v} is not an ICMP type or code: use -1 (all) to 255"),
-                        ));
-                    }
-                }
-            }
-            out.from_port = Some(rule.from_port.unwrap_or(-1));
-            out.to_port = Some(rule.to_port.unwrap_or(-1));
-        }
-        _ => {
-            if rule.from_port.is_some() || rule.to_port.is_some() {
-                return Err(FieldError::new(
-                    format!("{field}.from_port"),
-                    format!(
-                        "protocol {} has no ports; leave from_port and to_port out",
-                        rule.protocol
-                    ),
-                ));
-            }
-        }
-    }
+    out.protocol = protocol(field, &rule.protocol)?;
+    rule_ports(field, &mut out, &rule.protocol)?;
     let world = match (&rule.cidr, &rule.group_id) {
         (Some(c), None) => cidr(&format!("{field}.cidr"), c)?.is_world(),
         (None, Some(g)) => {
@@ -453,19 +390,102 @@ pub fn rule(
         description(&format!("{field}.description"), d)?;
     }
     if world && !allow_world {
-        for (port, name) in ADMIN_PORTS {
-            if opens_port(&out, port) {
-                return Err(FieldError::new(
-                    format!("{field}.cidr"),
-                    format!(
-                        "this rule opens {name} (port {port}) to the whole internet ({}); narrow the CIDR, or pass allow_world (--allow-world) if you mean it",
-                        rule.cidr.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
-        }
+        closed_to_world(field, &out)?;
     }
     Ok(out)
+}
+
+/// A rule's protocol in EC2's canonical form.
+fn protocol(field: &str, given: &str) -> Checked<String> {
+    let protocol = given.trim().to_ascii_lowercase();
+    Ok(match protocol.as_str() {
+        "tcp" | "6" => "tcp".to_owned(),
+        "udp" | "17" => "udp".to_owned(),
+        "icmp" | "1" => "icmp".to_owned(),
+        "icmpv6" | "58" => "icmpv6".to_owned(),
+        "-1" | "all" => "-1".to_owned(),
+        n if n.parse::<u8>().is_ok() => n.to_owned(),
+        _ => {
+            return Err(FieldError::new(
+                format!("{field}.protocol"),
+                format!(
+                    "{given:?} is not a protocol: use tcp, udp, icmp, icmpv6, all, or a protocol number 0-255"
+                ),
+            ))
+        }
+    })
+}
+
+/// Checks the ports of a rule whose protocol is canonical: a port range for TCP and UDP, ICMP
+/// type and code (all, when left out), none for other protocols (named as `given`).
+fn rule_ports(field: &str, rule: &mut SecurityGroupRule, given: &str) -> Checked {
+    match rule.protocol.as_str() {
+        "tcp" | "udp" => port_range(field, rule),
+        "icmp" | "icmpv6" => {
+            for (name, value) in [("from_port", rule.from_port), ("to_port", rule.to_port)] {
+                if let Some(v) = value {
+                    if !(-1..=255).contains(&v) {
+                        return Err(FieldError::new(
+                            format!("{field}.{name}"),
+                            format!("{v} is not an ICMP type or code: use -1 (all) to 255"),
+                        ));
+                    }
+                }
+            }
+            rule.from_port = Some(rule.from_port.unwrap_or(-1));
+            rule.to_port = Some(rule.to_port.unwrap_or(-1));
+            Ok(())
+        }
+        _ if rule.from_port.is_some() || rule.to_port.is_some() => Err(FieldError::new(
+            format!("{field}.from_port"),
+            format!("protocol {given} has no ports; leave from_port and to_port out"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a TCP or UDP rule's port range.
+fn port_range(field: &str, rule: &SecurityGroupRule) -> Checked {
+    let (Some(from), Some(to)) = (rule.from_port, rule.to_port) else {
+        return Err(FieldError::new(
+            format!("{field}.from_port"),
+            format!(
+                "{} rules need a port range (from_port and to_port)",
+                rule.protocol
+            ),
+        ));
+    };
+    for (name, port) in [("from_port", from), ("to_port", to)] {
+        if !(0..=65535).contains(&port) {
+            return Err(FieldError::new(
+                format!("{field}.{name}"),
+                format!("{port} is not a port: use 0 to 65535"),
+            ));
+        }
+    }
+    if from > to {
+        return Err(FieldError::new(
+            format!("{field}.to_port"),
+            format!("the port range {from}-{to} ends before it starts"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a rule open to the whole internet that lets SSH or RDP through.
+fn closed_to_world(field: &str, rule: &SecurityGroupRule) -> Checked {
+    for (port, name) in ADMIN_PORTS {
+        if opens_port(rule, port) {
+            return Err(FieldError::new(
+                format!("{field}.cidr"),
+                format!(
+                    "this rule opens {name} (port {port}) to the whole internet ({}); narrow the CIDR, or pass allow_world (--allow-world) if you mean it",
+                    rule.cidr.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a (canonical) rule lets traffic to `port` through.
