@@ -10,7 +10,7 @@ use base64::Engine;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Gloo's namespace when a document names none.
 pub const DEFAULT_NAMESPACE: &str = "gloo-system";
@@ -1157,11 +1157,6 @@ fn secret(raw: RawSecret, place: &Place<'_>) -> Result<(ObjRef, AwsSecret), Conf
         )),
         _ => Err(place.error("aws", "missing: a Secret needs aws.accessKey and aws.secretKey (or data.aws_access_key_id and data.aws_secret_access_key)")),
     }
-}
-
-/// Every distinct tag key the upstreams require, for logs and server-side `tag-key` filters.
-pub fn required_keys(upstream: &Upstream) -> BTreeSet<&str> {
-    upstream.filters.iter().map(TagFilter::key).collect()
 }
 
 #[cfg(test)]
