@@ -9,7 +9,7 @@ use crate::output::{or_dash, print};
 use airlock_api::accounts::{AccountView, AddAccountRequest};
 use airlock_api::deployments::{CredentialMode, DeployRequest, DeploymentPolicy, DeploymentView};
 use airlock_api::instances::{InstanceActionRequest, InstanceList};
-use airlock_api::session::{LoginRequest, Whoami};
+use airlock_api::session::LoginRequest;
 use airlock_cloud::Tag;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -71,8 +71,11 @@ pub async fn logout(console: &ConsoleArgs) -> Result<()> {
     Ok(result?)
 }
 
-pub async fn whoami(client: &Client) -> Result<Whoami> {
-    Ok(client.whoami().await?)
+pub async fn whoami(client: &Client, output: Output) -> Result<()> {
+    let me = client.whoami().await?;
+    print(output, &me, &["USER", "CONSOLE"], || {
+        vec![vec![me.user.clone(), client.base().to_owned()]]
+    })
 }
 
 fn account_rows(accounts: &[AccountView]) -> Vec<Vec<String>> {
