@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use airlock_api::refresh::RefreshRequest;
 use airlock_cloud::{AccessKey, Cloud, Target};
 use airlock_payload::{find_payload, Credentials, ExposeSecret as _, Payload};
 use chrono::Utc;
@@ -935,46 +936,17 @@ async fn console_refresh(
     instance_id: &str,
     source: Option<IpAddr>,
 ) -> Result<(), AgentError> {
-    #[derive(Deserialize)]
-    struct Answer {
-        credentials: Credentials,
-        refresh_secret: SecretString,
-    }
     let (Some(url), Some(secret)) = (&payload.refresh_url, &payload.refresh_secret) else {
         return Err(AgentError::Other(
             "the payload names no refresh URL and secret".to_owned(),
         ));
     };
-    let http = console.client(url, source)?;
-    let response = http
-        .post(url)
-        .json(&serde_json::json!({
-            "deployment_id": payload.deployment_id,
-            "instance_id": instance_id,
-            "refresh_secret": secret.expose_secret(),
-        }))
-        .send()
-        .await
-        .map_err(|e| AgentError::Other(format!("cannot reach the console's refresh URL: {e}")))?;
-    let status = response.status();
-    if !status.is_success() {
-        // The console's error body names the reason and never echoes the secret.
-        let message = response
-            .json::<serde_json::Value>()
-            .await
-            .ok()
-            .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let text = format!("the console's refresh URL answered {status}: {message}");
-        return Err(if status == reqwest::StatusCode::FORBIDDEN {
-            AgentError::Refused(text)
-        } else {
-            AgentError::Other(text)
-        });
-    }
-    let answer: Answer = response.json().await.map_err(|_| {
-        AgentError::Other("the console's refresh answer is not credentials".to_owned())
-    })?;
+    let request = RefreshRequest {
+        deployment_id: payload.deployment_id.clone(),
+        instance_id: instance_id.to_owned(),
+        refresh_secret: secret.clone(),
+    };
+    let answer = console.refresh(url, source, &request).await?;
     payload.credentials = Some(answer.credentials);
     payload.refresh_secret = Some(answer.refresh_secret);
     Ok(())

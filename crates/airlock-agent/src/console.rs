@@ -11,6 +11,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use airlock_api::client::{transport_causes, ClientError, ConsoleClient, Proxy, Settings};
+use airlock_api::refresh::{RefreshRequest, RefreshResponse};
 use reqwest::Url;
 
 use crate::AgentError;
@@ -127,23 +129,61 @@ impl ConsoleLink {
         }
     }
 
-    /// An HTTP client for `url`, leaving from `source` (the instance's own address, which the
+    /// A console client for `url`, leaving from `source` (the instance's own address, which the
     /// console checks).
-    pub fn client(&self, url: &str, source: Option<IpAddr>) -> Result<reqwest::Client, AgentError> {
+    pub fn client(&self, url: &str, source: Option<IpAddr>) -> Result<ConsoleClient, AgentError> {
         self.check(url)?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .local_address(source)
-            .no_proxy();
-        if let Some(proxy) = &self.proxy {
-            builder = builder.proxy(proxy.clone());
+        let settings = Settings {
+            timeout: Some(Duration::from_secs(20)),
+            connect_timeout: None,
+            roots: self.roots.clone(),
+            proxy: self
+                .proxy
+                .clone()
+                .map_or(Proxy::Never, |p| Proxy::Only(Box::new(p))),
+            local_address: source,
+        };
+        ConsoleClient::new(url, None, &settings).map_err(refresh_error)
+    }
+
+    /// Exchanges a refresh secret at `url` for fresh credentials and the next secret. A refusal
+    /// (403) is [`AgentError::Refused`]: presenting the same secret again cannot help.
+    pub async fn refresh(
+        &self,
+        url: &str,
+        source: Option<IpAddr>,
+        request: &RefreshRequest,
+    ) -> Result<RefreshResponse, AgentError> {
+        let client = self.client(url, source)?;
+        client.refresh(url, request).await.map_err(refresh_error)
+    }
+}
+
+/// A failed refresh in the agent's words; the console's error body names the reason and never
+/// echoes the secret.
+fn refresh_error(e: ClientError) -> AgentError {
+    let answered = |status: u16, message: &str| {
+        let status = reqwest::StatusCode::from_u16(status)
+            .map_or_else(|_| status.to_string(), |s| s.to_string());
+        format!("the console's refresh URL answered {status}: {message}")
+    };
+    match e {
+        ClientError::Unreachable { transport, .. } => AgentError::Other(format!(
+            "cannot reach the console's refresh URL: {}",
+            transport_causes(&transport)
+        )),
+        ClientError::Console { status: 403, body } => {
+            AgentError::Refused(answered(403, &body.error.message))
         }
-        for root in &self.roots {
-            builder = builder.add_root_certificate(root.clone());
+        ClientError::Status { status: 403 } => AgentError::Refused(answered(403, "")),
+        ClientError::Console { status, body } => {
+            AgentError::Other(answered(status, &body.error.message))
         }
-        builder
-            .build()
-            .map_err(|e| AgentError::Other(format!("cannot build an HTTP client: {e}")))
+        ClientError::Status { status } => AgentError::Other(answered(status, "")),
+        ClientError::UnexpectedBody { .. } => {
+            AgentError::Other("the console's refresh answer is not credentials".to_owned())
+        }
+        ClientError::Setup(e) => AgentError::Other(format!("cannot build an HTTP client: {e}")),
     }
 }
 

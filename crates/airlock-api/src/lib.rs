@@ -2,6 +2,32 @@
 //!
 //! The console serves these bodies and every client (the CLI, the agent's refresh, the gateway's
 //! console follower) reads them, so a field exists in one place and a rename cannot drift
-//! between the two sides. Nothing here does I/O.
+//! between the two sides. The OpenAPI document is generated from them too ([`utoipa::ToSchema`]),
+//! so it cannot drift either. Nothing here does I/O, except the [`client`] (feature `client`).
+//!
+//! Types of the pure crates (tags, instances, boot tasks, policy requests) appear in bodies as
+//! they are: their schema is documented as an object.
 
+pub mod accounts;
+pub mod audit;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod deployments;
+pub mod error;
+pub mod events;
+pub mod gateway;
+pub mod instances;
+pub mod refresh;
+pub mod session;
 pub mod state;
+pub mod users;
+
+pub use error::{ErrorBody, ErrorDetail};
+
+/// Writes a secret into a request or response body: the one place a body shows one.
+fn expose<S: serde::Serializer>(
+    secret: &secrecy::SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    airlock_payload::serialize_secret(secret, serializer)
+}

@@ -1,6 +1,5 @@
 //! AWS accounts: verified with STS before they are stored, secrets sealed, never shown again.
 
-use crate::api::{AccountView, AddAccountRequest, RotateKeyResult};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize_one, console_arn};
@@ -9,6 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
+use airlock_api::accounts::{AccountView, AddAccountRequest, RotateKeyResult};
 use airlock_cloud::{AccessKey, NewAccessKey, Target};
 use airlock_store::AccountRow;
 use axum::extract::{Path, State};

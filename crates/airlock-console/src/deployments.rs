@@ -8,10 +8,6 @@
 //! launches twice.
 
 use crate::accounts;
-use crate::api::{
-    CredentialMode, DeployRequest, DeploymentInstance, DeploymentPolicy, DeploymentSpec,
-    DeploymentView, ScaleRequest,
-};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, console_arn, ec2_arn, precheck, Check};
@@ -22,6 +18,10 @@ use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops::{self, Launch};
 use airlock_access::session;
+use airlock_api::deployments::{
+    CredentialMode, DeployRequest, DeploymentInstance, DeploymentPolicy, DeploymentSpec,
+    DeploymentView, ScaleRequest,
+};
 use airlock_api::state::DeploymentState;
 use airlock_cloud::Ec2;
 use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};

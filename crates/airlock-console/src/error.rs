@@ -1,31 +1,9 @@
 //! The API's one error type: what went wrong, which field, and the HTTP status it maps to.
 
+pub use airlock_api::{ErrorBody, ErrorDetail};
 use airlock_cloud::CloudError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-
-/// The JSON body of every error response: `{"error": {...}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// An error as the API reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// A stable code: `BadRequest`, `Unauthorized`, `NotFound`, `Conflict`, or AWS's own code.
-    pub code: String,
-    /// A sentence for people.
-    pub message: String,
-    /// The request field at fault, as a JSON path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// AWS's request id when EC2 or STS refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws_request_id: Option<String>,
-}
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]

@@ -12,9 +12,9 @@ use crate::auth::Caller;
 use crate::authz::{authorize_one, console_arn};
 use crate::error::ApiResult;
 use crate::state::AppState;
+pub use airlock_api::events::{Event, EventKind};
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,51 +38,6 @@ pub const MEMBERSHIP_ACTIONS: &[&str] = &[
 
 /// Events kept for watchers that are briefly slow; one that falls further behind gets `resync`.
 const CAPACITY: usize = 1024;
-
-/// What an event is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum EventKind {
-    /// EC2 instances changed state or tags.
-    Instances,
-    /// A stored gateway configuration was written or deleted.
-    GatewayConfig,
-    /// The watcher may have missed events (it just connected, or fell behind): look again.
-    Resync,
-}
-
-impl EventKind {
-    fn name(self) -> &'static str {
-        match self {
-            EventKind::Instances => "instances",
-            EventKind::GatewayConfig => "gatewayConfig",
-            EventKind::Resync => "resync",
-        }
-    }
-}
-
-/// One change, as watchers receive it (the `data` of an SSE event, JSON).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    /// Increases by one per event of this console process.
-    pub seq: u64,
-    /// RFC 3339.
-    pub at: String,
-    /// What it is about.
-    pub kind: EventKind,
-    /// The action, e.g. `ec2:StopInstances` or `airlock:PutGatewayConfig`.
-    pub action: String,
-    /// The AWS account id, for EC2 changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    /// The region, for EC2 changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Resource ids (`i-…`, a deployment id, a configuration name).
-    #[serde(default)]
-    pub resources: Vec<String>,
-}
 
 /// The in-process bus every change is published on.
 pub struct EventBus {

@@ -20,63 +20,15 @@ use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops;
-use airlock_cloud::{Filter, Instance};
+use airlock_api::gateway::{
+    DiscoverRequest, DiscoverResponse, GatewayConfigList, GatewayConfigView,
+    PutGatewayConfigRequest,
+};
 use airlock_gateway_config::config::{self as gwconfig, LoadOptions};
 use airlock_store::GatewayConfigRow;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-
-/// A stored configuration as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewayConfigView {
-    /// Its name.
-    pub name: String,
-    /// The YAML text.
-    pub yaml: String,
-    /// Who wrote it last.
-    pub updated_by: String,
-    /// When (RFC 3339).
-    pub updated_at: String,
-}
-
-/// `GET /v1/gateway/configs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GatewayConfigList {
-    /// Every stored configuration, by name.
-    pub configs: Vec<GatewayConfigView>,
-}
-
-/// Body of `PUT /v1/gateway/configs/{name}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PutGatewayConfigRequest {
-    /// Gloo YAML: Upstream and VirtualService documents.
-    pub yaml: String,
-}
-
-/// Body of `POST /v1/gateway/discover`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiscoverRequest {
-    /// The console account to list with.
-    pub account: String,
-    /// The region to list (default: the account's).
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Server-side EC2 filters.
-    #[serde(default)]
-    pub filters: Vec<Filter>,
-}
-
-/// Answer of `POST /v1/gateway/discover`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DiscoverResponse {
-    /// The instances, as `DescribeInstances` reports them.
-    pub instances: Vec<Instance>,
-}
 
 fn view(row: GatewayConfigRow) -> GatewayConfigView {
     GatewayConfigView {

@@ -2,7 +2,6 @@
 //! change, and start/stop/reboot/terminate.
 
 use crate::accounts;
-use crate::api::{AccountInstance, InstanceActionRequest, InstanceActionResponse, InstanceList};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, precheck};
@@ -12,6 +11,9 @@ use crate::poller::{PollKey, Poller, Snapshot};
 use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops;
+use airlock_api::instances::{
+    AccountInstance, InstanceActionRequest, InstanceActionResponse, InstanceList,
+};
 use airlock_cloud::{Filter, Scope, StateAction};
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};

@@ -5,7 +5,7 @@
 //! snapshot, keeping only what its own policies let it see. A poller runs while someone
 //! watches and stops with its last watcher.
 
-use crate::api::AccountInstance;
+use airlock_api::instances::AccountInstance;
 use airlock_cloud::{Filter, Scope};
 use std::collections::HashMap;
 use std::future::Future;

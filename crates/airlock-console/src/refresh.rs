@@ -10,7 +10,6 @@
 //! comes from.
 
 use crate::accounts;
-use crate::api::{CredentialMode, DeploymentSpec, RefreshRequest, RevokeResult};
 use crate::audit::{self, AuditDecision, AuditOutcome, Entry};
 use crate::auth::{random_secret, token_hash, Caller};
 use crate::authz::{console_arn, ec2_arn};
@@ -21,13 +20,14 @@ use crate::refresh_guard::RefusalRecord;
 use crate::refresh_retry::ExchangeKey;
 use crate::state::AppState;
 use airlock_access::session;
+use airlock_api::deployments::{CredentialMode, DeploymentSpec, RevokeResult};
+use airlock_api::refresh::{RefreshRequest, RefreshResponse};
 use airlock_api::state::{RefreshSecretKind, RefreshSecretState};
 use airlock_cloud::{Instance, ScopedSessionRequest, SessionCredentials, Target};
 use airlock_store::{AccountRow, DeploymentRow, Exchange, RefreshSecretRow};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -48,20 +48,6 @@ pub struct LaunchCredentials {
     pub refresh_secret: SecretString,
     /// Where to present it.
     pub refresh_url: String,
-}
-
-/// `POST /v1/refresh`'s answer: the payload's credential shape and the next secret.
-#[derive(Clone, Serialize)]
-pub struct RefreshResponse {
-    /// Fresh credentials.
-    pub credentials: airlock_payload::Credentials,
-    /// The secret to present next time; the one just used no longer works.
-    #[serde(serialize_with = "expose")]
-    pub refresh_secret: SecretString,
-}
-
-fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(secret.expose_secret())
 }
 
 /// The lifetime of a deployment's credentials, checked against STS's limits for how they are

@@ -5,7 +5,7 @@
 //! long as the instance has not used the secret it was given. Anyone else presenting the old
 //! secret is still a replay.
 
-use crate::refresh::RefreshResponse;
+use airlock_api::refresh::RefreshResponse;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;

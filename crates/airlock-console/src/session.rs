@@ -1,6 +1,5 @@
 //! Logging in and out, and the first user of a new console.
 
-use crate::api::{LoginRequest, LoginResponse, Whoami};
 use crate::audit::{self, AuditDecision, AuditOutcome, Entry};
 use crate::auth::{self, Caller, TOKEN_PREFIX};
 use crate::error::{ApiError, ApiResult};
@@ -8,6 +7,7 @@ use crate::json::Body;
 use crate::state::AppState;
 use crate::throttle;
 use crate::users::OtpCheck;
+use airlock_api::session::{LoginRequest, LoginResponse, Whoami};
 use airlock_store::{PolicyRow, UserRow};
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;

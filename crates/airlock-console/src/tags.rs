@@ -3,7 +3,6 @@
 //! re-tagging a resource.
 
 use crate::accounts;
-use crate::api::{TagRequest, TagsView};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, precheck};
@@ -12,6 +11,7 @@ use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops;
+use airlock_api::instances::{TagRequest, TagsView};
 use axum::extract::State;
 use axum::Json;
 

@@ -1,9 +1,5 @@
 //! Console users, their policies, second factors and the policy simulator.
 
-use crate::api::{
-    AddUserRequest, AttachPolicyRequest, MfaEnabled, PolicyView, PutPolicyRequest, SimulateRequest,
-    UserView,
-};
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, authorize_one, console_arn};
@@ -12,6 +8,10 @@ use crate::json::Body;
 use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops;
+use airlock_api::users::{
+    AddUserRequest, AttachPolicyRequest, MfaEnabled, PolicyView, PutPolicyRequest, SimulateRequest,
+    UserView,
+};
 use airlock_policy::Policy;
 use airlock_store::{PolicyRow, UserRow};
 use axum::extract::{Path, State};

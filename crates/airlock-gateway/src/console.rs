@@ -10,11 +10,13 @@
 
 use crate::discovery::{Discovery, GroupKey};
 use crate::runtime::{self, Shared};
+use airlock_api::client::{transport_causes, ClientError, Settings};
+use airlock_api::events::EventKind;
+use airlock_api::gateway::DiscoverRequest;
 use airlock_cloud::{CloudError, Filter, Instance};
 use async_trait::async_trait;
 use rand::Rng;
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -41,135 +43,89 @@ impl std::fmt::Debug for ConsoleLink {
     }
 }
 
-/// A failed call to the console, in words (never the token).
+/// A failed call to the console, in words (never the token), for the gateway's logs and its
+/// configuration errors; the typed error underneath is kept as the source.
 #[derive(Debug, thiserror::Error)]
 #[error("console {url}: {message}")]
 pub struct ConsoleCallError {
     /// The console URL.
     pub url: String,
-    /// What went wrong.
+    /// What went wrong, with its causes.
     pub message: String,
     /// The console's error code (`Forbidden`, `BadRequest`…, or AWS's), when it answered.
     pub code: Option<String>,
+    /// The error itself.
+    #[source]
+    pub cause: Box<ClientError>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-}
-
-#[derive(Deserialize)]
-struct ConfigList {
-    configs: Vec<StoredConfig>,
-}
-
-#[derive(Deserialize)]
-struct StoredConfig {
-    name: String,
-    yaml: String,
-}
-
-#[derive(Deserialize)]
-struct Discovered {
-    instances: Vec<Instance>,
+impl ConsoleCallError {
+    /// The error of a call to the console at `url`, in the gateway's words.
+    fn new(url: &str, cause: ClientError) -> Self {
+        let status = |s: u16| {
+            reqwest::StatusCode::from_u16(s).map_or_else(|_| s.to_string(), |s| s.to_string())
+        };
+        let message = match &cause {
+            ClientError::Setup(e) => format!("cannot set up an HTTP client: {e}"),
+            ClientError::Unreachable { transport, .. } => {
+                format!("unreachable: {}", transport_causes(transport))
+            }
+            ClientError::Console { status: s, body } => {
+                format!(
+                    "{}: {}: {}",
+                    status(*s),
+                    body.error.code,
+                    body.error.message
+                )
+            }
+            ClientError::Status { status: s } => format!("answered {}", status(*s)),
+            ClientError::UnexpectedBody { cause, .. } => format!("unexpected answer: {cause}"),
+        };
+        ConsoleCallError {
+            url: url.trim_end_matches('/').to_owned(),
+            message,
+            code: cause.code().map(str::to_owned),
+            cause: Box::new(cause),
+        }
+    }
 }
 
 /// The console's API, as the gateway uses it.
 pub struct ConsoleClient {
-    link: ConsoleLink,
-    http: reqwest::Client,
-    /// No overall timeout: the event stream stays open for as long as the console keeps it.
-    stream_http: reqwest::Client,
+    api: airlock_api::client::ConsoleClient,
 }
 
 impl ConsoleClient {
-    /// A client for this console.
+    /// A client for this console: calls time out after a minute, the event stream does not.
     pub fn new(link: ConsoleLink) -> Result<Self, ConsoleCallError> {
-        let build = |timeout: Option<Duration>| {
-            let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
-            for root in &link.roots {
-                b = b.add_root_certificate(root.clone());
-            }
-            if let Some(t) = timeout {
-                b = b.timeout(t);
-            }
-            b.build().map_err(|e| ConsoleCallError {
-                url: link.url.clone(),
-                message: format!("cannot set up an HTTP client: {e}"),
-                code: None,
-            })
+        let settings = Settings {
+            timeout: Some(Duration::from_secs(60)),
+            connect_timeout: Some(Duration::from_secs(5)),
+            roots: link.roots.clone(),
+            ..Settings::default()
         };
-        Ok(ConsoleClient {
-            http: build(Some(Duration::from_secs(60)))?,
-            stream_http: build(None)?,
-            link: ConsoleLink {
-                url: link.url.trim_end_matches('/').to_owned(),
-                token: link.token.clone(),
-                roots: link.roots.clone(),
-            },
-        })
+        let api =
+            airlock_api::client::ConsoleClient::new(&link.url, Some(link.token.clone()), &settings)
+                .map_err(|e| ConsoleCallError::new(&link.url, e))?;
+        Ok(ConsoleClient { api })
     }
 
     /// The console URL.
     pub fn url(&self) -> &str {
-        &self.link.url
+        self.api.base()
     }
 
-    fn error(&self, message: impl Into<String>, code: Option<String>) -> ConsoleCallError {
-        ConsoleCallError {
-            url: self.link.url.clone(),
-            message: message.into(),
-            code,
-        }
-    }
-
-    async fn send(
-        &self,
-        req: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ConsoleCallError> {
-        let resp = req
-            .bearer_auth(self.link.token.expose_secret())
-            .send()
-            .await
-            .map_err(|e| self.error(format!("unreachable: {}", cause(&e)), None))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let body = resp.bytes().await.unwrap_or_default();
-        Err(match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(b) => self.error(
-                format!("{status}: {}: {}", b.error.code, b.error.message),
-                Some(b.error.code),
-            ),
-            Err(_) => self.error(format!("answered {status}"), None),
-        })
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        req: reqwest::RequestBuilder,
-    ) -> Result<T, ConsoleCallError> {
-        let resp = self.send(req).await?;
-        resp.json()
-            .await
-            .map_err(|e| self.error(format!("unexpected answer: {e}"), None))
+    fn error(&self, e: ClientError) -> ConsoleCallError {
+        ConsoleCallError::new(self.url(), e)
     }
 
     /// Every stored configuration, as `(source name, YAML)` for [`crate::config::load`].
     pub async fn configs(&self) -> Result<Vec<(String, String)>, ConsoleCallError> {
-        let list: ConfigList = self
-            .json(
-                self.http
-                    .get(format!("{}/v1/gateway/configs", self.link.url)),
-            )
-            .await?;
+        let list = self
+            .api
+            .gateway_configs()
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(list
             .configs
             .into_iter()
@@ -184,39 +140,21 @@ impl ConsoleClient {
         region: &str,
         filters: &[Filter],
     ) -> Result<Vec<Instance>, ConsoleCallError> {
-        let body = serde_json::json!({"account": account, "region": region, "filters": filters});
-        let found: Discovered = self
-            .json(
-                self.http
-                    .post(format!("{}/v1/gateway/discover", self.link.url))
-                    .json(&body),
-            )
-            .await?;
+        let request = DiscoverRequest {
+            account: account.to_owned(),
+            region: Some(region.to_owned()),
+            filters: filters.to_vec(),
+        };
+        let found = self
+            .api
+            .discover(&request)
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(found.instances)
     }
 
     async fn events(&self) -> Result<reqwest::Response, ConsoleCallError> {
-        self.send(
-            self.stream_http
-                .get(format!("{}/v1/events", self.link.url))
-                .header("accept", "text/event-stream"),
-        )
-        .await
-    }
-}
-
-/// What went wrong underneath reqwest's message (which repeats the URL).
-fn cause(e: &reqwest::Error) -> String {
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        causes.push(s.to_string());
-        source = s.source();
-    }
-    if causes.is_empty() {
-        e.to_string()
-    } else {
-        causes.join(": ")
+        self.api.events().await.map_err(|e| self.error(e))
     }
 }
 
@@ -314,20 +252,20 @@ pub struct Wanted {
 impl Wanted {
     /// What one event asks for.
     pub fn of(event: &SseEvent) -> Wanted {
-        match event.name.as_str() {
-            "instances" => Wanted {
+        match EventKind::from_name(&event.name) {
+            Some(EventKind::Instances) => Wanted {
                 refresh: true,
                 reload: false,
             },
-            "gatewayConfig" => Wanted {
+            Some(EventKind::GatewayConfig) => Wanted {
                 refresh: false,
                 reload: true,
             },
-            "resync" => Wanted {
+            Some(EventKind::Resync) => Wanted {
                 refresh: true,
                 reload: true,
             },
-            _ => Wanted::default(),
+            None => Wanted::default(),
         }
     }
 
@@ -369,7 +307,7 @@ pub async fn follow(shared: Arc<Shared>, client: Arc<ConsoleClient>) {
                             }
                         }
                         Ok(None) => break "the console closed the stream".to_owned(),
-                        Err(e) => break cause(&e),
+                        Err(e) => break transport_causes(&e),
                     }
                 };
                 shared

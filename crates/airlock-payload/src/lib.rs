@@ -26,7 +26,7 @@ mod model;
 pub use build::{build_user_data, script_content_type};
 pub use error::PayloadError;
 pub use find::find_payload;
-pub use model::{BootTask, Credentials, Payload, TaskFilters};
+pub use model::{serialize_secret, BootTask, Credentials, Payload, TaskFilters};
 pub use secrecy::{ExposeSecret, SecretString};
 
 /// The payload format version this crate writes and reads.

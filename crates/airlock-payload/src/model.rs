@@ -165,7 +165,7 @@ pub struct Credentials {
     /// The access key id (an identifier, not a secret).
     pub access_key_id: String,
     /// The secret access key.
-    #[serde(serialize_with = "expose")]
+    #[serde(serialize_with = "serialize_secret")]
     pub secret_access_key: SecretString,
     /// The session token of temporary credentials.
     #[serde(
@@ -205,8 +205,11 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Serialize a secret's value: the payload is the one place it is written.
-fn expose<S: Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+/// Writes a secret as the plain string it is: for the fields of a body that must carry one.
+pub fn serialize_secret<S: Serializer>(
+    secret: &SecretString,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(secret.expose_secret())
 }
 

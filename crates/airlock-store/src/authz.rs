@@ -17,37 +17,8 @@ pub struct PolicyRow {
     pub created_at: String,
 }
 
-/// One audit record as stored; `hash` covers every other field but `chain`, and `prev_hash`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AuditRow {
-    /// Position in the chain, from 1.
-    pub seq: i64,
-    /// RFC 3339.
-    pub at: String,
-    /// The console user.
-    pub user_name: String,
-    /// Where the request came from.
-    pub source_ip: Option<String>,
-    /// e.g. `ec2:RunInstances` or `airlock:AddAccount`.
-    pub action: String,
-    /// JSON list of resource ARNs.
-    pub resources: String,
-    /// The word of an `AuditDecision`. Kept as the text stored, not parsed: the chain's hash
-    /// covers these exact bytes, and an edited record must still be read to be reported.
-    pub decision: String,
-    /// AWS's request id for the EC2 call, if one was made.
-    pub aws_request_id: Option<String>,
-    /// The word of an `AuditOutcome`, kept as stored for the same reason.
-    pub outcome: String,
-    /// Why (the deciding statements, or the error).
-    pub detail: Option<String>,
-    /// Hash of the previous record (64 zeros for the first).
-    pub prev_hash: String,
-    /// This record's hash.
-    pub hash: String,
-    /// How `hash` was made: `sha256` (plain) or `hmac-sha256` (under the console's audit key).
-    pub chain: String,
-}
+/// One audit record as stored: the shape the API shows, so what is read is what was hashed.
+pub use airlock_api::audit::AuditRecord as AuditRow;
 
 /// Which audit records a page holds besides their position.
 #[derive(Debug, Clone, Copy, Default)]

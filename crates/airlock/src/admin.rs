@@ -7,12 +7,14 @@ use crate::cli::{
 use crate::client::Client;
 use crate::commands::{account_or_only, read_stdin_line};
 use crate::output::{or_dash, print, table};
-use airlock_console::api::{AuditPage, MfaEnabled, PolicyView, TagsView, UserView};
-use airlock_console::audit::{Anchor, Head, Verification};
+use airlock_api::audit::AuditRecord;
+use airlock_api::instances::TagRequest;
+use airlock_api::users::{AddUserRequest, UserView};
+use airlock_cloud::Tag;
+use airlock_console::audit::Anchor;
 use airlock_policy::{Policy, Request};
-use airlock_store::AuditRow;
 use anyhow::{bail, Context, Result};
-use secrecy::ExposeSecret;
+use secrecy::SecretString;
 use serde_json::json;
 use std::path::Path;
 
@@ -36,6 +38,36 @@ fn user_rows(users: &[UserView]) -> Vec<Vec<String>> {
 
 const USER_HEADERS: &[&str] = &["USER", "POLICIES", "MFA"];
 
+/// `user add`: the password from standard input, each policy file stored (checked here first)
+/// as `USER-STEM` and attached with the named ones.
+async fn user_add(
+    client: &Client,
+    name: String,
+    policy_files: &[std::path::PathBuf],
+    attach: Vec<String>,
+) -> Result<UserView> {
+    let password: SecretString = read_stdin_line("password")?;
+    let mut policies = attach;
+    for file in policy_files {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "policy".into());
+        let policy_name = format!("{name}-{stem}");
+        let document = read(file, "policy")?;
+        Policy::parse(&file.display().to_string(), &document)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        client.put_policy(&policy_name, &document).await?;
+        policies.push(policy_name);
+    }
+    let request = AddUserRequest {
+        name,
+        password,
+        policies,
+    };
+    Ok(client.add_user(&request).await?)
+}
+
 pub async fn user(client: &Client, cmd: UserCommand, output: Output) -> Result<()> {
     match cmd {
         UserCommand::Add {
@@ -44,68 +76,35 @@ pub async fn user(client: &Client, cmd: UserCommand, output: Output) -> Result<(
             attach,
             ..
         } => {
-            let password = read_stdin_line("password")?;
-            let mut policies = attach;
-            for file in &policy_files {
-                let stem = file
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().to_string())
-                    .unwrap_or_else(|| "policy".into());
-                let policy_name = format!("{name}-{stem}");
-                let document = read(file, "policy")?;
-                Policy::parse(&file.display().to_string(), &document)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let _: PolicyView = client
-                    .put(
-                        &format!("/v1/policies/{policy_name}"),
-                        &json!({"document": document}),
-                    )
-                    .await?;
-                policies.push(policy_name);
-            }
-            let user: UserView = client
-                .post(
-                    "/v1/users",
-                    &json!({"name": name, "password": password.expose_secret(), "policies": policies}),
-                )
-                .await?;
+            let user = user_add(client, name, &policy_files, attach).await?;
             print(output, &user, USER_HEADERS, || {
                 user_rows(std::slice::from_ref(&user))
             })
         }
         UserCommand::List => {
-            let users: Vec<UserView> = client.get("/v1/users").await?;
+            let users = client.users().await?;
             print(output, &users, USER_HEADERS, || user_rows(&users))
         }
         UserCommand::Remove { name } => {
-            client.delete(&format!("/v1/users/{name}")).await?;
+            client.remove_user(&name).await?;
             print(output, &json!({"removed": name}), &["REMOVED"], || {
                 vec![vec![name.clone()]]
             })
         }
         UserCommand::AttachPolicy { user, policy } => {
-            let u: UserView = client
-                .post(
-                    &format!("/v1/users/{user}/policies"),
-                    &json!({"policy": policy}),
-                )
-                .await?;
+            let u = client.attach_policy(&user, &policy).await?;
             print(output, &u, USER_HEADERS, || {
                 user_rows(std::slice::from_ref(&u))
             })
         }
         UserCommand::DetachPolicy { user, policy } => {
-            let u: UserView = client
-                .delete_json(&format!("/v1/users/{user}/policies/{policy}"))
-                .await?;
+            let u = client.detach_policy(&user, &policy).await?;
             print(output, &u, USER_HEADERS, || {
                 user_rows(std::slice::from_ref(&u))
             })
         }
         UserCommand::EnableMfa { user } => {
-            let m: MfaEnabled = client
-                .post(&format!("/v1/users/{user}/mfa"), &json!({}))
-                .await?;
+            let m = client.enable_mfa(&user).await?;
             print(
                 output,
                 &m,
@@ -191,7 +190,7 @@ pub fn policy_local(cmd: &PolicyCommand, output: Output) -> Result<bool> {
 }
 
 pub async fn policy(client: &Client, cmd: PolicyCommand, output: Output) -> Result<()> {
-    let rows = |p: &[PolicyView]| -> Vec<Vec<String>> {
+    let rows = |p: &[airlock_api::users::PolicyView]| -> Vec<Vec<String>> {
         p.iter()
             .map(|p| vec![p.name.clone(), p.created_by.clone(), p.created_at.clone()])
             .collect()
@@ -201,24 +200,19 @@ pub async fn policy(client: &Client, cmd: PolicyCommand, output: Output) -> Resu
             let document = read(&file, "policy")?;
             Policy::parse(&file.display().to_string(), &document)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let p: PolicyView = client
-                .put(
-                    &format!("/v1/policies/{name}"),
-                    &json!({"document": document}),
-                )
-                .await?;
+            let p = client.put_policy(&name, &document).await?;
             print(output, &p, &["POLICY", "CREATED BY", "CREATED"], || {
                 rows(std::slice::from_ref(&p))
             })
         }
         PolicyCommand::List => {
-            let list: Vec<PolicyView> = client.get("/v1/policies").await?;
+            let list = client.policies().await?;
             print(output, &list, &["POLICY", "CREATED BY", "CREATED"], || {
                 rows(&list)
             })
         }
         PolicyCommand::Show { name } => {
-            let p: PolicyView = client.get(&format!("/v1/policies/{name}")).await?;
+            let p = client.policy(&name).await?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&p)?),
                 Output::Table => {
@@ -231,7 +225,7 @@ pub async fn policy(client: &Client, cmd: PolicyCommand, output: Output) -> Resu
             Ok(())
         }
         PolicyCommand::Delete { name } => {
-            client.delete(&format!("/v1/policies/{name}")).await?;
+            client.delete_policy(&name).await?;
             print(output, &json!({"deleted": name}), &["DELETED"], || {
                 vec![vec![name.clone()]]
             })
@@ -243,25 +237,24 @@ pub async fn policy(client: &Client, cmd: PolicyCommand, output: Output) -> Resu
 }
 
 pub async fn tag(client: &Client, cmd: TagCommand, output: Output) -> Result<()> {
-    let (path, args, remove): (&str, TagArgs, bool) = match cmd {
-        TagCommand::Add(a) => ("/v1/tags", a, false),
-        TagCommand::Remove(a) => ("/v1/tags/remove", a, true),
+    let (args, remove): (TagArgs, bool) = match cmd {
+        TagCommand::Add(a) => (a, false),
+        TagCommand::Remove(a) => (a, true),
     };
     let mut tags = Vec::new();
     for t in &args.tags {
         match t.split_once('=') {
-            Some((k, v)) if !k.is_empty() => tags.push(json!({"key": k, "value": v})),
-            None if remove && !t.is_empty() => tags.push(json!({"key": t, "value": ""})),
+            Some((k, v)) if !k.is_empty() => tags.push(Tag::new(k, v)),
+            None if remove && !t.is_empty() => tags.push(Tag::new(t, "")),
             _ => bail!("{t:?} is not KEY=VALUE"),
         }
     }
-    let account = account_or_only(client, args.account).await?;
-    let view: TagsView = client
-        .post(
-            path,
-            &json!({"account": account, "resource_id": args.resource, "tags": tags}),
-        )
-        .await?;
+    let request = TagRequest {
+        account: account_or_only(client, args.account).await?,
+        resource_id: args.resource,
+        tags,
+    };
+    let view = client.tag(&request, remove).await?;
     print(output, &view, &["RESOURCE", "TAGS"], || {
         let tags: Vec<String> = view
             .tags
@@ -276,7 +269,7 @@ pub async fn audit(client: &Client, args: AuditArgs, output: Output) -> Result<(
     match args.command {
         Some(AuditCommand::Verify { anchor }) => audit_verify(client, anchor, output).await,
         Some(AuditCommand::Head) => {
-            let head: Head = client.get("/v1/audit/head").await?;
+            let head = client.audit_head().await?;
             print(output, &head, &["SEQ", "TIME", "HASH"], || {
                 vec![vec![
                     head.seq.to_string(),
@@ -290,8 +283,9 @@ pub async fn audit(client: &Client, args: AuditArgs, output: Output) -> Result<(
 }
 
 async fn audit_verify(client: &Client, anchor: Option<Anchor>, output: Output) -> Result<()> {
-    let query: Vec<(&str, String)> = anchor.iter().map(|a| ("anchor", a.to_string())).collect();
-    let v: Verification = client.get_query("/v1/audit/verify", &query).await?;
+    let v = client
+        .audit_verify(anchor.as_ref().map(ToString::to_string))
+        .await?;
     print(
         output,
         &v,
@@ -363,7 +357,7 @@ const AUDIT_HEADERS: [&str; 8] = [
     "DETAIL",
 ];
 
-fn audit_rows(records: &[AuditRow]) -> Vec<Vec<String>> {
+fn audit_rows(records: &[AuditRecord]) -> Vec<Vec<String>> {
     records
         .iter()
         .map(|r| {
@@ -386,8 +380,8 @@ async fn audit_pages(client: &Client, args: &AuditArgs, output: Output) -> Resul
     let mut cursor = args.cursor.clone();
     let mut first = true;
     loop {
-        let page: AuditPage = client
-            .get_query("/v1/audit", &page_query(args, cursor.as_deref()))
+        let page = client
+            .audit_page(&page_query(args, cursor.as_deref()))
             .await?;
         match (output, args.all) {
             (Output::Json, false) => println!("{}", serde_json::to_string_pretty(&page)?),

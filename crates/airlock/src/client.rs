@@ -1,8 +1,10 @@
-//! The console's HTTP client: where the console is, the saved token, and errors in words.
+//! Where the console is and with which token: the saved login, `AIRLOCK_TOKEN`, `--console-ca`;
+//! the calls themselves are `airlock_api`'s client.
 
 use crate::cli::ConsoleArgs;
-use airlock_console::ErrorBody;
+use airlock_api::client::{ClientError, ConsoleClient, Settings};
 use anyhow::{anyhow, bail, Context, Result};
+use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -57,7 +59,8 @@ pub fn forget_login() -> Result<()> {
     }
 }
 
-fn saved_login() -> Result<Option<SavedLogin>> {
+/// The saved login, when there is one: the one place the CLI reads `login.json`.
+pub fn saved_login() -> Result<Option<SavedLogin>> {
     let path = login_file()?;
     match std::fs::read(&path) {
         Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
@@ -68,58 +71,18 @@ fn saved_login() -> Result<Option<SavedLogin>> {
     }
 }
 
-/// A client for one console.
-pub struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
+/// The API token for `console`: `AIRLOCK_TOKEN`, else the one saved for that console.
+pub fn token_for(console: &str, saved: Option<SavedLogin>) -> Option<SecretString> {
+    std::env::var("AIRLOCK_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            saved
+                .filter(|s| s.console.trim_end_matches('/') == console.trim_end_matches('/'))
+                .map(|s| s.token)
+        })
+        .map(SecretString::from)
 }
-
-/// An error the console answered with, kept whole so callers can show the field.
-#[derive(Debug)]
-pub struct ConsoleError {
-    /// HTTP status.
-    pub status: u16,
-    /// The console's error body.
-    pub body: ErrorBody,
-}
-
-impl std::fmt::Display for ConsoleError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let e = &self.body.error;
-        match &e.field {
-            Some(field) => write!(f, "{}: {} ({field})", e.code, e.message)?,
-            None => write!(f, "{}: {}", e.code, e.message)?,
-        }
-        if let Some(id) = &e.aws_request_id {
-            write!(f, " [AWS request id {id}]")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConsoleError {}
-
-/// The console did not answer at all (down, restarting, wrong URL).
-#[derive(Debug)]
-pub struct Unreachable {
-    /// The console URL.
-    pub console: String,
-    /// What went wrong underneath.
-    pub cause: String,
-}
-
-impl std::fmt::Display for Unreachable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "cannot reach the console at {}: {}",
-            self.console, self.cause
-        )
-    }
-}
-
-impl std::error::Error for Unreachable {}
 
 /// The certificate authorities of `--console-ca`, read at start so a bad file is named at once.
 pub fn console_roots(bundle: Option<&std::path::Path>) -> Result<Vec<reqwest::Certificate>> {
@@ -136,6 +99,20 @@ pub fn console_roots(bundle: Option<&std::path::Path>) -> Result<Vec<reqwest::Ce
     Ok(roots)
 }
 
+/// The console's client as the CLI uses it: its typed calls, and (for the fleet commands, whose
+/// bodies are their own) JSON calls by path.
+pub struct Client {
+    api: ConsoleClient,
+}
+
+impl std::ops::Deref for Client {
+    type Target = ConsoleClient;
+
+    fn deref(&self) -> &ConsoleClient {
+        &self.api
+    }
+}
+
 impl Client {
     /// A client for `console` (or the saved one), with the saved token or `AIRLOCK_TOKEN`.
     pub fn new(console: &ConsoleArgs) -> Result<Client> {
@@ -145,65 +122,16 @@ impl Client {
             .map(str::to_owned)
             .or_else(|| saved.as_ref().map(|s| s.console.clone()))
             .ok_or_else(|| anyhow!("no console given: pass --console URL, set AIRLOCK_CONSOLE, or run `airlock login`"))?;
-        let token = std::env::var("AIRLOCK_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-            .or_else(|| saved.filter(|s| s.console == base).map(|s| s.token));
-        let mut http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .connect_timeout(Duration::from_secs(5));
-        for root in console_roots(console.console_ca.as_deref())? {
-            http = http.add_root_certificate(root);
-        }
+        let token = token_for(&base, saved);
+        let settings = Settings {
+            timeout: Some(Duration::from_secs(120)),
+            connect_timeout: Some(Duration::from_secs(5)),
+            roots: console_roots(console.console_ca.as_deref())?,
+            ..Settings::default()
+        };
         Ok(Client {
-            http: http.build()?,
-            base: base.trim_end_matches('/').to_owned(),
-            token,
+            api: ConsoleClient::new(&base, token, &settings)?,
         })
-    }
-
-    /// The console URL.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        req
-    }
-
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
-        let resp = req.send().await.map_err(|e| Unreachable {
-            console: self.base.clone(),
-            cause: without_url(&e),
-        })?;
-        let status = resp.status();
-        let bytes = resp.bytes().await?;
-        if status.is_success() {
-            let body = if bytes.is_empty() {
-                &b"null"[..]
-            } else {
-                &bytes[..]
-            };
-            return serde_json::from_slice(body)
-                .with_context(|| format!("the console answered {status} with an unexpected body"));
-        }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ConsoleError {
-                status: status.as_u16(),
-                body,
-            }
-            .into()),
-            Err(_) => Err(anyhow!("the console answered {status}")),
-        }
-    }
-
-    /// GET a path.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.send(self.request(reqwest::Method::GET, path)).await
     }
 
     /// GET with query pairs.
@@ -212,54 +140,17 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T> {
-        self.send(self.request(reqwest::Method::GET, path).query(query))
-            .await
+        Ok(self.api.get_query(path, query).await?)
     }
 
     /// POST a JSON body.
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
-        self.send(self.request(reqwest::Method::POST, path).json(body))
-            .await
-    }
-
-    /// PUT a JSON body.
-    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
-        self.send(self.request(reqwest::Method::PUT, path).json(body))
-            .await
-    }
-
-    /// DELETE a path and read the JSON answer.
-    pub async fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.send(self.request(reqwest::Method::DELETE, path)).await
-    }
-
-    /// DELETE a path.
-    pub async fn delete(&self, path: &str) -> Result<()> {
-        self.send::<serde_json::Value>(self.request(reqwest::Method::DELETE, path))
-            .await
-            .map(|_| ())
+        Ok(self.api.post(path, body).await?)
     }
 
     /// True if the error is the console being unreachable (worth retrying while it restarts).
     pub fn is_unreachable(err: &anyhow::Error) -> bool {
-        err.is::<Unreachable>()
-            || err
-                .downcast_ref::<ConsoleError>()
-                .is_some_and(|e| e.status == 502 || e.status == 503)
-    }
-}
-
-/// What went wrong underneath reqwest's message (which repeats the URL the caller names).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        causes.push(s.to_string());
-        source = s.source();
-    }
-    if causes.is_empty() {
-        "request failed".into()
-    } else {
-        causes.join(": ")
+        err.downcast_ref::<ClientError>()
+            .is_some_and(ClientError::is_unreachable)
     }
 }

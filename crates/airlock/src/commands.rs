@@ -6,10 +6,11 @@ use crate::cli::{
 };
 use crate::client::{self, Client, SavedLogin};
 use crate::output::{or_dash, print};
-use airlock_console::api::{
-    AccountView, DeploymentPolicy, DeploymentView, InstanceActionResponse, InstanceList,
-    LoginResponse, RevokeResult, RotateKeyResult, Whoami,
-};
+use airlock_api::accounts::{AccountView, AddAccountRequest};
+use airlock_api::deployments::{CredentialMode, DeployRequest, DeploymentPolicy, DeploymentView};
+use airlock_api::instances::{InstanceActionRequest, InstanceList};
+use airlock_api::session::LoginRequest;
+use airlock_cloud::Tag;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::RngCore;
@@ -37,12 +38,12 @@ pub async fn login(console: &ConsoleArgs, args: LoginArgs, output: Output) -> Re
     }
     let password = read_stdin_line("password")?;
     let client = Client::new(console)?;
-    use secrecy::ExposeSecret;
-    let resp: LoginResponse = client
-        .post(
-            "/v1/login",
-            &json!({"user": args.user, "password": password.expose_secret(), "otp": args.otp}),
-        )
+    let resp = client
+        .login(&LoginRequest {
+            user: args.user,
+            password,
+            otp: args.otp,
+        })
         .await?;
     let path = client::save_login(&SavedLogin {
         console: client.base().to_owned(),
@@ -65,15 +66,16 @@ pub async fn login(console: &ConsoleArgs, args: LoginArgs, output: Output) -> Re
 
 pub async fn logout(console: &ConsoleArgs) -> Result<()> {
     let client = Client::new(console)?;
-    let result = client
-        .post::<_, serde_json::Value>("/v1/logout", &json!({}))
-        .await;
+    let result = client.logout().await;
     client::forget_login()?;
-    result.map(|_| ())
+    Ok(result?)
 }
 
-pub async fn whoami(client: &Client) -> Result<Whoami> {
-    client.get("/v1/whoami").await
+pub async fn whoami(client: &Client, output: Output) -> Result<()> {
+    let me = client.whoami().await?;
+    print(output, &me, &["USER", "CONSOLE"], || {
+        vec![vec![me.user.clone(), client.base().to_owned()]]
+    })
 }
 
 fn account_rows(accounts: &[AccountView]) -> Vec<Vec<String>> {
@@ -126,24 +128,20 @@ pub async fn account(client: &Client, cmd: AccountCommand, output: Output) -> Re
     match cmd {
         AccountCommand::Add(args) => account_add(client, args, output).await,
         AccountCommand::List => {
-            let accounts: Vec<AccountView> = client.get("/v1/accounts").await?;
+            let accounts = client.accounts().await?;
             print(output, &accounts, ACCOUNT_HEADERS, || {
                 account_rows(&accounts)
             })
         }
         AccountCommand::Verify { name } => {
-            let a: AccountView = client
-                .post(&format!("/v1/accounts/{name}/verify"), &json!({}))
-                .await?;
+            let a = client.verify_account(&name).await?;
             print(output, &a, ACCOUNT_HEADERS, || {
                 account_rows(std::slice::from_ref(&a))
             })
         }
         AccountCommand::RotateKey { name } => {
             eprintln!("rotating the key of {name}: creating a new key and waiting until AWS accepts it...");
-            let r: RotateKeyResult = client
-                .post(&format!("/v1/accounts/{name}/rotate-key"), &json!({}))
-                .await?;
+            let r = client.rotate_key(&name).await?;
             print(
                 output,
                 &r,
@@ -159,7 +157,7 @@ pub async fn account(client: &Client, cmd: AccountCommand, output: Output) -> Re
             )
         }
         AccountCommand::Remove { name } => {
-            client.delete(&format!("/v1/accounts/{name}")).await?;
+            client.remove_account(&name).await?;
             print(output, &json!({"removed": name}), &["REMOVED"], || {
                 vec![vec![name.clone()]]
             })
@@ -168,21 +166,17 @@ pub async fn account(client: &Client, cmd: AccountCommand, output: Output) -> Re
 }
 
 async fn account_add(client: &Client, args: AccountAddArgs, output: Output) -> Result<()> {
-    use secrecy::ExposeSecret;
-    let secret = read_stdin_line("secret access key")?;
-    let a: AccountView = client
-        .post(
-            "/v1/accounts",
-            &json!({
-                "name": args.name,
-                "region": args.region,
-                "endpoint_url": args.endpoint_url,
-                "access_key_id": args.access_key_id,
-                "secret_access_key": secret.expose_secret(),
-                "role_arn": args.role_arn,
-                "external_id": args.external_id,
-            }),
-        )
+    let secret_access_key = read_stdin_line("secret access key")?;
+    let a = client
+        .add_account(&AddAccountRequest {
+            name: args.name,
+            region: args.region,
+            endpoint_url: args.endpoint_url,
+            access_key_id: args.access_key_id,
+            secret_access_key,
+            role_arn: args.role_arn,
+            external_id: args.external_id,
+        })
         .await?;
     print(output, &a, ACCOUNT_HEADERS, || {
         account_rows(std::slice::from_ref(&a))
@@ -233,36 +227,36 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
         "IAM statements",
     )?;
     let credentials = match args.credentials {
-        CredentialsArg::Scoped => "scoped",
-        CredentialsArg::Bootstrap => "bootstrap",
-        CredentialsArg::Account => "account",
-        CredentialsArg::None => "none",
+        CredentialsArg::Scoped => CredentialMode::Scoped,
+        CredentialsArg::Bootstrap => CredentialMode::Bootstrap,
+        CredentialsArg::Account => CredentialMode::Account,
+        CredentialsArg::None => CredentialMode::None,
     };
     if args.credentials == CredentialsArg::Account {
         eprintln!("warning: --credentials account puts the account's long-term key in every instance's user data; prefer scoped (the default)");
     }
-    let token = args.client_token.clone().unwrap_or_else(random_token);
-    let body = json!({
-        "client_token": token,
-        "account": args.account,
-        "image_id": args.image,
-        "instance_type": args.instance_type,
-        "count": args.count,
-        "subnet_id": args.subnet,
-        "security_group_ids": args.security_groups,
-        "key_name": args.key_name,
-        "tags": args.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-        "user_script": user_script,
-        "metadata_hop_limit": args.metadata_hop_limit,
-        "tasks": tasks,
-        "credentials": credentials,
-        "credentials_duration_seconds": args.credentials_duration,
-        "policy_statements": policy_statements,
-    });
+    // The tasks go as the file has them: the console checks them and names the field at fault.
+    let request: DeployRequest<serde_json::Value> = DeployRequest {
+        client_token: Some(args.client_token.clone().unwrap_or_else(random_token)),
+        account: args.account,
+        image_id: args.image,
+        instance_type: args.instance_type,
+        count: args.count,
+        subnet_id: args.subnet,
+        security_group_ids: args.security_groups,
+        key_name: args.key_name,
+        tags: args.tags.iter().map(|(k, v)| Tag::new(k, v)).collect(),
+        user_script,
+        metadata_hop_limit: args.metadata_hop_limit,
+        tasks,
+        credentials,
+        credentials_duration_seconds: args.credentials_duration,
+        policy_statements,
+    };
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     // The same client token on every retry: the console answers with the deployment it made.
-    let dep: DeploymentView = retrying("the deployment", deadline, || {
-        client.post("/v1/deployments", &body)
+    let dep = retrying("the deployment", deadline, || async {
+        Ok(client.deploy(&request).await?)
     })
     .await?;
     let dep = if args.wait {
@@ -273,23 +267,23 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
     finish(dep, output)
 }
 
-/// A file holding a JSON list (`[]` when no file is given).
+/// The items of a file holding a JSON list (none when no file is given).
 fn json_list_file(
     flag: &str,
     path: Option<&std::path::Path>,
     what: &str,
-) -> Result<serde_json::Value> {
+) -> Result<Vec<serde_json::Value>> {
     let Some(path) = path else {
-        return Ok(json!([]));
+        return Ok(Vec::new());
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {flag} {}", path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{flag} {} is not JSON", path.display()))?;
-    if !value.is_array() {
-        bail!("{flag} {} must hold a JSON list of {what}", path.display());
+    match value {
+        serde_json::Value::Array(items) => Ok(items),
+        _ => bail!("{flag} {} must hold a JSON list of {what}", path.display()),
     }
-    Ok(value)
 }
 
 fn finish(dep: DeploymentView, output: Output) -> Result<()> {
@@ -348,8 +342,11 @@ async fn wait(
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let path = format!("/v1/deployments/{}", dep.id);
-        dep = retrying("the wait", deadline, || client.get(&path)).await?;
+        let id = dep.id.clone();
+        dep = retrying("the wait", deadline, || async {
+            Ok(client.deployment(&id).await?)
+        })
+        .await?;
     }
 }
 
@@ -393,65 +390,13 @@ fn print_deployment(dep: &DeploymentView, output: Output) -> Result<()> {
 
 pub async fn deployment(client: &Client, cmd: DeploymentCommand, output: Output) -> Result<()> {
     match cmd {
-        DeploymentCommand::List => {
-            let deps: Vec<DeploymentView> = client.get("/v1/deployments").await?;
-            print(
-                output,
-                &deps,
-                &[
-                    "ID",
-                    "ACCOUNT",
-                    "STATE",
-                    "COUNT",
-                    "IMAGE",
-                    "CREDENTIALS",
-                    "CREATED BY",
-                    "CREATED",
-                ],
-                || {
-                    deps.iter()
-                        .map(|d| {
-                            vec![
-                                d.id.clone(),
-                                d.account.clone(),
-                                d.state.clone(),
-                                d.count.to_string(),
-                                d.spec.image_id.clone(),
-                                credentials_cell(d),
-                                d.created_by.clone(),
-                                d.created_at.clone(),
-                            ]
-                        })
-                        .collect()
-                },
-            )
-        }
-        DeploymentCommand::Show { id } => {
-            let dep: DeploymentView = client.get(&format!("/v1/deployments/{id}")).await?;
-            print_deployment(&dep, output)
-        }
+        DeploymentCommand::List => deployment_list(client, output).await,
+        DeploymentCommand::Show { id } => print_deployment(&client.deployment(&id).await?, output),
         DeploymentCommand::Policy { id } => {
-            let p: DeploymentPolicy = client.get(&format!("/v1/deployments/{id}/policy")).await?;
-            match output {
-                Output::Json => {
-                    println!("{}", serde_json::to_string_pretty(&p)?);
-                    Ok(())
-                }
-                Output::Table => {
-                    println!(
-                        "# {} credentials, issued for {} s at a time",
-                        p.credentials.as_str(),
-                        p.duration_seconds
-                    );
-                    println!("{}", serde_json::to_string_pretty(&p.policy)?);
-                    Ok(())
-                }
-            }
+            print_policy(&client.deployment_policy(&id).await?, output)
         }
         DeploymentCommand::Revoke { id } => {
-            let r: RevokeResult = client
-                .post(&format!("/v1/deployments/{id}/revoke"), &json!({}))
-                .await?;
+            let r = client.revoke(&id).await?;
             print(output, &r, &["DEPLOYMENT", "REVOKED SECRETS"], || {
                 vec![vec![r.deployment_id.clone(), r.revoked.to_string()]]
             })
@@ -462,12 +407,7 @@ pub async fn deployment(client: &Client, cmd: DeploymentCommand, output: Output)
             wait: should_wait,
             timeout,
         } => {
-            let dep: DeploymentView = client
-                .post(
-                    &format!("/v1/deployments/{id}/scale"),
-                    &json!({"count": count}),
-                )
-                .await?;
+            let dep = client.scale(&id, count).await?;
             let deadline = Instant::now() + Duration::from_secs(timeout);
             let dep = if should_wait {
                 wait(client, dep, deadline, output).await?
@@ -477,6 +417,51 @@ pub async fn deployment(client: &Client, cmd: DeploymentCommand, output: Output)
             finish(dep, output)
         }
     }
+}
+
+async fn deployment_list(client: &Client, output: Output) -> Result<()> {
+    let deps = client.deployments().await?;
+    let headers = [
+        "ID",
+        "ACCOUNT",
+        "STATE",
+        "COUNT",
+        "IMAGE",
+        "CREDENTIALS",
+        "CREATED BY",
+        "CREATED",
+    ];
+    print(output, &deps, &headers, || {
+        deps.iter()
+            .map(|d| {
+                vec![
+                    d.id.clone(),
+                    d.account.clone(),
+                    d.state.clone(),
+                    d.count.to_string(),
+                    d.spec.image_id.clone(),
+                    credentials_cell(d),
+                    d.created_by.clone(),
+                    d.created_at.clone(),
+                ]
+            })
+            .collect()
+    })
+}
+
+fn print_policy(p: &DeploymentPolicy, output: Output) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(p)?),
+        Output::Table => {
+            println!(
+                "# {} credentials, issued for {} s at a time",
+                p.credentials.as_str(),
+                p.duration_seconds
+            );
+            println!("{}", serde_json::to_string_pretty(&p.policy)?);
+        }
+    }
+    Ok(())
 }
 
 pub async fn instances(client: &Client, args: InstancesArgs, output: Output) -> Result<()> {
@@ -500,7 +485,7 @@ pub async fn instances(client: &Client, args: InstancesArgs, output: Output) -> 
     if args.watch {
         return watch_instances(client, &query, args.interval, output).await;
     }
-    let list: InstanceList = client.get_query("/v1/instances", &query).await?;
+    let list = client.instances(&query).await?;
     print(output, &list, &instance_headers(status), || {
         instance_rows(&list, status)
     })
@@ -557,7 +542,7 @@ async fn watch_instances(
     let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut last_table = String::new();
     loop {
-        let list: InstanceList = client.get_query("/v1/instances", query).await?;
+        let list = client.instances(query).await?;
         match output {
             Output::Json => {
                 for ai in &list.instances {
@@ -604,12 +589,11 @@ pub async fn instance(client: &Client, cmd: InstanceCommand, output: Output) -> 
         InstanceCommand::Terminate(ids) => ("terminate", ids),
     };
     let account = account_or_only(client, ids.account).await?;
-    let resp: InstanceActionResponse = client
-        .post(
-            &format!("/v1/instances/{action}"),
-            &json!({"account": account, "instance_ids": ids.ids}),
-        )
-        .await?;
+    let request = InstanceActionRequest {
+        account,
+        instance_ids: ids.ids,
+    };
+    let resp = client.instance_action(action, &request).await?;
     print(
         output,
         &resp,
@@ -629,7 +613,7 @@ pub async fn account_or_only(client: &Client, account: Option<String>) -> Result
     if let Some(a) = account {
         return Ok(a);
     }
-    let accounts: Vec<AccountView> = client.get("/v1/accounts").await?;
+    let accounts = client.accounts().await?;
     match accounts.as_slice() {
         [only] => Ok(only.name.clone()),
         [] => bail!("the console has no account; add one with `airlock account add`"),

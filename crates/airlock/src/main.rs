@@ -86,12 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Deployment(cmd) => commands::deployment(&client, cmd, output).await,
                 Command::Instances(args) => commands::instances(&client, args, output).await,
                 Command::Instance(cmd) => commands::instance(&client, cmd, output).await,
-                Command::Whoami => {
-                    let me = commands::whoami(&client).await?;
-                    output::print(output, &me, &["USER", "CONSOLE"], || {
-                        vec![vec![me.user.clone(), client.base().to_owned()]]
-                    })
-                }
+                Command::Whoami => commands::whoami(&client, output).await,
                 Command::User(cmd) => admin::user(&client, cmd, output).await,
                 Command::Policy(cmd) => admin::policy(&client, cmd, output).await,
                 Command::Tag(cmd) => admin::tag(&client, cmd, output).await,

@@ -9,10 +9,11 @@
 //! after it, or after a keyed one, is a downgrade. An anchor (a record's hash written down
 //! elsewhere) finds what the key cannot: the newest records removed.
 
+pub use airlock_api::audit::{Head, Verification};
 use airlock_store::AuditRow;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -158,28 +159,6 @@ pub fn seal(key: &AuditKey, row: &mut AuditRow) {
     row.hash = keyed_hash(key, row);
 }
 
-/// A record as an operator writes it down elsewhere to anchor the log (`GET /v1/audit/head`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Head {
-    /// Its position.
-    pub seq: i64,
-    /// When it was written (RFC 3339).
-    pub at: String,
-    /// Its hash.
-    pub hash: String,
-}
-
-impl Head {
-    /// The head a record is.
-    pub fn of(row: &AuditRow) -> Head {
-        Head {
-            seq: row.seq,
-            at: row.at.clone(),
-            hash: row.hash.clone(),
-        }
-    }
-}
-
 /// A record's hash written down elsewhere, `SEQ:HASH`: verification checks the record is still
 /// there with that hash, so removing the newest records or rewriting the whole log (even by
 /// someone holding the key) is found.
@@ -263,25 +242,6 @@ impl fmt::Display for Break {
             }
         }
     }
-}
-
-/// The result of checking the log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Verification {
-    /// Records read.
-    pub records: usize,
-    /// True when every link holds (and the anchor, if one was given).
-    pub intact: bool,
-    /// The first record that does not match its hash, its predecessor or the anchor.
-    pub first_broken: Option<i64>,
-    /// What is wrong there.
-    pub problem: Option<String>,
-    /// Records checked and found sound, from the first (all of them when intact).
-    pub checked: usize,
-    /// Of those, how many are chained without the key (written before the console had one).
-    pub unkeyed: usize,
-    /// The newest record read.
-    pub head: Option<Head>,
 }
 
 /// Checks a log fed to it in order, holding only the previous hash. After the first break it

@@ -5,11 +5,11 @@
 //! `airlock:ReadAuditLog` before any of its parameters is looked at.
 
 use super::chain::{Anchor, AuditKey, Head, Verification, Verifier};
-use crate::api::AuditPage;
 use crate::auth::Caller;
 use crate::authz::{authorize_one, console_arn};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use airlock_api::audit::AuditPage;
 use airlock_store::{AuditFilter, Store};
 use axum::extract::{Query, State};
 use axum::http::Uri;

@@ -6,16 +6,16 @@
 //! again whenever a page's selection changes. The real action is still authorized on its own.
 
 use crate::accounts;
-use crate::api::{
-    AuthorizeCheckItem, AuthorizeCheckRequest, AuthorizeCheckResponse, AuthorizeCheckResult,
-    ValidatePolicyRequest, ValidatePolicyResponse,
-};
 use crate::auth::Caller;
 use crate::authz::{ec2_arn, policies_of, principal, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
 use airlock_access::Principal;
+use airlock_api::users::{
+    AuthorizeCheckItem, AuthorizeCheckRequest, AuthorizeCheckResponse, AuthorizeCheckResult,
+    ValidatePolicyRequest, ValidatePolicyResponse,
+};
 use airlock_policy::{Context, Decision, Policy};
 use airlock_store::AccountRow;
 use axum::extract::State;

@@ -7,18 +7,17 @@
 //! storage, and is the same on every console node; a page on another site can neither read the
 //! cookie nor the token, so it cannot forge the header.
 
-use crate::api::{LoginRequest, LoginResponse};
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use crate::json::Body;
 use crate::state::AppState;
+use airlock_api::session::{LoginRequest, LoginResponse, SessionView};
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The session cookie's name.
@@ -72,20 +71,6 @@ pub fn check_csrf(parts: &Parts, session_token: &str) -> Result<(), ApiError> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A signed-in browser session as the pages see it (never the session token itself).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SessionView {
-    /// The user.
-    pub user: String,
-    /// The value for the `X-CSRF-Token` header (absent for bearer-token callers).
-    pub csrf_token: Option<String>,
-    /// Whether the sign-in passed a second factor.
-    pub mfa: bool,
-    /// RFC 3339 expiry of the session, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
 }
 
 fn cookie(state: &AppState, value: &str, max_age: i64) -> String {

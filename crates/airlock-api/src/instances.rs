@@ -1,0 +1,74 @@
+//! Instances and the tags of any resource: listing, acting on instances, tagging.
+
+use airlock_cloud::{Instance, InstanceStatus, Tag};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `GET /v1/instances` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceList {
+    /// The instances, with the account each belongs to.
+    pub instances: Vec<AccountInstance>,
+}
+
+/// An instance and the account it was listed with.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountInstance {
+    /// The account name.
+    pub account: String,
+    /// The instance, as `DescribeInstances` reports it (its fields beside `account`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub instance: Instance,
+    /// Its status checks, when asked for (`status=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub status: Option<InstanceStatus>,
+}
+
+/// `POST /v1/instances/{action}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceActionRequest {
+    /// The account the instances belong to.
+    pub account: String,
+    /// Instance ids.
+    pub instance_ids: Vec<String>,
+}
+
+/// The answer to an instance action.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceActionResponse {
+    /// `start`, `stop`, `reboot` or `terminate`.
+    pub action: String,
+    /// The instances acted on.
+    pub instance_ids: Vec<String>,
+    /// AWS's request id.
+    pub aws_request_id: Option<String>,
+}
+
+/// `POST /v1/tags` and `POST /v1/tags/remove`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    /// The account the resource is in.
+    pub account: String,
+    /// The EC2 resource id (`i-…`, `vol-…`, `ami-…`, `sg-…`, …).
+    pub resource_id: String,
+    /// Tags to add, or (for removal) to remove; an empty value removes the key whatever its value.
+    #[schema(value_type = Vec<Object>)]
+    pub tags: Vec<Tag>,
+}
+
+/// Tags of a resource after a change.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Tags)]
+pub struct TagsView {
+    /// The resource id.
+    pub resource_id: String,
+    /// Its tags now.
+    #[schema(value_type = Vec<Object>)]
+    pub tags: Vec<Tag>,
+    /// AWS's request id.
+    pub aws_request_id: Option<String>,
+}
