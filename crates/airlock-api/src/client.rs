@@ -195,7 +195,11 @@ impl ConsoleClient {
         token: Option<SecretString>,
         settings: &Settings,
     ) -> Result<ConsoleClient, ClientError> {
-        let mut builder = reqwest::Client::builder().local_address(settings.local_address);
+        // The console never redirects its API. Following one would resend the token, or a
+        // refresh secret in a 307's body, to wherever the answer points.
+        let mut builder = reqwest::Client::builder()
+            .local_address(settings.local_address)
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(t) = settings.connect_timeout {
             builder = builder.connect_timeout(t);
         }

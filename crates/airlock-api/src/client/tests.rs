@@ -96,3 +96,36 @@ async fn an_empty_success_reads_as_null() {
     client(&url).remove_account("prod").await.unwrap();
     client(&url).logout().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_redirecting_console_cannot_send_the_refresh_secret_elsewhere() {
+    // Where a hostile answer points: it must never be contacted.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}/v1/refresh", elsewhere.local_addr().unwrap());
+    let console = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", console.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = console.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: {target}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    let request = RefreshRequest {
+        deployment_id: "dep-1".to_owned(),
+        instance_id: "i-0123456789abcdef0".to_owned(),
+        refresh_secret: SecretString::from("rs_secret".to_owned()),
+    };
+    let Err(err) = client(&url)
+        .refresh(&format!("{url}/v1/refresh"), &request)
+        .await
+    else {
+        panic!("a redirect was read as credentials");
+    };
+    assert_eq!(err.status(), Some(307));
+    let contacted = tokio::time::timeout(Duration::from_millis(300), elsewhere.accept()).await;
+    assert!(contacted.is_err(), "the redirect was followed");
+}
