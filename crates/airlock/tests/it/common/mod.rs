@@ -212,7 +212,18 @@ pub fn database_url(dir: &Path) -> String {
     if std::env::var("AIRLOCK_TEST_DATABASE").as_deref() == Ok("postgres") {
         let base = std::env::var("AIRLOCK_TEST_POSTGRES")
             .expect("AIRLOCK_TEST_POSTGRES is not set: run the tests with scripts/test");
-        let name = format!("airlock_{}", free_port());
+        // A free port is free again once its test ends, so it cannot name a database: the
+        // process id, the clock and a counter together can.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "airlock_{}_{nanos}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let out = Command::new("psql")
             .args([
                 base.as_str(),
