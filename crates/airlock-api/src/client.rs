@@ -6,6 +6,9 @@
 //! How the connection is made (trusted roots, proxy, timeouts, source address) is the caller's
 //! [`Settings`]: the three callers differ there on purpose.
 
+use crate::access_keys::{
+    AccessKeyList, AccessKeyView, CreateAccessKeyRequest, NewAccessKeyView, UpdateAccessKeyRequest,
+};
 use crate::accounts::{AccountView, AddAccountRequest, RotateKeyResult};
 use crate::audit::{AuditPage, Head, Verification};
 use crate::deployments::{DeployRequest, DeploymentPolicy, DeploymentView, RevokeResult};
@@ -18,6 +21,7 @@ use crate::instances::TagsView;
 use crate::instances::{InstanceActionRequest, InstanceActionResponse, InstanceList, TagRequest};
 use crate::refresh::{RefreshRequest, RefreshResponse};
 use crate::session::{LoginRequest, LoginResponse, Whoami};
+use crate::state::AccessKeyStatus;
 use crate::users::UserView;
 use crate::users::{AddUserRequest, AttachPolicyRequest, MfaEnabled, PolicyView, PutPolicyRequest};
 use reqwest::{Method, RequestBuilder};
@@ -469,6 +473,36 @@ impl ConsoleClient {
     /// `DELETE /v1/users/{name}`.
     pub async fn remove_user(&self, name: &str) -> Result<(), ClientError> {
         self.delete(&format!("/v1/users/{name}")).await
+    }
+
+    /// `POST /v1/access-keys`: a new key, with its secret this once.
+    pub async fn create_access_key(
+        &self,
+        req: &CreateAccessKeyRequest,
+    ) -> Result<NewAccessKeyView, ClientError> {
+        self.post("/v1/access-keys", req).await
+    }
+
+    /// `GET /v1/access-keys`: the keys of `user`, or of the caller.
+    pub async fn access_keys(&self, user: Option<&str>) -> Result<AccessKeyList, ClientError> {
+        let query: Vec<(&str, String)> = user.map(|u| ("user", u.to_owned())).into_iter().collect();
+        self.get_query("/v1/access-keys", &query).await
+    }
+
+    /// `PUT /v1/access-keys/{id}/status`.
+    pub async fn update_access_key(
+        &self,
+        id: &str,
+        status: AccessKeyStatus,
+    ) -> Result<AccessKeyView, ClientError> {
+        let req = UpdateAccessKeyRequest { status };
+        self.put(&format!("/v1/access-keys/{id}/status"), &req)
+            .await
+    }
+
+    /// `DELETE /v1/access-keys/{id}`.
+    pub async fn delete_access_key(&self, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/access-keys/{id}")).await
     }
 
     /// `POST /v1/users/{user}/policies`.

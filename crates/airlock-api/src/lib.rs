@@ -8,6 +8,7 @@
 //! Types of the pure crates (tags, instances, boot tasks, policy requests) appear in bodies as
 //! they are: their schema is documented as an object.
 
+pub mod access_keys;
 pub mod accounts;
 pub mod audit;
 #[cfg(feature = "client")]

@@ -193,6 +193,31 @@ impl RefreshSecretState {
     }
 }
 
+/// Whether an Airlock access key signs requests, as IAM words it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+pub enum AccessKeyStatus {
+    /// It may sign requests.
+    #[default]
+    Active,
+    /// Disabled: requests signed with it are refused, and it can be enabled again.
+    Inactive,
+}
+
+impl AccessKeyStatus {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[AccessKeyStatus::Active, AccessKeyStatus::Inactive];
+
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessKeyStatus::Active => "Active",
+            AccessKeyStatus::Inactive => "Inactive",
+        }
+    }
+}
+
 /// `FromStr` (the stored word back to its value) and `Display` (the word) for each state, from
 /// its `ALL` and `as_str`, so the two directions cannot disagree.
 macro_rules! words {
@@ -225,6 +250,7 @@ words!(
     AuditOutcome => "audit outcome",
     RefreshSecretKind => "refresh secret kind",
     RefreshSecretState => "refresh secret state",
+    AccessKeyStatus => "access key status",
 );
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod access_keys;
 mod accounts;
 pub mod api;
 pub mod audit;
@@ -36,7 +37,7 @@ mod web;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use state::{AppState, ConsoleConfig};
 
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::Arc;
 
@@ -85,6 +86,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/instances/{action}", post(instances::act))
         .route("/v1/tags", post(tags::add))
         .route("/v1/tags/remove", post(tags::remove))
+        .route(
+            "/v1/access-keys",
+            get(access_keys::list).post(access_keys::create),
+        )
+        .route("/v1/access-keys/{id}", delete(access_keys::remove))
+        .route("/v1/access-keys/{id}/status", put(access_keys::update))
         .route("/v1/users", get(users::list).post(users::add))
         .route("/v1/users/{name}", delete(users::remove))
         .route("/v1/users/{name}/policies", post(users::attach))

@@ -67,9 +67,21 @@ impl Store {
             .collect()
     }
 
-    /// Removes a user (their tokens and policy attachments go with them).
+    /// Removes a user (their tokens, policy attachments and access keys with their sealed
+    /// secrets go with them).
     pub async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "DELETE FROM vault_records WHERE id IN \
+             (SELECT 'access-key/' || access_key_id FROM access_keys WHERE user_name = $1)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM access_keys WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM user_policies WHERE user_name = $1")
             .bind(name)
             .execute(&mut *tx)

@@ -7,11 +7,13 @@
 
 #![warn(missing_docs)]
 
+mod access_keys;
 mod authz;
 mod credentials;
 mod gateway;
 mod records;
 
+pub use access_keys::*;
 pub use authz::*;
 pub use credentials::*;
 pub use gateway::*;

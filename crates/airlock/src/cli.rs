@@ -107,6 +107,11 @@ pub enum Command {
     /// Console users and the policies attached to them.
     #[command(subcommand)]
     User(UserCommand),
+    /// Airlock access keys for the `aws` CLI, SDKs and Terraform: they sign requests to the
+    /// console's EC2 endpoint (CONSOLE_URL/ec2/ACCOUNT) and act as their user, through its
+    /// policies and the audit log, with no AWS key handed out.
+    #[command(subcommand, name = "access-key")]
+    AccessKey(crate::access_key::AccessKeyCommand),
     /// IAM-style policies: validate and simulate locally, store them in the console.
     #[command(subcommand)]
     Policy(PolicyCommand),

@@ -4,6 +4,7 @@
 //! Exit status: 0 on success, 1 on failure, 2 on a usage error (clap's own, or an
 //! [`airlock_os::UsageError`] a command returns).
 
+mod access_key;
 mod admin;
 mod agent_cli;
 mod cli;
@@ -88,6 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Instance(cmd) => commands::instance(&client, cmd, output).await,
                 Command::Whoami => commands::whoami(&client, output).await,
                 Command::User(cmd) => admin::user(&client, cmd, output).await,
+                Command::AccessKey(cmd) => access_key::run(&client, cmd, output).await,
                 Command::Policy(cmd) => admin::policy(&client, cmd, output).await,
                 Command::Tag(cmd) => admin::tag(&client, cmd, output).await,
                 Command::Audit(args) => admin::audit(&client, args, output).await,

@@ -1,0 +1,153 @@
+//! Airlock access keys: the row of each key; its secret is a sealed vault record stored and
+//! removed with it, in one transaction, so there is never a key without its secret or a secret
+//! left behind.
+
+use crate::{get, get_state, Store, StoreError, VaultRow};
+use airlock_api::state::AccessKeyStatus;
+use sqlx::any::AnyRow;
+
+/// An access key as stored (its secret is the vault record [`secret_record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyRow {
+    /// The key's id.
+    pub access_key_id: String,
+    /// The console user it acts as.
+    pub user_name: String,
+    /// Whether it may sign requests.
+    pub status: AccessKeyStatus,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339; `None` when it does not expire.
+    pub expires_at: Option<String>,
+    /// RFC 3339.
+    pub last_used_at: Option<String>,
+}
+
+/// The vault record holding a key's secret.
+pub fn secret_record(access_key_id: &str) -> String {
+    format!("access-key/{access_key_id}")
+}
+
+fn access_key(row: &AnyRow) -> Result<AccessKeyRow, StoreError> {
+    Ok(AccessKeyRow {
+        access_key_id: get(row, "access_key_id")?,
+        user_name: get(row, "user_name")?,
+        status: get_state(row, "status")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+        last_used_at: get(row, "last_used_at")?,
+    })
+}
+
+/// How many keys one user may hold, as in IAM.
+pub const ACCESS_KEYS_PER_USER: i64 = 2;
+
+impl Store {
+    /// Stores a key and its sealed secret together, unless the user already holds
+    /// [`ACCESS_KEYS_PER_USER`] keys. Returns whether it was stored.
+    pub async fn insert_access_key(
+        &self,
+        row: &AccessKeyRow,
+        secret: &VaultRow,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO access_keys (access_key_id, user_name, status, created_at, expires_at) \
+             SELECT $1, $2, $3, $4, $5 \
+             WHERE (SELECT COUNT(*) FROM access_keys WHERE user_name = $6) < $7",
+        )
+        .bind(&row.access_key_id)
+        .bind(&row.user_name)
+        .bind(row.status.as_str())
+        .bind(&row.created_at)
+        .bind(&row.expires_at)
+        .bind(&row.user_name)
+        .bind(ACCESS_KEYS_PER_USER)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO vault_records (id, key_id, sealed) VALUES ($1, $2, $3)")
+            .bind(&secret.id)
+            .bind(&secret.key_id)
+            .bind(&secret.sealed)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// One key by id.
+    pub async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRow>, StoreError> {
+        sqlx::query("SELECT * FROM access_keys WHERE access_key_id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(access_key)
+            .transpose()
+    }
+
+    /// A user's keys, oldest first.
+    pub async fn access_keys_of(&self, user: &str) -> Result<Vec<AccessKeyRow>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM access_keys WHERE user_name = $1 ORDER BY created_at, access_key_id",
+        )
+        .bind(user)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(access_key)
+        .collect()
+    }
+
+    /// Enables or disables a key; false when there is no such key.
+    pub async fn set_access_key_status(
+        &self,
+        id: &str,
+        status: AccessKeyStatus,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE access_keys SET status = $1 WHERE access_key_id = $2")
+            .bind(status.as_str())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Notes that the key signed an accepted request at `at`, writing at most once a minute per
+    /// key (`minute_ago` is `at` less a minute) so a busy client does not write on every call.
+    pub async fn touch_access_key(
+        &self,
+        id: &str,
+        at: &str,
+        minute_ago: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE access_keys SET last_used_at = $1 \
+             WHERE access_key_id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(minute_ago)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a key and its sealed secret; false when there is no such key.
+    pub async fn delete_access_key(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM vault_records WHERE id = $1")
+            .bind(secret_record(id))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
