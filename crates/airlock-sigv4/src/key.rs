@@ -46,6 +46,13 @@ fn hmac(key: &[u8], data: &[u8]) -> Zeroizing<[u8; 32]> {
     Zeroizing::new(keyed(key).chain_update(data).finalize().into_bytes().into())
 }
 
+/// The signature `secret` gives, for tests to make sure no error shows it.
+#[cfg(test)]
+pub(crate) fn expected_signature(secret: &[u8], claim: &Claim, string_to_sign: &str) -> String {
+    let mac = keyed(signing_key(secret, claim).as_slice()).chain_update(string_to_sign.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 #[expect(
     clippy::expect_used,
     reason = "HMAC takes a key of any length; new_from_slice cannot fail"

@@ -21,6 +21,9 @@ mod error;
 mod key;
 mod time;
 
+#[cfg(test)]
+mod tests;
+
 use std::time::Duration;
 
 pub use claim::parse;
