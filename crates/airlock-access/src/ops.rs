@@ -209,6 +209,12 @@ pub fn discover(region: &str) -> Check {
     Check::new("ec2:DescribeInstances", "*").with("ec2:Region", region)
 }
 
+/// A `Describe*` call through the console's EC2 endpoint: the action on `*` in the region, as
+/// AWS decides describe calls (they support no resource-level permissions).
+pub fn describe_call(action: &str, region: &str) -> Check {
+    Check::new(&format!("ec2:{action}"), "*").with("ec2:Region", region)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -7,13 +7,15 @@
 #![warn(missing_docs)]
 
 mod convert;
+mod query;
 
 use airlock_cloud::{
     AccessKey, AccessKeyMetadata, Address, AddressTarget, CallerIdentity, Cloud, CloudError,
     CreateImageInput, CreateNetworkInterfaceInput, CreateSecurityGroupInput, CreateVolumeInput,
     Direction, Ec2, Filter, Image, Instance, InstanceStatus, KeyPair, Launched, NetworkInterface,
-    NewAccessKey, NewKeyPair, RequestId, RunInstancesInput, ScopedSessionRequest, SecurityGroup,
-    SecurityGroupRule, SessionCredentials, Snapshot, StateAction, Tag, Target, Volume,
+    NewAccessKey, NewKeyPair, QueryAnswer, RequestId, RunInstancesInput, ScopedSessionRequest,
+    SecurityGroup, SecurityGroupRule, SessionCredentials, Snapshot, StateAction, Tag, Target,
+    Volume,
 };
 use async_trait::async_trait;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
@@ -41,6 +43,8 @@ const DESCRIBE_PAGE_SIZE: i32 = 1000;
 #[derive(Default)]
 pub struct AwsCloud {
     clients: Mutex<HashMap<String, Arc<AwsEc2>>>,
+    credentials: query::CredentialCache,
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl AwsCloud {
@@ -258,6 +262,17 @@ impl Cloud for AwsCloud {
             .await
             .map_err(cloud_error)?;
         Ok(())
+    }
+
+    async fn ec2_query(&self, target: &Target, form: String) -> Result<QueryAnswer, CloudError> {
+        let http = match self.http.get() {
+            Some(h) => h.clone(),
+            None => {
+                let h = query::http_client()?;
+                self.http.get_or_init(|| h).clone()
+            }
+        };
+        query::forward(&http, &self.credentials, target, form).await
     }
 
     async fn default_credentials(&self) -> Result<AccessKey, CloudError> {

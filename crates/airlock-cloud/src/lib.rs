@@ -8,11 +8,13 @@
 mod arn;
 mod error;
 mod fleet;
+mod query;
 mod types;
 
 pub use arn::{arn, Scope};
 pub use error::CloudError;
 pub use fleet::*;
+pub use query::{AnswerBody, QueryAnswer};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -63,6 +65,10 @@ pub trait Cloud: Send + Sync {
     /// identity, container and instance metadata): for callers without a key of their own,
     /// such as a gateway listing with the instance's role.
     async fn default_credentials(&self) -> Result<AccessKey, CloudError>;
+
+    /// An EC2 Query API request (`form`, already decided) signed with the target's credentials
+    /// for its region and sent to EC2; the answer is returned as EC2 gave it, errors included.
+    async fn ec2_query(&self, target: &Target, form: String) -> Result<QueryAnswer, CloudError>;
 }
 
 /// The EC2 operations the console and the agent perform.

@@ -149,11 +149,11 @@ async fn checked_request(
 }
 
 /// A fleet operation in one account, decided for one caller.
-struct On<'a> {
-    state: &'a AppState,
-    caller: &'a Caller,
-    account: &'a AccountRow,
-    scope: &'a Scope,
+pub(crate) struct On<'a> {
+    pub state: &'a AppState,
+    pub caller: &'a Caller,
+    pub account: &'a AccountRow,
+    pub scope: &'a Scope,
 }
 
 impl On<'_> {
@@ -166,7 +166,7 @@ impl On<'_> {
 
     /// Looks up what the request touches and decides it with the caller's policies, as AWS
     /// would; the facts it was decided on are what the operation runs with.
-    async fn authorize(&self, ec2: &dyn Ec2, request: &FleetRequest) -> ApiResult<Facts> {
+    pub async fn authorize(&self, ec2: &dyn Ec2, request: &FleetRequest) -> ApiResult<Facts> {
         let (state, caller) = (self.state, self.caller);
         // What EC2 says of the resources now decides; a resource that does not exist fails
         // here, before any change. It is decided as one with no tags first, so a caller who

@@ -4,7 +4,7 @@
 use crate::accounts;
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, precheck};
+use crate::authz::{authorize, precheck, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::poller::{PollKey, Poller, Snapshot};
@@ -455,26 +455,13 @@ pub async fn act(
     let ec2 = state.cloud.ec2(&target).await?;
     let api_action = format!("ec2:{}", act.api_name());
     let scope = accounts::scope_of(&account);
-    // The instances' real tags decide, so describe them first. Every requested id gets a check:
-    // one EC2 does not report is decided as untagged, so a caller who may not act on it learns
-    // nothing of whether it exists, and nothing unchecked reaches EC2.
-    let unknown = |id: &String| ops::unknown_instance(&scope, &api_action, id);
-    let (found, missing) = match ec2.describe_instances(&[], &ids).await {
-        Ok(list) => found_and_missing(list, &ids),
-        Err(e) if e.code.as_deref() == Some("InvalidInstanceID.NotFound") => {
-            let checks = std::iter::once(ops::use_account(&account.name))
-                .chain(ids.iter().map(unknown))
-                .collect();
-            authorize(&state, &caller, checks).await?;
-            return Err(e.into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut checks = vec![ops::use_account(&account.name)];
-    checks.extend(found.iter().map(|i| ops::instance(&scope, &api_action, i)));
-    checks.extend(missing.iter().map(unknown));
-    let resources: Vec<String> = checks.iter().skip(1).map(|c| c.resource.clone()).collect();
-    authorize(&state, &caller, checks).await?;
+    let described = state_change(ec2.as_ref(), &scope, &account.name, &api_action, &ids).await?;
+    let resources = described.resources();
+    authorize(&state, &caller, described.checks).await?;
+    if let Some(e) = described.not_found {
+        return Err(e.into());
+    }
+    let found = described.found;
     let result = ec2.change_state(act, &ids).await;
     audit::record_call(
         &state,
@@ -525,6 +512,63 @@ fn requested_ids(instance_ids: &[String]) -> ApiResult<Vec<String>> {
     Ok(ids)
 }
 
+/// What a start, stop, reboot or terminate of some instances is decided on.
+pub(crate) struct StateChange {
+    /// The use of the account, then one check per requested instance.
+    pub checks: Vec<Check>,
+    /// The instances EC2 reported.
+    pub found: Vec<airlock_cloud::Instance>,
+    /// EC2's refusal when it knows none of them: returned once the checks are decided.
+    pub not_found: Option<airlock_cloud::CloudError>,
+}
+
+impl StateChange {
+    /// The resources decided on, for the audit record.
+    pub fn resources(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .skip(1)
+            .map(|c| c.resource.clone())
+            .collect()
+    }
+}
+
+/// The checks of `api_action` on the instances `ids`. Their real tags decide, so they are
+/// described first. Every requested id gets a check: one EC2 does not report is decided as
+/// untagged, so a caller who may not act on it learns nothing of whether it exists, and nothing
+/// unchecked reaches EC2.
+pub(crate) async fn state_change(
+    ec2: &dyn airlock_cloud::Ec2,
+    scope: &airlock_cloud::Scope,
+    account: &str,
+    api_action: &str,
+    ids: &[String],
+) -> ApiResult<StateChange> {
+    let unknown = |id: &String| ops::unknown_instance(scope, api_action, id);
+    let mut checks = vec![ops::use_account(account)];
+    match ec2.describe_instances(&[], ids).await {
+        Ok(list) => {
+            let (found, missing) = found_and_missing(list, ids);
+            checks.extend(found.iter().map(|i| ops::instance(scope, api_action, i)));
+            checks.extend(missing.iter().map(unknown));
+            Ok(StateChange {
+                checks,
+                found,
+                not_found: None,
+            })
+        }
+        Err(e) if e.code.as_deref() == Some("InvalidInstanceID.NotFound") => {
+            checks.extend(ids.iter().map(unknown));
+            Ok(StateChange {
+                checks,
+                found: Vec::new(),
+                not_found: Some(e),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The requested instances EC2 reported, and the ids it did not.
 fn found_and_missing(
     described: Vec<airlock_cloud::Instance>,
@@ -543,7 +587,7 @@ fn found_and_missing(
 }
 
 /// A terminated instance of a scoped deployment may never refresh again.
-async fn revoke_terminated(state: &AppState, terminated: &[airlock_cloud::Instance]) {
+pub(crate) async fn revoke_terminated(state: &AppState, terminated: &[airlock_cloud::Instance]) {
     for instance in terminated {
         if let Some(dep) = instance
             .tags

@@ -13,6 +13,7 @@ pub mod audit;
 mod auth;
 pub mod authz;
 mod deployments;
+pub mod ec2;
 pub mod endpoints;
 mod error;
 pub mod events;
@@ -51,7 +52,7 @@ pub(crate) fn now() -> String {
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
-    fleet::routes(Router::new())
+    ec2::routes(fleet::routes(Router::new()))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/openapi.json",

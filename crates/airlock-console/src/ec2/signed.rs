@@ -1,0 +1,279 @@
+//! Who signed a request to the EC2 or STS endpoint: its SigV4 signature checked with the
+//! Airlock access key's sealed secret, the key's status and expiry, and the clock.
+//!
+//! Failed signatures count against the key and the source address in the same throttle as
+//! failed logins, so guessing secrets or replaying old requests gets slower each time and costs
+//! the console almost nothing; each failure that is not throttled is audited.
+
+use super::answer::Ec2Error;
+use crate::access_keys::is_key_id;
+use crate::audit::{self, AuditDecision, AuditOutcome, Entry};
+use crate::auth::Caller;
+use crate::state::AppState;
+use crate::throttle;
+use airlock_api::state::AccessKeyStatus;
+use airlock_store::{secret_record, AccessKeyRow};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// A request whose signature holds: the user its key acts as, and where it is meant to go.
+#[derive(Debug)]
+pub struct Signed {
+    /// The key's user, as the authorization core sees them (no second factor: a key is not a
+    /// login).
+    pub caller: Caller,
+    /// The key that signed.
+    pub access_key_id: String,
+    /// The region of the signature's credential scope.
+    pub region: String,
+}
+
+/// The audit action of a refused signature.
+const AUTHENTICATE: &str = "airlock:Authenticate";
+
+fn status_of(code: &str) -> StatusCode {
+    match code {
+        "IncompleteSignature" | "RequestExpired" => StatusCode::BAD_REQUEST,
+        "SignatureDoesNotMatch" => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
+    }
+}
+
+fn sigv4_error(e: &airlock_sigv4::SigV4Error) -> Ec2Error {
+    Ec2Error::new(status_of(e.code()), e.code(), e.to_string())
+}
+
+/// Checks the signature of a request to `service` (`ec2`, `sts`) from `source`.
+pub async fn authenticate(
+    state: &AppState,
+    parts: &Parts,
+    body: &[u8],
+    service: &str,
+    source: Option<IpAddr>,
+) -> Result<Signed, Ec2Error> {
+    let req = airlock_sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body,
+    };
+    let claim = airlock_sigv4::parse(&req).map_err(|e| sigv4_error(&e))?;
+    // Airlock keys have no session token: a request carrying one was meant for somewhere else.
+    let token_param = req
+        .query
+        .split('&')
+        .any(|p| p.starts_with("X-Amz-Security-Token="));
+    if parts.headers.contains_key("x-amz-security-token") || token_param {
+        return Err(Ec2Error::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidClientTokenId",
+            "Airlock access keys have no session token: remove X-Amz-Security-Token (unset AWS_SESSION_TOKEN)",
+        ));
+    }
+    if claim.scope.service != service {
+        return Err(Ec2Error::new(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch",
+            format!(
+                "the credential is scoped to the service {:?}; this endpoint is {service}",
+                claim.scope.service
+            ),
+        ));
+    }
+    if !is_region(&claim.scope.region) {
+        return Err(Ec2Error::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            "the credential scope does not name a region",
+        ));
+    }
+    let id = claim.access_key_id.clone();
+    let keys = throttle_keys(&id, source);
+    if state.logins.check(&keys, Instant::now()).is_err() {
+        return Err(Ec2Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RequestLimitExceeded",
+            "too many refused signatures for this key or from this address: try again later",
+        ));
+    }
+    let checked = check(state, &req, &claim).await;
+    let key = match checked {
+        Ok(key) => key,
+        Err(Refused { why, user }) => {
+            state.logins.failed(&keys, Instant::now());
+            refused(state, source, &id, user, why).await;
+            return Err(Ec2Error::auth_failure_or(why));
+        }
+    };
+    let now = chrono::Utc::now();
+    let minute_ago = now - chrono::Duration::minutes(1);
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    if let Err(e) = state
+        .store
+        .touch_access_key(&id, &stamp(now), &stamp(minute_ago))
+        .await
+    {
+        tracing::warn!(access_key_id = %id, error = %e, "cannot note the key's last use");
+    }
+    Ok(Signed {
+        caller: Caller {
+            user: key.user_name,
+            source_ip: source,
+            mfa: false,
+            token_hash: String::new(),
+        },
+        access_key_id: id,
+        region: claim.scope.region,
+    })
+}
+
+/// Why a signature was refused, and whose key it named when known.
+struct Refused {
+    why: Why,
+    user: Option<String>,
+}
+
+/// What was wrong, for the audit record; the client is told only what it may know.
+#[derive(Debug, Clone, Copy)]
+pub enum Why {
+    /// No such key.
+    UnknownKey,
+    /// The key is disabled.
+    Inactive,
+    /// The key has expired.
+    Expired,
+    /// The signature or its time does not hold.
+    Signature(&'static str, StatusCode),
+}
+
+impl Ec2Error {
+    /// What the client is told: the signature's own error when the key is known and good, the
+    /// same `AuthFailure` otherwise.
+    fn auth_failure_or(why: Why) -> Ec2Error {
+        match why {
+            Why::Signature(code, status) => Ec2Error::new(
+                status,
+                code,
+                match code {
+                    "RequestExpired" => "the request was signed more than 5 minutes from the console's time, or its presigned URL has expired",
+                    "SignatureDoesNotMatch" => "the request signature we calculated does not match the signature you provided: check your secret access key and signing method",
+                    _ => "the request's signature is incomplete or malformed",
+                },
+            ),
+            _ => Ec2Error::auth_failure(),
+        }
+    }
+}
+
+async fn check(
+    state: &AppState,
+    req: &airlock_sigv4::Request<'_>,
+    claim: &airlock_sigv4::Claim,
+) -> Result<AccessKeyRow, Refused> {
+    let unknown = || Refused {
+        why: Why::UnknownKey,
+        user: None,
+    };
+    if !is_key_id(&claim.access_key_id) {
+        return Err(unknown());
+    }
+    let key = state
+        .store
+        .access_key(&claim.access_key_id)
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(unknown)?;
+    let refuse = |why| Refused {
+        why,
+        user: Some(key.user_name.clone()),
+    };
+    if key.status == AccessKeyStatus::Inactive {
+        return Err(refuse(Why::Inactive));
+    }
+    let now = chrono::Utc::now();
+    let expired = key
+        .expires_at
+        .as_deref()
+        .is_some_and(|at| chrono::DateTime::parse_from_rfc3339(at).map_or(true, |t| t < now));
+    if expired {
+        return Err(refuse(Why::Expired));
+    }
+    let secret = state
+        .vault
+        .get(&secret_record(&key.access_key_id))
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| refuse(Why::UnknownKey))?;
+    airlock_sigv4::verify(req, claim, &secret, now)
+        .map_err(|e| refuse(Why::Signature(e.code(), status_of(e.code()))))?;
+    // A presigned URL is good until it expires at AWS; here, as a signed header, only within
+    // the clock skew, so a URL copied from a log or a history is not a key for days.
+    let skew = (now - claim.timestamp).abs();
+    if skew
+        .to_std()
+        .map_or(true, |s| s > airlock_sigv4::MAX_CLOCK_SKEW)
+    {
+        return Err(refuse(Why::Signature(
+            "RequestExpired",
+            StatusCode::BAD_REQUEST,
+        )));
+    }
+    Ok(key)
+}
+
+fn throttle_keys(id: &str, source: Option<IpAddr>) -> Vec<throttle::Key> {
+    let mut keys = vec![throttle::Key::User(format!(
+        "access-key:{}",
+        id.to_lowercase()
+    ))];
+    keys.extend(source.map(throttle::Key::Source));
+    keys
+}
+
+async fn refused(
+    state: &AppState,
+    source: Option<IpAddr>,
+    id: &str,
+    user: Option<String>,
+    why: Why,
+) {
+    let detail = match why {
+        Why::UnknownKey => "no such access key".to_owned(),
+        Why::Inactive => "the access key is inactive".to_owned(),
+        Why::Expired => "the access key has expired".to_owned(),
+        Why::Signature(code, _) => format!("signature refused: {code}"),
+    };
+    // An id that is not a key id at all is not written as given: it could be anything.
+    let resource = if is_key_id(id) {
+        id.to_owned()
+    } else {
+        "-".to_owned()
+    };
+    let entry = Entry {
+        user: user.unwrap_or_else(|| "-".to_owned()),
+        source_ip: source.map(|ip| ip.to_string()),
+        action: AUTHENTICATE.to_owned(),
+        resources: vec![resource],
+        decision: AuditDecision::ImplicitDeny,
+        outcome: AuditOutcome::Denied,
+        detail: Some(detail),
+        ..Entry::default()
+    };
+    audit::record(state, entry).await;
+}
+
+/// Whether `region` looks like one (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
+pub fn is_region(region: &str) -> bool {
+    (4..=32).contains(&region.len())
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !region.starts_with('-')
+        && !region.ends_with('-')
+}
