@@ -37,7 +37,6 @@ pub struct DeployRequest<Task = BootTask> {
     pub key_name: Option<String>,
     /// Tags for the instances and volumes, applied on creation.
     #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
     pub tags: Vec<Tag>,
     /// The user's own script or cloud-config, run by cloud-init next to the payload.
     #[serde(default)]
@@ -122,7 +121,6 @@ pub struct DeploymentSpec {
     /// Key pair name.
     pub key_name: Option<String>,
     /// User tags.
-    #[schema(value_type = Vec<Object>)]
     pub tags: Vec<Tag>,
     /// Whether a user script was given.
     pub has_user_script: bool,

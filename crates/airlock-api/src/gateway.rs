@@ -54,6 +54,5 @@ pub struct DiscoverRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DiscoverResponse {
     /// The instances, as `DescribeInstances` reports them.
-    #[schema(value_type = Vec<Object>)]
     pub instances: Vec<Instance>,
 }

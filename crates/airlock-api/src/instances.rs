@@ -18,11 +18,9 @@ pub struct AccountInstance {
     pub account: String,
     /// The instance, as `DescribeInstances` reports it (its fields beside `account`).
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     pub instance: Instance,
     /// Its status checks, when asked for (`status=true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub status: Option<InstanceStatus>,
 }
 
@@ -56,7 +54,6 @@ pub struct TagRequest {
     /// The EC2 resource id (`i-…`, `vol-…`, `ami-…`, `sg-…`, …).
     pub resource_id: String,
     /// Tags to add, or (for removal) to remove; an empty value removes the key whatever its value.
-    #[schema(value_type = Vec<Object>)]
     pub tags: Vec<Tag>,
 }
 
@@ -67,7 +64,6 @@ pub struct TagsView {
     /// The resource id.
     pub resource_id: String,
     /// Its tags now.
-    #[schema(value_type = Vec<Object>)]
     pub tags: Vec<Tag>,
     /// AWS's request id.
     pub aws_request_id: Option<String>,

@@ -5,8 +5,9 @@
 //! between the two sides. The OpenAPI document is generated from them too ([`utoipa::ToSchema`]),
 //! so it cannot drift either. Nothing here does I/O, except the [`client`] (feature `client`).
 //!
-//! Types of the pure crates (tags, instances, boot tasks, policy requests) appear in bodies as
-//! they are: their schema is documented as an object.
+//! Types of the pure crates appear in bodies as they are: tags, instances and EC2 resources with
+//! their own schemas (`airlock-cloud` derives them), boot tasks and policy requests documented
+//! as objects.
 
 pub mod access_keys;
 pub mod accounts;

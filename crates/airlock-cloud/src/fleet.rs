@@ -22,7 +22,7 @@ pub enum AddressTarget {
 }
 
 /// A network interface as `DescribeNetworkInterfaces` reports it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct NetworkInterface {
     /// e.g. `eni-0123…`.
     pub network_interface_id: String,
@@ -47,7 +47,7 @@ pub struct NetworkInterface {
 }
 
 /// A network interface's attachment to an instance.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct InterfaceAttachment {
     /// e.g. `eni-attach-0123…`.
     pub attachment_id: Option<String>,
@@ -75,7 +75,7 @@ pub struct CreateNetworkInterfaceInput {
 }
 
 /// Ingress (inbound) or egress (outbound) rules of a security group.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Inbound.
@@ -95,7 +95,7 @@ impl Direction {
 }
 
 /// One security group rule: a protocol, a port range and one source (or destination).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityGroupRule {
     /// `tcp`, `udp`, `icmp`, `icmpv6`, `-1` (all) or an IP protocol number.
@@ -118,7 +118,7 @@ pub struct SecurityGroupRule {
 }
 
 /// A security group as `DescribeSecurityGroups` reports it, one rule per source.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SecurityGroup {
     /// e.g. `sg-0123…`.
     pub group_id: String,
@@ -150,7 +150,7 @@ pub struct CreateSecurityGroupInput {
 }
 
 /// A key pair as `DescribeKeyPairs` reports it (EC2 keeps only the public half).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct KeyPair {
     /// e.g. `key-0123…`.
     pub key_pair_id: Option<String>,
@@ -195,7 +195,7 @@ pub struct CreateVolumeInput {
 }
 
 /// An EBS snapshot as `DescribeSnapshots` reports it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Snapshot {
     /// e.g. `snap-0123…`.
     pub snapshot_id: String,
@@ -220,7 +220,7 @@ pub struct Snapshot {
 }
 
 /// An AMI as `DescribeImages` reports it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Image {
     /// e.g. `ami-0123…`.
     pub image_id: String,
@@ -256,7 +256,7 @@ pub struct CreateImageInput {
 }
 
 /// An instance's state and status checks, as `DescribeInstanceStatus` reports them.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct InstanceStatus {
     /// The instance.
     pub instance_id: String,

@@ -42,7 +42,9 @@ pub struct CallerIdentity {
 }
 
 /// An EC2 resource tag.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema,
+)]
 pub struct Tag {
     /// The tag key (case-sensitive).
     pub key: String,
@@ -117,7 +119,7 @@ pub struct Launched {
 pub type RequestId = Option<String>;
 
 /// An instance as `DescribeInstances` reports it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Instance {
     /// e.g. `i-0123456789abcdef0`.
     pub instance_id: String,
@@ -152,7 +154,7 @@ impl Instance {
 }
 
 /// An EBS volume as `DescribeVolumes` reports it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Volume {
     /// e.g. `vol-0123…`.
     pub volume_id: String,
@@ -187,7 +189,7 @@ pub struct Volume {
 }
 
 /// A volume's attachment to an instance.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct VolumeAttachment {
     /// The instance.
     pub instance_id: String,
@@ -198,7 +200,7 @@ pub struct VolumeAttachment {
 }
 
 /// An Elastic IP address as `DescribeAddresses` reports it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Address {
     /// e.g. `eipalloc-0123…`.
     pub allocation_id: Option<String>,
@@ -228,7 +230,7 @@ pub struct SessionCredentials {
 }
 
 /// The instance state changes the console offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StateAction {
     /// `StartInstances`.

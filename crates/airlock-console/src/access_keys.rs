@@ -75,6 +75,20 @@ fn user_arn(user: &str) -> String {
     console_arn("user", user)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/access-keys",
+    summary = "Create an access key for the EC2 endpoint (airlock:CreateAccessKey)",
+    request_body = CreateAccessKeyRequest,
+    responses(
+        (status = 201, description = "Created; the secret is shown this once", body = NewAccessKeyView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 409, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// `POST /v1/access-keys`: a key for the caller or `user`, its secret in the answer only.
 pub async fn create(
     State(state): State<AppState>,
@@ -145,6 +159,19 @@ pub struct ListQuery {
     user: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/access-keys",
+    summary = "List a user's access keys (airlock:ListAccessKeys)",
+    params(("user" = Option<String>, Query, description = "Whose keys; the caller by default")),
+    responses(
+        (status = 200, description = "Keys, never their secrets", body = AccessKeyList),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// `GET /v1/access-keys`: the keys of the caller, or of `?user=`.
 pub async fn list(
     State(state): State<AppState>,
@@ -181,6 +208,21 @@ async fn owned_key(
     found.ok_or_else(|| ApiError::NotFound(format!("no access key {id:?}")))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/access-keys/{id}/status",
+    summary = "Enable or disable an access key (airlock:UpdateAccessKey)",
+    params(("id" = String, Path)),
+    request_body = UpdateAccessKeyRequest,
+    responses(
+        (status = 200, description = "Updated", body = AccessKeyView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// `PUT /v1/access-keys/{id}/status`: enable or disable a key.
 pub async fn update(
     State(state): State<AppState>,
@@ -199,6 +241,19 @@ pub async fn update(
     Ok(Json(view(key)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/access-keys/{id}",
+    summary = "Delete an access key and its sealed secret (airlock:DeleteAccessKey)",
+    params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// `DELETE /v1/access-keys/{id}`: the key and its sealed secret.
 pub async fn remove(
     State(state): State<AppState>,

@@ -77,6 +77,20 @@ fn validate_request(req: &AddAccountRequest, allowed: &[AllowedEndpoint]) -> Api
 }
 
 /// `POST /v1/accounts`: verify with STS, then seal and store.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    summary = "Add an account, verified with STS GetCallerIdentity first",
+    request_body = airlock_api::accounts::AddAccountRequest,
+    responses(
+        (status = 201, description = "Added", body = airlock_api::accounts::AccountView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 409, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
@@ -143,6 +157,16 @@ pub async fn add(
 }
 
 /// `GET /v1/accounts`.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts",
+    summary = "List accounts (never their secrets)",
+    responses(
+        (status = 200, description = "Accounts", body = Vec<airlock_api::accounts::AccountView>),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,6 +190,20 @@ pub async fn list(
 }
 
 /// `POST /v1/accounts/{name}/verify`: GetCallerIdentity again with the stored key.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{name}/verify",
+    summary = "Check the stored key with STS GetCallerIdentity",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Verified", body = airlock_api::accounts::AccountView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,
@@ -197,6 +235,18 @@ pub async fn verify(
 }
 
 /// `DELETE /v1/accounts/{name}`: the account and its sealed secret go together.
+#[utoipa::path(
+    delete,
+    path = "/v1/accounts/{name}",
+    summary = "Remove an account and its sealed secret",
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -309,6 +359,21 @@ const PROPAGATION_LIMIT: std::time::Duration = std::time::Duration::from_secs(60
 /// `POST /v1/accounts/{name}/rotate-key`: a new IAM key is created, proven with STS (retrying
 /// while IAM propagates it), sealed in place of the old one, and only then is the old key
 /// deleted. Any failure before the swap deletes the new key and leaves the account as it was.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{name}/rotate-key",
+    summary = "Replace the account's access key through IAM: create, prove with STS (retrying while IAM propagates it), seal, delete the old key",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Rotated", body = airlock_api::accounts::RotateKeyResult),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 409, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,

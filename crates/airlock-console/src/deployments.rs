@@ -373,6 +373,22 @@ async fn view(state: &AppState, row: DeploymentRow) -> ApiResult<DeploymentView>
 }
 
 /// `POST /v1/deployments`.
+#[utoipa::path(
+    post,
+    path = "/v1/deployments",
+    summary = "Deploy an image: one RunInstances with tags on creation, IMDSv2 required and the Airlock payload in the user data",
+    request_body = airlock_api::deployments::DeployRequest,
+    responses(
+        (status = 201, description = "Created and launched", body = airlock_api::deployments::DeploymentView),
+        (status = 200, description = "An existing deployment with the same client token", body = airlock_api::deployments::DeploymentView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 409, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+        (status = 503, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -726,6 +742,16 @@ async fn look(state: &AppState, row: &DeploymentRow, ec2: &dyn Ec2) -> ApiResult
 }
 
 /// `GET /v1/deployments`: the deployments the caller may get (`airlock:GetDeployment` on each).
+#[utoipa::path(
+    get,
+    path = "/v1/deployments",
+    summary = "List deployments",
+    responses(
+        (status = 200, description = "Deployments", body = Vec<airlock_api::deployments::DeploymentView>),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -789,6 +815,18 @@ async fn find_readable(state: &AppState, caller: &Caller, id: &str) -> ApiResult
 }
 
 /// `GET /v1/deployments/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/deployments/{id}",
+    summary = "A deployment and its instances",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The deployment", body = airlock_api::deployments::DeploymentView),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -799,6 +837,19 @@ pub async fn get(
 }
 
 /// `GET /v1/deployments/{id}/policy`: the session policy of a scoped deployment's credentials.
+#[utoipa::path(
+    get,
+    path = "/v1/deployments/{id}/policy",
+    summary = "The IAM session policy a scoped or bootstrap deployment's credentials are issued with",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The policy", body = airlock_api::deployments::DeploymentPolicy),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn policy(
     State(state): State<AppState>,
     caller: Caller,
@@ -834,6 +885,21 @@ pub async fn policy(
 }
 
 /// `POST /v1/deployments/{id}/scale`: launch more with the same spec, or terminate the surplus.
+#[utoipa::path(
+    post,
+    path = "/v1/deployments/{id}/scale",
+    summary = "Launch more instances with the same spec, or terminate the newest surplus",
+    params(("id" = String, Path)),
+    request_body = airlock_api::deployments::ScaleRequest,
+    responses(
+        (status = 200, description = "Rescaled", body = airlock_api::deployments::DeploymentView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn scale(
     State(state): State<AppState>,
     caller: Caller,

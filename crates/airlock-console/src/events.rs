@@ -144,6 +144,17 @@ impl futures_core::Stream for Watch {
 }
 
 /// `GET /v1/events`: Server-Sent Events, one per change, after a first `resync`.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    summary = "Server-Sent Events: instances launched, started, stopped, rebooted, terminated or re-tagged through this console, and gateway configuration changes; a `resync` event first and whenever the watcher fell behind (airlock:WatchEvents on arn:airlock:console:::events/*)",
+    responses(
+        (status = 200, description = "An endless text/event-stream; each event's data is a GatewayEvent", content_type = "text/event-stream", body = airlock_api::events::Event),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,

@@ -13,39 +13,144 @@ use crate::authz::{authorize, precheck, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::instances::{self, RawQuery};
 use crate::json::Body;
+use crate::openapi::schema_ref;
 use crate::state::AppState;
 use crate::validate;
+use airlock_api::ErrorBody;
 use airlock_cloud::{Ec2, Scope, Target};
 use airlock_fleet::{Call, Facts, FleetError, FleetFamily, FleetRequest, Outcome};
 use airlock_store::AccountRow;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use std::sync::Arc;
+use utoipa::openapi::path::{HttpMethod, Operation, Paths};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::{Content, RefOr, Required, Schema};
+use utoipa::{Path as _, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
-/// The routes of every family: `GET /v1/{family}` and `POST /v1/{family}/{verb}`.
-pub fn routes(mut router: Router<AppState>) -> Router<AppState> {
-    for family in FleetFamily::ALL {
-        router = router
-            .route(
-                &format!("/v1/{family}"),
-                get(move |state: State<AppState>, caller: Caller, q: RawQuery| {
-                    list(state, caller, family, q)
-                }),
-            )
-            .route(
-                &format!("/v1/{family}/{{verb}}"),
-                post(
-                    move |state: State<AppState>,
-                          caller: Caller,
-                          verb: Path<String>,
-                          body: Body<serde_json::Value>| {
-                        act(state, caller, family, verb, body)
-                    },
-                ),
-            );
+/// The routes of every family, `GET /v1/{family}` and `POST /v1/{family}/{verb}`, each with
+/// its documentation: the operations of `list` and `act` with the family's own summary and
+/// schemas.
+pub fn routes() -> OpenApiRouter<AppState> {
+    FleetFamily::ALL
+        .into_iter()
+        .fold(OpenApiRouter::new(), |router, family| {
+            router.routes(listing(family)).routes(operations(family))
+        })
+}
+
+/// What the document says of one family: its name for people and the schemas of its items
+/// and of its requests (one of the verbs' bodies).
+fn documented(
+    family: FleetFamily,
+    schemas: &mut Schemas,
+) -> (&'static str, RefOr<Schema>, RefOr<Schema>) {
+    use airlock_cloud as c;
+    use airlock_fleet as f;
+    use FleetFamily as F;
+    fn of<Item: ToSchema, Request: ToSchema>(
+        name: &'static str,
+        schemas: &mut Schemas,
+    ) -> (&'static str, RefOr<Schema>, RefOr<Schema>) {
+        (
+            name,
+            schema_ref::<Item>(schemas),
+            schema_ref::<Request>(schemas),
+        )
     }
-    router
+    match family {
+        F::Addresses => of::<c::Address, f::address::AddressRequest>("Elastic IPs", schemas),
+        F::NetworkInterfaces => {
+            of::<c::NetworkInterface, f::interface::InterfaceRequest>("network interfaces", schemas)
+        }
+        F::SecurityGroups => of::<c::SecurityGroup, f::security_group::SecurityGroupRequest>(
+            "security groups",
+            schemas,
+        ),
+        F::KeyPairs => of::<c::KeyPair, f::key_pair::KeyPairRequest>("key pairs", schemas),
+        F::Volumes => of::<c::Volume, f::volume::VolumeRequest>("EBS volumes", schemas),
+        F::Snapshots => of::<c::Snapshot, f::snapshot::SnapshotRequest>("EBS snapshots", schemas),
+        F::Images => of::<c::Image, f::image::ImageRequest>("images (AMIs)", schemas),
+    }
+}
+
+type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// `GET /v1/{family}`, documented as [`list`] with the family's items.
+fn listing(family: FleetFamily) -> UtoipaMethodRouter<AppState> {
+    let mut schemas = Schemas::new();
+    schema_ref::<ErrorBody>(&mut schemas);
+    let (name, item, _) = documented(family, &mut schemas);
+    let mut operation = __path_list::operation();
+    operation.summary = Some(format!(
+        "List {name} across accounts with EC2 filters ({} on *; airlock:UseAccount on each account)",
+        family.describe_action()
+    ));
+    let items = AllOfBuilder::new()
+        .item(schema_ref::<FleetList>(&mut schemas))
+        .item(ObjectBuilder::new().property("items", ArrayBuilder::new().items(item)));
+    set_schema(
+        &mut operation,
+        "200",
+        RefOr::T(Schema::AllOf(items.build())),
+    );
+    let method = get(move |state: State<AppState>, caller: Caller, q: RawQuery| {
+        list(state, caller, family, q)
+    });
+    let mut paths = Paths::new();
+    paths.add_path_operation(format!("/v1/{family}"), vec![HttpMethod::Get], operation);
+    (schemas, paths, method)
+}
+
+/// `POST /v1/{family}/{verb}`, documented as [`act`] with the family's request bodies: one of
+/// the verbs' schemas, with the account to act in.
+fn operations(family: FleetFamily) -> UtoipaMethodRouter<AppState> {
+    let mut schemas = Schemas::new();
+    schema_ref::<ErrorBody>(&mut schemas);
+    schema_ref::<Outcome>(&mut schemas);
+    let (name, _, request) = documented(family, &mut schemas);
+    let mut operation = __path_act::operation();
+    operation.summary = Some(format!("Change {name}"));
+    let account = ObjectBuilder::new()
+        .property(
+            "account",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("The console account to act in")),
+        )
+        .required("account");
+    let body = Schema::AllOf(AllOfBuilder::new().item(account).item(request).build());
+    operation.request_body = Some(RefOr::T(
+        RequestBodyBuilder::new()
+            .required(Some(Required::True))
+            .content("application/json", Content::new(Some(body)))
+            .build(),
+    ));
+    let method = post(
+        move |state: State<AppState>,
+              caller: Caller,
+              verb: Path<String>,
+              body: Body<serde_json::Value>| { act(state, caller, family, verb, body) },
+    );
+    let mut paths = Paths::new();
+    paths.add_path_operation(
+        format!("/v1/{family}/{{verb}}"),
+        vec![HttpMethod::Post],
+        operation,
+    );
+    (schemas, paths, method)
+}
+
+/// Replaces the JSON schema of the response `status`.
+fn set_schema(operation: &mut Operation, status: &str, schema: RefOr<Schema>) {
+    if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+        if let Some(RefOr::T(content)) = response.content.get_mut("application/json") {
+            content.schema = Some(schema);
+        }
+    }
 }
 
 impl From<FleetError> for ApiError {
@@ -75,6 +180,29 @@ async fn stopped_early(
 }
 
 /// `POST /v1/{family}/{verb}`: one fleet operation in an account (`"account"` in the body).
+///
+/// The verb picks the body, one of the request's schemas. The body is validated (400 naming the
+/// field), the resources it names are described in EC2 (404 when one does not exist), the call
+/// is authorized as AWS would authorize it (airlock:UseAccount on the account and the EC2
+/// actions on every resource it touches, with their current tags; 403 naming the action and
+/// resource), then run. Every EC2 call is one audit record; a denied request makes no changing
+/// EC2 call.
+#[utoipa::path(
+    post,
+    path = "/v1/{family}/{verb}",
+    params(("verb" = String, Path, description = "The operation (allocate, create, move…)")),
+    responses(
+        (status = 200, description = "Done", body = Outcome),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 409, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+        (status = 503, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn act(
     State(state): State<AppState>,
     caller: Caller,
@@ -217,6 +345,21 @@ async fn audit_calls(state: &AppState, caller: &Caller, calls: &[Call]) {
 
 /// `GET /v1/{family}`: the family's resources in one account or all, with EC2 filters, each
 /// shown only if the caller may describe it (the family's describe action on it, with its tags).
+#[utoipa::path(
+    get,
+    path = "/v1/{family}",
+    params(crate::openapi::Listing),
+    responses(
+        (status = 200, description = "The resources, each with its account", body = FleetList),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+        (status = 503, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -82,6 +82,17 @@ async fn check_set(
 }
 
 /// `GET /v1/gateway/configs`.
+#[utoipa::path(
+    get,
+    path = "/v1/gateway/configs",
+    summary = "Every stored gateway configuration (airlock:ListGatewayConfigs)",
+    responses(
+        (status = 200, description = "The configurations", body = airlock_api::gateway::GatewayConfigList),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,6 +115,19 @@ pub async fn list(
 }
 
 /// `GET /v1/gateway/configs/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/gateway/configs/{name}",
+    summary = "A stored gateway configuration (airlock:GetGatewayConfig)",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The configuration", body = airlock_api::gateway::GatewayConfigView),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -127,6 +151,20 @@ fn unknown(name: &str) -> ApiError {
 
 /// `PUT /v1/gateway/configs/{name}`: validated with the gateway's parser together with every
 /// other stored configuration, then stored; following gateways reload.
+#[utoipa::path(
+    put,
+    path = "/v1/gateway/configs/{name}",
+    summary = "Store or replace a gateway configuration (Gloo Upstream and VirtualService YAML) after validating it, with every other stored one, with the gateway's parser; Secret documents are refused (airlock:PutGatewayConfig)",
+    params(("name" = String, Path)),
+    request_body = airlock_api::gateway::PutGatewayConfigRequest,
+    responses(
+        (status = 200, description = "Stored", body = airlock_api::gateway::GatewayConfigView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,6 +228,20 @@ pub async fn put(
 
 /// `DELETE /v1/gateway/configs/{name}`: refused while another configuration routes to an
 /// upstream only this one defines.
+#[utoipa::path(
+    delete,
+    path = "/v1/gateway/configs/{name}",
+    summary = "Delete a gateway configuration no other one depends on (airlock:DeleteGatewayConfig)",
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 409, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -224,6 +276,21 @@ pub async fn remove(
 
 /// `POST /v1/gateway/discover`: one `DescribeInstances` (every page) with a console account's
 /// key, authorized as `ec2:DescribeInstances` plus `airlock:UseAccount` on the account.
+#[utoipa::path(
+    post,
+    path = "/v1/gateway/discover",
+    summary = "List instances with a console account's key for a gateway, which never sees the key (ec2:DescribeInstances with ec2:Region, and airlock:UseAccount on the account)",
+    request_body = airlock_api::gateway::DiscoverRequest,
+    responses(
+        (status = 200, description = "The instances", body = airlock_api::gateway::DiscoverResponse),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+        (status = 503, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn discover(
     State(state): State<AppState>,
     caller: Caller,

@@ -181,6 +181,21 @@ pub async fn describe_account(
 }
 
 /// `GET /v1/instances`.
+#[utoipa::path(
+    get,
+    path = "/v1/instances",
+    summary = "List instances across accounts with EC2 filters, optionally with status checks (ec2:DescribeInstances, and ec2:DescribeInstanceStatus with status=true, on *; airlock:UseAccount on each account)",
+    params(crate::openapi::Listing, crate::openapi::WithStatus, crate::openapi::Interval),
+    responses(
+        (status = 200, description = "Instances", body = airlock_api::instances::InstanceList),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -233,6 +248,20 @@ fn signature(i: &AccountInstance) -> (String, Option<String>, Option<String>) {
 /// first (`instance`), then whenever its state or status checks change (`instance`), and when
 /// it no longer matches (`gone`). EC2 is looked at every `interval` seconds (default 2), by one
 /// poller per account shared with every other watch of the same query.
+#[utoipa::path(
+    get,
+    path = "/v1/instances/watch",
+    summary = "Server-Sent Events: the selected instances with their status checks as they change (ec2:DescribeInstances and ec2:DescribeInstanceStatus on *; airlock:UseAccount on each account)",
+    params(crate::openapi::Listing, crate::openapi::Interval),
+    responses(
+        (status = 200, description = "An endless text/event-stream. Event `instance`: an instance (the Instance schema, with status) when first seen and whenever its state or status checks change. Event `gone`: {\"id\": \"ACCOUNT/INSTANCE_ID\"} when an instance no longer matches. Event `ready`: {} once, after the first full look. Event `error`: {\"message\": \"…\"} when a look at EC2 failed; the stream goes on and looks again.", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn watch(
     State(state): State<AppState>,
     caller: Caller,
@@ -442,6 +471,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawQuery {
 }
 
 /// `POST /v1/instances/{action}` with action `start`, `stop`, `reboot` or `terminate`.
+#[utoipa::path(
+    post,
+    path = "/v1/instances/{action}",
+    summary = "Start, stop, reboot or terminate instances",
+    params(("action" = inline(airlock_cloud::StateAction), Path)),
+    request_body = airlock_api::instances::InstanceActionRequest,
+    responses(
+        (status = 200, description = "Done", body = airlock_api::instances::InstanceActionResponse),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn act(
     State(state): State<AppState>,
     caller: Caller,

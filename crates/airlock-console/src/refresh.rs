@@ -315,6 +315,18 @@ fn refused(why: &str) -> ApiError {
 ///
 /// Every check on the secret is made before the account's key is unsealed, and every check on
 /// the instance before credentials are issued.
+#[utoipa::path(
+    post,
+    path = "/v1/refresh",
+    summary = "An instance of a scoped or bootstrap deployment exchanges its refresh secret for fresh credentials and the next secret. No console login: the secret, the instance's membership and state in EC2, and the request's source address are checked. The one response that carries credentials.",
+    request_body = airlock_api::refresh::RefreshRequest,
+    responses(
+        (status = 200, description = "Credentials and the next secret", body = airlock_api::refresh::RefreshResponse),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+    ),
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -667,6 +679,19 @@ pub async fn revoke_instances(state: &AppState, deployment_id: &str, instance_id
 }
 
 /// `POST /v1/deployments/{id}/revoke`: every refresh secret of the deployment, at once.
+#[utoipa::path(
+    post,
+    path = "/v1/deployments/{id}/revoke",
+    summary = "Revoke every refresh secret of the deployment: its instances get no new credentials",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "Revoked", body = airlock_api::deployments::RevokeResult),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

@@ -63,6 +63,17 @@ pub async fn bootstrap_admin(
 }
 
 /// `POST /v1/login`: a password for a bearer token.
+#[utoipa::path(
+    post,
+    path = "/v1/login",
+    summary = "Exchange a user name and password for an API token",
+    request_body = airlock_api::session::LoginRequest,
+    responses(
+        (status = 200, description = "A new token, shown once", body = airlock_api::session::LoginResponse),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -189,12 +200,32 @@ async fn issue_token(state: &AppState, user: String, mfa: bool) -> ApiResult<Log
 }
 
 /// `POST /v1/logout`: revokes the token used for the call.
+#[utoipa::path(
+    post,
+    path = "/v1/logout",
+    summary = "Revoke the calling token",
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     state.store.delete_token(&caller.token_hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /v1/whoami`.
+#[utoipa::path(
+    get,
+    path = "/v1/whoami",
+    summary = "The calling user",
+    responses(
+        (status = 200, description = "The user", body = airlock_api::session::Whoami),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn whoami(caller: Caller) -> Json<Whoami> {
     Json(Whoami { user: caller.user })
 }

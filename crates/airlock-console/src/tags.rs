@@ -101,6 +101,20 @@ async fn change(
 }
 
 /// `POST /v1/tags`: add or overwrite tags.
+#[utoipa::path(
+    post,
+    path = "/v1/tags",
+    summary = "Add or overwrite tags of an EC2 resource (ec2:CreateTags with aws:RequestTag, aws:TagKeys and the resource's current tags)",
+    request_body = airlock_api::instances::TagRequest,
+    responses(
+        (status = 200, description = "Tags now", body = airlock_api::instances::TagsView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
@@ -110,6 +124,20 @@ pub async fn add(
 }
 
 /// `POST /v1/tags/remove`: remove tags (an empty value removes the key whatever its value).
+#[utoipa::path(
+    post,
+    path = "/v1/tags/remove",
+    summary = "Remove tags (an empty value removes the key whatever its value); ec2:DeleteTags",
+    request_body = airlock_api::instances::TagRequest,
+    responses(
+        (status = 200, description = "Tags now", body = airlock_api::instances::TagsView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 502, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,

@@ -34,6 +34,20 @@ async fn user_view(state: &AppState, name: &str) -> ApiResult<UserView> {
 }
 
 /// `POST /v1/users`.
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    summary = "Add a user (airlock:CreateUser)",
+    request_body = airlock_api::users::AddUserRequest,
+    responses(
+        (status = 201, description = "Added", body = airlock_api::users::UserView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 409, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
@@ -84,6 +98,17 @@ pub async fn add(
 }
 
 /// `GET /v1/users`.
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    summary = "List users (airlock:ListUsers)",
+    responses(
+        (status = 200, description = "Users", body = Vec<airlock_api::users::UserView>),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<UserView>>> {
     authorize_one(
         &state,
@@ -100,6 +125,20 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
 }
 
 /// `DELETE /v1/users/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{name}",
+    summary = "Remove a user (airlock:DeleteUser)",
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 409, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -126,6 +165,21 @@ pub async fn remove(
 }
 
 /// `POST /v1/users/{name}/policies`.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{name}/policies",
+    summary = "Attach a stored policy (airlock:AttachUserPolicy)",
+    params(("name" = String, Path)),
+    request_body = airlock_api::users::AttachPolicyRequest,
+    responses(
+        (status = 200, description = "The user", body = airlock_api::users::UserView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn attach(
     State(state): State<AppState>,
     caller: Caller,
@@ -155,6 +209,19 @@ pub async fn attach(
 }
 
 /// `DELETE /v1/users/{name}/policies/{policy}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{name}/policies/{policy}",
+    summary = "Detach a policy (airlock:DetachUserPolicy)",
+    params(("name" = String, Path), ("policy" = String, Path)),
+    responses(
+        (status = 200, description = "The user", body = airlock_api::users::UserView),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn detach(
     State(state): State<AppState>,
     caller: Caller,
@@ -235,6 +302,19 @@ pub async fn check_totp(
 }
 
 /// `POST /v1/users/{name}/mfa`: enables a TOTP second factor and shows its secret once.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{name}/mfa",
+    summary = "Enable a TOTP second factor; its secret is returned once (airlock:EnableMfaDevice)",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The secret", body = airlock_api::users::MfaEnabled),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn enable_mfa(
     State(state): State<AppState>,
     caller: Caller,
@@ -276,6 +356,20 @@ fn policy_view(row: PolicyRow) -> PolicyView {
 }
 
 /// `PUT /v1/policies/{name}`: stores a policy after validating it.
+#[utoipa::path(
+    put,
+    path = "/v1/policies/{name}",
+    summary = "Store or replace a policy after validating it (airlock:PutPolicy)",
+    params(("name" = String, Path)),
+    request_body = airlock_api::users::PutPolicyRequest,
+    responses(
+        (status = 200, description = "Stored", body = airlock_api::users::PolicyView),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_policy(
     State(state): State<AppState>,
     caller: Caller,
@@ -304,6 +398,17 @@ pub async fn put_policy(
 }
 
 /// `GET /v1/policies`.
+#[utoipa::path(
+    get,
+    path = "/v1/policies",
+    summary = "List stored policies (airlock:ListPolicies)",
+    responses(
+        (status = 200, description = "Policies", body = Vec<airlock_api::users::PolicyView>),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list_policies(
     State(state): State<AppState>,
     caller: Caller,
@@ -327,6 +432,19 @@ pub async fn list_policies(
 }
 
 /// `GET /v1/policies/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/policies/{name}",
+    summary = "A stored policy (airlock:GetPolicy)",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The policy", body = airlock_api::users::PolicyView),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_policy(
     State(state): State<AppState>,
     caller: Caller,
@@ -348,6 +466,20 @@ pub async fn get_policy(
 }
 
 /// `DELETE /v1/policies/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/policies/{name}",
+    summary = "Delete a policy no user has attached (airlock:DeletePolicy)",
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+        (status = 409, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete_policy(
     State(state): State<AppState>,
     caller: Caller,
@@ -371,6 +503,19 @@ pub async fn delete_policy(
 }
 
 /// `POST /v1/policies/simulate`: the same evaluation as `airlock policy simulate`.
+#[utoipa::path(
+    post,
+    path = "/v1/policies/simulate",
+    summary = "Decide a request against policy documents, as the console does (airlock:SimulatePolicy)",
+    request_body = airlock_api::users::SimulateRequest,
+    responses(
+        (status = 200, description = "The decision", body = Object),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn simulate(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,7 +10,7 @@ use airlock_cloud::{Address, AddressTarget, Ec2, Filter, Tag};
 use serde::{Deserialize, Serialize};
 
 /// `AllocateAddress`: a new Elastic IP, tagged on creation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AllocateAddress {
     /// Tags applied on creation.
@@ -19,7 +19,7 @@ pub struct AllocateAddress {
 }
 
 /// `AssociateAddress` to an instance or a network interface.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssociateAddress {
     /// The address (`eipalloc-…`).
@@ -40,7 +40,7 @@ pub struct AssociateAddress {
 
 /// Re-assigns an address to another instance in one `AssociateAddress` with
 /// `AllowReassociation`, so it is never left unattached in between.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveAddress {
     /// The address (`eipalloc-…`).
@@ -50,7 +50,7 @@ pub struct MoveAddress {
 }
 
 /// `DisassociateAddress` of an address's current association.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisassociateAddress {
     /// The address (`eipalloc-…`).
@@ -58,7 +58,7 @@ pub struct DisassociateAddress {
 }
 
 /// `ReleaseAddress`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseAddress {
     /// The address (`eipalloc-…`).
@@ -66,7 +66,7 @@ pub struct ReleaseAddress {
 }
 
 /// An Elastic IP operation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(missing_docs)]
 pub enum AddressRequest {

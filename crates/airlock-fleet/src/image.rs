@@ -10,7 +10,7 @@ use airlock_cloud::{CreateImageInput, Ec2, Filter, Image, Tag};
 use serde::{Deserialize, Serialize};
 
 /// `CreateImage` from an instance, the image tagged on creation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateImage {
     /// The instance.
@@ -29,7 +29,7 @@ pub struct CreateImage {
 }
 
 /// `DeregisterImage`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeregisterImage {
     /// The image (`ami-…`).
@@ -37,7 +37,7 @@ pub struct DeregisterImage {
 }
 
 /// An image operation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(missing_docs)]
 pub enum ImageRequest {

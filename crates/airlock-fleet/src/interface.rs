@@ -14,7 +14,7 @@ use std::time::Duration;
 pub const DETACH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `CreateNetworkInterface`: a secondary interface, optionally with a fixed private address.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNetworkInterface {
     /// The subnet.
@@ -34,7 +34,7 @@ pub struct CreateNetworkInterface {
 }
 
 /// `AttachNetworkInterface` at a device index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachNetworkInterface {
     /// The interface (`eni-…`).
@@ -46,7 +46,7 @@ pub struct AttachNetworkInterface {
 }
 
 /// `DetachNetworkInterface` from whatever instance it is attached to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetachNetworkInterface {
     /// The interface (`eni-…`).
@@ -58,7 +58,7 @@ pub struct DetachNetworkInterface {
 
 /// Moves an interface to another instance: detach, wait until available, attach at the same
 /// device index. Its private address (and any Elastic IP on it) goes with it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveNetworkInterface {
     /// The interface (`eni-…`).
@@ -68,7 +68,7 @@ pub struct MoveNetworkInterface {
 }
 
 /// `DeleteNetworkInterface`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteNetworkInterface {
     /// The interface (`eni-…`).
@@ -76,7 +76,7 @@ pub struct DeleteNetworkInterface {
 }
 
 /// A network interface operation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(missing_docs)]
 pub enum InterfaceRequest {

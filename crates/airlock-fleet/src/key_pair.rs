@@ -10,7 +10,7 @@ use airlock_cloud::{Ec2, Filter, KeyPair, Tag};
 use serde::{Deserialize, Serialize};
 
 /// `CreateKeyPair`: the private key is returned to the caller once, never stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyPair {
     /// The key pair's name.
@@ -28,7 +28,7 @@ fn default_key_type() -> String {
 }
 
 /// `ImportKeyPair` of an OpenSSH public key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportKeyPair {
     /// The key pair's name.
@@ -41,7 +41,7 @@ pub struct ImportKeyPair {
 }
 
 /// `DeleteKeyPair`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteKeyPair {
     /// The key pair's name.
@@ -49,7 +49,7 @@ pub struct DeleteKeyPair {
 }
 
 /// A key pair operation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(missing_docs)]
 pub enum KeyPairRequest {

@@ -69,7 +69,7 @@ impl<'de> Deserialize<'de> for PrivateKey {
 }
 
 /// What a fleet operation did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Outcome {
     /// The operation, as its console path (`addresses/move`).
     pub operation: String,
@@ -104,6 +104,7 @@ pub struct Outcome {
     pub key_pair: Option<KeyPair>,
     /// The new key pair's private key: in this response only, never stored or logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub private_key: Option<PrivateKey>,
 }
 

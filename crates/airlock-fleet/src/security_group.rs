@@ -12,7 +12,7 @@ use airlock_cloud::{
 use serde::{Deserialize, Serialize};
 
 /// `CreateSecurityGroup`, tagged on creation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSecurityGroup {
     /// Name, unique in the VPC.
@@ -28,7 +28,7 @@ pub struct CreateSecurityGroup {
 }
 
 /// `Authorize…` or `RevokeSecurityGroupIngress/Egress`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityGroupRules {
     /// The group (`sg-…`).
@@ -43,7 +43,7 @@ pub struct SecurityGroupRules {
 }
 
 /// `DeleteSecurityGroup`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteSecurityGroup {
     /// The group (`sg-…`).
@@ -51,7 +51,7 @@ pub struct DeleteSecurityGroup {
 }
 
 /// A security group operation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(missing_docs)]
 pub enum SecurityGroupRequest {

@@ -10,7 +10,7 @@ use airlock_cloud::{Ec2, Filter, Snapshot, Tag};
 use serde::{Deserialize, Serialize};
 
 /// `CreateSnapshot` with `TagSpecifications`: created and tagged together, or not at all.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshot {
     /// The volume (`vol-…`).
@@ -24,7 +24,7 @@ pub struct CreateSnapshot {
 }
 
 /// `DeleteSnapshot`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteSnapshot {
     /// The snapshot (`snap-…`).
@@ -32,7 +32,7 @@ pub struct DeleteSnapshot {
 }
 
 /// `CopySnapshot` to another region, tagged on creation there.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CopySnapshot {
     /// The snapshot (`snap-…`) in the account's region.
@@ -48,7 +48,7 @@ pub struct CopySnapshot {
 }
 
 /// A snapshot operation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(missing_docs)]
 pub enum SnapshotRequest {

@@ -10,7 +10,7 @@ use airlock_cloud::{CreateVolumeInput, Ec2, Filter, Tag, Volume};
 use serde::{Deserialize, Serialize};
 
 /// `CreateVolume`, tagged on creation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVolume {
     /// The availability zone, e.g. `us-east-1a`.
@@ -40,7 +40,7 @@ fn default_volume_type() -> String {
 }
 
 /// `AttachVolume` at a device name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachVolume {
     /// The volume (`vol-…`).
@@ -52,7 +52,7 @@ pub struct AttachVolume {
 }
 
 /// `DetachVolume` from the instance it is attached to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetachVolume {
     /// The volume (`vol-…`).
@@ -63,7 +63,7 @@ pub struct DetachVolume {
 }
 
 /// `DeleteVolume`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteVolume {
     /// The volume (`vol-…`).
@@ -71,7 +71,7 @@ pub struct DeleteVolume {
 }
 
 /// A volume operation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(missing_docs)]
 pub enum VolumeRequest {

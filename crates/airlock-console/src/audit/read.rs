@@ -136,6 +136,19 @@ async fn may_read(state: &AppState, caller: &Caller) -> ApiResult<()> {
 
 /// `GET /v1/audit?limit=N&cursor=C&user=U&since=T`: a page of records in order, and the cursor
 /// of the next page while there are more.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    summary = "A page of audit records in order, and the cursor of the next (airlock:ReadAuditLog, decided before any parameter is read)",
+    params(crate::openapi::AuditQuery),
+    responses(
+        (status = 200, description = "A page", body = airlock_api::audit::AuditPage),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn page(
     State(state): State<AppState>,
     caller: Caller,
@@ -165,6 +178,19 @@ pub async fn page(
 }
 
 /// `GET /v1/audit/verify[?anchor=SEQ:HASH]`: checks the whole chain, and the anchor if given.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    summary = "Check the audit log's chain, read a page at a time, and optionally an anchor (airlock:ReadAuditLog)",
+    params(crate::openapi::Anchor),
+    responses(
+        (status = 200, description = "The result", body = airlock_api::audit::Verification),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,
@@ -222,6 +248,18 @@ async fn verify_in_pages(
 }
 
 /// `GET /v1/audit/head`: the newest record's position, time and hash.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/head",
+    summary = "The newest audit record's seq, time and hash, to write down elsewhere as an anchor (airlock:ReadAuditLog)",
+    responses(
+        (status = 200, description = "The head", body = airlock_api::audit::Head),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+        (status = 404, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn head(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Head>> {
     may_read(&state, &caller).await?;
     let newest = state

@@ -98,6 +98,19 @@ type Accounts = HashMap<String, (Option<AccountRow>, AuthorizeCheckResult)>;
 type Tags = HashMap<String, HashMap<String, Vec<airlock_cloud::Tag>>>;
 
 /// `POST /v1/authorize/check`.
+#[utoipa::path(
+    post,
+    path = "/v1/authorize/check",
+    summary = "What the caller's own policies decide for actions on resources, with the deciding statements (changes nothing, not audited)",
+    request_body = airlock_api::users::AuthorizeCheckRequest,
+    responses(
+        (status = 200, description = "One decision per check, in order", body = airlock_api::users::AuthorizeCheckResponse),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = [])),
+)]
 pub async fn authorize_check(
     State(state): State<AppState>,
     caller: Caller,
@@ -267,6 +280,19 @@ fn answer(
 }
 
 /// `POST /v1/policies/validate`: the project's own validator, nothing stored.
+#[utoipa::path(
+    post,
+    path = "/v1/policies/validate",
+    summary = "Validate a policy document as PUT /v1/policies/{name} would, without storing it",
+    request_body = airlock_api::users::ValidatePolicyRequest,
+    responses(
+        (status = 200, description = "Valid, or every problem found", body = airlock_api::users::ValidatePolicyResponse),
+        (status = 400, description = "Error", body = airlock_api::ErrorBody),
+        (status = 401, description = "Error", body = airlock_api::ErrorBody),
+        (status = 403, description = "Error", body = airlock_api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session" = [])),
+)]
 pub async fn validate_policy(
     _caller: Caller,
     Body(req): Body<ValidatePolicyRequest>,

@@ -18,8 +18,10 @@ use axum::http::header::{
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What the pages may load: only this origin's own scripts, styles and API; never framed.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -91,8 +93,9 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
     }
 }
 
-/// The pages, their assets, the browser session and the pages' API endpoints.
-pub fn router() -> Router<AppState> {
+/// The pages, their assets and the browser session: for browsers, not part of the API's
+/// document.
+pub fn pages() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{name}", get(asset))
@@ -102,8 +105,13 @@ pub fn router() -> Router<AppState> {
                 .post(session::sign_in)
                 .delete(session::sign_out),
         )
-        .route("/v1/authorize/check", post(check::authorize_check))
-        .route("/v1/policies/validate", post(check::validate_policy))
+}
+
+/// The API endpoints the pages need beyond the command line's.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(check::authorize_check))
+        .routes(routes!(check::validate_policy))
 }
 
 /// Security headers on every response: no framing, no sniffing, no referrer, a strict CSP, and

@@ -738,6 +738,48 @@ async fn the_openapi_document_lists_every_route_and_routes_need_a_token() {
     assert_eq!(resp.status(), 404);
 }
 
+/// The document and the router agree: every documented method of a path is routed, and every
+/// other method of it answers 405 (so no route hides beside a documented one). Only the pages
+/// and the browser session are served without being documented.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_documented_route_is_routed_and_only_those_methods() {
+    let console = Console::start();
+    let client = reqwest::Client::new();
+    let send = |method: &str, path: &str| {
+        client
+            .request(method.parse().unwrap(), format!("{}{path}", console.url))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+    };
+    let doc = send("GET", "/openapi.json").await.unwrap();
+    let doc: Value = doc.json().await.unwrap();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{name}", "x")
+            .replace("{id}", "dep-x")
+            .replace("{action}", "stop");
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let resp = send(&method.to_uppercase(), &concrete).await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            assert!(
+                !text.contains("no such API path"),
+                "{method} {path}: {text}"
+            );
+            if ops.get(method).is_some() {
+                assert_ne!(status, 405, "{method} {path} is documented but not routed");
+            } else {
+                assert_eq!(status, 405, "{method} {path} is routed but not documented");
+            }
+        }
+    }
+    for path in ["/", "/assets/app.js", "/web/session"] {
+        let resp = send("GET", path).await.unwrap();
+        assert!(resp.status().as_u16() != 404, "GET {path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn login_tokens_are_checked_and_revocable() {
     let console = Console::start();
