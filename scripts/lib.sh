@@ -8,6 +8,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/airlock/target}
 # tests and the development console only ever talk to 127.0.0.0/8.
 export AWS_EC2_METADATA_DISABLED=true
 MOTO_VERSION=5.2.5
+# The aws CLI that pins the botocore moto's boto3 uses; the EC2 endpoint's tests drive it.
+AWSCLI_VERSION=1.46.3
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -82,12 +84,14 @@ check_dependencies() {
 # The moto server (an EC2/STS-compatible endpoint) in a project-local virtualenv.
 ensure_moto() {
   local venv="$AIRLOCK_ROOT/.venv"
-  if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c "import moto,sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
-    say "installing moto[server]==$MOTO_VERSION into $venv"
+  if [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/aws" ] \
+    || ! "$venv/bin/python" -c "import moto,sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
+    || ! "$venv/bin/aws" --version 2>&1 | grep -q "^aws-cli/$AWSCLI_VERSION "; then
+    say "installing moto[server]==$MOTO_VERSION and awscli==$AWSCLI_VERSION into $venv"
     python3 -m venv "$venv" >&2 || { apt_install python3-venv && python3 -m venv "$venv" >&2; }
-    "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" "awscli==$AWSCLI_VERSION" >&2
   fi
-  export AIRLOCK_MOTO_SERVER="$venv/bin/moto_server"
+  export AIRLOCK_MOTO_SERVER="$venv/bin/moto_server" AIRLOCK_AWS_CLI="$venv/bin/aws" AIRLOCK_PYTHON="$venv/bin/python"
 }
 
 # A free TCP port on 127.0.0.1.

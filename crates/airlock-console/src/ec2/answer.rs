@@ -39,7 +39,13 @@ impl Ec2Error {
 
 impl From<ApiError> for Ec2Error {
     fn from(e: ApiError) -> Ec2Error {
-        let message = e.to_string();
+        let message = match &e {
+            ApiError::BadRequest {
+                field: Some(field),
+                message,
+            } => format!("invalid value for parameter {field}: {message}"),
+            other => other.to_string(),
+        };
         let (status, code) = match &e {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "UnauthorizedOperation".to_owned()),
             ApiError::Aws(cloud) => (

@@ -130,7 +130,10 @@ async fn change_state(
     let described =
         instances::state_change(cx.ec2, cx.scope, &cx.account.name, &action, &ids).await?;
     let resources = described.resources();
-    authorize(cx.state, cx.caller, described.checks).await?;
+    // The call's own action first: the audit record of the decision is filed under it.
+    let mut checks = described.checks;
+    checks.rotate_left(1);
+    authorize(cx.state, cx.caller, checks).await?;
     if let Some(e) = described.not_found {
         return Err(ApiError::Aws(e).into());
     }

@@ -249,7 +249,7 @@ async fn an_interface_move_keeps_its_private_address() {
 
 /// The announcement's snapshot policies: create from volumes tagged costcenter=115 only when the
 /// new snapshot is tagged costcenter=115 and User=<caller>, and delete only one's own.
-fn snapshot_policies() -> Vec<Value> {
+pub fn snapshot_policies() -> Vec<Value> {
     vec![
         json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "airlock:UseAccount", "Resource": ACCOUNT_ARN},

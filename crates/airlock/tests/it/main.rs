@@ -16,6 +16,7 @@ mod agent;
 mod authz;
 mod console;
 mod credentials;
+mod ec2_endpoint;
 mod fleet;
 mod gateway;
 mod web;
