@@ -599,3 +599,195 @@ fn base64_text(name: &str, v: &str) -> Result<serde_json::Value, QueryError> {
         .map(serde_json::Value::String)
         .map_err(|_| invalid(name, "expected text"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(form: &str) -> Params {
+        Params::from_form(form.as_bytes()).unwrap()
+    }
+
+    fn op(form: &str) -> Result<Operation, QueryError> {
+        operation(&params(form))
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused_rather_than_guessed_at() {
+        let e = Params::from_form(b"Action=TerminateInstances&InstanceId.1=i-a&InstanceId.1=i-b")
+            .unwrap_err();
+        assert_eq!(e.code(), "MalformedQueryString");
+        assert!(e.to_string().contains("InstanceId.1"), "{e}");
+        let mut body = params("Action=DescribeInstances");
+        let e = body.merge(params("Action=TerminateInstances")).unwrap_err();
+        assert!(e.to_string().contains("Action"), "{e}");
+    }
+
+    #[test]
+    fn presigned_parameters_are_not_ec2_parameters() {
+        let p = params("Action=DescribeInstances&X-Amz-Signature=ab&X-Amz-Date=1");
+        assert_eq!(p.encode(), "Action=DescribeInstances");
+    }
+
+    #[test]
+    fn what_ec2_receives_is_exactly_what_was_parsed() {
+        let p = params("Version=2016-11-15&Action=CreateTags&ResourceId.1=i-1&Tag.1.Key=a%20b&Tag.1.Value=c%26d");
+        let again = Params::from_form(p.encode().as_bytes()).unwrap();
+        assert_eq!(again, p);
+    }
+
+    #[test]
+    fn too_many_parameters_are_refused() {
+        let form: Vec<String> = (0..=MAX_PARAMS).map(|i| format!("P{i}=x")).collect();
+        let e = Params::from_form(form.join("&").as_bytes()).unwrap_err();
+        assert_eq!(e.code(), "MalformedQueryString");
+    }
+
+    #[test]
+    fn describe_actions_are_read_only_whatever_their_filters() {
+        let o = op("Action=DescribeInstances&Filter.1.Name=tag:team&Filter.1.Value.1=red").unwrap();
+        assert!(matches!(o, Operation::Describe(a) if a == "DescribeInstances"));
+    }
+
+    #[test]
+    fn an_action_the_console_does_not_model_is_unsupported_by_name() {
+        let e = op("Action=CreateVpc&CidrBlock=10.0.0.0/16").unwrap_err();
+        assert_eq!(e.code(), "UnsupportedOperation");
+        assert!(e.to_string().contains("CreateVpc"), "{e}");
+        assert_eq!(op("Version=1").unwrap_err(), QueryError::MissingAction);
+    }
+
+    #[test]
+    fn a_launch_parameter_no_check_covers_is_refused_by_name() {
+        for extra in [
+            "IamInstanceProfile.Name=admin",
+            "NetworkInterface.1.SubnetId=subnet-1",
+            "BlockDeviceMapping.1.Ebs.SnapshotId=snap-1",
+            "Placement.Tenancy=host",
+        ] {
+            let form = format!("Action=RunInstances&ImageId=ami-1&InstanceType=t3.micro&MinCount=1&MaxCount=1&{extra}");
+            let e = op(&form).unwrap_err();
+            assert_eq!(e.code(), "UnsupportedOperation", "{extra}");
+            let name = extra.split('=').next().unwrap();
+            assert!(e.to_string().contains(name), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_launch_takes_its_tags_groups_and_imds_options() {
+        let form = "Action=RunInstances&ImageId=ami-1&InstanceType=t3.micro&MinCount=1&MaxCount=2\
+            &SubnetId=subnet-1&SecurityGroupId.2=sg-2&SecurityGroupId.1=sg-1&KeyName=k&UserData=eA%3D%3D\
+            &TagSpecification.1.ResourceType=instance&TagSpecification.1.Tag.1.Key=team&TagSpecification.1.Tag.1.Value=red\
+            &TagSpecification.2.ResourceType=volume&TagSpecification.2.Tag.1.Key=team&TagSpecification.2.Tag.1.Value=red\
+            &MetadataOptions.HttpPutResponseHopLimit=2";
+        let Operation::Run(launch) = op(form).unwrap() else {
+            panic!("not a launch");
+        };
+        assert_eq!(launch.security_group_ids, ["sg-1", "sg-2"]);
+        assert_eq!(
+            launch.tags,
+            [Tag {
+                key: "team".into(),
+                value: "red".into()
+            }]
+        );
+        assert_eq!(launch.hop_limit, 2);
+        assert_eq!(launch.subnet_id.as_deref(), Some("subnet-1"));
+    }
+
+    #[test]
+    fn a_launch_without_imdsv2_or_with_volume_tags_of_its_own_is_refused() {
+        let base = "Action=RunInstances&ImageId=ami-1&InstanceType=t3.micro&MinCount=1&MaxCount=1";
+        let e = op(&format!("{base}&MetadataOptions.HttpTokens=optional")).unwrap_err();
+        assert!(e.to_string().contains("MetadataOptions.HttpTokens"), "{e}");
+        let e = op(&format!(
+            "{base}&MetadataOptions.HttpPutResponseHopLimit=64"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("HopLimit"), "{e}");
+        let e = op(&format!(
+            "{base}&TagSpecification.1.ResourceType=volume&TagSpecification.1.Tag.1.Key=team&TagSpecification.1.Tag.1.Value=red"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("TagSpecification"), "{e}");
+        let e = op(&format!("{base}&TagSpecification.1.ResourceType=snapshot")).unwrap_err();
+        assert!(e.to_string().contains("snapshot"), "{e}");
+        let e = op("Action=RunInstances&ImageId=ami-1&InstanceType=t3.micro&MinCount=1&MaxCount=0")
+            .unwrap_err();
+        assert!(e.to_string().contains("MaxCount"), "{e}");
+    }
+
+    #[test]
+    fn state_changes_and_tags_name_their_resources() {
+        let Operation::ChangeState(act, ids) =
+            op("Action=StopInstances&InstanceId.2=i-b&InstanceId.1=i-a&Force=true").unwrap()
+        else {
+            panic!("not a state change");
+        };
+        assert_eq!(act, StateAction::Stop);
+        assert_eq!(ids, ["i-a", "i-b"]);
+        let e = op("Action=TerminateInstances").unwrap_err();
+        assert_eq!(e, QueryError::Missing("InstanceId.1".into()));
+        let Operation::Tags {
+            add,
+            resource_ids,
+            tags,
+        } = op("Action=DeleteTags&ResourceId.1=i-a&Tag.1.Key=team").unwrap()
+        else {
+            panic!("not tags");
+        };
+        assert!(!add);
+        assert_eq!(resource_ids, ["i-a"]);
+        assert_eq!(
+            tags,
+            [Tag {
+                key: "team".into(),
+                value: String::new()
+            }]
+        );
+    }
+
+    #[test]
+    fn an_index_out_of_range_or_a_value_without_key_is_refused() {
+        for form in [
+            "Action=TerminateInstances&InstanceId.0=i-a",
+            "Action=TerminateInstances&InstanceId.01=i-a",
+            "Action=TerminateInstances&InstanceId.1001=i-a",
+            "Action=TerminateInstances&InstanceId.x=i-a",
+        ] {
+            assert_eq!(
+                op(form).unwrap_err().code(),
+                "InvalidParameterValue",
+                "{form}"
+            );
+        }
+        let e = op("Action=CreateTags&ResourceId.1=i-a&Tag.1.Value=red").unwrap_err();
+        assert_eq!(e, QueryError::Missing("Tag.1.Key".into()));
+    }
+
+    #[test]
+    fn fleet_actions_become_the_console_s_own_requests() {
+        let o = op("Action=CreateSnapshot&VolumeId=vol-1&Description=d\
+            &TagSpecification.1.ResourceType=snapshot&TagSpecification.1.Tag.1.Key=User&TagSpecification.1.Tag.1.Value=alice")
+        .unwrap();
+        let Operation::Fleet(request) = o else {
+            panic!("not a fleet operation");
+        };
+        assert_eq!(request.action(), "ec2:CreateSnapshot");
+        assert_eq!(
+            request.tags(),
+            [Tag {
+                key: "User".into(),
+                value: "alice".into()
+            }]
+        );
+        let e = op("Action=CreateSnapshot&VolumeId=vol-1&OutpostArn=x").unwrap_err();
+        assert!(e.to_string().contains("OutpostArn"), "{e}");
+        let e = op("Action=AllocateAddress&Domain=standard").unwrap_err();
+        assert!(e.to_string().contains("Domain"), "{e}");
+        let e = op("Action=CreateVolume&AvailabilityZone=us-east-1a&Size=big").unwrap_err();
+        assert!(e.to_string().contains("Size"), "{e}");
+        let e = op("Action=ImportKeyPair&KeyName=k&PublicKeyMaterial=%%%").unwrap_err();
+        assert!(e.to_string().contains("PublicKeyMaterial"), "{e}");
+    }
+}
