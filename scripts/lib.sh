@@ -83,7 +83,9 @@ check_dependencies() {
 
 # The moto server (an EC2/STS-compatible endpoint) in a project-local virtualenv.
 ensure_moto() {
-  local venv="$AIRLOCK_ROOT/.venv"
+  # Outside the checkout, so every clone (CI's fresh one too) reuses one installation; the
+  # versions are checked below, and a mismatch reinstalls.
+  local venv="${AIRLOCK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock/venv}"
   if [ ! -x "$venv/bin/moto_server" ] || [ ! -x "$venv/bin/aws" ] \
     || ! "$venv/bin/python" -c "import moto,sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
     || ! "$venv/bin/aws" --version 2>&1 | grep -q "^aws-cli/$AWSCLI_VERSION "; then
