@@ -441,100 +441,28 @@ struct FleetEntry {
 }
 
 /// The fleet actions the endpoint takes. A table, so what each action may carry is one line.
+#[rustfmt::skip]
 fn fleet_table(action: &str) -> Option<FleetEntry> {
     use Field::*;
-    let e = |family, verb, tagged, fields| FleetEntry {
-        family,
-        verb,
-        tagged,
-        fields,
-    };
+    let e = |family, verb, tagged, fields| FleetEntry { family, verb, tagged, fields };
     Some(match action {
-        "CreateSnapshot" => e(
-            "snapshots",
-            "create",
-            Some("snapshot"),
-            &[
-                Text("VolumeId", "volume_id"),
-                Text("Description", "description"),
-            ],
-        ),
-        "DeleteSnapshot" => e(
-            "snapshots",
-            "delete",
-            None,
-            &[Text("SnapshotId", "snapshot_id")],
-        ),
-        "CreateVolume" => e(
-            "volumes",
-            "create",
-            Some("volume"),
-            &[
-                Text("AvailabilityZone", "availability_zone"),
-                Int("Size", "size_gib"),
-                Text("VolumeType", "volume_type"),
-                Int("Iops", "iops"),
-                Bool("Encrypted", "encrypted"),
-                Text("SnapshotId", "snapshot_id"),
-            ],
-        ),
-        "AttachVolume" => e(
-            "volumes",
-            "attach",
-            None,
-            &[
-                Text("VolumeId", "volume_id"),
-                Text("InstanceId", "instance_id"),
-                Text("Device", "device"),
-            ],
-        ),
-        "DetachVolume" => e(
-            "volumes",
-            "detach",
-            None,
-            &[Text("VolumeId", "volume_id"), Bool("Force", "force")],
-        ),
+        "CreateSnapshot" => e("snapshots", "create", Some("snapshot"), &[Text("VolumeId", "volume_id"), Text("Description", "description")]),
+        "DeleteSnapshot" => e("snapshots", "delete", None, &[Text("SnapshotId", "snapshot_id")]),
+        "CreateVolume" => e("volumes", "create", Some("volume"), &[
+            Text("AvailabilityZone", "availability_zone"), Int("Size", "size_gib"), Text("VolumeType", "volume_type"),
+            Int("Iops", "iops"), Bool("Encrypted", "encrypted"), Text("SnapshotId", "snapshot_id")]),
+        "AttachVolume" => e("volumes", "attach", None, &[Text("VolumeId", "volume_id"), Text("InstanceId", "instance_id"), Text("Device", "device")]),
+        "DetachVolume" => e("volumes", "detach", None, &[Text("VolumeId", "volume_id"), Bool("Force", "force")]),
         "DeleteVolume" => e("volumes", "delete", None, &[Text("VolumeId", "volume_id")]),
-        "CreateKeyPair" => e(
-            "key-pairs",
-            "create",
-            Some("key-pair"),
-            &[Text("KeyName", "key_name"), Text("KeyType", "key_type")],
-        ),
-        "ImportKeyPair" => e(
-            "key-pairs",
-            "import",
-            Some("key-pair"),
-            &[
-                Text("KeyName", "key_name"),
-                Base64Text("PublicKeyMaterial", "public_key"),
-            ],
-        ),
+        "CreateKeyPair" => e("key-pairs", "create", Some("key-pair"), &[Text("KeyName", "key_name"), Text("KeyType", "key_type")]),
+        "ImportKeyPair" => e("key-pairs", "import", Some("key-pair"), &[Text("KeyName", "key_name"), Base64Text("PublicKeyMaterial", "public_key")]),
         "DeleteKeyPair" => e("key-pairs", "delete", None, &[Text("KeyName", "key_name")]),
-        "AllocateAddress" => e(
-            "addresses",
-            "allocate",
-            Some("elastic-ip"),
-            &[Only("Domain", "vpc")],
-        ),
-        "ReleaseAddress" => e(
-            "addresses",
-            "release",
-            None,
-            &[Text("AllocationId", "allocation_id")],
-        ),
-        "AssociateAddress" => e(
-            "addresses",
-            "associate",
-            None,
-            &[
-                Text("AllocationId", "allocation_id"),
-                Text("InstanceId", "instance_id"),
-                Text("NetworkInterfaceId", "network_interface_id"),
-                Text("PrivateIpAddress", "private_ip"),
-                Bool("AllowReassociation", "allow_reassociation"),
-            ],
-        ),
+        "AllocateAddress" => e("addresses", "allocate", Some("elastic-ip"), &[Only("Domain", "vpc")]),
+        "ReleaseAddress" => e("addresses", "release", None, &[Text("AllocationId", "allocation_id")]),
+        "AssociateAddress" => e("addresses", "associate", None, &[
+            Text("AllocationId", "allocation_id"), Text("InstanceId", "instance_id"),
+            Text("NetworkInterfaceId", "network_interface_id"), Text("PrivateIpAddress", "private_ip"),
+            Bool("AllowReassociation", "allow_reassociation")]),
         _ => return None,
     })
 }

@@ -53,20 +53,71 @@ pub async fn authenticate(
     service: &str,
     source: Option<IpAddr>,
 ) -> Result<Signed, Ec2Error> {
+    let headers = with_host(parts);
     let req = airlock_sigv4::Request {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
+        headers: headers.as_ref().unwrap_or(&parts.headers),
         body,
     };
     let claim = airlock_sigv4::parse(&req).map_err(|e| sigv4_error(&e))?;
+    check_scope(&req, &claim, service)?;
+    let id = claim.access_key_id.clone();
+    let keys = throttle_keys(&id, source);
+    if state.logins.check(&keys, Instant::now()).is_err() {
+        return Err(Ec2Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RequestLimitExceeded",
+            "too many refused signatures for this key or from this address: try again later",
+        ));
+    }
+    let key = match check(state, &req, &claim).await {
+        Ok(key) => key,
+        Err(Refused { why, user }) => {
+            state.logins.failed(&keys, Instant::now());
+            refused(state, source, &id, user, why).await;
+            return Err(Ec2Error::auth_failure_or(why));
+        }
+    };
+    note_use(state, &id).await;
+    Ok(Signed {
+        caller: Caller {
+            user: key.user_name,
+            source_ip: source,
+            mfa: false,
+            token_hash: String::new(),
+        },
+        access_key_id: id,
+        region: claim.scope.region,
+    })
+}
+
+/// The headers with `host` added from the URI when the request has none: over HTTP/2 the host
+/// travels as `:authority`, and the signature covers it as `host`.
+fn with_host(parts: &Parts) -> Option<axum::http::HeaderMap> {
+    if parts.headers.contains_key(axum::http::header::HOST) {
+        return None;
+    }
+    let authority = parts.uri.authority()?;
+    let value = axum::http::HeaderValue::from_str(authority.as_str()).ok()?;
+    let mut headers = parts.headers.clone();
+    headers.insert(axum::http::header::HOST, value);
+    Some(headers)
+}
+
+/// The parts of a signature that must name this endpoint, before any key is looked up.
+fn check_scope(
+    req: &airlock_sigv4::Request<'_>,
+    claim: &airlock_sigv4::Claim,
+    service: &str,
+) -> Result<(), Ec2Error> {
     // Airlock keys have no session token: a request carrying one was meant for somewhere else.
     let token_param = req
         .query
         .split('&')
         .any(|p| p.starts_with("X-Amz-Security-Token="));
-    if parts.headers.contains_key("x-amz-security-token") || token_param {
+    if req.headers.contains_key("x-amz-security-token") || token_param {
         return Err(Ec2Error::new(
             StatusCode::BAD_REQUEST,
             "InvalidClientTokenId",
@@ -90,45 +141,22 @@ pub async fn authenticate(
             "the credential scope does not name a region",
         ));
     }
-    let id = claim.access_key_id.clone();
-    let keys = throttle_keys(&id, source);
-    if state.logins.check(&keys, Instant::now()).is_err() {
-        return Err(Ec2Error::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "RequestLimitExceeded",
-            "too many refused signatures for this key or from this address: try again later",
-        ));
-    }
-    let checked = check(state, &req, &claim).await;
-    let key = match checked {
-        Ok(key) => key,
-        Err(Refused { why, user }) => {
-            state.logins.failed(&keys, Instant::now());
-            refused(state, source, &id, user, why).await;
-            return Err(Ec2Error::auth_failure_or(why));
-        }
-    };
+    Ok(())
+}
+
+/// Notes the key's last use (at most a write a minute); a failure only costs the note.
+async fn note_use(state: &AppState, id: &str) {
     let now = chrono::Utc::now();
     let minute_ago = now - chrono::Duration::minutes(1);
     let stamp =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    if let Err(e) = state
+    let noted = state
         .store
-        .touch_access_key(&id, &stamp(now), &stamp(minute_ago))
-        .await
-    {
+        .touch_access_key(id, &stamp(now), &stamp(minute_ago))
+        .await;
+    if let Err(e) = noted {
         tracing::warn!(access_key_id = %id, error = %e, "cannot note the key's last use");
     }
-    Ok(Signed {
-        caller: Caller {
-            user: key.user_name,
-            source_ip: source,
-            mfa: false,
-            token_hash: String::new(),
-        },
-        access_key_id: id,
-        region: claim.scope.region,
-    })
 }
 
 /// Why a signature was refused, and whose key it named when known.
