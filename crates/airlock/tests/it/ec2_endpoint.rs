@@ -275,13 +275,32 @@ fn signed(
     body: &str,
     when: SystemTime,
 ) -> reqwest::RequestBuilder {
+    signed_as(console, key, body, when, "ec2", None)
+}
+
+/// As [`signed`], for `service` and with a session token if given.
+fn signed_as(
+    console: &Console,
+    key: (&str, &str),
+    body: &str,
+    when: SystemTime,
+    service: &str,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
     let url = format!("{}/ec2/dev/", console.url);
-    let identity = aws_credential_types::Credentials::new(key.0, key.1, None, None, "test").into();
+    let identity = aws_credential_types::Credentials::new(
+        key.0,
+        key.1,
+        token.map(str::to_owned),
+        None,
+        "test",
+    )
+    .into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(REGION)
-        .name("ec2")
+        .name(service)
         .time(when)
         .settings(SigningSettings::default())
         .build()
@@ -578,4 +597,81 @@ async fn access_keys_are_listed_without_secrets_limited_and_managed_only_with_pe
     console.ok(&["user", "remove", "carol"]);
     let empty = console.json(&["access-key", "list", "--user", "carol"]);
     assert_eq!(empty["access_keys"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_meant_for_another_service_or_carrying_a_session_token_are_refused() {
+    let moto = Moto::start();
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let (id, secret) = key_for(&console, "admin");
+    moto.record().await;
+    let body = "Action=DescribeInstances&Version=2016-11-15";
+    let now = SystemTime::now();
+    // A signature made for S3 (or any other service) is not a signature for EC2.
+    let req = signed_as(&console, (&id, &secret), body, now, "s3", None);
+    let (status, text) = refusal(req, body).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("SignatureDoesNotMatch") && text.contains("s3"),
+        "{text}"
+    );
+    // Temporary AWS credentials signed with an Airlock key id: not something Airlock issued.
+    let req = signed_as(
+        &console,
+        (&id, &secret),
+        body,
+        now,
+        "ec2",
+        Some("FwoGZXIvYXdzE"),
+    );
+    let (status, text) = refusal(req, body).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("InvalidClientTokenId"), "{text}");
+    // Unsigned.
+    let plain = reqwest::Client::new()
+        .post(format!("{}/ec2/dev/", console.url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status().as_u16(), 401);
+    assert!(plain
+        .text()
+        .await
+        .unwrap()
+        .contains("MissingAuthenticationToken"));
+    assert_eq!(moto.calls("DescribeInstances").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_bad_signatures_is_throttled_and_its_audit_stays_bounded() {
+    let moto = Moto::start();
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let (id, _) = key_for(&console, "admin");
+    let body = "Action=DescribeInstances&Version=2016-11-15";
+    let mut throttled = 0;
+    for _ in 0..12 {
+        let req = signed(&console, (&id, "guessed-secret"), body, SystemTime::now());
+        let (status, text) = refusal(req, body).await;
+        if status == 503 {
+            assert!(text.contains("RequestLimitExceeded"), "{text}");
+            throttled += 1;
+        } else {
+            assert!(text.contains("SignatureDoesNotMatch"), "{status} {text}");
+        }
+    }
+    assert!(
+        throttled >= 6,
+        "only {throttled} of 12 guesses were throttled"
+    );
+    let audited = actions(&console.audit_records(&[]))
+        .into_iter()
+        .filter(|(a, _)| a == "airlock:Authenticate")
+        .count();
+    assert!(
+        audited <= 6,
+        "{audited} records for 12 guesses: throttled ones are not written"
+    );
 }
