@@ -278,7 +278,7 @@ impl Serving {
         )
         .await;
         endpoint.set(served.clone());
-        write_env_file(dir, &endpoint.url(), &token)?;
+        write_env_file(dir, &endpoint.url(), &token, &boot.payload)?;
         {
             let mut s = lock(&status);
             s.endpoint_url = Some(endpoint.url());
@@ -691,8 +691,13 @@ fn endpoint_token(dir: &StateDir) -> Result<SecretString, AgentError> {
     Ok(SecretString::from(hex::encode(bytes)))
 }
 
-fn write_env_file(dir: &StateDir, url: &str, token: &SecretString) -> Result<(), AgentError> {
-    let text = format!(
+fn write_env_file(
+    dir: &StateDir,
+    url: &str,
+    token: &SecretString,
+    payload: &Payload,
+) -> Result<(), AgentError> {
+    let mut text = format!(
         "# Written by airlock agent. Source it (set -a; . {file}) or use it as a systemd\n\
          # EnvironmentFile: AWS SDKs and the AWS CLI then get credentials from the agent.\n\
          AWS_CONTAINER_CREDENTIALS_FULL_URI={url}\n\
@@ -700,7 +705,27 @@ fn write_env_file(dir: &StateDir, url: &str, token: &SecretString) -> Result<(),
         token.expose_secret(),
         file = dir.file(ENV_FILE).display(),
     );
+    text.push_str(&proxy_env(payload));
     dir.write(ENV_FILE, text.as_bytes())
+}
+
+/// In `proxy` mode, where the served key works: the console's EC2 endpoint (and its STS
+/// endpoint, which SDKs ask who they are), in the key's region.
+fn proxy_env(payload: &Payload) -> String {
+    let (true, Some(ec2)) = (payload.proxy, &payload.endpoint_url) else {
+        return String::new();
+    };
+    let sts = payload
+        .console_url
+        .as_deref()
+        .map_or_else(String::new, |c| {
+            format!("AWS_ENDPOINT_URL_STS={}/sts\n", c.trim_end_matches('/'))
+        });
+    format!(
+        "# The key is an Airlock access key: EC2 is reached through the console.\n\
+         AWS_ENDPOINT_URL_EC2={ec2}\n{sts}AWS_REGION={region}\nAWS_DEFAULT_REGION={region}\n",
+        region = payload.region
+    )
 }
 
 /// Session credentials kept in [`SESSION_FILE`] (secrets: the file is 0600).
@@ -743,6 +768,19 @@ async fn session_credentials(
     renew: bool,
 ) -> Result<Served, AgentError> {
     let c = credentials_of(payload)?;
+    if payload.proxy {
+        // An Airlock key: only the console's EC2 endpoint knows it, and it has no session
+        // token. The container provider still wants a `Token`; an empty one is sent as none.
+        return Ok(Served {
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.clone(),
+            session_token: SecretString::from(String::new()),
+            expiration: c
+                .expiration
+                .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1)),
+            source: "payload",
+        });
+    }
     if let (Some(token), None) = (&c.session_token, &payload.role_arn) {
         return Ok(Served {
             access_key_id: c.access_key_id.clone(),

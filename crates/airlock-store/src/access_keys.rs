@@ -21,6 +21,21 @@ pub struct AccessKeyRow {
     pub expires_at: Option<String>,
     /// RFC 3339.
     pub last_used_at: Option<String>,
+    /// For an instance's key (credential mode `proxy`): whose instance, and from where it may
+    /// be used. `None` for a user's own key.
+    pub instance: Option<InstanceBinding>,
+}
+
+/// What binds an instance's key: its deployment (whose session policy it is held to), its
+/// instance, and the one address it may sign requests from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceBinding {
+    /// The deployment.
+    pub deployment_id: String,
+    /// The instance the key was issued to.
+    pub instance_id: String,
+    /// The instance's address the key was issued to.
+    pub source_ip: String,
 }
 
 /// The vault record holding a key's secret.
@@ -36,11 +51,46 @@ fn access_key(row: &AnyRow) -> Result<AccessKeyRow, StoreError> {
         created_at: get(row, "created_at")?,
         expires_at: get(row, "expires_at")?,
         last_used_at: get(row, "last_used_at")?,
+        instance: instance_binding(row)?,
     })
 }
 
-/// How many keys one user may hold, as in IAM.
+fn instance_binding(row: &AnyRow) -> Result<Option<InstanceBinding>, StoreError> {
+    let deployment_id: Option<String> = get(row, "deployment_id")?;
+    let instance_id: Option<String> = get(row, "instance_id")?;
+    let source_ip: Option<String> = get(row, "source_ip")?;
+    Ok(match (deployment_id, instance_id, source_ip) {
+        (Some(deployment_id), Some(instance_id), Some(source_ip)) => Some(InstanceBinding {
+            deployment_id,
+            instance_id,
+            source_ip,
+        }),
+        (None, None, None) => None,
+        _ => {
+            return Err(StoreError::Corrupt {
+                what: "access_keys.deployment_id".into(),
+                reason: "an instance key without its deployment, instance and address".into(),
+            })
+        }
+    })
+}
+
+/// How many keys one user may hold, as in IAM (their instances' keys do not count).
 pub const ACCESS_KEYS_PER_USER: i64 = 2;
+
+/// Inserts the key's secret in the same transaction as its row.
+async fn insert_secret(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    secret: &VaultRow,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO vault_records (id, key_id, sealed) VALUES ($1, $2, $3)")
+        .bind(&secret.id)
+        .bind(&secret.key_id)
+        .bind(&secret.sealed)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 impl Store {
     /// Stores a key and its sealed secret together, unless the user already holds
@@ -54,7 +104,8 @@ impl Store {
         let done = sqlx::query(
             "INSERT INTO access_keys (access_key_id, user_name, status, created_at, expires_at) \
              SELECT $1, $2, $3, $4, $5 \
-             WHERE (SELECT COUNT(*) FROM access_keys WHERE user_name = $6) < $7",
+             WHERE (SELECT COUNT(*) FROM access_keys \
+                    WHERE user_name = $6 AND deployment_id IS NULL) < $7",
         )
         .bind(&row.access_key_id)
         .bind(&row.user_name)
@@ -68,14 +119,84 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO vault_records (id, key_id, sealed) VALUES ($1, $2, $3)")
-            .bind(&secret.id)
-            .bind(&secret.key_id)
-            .bind(&secret.sealed)
-            .execute(&mut *tx)
-            .await?;
+        insert_secret(&mut tx, secret).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Stores an instance's key (`row.instance` set) and its sealed secret together; instance
+    /// keys are not limited in number.
+    pub async fn insert_instance_key(
+        &self,
+        row: &AccessKeyRow,
+        secret: &VaultRow,
+    ) -> Result<(), StoreError> {
+        let Some(bound) = &row.instance else {
+            return Err(StoreError::Corrupt {
+                what: "access_keys.deployment_id".into(),
+                reason: "an instance key needs its deployment, instance and address".into(),
+            });
+        };
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, user_name, status, created_at, expires_at, \
+             deployment_id, instance_id, source_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&row.access_key_id)
+        .bind(&row.user_name)
+        .bind(row.status.as_str())
+        .bind(&row.created_at)
+        .bind(&row.expires_at)
+        .bind(&bound.deployment_id)
+        .bind(&bound.instance_id)
+        .bind(&bound.source_ip)
+        .execute(&mut *tx)
+        .await?;
+        insert_secret(&mut tx, secret).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes the keys of a deployment's instances, with their secrets: of every instance, or
+    /// only of `instances`, keeping `except` (an instance's newest key when it rotates).
+    /// Returns how many were deleted.
+    pub async fn delete_instance_keys(
+        &self,
+        deployment_id: &str,
+        instances: Option<&[String]>,
+        except: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let rows = sqlx::query(
+            "SELECT access_key_id, instance_id FROM access_keys WHERE deployment_id = $1",
+        )
+        .bind(deployment_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut deleted = 0;
+        for row in &rows {
+            let id: String = get(row, "access_key_id")?;
+            let instance: Option<String> = get(row, "instance_id")?;
+            let chosen = instances.is_none_or(|list| {
+                instance
+                    .as_ref()
+                    .is_some_and(|i| list.iter().any(|l| l == i))
+            });
+            if !chosen || except == Some(id.as_str()) {
+                continue;
+            }
+            deleted += sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("DELETE FROM vault_records WHERE id = $1")
+                .bind(secret_record(&id))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// One key by id.
@@ -89,10 +210,11 @@ impl Store {
             .transpose()
     }
 
-    /// A user's keys, oldest first.
+    /// A user's own keys (not their instances'), oldest first.
     pub async fn access_keys_of(&self, user: &str) -> Result<Vec<AccessKeyRow>, StoreError> {
         sqlx::query(
-            "SELECT * FROM access_keys WHERE user_name = $1 ORDER BY created_at, access_key_id",
+            "SELECT * FROM access_keys WHERE user_name = $1 AND deployment_id IS NULL \
+             ORDER BY created_at, access_key_id",
         )
         .bind(user)
         .fetch_all(self.pool())

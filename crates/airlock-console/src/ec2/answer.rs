@@ -142,7 +142,7 @@ mod tests {
             "UnauthorizedOperation",
             "</Message><Code>x&",
         );
-        let body = format!("{}", xml_escape(&e.message));
+        let body = xml_escape(&e.message).to_string();
         assert_eq!(body, "&lt;/Message&gt;&lt;Code&gt;x&amp;");
     }
 
