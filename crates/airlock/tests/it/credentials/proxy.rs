@@ -280,3 +280,74 @@ async fn a_revoked_deployment_s_key_is_refused() {
         stderr_of(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_refresh_rotates_the_key_and_termination_ends_it() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let tmp = tempfile::tempdir().unwrap();
+    // Renew when 895 of 900 seconds are left: every few seconds.
+    let fleet = Fleet::start_with(&moto.url, tmp.path(), &["--refresh-before", "895"]);
+    let dep = console.json(&deploy_args(
+        &net,
+        &[
+            "--credentials",
+            "proxy",
+            "--credentials-duration",
+            "900",
+            "--wait",
+        ],
+    ));
+    let instance = first_instance(&dep);
+    let (ip, _) = address_and_tags(&ec2, &instance).await;
+    let state_dir = fleet.state_dir(&instance);
+    let (_, _, first) = served(&state_dir, Duration::from_secs(60)).await;
+    crate::common::fleet::eventually("a refresh by the agent", Duration::from_secs(60), || {
+        fleet
+            .agent_log(&instance)
+            .contains("credentials refreshed")
+            .then_some(())
+    })
+    .await;
+    let (_, _, now) = served(&state_dir, Duration::from_secs(10)).await;
+    assert_ne!(first["AccessKeyId"], now["AccessKeyId"], "not rotated");
+
+    // Whoever kept the replaced key (from the endpoint, a log, a core dump) holds nothing, even
+    // on the instance.
+    let mut env = env_file(&state_dir);
+    env.remove("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    env.remove("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    env.insert(
+        "AWS_ACCESS_KEY_ID".into(),
+        first["AccessKeyId"].as_str().unwrap().into(),
+    );
+    env.insert(
+        "AWS_SECRET_ACCESS_KEY".into(),
+        first["SecretAccessKey"].as_str().unwrap().into(),
+    );
+    let stderr = stderr_of(&aws(&env, &ip, &["ec2", "describe-instances"]));
+    assert!(stderr.contains("AuthFailure"), "{stderr}");
+
+    // Terminated through the console, the instance's keys are deleted with its secrets: the
+    // last key its agent stored (no refresh succeeds once it is not running) is refused.
+    console.ok(&["instance", "terminate", &instance]);
+    crate::common::fleet::eventually("the agent stopped", Duration::from_secs(60), || {
+        fleet.entry(&instance).filter(|e| e["agent_pid"].is_null())
+    })
+    .await;
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(state_dir.join("state.json")).unwrap())
+            .unwrap();
+    let last = &state["payload"]["credentials"];
+    for (name, field) in [
+        ("AWS_ACCESS_KEY_ID", "access_key_id"),
+        ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
+    ] {
+        env.insert(name.into(), last[field].as_str().unwrap().into());
+    }
+    let stderr = stderr_of(&aws(&env, &ip, &["ec2", "describe-instances"]));
+    assert!(stderr.contains("AuthFailure"), "{stderr}");
+}
