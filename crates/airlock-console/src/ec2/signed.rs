@@ -64,41 +64,7 @@ pub async fn authenticate(
         body,
     };
     let claim = airlock_sigv4::parse(&req).map_err(|e| sigv4_error(&e))?;
-    // Airlock keys have no session token: a request carrying one was meant for somewhere else.
-    // An empty one is none (SDKs reading an instance's key from the agent's endpoint, which
-    // must give them a `Token`, send it so).
-    let token_param = req.query.split('&').any(|p| {
-        p.strip_prefix("X-Amz-Security-Token=")
-            .is_some_and(|v| !v.is_empty())
-    });
-    let token_header = parts
-        .headers
-        .get("x-amz-security-token")
-        .is_some_and(|v| !v.is_empty());
-    if token_header || token_param {
-        return Err(Ec2Error::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidClientTokenId",
-            "Airlock access keys have no session token: remove X-Amz-Security-Token (unset AWS_SESSION_TOKEN)",
-        ));
-    }
-    if claim.scope.service != service {
-        return Err(Ec2Error::new(
-            StatusCode::FORBIDDEN,
-            "SignatureDoesNotMatch",
-            format!(
-                "the credential is scoped to the service {:?}; this endpoint is {service}",
-                claim.scope.service
-            ),
-        ));
-    }
-    if !is_region(&claim.scope.region) {
-        return Err(Ec2Error::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameterValue",
-            "the credential scope does not name a region",
-        ));
-    }
+    check_claim(&req, &claim, service)?;
     let id = claim.access_key_id.clone();
     let keys = throttle_keys(&id, source);
     if state.logins.check(&keys, Instant::now()).is_err() {
@@ -142,6 +108,50 @@ pub async fn authenticate(
         access_key_id: id,
         region: claim.scope.region,
     })
+}
+
+/// What a claim must be before any key is looked up: no session token, this service, a region.
+fn check_claim(
+    req: &airlock_sigv4::Request<'_>,
+    claim: &airlock_sigv4::Claim,
+    service: &str,
+) -> Result<(), Ec2Error> {
+    // Airlock keys have no session token: a request carrying one was meant for somewhere else.
+    // An empty one is none (SDKs reading an instance's key from the agent's endpoint, which
+    // must give them a `Token`, send it so).
+    let token_param = req.query.split('&').any(|p| {
+        p.strip_prefix("X-Amz-Security-Token=")
+            .is_some_and(|v| !v.is_empty())
+    });
+    let token_header = req
+        .headers
+        .get("x-amz-security-token")
+        .is_some_and(|v| !v.is_empty());
+    if token_header || token_param {
+        return Err(Ec2Error::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidClientTokenId",
+            "Airlock access keys have no session token: remove X-Amz-Security-Token (unset AWS_SESSION_TOKEN)",
+        ));
+    }
+    if claim.scope.service != service {
+        return Err(Ec2Error::new(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch",
+            format!(
+                "the credential is scoped to the service {:?}; this endpoint is {service}",
+                claim.scope.service
+            ),
+        ));
+    }
+    if !is_region(&claim.scope.region) {
+        return Err(Ec2Error::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            "the credential scope does not name a region",
+        ));
+    }
+    Ok(())
 }
 
 /// Why a signature was refused, and whose key it named when known.
