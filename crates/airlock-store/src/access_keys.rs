@@ -273,3 +273,105 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::records::tests::store;
+    use crate::UserRow;
+
+    fn key(id: &str, instance: Option<&str>) -> AccessKeyRow {
+        AccessKeyRow {
+            access_key_id: id.into(),
+            user_name: "ana".into(),
+            status: AccessKeyStatus::Active,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            expires_at: None,
+            last_used_at: None,
+            instance: instance.map(|i| InstanceBinding {
+                deployment_id: "dep-1".into(),
+                instance_id: i.into(),
+                source_ip: "10.0.0.5".into(),
+            }),
+        }
+    }
+
+    fn secret(id: &str) -> VaultRow {
+        VaultRow {
+            id: secret_record(id),
+            key_id: "k".into(),
+            sealed: "sealed".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn instance_keys_do_not_count_against_the_user_and_go_with_their_instances() {
+        let (_dir, store) = store().await;
+        store
+            .insert_user(&UserRow {
+                name: "ana".into(),
+                password_hash: "x".into(),
+                created_at: "2026-01-01T00:00:00.000Z".into(),
+            })
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO deployments (id, client_token, account, spec, desired_count, generation, \
+             state, created_by, created_at, updated_at) \
+             VALUES ('dep-1', 't', 'dev', '{}', 1, 0, 'running', 'ana', 'x', 'x')",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        for (id, instance) in [("I1", "i-1"), ("I2", "i-1"), ("I3", "i-2")] {
+            let row = key(id, Some(instance));
+            store.insert_instance_key(&row, &secret(id)).await.unwrap();
+        }
+        assert!(store
+            .insert_access_key(&key("U1", None), &secret("U1"))
+            .await
+            .unwrap());
+        assert!(store
+            .insert_access_key(&key("U2", None), &secret("U2"))
+            .await
+            .unwrap());
+        assert!(!store
+            .insert_access_key(&key("U3", None), &secret("U3"))
+            .await
+            .unwrap());
+        let listed: Vec<String> = store
+            .access_keys_of("ana")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.access_key_id)
+            .collect();
+        assert_eq!(listed, ["U1", "U2"]);
+        assert_eq!(
+            store.access_key("I3").await.unwrap().unwrap().instance,
+            key("I3", Some("i-2")).instance
+        );
+
+        // A rotation keeps the instance's newest key; revoking the instance deletes the rest.
+        let one = ["i-1".to_owned()];
+        let rotated = store.delete_instance_keys("dep-1", Some(&one), Some("I2"));
+        assert_eq!(rotated.await.unwrap(), 1);
+        assert!(store.access_key("I1").await.unwrap().is_none());
+        assert!(store.access_key("I2").await.unwrap().is_some());
+        assert_eq!(
+            store
+                .delete_instance_keys("dep-1", None, None)
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(store.access_key("I3").await.unwrap().is_none());
+        assert!(store.access_key("U1").await.unwrap().is_some());
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vault_records")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(left, 2, "the deleted keys' secrets stayed behind");
+    }
+}
