@@ -690,10 +690,10 @@ fn retry_detail() -> String {
 
 /// Revokes the refresh secrets of instances leaving a deployment (terminated or scaled away),
 /// and deletes their access keys (`proxy` mode).
+///
+/// Secrets first, keys then: a refresh racing the revocation either exchanged its secret before
+/// (and its new key is deleted here) or fails to (and deletes the key it was issued).
 pub async fn revoke_instances(state: &AppState, deployment_id: &str, instance_ids: &[String]) {
-    if let Err(e) = instance_keys::revoke(state, deployment_id, Some(instance_ids)).await {
-        tracing::error!(deployment = %deployment_id, error = %e, "cannot delete instance access keys");
-    }
     match state
         .store
         .revoke_refresh_secrets(deployment_id, Some(instance_ids), &crate::now())
@@ -706,6 +706,9 @@ pub async fn revoke_instances(state: &AppState, deployment_id: &str, instance_id
         Err(e) => {
             tracing::error!(deployment = %deployment_id, error = %e, "cannot revoke refresh secrets")
         }
+    }
+    if let Err(e) = instance_keys::revoke(state, deployment_id, Some(instance_ids)).await {
+        tracing::error!(deployment = %deployment_id, error = %e, "cannot delete instance access keys");
     }
 }
 
