@@ -1085,3 +1085,33 @@ async fn task_loop(
         delay = (delay * 2).min(Duration::from_secs(600));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_proxy_payload_points_programs_at_the_console() {
+        let key = Credentials {
+            access_key_id: "ALAKAAAAAAAAAAAAAAAA".into(),
+            secret_access_key: SecretString::from("s".to_owned()),
+            session_token: None,
+            expiration: None,
+        };
+        let mut payload = Payload::new("dep-1", "eu-west-1", key);
+        payload.console_url = Some("https://airlock.example.com/".into());
+        payload.endpoint_url = Some("https://airlock.example.com/ec2/prod".into());
+        assert_eq!(proxy_env(&payload), "");
+        payload.proxy = true;
+        let env = proxy_env(&payload);
+        for line in [
+            "AWS_ENDPOINT_URL_EC2=https://airlock.example.com/ec2/prod\n",
+            "AWS_ENDPOINT_URL_STS=https://airlock.example.com/sts\n",
+            "AWS_REGION=eu-west-1\n",
+            "AWS_DEFAULT_REGION=eu-west-1\n",
+        ] {
+            assert!(env.contains(line), "{env}");
+        }
+    }
+}
