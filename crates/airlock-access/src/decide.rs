@@ -129,6 +129,47 @@ pub fn decide(policies: &[Policy], principal: &Principal, checks: &[Check]) -> V
     Verdict::Allowed { allowed_by, errors }
 }
 
+/// Decides every check with the caller's policies and, for credentials bound by a session
+/// policy (an instance's key in `proxy` mode), with that policy too: an AWS action must be
+/// allowed by both, as AWS intersects an STS session policy with its identity's policies.
+/// Console actions (`airlock:*`) are the console's own, which a session policy does not name;
+/// the caller's policies alone decide them.
+pub fn decide_within(
+    policies: &[Policy],
+    session: Option<&Policy>,
+    principal: &Principal,
+    checks: &[Check],
+) -> Verdict {
+    let verdict = decide(policies, principal, checks);
+    let (Some(session), Verdict::Allowed { allowed_by, errors }) = (session, &verdict) else {
+        return verdict;
+    };
+    let (mut allowed_by, mut errors) = (allowed_by.clone(), errors.clone());
+    for check in checks.iter().filter(|c| !c.action.starts_with("airlock:")) {
+        let response = evaluate(std::slice::from_ref(session), principal, check);
+        errors.extend(response.errors.iter().cloned());
+        if response.decision != Decision::Allowed {
+            let why = match response.decision {
+                Decision::ImplicitDeny => "no statement of the session policy allows it".to_owned(),
+                _ => format!("in the session policy, {}", reason(&response)),
+            };
+            return Verdict::Denied(Denial {
+                action: check.action.clone(),
+                resource: check.resource.clone(),
+                decision: response.decision,
+                why,
+                errors,
+            });
+        }
+        allowed_by.extend(response.matched_statements.iter().map(ToString::to_string));
+    }
+    allowed_by.sort();
+    allowed_by.dedup();
+    errors.sort();
+    errors.dedup();
+    Verdict::Allowed { allowed_by, errors }
+}
+
 /// `text`, followed by the evaluator's problems when there were any.
 pub fn with_errors(text: String, errors: &[String]) -> String {
     if errors.is_empty() {
@@ -180,6 +221,68 @@ mod tests {
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
         );
         assert!(!decide(&[p], &principal(), &[]).is_allowed());
+    }
+
+    #[test]
+    fn a_session_policy_narrows_aws_actions_but_not_the_console_s() {
+        let user = policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ec2:*","airlock:UseAccount"],"Resource":"*"}]}"#,
+        );
+        let session = Policy::parse(
+            "session",
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"Describe","Effect":"Allow","Action":"ec2:DescribeInstances","Resource":"*"},
+                {"Sid":"NoStop","Effect":"Deny","Action":"ec2:StopInstances","Resource":"*"}]}"#,
+        )
+        .unwrap();
+        let users = std::slice::from_ref(&user);
+        let describe = [
+            Check::new("ec2:DescribeInstances", "*"),
+            Check::new("airlock:UseAccount", "arn:airlock:console:::account/dev"),
+        ];
+        let Verdict::Allowed { allowed_by, .. } =
+            decide_within(users, Some(&session), &principal(), &describe)
+        else {
+            panic!("refused")
+        };
+        assert!(
+            allowed_by.iter().any(|s| s.contains("Describe")),
+            "{allowed_by:?}"
+        );
+        let Verdict::Denied(d) = decide_within(
+            users,
+            Some(&session),
+            &principal(),
+            &[Check::new("ec2:TerminateInstances", "arn:i-1")],
+        ) else {
+            panic!("allowed beyond the session policy")
+        };
+        assert_eq!(d.why, "no statement of the session policy allows it");
+        let Verdict::Denied(d) = decide_within(
+            users,
+            Some(&session),
+            &principal(),
+            &[Check::new("ec2:StopInstances", "arn:i-1")],
+        ) else {
+            panic!("allowed against the session policy's Deny")
+        };
+        assert_eq!(d.decision, Decision::ExplicitDeny);
+        assert!(d.why.contains("NoStop"), "{}", d.why);
+        // Without a session policy the user's policies alone decide, as before.
+        assert!(decide_within(
+            users,
+            None,
+            &principal(),
+            &[Check::new("ec2:StopInstances", "*")]
+        )
+        .is_allowed());
+        // The session policy never widens: what the user may not do stays refused.
+        assert!(!decide_within(
+            &[],
+            Some(&session),
+            &principal(),
+            &[Check::new("ec2:DescribeInstances", "*")]
+        )
+        .is_allowed());
     }
 
     #[test]

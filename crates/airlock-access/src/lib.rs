@@ -21,7 +21,7 @@ pub mod tags;
 
 pub use airlock_cloud::{arn, Scope};
 pub use check::{console_arn, Check, ScopeChecks};
-pub use decide::{decide, Denial, Verdict};
+pub use decide::{decide, decide_within, Denial, Verdict};
 pub use principal::Principal;
 
 #[cfg(test)]

@@ -278,7 +278,7 @@ impl Serving {
         )
         .await;
         endpoint.set(served.clone());
-        write_env_file(dir, &endpoint.url(), &token)?;
+        write_env_file(dir, &endpoint.url(), &token, &boot.payload)?;
         {
             let mut s = lock(&status);
             s.endpoint_url = Some(endpoint.url());
@@ -691,8 +691,13 @@ fn endpoint_token(dir: &StateDir) -> Result<SecretString, AgentError> {
     Ok(SecretString::from(hex::encode(bytes)))
 }
 
-fn write_env_file(dir: &StateDir, url: &str, token: &SecretString) -> Result<(), AgentError> {
-    let text = format!(
+fn write_env_file(
+    dir: &StateDir,
+    url: &str,
+    token: &SecretString,
+    payload: &Payload,
+) -> Result<(), AgentError> {
+    let mut text = format!(
         "# Written by airlock agent. Source it (set -a; . {file}) or use it as a systemd\n\
          # EnvironmentFile: AWS SDKs and the AWS CLI then get credentials from the agent.\n\
          AWS_CONTAINER_CREDENTIALS_FULL_URI={url}\n\
@@ -700,7 +705,27 @@ fn write_env_file(dir: &StateDir, url: &str, token: &SecretString) -> Result<(),
         token.expose_secret(),
         file = dir.file(ENV_FILE).display(),
     );
+    text.push_str(&proxy_env(payload));
     dir.write(ENV_FILE, text.as_bytes())
+}
+
+/// In `proxy` mode, where the served key works: the console's EC2 endpoint (and its STS
+/// endpoint, which SDKs ask who they are), in the key's region.
+fn proxy_env(payload: &Payload) -> String {
+    let (true, Some(ec2)) = (payload.proxy, &payload.endpoint_url) else {
+        return String::new();
+    };
+    let sts = payload
+        .console_url
+        .as_deref()
+        .map_or_else(String::new, |c| {
+            format!("AWS_ENDPOINT_URL_STS={}/sts\n", c.trim_end_matches('/'))
+        });
+    format!(
+        "# The key is an Airlock access key: EC2 is reached through the console.\n\
+         AWS_ENDPOINT_URL_EC2={ec2}\n{sts}AWS_REGION={region}\nAWS_DEFAULT_REGION={region}\n",
+        region = payload.region
+    )
 }
 
 /// Session credentials kept in [`SESSION_FILE`] (secrets: the file is 0600).
@@ -743,6 +768,19 @@ async fn session_credentials(
     renew: bool,
 ) -> Result<Served, AgentError> {
     let c = credentials_of(payload)?;
+    if payload.proxy {
+        // An Airlock key: only the console's EC2 endpoint knows it, and it has no session
+        // token. The container provider still wants a `Token`; an empty one is sent as none.
+        return Ok(Served {
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.clone(),
+            session_token: SecretString::from(String::new()),
+            expiration: c
+                .expiration
+                .unwrap_or_else(|| Utc::now() + chrono::Duration::hours(1)),
+            source: "payload",
+        });
+    }
     if let (Some(token), None) = (&c.session_token, &payload.role_arn) {
         return Ok(Served {
             access_key_id: c.access_key_id.clone(),
@@ -1045,5 +1083,35 @@ async fn task_loop(
         tracing::info!(failed, retry_in = ?delay, "retrying failed boot tasks later");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(600));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_proxy_payload_points_programs_at_the_console() {
+        let key = Credentials {
+            access_key_id: "ALAKAAAAAAAAAAAAAAAA".into(),
+            secret_access_key: SecretString::from("s".to_owned()),
+            session_token: None,
+            expiration: None,
+        };
+        let mut payload = Payload::new("dep-1", "eu-west-1", key);
+        payload.console_url = Some("https://airlock.example.com/".into());
+        payload.endpoint_url = Some("https://airlock.example.com/ec2/prod".into());
+        assert_eq!(proxy_env(&payload), "");
+        payload.proxy = true;
+        let env = proxy_env(&payload);
+        for line in [
+            "AWS_ENDPOINT_URL_EC2=https://airlock.example.com/ec2/prod\n",
+            "AWS_ENDPOINT_URL_STS=https://airlock.example.com/sts\n",
+            "AWS_REGION=eu-west-1\n",
+            "AWS_DEFAULT_REGION=eu-west-1\n",
+        ] {
+            assert!(env.contains(line), "{env}");
+        }
     }
 }

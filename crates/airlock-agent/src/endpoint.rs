@@ -36,14 +36,15 @@ pub fn limits() -> airlock_listen::Limits {
     }
 }
 
-/// Credentials as the endpoint serves them: always temporary (a session token and an expiry).
+/// Credentials as the endpoint serves them: always with an expiry, and temporary (a session
+/// token) unless they are an Airlock access key (`proxy` mode, an empty token).
 #[derive(Clone)]
 pub struct Served {
     /// `AccessKeyId`.
     pub access_key_id: String,
     /// `SecretAccessKey`.
     pub secret_access_key: SecretString,
-    /// `Token`.
+    /// `Token` (empty for an Airlock access key).
     pub session_token: SecretString,
     /// `Expiration`.
     pub expiration: DateTime<Utc>,

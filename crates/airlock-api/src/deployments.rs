@@ -75,6 +75,10 @@ pub enum CredentialMode {
     Account,
     /// No credentials and no payload: only the user's script.
     None,
+    /// No AWS credentials at all: a one-time token the agent exchanges at first boot for an
+    /// Airlock access key, bound to the deployment's session policy and the instance's address,
+    /// that reaches EC2 only through the console's EC2 endpoint.
+    Proxy,
 }
 
 impl CredentialMode {
@@ -90,12 +94,16 @@ impl CredentialMode {
             CredentialMode::Bootstrap => "bootstrap",
             CredentialMode::Account => "account",
             CredentialMode::None => "none",
+            CredentialMode::Proxy => "proxy",
         }
     }
 
     /// Whether the instances refresh their credentials at the console.
     pub fn refreshes(self) -> bool {
-        matches!(self, CredentialMode::Scoped | CredentialMode::Bootstrap)
+        matches!(
+            self,
+            CredentialMode::Scoped | CredentialMode::Bootstrap | CredentialMode::Proxy
+        )
     }
 }
 
@@ -196,7 +204,7 @@ pub struct ScaleRequest {
 pub struct DeploymentPolicy {
     /// The deployment.
     pub deployment_id: String,
-    /// `scoped` or `bootstrap`.
+    /// `scoped`, `bootstrap` or `proxy`.
     pub credentials: CredentialMode,
     /// Lifetime of each issue of credentials, seconds.
     pub duration_seconds: u32,
@@ -211,4 +219,11 @@ pub struct RevokeResult {
     pub deployment_id: String,
     /// How many refresh secrets were revoked.
     pub revoked: u64,
+    /// How many instance access keys (`proxy` mode) were deleted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deleted_keys: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -30,7 +30,7 @@ const MAX_LIFETIME_SECONDS: u64 = 10 * 365 * 24 * 3600;
 pub const ID_PREFIX: &str = "ALAK";
 
 /// A new key id: the prefix and 16 characters of base32's alphabet, 20 in all as AWS's.
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut rng = rand::rngs::OsRng;
     let tail: String = (0..16)
@@ -43,7 +43,7 @@ fn new_id() -> String {
 }
 
 /// A new secret: 40 letters and digits (about 238 bits), as long as AWS's.
-fn new_secret() -> SecretString {
+pub(crate) fn new_secret() -> SecretString {
     let text: String = rand::rngs::OsRng
         .sample_iter(&rand::distributions::Alphanumeric)
         .take(40)
@@ -109,6 +109,7 @@ pub async fn create(
         created_at: crate::now(),
         expires_at,
         last_used_at: None,
+        instance: None,
     };
     let secret = new_secret();
     let sealed = state.vault.seal(
@@ -296,8 +297,11 @@ mod tests {
     #[test]
     fn a_lifetime_of_zero_or_beyond_ten_years_is_refused_naming_the_field() {
         for bad in [0, MAX_LIFETIME_SECONDS + 1] {
-            let e = expiry(Some(bad)).unwrap_err().to_string();
-            assert!(e.contains("expires_in_seconds"), "{e}");
+            let e = expiry(Some(bad)).unwrap_err();
+            assert!(
+                matches!(&e, ApiError::BadRequest { field: Some(f), .. } if f == "expires_in_seconds"),
+                "{e}"
+            );
         }
         assert!(expiry(Some(3600)).unwrap().is_some());
         assert!(expiry(None).unwrap().is_none());

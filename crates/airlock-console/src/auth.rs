@@ -126,6 +126,9 @@ pub struct Caller {
     pub mfa: bool,
     /// The SHA-256 of the token the request carried (to revoke it on logout).
     pub token_hash: String,
+    /// For an instance's access key (`proxy` mode): the deployment's session policy, which
+    /// every AWS action must be allowed by as well.
+    pub session: Option<std::sync::Arc<crate::authz::SessionBound>>,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -181,6 +184,7 @@ impl FromRequestParts<AppState> for Caller {
             source_ip,
             mfa: found.mfa,
             token_hash: hash,
+            session: None,
         })
     }
 }

@@ -84,6 +84,44 @@ pub(crate) async fn policies_of(state: &AppState, user: &str) -> ApiResult<Arc<V
     Ok(parsed)
 }
 
+/// What binds a caller acting for a deployment's instance (an instance's access key in `proxy`
+/// mode): the deployment's account, and its session policy as generated now from the
+/// deployer's policies.
+#[derive(Debug)]
+pub struct SessionBound {
+    /// The deployment.
+    pub deployment_id: String,
+    /// The account it runs in: the only one the key may reach.
+    pub account: String,
+    /// The session policy.
+    pub policy: Policy,
+}
+
+/// The caller's verdict: their policies and, when bound, the session policy; a bound caller
+/// reaches no account but its deployment's.
+fn verdict(policies: &[Policy], caller: &Caller, checks: &[Check]) -> Verdict {
+    let Some(bound) = &caller.session else {
+        return airlock_access::decide(policies, &principal(caller), checks);
+    };
+    let own = airlock_access::ops::use_account(&bound.account);
+    let elsewhere = checks
+        .iter()
+        .find(|c| c.action == own.action && c.resource != own.resource);
+    if let Some(check) = elsewhere {
+        return Verdict::Denied(airlock_access::Denial {
+            action: check.action.clone(),
+            resource: check.resource.clone(),
+            decision: airlock_policy::Decision::ExplicitDeny,
+            why: format!(
+                "the instances of deployment {} reach only its account {}",
+                bound.deployment_id, bound.account
+            ),
+            errors: Vec::new(),
+        });
+    }
+    airlock_access::decide_within(policies, Some(&bound.policy), &principal(caller), checks)
+}
+
 /// The caller as the policy language sees them, deciding now.
 pub(crate) fn principal(caller: &Caller) -> Principal {
     Principal::new(caller.user.as_str(), caller.mfa, caller.source_ip)
@@ -120,7 +158,7 @@ async fn refuse(
 /// naming the action, the resource and why.
 pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) -> ApiResult<()> {
     let policies = policies_of(state, &caller.user).await?;
-    match airlock_access::decide(&policies, &principal(caller), &checks) {
+    match verdict(&policies, caller, &checks) {
         Verdict::Denied(denial) => Err(refuse(state, caller, &checks, denial).await),
         Verdict::Allowed { allowed_by, errors } => {
             let action = checks
@@ -145,7 +183,7 @@ pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) ->
 /// follows is recorded in any case.
 pub async fn precheck(state: &AppState, caller: &Caller, checks: Vec<Check>) -> ApiResult<()> {
     let policies = policies_of(state, &caller.user).await?;
-    match airlock_access::decide(&policies, &principal(caller), &checks) {
+    match verdict(&policies, caller, &checks) {
         Verdict::Denied(denial) => Err(refuse(state, caller, &checks, denial).await),
         Verdict::Allowed { .. } => Ok(()),
     }

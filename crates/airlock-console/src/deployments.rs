@@ -167,7 +167,7 @@ fn validate_credentials(req: &DeployRequest) -> ApiResult<()> {
             return Err(ApiError::field(
                 "credentials_duration_seconds",
                 format!(
-                    "{} credentials do not expire: a lifetime applies to scoped and bootstrap only",
+                    "{} credentials do not expire: a lifetime applies to scoped, bootstrap and proxy only",
                     req.credentials.as_str()
                 ),
             ));
@@ -175,7 +175,7 @@ fn validate_credentials(req: &DeployRequest) -> ApiResult<()> {
         if !req.policy_statements.is_empty() {
             return Err(ApiError::field(
                 "policy_statements",
-                format!("{} credentials have no session policy: extra statements apply to scoped and bootstrap only", req.credentials.as_str()),
+                format!("{} credentials have no session policy: extra statements apply to scoped, bootstrap and proxy only", req.credentials.as_str()),
             ));
         }
     }
@@ -239,6 +239,10 @@ fn user_data(
                 payload.external_id = target.external_id.clone();
             }
             Grant::Refresh(launch) => {
+                if let Some(endpoint) = launch.proxy_endpoint {
+                    payload.endpoint_url = Some(endpoint);
+                    payload.proxy = true;
+                }
                 payload.credentials = launch.credentials;
                 payload.refresh_url = Some(launch.refresh_url);
                 payload.refresh_secret = Some(launch.refresh_secret);
@@ -593,9 +597,12 @@ impl Reconciling<'_> {
             CredentialMode::Account => Grant::Account,
             // No payload at all: the grant is never looked at.
             CredentialMode::None => Grant::Sizing,
-            CredentialMode::Scoped | CredentialMode::Bootstrap => Grant::Refresh(
-                refresh::for_launch(state, row, &spec, self.account, target, self.actor).await?,
-            ),
+            CredentialMode::Scoped | CredentialMode::Bootstrap | CredentialMode::Proxy => {
+                Grant::Refresh(
+                    refresh::for_launch(state, row, &spec, self.account, target, self.actor)
+                        .await?,
+                )
+            }
         };
         let data = user_data(
             &state.config.public_url,
@@ -859,7 +866,7 @@ pub async fn policy(
     let spec = stored_spec(&row)?;
     if row.session_policy.is_none() {
         return Err(ApiError::NotFound(format!(
-            "deployment {id} has credentials {}: there is no session policy (only scoped and bootstrap deployments have one)",
+            "deployment {id} has credentials {}: there is no session policy (only scoped, bootstrap and proxy deployments have one)",
             spec.credentials.as_str()
         )));
     }

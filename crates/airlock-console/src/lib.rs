@@ -19,6 +19,7 @@ mod error;
 pub mod events;
 mod fleet;
 pub mod gateway;
+mod instance_keys;
 mod instances;
 mod json;
 mod openapi;

@@ -15,6 +15,7 @@ use crate::auth::{random_secret, token_hash, Caller};
 use crate::authz::{console_arn, ec2_arn};
 use crate::deployments::DEPLOYMENT_TAG;
 use crate::error::{ApiError, ApiResult};
+use crate::instance_keys;
 use crate::json::Body;
 use crate::refresh_guard::RefusalRecord;
 use crate::refresh_retry::ExchangeKey;
@@ -48,6 +49,9 @@ pub struct LaunchCredentials {
     pub refresh_secret: SecretString,
     /// Where to present it.
     pub refresh_url: String,
+    /// In `proxy` mode, the console's EC2 endpoint for the deployment's account: where the
+    /// instances' keys work.
+    pub proxy_endpoint: Option<String>,
 }
 
 /// The lifetime of a deployment's credentials, checked against STS's limits for how they are
@@ -165,7 +169,15 @@ pub fn refresh_url(state: &AppState) -> String {
     )
 }
 
-/// What one launch of a scoped or bootstrap deployment hands its instances: the enrolment
+/// The console's EC2 endpoint for an account, as instances reach it.
+pub fn proxy_endpoint(state: &AppState, account: &str) -> String {
+    format!(
+        "{}/ec2/{account}",
+        state.config.public_url.trim_end_matches('/')
+    )
+}
+
+/// What one launch of a scoped, bootstrap or proxy deployment hands its instances: the enrolment
 /// secret is stored (hashed) before it is returned.
 pub async fn for_launch(
     state: &AppState,
@@ -191,7 +203,9 @@ pub async fn for_launch(
             let expires = issued.expiration;
             (Some(payload_credentials(issued)), expires)
         }
-        CredentialMode::Bootstrap => (None, chrono::Utc::now() + BOOTSTRAP_TTL),
+        CredentialMode::Bootstrap | CredentialMode::Proxy => {
+            (None, chrono::Utc::now() + BOOTSTRAP_TTL)
+        }
         other => {
             return Err(ApiError::Internal(format!(
                 "{} deployments get no refresh secret",
@@ -217,6 +231,8 @@ pub async fn for_launch(
         credentials,
         refresh_secret: secret,
         refresh_url: refresh_url(state),
+        proxy_endpoint: (spec.credentials == CredentialMode::Proxy)
+            .then(|| proxy_endpoint(state, &row.account)),
     })
 }
 
@@ -355,6 +371,17 @@ pub async fn refresh(
     attempt.check_instance(&row, &account, &target).await?;
     let duration = duration_of(&spec, &account)?;
     let policy = attempt.policy(&row, &spec, &account).await?;
+    if spec.credentials == CredentialMode::Proxy {
+        let issued = instance_keys::issue(&state, &row, &req.instance_id, source, duration).await?;
+        let issued_id = issued.key.access_key_id.clone();
+        let answer = attempt.exchange(&row, &secret, issued).await;
+        let kept = answer
+            .as_ref()
+            .ok()
+            .map(|a| a.credentials.access_key_id.as_str());
+        instance_keys::settle(&state, &row.id, &req.instance_id, &issued_id, kept).await;
+        return answer.map(Json);
+    }
     let mut actor = attempt.entry.clone();
     actor.detail = Some(format!("for instance {}", req.instance_id));
     let issued = issue(&state, &row, &account, &target, policy, duration, actor).await?;
@@ -661,7 +688,11 @@ fn retry_detail() -> String {
     )
 }
 
-/// Revokes the refresh secrets of instances leaving a deployment (terminated or scaled away).
+/// Revokes the refresh secrets of instances leaving a deployment (terminated or scaled away),
+/// and deletes their access keys (`proxy` mode).
+///
+/// Secrets first, keys then: a refresh racing the revocation either exchanged its secret before
+/// (and its new key is deleted here) or fails to (and deletes the key it was issued).
 pub async fn revoke_instances(state: &AppState, deployment_id: &str, instance_ids: &[String]) {
     match state
         .store
@@ -675,6 +706,9 @@ pub async fn revoke_instances(state: &AppState, deployment_id: &str, instance_id
         Err(e) => {
             tracing::error!(deployment = %deployment_id, error = %e, "cannot revoke refresh secrets")
         }
+    }
+    if let Err(e) = instance_keys::revoke(state, deployment_id, Some(instance_ids)).await {
+        tracing::error!(deployment = %deployment_id, error = %e, "cannot delete instance access keys");
     }
 }
 
@@ -703,15 +737,19 @@ pub async fn revoke(
         .store
         .revoke_refresh_secrets(&id, None, &crate::now())
         .await?;
+    let deleted_keys = instance_keys::revoke(&state, &id, None).await?;
     audit::record_ok(
         &state,
         Entry::for_caller(&caller, "airlock:RevokeDeployment", vec![arn]),
-        Some(format!("{revoked} refresh secrets revoked")),
+        Some(format!(
+            "{revoked} refresh secrets revoked, {deleted_keys} instance access keys deleted"
+        )),
     )
     .await;
-    tracing::info!(deployment = %id, user = %caller.user, revoked, "deployment's refresh secrets revoked");
+    tracing::info!(deployment = %id, user = %caller.user, revoked, deleted_keys, "deployment's refresh secrets revoked");
     Ok(Json(RevokeResult {
         deployment_id: id,
         revoked,
+        deleted_keys,
     }))
 }

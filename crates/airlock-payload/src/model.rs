@@ -34,6 +34,11 @@ pub struct Payload {
     /// exchanges `refresh_secret` for them at first boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
+    /// The credentials are an Airlock access key (credential mode `proxy`), not AWS's: they
+    /// reach EC2 only through the console's EC2 endpoint, which `endpoint_url` then names, and
+    /// are served as they are, with no session from STS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy: bool,
     /// A role for the agent to assume with the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -120,6 +125,7 @@ impl Payload {
             console_url: None,
             endpoint_url: None,
             credentials: Some(credentials),
+            proxy: false,
             role_arn: None,
             external_id: None,
             refresh_url: None,
@@ -147,6 +153,7 @@ impl fmt::Debug for Payload {
             .field("console_url", &self.console_url)
             .field("endpoint_url", &self.endpoint_url)
             .field("credentials", &self.credentials)
+            .field("proxy", &self.proxy)
             .field("role_arn", &self.role_arn)
             .field("external_id", &self.external_id)
             .field("refresh_url", &self.refresh_url)

@@ -318,7 +318,9 @@ pub struct DeployArgs {
     /// What credentials the instances get: `scoped` (temporary STS credentials limited to the
     /// deployment's own resources, refreshed through the console), `bootstrap` (a one-time
     /// token the agent exchanges at first boot; nothing reusable in the user data), `account`
-    /// (the account's long-term key in the user data: risky) or `none`.
+    /// (the account's long-term key in the user data: risky), `proxy` (a one-time token
+    /// exchanged for an Airlock access key that reaches EC2 only through the console, from the
+    /// instance's address: no AWS credentials on the instance) or `none`.
     #[arg(long, value_enum, default_value_t = CredentialsArg::Scoped)]
     pub credentials: CredentialsArg,
     /// Lifetime of scoped credentials in seconds (900 up to STS's limit; default 3600).
@@ -341,6 +343,9 @@ pub enum CredentialsArg {
     Account,
     /// No credentials and no payload.
     None,
+    /// No AWS credentials: an Airlock access key usable only through the console's EC2
+    /// endpoint, from the instance's own address, within the deployment's session policy.
+    Proxy,
 }
 
 /// Parses `KEY=VALUE`.

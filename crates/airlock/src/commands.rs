@@ -231,6 +231,7 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
         CredentialsArg::Bootstrap => CredentialMode::Bootstrap,
         CredentialsArg::Account => CredentialMode::Account,
         CredentialsArg::None => CredentialMode::None,
+        CredentialsArg::Proxy => CredentialMode::Proxy,
     };
     if args.credentials == CredentialsArg::Account {
         eprintln!("warning: --credentials account puts the account's long-term key in every instance's user data; prefer scoped (the default)");

@@ -9,6 +9,8 @@ use super::answer::Ec2Error;
 use crate::access_keys::is_key_id;
 use crate::audit::{self, AuditDecision, AuditOutcome, Entry};
 use crate::auth::Caller;
+use crate::authz::SessionBound;
+use crate::instance_keys::{self, Unbound};
 use crate::state::AppState;
 use crate::throttle;
 use airlock_api::state::AccessKeyStatus;
@@ -16,6 +18,7 @@ use airlock_store::{secret_record, AccessKeyRow};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A request whose signature holds: the user its key acts as, and where it is meant to go.
@@ -72,11 +75,15 @@ pub async fn authenticate(
             "too many refused signatures for this key or from this address: try again later",
         ));
     }
-    let key = match check(state, &req, &claim).await {
-        Ok(key) => key,
+    let checked = match check(state, &req, &claim).await {
+        Ok(key) => held(state, key, source).await?,
+        Err(refusal) => Err(refusal),
+    };
+    let (key, session) = match checked {
+        Ok(found) => found,
         Err(Refused { why, user }) => {
             state.logins.failed(&keys, Instant::now());
-            refused(state, source, &id, user, why).await;
+            refused(state, source, &id, user, why.clone()).await;
             return Err(Ec2Error::auth_failure_or(why));
         }
     };
@@ -87,6 +94,7 @@ pub async fn authenticate(
             source_ip: source,
             mfa: false,
             token_hash: String::new(),
+            session,
         },
         access_key_id: id,
         region: claim.scope.region,
@@ -106,18 +114,24 @@ fn with_host(parts: &Parts) -> Option<axum::http::HeaderMap> {
     Some(headers)
 }
 
-/// The parts of a signature that must name this endpoint, before any key is looked up.
+/// What a claim must be before any key is looked up: no session token, this service, a region.
 fn check_scope(
     req: &airlock_sigv4::Request<'_>,
     claim: &airlock_sigv4::Claim,
     service: &str,
 ) -> Result<(), Ec2Error> {
     // Airlock keys have no session token: a request carrying one was meant for somewhere else.
-    let token_param = req
-        .query
-        .split('&')
-        .any(|p| p.starts_with("X-Amz-Security-Token="));
-    if req.headers.contains_key("x-amz-security-token") || token_param {
+    // An empty one is none (SDKs reading an instance's key from the agent's endpoint, which
+    // must give them a `Token`, send it so).
+    let token_param = req.query.split('&').any(|p| {
+        p.strip_prefix("X-Amz-Security-Token=")
+            .is_some_and(|v| !v.is_empty())
+    });
+    let token_header = req
+        .headers
+        .get("x-amz-security-token")
+        .is_some_and(|v| !v.is_empty());
+    if token_header || token_param {
         return Err(Ec2Error::new(
             StatusCode::BAD_REQUEST,
             "InvalidClientTokenId",
@@ -166,8 +180,10 @@ struct Refused {
 }
 
 /// What was wrong, for the audit record; the client is told only what it may know.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Why {
+    /// An instance's key, used from elsewhere or no longer backed by its deployment.
+    Instance(Unbound),
     /// No such key.
     UnknownKey,
     /// The key is disabled.
@@ -194,6 +210,25 @@ impl Ec2Error {
             ),
             _ => Ec2Error::auth_failure(),
         }
+    }
+}
+
+/// A good key with what holds it: nothing more for a user's key; for an instance's key, the
+/// instance's address and the deployment's session policy.
+async fn held(
+    state: &AppState,
+    key: AccessKeyRow,
+    source: Option<IpAddr>,
+) -> Result<Result<(AccessKeyRow, Option<Arc<SessionBound>>), Refused>, Ec2Error> {
+    let Some(binding) = &key.instance else {
+        return Ok(Ok((key, None)));
+    };
+    match instance_keys::bound(state, binding, source).await? {
+        Ok(session) => Ok(Ok((key, Some(Arc::new(session))))),
+        Err(unbound) => Ok(Err(Refused {
+            why: Why::Instance(unbound),
+            user: Some(key.user_name),
+        })),
     }
 }
 
@@ -276,6 +311,7 @@ async fn refused(
         Why::Inactive => "the access key is inactive".to_owned(),
         Why::Expired => "the access key has expired".to_owned(),
         Why::Signature(code, _) => format!("signature refused: {code}"),
+        Why::Instance(unbound) => unbound.to_string(),
     };
     // An id that is not a key id at all is not written as given: it could be anything.
     let resource = if is_key_id(id) {

@@ -688,3 +688,5 @@ async fn a_retried_exchange_gets_the_same_answer_but_a_copied_secret_is_still_a_
     let (status, body) = refresh(&console, &ip, dep_id, &mine, &enrolment).await;
     assert_eq!(status, 403, "{body}");
 }
+
+mod proxy;
