@@ -413,11 +413,7 @@ async fn tampered_wrongly_signed_old_and_disabled_requests_never_reach_ec2() {
 }
 
 fn deploy_one(console: &Console, net: &TestNet) -> String {
-    let dep = console.json(&deploy_args(net, &["--count", "1", "--wait"]));
-    dep["instances"][0]["instance_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    crate::fleet::instances(console, net, "1").remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -427,23 +423,8 @@ async fn the_snapshot_policies_decide_aws_ec2_create_snapshot() {
     let _net = loopback_net(&ec2).await;
     let console = Console::start();
     console.login_with_account(&moto);
-    let volume = |cost: &str| {
-        let tag = format!("costcenter={cost}");
-        let v = console.json(&[
-            "volume",
-            "create",
-            "--availability-zone",
-            "us-east-1a",
-            "--size",
-            "8",
-            "--tag",
-            &tag,
-            "--wait",
-        ]);
-        v["resource_id"].as_str().unwrap().to_owned()
-    };
-    let v115 = volume("115");
-    let v116 = volume("116");
+    let v115 = crate::fleet::cost_center_volume(&console, "115");
+    let v116 = crate::fleet::cost_center_volume(&console, "116");
     console.add_user("alice", &crate::fleet::snapshot_policies());
     let aws = Aws {
         console: &console,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 const ACCOUNT_ARN: &str = "arn:airlock:console:::account/*";
 
 /// Deploys `count` running instances and returns their ids.
-fn instances(console: &Console, net: &TestNet, count: &str) -> Vec<String> {
+pub fn instances(console: &Console, net: &TestNet, count: &str) -> Vec<String> {
     let dep = console.json(&deploy_args(net, &["--count", count, "--wait"]));
     dep["instances"]
         .as_array()
@@ -276,6 +276,23 @@ pub fn snapshot_policies() -> Vec<Value> {
     ]
 }
 
+/// A volume tagged `costcenter=COST`, as the snapshot policies' examples need.
+pub fn cost_center_volume(console: &Console, cost: &str) -> String {
+    let tag = format!("costcenter={cost}");
+    let v = console.json(&[
+        "volume",
+        "create",
+        "--availability-zone",
+        "us-east-1a",
+        "--size",
+        "8",
+        "--tag",
+        &tag,
+        "--wait",
+    ]);
+    v["resource_id"].as_str().unwrap().to_owned()
+}
+
 async fn snapshots_in(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Snapshot> {
     ec2.describe_snapshots()
         .owner_ids("self")
@@ -293,23 +310,8 @@ async fn snapshots_follow_the_announcement_policies() {
     let _net = loopback_net(&ec2).await;
     let console = Console::start();
     console.login_with_account(&moto);
-    let volume = |cost: &str| {
-        let tag = format!("costcenter={cost}");
-        let v = console.json(&[
-            "volume",
-            "create",
-            "--availability-zone",
-            "us-east-1a",
-            "--size",
-            "8",
-            "--tag",
-            &tag,
-            "--wait",
-        ]);
-        v["resource_id"].as_str().unwrap().to_owned()
-    };
-    let v115 = volume("115");
-    let v116 = volume("116");
+    let v115 = cost_center_volume(&console, "115");
+    let v116 = cost_center_volume(&console, "116");
     let alice = console.add_user("alice", &snapshot_policies());
     let start = snapshots_in(&ec2).await.len();
 
