@@ -148,14 +148,15 @@ fn check_scope(
             ),
         ));
     }
-    if !is_region(&claim.scope.region) {
-        return Err(Ec2Error::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameterValue",
-            "the credential scope does not name a region",
-        ));
-    }
-    Ok(())
+    airlock_fleet::validate::region("the credential scope's region", &claim.scope.region).map_err(
+        |e| {
+            Ec2Error::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValue",
+                e.to_string(),
+            )
+        },
+    )
 }
 
 /// Notes the key's last use (at most a write a minute); a failure only costs the note.
@@ -330,14 +331,4 @@ async fn refused(
         ..Entry::default()
     };
     audit::record(state, entry).await;
-}
-
-/// Whether `region` looks like one (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
-pub fn is_region(region: &str) -> bool {
-    (4..=32).contains(&region.len())
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !region.starts_with('-')
-        && !region.ends_with('-')
 }

@@ -98,18 +98,6 @@ async fn running(ec2: &aws_sdk_ec2::Client, id: &str) -> bool {
     )
 }
 
-fn actions(records: &[Value]) -> Vec<(String, String)> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r["action"].as_str().unwrap_or_default().to_owned(),
-                r["outcome"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_cli_and_boto3_describe_launch_and_are_audited_through_the_console() {
     let moto = Moto::start();
@@ -181,7 +169,7 @@ async fn aws_cli_and_boto3_describe_launch_and_are_audited_through_the_console()
     assert_eq!(String::from_utf8_lossy(&boto.stdout).trim(), id);
 
     let records = console.audit_records(&["--user", "admin"]);
-    let done = actions(&records);
+    let done = action_outcomes(&records);
     for action in ["ec2:RunInstances", "ec2:DescribeInstances"] {
         assert!(
             done.contains(&(action.to_owned(), "ok".to_owned())),
@@ -259,7 +247,7 @@ async fn user_denied_a_terminate_gets_unauthorized_operation_and_the_instance_ke
     assert!(running(&ec2, &id).await);
     let denied = console.audit_records(&["--user", "bob"]);
     assert!(
-        actions(&denied).contains(&("ec2:TerminateInstances".into(), "denied".into())),
+        action_outcomes(&denied).contains(&("ec2:TerminateInstances".into(), "denied".into())),
         "{denied:?}"
     );
 
@@ -402,7 +390,7 @@ async fn tampered_wrongly_signed_old_and_disabled_requests_never_reach_ec2() {
     );
     assert!(running(&ec2, &id).await);
     let records = console.audit_records(&[]);
-    let refused = actions(&records)
+    let refused = action_outcomes(&records)
         .into_iter()
         .filter(|(a, o)| a == "airlock:Authenticate" && o == "denied")
         .count();
@@ -647,7 +635,7 @@ async fn a_flood_of_bad_signatures_is_throttled_and_its_audit_stays_bounded() {
         throttled >= 6,
         "only {throttled} of 12 guesses were throttled"
     );
-    let audited = actions(&console.audit_records(&[]))
+    let audited = action_outcomes(&console.audit_records(&[]))
         .into_iter()
         .filter(|(a, _)| a == "airlock:Authenticate")
         .count();

@@ -43,16 +43,7 @@ fn failed(out: std::process::Output) -> String {
 }
 
 fn audit_actions(console: &Console) -> Vec<(String, String)> {
-    console
-        .audit_records(&[])
-        .iter()
-        .map(|r| {
-            (
-                r["action"].as_str().unwrap_or_default().to_owned(),
-                r["outcome"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    action_outcomes(&console.audit_records(&[]))
 }
 
 #[tokio::test(flavor = "multi_thread")]

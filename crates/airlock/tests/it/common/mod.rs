@@ -799,3 +799,16 @@ pub async fn enrolment_secret(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
         .expose_secret()
         .to_owned()
 }
+
+/// Each audit record's action and outcome, in order.
+pub fn action_outcomes(records: &[serde_json::Value]) -> Vec<(String, String)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or_default().to_owned(),
+                r["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
