@@ -568,7 +568,8 @@ async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_is_ejected_and_listing_failures_keep_the_endpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let mut moto = Some(Moto::start());
+    // Its own server: the test stops it to make EC2 unreachable.
+    let mut moto = Some(Moto::start_dedicated());
     let ec2 = moto.as_ref().unwrap().ec2().await;
     let net = loopback_net(&ec2).await;
     let tags = [("gloo-id", "1"), ("gloo-tag", "group1")];

@@ -1,4 +1,4 @@
-//! The test bed: a moto server per test (the EC2/STS endpoint), a loopback VPC in it, and real
+//! The test bed: a moto server for each test (the EC2/STS endpoint, pooled and reset between tests), a loopback VPC in it, and real
 //! `airlock serve` processes on SQLite or PostgreSQL, driven through the real `airlock` binary.
 //!
 //! Everything listens on 127.0.0.1. The scripts in `scripts/` install moto and PostgreSQL and
@@ -19,6 +19,8 @@ pub const ACCESS_KEY_ID: &str = "AKIAAIRLOCKTESTKEY42";
 pub const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzz-SECRET-9f3c";
 pub const ADMIN_PASSWORD: &str = "admin-password-0d1e2f3a4b";
 pub const REGION: &str = "us-east-1";
+/// An Amazon Linux image in moto's built-in catalogue.
+pub const TEST_IMAGE: &str = "ami-760aaa0f";
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -52,6 +54,15 @@ fn wait_http(url: &str, what: &str, child: &mut Child, log: &Path) {
 
 /// A minimal blocking GET, enough to see that a server is up.
 pub fn ureq_get(url: &str) -> std::io::Result<String> {
+    plain_request("GET", url)
+}
+
+/// A minimal blocking POST with no body.
+fn post_empty(url: &str) -> std::io::Result<String> {
+    plain_request("POST", url)
+}
+
+fn plain_request(method: &str, url: &str) -> std::io::Result<String> {
     use std::io::Read;
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest
@@ -60,7 +71,10 @@ pub fn ureq_get(url: &str) -> std::io::Result<String> {
         .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     if out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200") {
@@ -70,49 +84,46 @@ pub fn ureq_get(url: &str) -> std::io::Result<String> {
     }
 }
 
-/// A moto server, killed on drop.
+/// A moto server for one test at a time. Starting moto and loading its EC2 backend costs about
+/// two seconds of CPU, so servers are kept in a pool and reset (`/moto-api/reset`) between tests
+/// instead of being started for each.
 pub struct Moto {
-    child: Child,
+    server: Option<MotoServer>,
     pub url: String,
+    /// Servers started with extra settings are not shared.
+    pooled: bool,
+}
+
+struct MotoServer {
+    child: Child,
+    url: String,
     _dir: tempfile::TempDir,
 }
 
+static IDLE_MOTO: std::sync::Mutex<Vec<MotoServer>> = std::sync::Mutex::new(Vec::new());
+
 impl Moto {
     pub fn start() -> Moto {
+        let idle = IDLE_MOTO.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let server = idle.unwrap_or_else(|| MotoServer::spawn(&[]));
+        Moto {
+            url: server.url.clone(),
+            server: Some(server),
+            pooled: true,
+        }
+    }
+
+    /// A server of the test's own, for a test that stops it (dropping it kills it).
+    pub fn start_dedicated() -> Moto {
         Self::start_with_env(&[])
     }
 
     pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
-        let server = std::env::var("AIRLOCK_MOTO_SERVER").expect(
-            "AIRLOCK_MOTO_SERVER is not set: run the tests with scripts/test, which installs moto",
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("moto.log");
-        let port = free_port();
-        let mut cmd = Command::new(server);
-        // EC2 refuses unknown images; moto does too only when asked.
-        cmd.env("MOTO_ENABLE_AMI_VALIDATION", "true");
-        // Requests are recorded only between Moto::record and Moto::calls.
-        cmd.env("MOTO_ENABLE_RECORDING", "true")
-            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording"));
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("moto.err")).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        wait_http(
-            &format!("{url}/moto-api/"),
-            "moto",
-            &mut child,
-            &dir.path().join("moto.err"),
-        );
+        let server = MotoServer::spawn(env);
         Moto {
-            child,
-            url,
-            _dir: dir,
+            url: server.url.clone(),
+            server: Some(server),
+            pooled: false,
         }
     }
 
@@ -169,7 +180,78 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        // A server whose state cannot be wiped is not handed to the next test.
+        if self.pooled && !std::thread::panicking() && server.reset() {
+            IDLE_MOTO
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(server);
+        }
+    }
+}
+
+impl MotoServer {
+    fn spawn(env: &[(&str, &str)]) -> MotoServer {
+        let server = std::env::var("AIRLOCK_MOTO_SERVER").expect(
+            "AIRLOCK_MOTO_SERVER is not set: run the tests with scripts/test, which installs moto",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
+        let port = free_port();
+        // Pooled servers outlive every test and the pool itself is never dropped, so moto runs
+        // under a shell that stops it when the test process closes the shell's standard input
+        // (which the kernel does when the process exits, however it exits).
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            r#"exec 3<&0; "$0" "$@" & m=$!; (read -r _ <&3; kill $m) & wait $m"#,
+        ]);
+        cmd.arg(server);
+        // EC2 refuses unknown images; moto does too only when asked.
+        cmd.env("MOTO_ENABLE_AMI_VALIDATION", "true");
+        // Requests are recorded only between Moto::record and Moto::calls.
+        cmd.env("MOTO_ENABLE_RECORDING", "true")
+            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording"));
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("moto.err")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        wait_http(
+            &format!("{url}/moto-api/"),
+            "moto",
+            &mut child,
+            &dir.path().join("moto.err"),
+        );
+        MotoServer {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Forgets every resource and recorded request; false if moto did not say it did.
+    fn reset(&self) -> bool {
+        [
+            "/moto-api/reset",
+            "/moto-api/recorder/stop-recording",
+            "/moto-api/recorder/reset-recording",
+        ]
+        .iter()
+        .all(|path| post_empty(&format!("{}{path}", self.url)).is_ok())
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
 }
@@ -197,7 +279,13 @@ pub async fn loopback_net(ec2: &aws_sdk_ec2::Client) -> TestNet {
         .await
         .unwrap();
     let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
-    let images = ec2.describe_images().send().await.unwrap();
+    // One image moto always has: describing all of them costs a second per test.
+    let images = ec2
+        .describe_images()
+        .image_ids(TEST_IMAGE)
+        .send()
+        .await
+        .unwrap();
     let image_id = images.images()[0].image_id().unwrap().to_owned();
     TestNet {
         vpc_id,
