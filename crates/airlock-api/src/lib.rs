@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod audit;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod cluster;
 pub mod deployments;
 pub mod error;
 pub mod events;

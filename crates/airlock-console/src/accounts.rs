@@ -544,34 +544,44 @@ pub async fn rotation_schedule(state: AppState, max_age: std::time::Duration) {
         )),
         ..Entry::default()
     };
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
-        tick.tick().await;
-        let accounts = match state.store.accounts().await {
-            Ok(accounts) => accounts,
+        // One node at a time: the holder of the key-rotation lease. A node taking the lease
+        // over from one that died looks at once; keys it finds young were rotated already.
+        state
+            .cluster
+            .gained(crate::cluster::Lease::KeyRotation)
+            .await;
+        rotate_old_keys(&state, &actor, max_age).await;
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
+}
+
+/// Rotates every account key older than `max_age`.
+async fn rotate_old_keys(state: &AppState, actor: &Entry, max_age: std::time::Duration) {
+    let accounts = match state.store.accounts().await {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            tracing::warn!(error = %e, "key rotation schedule: cannot list accounts");
+            return;
+        }
+    };
+    let limit =
+        chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+    for account in accounts {
+        let old = account
+            .key_created_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t < limit);
+        if !old {
+            continue;
+        }
+        match rotate(state, actor, &account.name).await {
+            Ok(r) => {
+                tracing::info!(account = %r.account, new_key = %r.new_access_key_id, "scheduled key rotation done")
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "key rotation schedule: cannot list accounts");
-                continue;
-            }
-        };
-        let limit = chrono::Utc::now()
-            - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
-        for account in accounts {
-            let old = account
-                .key_created_at
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| t < limit);
-            if !old {
-                continue;
-            }
-            match rotate(&state, &actor, &account.name).await {
-                Ok(r) => {
-                    tracing::info!(account = %r.account, new_key = %r.new_access_key_id, "scheduled key rotation done")
-                }
-                Err(e) => {
-                    tracing::warn!(account = %account.name, error = %e, "scheduled key rotation failed; trying again in an hour")
-                }
+                tracing::warn!(account = %account.name, error = %e, "scheduled key rotation failed; trying again in an hour")
             }
         }
     }

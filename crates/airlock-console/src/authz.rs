@@ -262,6 +262,25 @@ impl TagCache {
         Ok(out)
     }
 
+    /// Forgets these resources in every account (another node changed them; its events name
+    /// AWS account ids, not this console's account names).
+    pub fn forget_everywhere(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|key, _| key.rsplit_once('/').is_none_or(|(_, id)| !ids.contains(id)));
+    }
+
+    /// Forgets every resource's tags.
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Forgets what is known of these resources (after the console changed their tags).
     pub fn forget(&self, account: &str, ids: &[String]) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());

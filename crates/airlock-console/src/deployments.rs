@@ -11,6 +11,7 @@ use crate::accounts;
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
 use crate::authz::{authorize, console_arn, ec2_arn, precheck, Check};
+use crate::cluster::Lease;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::refresh;
@@ -33,7 +34,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use rand::RngCore;
 use secrecy::SecretString;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod plan;
 
@@ -664,8 +665,12 @@ async fn record_instances(state: &AppState, id: &str, instances: &[Instance]) ->
 }
 
 /// Watches a deployment in the background until its instances run, fail or time out.
-/// At most one watcher runs per deployment per console.
+/// Only the holder of the deployments lease watches, and at most once per deployment; on
+/// another node this does nothing and the holder picks the deployment up within a second.
 pub fn spawn_watch(state: &AppState, id: &str) {
+    if !state.cluster.holds(Lease::Deployments) {
+        return;
+    }
     {
         let mut watching = state
             .watching
@@ -694,6 +699,10 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
     // Opened once per watch, not once per look: it unseals the account's key.
     let mut ec2: Option<std::sync::Arc<dyn Ec2>> = None;
     loop {
+        if !state.cluster.holds(Lease::Deployments) {
+            tracing::info!(deployment = %id, "no longer the deployments lease holder: leaving the watch to the node that is");
+            return Ok(());
+        }
         let Some(row) = state.store.deployment(id).await? else {
             return Ok(());
         };
@@ -1003,14 +1012,35 @@ async fn run_checks(
     ))
 }
 
-/// Resumes every deployment a previous console left unsettled.
-pub async fn resume_all(state: &AppState) -> ApiResult<usize> {
-    let rows = state.store.unsettled_deployments().await?;
-    for row in &rows {
-        tracing::info!(deployment = %row.id, state = %row.state, "resuming deployment");
-        spawn_watch(state, &row.id);
+/// While this node holds the deployments lease, watches every unsettled deployment: those a
+/// node that died or restarted left, and those other nodes launched. Looks every second.
+pub async fn keep_watching(state: AppState) {
+    let every = state.config.poll_interval.max(Duration::from_secs(1));
+    loop {
+        state.cluster.gained(Lease::Deployments).await;
+        if let Err(e) = resume_all(&state).await {
+            tracing::warn!(error = %e, "cannot resume unsettled deployments");
+        }
+        tokio::time::sleep(every).await;
     }
-    Ok(rows.len())
+}
+
+/// Watches every unsettled deployment not watched yet.
+async fn resume_all(state: &AppState) -> ApiResult<()> {
+    let alone = state.cluster.live_nodes() <= 1;
+    let now = chrono::Utc::now();
+    for row in state.store.unsettled_deployments().await? {
+        let unwatched = !state
+            .watching
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&row.id);
+        if unwatched && plan::resumable(row.state, &row.updated_at, now, alone) {
+            tracing::info!(deployment = %row.id, state = %row.state, "resuming deployment");
+            spawn_watch(state, &row.id);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! change made through the console converges in about a second instead of one refresh.
 //!
 //! Events name the action, the AWS account id, the region and the resource ids; they never carry
-//! credentials, tags or request bodies. The bus lives in one console process: a watcher of one
-//! node sees the changes made through that node, and every watcher is told to catch up (a
-//! `resync` event) when it connects and whenever it fell behind.
+//! credentials, tags or request bodies. Each console process has its bus; on a PostgreSQL store
+//! the nodes pass their events to each other with `NOTIFY`, so a watcher of any node sees the
+//! changes made through every node. Every watcher is told to catch up (a `resync` event) when it
+//! connects, whenever it fell behind, and when its node lost the other nodes' notifications for a
+//! while.
 
 use crate::auth::Caller;
 use crate::authz::{authorize_one, console_arn};
@@ -39,10 +41,18 @@ pub const MEMBERSHIP_ACTIONS: &[&str] = &[
 /// Events kept for watchers that are briefly slow; one that falls further behind gets `resync`.
 const CAPACITY: usize = 1024;
 
+/// Events waiting to be passed to the other nodes; beyond, they are dropped (and the other
+/// nodes' watchers catch up at their next refresh).
+const OUTBOX: usize = 1024;
+/// Resources per notification: PostgreSQL's `NOTIFY` payload is at most 8000 bytes.
+const RESOURCES_PER_NOTIFICATION: usize = 100;
+
 /// The in-process bus every change is published on.
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
     seq: AtomicU64,
+    /// To the task that passes this node's events to the other nodes, once it runs.
+    outbox: std::sync::OnceLock<mpsc::Sender<Event>>,
 }
 
 impl Default for EventBus {
@@ -50,8 +60,16 @@ impl Default for EventBus {
         EventBus {
             tx: broadcast::channel(CAPACITY).0,
             seq: AtomicU64::new(0),
+            outbox: std::sync::OnceLock::new(),
         }
     }
+}
+
+/// An event as it travels between nodes, with the node it happened on.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Notification {
+    origin: String,
+    event: Event,
 }
 
 impl EventBus {
@@ -74,7 +92,23 @@ impl EventBus {
             resources,
         };
         tracing::debug!(kind = kind.name(), action, resources = ?event.resources, "event");
+        if let Some(outbox) = self.outbox.get() {
+            if outbox.try_send(event.clone()).is_err() {
+                tracing::warn!("the other nodes' event queue is full; they miss an event");
+            }
+        }
         let _ = self.tx.send(event);
+    }
+
+    /// Publishes an event that happened on another node, numbered in this node's sequence.
+    fn publish_remote(&self, mut event: Event) {
+        event.seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let _ = self.tx.send(event);
+    }
+
+    /// Tells every watcher to catch up.
+    fn publish_resync(&self, why: &str) {
+        let _ = self.tx.send(self.resync(why));
     }
 
     /// Publishes what a successful EC2 call changed, from the resource ARNs the audit record
@@ -178,6 +212,8 @@ pub async fn stream(
                 r = rx.recv() => r,
                 // The watcher went away: stop following the bus.
                 _ = tx.closed() => return,
+                // The node drains: the watcher reconnects, through the balancer, to another.
+                () = visible.state.cluster.drain_started() => return,
                 _ = recheck.tick() => {
                     if crate::streams::login_holds(&visible.state, &holder).await {
                         continue;
@@ -259,6 +295,92 @@ impl Visibility {
     }
 }
 
+/// Passes this node's events to the other nodes and theirs to this node's watchers, for as long
+/// as the process runs (PostgreSQL only: a SQLite store has one node). Changes made through
+/// another node also invalidate this node's cached tags of the resources they name.
+pub async fn join_nodes(state: AppState) {
+    let listener = match state.store.listen(airlock_store::EVENTS_CHANNEL).await {
+        Ok(Some(listener)) => listener,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for the other nodes' events; watchers of this node see only its own changes");
+            return;
+        }
+    };
+    let (tx, rx) = mpsc::channel(OUTBOX);
+    if state.events.outbox.set(tx).is_err() {
+        return;
+    }
+    tokio::spawn(send_to_nodes(state.clone(), rx));
+    hear_nodes(state, listener).await;
+}
+
+async fn send_to_nodes(state: AppState, mut rx: mpsc::Receiver<Event>) {
+    while let Some(event) = rx.recv().await {
+        for part in split(event) {
+            let note = Notification {
+                origin: state.cluster.node_id().to_owned(),
+                event: part,
+            };
+            let Ok(payload) = serde_json::to_string(&note) else {
+                continue;
+            };
+            if let Err(e) = state
+                .store
+                .notify(airlock_store::EVENTS_CHANNEL, &payload)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot pass an event to the other nodes");
+            }
+        }
+    }
+}
+
+/// An event in parts small enough for one notification each.
+fn split(event: Event) -> Vec<Event> {
+    if event.resources.len() <= RESOURCES_PER_NOTIFICATION {
+        return vec![event];
+    }
+    event
+        .resources
+        .chunks(RESOURCES_PER_NOTIFICATION)
+        .map(|ids| Event {
+            resources: ids.to_vec(),
+            ..event.clone()
+        })
+        .collect()
+}
+
+async fn hear_nodes(state: AppState, mut listener: airlock_store::Listener) {
+    use airlock_store::Heard;
+    loop {
+        match listener.next().await {
+            Ok(Heard::Payload(payload)) => {
+                let Ok(note) = serde_json::from_str::<Notification>(&payload) else {
+                    tracing::warn!("ignored a malformed event from another node");
+                    continue;
+                };
+                if note.origin == state.cluster.node_id() {
+                    continue;
+                }
+                state.tags.forget_everywhere(&note.event.resources);
+                state.events.publish_remote(note.event);
+            }
+            // The connection was lost and is made again at the next call: what was sent
+            // meanwhile is lost, so every watcher catches up and no cached tag is trusted.
+            Ok(Heard::Lost) => {
+                tracing::warn!("lost the other nodes' events for a while; watchers resync");
+                state.tags.clear();
+                state.events.publish_resync("reconnected");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hear the other nodes' events; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -291,5 +413,29 @@ mod tests {
         assert_eq!(e.resources, ["d-1"]);
         assert_eq!(e.seq, 2);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_large_event_is_split_into_notifications_postgresql_accepts() {
+        let event = Event {
+            seq: 1,
+            at: "2026-01-01T00:00:00Z".into(),
+            kind: EventKind::Instances,
+            action: "ec2:CreateTags".into(),
+            account: Some("123456789012".into()),
+            region: Some("us-east-1".into()),
+            resources: (0..250).map(|i| format!("i-{i:017x}")).collect(),
+        };
+        let parts = split(event.clone());
+        assert_eq!(parts.len(), 3);
+        let rejoined: Vec<String> = parts.iter().flat_map(|p| p.resources.clone()).collect();
+        assert_eq!(rejoined, event.resources);
+        for part in &parts {
+            let note = Notification {
+                origin: "node-a".into(),
+                event: part.clone(),
+            };
+            assert!(serde_json::to_string(&note).unwrap().len() < 8000);
+        }
     }
 }

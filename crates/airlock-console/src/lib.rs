@@ -12,6 +12,7 @@ pub mod api;
 pub mod audit;
 mod auth;
 pub mod authz;
+pub mod cluster;
 mod deployments;
 pub mod ec2;
 pub mod endpoints;
@@ -65,6 +66,8 @@ fn api() -> OpenApiRouter<AppState> {
     use refresh::MAX_BODY;
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(healthz))
+        .routes(routes!(cluster::readyz))
+        .routes(routes!(cluster::status))
         .routes(routes!(openapi_json))
         .routes(routes!(session::login))
         .routes(routes!(session::logout))
@@ -150,6 +153,7 @@ pub async fn prepare(
     admin_password: Option<secrecy::SecretString>,
 ) -> Result<(AppState, Option<secrecy::SecretString>), ApiError> {
     let (audit, key_origin) = audit::open_chain(&store, &vault).await?;
+    let cluster = cluster::Cluster::new(&config.public_url, &config.hostname);
     let state = AppState {
         store,
         vault: Arc::new(vault),
@@ -167,25 +171,47 @@ pub async fn prepare(
         totp_steps: Default::default(),
         tags: Default::default(),
         events: Default::default(),
+        cluster: Arc::new(cluster),
     };
     audit::record_key_origin(&state, key_origin).await;
     let generated = session::bootstrap_admin(&state, admin_password).await?;
     Ok((state, generated))
 }
 
-/// Serves the API on `listener` until the process ends, after resuming unsettled deployments.
+/// Serves the API on `listener` until `shutdown` resolves, then drains: readiness fails, leases
+/// are given up (another node takes their work at once), event streams end, no connection is
+/// accepted, and requests in flight get up to `drain_timeout` to finish.
+///
+/// Before listening, the node heartbeats once and takes the leases no other node holds; the
+/// holder of the deployments lease resumes what was left unsettled.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     options: airlock_listen::Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain_timeout: std::time::Duration,
 ) -> std::io::Result<()> {
+    cluster::beat(&state).await;
+    tokio::spawn(cluster::run(state.clone()));
+    tokio::spawn(deployments::keep_watching(state.clone()));
+    tokio::spawn(events::join_nodes(state.clone()));
     if let Some(max_age) = state.config.rotate_keys_after {
         tokio::spawn(accounts::rotation_schedule(state.clone(), max_age));
     }
-    match deployments::resume_all(&state).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(deployments = n, "resuming unsettled deployments"),
-        Err(e) => tracing::warn!(error = %e, "cannot resume unsettled deployments"),
-    }
-    airlock_listen::serve(router(state.clone()), listener, options).await
+    let draining = state.clone();
+    let drain = async move {
+        shutdown.await;
+        tracing::info!(node = draining.cluster.node_id(), "draining");
+        draining.cluster.drain();
+    };
+    let served = airlock_listen::serve_until(
+        router(state.clone()),
+        listener,
+        options,
+        drain,
+        drain_timeout,
+    )
+    .await;
+    cluster::stopped(&state).await;
+    served
 }

@@ -40,14 +40,20 @@ pub async fn bootstrap_admin(
         }
         None => (auth::random_secret(""), true),
     };
-    state
+    let inserted = state
         .store
         .insert_user(&UserRow {
             name: ADMIN.into(),
             password_hash: auth::hash_password(&password)?,
             created_at: crate::now(),
         })
-        .await?;
+        .await;
+    match inserted {
+        Ok(()) => {}
+        // Another console node starting on the same empty database made it first.
+        Err(airlock_store::StoreError::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
     state
         .store
         .put_policy(&PolicyRow {

@@ -22,6 +22,8 @@ pub struct ConsoleConfig {
     pub rotate_keys_after: Option<Duration>,
     /// Endpoints besides AWS's own that accounts may use (`--allow-endpoint`).
     pub allowed_endpoints: Vec<crate::endpoints::AllowedEndpoint>,
+    /// The machine's name, part of this node's id among several consoles.
+    pub hostname: String,
 }
 
 impl Default for ConsoleConfig {
@@ -33,6 +35,7 @@ impl Default for ConsoleConfig {
             launch_timeout: Duration::from_secs(15 * 60),
             rotate_keys_after: None,
             allowed_endpoints: Vec::new(),
+            hostname: "localhost".into(),
         }
     }
 }
@@ -72,4 +75,6 @@ pub struct AppState {
     pub tags: Arc<crate::authz::TagCache>,
     /// What the console changed, pushed to watchers of `GET /v1/events` (gateways).
     pub events: Arc<crate::events::EventBus>,
+    /// This node among the consoles sharing the database: its leases, whether it drains.
+    pub cluster: Arc<crate::cluster::Cluster>,
 }

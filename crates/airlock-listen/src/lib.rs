@@ -80,28 +80,78 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     options: Options,
 ) -> std::io::Result<()> {
-    let connections = Arc::new(tokio::sync::Semaphore::new(options.limits.max_connections));
+    serve_until(
+        app,
+        listener,
+        options,
+        std::future::pending(),
+        Duration::ZERO,
+    )
+    .await
+}
+
+/// Serves like [`serve`] until `shutdown` resolves; then accepts nothing more, asks every
+/// connection to close once its request in flight is answered (HTTP/1.1 stops keep-alive, h2
+/// sends GOAWAY), and returns when they have, or after `drain_timeout`.
+pub async fn serve_until(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain_timeout: Duration,
+) -> std::io::Result<()> {
+    let max = options.limits.max_connections;
+    let connections = Arc::new(tokio::sync::Semaphore::new(max));
     let options = Arc::new(options);
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
     loop {
         // At the cap, stop accepting until a connection ends (the kernel's backlog waits).
-        let Ok(permit) = connections.clone().acquire_owned().await else {
-            return Ok(());
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept(&listener, &connections) => accepted,
         };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                tracing::warn!(error = %e, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((permit, stream, peer)) = accepted else {
+            continue;
         };
         let app = app.clone();
         let options = options.clone();
+        let closed = closed.clone();
         tokio::spawn(async move {
-            serve_connection(app, stream, peer, &options).await;
+            serve_connection(app, stream, peer, &options, closed).await;
             drop(permit);
         });
+    }
+    drop(listener);
+    closing.send_replace(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain_timeout, connections.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(timeout = ?drain_timeout, "connections still open after the drain timeout");
+    }
+    Ok(())
+}
+
+/// The next connection, once one may be served; `None` after an accept error (out of file
+/// descriptors and the like), having waited a little instead of spinning.
+async fn accept(
+    listener: &tokio::net::TcpListener,
+    connections: &Arc<tokio::sync::Semaphore>,
+) -> Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::net::TcpStream,
+    SocketAddr,
+)> {
+    let permit = connections.clone().acquire_owned().await.ok()?;
+    match listener.accept().await {
+        Ok((stream, peer)) => Some((permit, stream, peer)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot accept a connection");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
     }
 }
 
@@ -112,6 +162,7 @@ async fn serve_connection(
     mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
     options: &Options,
+    closed: tokio::sync::watch::Receiver<bool>,
 ) {
     let limits = options.limits;
     let client = match &options.proxy_protocol {
@@ -132,18 +183,23 @@ async fn serve_connection(
         }
     };
     let Some(tls) = &options.tls else {
-        return serve_http(app, stream, client, limits).await;
+        return serve_http(app, stream, client, limits, closed).await;
     };
     match tokio::time::timeout(limits.handshake_timeout, tls.acceptor().accept(stream)).await {
-        Ok(Ok(stream)) => serve_http(app, stream, client, limits).await,
+        Ok(Ok(stream)) => serve_http(app, stream, client, limits, closed).await,
         Ok(Err(e)) => tracing::debug!(peer = %client, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(peer = %client, "no TLS handshake within the handshake timeout"),
     }
 }
 
 /// HTTP/1.1 or h2 on an accepted (and maybe decrypted) stream; handlers see `client`.
-async fn serve_http<S>(app: Router, stream: S, client: SocketAddr, limits: Limits)
-where
+async fn serve_http<S>(
+    app: Router,
+    stream: S,
+    client: SocketAddr,
+    limits: Limits,
+    mut closed: tokio::sync::watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let started = Arc::new(AtomicBool::new(false));
@@ -156,13 +212,28 @@ where
         });
     let builder = builder(limits);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::select! {
-        ended = conn => if let Err(e) = ended {
-            tracing::debug!(peer = %client, error = %e, "connection ended");
-        },
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
         () = first_request_deadline(limits.header_timeout, &started) => {
             tracing::debug!(peer = %client, "no request within the header timeout; closed");
+            return;
         }
+        () = closing(&mut closed) => {
+            // Draining: finish the request in flight, then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(peer = %client, error = %e, "connection ended");
+    }
+}
+
+/// Resolves once the listener drains (never if it is gone without draining).
+async fn closing(closed: &mut tokio::sync::watch::Receiver<bool>) {
+    if closed.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

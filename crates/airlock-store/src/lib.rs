@@ -9,12 +9,14 @@
 
 mod access_keys;
 mod authz;
+mod cluster;
 mod credentials;
 mod gateway;
 mod records;
 
 pub use access_keys::*;
 pub use authz::*;
+pub use cluster::*;
 pub use credentials::*;
 pub use gateway::*;
 pub use records::*;
@@ -66,10 +68,21 @@ pub enum Backend {
 }
 
 /// A connection pool and the queries the console needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Where the store was opened, for connections outside the pool (PostgreSQL listeners).
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    // Not the URL: it may hold the database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -115,8 +128,14 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
+        // On PostgreSQL the migrator holds an advisory lock while it applies: of several
+        // consoles starting at once on an empty database, one applies and the others wait.
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            url: connect_url,
+        })
     }
 
     /// The engine behind this store.

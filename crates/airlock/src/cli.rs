@@ -135,6 +135,16 @@ pub enum Command {
     /// Run on an instance: store the credentials from the user data, serve them to local
     /// programs, run boot tasks (`airlock agent status` shows what it knows).
     Agent(crate::agent_cli::AgentArgs),
+    /// Consoles sharing one database: their heartbeats and who holds each lease.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// List the console nodes seen in the last day (alive or not, last heartbeat) and who holds
+    /// each lease (deployments, key-rotation); needs airlock:GetClusterStatus.
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +204,11 @@ pub struct ServeArgs {
     /// Users who may add accounts can otherwise not aim the console's signed calls elsewhere.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub allow_endpoint: Vec<airlock_console::endpoints::AllowedEndpoint>,
+    /// Seconds requests in flight get to finish after SIGTERM or SIGINT. Draining, the node
+    /// fails /readyz, gives up its leases (another node takes its work at once), ends event
+    /// streams (their watchers reconnect elsewhere) and accepts no new connection.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_timeout: u64,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

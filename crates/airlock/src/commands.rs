@@ -78,6 +78,42 @@ pub async fn whoami(client: &Client, output: Output) -> Result<()> {
     })
 }
 
+/// `airlock cluster status`: nodes, then leases.
+pub async fn cluster_status(client: &Client, output: Output) -> Result<()> {
+    let status: airlock_api::cluster::ClusterStatus = client.get("/v1/cluster").await?;
+    print(
+        output,
+        &status,
+        &["NODE", "STATE", "ALIVE", "LAST HEARTBEAT", "URL", "LEASES"],
+        || {
+            status
+                .nodes
+                .iter()
+                .map(|n| {
+                    let leases: Vec<&str> = status
+                        .leases
+                        .iter()
+                        .filter(|l| l.holder == n.id && !l.expired)
+                        .map(|l| l.name.as_str())
+                        .collect();
+                    vec![
+                        n.id.clone(),
+                        n.state.clone(),
+                        if n.alive { "yes" } else { "no" }.into(),
+                        format!("{:.1} s ago", n.heartbeat_age_seconds),
+                        n.url.clone(),
+                        if leases.is_empty() {
+                            "-".into()
+                        } else {
+                            leases.join(",")
+                        },
+                    ]
+                })
+                .collect()
+        },
+    )
+}
+
 fn account_rows(accounts: &[AccountView]) -> Vec<Vec<String>> {
     accounts
         .iter()

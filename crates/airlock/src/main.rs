@@ -94,6 +94,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Tag(cmd) => admin::tag(&client, cmd, output).await,
                 Command::Audit(args) => admin::audit(&client, args, output).await,
                 Command::GatewayConfig(cmd) => gateway_config::run(&client, cmd, output).await,
+                Command::Cluster(cli::ClusterCommand::Status) => {
+                    commands::cluster_status(&client, output).await
+                }
                 Command::Serve(_)
                 | Command::Login(_)
                 | Command::Logout

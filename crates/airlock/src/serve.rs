@@ -68,6 +68,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             .rotate_keys_after_days
             .map(|days| Duration::from_secs(days * 86_400)),
         allowed_endpoints: args.allow_endpoint.clone(),
+        hostname: hostname(),
         ..ConsoleConfig::default()
     };
     let admin_password = std::env::var("AIRLOCK_ADMIN_PASSWORD")
@@ -100,8 +101,39 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(tls) = &listen.tls {
         reload_on_hangup(tls.clone())?;
     }
-    airlock_console::serve(state, listener, listen).await?;
+    let shutdown = termination().context("cannot watch for SIGTERM")?;
+    airlock_console::serve(
+        state,
+        listener,
+        listen,
+        shutdown,
+        Duration::from_secs(args.drain_timeout),
+    )
+    .await?;
+    tracing::info!("console stopped");
     Ok(())
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+fn termination() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// The machine's name, part of this node's id in `airlock cluster status`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// The listener's limits, TLS and PROXY protocol from the flags; refuses plain HTTP on a

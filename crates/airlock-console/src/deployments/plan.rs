@@ -98,6 +98,29 @@ pub enum Watch {
     Stop,
 }
 
+/// How long a pending deployment may be in the hands of another node's request (launching it)
+/// before the lease holder takes it over.
+pub const PENDING_GRACE: Duration = Duration::from_secs(60);
+
+/// Whether the lease holder should take up an unsettled deployment last updated at
+/// `updated_at` (RFC 3339). A pending one may be launching right now in a request served by
+/// another node, so it waits for [`PENDING_GRACE`] unless this node is the only one alive.
+pub fn resumable(
+    state: DeploymentState,
+    updated_at: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    alone: bool,
+) -> bool {
+    if state != DeploymentState::Pending || alone {
+        return true;
+    }
+    let Ok(updated) = chrono::DateTime::parse_from_rfc3339(updated_at) else {
+        return true;
+    };
+    let age = now.signed_duration_since(updated);
+    age.to_std().is_ok_and(|age| age >= PENDING_GRACE)
+}
+
 /// The watcher's next step.
 pub fn next_watch(state: DeploymentState, elapsed: Duration, timeout: Duration) -> Watch {
     match state {
@@ -115,6 +138,24 @@ pub fn next_watch(state: DeploymentState, elapsed: Duration, timeout: Duration) 
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn a_pending_deployment_waits_for_the_other_nodes_request_unless_alone() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 10, 0).single().unwrap();
+        let recent = "2026-01-01T00:09:30Z";
+        let old = "2026-01-01T00:08:00Z";
+        assert!(!resumable(DeploymentState::Pending, recent, now, false));
+        assert!(resumable(DeploymentState::Pending, recent, now, true));
+        assert!(resumable(DeploymentState::Pending, old, now, false));
+        assert!(resumable(DeploymentState::Launching, recent, now, false));
+        // A time from the future (a skewed clock) is not old enough.
+        assert!(!resumable(
+            DeploymentState::Pending,
+            "2026-01-01T00:20:00Z",
+            now,
+            false
+        ));
+    }
 
     fn instance(id: &str, state: &str, launched_minute: u32) -> Instance {
         Instance {

@@ -298,6 +298,15 @@ pub async fn loopback_net(ec2: &aws_sdk_ec2::Client) -> TestNet {
 /// `AIRLOCK_TEST_DATABASE=postgres`.
 pub fn database_url(dir: &Path) -> String {
     if std::env::var("AIRLOCK_TEST_DATABASE").as_deref() == Ok("postgres") {
+        postgres_database()
+    } else {
+        format!("sqlite://{}", dir.join("airlock.db").display())
+    }
+}
+
+/// A fresh, empty database on the test PostgreSQL server.
+pub fn postgres_database() -> String {
+    {
         let base = std::env::var("AIRLOCK_TEST_POSTGRES")
             .expect("AIRLOCK_TEST_POSTGRES is not set: run the tests with scripts/test");
         // A free port is free again once its test ends, so it cannot name a database: the
@@ -329,8 +338,6 @@ pub fn database_url(dir: &Path) -> String {
         );
         let (prefix, _) = base.rsplit_once('/').unwrap();
         format!("{prefix}/{name}")
-    } else {
-        format!("sqlite://{}", dir.join("airlock.db").display())
     }
 }
 
@@ -410,9 +417,27 @@ impl Console {
         console
     }
 
+    /// A console node on `database` (PostgreSQL when several share it), not started yet.
+    pub fn node(database: &str, extra: &[&str]) -> Console {
+        Console::unstarted_on(Some(database), extra)
+    }
+
+    /// Another node of `other`'s cluster: the same database and master key, its own port and
+    /// client config. Started.
+    pub fn start_sharing(other: &Console, extra: &[&str]) -> Console {
+        let mut console = Console::node(&other.database, extra);
+        std::fs::copy(other.key_file(), console.key_file()).unwrap();
+        console.launch();
+        console
+    }
+
     fn unstarted(extra: &[&str]) -> Console {
+        Console::unstarted_on(None, extra)
+    }
+
+    fn unstarted_on(database: Option<&str>, extra: &[&str]) -> Console {
         let dir = tempfile::tempdir().unwrap();
-        let database = database_url(dir.path());
+        let database = database.map_or_else(|| database_url(dir.path()), str::to_owned);
         let port = free_port();
         Console {
             child: None,
