@@ -7,7 +7,7 @@
 
 use crate::auth::Caller;
 use crate::authz::{authorize_one, console_arn};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use airlock_api::cluster::{ClusterLease, ClusterNode, ClusterStatus};
 use airlock_store::NodeRow;
@@ -240,20 +240,18 @@ pub async fn stopped(state: &AppState) {
     summary = "Readiness: the database answers (migrations were applied at start) and the node is not draining",
     responses(
         (status = 200, description = "ready"),
-        (status = 503, description = "not ready, with the reason"),
+        (status = 503, description = "Not ready, with the reason", body = airlock_api::ErrorBody),
     ),
 )]
-pub async fn readyz(State(state): State<AppState>) -> (axum::http::StatusCode, String) {
-    use axum::http::StatusCode;
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
     if state.cluster.draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
+        return Err(ApiError::Unavailable("this console node is draining".into()));
     }
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
-        Ok(Err(_)) | Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database does not answer\n".into(),
-        ),
+        Ok(Ok(())) => Ok("ready\n"),
+        Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable(
+            "the database does not answer".into(),
+        )),
     }
 }
 

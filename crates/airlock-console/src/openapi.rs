@@ -166,6 +166,8 @@ mod tests {
     /// route removed from the API (or from its document) fails here.
     const ROUTES: &[(&str, &[&str])] = &[
         ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+        ("/v1/cluster", &["get"]),
         ("/openapi.json", &["get"]),
         ("/v1/login", &["post"]),
         ("/v1/logout", &["post"]),
@@ -276,7 +278,13 @@ mod tests {
     #[test]
     fn operations_are_authenticated_and_fail_with_the_error_body() {
         let doc = document();
-        let public = ["/healthz", "/openapi.json", "/v1/login", "/v1/refresh"];
+        let public = [
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+            "/v1/login",
+            "/v1/refresh",
+        ];
         let error = "#/components/schemas/Error";
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
