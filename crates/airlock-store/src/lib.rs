@@ -11,12 +11,14 @@ mod access_keys;
 mod authz;
 mod credentials;
 mod gateway;
+mod limits;
 mod records;
 
 pub use access_keys::*;
 pub use authz::*;
 pub use credentials::*;
 pub use gateway::*;
+pub use limits::*;
 pub use records::*;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
