@@ -162,9 +162,7 @@ pub async fn prepare(
         logins: Default::default(),
         streams: Default::default(),
         refreshes: Default::default(),
-        recent_exchanges: Default::default(),
         pollers: Default::default(),
-        totp_steps: Default::default(),
         tags: Default::default(),
         events: Default::default(),
     };
