@@ -14,6 +14,7 @@ mod common;
 
 mod agent;
 mod authz;
+mod cluster_limits;
 mod console;
 mod credentials;
 mod ec2_endpoint;

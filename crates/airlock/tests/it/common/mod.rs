@@ -410,9 +410,22 @@ impl Console {
         console
     }
 
+    /// Another console on `other`'s database with its master key, as nodes behind one load
+    /// balancer are.
+    pub fn start_sharing(other: &Console) -> Console {
+        let mut console = Console::unstarted_on(&[], |_| other.database.clone());
+        std::fs::copy(other.key_file(), console.key_file()).unwrap();
+        console.launch();
+        console
+    }
+
     fn unstarted(extra: &[&str]) -> Console {
+        Console::unstarted_on(extra, database_url)
+    }
+
+    fn unstarted_on(extra: &[&str], database: impl FnOnce(&Path) -> String) -> Console {
         let dir = tempfile::tempdir().unwrap();
-        let database = database_url(dir.path());
+        let database = database(dir.path());
         let port = free_port();
         Console {
             child: None,
