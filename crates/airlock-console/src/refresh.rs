@@ -308,7 +308,7 @@ async fn retried(
     key: &ExchangeKey,
     source: IpAddr,
 ) -> ApiResult<Option<RefreshResponse>> {
-    let Some(answer) = state.recent_exchanges.answer(key, source, Instant::now()) else {
+    let Some(answer) = crate::refresh_retry::answer(state, key, source).await? else {
         return Ok(None);
     };
     let given = token_hash(answer.refresh_secret.expose_secret());
@@ -318,6 +318,27 @@ async fn retried(
         .await?
         .is_some_and(|row| row.state == RefreshSecretState::Active);
     Ok(unused.then_some(answer))
+}
+
+/// The answer of a concurrent copy of this request that won the exchange this one lost. The
+/// winner keeps it in the store just after winning, perhaps at another console, so it is looked
+/// for a few times before the race is taken for a replay.
+async fn raced(
+    state: &AppState,
+    key: &ExchangeKey,
+    source: IpAddr,
+) -> ApiResult<Option<RefreshResponse>> {
+    const LOOKS: u32 = 10;
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+    for look in 1..=LOOKS {
+        if let Some(answer) = retried(state, key, source).await? {
+            return Ok(Some(answer));
+        }
+        if look < LOOKS {
+            tokio::time::sleep(PAUSE).await;
+        }
+    }
+    Ok(None)
 }
 
 /// Why a refresh is refused. The instance learns only this sentence; the audit log has more.
@@ -653,10 +674,13 @@ impl<'a> Attempt<'a> {
             refresh_secret: next,
         };
         if exchanged == Exchange::Done {
-            state
-                .recent_exchanges
-                .remember(self.key.clone(), source, Instant::now(), &answer);
-        } else if let Some(answer) = retried(state, &self.key, source).await? {
+            // Kept before it is sent; if it cannot be kept, the answer is still given (a lost
+            // one is then taken for a replay, as a retry could not be recognised).
+            if let Err(e) = crate::refresh_retry::remember(state, &self.key, source, &answer).await
+            {
+                tracing::error!(deployment = %row.id, instance = %req.instance_id, error = %e, "cannot keep the refresh answer for a retry");
+            }
+        } else if let Some(answer) = raced(state, &self.key, source).await? {
             // Two copies of one request raced; the other won and its answer is the answer.
             audit::record_ok(state, self.entry, Some(retry_detail())).await;
             return Ok(answer);

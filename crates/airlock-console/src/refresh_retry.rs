@@ -1,20 +1,25 @@
 //! A refresh is an exchange: the secret presented is retired and a new one handed out. When the
 //! answer is lost on the way (a cut connection, a client timeout) the agent presents the old
 //! secret again; that must not look like a stolen copy. So each exchange's answer is kept for a
-//! short while, in memory only, and given again to the same instance from the same address, as
-//! long as the instance has not used the secret it was given. Anyone else presenting the old
-//! secret is still a replay.
+//! short while and given again to the same instance from the same address, as long as the
+//! instance has not used the secret it was given. Anyone else presenting the old secret is
+//! still a replay.
+//!
+//! The answer is kept in the store, so a retry that a load balancer sends to another console
+//! gets it too. It holds a refresh secret and AWS credentials, so it is sealed by the vault
+//! under a record id naming the exchange (a sealed answer moved to another row does not open).
 
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use airlock_api::refresh::RefreshResponse;
-use std::collections::HashMap;
+use airlock_store::{epoch_ms, KeptAnswerRow, VaultRow};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 /// How long an answer can be asked for again.
 pub const RETRY_WINDOW: Duration = Duration::from_secs(120);
 /// Answers kept at most; beyond, the oldest go first (a lost answer is then a false alert).
-const MAX_ANSWERS: usize = 10_000;
+const MAX_ANSWERS: i64 = 10_000;
 
 /// Who asked, with which secret: an enrolment secret is shared by a launch's instances.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,137 +30,133 @@ pub struct ExchangeKey {
     pub instance_id: String,
 }
 
-struct Kept {
+impl ExchangeKey {
+    /// The vault record id the answer is sealed under.
+    fn record(&self) -> String {
+        format!(
+            "refresh-answer/{}/{}",
+            self.presented_hash, self.instance_id
+        )
+    }
+}
+
+fn window_ms() -> i64 {
+    i64::try_from(RETRY_WINDOW.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Whether a kept answer may be given to a request from `source` at `now_ms`: from the address
+/// the exchange came from, within the window. The answer may have been kept by another console
+/// whose clock is a little ahead, so a slightly negative age is still within it.
+fn applies(kept: &KeptAnswerRow, source: IpAddr, now_ms: i64) -> bool {
+    let same_source = kept
+        .source_ip
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical() == source.to_canonical());
+    let age = now_ms.saturating_sub(kept.at_ms);
+    same_source && age.saturating_abs() < window_ms()
+}
+
+/// Keeps the answer of an exchange that just succeeded, sealed, before it is sent.
+pub async fn remember(
+    state: &AppState,
+    key: &ExchangeKey,
     source: IpAddr,
-    at: Instant,
-    answer: RefreshResponse,
+    answer: &RefreshResponse,
+) -> ApiResult<()> {
+    let plain = zeroize::Zeroizing::new(
+        serde_json::to_vec(answer)
+            .map_err(|e| ApiError::Internal(format!("refresh answer: {e}")))?,
+    );
+    let sealed = state.vault.seal(&key.record(), &plain)?;
+    let now = epoch_ms(SystemTime::now());
+    let row = KeptAnswerRow {
+        presented_hash: key.presented_hash.clone(),
+        instance_id: key.instance_id.clone(),
+        source_ip: source.to_string(),
+        at_ms: now,
+        key_id: sealed.key_id,
+        sealed: sealed.sealed,
+    };
+    state
+        .store
+        .keep_refresh_answer(&row, now.saturating_sub(window_ms()), MAX_ANSWERS)
+        .await?;
+    Ok(())
 }
 
-/// The answers of recent exchanges.
-#[derive(Default)]
-pub struct RecentExchanges {
-    answers: Mutex<HashMap<ExchangeKey, Kept>>,
-}
-
-impl RecentExchanges {
-    /// Keeps the answer of an exchange that just succeeded.
-    pub fn remember(
-        &self,
-        key: ExchangeKey,
-        source: IpAddr,
-        now: Instant,
-        answer: &RefreshResponse,
-    ) {
-        let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
-        answers.retain(|_, kept| now.saturating_duration_since(kept.at) < RETRY_WINDOW);
-        if answers.len() >= MAX_ANSWERS {
-            if let Some(oldest) = answers
-                .iter()
-                .min_by_key(|(_, kept)| kept.at)
-                .map(|(key, _)| key.clone())
-            {
-                answers.remove(&oldest);
-            }
-        }
-        answers.insert(
-            key,
-            Kept {
-                source,
-                at: now,
-                answer: answer.clone(),
-            },
-        );
-    }
-
-    /// The answer given to this instance for this secret, if it is asked again from the same
-    /// address within the window.
-    pub fn answer(
-        &self,
-        key: &ExchangeKey,
-        source: IpAddr,
-        now: Instant,
-    ) -> Option<RefreshResponse> {
-        let answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
-        answers
-            .get(key)
-            .filter(|kept| kept.source == source)
-            .filter(|kept| now.saturating_duration_since(kept.at) < RETRY_WINDOW)
-            .map(|kept| kept.answer.clone())
-    }
+/// The answer given to this instance for this secret, if it is asked again from the same
+/// address within the window.
+pub async fn answer(
+    state: &AppState,
+    key: &ExchangeKey,
+    source: IpAddr,
+) -> ApiResult<Option<RefreshResponse>> {
+    let kept = state
+        .store
+        .kept_refresh_answer(&key.presented_hash, &key.instance_id)
+        .await?;
+    let Some(kept) = kept.filter(|k| applies(k, source, epoch_ms(SystemTime::now()))) else {
+        return Ok(None);
+    };
+    let plain = state.vault.open_row(&VaultRow {
+        id: key.record(),
+        key_id: kept.key_id,
+        sealed: kept.sealed,
+    })?;
+    let answer = serde_json::from_slice(&plain)
+        .map_err(|e| ApiError::Internal(format!("kept refresh answer: {e}")))?;
+    Ok(Some(answer))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use secrecy::{ExposeSecret, SecretString};
 
-    fn answer(next: &str) -> RefreshResponse {
-        RefreshResponse {
-            credentials: airlock_payload::Credentials {
-                access_key_id: "ASIAEXAMPLE".into(),
-                secret_access_key: SecretString::from("s"),
-                session_token: Some(SecretString::from("t")),
-                expiration: None,
-            },
-            refresh_secret: SecretString::from(next),
-        }
-    }
-
-    fn key(instance: &str) -> ExchangeKey {
-        ExchangeKey {
+    fn kept(source: &str, at_ms: i64) -> KeptAnswerRow {
+        KeptAnswerRow {
             presented_hash: "h1".into(),
-            instance_id: instance.into(),
+            instance_id: "i-1".into(),
+            source_ip: source.into(),
+            at_ms,
+            key_id: "k1".into(),
+            sealed: "sealed".into(),
         }
     }
 
     #[test]
-    fn a_retry_from_the_same_instance_and_address_gets_the_same_answer() {
-        let recent = RecentExchanges::default();
-        let t0 = Instant::now();
+    fn a_retry_from_the_same_address_within_the_window_gets_the_kept_answer() {
+        let t0 = 1_000_000;
         let ip: IpAddr = "127.0.0.5".parse().unwrap();
-        recent.remember(key("i-1"), ip, t0, &answer("alr_next"));
-        let again = recent
-            .answer(&key("i-1"), ip, t0 + Duration::from_secs(30))
-            .unwrap();
-        assert_eq!(again.refresh_secret.expose_secret(), "alr_next");
+        assert!(applies(&kept("127.0.0.5", t0), ip, t0 + 30_000));
+        // The same address written as IPv4-mapped IPv6 is the same address.
+        assert!(applies(&kept("::ffff:127.0.0.5", t0), ip, t0));
     }
 
     #[test]
     fn attacker_with_a_copied_secret_elsewhere_gets_no_kept_answer() {
-        let recent = RecentExchanges::default();
-        let t0 = Instant::now();
-        recent.remember(
-            key("i-1"),
-            "127.0.0.5".parse().unwrap(),
-            t0,
-            &answer("alr_next"),
-        );
-        assert!(recent
-            .answer(&key("i-1"), "127.0.0.6".parse().unwrap(), t0)
-            .is_none());
-        assert!(recent
-            .answer(&key("i-2"), "127.0.0.5".parse().unwrap(), t0)
-            .is_none());
+        let t0 = 1_000_000;
+        let elsewhere: IpAddr = "127.0.0.6".parse().unwrap();
+        assert!(!applies(&kept("127.0.0.5", t0), elsewhere, t0));
+        assert!(!applies(&kept("not an address", t0), elsewhere, t0));
     }
 
     #[test]
     fn an_answer_is_not_given_after_the_window() {
-        let recent = RecentExchanges::default();
-        let t0 = Instant::now();
+        let t0 = 1_000_000;
         let ip: IpAddr = "127.0.0.5".parse().unwrap();
-        recent.remember(key("i-1"), ip, t0, &answer("alr_next"));
-        assert!(recent.answer(&key("i-1"), ip, t0 + RETRY_WINDOW).is_none());
+        assert!(!applies(&kept("127.0.0.5", t0), ip, t0 + window_ms()));
+        // Kept by a console whose clock is a second ahead: still given; far ahead: not.
+        assert!(applies(&kept("127.0.0.5", t0 + 1_000), ip, t0));
+        assert!(!applies(&kept("127.0.0.5", t0 + window_ms()), ip, t0));
     }
 
     #[test]
-    fn the_table_stays_bounded() {
-        let recent = RecentExchanges::default();
-        let t0 = Instant::now();
-        let ip: IpAddr = "127.0.0.5".parse().unwrap();
-        for n in 0..MAX_ANSWERS + 10 {
-            recent.remember(key(&format!("i-{n}")), ip, t0, &answer("alr_next"));
-        }
-        assert!(recent.answers.lock().unwrap().len() <= MAX_ANSWERS);
+    fn the_record_id_names_the_exchange() {
+        let key = ExchangeKey {
+            presented_hash: "h1".into(),
+            instance_id: "i-1".into(),
+        };
+        assert_eq!(key.record(), "refresh-answer/h1/i-1");
     }
 }

@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 /// The user created on an empty database.
 pub const ADMIN: &str = "admin";
@@ -97,7 +96,7 @@ pub async fn login_from(
     req: LoginRequest,
 ) -> ApiResult<LoginResponse> {
     let keys = throttle::keys(&req.user, source);
-    if let Err(wait) = state.logins.check(&keys, Instant::now()) {
+    if let Err(wait) = state.logins.check(&state.store, &keys).await? {
         tracing::info!(user = ?req.user, source = ?source, "login throttled");
         // A guesser answered at once just asks again: held a while, a flood of guesses becomes
         // a trickle that costs the console (and everyone else on its cores) next to nothing.
@@ -112,11 +111,11 @@ pub async fn login_from(
     }
     match check_credentials(state, &req).await? {
         Ok(mfa) => {
-            state.logins.succeeded(&req.user);
+            state.logins.succeeded(&state.store, &req.user).await?;
             issue_token(state, req.user, mfa).await
         }
         Err((why, answer)) => {
-            state.logins.failed(&keys, Instant::now());
+            state.logins.failed(&state.store, &keys).await?;
             tracing::info!(user = ?req.user, source = ?source, why, "login refused");
             // Only a name a user could have goes into the record; anything else is the caller's
             // own text.

@@ -61,14 +61,10 @@ pub struct AppState {
     pub refreshes: Arc<crate::refresh_guard::RefreshGuard>,
     /// The shared pollers of instance watches.
     pub pollers: Arc<crate::poller::Pollers>,
-    /// Answers of recent refresh exchanges, for retries whose answer was lost.
-    pub recent_exchanges: Arc<crate::refresh_retry::RecentExchanges>,
     /// Open event and watch streams per user.
     pub streams: Arc<crate::streams::Streams>,
-    /// Failed logins per user and per source address.
+    /// Which login throttle keys this console knows to wait (the counts are in the store).
     pub logins: Arc<crate::throttle::Throttle>,
-    /// The last one-time-code step each user logged in with: a code works once.
-    pub totp_steps: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     /// Users' parsed policies, kept while their documents are unchanged.
     pub policies: Arc<crate::authz::PolicyCache>,
     /// Current tags of EC2 resources, for `ec2:ResourceTag/*`.

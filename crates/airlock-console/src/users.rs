@@ -269,7 +269,8 @@ pub enum OtpCheck {
 }
 
 /// Checks a TOTP code against the user's sealed secret. A code works once: the step it belongs
-/// to is remembered, and a code of that step or an earlier one is refused afterwards.
+/// to is recorded in the store, and a code of that step or an earlier one is refused afterwards
+/// by every console sharing it.
 pub async fn check_totp(
     state: &AppState,
     user: &str,
@@ -293,12 +294,14 @@ pub async fn check_totp(
     let Some(matched) = matched else {
         return Ok(OtpCheck::Wrong);
     };
-    let mut used = state.totp_steps.lock().unwrap_or_else(|p| p.into_inner());
-    if used.get(user).is_some_and(|last| matched <= *last) {
-        return Ok(OtpCheck::Replayed);
-    }
-    used.insert(user.to_owned(), matched);
-    Ok(OtpCheck::Accepted)
+    let step = i64::try_from(matched)
+        .map_err(|_| ApiError::Internal(format!("TOTP step {matched} is out of range")))?;
+    // One conditional update decides, so two consoles given the same code never both accept it.
+    Ok(if state.store.claim_totp_step(user, step).await? {
+        OtpCheck::Accepted
+    } else {
+        OtpCheck::Replayed
+    })
 }
 
 /// `POST /v1/users/{name}/mfa`: enables a TOTP second factor and shows its secret once.

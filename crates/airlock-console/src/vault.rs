@@ -98,7 +98,9 @@ impl Vault {
         Ok(Some(self.open_row(&row)?))
     }
 
-    fn open_row(&self, row: &VaultRow) -> Result<Plain, VaultError> {
+    /// Opens a sealed record, wherever it was stored (a row of `vault_records`, or a sealed
+    /// column of another table with the record id it was sealed under).
+    pub fn open_row(&self, row: &VaultRow) -> Result<Plain, VaultError> {
         let sealed = Sealed::decode(&row.sealed)?;
         match airlock_vault::open(&self.keyring(), &row.id, &sealed) {
             Err(VaultError::UnknownKey { .. }) if self.reload()? => {

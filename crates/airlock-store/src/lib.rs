@@ -12,6 +12,7 @@ mod authz;
 mod cluster;
 mod credentials;
 mod gateway;
+mod limits;
 mod records;
 
 pub use access_keys::*;
@@ -19,6 +20,7 @@ pub use authz::*;
 pub use cluster::*;
 pub use credentials::*;
 pub use gateway::*;
+pub use limits::*;
 pub use records::*;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

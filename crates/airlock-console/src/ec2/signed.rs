@@ -19,7 +19,6 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// A request whose signature holds: the user its key acts as, and where it is meant to go.
 #[derive(Debug)]
@@ -68,7 +67,12 @@ pub async fn authenticate(
     check_scope(&req, &claim, service)?;
     let id = claim.access_key_id.clone();
     let keys = throttle_keys(&id, source);
-    if state.logins.check(&keys, Instant::now()).is_err() {
+    let throttled = state
+        .logins
+        .check(&state.store, &keys)
+        .await
+        .map_err(|e| Ec2Error::from(crate::ApiError::from(e)))?;
+    if throttled.is_err() {
         return Err(Ec2Error::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "RequestLimitExceeded",
@@ -82,7 +86,9 @@ pub async fn authenticate(
     let (key, session) = match checked {
         Ok(found) => found,
         Err(Refused { why, user }) => {
-            state.logins.failed(&keys, Instant::now());
+            if let Err(e) = state.logins.failed(&state.store, &keys).await {
+                tracing::error!(access_key_id = %id, error = %e, "cannot count a refused signature");
+            }
             refused(state, source, &id, user, why.clone()).await;
             return Err(Ec2Error::auth_failure_or(why));
         }

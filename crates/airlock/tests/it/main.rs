@@ -15,6 +15,7 @@ mod common;
 mod agent;
 mod authz;
 mod cluster;
+mod cluster_limits;
 mod console;
 mod credentials;
 mod ec2_endpoint;
