@@ -370,7 +370,8 @@ pub async fn refresh(
     Body(req): Body<RefreshRequest>,
 ) -> ApiResult<Json<RefreshResponse>> {
     let source = peer.ip().to_canonical();
-    if let Err(wait) = state.refreshes.admit(source, Instant::now()) {
+    let nodes = state.cluster.live_nodes();
+    if let Err(wait) = state.refreshes.admit(source, Instant::now(), nodes) {
         return Err(ApiError::TooManyRequests {
             message: "too many refresh requests from this address: try again later".into(),
             retry_after: wait,

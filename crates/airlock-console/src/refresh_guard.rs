@@ -73,9 +73,14 @@ impl RefreshGuard {
     }
 
     /// `Err(wait)` when the source has used up its requests for this window.
-    pub fn admit(&self, source: IpAddr, now: Instant) -> Result<(), Duration> {
+    ///
+    /// Of `nodes` consoles behind one balancer each admits its share of the window's requests,
+    /// so an address gets no more from the cluster than from one console, and counting costs
+    /// no database write per request (refresh is open to anyone who can reach the console).
+    pub fn admit(&self, source: IpAddr, now: Instant, nodes: i64) -> Result<(), Duration> {
+        let share = share_of(REQUESTS_PER_WINDOW, nodes);
         self.with_window(source, now, |w, _| {
-            if w.requests >= REQUESTS_PER_WINDOW {
+            if w.requests >= share {
                 Err(WINDOW.saturating_sub(now.saturating_duration_since(w.started)))
             } else {
                 w.requests += 1;
@@ -99,6 +104,12 @@ impl RefreshGuard {
     }
 }
 
+/// One node's share of `limit` among `nodes` (at least one request each, rounded up).
+fn share_of(limit: u32, nodes: i64) -> u32 {
+    let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
+    limit.div_ceil(nodes).max(1)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -110,11 +121,25 @@ mod tests {
         let now = Instant::now();
         let ip: IpAddr = "10.0.0.9".parse().unwrap();
         for _ in 0..30 {
-            assert!(g.admit(ip, now).is_ok());
+            assert!(g.admit(ip, now, 1).is_ok());
         }
-        assert!(g.admit(ip, now).is_err());
-        assert!(g.admit("10.0.0.10".parse().unwrap(), now).is_ok());
-        assert!(g.admit(ip, now + WINDOW).is_ok());
+        assert!(g.admit(ip, now, 1).is_err());
+        assert!(g.admit("10.0.0.10".parse().unwrap(), now, 1).is_ok());
+        assert!(g.admit(ip, now + WINDOW, 1).is_ok());
+    }
+
+    #[test]
+    fn an_address_spreading_refreshes_over_three_consoles_gets_no_more_than_from_one() {
+        let nodes: Vec<RefreshGuard> = (0..3).map(|_| RefreshGuard::default()).collect();
+        let now = Instant::now();
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let admitted = (0..90)
+            .filter(|i| nodes[i % 3].admit(ip, now, 3).is_ok())
+            .count();
+        assert_eq!(admitted, 30);
+        assert_eq!(share_of(30, 0), 30);
+        assert_eq!(share_of(30, 7), 5);
+        assert_eq!(share_of(30, 100), 1);
     }
 
     #[test]
