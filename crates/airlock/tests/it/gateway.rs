@@ -283,6 +283,23 @@ impl Gateway {
         }
     }
 
+    /// Waits (bounded) until the gateway follows its console's event stream.
+    async fn wait_console_connected(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .metrics()
+            .await
+            .contains("airlock_gateway_console_connected 1")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "never connected:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Who answered `n` requests to `path`: name → count. Panics on any failed request.
     async fn spread(&self, path: &str, n: usize) -> BTreeMap<String, usize> {
         let mut seen = BTreeMap::new();
@@ -885,19 +902,7 @@ async fn a_gateway_following_a_console_converges_at_once_and_reloads_its_configu
         .await;
     let seen = gw.spread("/web", 30).await;
     assert_eq!(seen.len(), 3, "{seen:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gw
-        .metrics()
-        .await
-        .contains("airlock_gateway_console_connected 1")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "never connected:\n{}",
-            gw.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gw.wait_console_connected().await;
 
     // Stopped through the console: out at once.
     console.ok(&["instance", "stop", a]);
@@ -1412,4 +1417,44 @@ fn unusable_gateway_flags_exit_2_before_anything_is_read_or_bound() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_following_one_console_drops_an_instance_stopped_through_another_within_two_seconds(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    // Two nodes on one PostgreSQL database, as behind a load balancer.
+    let mut first = Console::node(&crate::common::postgres_database(), &[]);
+    first.launch();
+    first.login_with_account(&moto);
+    let second = Console::start_sharing(&first, &[]);
+    second.login();
+    let mut ids = Vec::new();
+    let mut backends = Vec::new();
+    for name in ["a", "b"] {
+        let (id, ip) = launch(&ec2, &net, &[("web", name)]).await;
+        let backend = Backend::start(dir.path(), name, &ip);
+        set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
+        backends.push(backend);
+        ids.push(id);
+    }
+    let (a, b) = (ids[0].as_str(), ids[1].as_str());
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, console_config("")).unwrap();
+    first.ok(&["gateway-config", "put", "web", file.to_str().unwrap()]);
+
+    // Following the second node, refreshing only every 30 s: only the event can explain a
+    // change seen sooner.
+    let gw = Gateway::following(&second, dir.path(), "30");
+    gw.wait_members("gloo-system/web", &[a, b], Duration::from_secs(10))
+        .await;
+    gw.wait_console_connected().await;
+    first.ok(&["instance", "stop", a]);
+    let took = gw
+        .wait_members("gloo-system/web", &[b], Duration::from_secs(2))
+        .await;
+    eprintln!("instance stopped through the other node left the gateway after {took:?}");
 }
