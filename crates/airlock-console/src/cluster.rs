@@ -245,13 +245,13 @@ pub async fn stopped(state: &AppState) {
 )]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
     if state.cluster.draining() {
-        return Err(ApiError::Unavailable("this console node is draining".into()));
+        return Err(ApiError::Unavailable(
+            "this console node is draining".into(),
+        ));
     }
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => Ok("ready\n"),
-        Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable(
-            "the database does not answer".into(),
-        )),
+        Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable("the database does not answer".into())),
     }
 }
 

@@ -222,3 +222,64 @@ async fn two_nodes_started_at_once_on_an_empty_database_migrate_it_once_and_make
     let verified = b.json(&["audit", "verify"]);
     assert_eq!(verified["intact"], true, "{verified}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_stopped_with_sigterm_ends_its_streams_and_hands_its_leases_over_at_once() {
+    let database = postgres_database();
+    let a = start_node(&database, &[]);
+    a.login();
+    let b = Console::start_sharing(&a, &[]);
+    b.login();
+    let a_id = holder(&a, "deployments").expect("A holds the deployments lease");
+    let mut events = reqwest::Client::new()
+        .get(format!("{}/v1/events", a.url))
+        .bearer_auth(a.token())
+        .send()
+        .await
+        .unwrap();
+    read_until(
+        &mut events,
+        &["event: resync"],
+        Instant::now() + Duration::from_secs(5),
+    )
+    .await;
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let sent = Instant::now();
+    // The event stream ends (its watcher reconnects elsewhere) instead of holding the drain.
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+            .await
+            .expect("the stream did not end while draining");
+        if chunk.map_or(true, |c| c.is_none()) {
+            break;
+        }
+    }
+    // The leases are handed over, not left to lapse (5 s).
+    let b_id = eventually(
+        "B to hold the deployments lease",
+        Duration::from_secs(5),
+        || holder(&b, "deployments").filter(|h| *h != a_id),
+    )
+    .await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(holder(&b, "key-rotation").as_deref(), Some(b_id.as_str()));
+    let status = b.json(&["cluster", "status"]);
+    let a_row = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == a_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(a_row["state"], "stopped", "{status}");
+    assert_eq!(a_row["alive"], false, "{status}");
+}

@@ -719,9 +719,14 @@ async fn the_openapi_document_lists_every_route_and_routes_need_a_token() {
                 "{method} {path} is documented but not routed"
             );
             // /v1/refresh answers instances, which prove themselves with a refresh secret.
-            let public =
-                ["/healthz", "/readyz", "/openapi.json", "/v1/login", "/v1/refresh"]
-                    .contains(&path.as_str());
+            let public = [
+                "/healthz",
+                "/readyz",
+                "/openapi.json",
+                "/v1/login",
+                "/v1/refresh",
+            ]
+            .contains(&path.as_str());
             if !public {
                 assert_eq!(
                     status, 401,
