@@ -690,3 +690,88 @@ async fn a_retried_exchange_gets_the_same_answer_but_a_copied_secret_is_still_a_
 }
 
 mod proxy;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rotation_schedule_runs_on_one_console_node_and_moves_when_it_dies() {
+    let moto = Moto::start();
+    // Two nodes on one PostgreSQL database, each with the schedule on; A starts first and
+    // holds the key-rotation lease.
+    let database = postgres_database();
+    let schedule = ["--rotate-keys-after-days", "30"];
+    let mut a = Console::node(&database, &schedule);
+    a.launch();
+    a.login();
+    let mut b = Console::start_sharing(&a, &schedule);
+    b.login();
+    let status = a.json(&["cluster", "status"]);
+    let rotation_holder = status["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "key-rotation")
+        .map(|l| l["holder"].clone());
+    assert_eq!(
+        rotation_holder,
+        Some(status["answered_by"].clone()),
+        "{status}"
+    );
+    iam(
+        &moto,
+        ACCESS_KEY_ID,
+        &[("Action", "CreateUser"), ("UserName", "airlock-ops")],
+    )
+    .await;
+    let (key_id, secret) = new_key(&moto, "airlock-ops").await;
+    let added = a.cli_stdin(
+        &[
+            "account",
+            "add",
+            "ops",
+            "--region",
+            REGION,
+            "--endpoint-url",
+            &moto.url,
+            "--access-key-id",
+            &key_id,
+            "--secret-access-key-stdin",
+        ],
+        &format!("{secret}\n"),
+    );
+    ok(added, &["account add"]);
+    let rotations = |console: &Console| {
+        console
+            .audit_records(&[])
+            .iter()
+            .filter(|r| r["action"] == "airlock:RotateAccountKey")
+            .count()
+    };
+
+    // The key turns old. B, restarted, looks at its start as any schedule would, but it does
+    // not hold the lease: nothing is rotated.
+    a.sql("UPDATE accounts SET key_created_at = '2020-01-01T00:00:00Z'");
+    b.restart();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        a.json(&["account", "list"])[0]["access_key_id"],
+        key_id.as_str()
+    );
+    assert_eq!(rotations(&a), 0);
+
+    // A dies: B takes the lease and rotates, once.
+    a.stop();
+    let rotated_to = eventually("B's scheduled rotation", Duration::from_secs(30), || {
+        let listed = b.json(&["account", "list"]);
+        let key = listed[0]["access_key_id"].as_str().unwrap().to_owned();
+        (key != key_id).then_some(key)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rotations(&b), 1);
+    let keys = iam(
+        &moto,
+        &rotated_to,
+        &[("Action", "ListAccessKeys"), ("UserName", "airlock-ops")],
+    )
+    .await;
+    assert_eq!(keys.matches("<AccessKeyId>").count(), 1, "{keys}");
+}
