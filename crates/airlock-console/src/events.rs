@@ -181,7 +181,7 @@ impl futures_core::Stream for Watch {
 #[utoipa::path(
     get,
     path = "/v1/events",
-    summary = "Server-Sent Events: instances launched, started, stopped, rebooted, terminated or re-tagged through this console, and gateway configuration changes; a `resync` event first and whenever the watcher fell behind (airlock:WatchEvents on arn:airlock:console:::events/*)",
+    summary = "Server-Sent Events: instances launched, started, stopped, rebooted, terminated or re-tagged through this console or any console sharing its database, and gateway configuration changes; a `resync` event first, whenever the watcher fell behind and when other nodes' events may have been missed; the stream ends when the node drains (airlock:WatchEvents on arn:airlock:console:::events/*)",
     responses(
         (status = 200, description = "An endless text/event-stream; each event's data is a GatewayEvent", content_type = "text/event-stream", body = airlock_api::events::Event),
         (status = 401, description = "Error", body = airlock_api::ErrorBody),
