@@ -444,6 +444,7 @@ pub async fn create(
         updated_at: now,
         session_policy,
     };
+    let launching = Launching::claim(&state, &id);
     if let Err(e) = state.store.insert_deployment(&row).await {
         // A concurrent request with the same client token won the race: answer with its result.
         if let (airlock_store::StoreError::Conflict(_), Some(token)) = (&e, &req.client_token) {
@@ -467,6 +468,7 @@ pub async fn create(
         audit::record(&state, entry).await;
     }
     reconcile(&state, &row, &Entry::for_caller(&caller, "", vec![])).await?;
+    drop(launching);
     spawn_watch(&state, &id);
     let row = state.store.deployment(&id).await?.unwrap_or(row);
     Ok((StatusCode::CREATED, Json(view(&state, row).await?)))
@@ -662,6 +664,42 @@ async fn record_instances(state: &AppState, id: &str, instances: &[Instance]) ->
         .collect();
     state.store.set_deployment_instances(id, &rows).await?;
     Ok(())
+}
+
+/// A deployment a request of this node is launching (or rescaling) right now: kept in the
+/// watched set meanwhile, so this node's scan for unsettled deployments does not launch it a
+/// second time. Other nodes leave a pending deployment alone for [`plan::PENDING_GRACE`].
+struct Launching<'a> {
+    state: &'a AppState,
+    id: String,
+    claimed: bool,
+}
+
+impl<'a> Launching<'a> {
+    fn claim(state: &'a AppState, id: &str) -> Launching<'a> {
+        let claimed = state
+            .watching
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id.to_owned());
+        Launching {
+            state,
+            id: id.to_owned(),
+            claimed,
+        }
+    }
+}
+
+impl Drop for Launching<'_> {
+    fn drop(&mut self) {
+        if self.claimed {
+            self.state
+                .watching
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&self.id);
+        }
+    }
 }
 
 /// Watches a deployment in the background until its instances run, fail or time out.
@@ -960,6 +998,7 @@ pub async fn scale(
         Plan::Settled | Plan::Waiting | Plan::Failed(_) => {}
     }
     authorize(&state, &caller, checks).await?;
+    let launching = Launching::claim(&state, &id);
     state
         .store
         .rescale_deployment(&id, i64::from(req.count), &crate::now())
@@ -967,6 +1006,7 @@ pub async fn scale(
     tracing::info!(deployment = %id, user = %caller.user, count = req.count, "deployment rescaled");
     let row = find(&state, &id).await?;
     reconcile(&state, &row, &Entry::for_caller(&caller, "", vec![])).await?;
+    drop(launching);
     spawn_watch(&state, &id);
     let row = find(&state, &id).await?;
     Ok(Json(view(&state, row).await?))

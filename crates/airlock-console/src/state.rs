@@ -51,7 +51,7 @@ pub struct AppState {
     pub cloud: Arc<dyn Cloud>,
     /// Settings.
     pub config: Arc<ConsoleConfig>,
-    /// Deployments whose instances a background task is watching.
+    /// Deployments whose instances a background task is watching, or a request is launching.
     pub watching: Arc<Mutex<HashSet<String>>>,
     /// The audit log's key, and this console's appends one at a time.
     pub audit: Arc<crate::audit::Chain>,

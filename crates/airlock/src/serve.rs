@@ -60,17 +60,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{local}"));
-    let config = ConsoleConfig {
-        public_url: public_url.clone(),
-        token_ttl: Duration::from_secs(args.token_ttl_hours * 3600),
-        poll_interval: Duration::from_secs_f64(args.poll_interval),
-        rotate_keys_after: args
-            .rotate_keys_after_days
-            .map(|days| Duration::from_secs(days * 86_400)),
-        allowed_endpoints: args.allow_endpoint.clone(),
-        hostname: hostname(),
-        ..ConsoleConfig::default()
-    };
+    let config = console_config(&args, &public_url);
     let admin_password = std::env::var("AIRLOCK_ADMIN_PASSWORD")
         .ok()
         .map(SecretString::from);
@@ -112,6 +102,21 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     .await?;
     tracing::info!("console stopped");
     Ok(())
+}
+
+/// The console's settings from the flags.
+fn console_config(args: &ServeArgs, public_url: &str) -> ConsoleConfig {
+    ConsoleConfig {
+        public_url: public_url.to_owned(),
+        token_ttl: Duration::from_secs(args.token_ttl_hours * 3600),
+        poll_interval: Duration::from_secs_f64(args.poll_interval),
+        rotate_keys_after: args
+            .rotate_keys_after_days
+            .map(|days| Duration::from_secs(days * 86_400)),
+        allowed_endpoints: args.allow_endpoint.clone(),
+        hostname: hostname(),
+        ..ConsoleConfig::default()
+    }
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

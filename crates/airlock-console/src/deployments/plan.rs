@@ -104,7 +104,8 @@ pub const PENDING_GRACE: Duration = Duration::from_secs(60);
 
 /// Whether the lease holder should take up an unsettled deployment last updated at
 /// `updated_at` (RFC 3339). A pending one may be launching right now in a request served by
-/// another node, so it waits for [`PENDING_GRACE`] unless this node is the only one alive.
+/// another node, so it waits for [`PENDING_GRACE`] unless this node is the only one alive (its
+/// own requests keep their deployments out of the scan while they launch).
 pub fn resumable(
     state: DeploymentState,
     updated_at: &str,
