@@ -51,7 +51,13 @@ impl Backend {
         if !script.exists() {
             std::fs::write(&script, BACKEND_PY).unwrap();
         }
-        let port = free_port();
+        // Free on the backend's own address: tests running side by side give their instances
+        // the same loopback addresses.
+        let port = std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(python())
             .arg(&script)
             .args([name, ip, &port.to_string()])
