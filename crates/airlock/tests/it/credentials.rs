@@ -444,6 +444,35 @@ fn xml_field(xml: &str, name: &str) -> String {
     xml[start..end].to_owned()
 }
 
+/// Makes the IAM user `airlock-ops` in moto with a key, and adds it as the account `ops`;
+/// returns the key's id and secret.
+async fn add_ops_account(console: &Console, moto: &Moto) -> (String, String) {
+    iam(
+        moto,
+        ACCESS_KEY_ID,
+        &[("Action", "CreateUser"), ("UserName", "airlock-ops")],
+    )
+    .await;
+    let (key_id, secret) = new_key(moto, "airlock-ops").await;
+    let added = console.cli_stdin(
+        &[
+            "account",
+            "add",
+            "ops",
+            "--region",
+            REGION,
+            "--endpoint-url",
+            &moto.url,
+            "--access-key-id",
+            &key_id,
+            "--secret-access-key-stdin",
+        ],
+        &format!("{secret}\n"),
+    );
+    ok(added, &["account add"]);
+    (key_id, secret)
+}
+
 /// A new access key of an IAM user in moto: (id, secret).
 async fn new_key(moto: &Moto, user: &str) -> (String, String) {
     let xml = iam(
@@ -463,31 +492,7 @@ async fn account_keys_rotate_through_iam_and_the_old_key_is_deleted() {
     let moto = Moto::start();
     let mut console = Console::start();
     console.login();
-    iam(
-        &moto,
-        ACCESS_KEY_ID,
-        &[("Action", "CreateUser"), ("UserName", "airlock-ops")],
-    )
-    .await;
-    let (key_id, secret) = new_key(&moto, "airlock-ops").await;
-    ok(
-        console.cli_stdin(
-            &[
-                "account",
-                "add",
-                "ops",
-                "--region",
-                REGION,
-                "--endpoint-url",
-                &moto.url,
-                "--access-key-id",
-                &key_id,
-                "--secret-access-key-stdin",
-            ],
-            &format!("{secret}\n"),
-        ),
-        &["account add"],
-    );
+    let (key_id, secret) = add_ops_account(&console, &moto).await;
     let listed = console.json(&["account", "list"]);
     assert!(listed[0]["key_created_at"].is_string(), "{listed}");
 
@@ -715,29 +720,7 @@ async fn the_rotation_schedule_runs_on_one_console_node_and_moves_when_it_dies()
         Some(status["answered_by"].clone()),
         "{status}"
     );
-    iam(
-        &moto,
-        ACCESS_KEY_ID,
-        &[("Action", "CreateUser"), ("UserName", "airlock-ops")],
-    )
-    .await;
-    let (key_id, secret) = new_key(&moto, "airlock-ops").await;
-    let added = a.cli_stdin(
-        &[
-            "account",
-            "add",
-            "ops",
-            "--region",
-            REGION,
-            "--endpoint-url",
-            &moto.url,
-            "--access-key-id",
-            &key_id,
-            "--secret-access-key-stdin",
-        ],
-        &format!("{secret}\n"),
-    );
-    ok(added, &["account add"]);
+    let (key_id, _) = add_ops_account(&a, &moto).await;
     let rotations = |console: &Console| {
         console
             .audit_records(&[])
