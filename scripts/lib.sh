@@ -114,6 +114,33 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Benchmarks: the key of the account `bench` that start_bench_console adds (moto takes any).
+BENCH_KEY_ID=AKIAIOSFODNN7EXAMPLE
+BENCH_SECRET=bench-secret-not-real
+
+# Benchmarks: starts the console binary $1 on a free port with its SQLite store and config under
+# $2 (further arguments go to `serve`), waits until it answers, logs in as admin and adds the
+# account `bench` on moto ($MOTO_URL). Sets AIRLOCK_CONSOLE, AIRLOCK_CONFIG_DIR, CONSOLE_PID and
+# BENCH_TOKEN (the admin's bearer token).
+start_bench_console() {
+  local bin=$1 work=$2 port
+  shift 2
+  port=$(free_port)
+  export AIRLOCK_CONSOLE="http://127.0.0.1:$port" AIRLOCK_CONFIG_DIR="$work/config"
+  AIRLOCK_ADMIN_PASSWORD=bench-password-0123 AIRLOCK_LOG=warn "$bin" serve \
+    --listen "127.0.0.1:$port" --allow-endpoint 127.0.0.1 --database "sqlite://$work/airlock.db" \
+    --master-key-file "$work/master.key" --public-url "$AIRLOCK_CONSOLE" "$@" >"$work/console.out" 2>"$work/console.log" &
+  CONSOLE_PID=$!
+  for _ in $(seq 1 100); do
+    python3 -c "import urllib.request; urllib.request.urlopen('$AIRLOCK_CONSOLE/healthz')" 2>/dev/null && break
+    sleep 0.1
+  done
+  echo bench-password-0123 | "$bin" login --user admin --password-stdin >/dev/null
+  echo "$BENCH_SECRET" | "$bin" account add bench --region us-east-1 --endpoint-url "$MOTO_URL" \
+    --access-key-id "$BENCH_KEY_ID" --secret-access-key-stdin >/dev/null
+  BENCH_TOKEN=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['token'])" "$work/config/login.json")
+}
+
 # Starts moto on 127.0.0.1 and waits until it answers; sets MOTO_URL and MOTO_PID.
 start_moto() {
   local port log=${1:-/dev/null}

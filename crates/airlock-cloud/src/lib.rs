@@ -6,12 +6,14 @@
 #![warn(missing_docs)]
 
 mod arn;
+pub mod coalesce;
 mod error;
 mod fleet;
 mod query;
 mod types;
 
 pub use arn::{arn, Scope};
+pub use coalesce::Coalescer;
 pub use error::CloudError;
 pub use fleet::*;
 pub use query::{AnswerBody, QueryAnswer};

@@ -467,7 +467,13 @@ pub async fn create(
         entry.detail = Some("RISK: credentials account — every instance receives the account's long-term key in its user data, readable by anything on the instance and by anyone allowed DescribeInstanceAttribute".into());
         audit::record(&state, entry).await;
     }
-    reconcile(&state, &row, &Entry::for_caller(&caller, "", vec![])).await?;
+    reconcile(
+        &state,
+        &row,
+        &Entry::for_caller(&caller, "", vec![]),
+        Live::NoneYet,
+    )
+    .await?;
     drop(launching);
     spawn_watch(&state, &id);
     let row = state.store.deployment(&id).await?.unwrap_or(row);
@@ -509,8 +515,13 @@ async fn repeated(
 /// Brings the deployment's live instances to its desired count: looks them up by tag, launches
 /// what is missing (once, with a client token) or terminates the newest surplus, and records
 /// the result. An EC2 error marks the deployment failed and is returned.
-pub async fn reconcile(state: &AppState, row: &DeploymentRow, actor: &Entry) -> ApiResult<()> {
-    let result = launch_or_trim(state, row, actor).await;
+pub async fn reconcile(
+    state: &AppState,
+    row: &DeploymentRow,
+    actor: &Entry,
+    live: Live,
+) -> ApiResult<()> {
+    let result = launch_or_trim(state, row, actor, live).await;
     if let Err(e) = &result {
         let message = e.to_string();
         tracing::warn!(deployment = %row.id, error = %message, "deployment failed");
@@ -538,10 +549,28 @@ pub(crate) fn stored_spec(row: &DeploymentRow) -> ApiResult<DeploymentSpec> {
         .map_err(|e| ApiError::Internal(format!("stored spec of {}: {e}", row.id)))
 }
 
-async fn launch_or_trim(state: &AppState, row: &DeploymentRow, actor: &Entry) -> ApiResult<()> {
+/// What a reconcile knows of the deployment's instances before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Live {
+    /// The deployment was created by this request: it has no instance yet, and the launch's
+    /// client token keeps a retried `RunInstances` from launching twice, so EC2 is not asked.
+    NoneYet,
+    /// The deployment's instances are described by its tag first.
+    Describe,
+}
+
+async fn launch_or_trim(
+    state: &AppState,
+    row: &DeploymentRow,
+    actor: &Entry,
+    live: Live,
+) -> ApiResult<()> {
     let (account, target) = accounts::target(state, &row.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
-    let mut live = ec2.describe_instances(&live_filters(&row.id), &[]).await?;
+    let mut live = match live {
+        Live::NoneYet => Vec::new(),
+        Live::Describe => ec2.describe_instances(&live_filters(&row.id), &[]).await?,
+    };
     let desired = desired_count(row);
     let work = Reconciling {
         state,
@@ -751,7 +780,10 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
                     detail: Some("resumed by the console after a restart".into()),
                     ..Entry::default()
                 };
-                if reconcile(state, &row, &actor).await.is_err() {
+                if reconcile(state, &row, &actor, Live::Describe)
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
                 continue;
@@ -1005,7 +1037,13 @@ pub async fn scale(
         .await?;
     tracing::info!(deployment = %id, user = %caller.user, count = req.count, "deployment rescaled");
     let row = find(&state, &id).await?;
-    reconcile(&state, &row, &Entry::for_caller(&caller, "", vec![])).await?;
+    reconcile(
+        &state,
+        &row,
+        &Entry::for_caller(&caller, "", vec![]),
+        Live::Describe,
+    )
+    .await?;
     drop(launching);
     spawn_watch(&state, &id);
     let row = find(&state, &id).await?;

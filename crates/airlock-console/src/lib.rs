@@ -167,6 +167,7 @@ pub async fn prepare(
         streams: Default::default(),
         refreshes: Default::default(),
         pollers: Default::default(),
+        lookups: Default::default(),
         tags: Default::default(),
         events: Default::default(),
         cluster: Arc::new(cluster),

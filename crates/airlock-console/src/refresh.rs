@@ -541,8 +541,10 @@ impl<'a> Attempt<'a> {
     ) -> ApiResult<()> {
         let instance_id = &self.req.instance_id;
         let ec2 = self.state.cloud.ec2(target).await?;
-        let found = ec2
-            .describe_instances(&[], std::slice::from_ref(instance_id))
+        let found = self
+            .state
+            .lookups
+            .instances(&account.name, ec2, std::slice::from_ref(instance_id))
             .await;
         self.entry.resources.push(ec2_arn(
             &account.region,

@@ -61,6 +61,8 @@ pub struct AppState {
     pub refreshes: Arc<crate::refresh_guard::RefreshGuard>,
     /// The shared pollers of instance watches.
     pub pollers: Arc<crate::poller::Pollers>,
+    /// Instance look-ups by id (refresh checks) sharing `DescribeInstances` calls per account.
+    pub lookups: Arc<airlock_cloud::Coalescer>,
     /// Open event and watch streams per user.
     pub streams: Arc<crate::streams::Streams>,
     /// Which login throttle keys this console knows to wait (the counts are in the store).

@@ -139,9 +139,12 @@ impl AddressRequest {
         match self {
             Self::Allocate(_) => Ok(()),
             Self::Associate(r) => {
-                f.load_address(ec2, &r.allocation_id).await?;
-                if let Some(i) = &r.instance_id {
-                    f.load_instances(ec2, &[i]).await?;
+                match &r.instance_id {
+                    Some(i) => {
+                        f.load_address_and_instances(ec2, &r.allocation_id, &[i])
+                            .await?
+                    }
+                    None => f.load_address(ec2, &r.allocation_id).await?,
                 }
                 if let Some(n) = &r.network_interface_id {
                     f.load_interface(ec2, n).await?;
@@ -149,8 +152,8 @@ impl AddressRequest {
                 Ok(())
             }
             Self::Move(r) => {
-                f.load_address(ec2, &r.allocation_id).await?;
-                f.load_instances(ec2, &[&r.to_instance_id]).await
+                f.load_address_and_instances(ec2, &r.allocation_id, &[&r.to_instance_id])
+                    .await
             }
             Self::Disassociate(DisassociateAddress { allocation_id })
             | Self::Release(ReleaseAddress { allocation_id }) => {

@@ -4,8 +4,8 @@
 
 use crate::run::FleetError;
 use airlock_cloud::{
-    Address, Ec2, Filter, Image, Instance, KeyPair, NetworkInterface, SecurityGroup, Snapshot, Tag,
-    Volume,
+    Address, CloudError, Ec2, Filter, Image, Instance, KeyPair, NetworkInterface, SecurityGroup,
+    Snapshot, Tag, Volume,
 };
 use std::collections::HashMap;
 
@@ -112,17 +112,52 @@ impl Facts {
         ids: &[&str],
     ) -> Result<(), FleetError> {
         let ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
-        self.instances = ec2.describe_instances(&[], &ids).await?;
-        for id in &ids {
+        let found = ec2.describe_instances(&[], &ids).await;
+        self.take_instances(found, &ids)
+    }
+
+    pub(crate) async fn load_address(&mut self, ec2: &dyn Ec2, id: &str) -> Result<(), FleetError> {
+        let found = ec2
+            .describe_addresses(&[Filter::new("allocation-id", id)])
+            .await;
+        self.take_address(found, id)
+    }
+
+    /// The address and the instances, described at the same time: one round trip, not two.
+    pub(crate) async fn load_address_and_instances(
+        &mut self,
+        ec2: &dyn Ec2,
+        address: &str,
+        instances: &[&str],
+    ) -> Result<(), FleetError> {
+        let ids: Vec<String> = instances.iter().map(|s| (*s).to_owned()).collect();
+        let by_allocation = [Filter::new("allocation-id", address)];
+        let (addresses, found) = tokio::join!(
+            ec2.describe_addresses(&by_allocation),
+            ec2.describe_instances(&[], &ids)
+        );
+        self.take_address(addresses, address)?;
+        self.take_instances(found, &ids)
+    }
+
+    fn take_instances(
+        &mut self,
+        found: Result<Vec<Instance>, CloudError>,
+        ids: &[String],
+    ) -> Result<(), FleetError> {
+        self.instances = found?;
+        for id in ids {
             require(self.instance(id).is_some(), || format!("no instance {id}"))?;
         }
         Ok(())
     }
 
-    pub(crate) async fn load_address(&mut self, ec2: &dyn Ec2, id: &str) -> Result<(), FleetError> {
-        self.addresses = ec2
-            .describe_addresses(&[Filter::new("allocation-id", id)])
-            .await?;
+    fn take_address(
+        &mut self,
+        found: Result<Vec<Address>, CloudError>,
+        id: &str,
+    ) -> Result<(), FleetError> {
+        self.addresses = found?;
         require(self.address(id).is_some(), || format!("no Elastic IP {id}"))
     }
 

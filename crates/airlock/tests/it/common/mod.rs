@@ -19,6 +19,8 @@ pub const ACCESS_KEY_ID: &str = "AKIAAIRLOCKTESTKEY42";
 pub const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYzz-SECRET-9f3c";
 pub const ADMIN_PASSWORD: &str = "admin-password-0d1e2f3a4b";
 pub const REGION: &str = "us-east-1";
+/// A second region, for a second account in the same moto server.
+pub const OTHER_REGION: &str = "eu-west-1";
 /// An Amazon Linux image in moto's built-in catalogue.
 pub const TEST_IMAGE: &str = "ami-760aaa0f";
 
@@ -138,11 +140,15 @@ impl Moto {
 
     /// How many recorded requests called the EC2 Query API's `action`.
     pub async fn calls(&self, action: &str) -> usize {
+        self.actions().await.iter().filter(|a| *a == action).count()
+    }
+
+    /// The Query API action of every recorded request, in the order moto received them.
+    pub async fn actions(&self) -> Vec<String> {
         let url = format!("{}/moto-api/recorder/download-recording", self.url);
         let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-        let wanted = format!("Action={action}");
         text.lines()
-            .filter(|line| {
+            .filter_map(|line| {
                 let request: serde_json::Value = serde_json::from_str(line).unwrap();
                 let body = request["body"].as_str().unwrap_or_default();
                 let body = if request["body_encoded"] == true {
@@ -154,13 +160,20 @@ impl Moto {
                 } else {
                     body.to_owned()
                 };
-                body.split('&').any(|pair| pair == wanted)
+                body.split('&')
+                    .find_map(|pair| pair.strip_prefix("Action="))
+                    .map(str::to_owned)
             })
-            .count()
+            .collect()
     }
 
     /// An EC2 client straight to moto, to check what EC2 holds independently of the console.
     pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        self.ec2_in(REGION).await
+    }
+
+    /// An EC2 client straight to moto in `region`.
+    pub async fn ec2_in(&self, region: &str) -> aws_sdk_ec2::Client {
         let creds = aws_sdk_ec2::config::Credentials::new(
             ACCESS_KEY_ID,
             SECRET_ACCESS_KEY,
@@ -169,7 +182,7 @@ impl Moto {
             "test",
         );
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
+            .region(aws_config::Region::new(region.to_owned()))
             .credentials_provider(creds)
             .endpoint_url(&self.url)
             .load()
