@@ -9,6 +9,10 @@ use utoipa::ToSchema;
 pub struct InstanceList {
     /// The instances, with the account each belongs to.
     pub instances: Vec<AccountInstance>,
+    /// When EC2 was asked (RFC 3339; the oldest account's look when several were listed):
+    /// listings within a moment of one another share one look at EC2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub described_at: Option<String>,
 }
 
 /// An instance and the account it was listed with.

@@ -251,6 +251,9 @@ pub async fn record_call<T>(
         .then(|| (entry.action.clone(), entry.resources.clone()));
     record(state, entry).await;
     if let Some((action, resources)) = changed {
+        // Any change (an address moved, a volume attached) may show in a listing: none is
+        // answered from before it.
+        state.snapshots.clear();
         state.events.publish_ec2_call(&action, &resources);
     }
 }

@@ -7,7 +7,8 @@ use crate::auth::Caller;
 use crate::authz::{authorize, precheck, Check};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
-use crate::poller::{PollKey, Poller, Snapshot};
+use crate::poller::{PollKey, Poller, Snapshot as PollSnapshot};
+use crate::snapshots::{Question, Snapshot};
 use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops;
@@ -91,26 +92,30 @@ pub async fn accounts_of(
 }
 
 /// The instances (with status checks when asked) of these accounts, as EC2 reports them now,
-/// that the caller may describe (`ec2:DescribeInstances` on each, with its tags).
+/// that the caller may describe (`ec2:DescribeInstances` on each, with its tags), and when the
+/// oldest of the accounts' snapshots was taken.
 async fn describe(
     state: &AppState,
     caller: &Caller,
     q: &ListQuery,
     names: &[String],
     filters: &[Filter],
-) -> ApiResult<Vec<AccountInstance>> {
+) -> ApiResult<(Vec<AccountInstance>, Option<chrono::DateTime<chrono::Utc>>)> {
     let viewer = Viewer::of(state, caller).await?;
     let mut instances = Vec::new();
+    let mut oldest = None;
     // A few accounts at a time: the listing waits for the slowest account, not for their sum.
     for group in names.chunks(ACCOUNTS_AT_ONCE) {
         let looks = group
             .iter()
             .map(|name| describe_account(state, name, filters, q.status));
-        for (scope, all) in futures_util::future::try_join_all(looks).await? {
-            instances.extend(viewer.visible(&scope, all));
+        for snapshot in futures_util::future::try_join_all(looks).await? {
+            let at = snapshot.taken_at;
+            oldest = Some(oldest.map_or(at, |o: chrono::DateTime<chrono::Utc>| o.min(at)));
+            instances.extend(viewer.visible(&snapshot.scope, snapshot.instances.clone()));
         }
     }
-    Ok(instances)
+    Ok((instances, oldest))
 }
 
 /// Who is looking: their policies, to show each instance (and its status checks) only to
@@ -163,7 +168,29 @@ const STATUS_CALLS_AT_ONCE: usize = 4;
 
 /// Every instance of one account matching `filters`, with status checks when asked, as the
 /// console sees them, and the account's scope: callers see only what [`Viewer::visible`] leaves.
+/// Listings and watches asking the same within a moment share one look ([`crate::snapshots`]).
 pub async fn describe_account(
+    state: &AppState,
+    name: &str,
+    filters: &[Filter],
+    with_status: bool,
+) -> ApiResult<Arc<Snapshot>> {
+    let question = Question {
+        account: name.to_owned(),
+        filters: filters.to_vec(),
+        with_status,
+    };
+    state
+        .snapshots
+        .answer(question, || async {
+            let (scope, instances) = look_at_account(state, name, filters, with_status).await?;
+            Ok(Snapshot::now(scope, instances))
+        })
+        .await
+}
+
+/// What EC2 says of the account's instances now.
+async fn look_at_account(
     state: &AppState,
     name: &str,
     filters: &[Filter],
@@ -224,7 +251,7 @@ pub async fn list(
 ) -> ApiResult<Json<InstanceList>> {
     let filters = filters(&q)?;
     let names = accounts_of(&state, &caller, &q).await?;
-    let instances = describe(&state, &caller, &q, &names, &filters).await?;
+    let (instances, described_at) = describe(&state, &caller, &q, &names, &filters).await?;
     record_listing(
         &state,
         &caller,
@@ -233,7 +260,11 @@ pub async fn list(
         instances.len(),
     )
     .await;
-    Ok(Json(InstanceList { instances }))
+    Ok(Json(InstanceList {
+        instances,
+        described_at: described_at
+            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    }))
 }
 
 /// Records a listing: which accounts it covered and how many items the caller was shown.
@@ -331,6 +362,7 @@ fn poller(
         async move {
             describe_account(&state, &account, &filters, true)
                 .await
+                .map(|s| (s.scope.clone(), s.instances.clone()))
                 .map_err(|e| e.to_string())
         }
     })
@@ -377,7 +409,7 @@ async fn follow(
         let Some(snapshots) = receivers
             .iter()
             .map(|r| r.borrow().clone())
-            .collect::<Option<Vec<Snapshot>>>()
+            .collect::<Option<Vec<PollSnapshot>>>()
         else {
             continue;
         };
@@ -405,7 +437,7 @@ struct Seen {
 
 impl Seen {
     /// The events that bring the watcher from what it was told to these snapshots.
-    fn update(&mut self, viewer: &Viewer, snapshots: &[Snapshot]) -> Vec<SseEvent> {
+    fn update(&mut self, viewer: &Viewer, snapshots: &[PollSnapshot]) -> Vec<SseEvent> {
         let mut events = Vec::new();
         let mut now = std::collections::HashSet::new();
         for snapshot in snapshots {

@@ -29,6 +29,7 @@ mod refresh;
 mod refresh_guard;
 mod refresh_retry;
 mod session;
+mod snapshots;
 mod state;
 mod streams;
 mod tags;
@@ -168,6 +169,7 @@ pub async fn prepare(
         refreshes: Default::default(),
         pollers: Default::default(),
         lookups: Default::default(),
+        snapshots: Default::default(),
         tags: Default::default(),
         events: Default::default(),
         cluster: Arc::new(cluster),
@@ -194,6 +196,10 @@ pub async fn serve(
     tokio::spawn(cluster::run(state.clone()));
     tokio::spawn(deployments::keep_watching(state.clone()));
     tokio::spawn(events::join_nodes(state.clone()));
+    tokio::spawn(snapshots::forget_on_change(
+        state.snapshots.clone(),
+        state.events.subscribe(),
+    ));
     if let Some(max_age) = state.config.rotate_keys_after {
         tokio::spawn(accounts::rotation_schedule(state.clone(), max_age));
     }

@@ -63,6 +63,8 @@ pub struct AppState {
     pub pollers: Arc<crate::poller::Pollers>,
     /// Instance look-ups by id (refresh checks) sharing `DescribeInstances` calls per account.
     pub lookups: Arc<airlock_cloud::Coalescer>,
+    /// Short-lived answers of listings, shared by listings and watches asking the same.
+    pub snapshots: Arc<crate::snapshots::Snapshots>,
     /// Open event and watch streams per user.
     pub streams: Arc<crate::streams::Streams>,
     /// Which login throttle keys this console knows to wait (the counts are in the store).

@@ -137,7 +137,9 @@
             refreshDecisions();
           }
           clearErrors(form);
-          statusEl.textContent = `${instances.length} instance${instances.length === 1 ? '' : 's'} · updated ${new Date().toLocaleTimeString()}`;
+          // The time EC2 was asked: listings within a moment share one look.
+          const asOf = data.described_at ? new Date(data.described_at) : new Date();
+          statusEl.textContent = `${instances.length} instance${instances.length === 1 ? '' : 's'} · as of ${asOf.toLocaleTimeString()}`;
           performance.measure('airlock:instances-fetch', { start: t0, end: fetched });
         } catch (err) {
           statusEl.textContent = '';

@@ -282,3 +282,94 @@ async fn a_new_deployment_launches_without_looking_for_instances_it_cannot_have_
         "{actions:?}"
     );
 }
+
+/// `GET /v1/instances?account=dev` as `token`'s user: (instance ids, described_at).
+async fn listed(console: &Console, token: &str) -> (Vec<String>, String) {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/instances?account=dev", console.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids = body["instances"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, body["described_at"].as_str().unwrap().to_owned())
+}
+
+/// Launches one instance tagged `owner=OWNER` straight in EC2.
+async fn owned_instance(ec2: &aws_sdk_ec2::Client, owner: &str) -> String {
+    let tags = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("owner")
+                .value(owner)
+                .build(),
+        )
+        .build();
+    let out = ec2
+        .run_instances()
+        .image_id(TEST_IMAGE)
+        .instance_type("t3.micro".into())
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .unwrap();
+    out.instances()[0].instance_id().unwrap().to_owned()
+}
+
+/// Another user asks the same question within a moment and is answered from the snapshot the
+/// admin's listing took: the snapshot is shared, what each user sees of it is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_at_once_share_one_describe_but_each_user_sees_only_what_they_may_and_a_change_shows_at_once(
+) {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let own_only = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "airlock:UseAccount", "Resource": "*"},
+        {"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*",
+         "Condition": {"StringEquals": {"ec2:ResourceTag/owner": "${aws:username}"}}}]});
+    let dana = console.add_user("dana", &[own_only]);
+    let admins = owned_instance(&ec2, "admin").await;
+    let danas = owned_instance(&ec2, "dana").await;
+
+    moto.record().await;
+    let (admin_token, dana_token) = (console.token(), dana.token());
+    let (all, only_hers) = tokio::join!(
+        listed(&console, &admin_token),
+        listed(&console, &dana_token)
+    );
+    let (both, _) = tokio::join!(
+        listed(&console, &admin_token),
+        listed(&console, &admin_token)
+    );
+    assert!(all.0.contains(&admins) && all.0.contains(&danas), "{all:?}");
+    assert_eq!(only_hers.0, std::slice::from_ref(&danas));
+    assert_eq!(both.0.len(), 2);
+    assert!(
+        moto.calls("DescribeInstances").await <= 2,
+        "four listings within a moment should share their looks"
+    );
+
+    // A change through the console is seen by the very next listing, not a moment later.
+    console.ok(&["instance", "stop", &admins, "--account", "dev"]);
+    let state = console.json(&["instances", "--account", "dev"])["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["instance_id"] == admins.as_str())
+        .unwrap()["state"]
+        .clone();
+    assert_ne!(state, "running");
+}
