@@ -2,7 +2,7 @@
 //! disassociate, release. Everything an address operation is (its request, validation,
 //! look-ups and EC2 calls) is here, so adding one touches this file only.
 
-use crate::facts::Facts;
+use crate::facts::{Facts, Lookup};
 use crate::request::body;
 use crate::run::{none, FleetError, Outcome, Recorder};
 use crate::validate::{self as v, Checked, FieldError};
@@ -141,7 +141,7 @@ impl AddressRequest {
             Self::Associate(r) => {
                 match &r.instance_id {
                     Some(i) => {
-                        f.load_address_and_instances(ec2, &r.allocation_id, &[i])
+                        f.load_with_instances(ec2, Lookup::Address(&r.allocation_id), &[i])
                             .await?
                     }
                     None => f.load_address(ec2, &r.allocation_id).await?,
@@ -152,7 +152,7 @@ impl AddressRequest {
                 Ok(())
             }
             Self::Move(r) => {
-                f.load_address_and_instances(ec2, &r.allocation_id, &[&r.to_instance_id])
+                f.load_with_instances(ec2, Lookup::Address(&r.allocation_id), &[&r.to_instance_id])
                     .await
             }
             Self::Disassociate(DisassociateAddress { allocation_id })

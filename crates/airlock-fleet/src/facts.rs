@@ -104,6 +104,41 @@ fn require(found: bool, missing: impl FnOnce() -> String) -> Result<(), FleetErr
     }
 }
 
+/// One resource looked up by id, alone or beside the instances it is used with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lookup<'a> {
+    Address(&'a str),
+    Interface(&'a str),
+    Volume(&'a str),
+}
+
+/// What a [`Lookup`] found, with the id it asked for.
+enum Found<'a> {
+    Addresses(&'a str, Result<Vec<Address>, CloudError>),
+    Interfaces(&'a str, Result<Vec<NetworkInterface>, CloudError>),
+    Volumes(&'a str, Result<Vec<Volume>, CloudError>),
+}
+
+impl<'a> Lookup<'a> {
+    async fn fetch(self, ec2: &dyn Ec2) -> Found<'a> {
+        match self {
+            Lookup::Address(id) => Found::Addresses(
+                id,
+                ec2.describe_addresses(&[Filter::new("allocation-id", id)])
+                    .await,
+            ),
+            Lookup::Interface(id) => Found::Interfaces(
+                id,
+                ec2.describe_network_interfaces(&[], &[id.to_owned()]).await,
+            ),
+            Lookup::Volume(id) => Found::Volumes(
+                id,
+                ec2.describe_volumes(&[Filter::new("volume-id", id)]).await,
+            ),
+        }
+    }
+}
+
 /// The look-ups, each describing one kind of resource into the facts.
 impl Facts {
     pub(crate) async fn load_instances(
@@ -117,27 +152,37 @@ impl Facts {
     }
 
     pub(crate) async fn load_address(&mut self, ec2: &dyn Ec2, id: &str) -> Result<(), FleetError> {
-        let found = ec2
-            .describe_addresses(&[Filter::new("allocation-id", id)])
-            .await;
-        self.take_address(found, id)
+        self.load(ec2, Lookup::Address(id)).await
     }
 
-    /// The address and the instances, described at the same time: one round trip, not two.
-    pub(crate) async fn load_address_and_instances(
+    pub(crate) async fn load_interface(
         &mut self,
         ec2: &dyn Ec2,
-        address: &str,
+        id: &str,
+    ) -> Result<(), FleetError> {
+        self.load(ec2, Lookup::Interface(id)).await
+    }
+
+    pub(crate) async fn load_volume(&mut self, ec2: &dyn Ec2, id: &str) -> Result<(), FleetError> {
+        self.load(ec2, Lookup::Volume(id)).await
+    }
+
+    async fn load(&mut self, ec2: &dyn Ec2, lookup: Lookup<'_>) -> Result<(), FleetError> {
+        let found = lookup.fetch(ec2).await;
+        self.take(found)
+    }
+
+    /// The resource and the instances, described at the same time: one round trip, not two.
+    pub(crate) async fn load_with_instances(
+        &mut self,
+        ec2: &dyn Ec2,
+        lookup: Lookup<'_>,
         instances: &[&str],
     ) -> Result<(), FleetError> {
         let ids: Vec<String> = instances.iter().map(|s| (*s).to_owned()).collect();
-        let by_allocation = [Filter::new("allocation-id", address)];
-        let (addresses, found) = tokio::join!(
-            ec2.describe_addresses(&by_allocation),
-            ec2.describe_instances(&[], &ids)
-        );
-        self.take_address(addresses, address)?;
-        self.take_instances(found, &ids)
+        let (found, listed) = tokio::join!(lookup.fetch(ec2), ec2.describe_instances(&[], &ids));
+        self.take(found)?;
+        self.take_instances(listed, &ids)
     }
 
     fn take_instances(
@@ -152,33 +197,24 @@ impl Facts {
         Ok(())
     }
 
-    fn take_address(
-        &mut self,
-        found: Result<Vec<Address>, CloudError>,
-        id: &str,
-    ) -> Result<(), FleetError> {
-        self.addresses = found?;
-        require(self.address(id).is_some(), || format!("no Elastic IP {id}"))
-    }
-
-    pub(crate) async fn load_interface(
-        &mut self,
-        ec2: &dyn Ec2,
-        id: &str,
-    ) -> Result<(), FleetError> {
-        self.interfaces = ec2
-            .describe_network_interfaces(&[], &[id.to_owned()])
-            .await?;
-        require(self.interface(id).is_some(), || {
-            format!("no network interface {id}")
-        })
-    }
-
-    pub(crate) async fn load_volume(&mut self, ec2: &dyn Ec2, id: &str) -> Result<(), FleetError> {
-        self.volumes = ec2
-            .describe_volumes(&[Filter::new("volume-id", id)])
-            .await?;
-        require(self.volume(id).is_some(), || format!("no volume {id}"))
+    /// Keeps what a look-up found, or says which resource does not exist.
+    fn take(&mut self, found: Found<'_>) -> Result<(), FleetError> {
+        match found {
+            Found::Addresses(id, a) => {
+                self.addresses = a?;
+                require(self.address(id).is_some(), || format!("no Elastic IP {id}"))
+            }
+            Found::Interfaces(id, n) => {
+                self.interfaces = n?;
+                require(self.interface(id).is_some(), || {
+                    format!("no network interface {id}")
+                })
+            }
+            Found::Volumes(id, v) => {
+                self.volumes = v?;
+                require(self.volume(id).is_some(), || format!("no volume {id}"))
+            }
+        }
     }
 
     pub(crate) async fn load_snapshot(

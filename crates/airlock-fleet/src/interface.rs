@@ -2,7 +2,7 @@
 //! instance, delete. Everything an interface operation is (its request, validation, look-ups
 //! and EC2 calls) is here, so adding one touches this file only.
 
-use crate::facts::Facts;
+use crate::facts::{Facts, Lookup};
 use crate::request::body;
 use crate::run::{none, same, FleetError, Outcome, Recorder};
 use crate::validate::{self as v, Checked};
@@ -160,8 +160,9 @@ impl InterfaceRequest {
                 f.load_security_groups(ec2, &r.security_group_ids).await
             }
             Self::Attach(r) => {
-                f.load_interface(ec2, &r.network_interface_id).await?;
-                f.load_instances(ec2, &[&r.instance_id]).await
+                let interface = Lookup::Interface(&r.network_interface_id);
+                f.load_with_instances(ec2, interface, &[&r.instance_id])
+                    .await
             }
             Self::Detach(r) => {
                 f.load_interface(ec2, &r.network_interface_id).await?;

@@ -2,7 +2,7 @@
 //! name, detach, delete. Everything a volume operation is (its request, validation, look-ups
 //! and EC2 calls) is here, so adding one touches this file only.
 
-use crate::facts::Facts;
+use crate::facts::{Facts, Lookup};
 use crate::request::body;
 use crate::run::{none, FleetError, Outcome, Recorder};
 use crate::validate::{self as v, Checked};
@@ -148,8 +148,8 @@ impl VolumeRequest {
                 None => Ok(()),
             },
             Self::Attach(r) => {
-                f.load_volume(ec2, &r.volume_id).await?;
-                f.load_instances(ec2, &[&r.instance_id]).await
+                f.load_with_instances(ec2, Lookup::Volume(&r.volume_id), &[&r.instance_id])
+                    .await
             }
             Self::Detach(r) => {
                 f.load_volume(ec2, &r.volume_id).await?;
