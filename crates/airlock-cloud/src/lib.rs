@@ -6,14 +6,19 @@
 #![warn(missing_docs)]
 
 mod arn;
+pub mod budget;
+pub mod calls;
 mod error;
 mod fleet;
+pub mod governed;
 mod query;
 mod types;
 
 pub use arn::{arn, Scope};
+pub use budget::{Budget, BudgetSettings};
 pub use error::CloudError;
 pub use fleet::*;
+pub use governed::Governed;
 pub use query::{AnswerBody, QueryAnswer};
 pub use types::*;
 
