@@ -14,26 +14,49 @@ use std::time::{Duration, Instant};
 /// How long one call keeps retrying throttled answers before the throttle is its answer.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// One call through a budget: what it is, for its metrics, and how long it may keep trying.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a, T> {
+    /// The AWS service, e.g. `ec2`.
+    pub service: &'static str,
+    /// The API action, e.g. `DescribeInstances`.
+    pub action: &'a str,
+    /// How long throttled answers are tried again ([`PATIENCE`] for EC2's clients).
+    pub patience: Duration,
+    /// How an answer ended ([`Outcome::of`] unless errors come back as answers).
+    pub classify: fn(&Result<T, CloudError>) -> Outcome,
+}
+
+impl<'a, T> Call<'a, T> {
+    /// An EC2 action whose errors are errors.
+    pub fn ec2(action: &'a str) -> Call<'a, T> {
+        Call {
+            service: "ec2",
+            action,
+            patience: PATIENCE,
+            classify: Outcome::of,
+        }
+    }
+}
+
 /// Calls `attempt` in turns of `budget` until it is answered with something other than a
-/// throttle, or the next turn would come after `patience` ([`PATIENCE`] for EC2's clients).
+/// throttle, or the next turn would come after the call's patience.
 pub async fn call<T, F, Fut>(
     budget: &Budget,
-    patience: Duration,
-    service: &'static str,
-    action: &str,
+    call: Call<'_, T>,
     mut attempt: F,
 ) -> Result<T, CloudError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, CloudError>>,
 {
-    let give_up_at = Instant::now() + patience;
+    let give_up_at = Instant::now() + call.patience;
     take_turn(budget, None).await;
     loop {
         let started = Instant::now();
         let result = attempt().await;
-        let outcome = Outcome::of(&result);
-        calls::record(service, action, outcome, started.elapsed());
+        let outcome = (call.classify)(&result);
+        calls::record(call.service, call.action, outcome, started.elapsed());
         match outcome {
             Outcome::Ok => budget.succeeded(),
             Outcome::Throttled => {
@@ -70,7 +93,7 @@ impl Governed {
     where
         Fut: Future<Output = Result<T, CloudError>>,
     {
-        call(&self.budget, PATIENCE, "ec2", action, attempt).await
+        call(&self.budget, Call::ec2(action), attempt).await
     }
 }
 
@@ -515,7 +538,11 @@ mod tests {
         throttles: usize,
     ) -> (Result<usize, CloudError>, usize) {
         let attempts = AtomicUsize::new(0);
-        let result = call(budget, patience, "ec2", "DescribeInstances", || async {
+        let what = Call {
+            patience,
+            ..Call::ec2("DescribeInstances")
+        };
+        let result = call(budget, what, || async {
             let n = attempts.fetch_add(1, Ordering::SeqCst);
             if n < throttles {
                 Err(throttle())
@@ -552,7 +579,7 @@ mod tests {
     async fn other_errors_are_answered_at_once() {
         let budget = fast();
         let attempts = AtomicUsize::new(0);
-        let result: Result<(), _> = call(&budget, PATIENCE, "ec2", "RunInstances", || async {
+        let result: Result<(), _> = call(&budget, Call::ec2("RunInstances"), || async {
             attempts.fetch_add(1, Ordering::SeqCst);
             Err(CloudError::local("InvalidAMIID.NotFound"))
         })

@@ -35,6 +35,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     if !(args.poll_interval > 0.0 && args.poll_interval <= 3600.0) {
         bail!("--poll-interval must be between 0 and 3600 seconds");
     }
+    if !(args.ec2_rate > 0.0 && args.ec2_rate <= 10_000.0) {
+        bail!("--ec2-rate must be between 0 and 10000 requests a second");
+    }
     // Logs go to standard error; standard output is kept for what the operator must read.
     airlock_os::init_logging(
         args.log_format == LogFormat::Json,
@@ -42,6 +45,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     );
     // Before the database or the vault: a listener that would be refused touches nothing.
     let listen = listen_options(&args, addr)?;
+    let metrics = match &args.metrics_listen {
+        Some(at) => Some(crate::metrics_listen::open(at, args.metrics_allow_remote).await?),
+        None => None,
+    };
     let (source, keyring) = load_keys(&args.master_key_file)?;
     let store = airlock_store::Store::open(&args.database)
         .await
@@ -67,7 +74,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let (state, generated) = airlock_console::prepare(
         store,
         vault,
-        Arc::new(airlock_aws::AwsCloud::new()),
+        Arc::new(airlock_aws::AwsCloud::with_budget(
+            airlock_cloud::BudgetSettings {
+                rate: args.ec2_rate,
+                burst: args.ec2_burst,
+            },
+        )),
         config,
         admin_password,
     )
@@ -88,6 +100,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     out.flush()?;
     drop(out);
     tracing::info!(%local, database = %redact_url(&args.database), "console started");
+    if let Some(metrics) = metrics {
+        let sampled = state.clone();
+        let at = metrics.serve(move || airlock_console::queues::record_depths(&sampled))?;
+        tracing::info!(%at, "metrics served at /metrics");
+    }
     if let Some(tls) = &listen.tls {
         reload_on_hangup(tls.clone())?;
     }
