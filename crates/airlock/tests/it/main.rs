@@ -21,4 +21,5 @@ mod credentials;
 mod ec2_endpoint;
 mod fleet;
 mod gateway;
+mod throttling;
 mod web;
