@@ -16,10 +16,9 @@ where
     let retryable = matches!(
         err,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
-    ) || matches!(
-        err.code(),
-        Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException")
-    );
+    ) || err
+        .code()
+        .is_some_and(airlock_cloud::calls::is_throttling_code);
     let request_id = match &err {
         SdkError::ServiceError(service) => service.err().meta().request_id().map(str::to_owned),
         _ => None,

@@ -10,15 +10,16 @@ mod convert;
 mod query;
 
 use airlock_cloud::{
-    AccessKey, AccessKeyMetadata, Address, AddressTarget, CallerIdentity, Cloud, CloudError,
-    CreateImageInput, CreateNetworkInterfaceInput, CreateSecurityGroupInput, CreateVolumeInput,
-    Direction, Ec2, Filter, Image, Instance, InstanceStatus, KeyPair, Launched, NetworkInterface,
-    NewAccessKey, NewKeyPair, QueryAnswer, RequestId, RunInstancesInput, ScopedSessionRequest,
-    SecurityGroup, SecurityGroupRule, SessionCredentials, Snapshot, StateAction, Tag, Target,
-    Volume,
+    AccessKey, AccessKeyMetadata, Address, AddressTarget, Budget, BudgetSettings, CallerIdentity,
+    Cloud, CloudError, CreateImageInput, CreateNetworkInterfaceInput, CreateSecurityGroupInput,
+    CreateVolumeInput, Direction, Ec2, Filter, Governed, Image, Instance, InstanceStatus, KeyPair,
+    Launched, NetworkInterface, NewAccessKey, NewKeyPair, QueryAnswer, RequestId,
+    RunInstancesInput, ScopedSessionRequest, SecurityGroup, SecurityGroupRule, SessionCredentials,
+    Snapshot, StateAction, Tag, Target, Volume,
 };
 use async_trait::async_trait;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::config::retry::RetryPartition;
 use aws_sdk_ec2::operation::RequestId as _;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
@@ -39,19 +40,53 @@ use convert::{
 /// Instances per `DescribeInstances` page (EC2 allows 5 to 1000).
 const DESCRIBE_PAGE_SIZE: i32 = 1000;
 
-/// The production [`Cloud`]: SDK clients built per target and reused across calls.
+/// The production [`Cloud`]: SDK clients built per target and reused across calls, every EC2
+/// call of one account and region governed by one [`Budget`].
 #[derive(Default)]
 pub struct AwsCloud {
-    clients: Mutex<HashMap<String, Arc<AwsEc2>>>,
+    clients: Mutex<HashMap<String, Arc<dyn Ec2>>>,
+    budgets: Mutex<HashMap<String, Arc<Budget>>>,
+    budget: BudgetSettings,
     credentials: query::CredentialCache,
     http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl AwsCloud {
-    /// A cloud with no clients yet; they are created on first use per target.
+    /// A cloud with no clients yet; they are created on first use per target, with EC2's
+    /// default request budget.
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A cloud whose EC2 budgets have this rate and burst.
+    pub fn with_budget(budget: BudgetSettings) -> Self {
+        AwsCloud {
+            budget,
+            ..Self::default()
+        }
+    }
+
+    /// The budget of the target's account and region, shared by every client and credential
+    /// of it.
+    fn budget_of(&self, target: &Target) -> Arc<Budget> {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        budgets
+            .entry(budget_key(target))
+            .or_insert_with(|| Arc::new(Budget::new(self.budget)))
+            .clone()
+    }
+}
+
+/// Identifies an account and region as EC2's throttling sees it, without any secret: the
+/// budget's key and the SDK's retry partition.
+fn budget_key(target: &Target) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        target.region,
+        target.endpoint_url.as_deref().unwrap_or(""),
+        target.credentials.access_key_id,
+        target.role_arn.as_deref().unwrap_or(""),
+    )
 }
 
 /// Identifies a target without its secret, so changed credentials get a new client.
@@ -147,10 +182,13 @@ impl Cloud for AwsCloud {
         if let Some(client) = self.lock().get(&key) {
             return Ok(client.clone());
         }
-        let config = sdk_config(target).await;
-        let client = Arc::new(AwsEc2 {
-            client: aws_sdk_ec2::Client::new(&config),
+        let config = aws_sdk_ec2::config::Builder::from(&sdk_config(target).await)
+            .retry_partition(RetryPartition::new(format!("ec2|{}", budget_key(target))))
+            .build();
+        let sdk: Arc<dyn Ec2> = Arc::new(AwsEc2 {
+            client: aws_sdk_ec2::Client::from_conf(config),
         });
+        let client: Arc<dyn Ec2> = Arc::new(Governed::new(sdk, self.budget_of(target)));
         self.lock().insert(key, client.clone());
         Ok(client)
     }
@@ -272,7 +310,8 @@ impl Cloud for AwsCloud {
                 self.http.get_or_init(|| h).clone()
             }
         };
-        query::forward(&http, &self.credentials, target, form).await
+        let budget = self.budget_of(target);
+        query::governed_forward(&budget, &http, &self.credentials, target, form).await
     }
 
     async fn default_credentials(&self) -> Result<AccessKey, CloudError> {
@@ -370,7 +409,7 @@ fn session_of(
 }
 
 impl AwsCloud {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AwsEc2>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn Ec2>>> {
         // A poisoned cache only means another task panicked mid-insert; the map is still usable.
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -3,7 +3,9 @@
 //! (`aws-sigv4`, the SDK's own signer), send it, and hand back EC2's answer as a stream.
 
 use crate::sdk_config;
-use airlock_cloud::{AnswerBody, CloudError, QueryAnswer, Target};
+use airlock_cloud::calls::{is_throttling_code, Outcome};
+use airlock_cloud::governed::{self, Call, PATIENCE};
+use airlock_cloud::{AnswerBody, Budget, CloudError, QueryAnswer, Target};
 use async_trait::async_trait;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
@@ -78,8 +80,102 @@ pub fn http_client() -> Result<reqwest::Client, CloudError> {
         .map_err(|e| CloudError::local(format!("cannot build the HTTP client: {e}")))
 }
 
+/// The longest error answer read to find its code; longer ones are passed on unread.
+const MAX_ERROR_READ: usize = 64 * 1024;
+
+/// [`forward`] in the account's budget: a throttled answer slows the budget down and is tried
+/// again while the budget's patience lasts, as every other EC2 call of the account is.
+pub async fn governed_forward(
+    budget: &Budget,
+    http: &reqwest::Client,
+    credentials: &CredentialCache,
+    target: &Target,
+    form: String,
+) -> Result<QueryAnswer, CloudError> {
+    let action = action_of(&form);
+    let call = Call {
+        service: "ec2",
+        action: &action,
+        patience: PATIENCE,
+        classify,
+    };
+    governed::call(budget, call, || async {
+        let answer = forward(http, credentials, target, form.clone()).await?;
+        unless_throttled(answer).await
+    })
+    .await
+}
+
+/// The `Action` parameter of a form, for metrics: letters and digits only.
+fn action_of(form: &str) -> String {
+    form.split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .filter(|a| !a.is_empty() && a.len() <= 64 && a.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .unwrap_or("Unknown")
+        .to_owned()
+}
+
+/// EC2's error answers come back as answers: their outcome is their status.
+fn classify(result: &Result<QueryAnswer, CloudError>) -> Outcome {
+    match result {
+        Ok(answer) if answer.status >= 500 => Outcome::ServerError,
+        Ok(answer) if answer.status >= 400 => Outcome::ClientError,
+        other => Outcome::of(other),
+    }
+}
+
+/// A throttle as an error (so the budget sees it); any other answer as it was, its error body
+/// read and handed back whole.
+async fn unless_throttled(mut answer: QueryAnswer) -> Result<QueryAnswer, CloudError> {
+    if answer.status < 400 {
+        return Ok(answer);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.body.next_chunk().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ERROR_READ {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let len = text.get(start..)?.find(close)?;
+        text.get(start..start + len).map(str::to_owned)
+    };
+    if let Some(code) = between("<Code>", "</Code>").filter(|c| is_throttling_code(c)) {
+        return Err(CloudError {
+            code: Some(code),
+            message: between("<Message>", "</Message>").unwrap_or_default(),
+            request_id: answer.request_id,
+            retryable: true,
+        });
+    }
+    answer.body = Box::new(Read {
+        read: Some(body),
+        rest: answer.body,
+    });
+    Ok(answer)
+}
+
+/// An answer's body of which the start was already read.
+struct Read {
+    read: Option<Vec<u8>>,
+    rest: Box<dyn AnswerBody>,
+}
+
+#[async_trait]
+impl AnswerBody for Read {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, CloudError> {
+        match self.read.take() {
+            Some(read) => Ok(Some(read)),
+            None => self.rest.next_chunk().await,
+        }
+    }
+}
+
 /// Signs `form` for EC2 in the target's region and sends it.
-pub async fn forward(
+async fn forward(
     http: &reqwest::Client,
     credentials: &CredentialCache,
     target: &Target,

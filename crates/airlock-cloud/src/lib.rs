@@ -6,16 +6,21 @@
 #![warn(missing_docs)]
 
 mod arn;
+pub mod budget;
+pub mod calls;
 pub mod coalesce;
 mod error;
 mod fleet;
+pub mod governed;
 mod query;
 mod types;
 
 pub use arn::{arn, Scope};
+pub use budget::{Budget, BudgetSettings};
 pub use coalesce::Coalescer;
 pub use error::CloudError;
 pub use fleet::*;
+pub use governed::Governed;
 pub use query::{AnswerBody, QueryAnswer};
 pub use types::*;
 

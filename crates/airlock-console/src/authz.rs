@@ -134,6 +134,12 @@ fn resources_of(checks: &[Check]) -> Vec<String> {
         .collect()
 }
 
+/// Counts a decided request in `airlock_authz_decisions_total`.
+fn count_decision(decision: AuditDecision) {
+    metrics::counter!("airlock_authz_decisions_total", "decision" => decision.as_str())
+        .increment(1);
+}
+
 /// Audits a refusal and turns it into the 403 the caller reads.
 async fn refuse(
     state: &AppState,
@@ -147,6 +153,7 @@ async fn refuse(
         .unwrap_or_default();
     let mut entry = Entry::for_caller(caller, action, resources_of(checks));
     entry.decision = audit::decision_of(denial.decision);
+    count_decision(entry.decision);
     entry.outcome = AuditOutcome::Denied;
     entry.detail = Some(denial.detail());
     audit::record(state, entry).await;
@@ -161,6 +168,7 @@ pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) ->
     match verdict(&policies, caller, &checks) {
         Verdict::Denied(denial) => Err(refuse(state, caller, &checks, denial).await),
         Verdict::Allowed { allowed_by, errors } => {
+            count_decision(AuditDecision::Allowed);
             let action = checks
                 .first()
                 .map(|c| c.action.as_str())

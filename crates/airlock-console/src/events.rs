@@ -139,6 +139,18 @@ impl EventBus {
         self.publish(EventKind::Instances, action, account, region, ids);
     }
 
+    /// Watchers subscribed now.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Events waiting to be passed to the other nodes.
+    pub fn outbox_depth(&self) -> usize {
+        self.outbox
+            .get()
+            .map_or(0, |tx| tx.max_capacity().saturating_sub(tx.capacity()))
+    }
+
     /// A new watcher.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()

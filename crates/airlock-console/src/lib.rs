@@ -25,6 +25,7 @@ mod instances;
 mod json;
 mod openapi;
 mod poller;
+pub mod queues;
 mod refresh;
 mod refresh_guard;
 mod refresh_retry;

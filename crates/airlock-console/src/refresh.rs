@@ -273,6 +273,7 @@ fn check_request(req: &RefreshRequest) -> ApiResult<()> {
 /// counted, and the count is recorded when the source's next window opens). Replays are
 /// always recorded: they are alerts.
 async fn record_refusal(state: &AppState, source: IpAddr, entry: Entry) {
+    metrics::counter!("airlock_refreshes_total", "outcome" => entry.decision.as_str()).increment(1);
     let always = entry.decision == AuditDecision::Replay;
     let record = if always {
         RefusalRecord::Record {
@@ -702,6 +703,7 @@ impl<'a> Attempt<'a> {
             RefreshSecretKind::Instance => "refreshed",
         };
         let detail = format!("{done} until {}", issued.expiration.to_rfc3339());
+        metrics::counter!("airlock_refreshes_total", "outcome" => done).increment(1);
         audit::record_ok(state, self.entry, Some(detail)).await;
         tracing::info!(deployment = %row.id, instance = %req.instance_id, key = %issued.key.access_key_id, expires = %issued.expiration, "instance credentials issued");
         Ok(answer)

@@ -209,6 +209,23 @@ pub struct ServeArgs {
     /// streams (their watchers reconnect elsewhere) and accepts no new connection.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_timeout: u64,
+    /// EC2 requests per second per account and region, shared by every console feature
+    /// (EC2's own bucket for non-mutating actions refills 20 a second). After a
+    /// `RequestLimitExceeded` the console slows below it and climbs back with each success.
+    #[arg(long, default_value_t = 20.0, value_name = "N")]
+    pub ec2_rate: f64,
+    /// EC2 requests per account and region that may go at once after a quiet while (EC2's own
+    /// bucket holds 100).
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub ec2_burst: u32,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, apart from the API; off
+    /// unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Let --metrics-listen use a non-loopback address (metrics are served without
+    /// authentication, in plain HTTP).
+    #[arg(long, requires = "metrics_listen")]
+    pub metrics_allow_remote: bool,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

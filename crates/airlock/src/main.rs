@@ -13,6 +13,7 @@ mod commands;
 mod fleet;
 mod gateway_cli;
 mod gateway_config;
+mod metrics_listen;
 mod output;
 mod serve;
 

@@ -32,9 +32,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             args.listen
         )
     })?;
-    if !(args.poll_interval > 0.0 && args.poll_interval <= 3600.0) {
-        bail!("--poll-interval must be between 0 and 3600 seconds");
-    }
+    check_rates(&args)?;
     // Logs go to standard error; standard output is kept for what the operator must read.
     airlock_os::init_logging(
         args.log_format == LogFormat::Json,
@@ -42,6 +40,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     );
     // Before the database or the vault: a listener that would be refused touches nothing.
     let listen = listen_options(&args, addr)?;
+    let metrics = open_metrics(&args).await?;
     let (source, keyring) = load_keys(&args.master_key_file)?;
     let store = airlock_store::Store::open(&args.database)
         .await
@@ -67,7 +66,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let (state, generated) = airlock_console::prepare(
         store,
         vault,
-        Arc::new(airlock_aws::AwsCloud::new()),
+        Arc::new(airlock_aws::AwsCloud::with_budget(budget(&args))),
         config,
         admin_password,
     )
@@ -88,6 +87,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     out.flush()?;
     drop(out);
     tracing::info!(%local, database = %redact_url(&args.database), "console started");
+    if let Some(metrics) = metrics {
+        serve_metrics(metrics, state.clone())?;
+    }
     if let Some(tls) = &listen.tls {
         reload_on_hangup(tls.clone())?;
     }
@@ -101,6 +103,45 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     )
     .await?;
     tracing::info!("console stopped");
+    Ok(())
+}
+
+/// The flags' rates within their bounds.
+fn check_rates(args: &ServeArgs) -> Result<()> {
+    if !(args.poll_interval > 0.0 && args.poll_interval <= 3600.0) {
+        bail!("--poll-interval must be between 0 and 3600 seconds");
+    }
+    if !(args.ec2_rate > 0.0 && args.ec2_rate <= 10_000.0) {
+        bail!("--ec2-rate must be between 0 and 10000 requests a second");
+    }
+    Ok(())
+}
+
+/// Each account and region's EC2 budget from the flags.
+fn budget(args: &ServeArgs) -> airlock_cloud::BudgetSettings {
+    airlock_cloud::BudgetSettings {
+        rate: args.ec2_rate,
+        burst: args.ec2_burst,
+    }
+}
+
+/// The metrics listener, bound, when --metrics-listen asks for one.
+async fn open_metrics(args: &ServeArgs) -> Result<Option<crate::metrics_listen::Metrics>> {
+    match &args.metrics_listen {
+        Some(at) => Ok(Some(
+            crate::metrics_listen::open(at, args.metrics_allow_remote).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Serves the metrics, with the console's queue depths sampled at each scrape.
+fn serve_metrics(
+    metrics: crate::metrics_listen::Metrics,
+    state: airlock_console::AppState,
+) -> Result<()> {
+    let at = metrics.serve(move || airlock_console::queues::record_depths(&state))?;
+    tracing::info!(%at, "metrics served at /metrics");
     Ok(())
 }
 

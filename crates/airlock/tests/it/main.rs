@@ -22,4 +22,5 @@ mod ec2_endpoint;
 mod fleet;
 mod gateway;
 mod scale;
+mod throttling;
 mod web;
