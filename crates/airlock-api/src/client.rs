@@ -21,6 +21,9 @@ use crate::instances::TagsView;
 use crate::instances::{InstanceActionRequest, InstanceActionResponse, InstanceList, TagRequest};
 use crate::refresh::{RefreshRequest, RefreshResponse};
 use crate::session::{LoginRequest, LoginResponse, Whoami};
+use crate::snapshot_policies::{
+    CreateSnapshotPolicyRequest, SnapshotPolicyList, SnapshotPolicyView, SnapshotRunView,
+};
 use crate::state::AccessKeyStatus;
 use crate::users::UserView;
 use crate::users::{AddUserRequest, AttachPolicyRequest, MfaEnabled, PolicyView, PutPolicyRequest};
@@ -597,6 +600,38 @@ impl ConsoleClient {
     /// `POST /v1/gateway/discover`.
     pub async fn discover(&self, req: &DiscoverRequest) -> Result<DiscoverResponse, ClientError> {
         self.post("/v1/gateway/discover", req).await
+    }
+
+    /// `POST /v1/snapshot-policies`.
+    pub async fn create_snapshot_policy(
+        &self,
+        req: &CreateSnapshotPolicyRequest,
+    ) -> Result<SnapshotPolicyView, ClientError> {
+        self.post("/v1/snapshot-policies", req).await
+    }
+
+    /// `GET /v1/snapshot-policies`.
+    pub async fn snapshot_policies(&self) -> Result<SnapshotPolicyList, ClientError> {
+        self.get("/v1/snapshot-policies").await
+    }
+
+    /// `GET /v1/snapshot-policies/{name}`, with its latest runs.
+    pub async fn snapshot_policy(&self, name: &str) -> Result<SnapshotPolicyView, ClientError> {
+        self.get(&format!("/v1/snapshot-policies/{name}")).await
+    }
+
+    /// `DELETE /v1/snapshot-policies/{name}`.
+    pub async fn delete_snapshot_policy(&self, name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/snapshot-policies/{name}")).await
+    }
+
+    /// `POST /v1/snapshot-policies/{name}/run`: one run now, answered when it is over.
+    pub async fn run_snapshot_policy(&self, name: &str) -> Result<SnapshotRunView, ClientError> {
+        self.post(
+            &format!("/v1/snapshot-policies/{name}/run"),
+            &serde_json::json!({}),
+        )
+        .await
     }
 
     /// `GET /v1/events`: the open Server-Sent Events stream, without a time limit (it stays

@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod instances;
 pub mod refresh;
 pub mod session;
+pub mod snapshot_policies;
 pub mod state;
 pub mod users;
 

@@ -59,6 +59,36 @@ impl DeploymentState {
     }
 }
 
+/// Where a snapshot policy's run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotRunState {
+    /// Snapshots are being taken and old ones deleted.
+    Running,
+    /// Every volume got its snapshot and retention went through.
+    Succeeded,
+    /// Something was refused or failed (the run's errors say what); the rest went on.
+    Failed,
+}
+
+impl SnapshotRunState {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[
+        SnapshotRunState::Running,
+        SnapshotRunState::Succeeded,
+        SnapshotRunState::Failed,
+    ];
+
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotRunState::Running => "running",
+            SnapshotRunState::Succeeded => "succeeded",
+            SnapshotRunState::Failed => "failed",
+        }
+    }
+}
+
 /// What was decided about a request, as the audit log records it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -251,6 +281,7 @@ words!(
     RefreshSecretKind => "refresh secret kind",
     RefreshSecretState => "refresh secret state",
     AccessKeyStatus => "access key status",
+    SnapshotRunState => "snapshot run state",
 );
 
 #[cfg(test)]
@@ -279,6 +310,7 @@ mod tests {
         round_trips(AuditOutcome::ALL, AuditOutcome::as_str);
         round_trips(RefreshSecretKind::ALL, RefreshSecretKind::as_str);
         round_trips(RefreshSecretState::ALL, RefreshSecretState::as_str);
+        round_trips(SnapshotRunState::ALL, SnapshotRunState::as_str);
     }
 
     #[test]

@@ -131,6 +131,21 @@ pub struct Caller {
     pub session: Option<std::sync::Arc<crate::authz::SessionBound>>,
 }
 
+impl Caller {
+    /// The console acting for `user` without a request of theirs (a snapshot policy's
+    /// scheduled run): their policies decide, with no source address and no second factor, so
+    /// conditions on `aws:SourceIp` or `aws:MultiFactorAuthPresent` are not met.
+    pub fn acting_for(user: &str) -> Caller {
+        Caller {
+            user: user.to_owned(),
+            source_ip: None,
+            mfa: false,
+            token_hash: String::new(),
+            session: None,
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 

@@ -33,17 +33,20 @@ pub enum Lease {
     Deployments,
     /// The scheduled rotation of old account keys.
     KeyRotation,
+    /// Firing snapshot policies on their schedules.
+    Schedules,
 }
 
 impl Lease {
     /// Every lease a node seeks.
-    pub const ALL: [Lease; 2] = [Lease::Deployments, Lease::KeyRotation];
+    pub const ALL: [Lease; 3] = [Lease::Deployments, Lease::KeyRotation, Lease::Schedules];
 
     /// Its row's name.
     pub fn name(self) -> &'static str {
         match self {
             Lease::Deployments => "deployments",
             Lease::KeyRotation => "key-rotation",
+            Lease::Schedules => "schedules",
         }
     }
 }

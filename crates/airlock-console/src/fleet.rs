@@ -212,32 +212,44 @@ async fn act(
 ) -> ApiResult<Json<Outcome>> {
     let account = take_account(&mut body)?;
     let request = checked_request(&state, &caller, family, &verb, body).await?;
+    run_as(&state, &caller, &account, &request).await.map(Json)
+}
+
+/// Runs a validated fleet operation in `account` for `caller`: the use of the account is
+/// decided first, then what EC2 says of the resources, then the operation, every call audited.
+/// Requests and background work (snapshot policies, as their owner) come through here alike.
+pub(crate) async fn run_as(
+    state: &AppState,
+    caller: &Caller,
+    account: &str,
+    request: &FleetRequest,
+) -> ApiResult<Outcome> {
     precheck(
-        &state,
-        &caller,
-        vec![airlock_access::ops::use_account(&account)],
+        state,
+        caller,
+        vec![airlock_access::ops::use_account(account)],
     )
     .await?;
-    let (account, target) = accounts::target_for_request(&state, &account).await?;
+    let (account, target) = accounts::target_for_request(state, account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let scope = accounts::scope_of(&account);
     let on = On {
-        state: &state,
-        caller: &caller,
+        state,
+        caller,
         account: &account,
         scope: &scope,
     };
-    let facts = on.authorize(ec2.as_ref(), &request).await?;
-    let copy_to = copy_client(&state, &target, &request).await?;
+    let facts = on.authorize(ec2.as_ref(), request).await?;
+    let copy_to = copy_client(state, &target, request).await?;
     let run =
-        airlock_fleet::execute(ec2.as_ref(), copy_to.as_deref(), &request, &facts, &scope).await;
-    audit_calls(&state, &caller, &run.calls).await;
+        airlock_fleet::execute(ec2.as_ref(), copy_to.as_deref(), request, &facts, &scope).await;
+    audit_calls(state, caller, &run.calls).await;
     let outcome = run.result?;
     let touched: Vec<String> = outcome.resource_id.iter().cloned().collect();
     state.tags.forget(&account.name, &touched);
     // The outcome may hold a new key pair's private key: it goes to the caller only.
     tracing::info!(user = %caller.user, operation = %outcome.operation, resource = ?outcome.resource_id, "fleet operation");
-    Ok(Json(outcome))
+    Ok(outcome)
 }
 
 /// The account the body names, taken out of it: the rest is the operation's request.

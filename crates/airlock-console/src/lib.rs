@@ -30,6 +30,7 @@ mod refresh;
 mod refresh_guard;
 mod refresh_retry;
 mod session;
+mod snapshot_policies;
 mod snapshots;
 mod state;
 mod streams;
@@ -111,6 +112,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(gateway::list))
         .routes(routes!(gateway::get, gateway::put, gateway::remove))
         .routes(routes!(gateway::discover))
+        .routes(routes!(snapshot_policies::create, snapshot_policies::list))
+        .routes(routes!(snapshot_policies::get, snapshot_policies::remove))
+        .routes(routes!(snapshot_policies::run_now))
         .merge(fleet::routes())
         .merge(web::api())
 }
@@ -196,6 +200,7 @@ pub async fn serve(
     cluster::beat(&state).await;
     tokio::spawn(cluster::run(state.clone()));
     tokio::spawn(deployments::keep_watching(state.clone()));
+    tokio::spawn(snapshot_policies::keep_scheduling(state.clone()));
     tokio::spawn(events::join_nodes(state.clone()));
     tokio::spawn(snapshots::forget_on_change(
         state.snapshots.clone(),

@@ -75,7 +75,8 @@ impl FromStr for Schedule {
             Kind::Cron(Box::new(cron(body).map_err(fail)?))
         } else {
             return Err(fail(
-                "write cron(MINUTES HOURS DAY-OF-MONTH MONTH DAY-OF-WEEK YEAR) or rate(N UNIT)".into(),
+                "write cron(MINUTES HOURS DAY-OF-MONTH MONTH DAY-OF-WEEK YEAR) or rate(N UNIT)"
+                    .into(),
             ));
         };
         Ok(Schedule {
@@ -183,7 +184,9 @@ fn optional(
 fn field(text: &str, name: &str, low: u32, high: u32, names: &[&str]) -> Result<Vec<u32>, String> {
     if let Some(c) = text.chars().find(|c| matches!(c, 'L' | 'W' | '#')) {
         if !names.iter().any(|n| n.contains(c)) || text.contains('#') {
-            return Err(format!("{name}: {c:?} is not supported; list the days instead"));
+            return Err(format!(
+                "{name}: {c:?} is not supported; list the days instead"
+            ));
         }
     }
     let mut values = Vec::new();
@@ -204,11 +207,10 @@ fn part_values(
 ) -> Result<Vec<u32>, String> {
     let (range, step) = match part.split_once('/') {
         Some((range, step)) => {
-            let step: u32 = step
-                .parse()
-                .ok()
-                .filter(|s| *s > 0)
-                .ok_or_else(|| format!("{name}: the step in {part:?} is not a positive number"))?;
+            let step: u32 =
+                step.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    format!("{name}: the step in {part:?} is not a positive number")
+                })?;
             (range, step)
         }
         None => (part, 1),
@@ -296,7 +298,9 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn next(schedule: &str, after: &str) -> DateTime<Utc> {
@@ -377,7 +381,11 @@ mod tests {
             ("every day", "cron("),
         ] {
             let err = text.parse::<Schedule>().unwrap_err().to_string();
-            let says = if says == "singular" || says == "plural" { "unit" } else { says };
+            let says = if says == "singular" || says == "plural" {
+                "unit"
+            } else {
+                says
+            };
             assert!(err.contains(says), "{text}: {err}");
         }
     }

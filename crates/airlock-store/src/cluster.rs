@@ -52,7 +52,7 @@ const FORGET_NODES_AFTER_MS: i64 = 24 * 3600 * 1000;
 
 impl Store {
     /// The database's clock, in milliseconds since the epoch, as an SQL expression.
-    fn now_ms(&self) -> &'static str {
+    pub(crate) fn now_ms(&self) -> &'static str {
         match self.backend {
             Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
             Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",

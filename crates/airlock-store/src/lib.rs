@@ -14,6 +14,7 @@ mod credentials;
 mod gateway;
 mod limits;
 mod records;
+mod snapshot_policies;
 
 pub use access_keys::*;
 pub use authz::*;
@@ -22,6 +23,7 @@ pub use credentials::*;
 pub use gateway::*;
 pub use limits::*;
 pub use records::*;
+pub use snapshot_policies::*;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};

@@ -138,6 +138,11 @@ pub enum Command {
     /// Consoles sharing one database: their heartbeats and who holds each lease.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Snapshot policies: EBS snapshots of the volumes a tag selects, on a schedule
+    /// (cron(...) or rate(...), UTC), keeping the newest N and/or those younger than D days.
+    /// Every snapshot and deletion is decided with the creator's permissions.
+    #[command(subcommand, name = "snapshot-policy")]
+    SnapshotPolicy(SnapshotPolicyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -571,6 +576,53 @@ pub enum PolicyCommand {
         name: String,
     },
     /// Delete a stored policy (detach it from every user first).
+    Delete {
+        /// Policy name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotPolicyCommand {
+    /// Create a policy; it first fires at the schedule's next time after now.
+    Create {
+        /// Policy name (1-64 of letters, digits, '.', '_', '-').
+        name: String,
+        /// Console account whose volumes it snapshots.
+        #[arg(long)]
+        account: String,
+        /// The volumes: tag:KEY=VALUE.
+        #[arg(long)]
+        target: String,
+        /// When: 'cron(0 3 ? * SUN *)' or 'rate(1 day)' (EventBridge syntax, UTC).
+        #[arg(long)]
+        schedule: String,
+        /// Snapshots of each volume kept, newest first.
+        #[arg(long)]
+        retain: Option<u32>,
+        /// Snapshots younger than this many days are kept.
+        #[arg(long)]
+        retain_days: Option<u32>,
+    },
+    /// Run a policy now (airlock:RunSnapshotPolicy); exits 1 if a volume failed.
+    Run {
+        /// Policy name.
+        name: String,
+        /// Wait until EC2 reports every new snapshot completed.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// List policies with their next run.
+    List,
+    /// Show a policy's latest runs (with --output json, the policy too).
+    Show {
+        /// Policy name.
+        name: String,
+    },
+    /// Delete a policy; its snapshots stay in EC2.
     Delete {
         /// Policy name.
         name: String,

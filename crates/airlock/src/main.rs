@@ -16,6 +16,7 @@ mod gateway_config;
 mod metrics_listen;
 mod output;
 mod serve;
+mod snapshot_policy;
 
 use clap::Parser;
 use cli::{Cli, Command, VaultCommand};
@@ -95,6 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Tag(cmd) => admin::tag(&client, cmd, output).await,
                 Command::Audit(args) => admin::audit(&client, args, output).await,
                 Command::GatewayConfig(cmd) => gateway_config::run(&client, cmd, output).await,
+                Command::SnapshotPolicy(cmd) => snapshot_policy::run(&client, cmd, output).await,
                 Command::Cluster(cli::ClusterCommand::Status) => {
                     commands::cluster_status(&client, output).await
                 }

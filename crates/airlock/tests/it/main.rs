@@ -22,5 +22,6 @@ mod ec2_endpoint;
 mod fleet;
 mod gateway;
 mod scale;
+mod snapshot_policies;
 mod throttling;
 mod web;
