@@ -12,11 +12,13 @@
 
 pub mod admin;
 pub mod balance;
+pub mod body;
 pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod metrics;
 mod options;
+pub mod pool;
 pub mod proxy;
 pub mod routes;
 pub mod runtime;

@@ -1,20 +1,25 @@
 //! The proxy itself: HTTP/1.1 and h2c (or TLS with ALPN) in front, keep-alive pools to the
-//! endpoints behind, one request path in phases over a per-request [`Exchange`]: route →
-//! rewrite → pick → send (with passive health; once more on another endpoint when the
-//! [`ProxyError`] says the request never left and the request is idempotent and replayable) →
-//! observe (metrics, log, the client's answer).
+//! endpoints behind ([`crate::pool`], one per proxy thread), one request path in phases over a
+//! per-request [`Exchange`]: route → rewrite → pick → send (with passive health; once more on
+//! another endpoint when the [`ProxyError`] says the request never left and the request is
+//! idempotent and replayable) → observe (metrics, log, the client's answer).
+//!
+//! The path is lean because every request pays for it: the client's request is rewritten in
+//! place and moved to the endpoint (a retry gets it back unsent, so nothing is cloned), the
+//! path is re-used as received unless a route rewrites it, and what a connection's requests
+//! share (the client's address as a header value) is made once per connection.
 use crate::balance::{self, Outcome};
+use crate::body::{Body, OutBody};
 use crate::error::{ProxyError, Who};
+use crate::pool::{self, SendError};
 use crate::routes;
 use crate::runtime::{Shared, UpstreamState};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, Uri, Version};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http::{Method, Request, Response, Version};
+use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,46 +29,24 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-/// Body type on both sides of the proxy.
-pub type Body = BoxBody<Bytes, hyper::Error>;
-/// The pooled HTTP/1.1 client to endpoints.
-pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
-
 /// Request bodies up to this size are buffered for idempotent methods so a retry can resend them.
 const MAX_REPLAY_BODY: u64 = 64 * 1024;
 
-/// A keep-alive client pool to endpoints.
-pub fn new_client(connect_timeout: Duration) -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1024)
-        .build(connector)
-}
-
-fn empty() -> Body {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
-}
-
 /// An active health check: GET `path` on `addr`; true on a 2xx answer in time.
-pub async fn probe(client: &Client, addr: SocketAddr, path: &str, timeout: Duration) -> bool {
-    let Ok(req) = Request::get(format!("http://{addr}{path}"))
+pub async fn probe(
+    addr: SocketAddr,
+    path: &str,
+    connect_timeout: Duration,
+    timeout: Duration,
+) -> bool {
+    let Ok(req) = Request::get(path)
         .header(header::HOST, addr.to_string())
         .header(header::USER_AGENT, "airlock-gateway-health")
-        .body(empty())
+        .body(OutBody::Full(None))
     else {
         return false;
     };
-    match tokio::time::timeout(timeout, client.request(req)).await {
+    match tokio::time::timeout(timeout, pool::send(addr, req, connect_timeout)).await {
         Ok(Ok(resp)) => {
             let ok = resp.status().is_success();
             // Read the body so the connection goes back to the pool.
@@ -88,7 +71,6 @@ pub async fn serve(
     connections: Arc<Semaphore>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let client = new_client(shared.settings.connect_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let scheme: &'static str = if tls.is_some() { "https" } else { "http" };
     tokio::pin!(shutdown);
@@ -112,13 +94,13 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let context = Connection {
+        let context = Arc::new(Connection {
             shared: shared.clone(),
-            client: client.clone(),
             peer,
+            peer_ip: peer_ip_value(peer),
             scheme,
-            started: Arc::new(AtomicBool::new(false)),
-        };
+            started: AtomicBool::new(false),
+        });
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -134,22 +116,26 @@ pub async fn serve(
     }
 }
 
-/// What a connection's requests need.
-#[derive(Clone)]
+/// What a connection's requests need (one reference count per request to share it).
 struct Connection {
     shared: Arc<Shared>,
-    client: Client,
     peer: SocketAddr,
+    /// The client's address as `X-Forwarded-For` gets it, made once.
+    peer_ip: HeaderValue,
     scheme: &'static str,
     /// Set when the connection's first request arrives.
-    started: Arc<AtomicBool>,
+    started: AtomicBool,
+}
+
+fn peer_ip_value(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The TLS handshake (within the handshake timeout), then HTTP.
 async fn serve_connection(
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    connection: Connection,
+    connection: Arc<Connection>,
     watcher: Watcher,
 ) {
     let Some(acceptor) = tls else {
@@ -167,17 +153,17 @@ async fn serve_connection(
 }
 
 /// HTTP/1.1 or h2 on an accepted (and maybe decrypted) stream, watched for graceful shutdown.
-async fn serve_http<I>(io: I, connection: Connection, watcher: Watcher)
+async fn serve_http<I>(io: I, connection: Arc<Connection>, watcher: Watcher)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let limits = connection.shared.settings.limits;
-    let (peer, started) = (connection.peer, connection.started.clone());
+    let (peer, started) = (connection.peer, connection.clone());
     let service = hyper::service::service_fn(move |req| {
         let c = connection.clone();
         async move {
             c.started.store(true, Ordering::Relaxed);
-            Ok::<_, Infallible>(handle(&c.shared, &c.client, c.peer, c.scheme, req).await)
+            Ok::<_, Infallible>(handle(&c, req).await)
         }
     });
     let conn = airlock_listen::builder(limits)
@@ -187,7 +173,7 @@ where
         ended = watcher.watch(conn) => if let Err(e) = ended {
             tracing::debug!(%peer, "connection ended: {e}");
         },
-        () = airlock_listen::first_request_deadline(limits.header_timeout, &started) => {
+        () = airlock_listen::first_request_deadline(limits.header_timeout, &started.started) => {
             tracing::debug!(%peer, "no request within the header timeout; closed");
         }
     }
@@ -197,8 +183,8 @@ where
 #[derive(Clone, Copy)]
 struct Context<'a> {
     shared: &'a Shared,
-    client: &'a Client,
     peer: SocketAddr,
+    peer_ip: &'a HeaderValue,
     scheme: &'a str,
 }
 
@@ -209,20 +195,14 @@ struct Exchange<'a> {
     upstream: Option<Arc<UpstreamState>>,
 }
 
-async fn handle(
-    shared: &Shared,
-    client: &Client,
-    peer: SocketAddr,
-    scheme: &str,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn handle(connection: &Connection, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
     let mut exchange = Exchange {
         cx: Context {
-            shared,
-            client,
-            peer,
-            scheme,
+            shared: &connection.shared,
+            peer: connection.peer,
+            peer_ip: &connection.peer_ip,
+            scheme: connection.scheme,
         },
         upstream: None,
     };
@@ -232,7 +212,7 @@ async fn handle(
 
 /// The answer the client gets for a failed request: the status and a clear sentence.
 pub fn error_response(e: &ProxyError) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from(format!(
+    let mut resp = Response::new(Body::full(Bytes::from(format!(
         "airlock gateway: {}\n",
         e.message
     ))));
@@ -258,51 +238,56 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
+/// The hop-by-hop headers every message loses.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
 /// Removes hop-by-hop headers (and those the `Connection` header names).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    // `Connection: keep-alive` or `close`, the usual values, name nothing more to remove.
+    let names_more = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+        .map(str::trim)
+        .any(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"));
+    if names_more {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
-    for n in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::TE,
-        header::TRAILER,
-        header::UPGRADE,
-        header::PROXY_AUTHORIZATION,
-    ] {
+    for n in HOP_BY_HOP {
         headers.remove(n);
     }
     headers.remove("keep-alive");
     headers.remove("proxy-connection");
 }
 
-enum ReqBody {
-    Replayable(Option<Bytes>),
-    Stream(Option<Incoming>),
-}
+/// Decrements the endpoint's in-flight count when the attempt ends.
+struct InFlight<'a>(&'a balance::Health);
 
-impl ReqBody {
-    fn take(&mut self) -> Option<Body> {
-        match self {
-            ReqBody::Replayable(None) => Some(empty()),
-            ReqBody::Replayable(Some(b)) => Some(full(b.clone())),
-            ReqBody::Stream(s) => s.take().map(|b| b.boxed()),
-        }
+impl<'a> InFlight<'a> {
+    fn start(health: &'a balance::Health) -> Self {
+        health.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(health)
     }
 }
 
-/// Decrements the endpoint's in-flight count when the attempt ends.
-struct InFlight(Arc<crate::balance::Health>);
-
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -310,13 +295,19 @@ impl Drop for InFlight {
 
 /// The request as it goes to an endpoint: rewritten once, sent up to twice.
 struct Outbound {
-    parts: http::request::Parts,
-    path_and_query: String,
-    body: ReqBody,
+    /// The request, until an attempt takes it (a failed attempt that never sent it gives it
+    /// back).
+    request: Option<Request<OutBody>>,
     /// The consistent-hashing key, when the upstream and the route use one.
     hash: Option<u64>,
     /// The method is idempotent and the body can be sent again.
     may_retry: bool,
+}
+
+/// A failed attempt, with the request when it never left.
+struct Failed {
+    error: ProxyError,
+    unsent: Option<Box<Request<OutBody>>>,
 }
 
 impl Exchange<'_> {
@@ -325,13 +316,13 @@ impl Exchange<'_> {
     async fn forward(&mut self, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
         let cx = self.cx;
         let (mut parts, body) = req.into_parts();
-        let host = request_host(&parts);
-        let path = parts.uri.path().to_owned();
         let live = cx.shared.live.load();
-        let (route, state) = cx.route(&live.routes, &host, &path)?;
+        let (route, state) = cx.route(&live.routes, request_host(&parts), parts.uri.path())?;
         let state: &UpstreamState = self.upstream.insert(state);
-        let path_and_query = routes::rewrite(route, &path, parts.uri.query());
-        rewrite_headers(&mut parts.headers, &host, cx.peer, cx.scheme);
+        rewrite_headers(&mut parts.headers, &parts.uri, cx.peer_ip, cx.scheme);
+        parts.uri = routes::upstream_uri(route, &parts.uri).map_err(ProxyError::bad_request)?;
+        parts.version = Version::HTTP_11;
+        parts.extensions = http::Extensions::new();
         let (body, may_retry) = read_body(&parts.method, body).await?;
         // Consistent hashing: only for upstreams configured with it and routes that say what
         // to hash; a request without any of the values is balanced as usual.
@@ -344,14 +335,12 @@ impl Exchange<'_> {
         } else {
             None
         };
-        let mut outbound = Outbound {
-            parts,
-            path_and_query,
-            body,
+        let outbound = Outbound {
+            request: Some(Request::from_parts(parts, body)),
             hash,
             may_retry,
         };
-        cx.send_with_retry(state, &mut outbound).await
+        cx.send_with_retry(state, outbound).await
     }
 
     /// Observe: the upstream's metrics, the log, and the client's answer for a failure.
@@ -401,7 +390,7 @@ impl Context<'_> {
     async fn send_with_retry(
         &self,
         state: &UpstreamState,
-        outbound: &mut Outbound,
+        mut outbound: Outbound,
     ) -> Result<Response<Body>, ProxyError> {
         let mut excluded = None;
         let mut last_error = None;
@@ -409,19 +398,20 @@ impl Context<'_> {
             let Some(endpoint) = self.pick(state, outbound.hash, excluded) else {
                 break;
             };
-            let Some(body) = outbound.body.take() else {
+            let Some(request) = outbound.request.take() else {
                 break;
             };
-            match self.send(state, endpoint, outbound, body).await {
+            match self.send(state, endpoint, request).await {
                 Ok(resp) => return Ok(resp),
-                Err(e) if e.retry_safe && outbound.may_retry => {
+                Err(Failed { error, unsent }) if error.retry_safe && outbound.may_retry => {
+                    outbound.request = unsent.map(|r| *r);
                     excluded = Some(endpoint.addr);
                     if attempt == 0 {
                         state.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     }
-                    last_error = Some(e);
+                    last_error = Some(error);
                 }
-                Err(e) => return Err(e),
+                Err(failed) => return Err(failed.error),
             }
         }
         Err(last_error
@@ -452,32 +442,20 @@ impl Context<'_> {
         &self,
         state: &UpstreamState,
         endpoint: &balance::Endpoint,
-        outbound: &Outbound,
-        body: Body,
-    ) -> Result<Response<Body>, ProxyError> {
+        request: Request<OutBody>,
+    ) -> Result<Response<Body>, Failed> {
         let name = || format!("{} ({})", endpoint.addr, endpoint.instance_id);
-        let uri: Uri = format!("http://{}{}", endpoint.addr, outbound.path_and_query)
-            .parse()
-            .map_err(ProxyError::bad_request)?;
-        let mut builder = Request::builder()
-            .method(outbound.parts.method.clone())
-            .uri(uri)
-            .version(Version::HTTP_11);
-        if let Some(h) = builder.headers_mut() {
-            *h = outbound.parts.headers.clone();
-        }
-        let upstream_req = builder
-            .body(body)
-            .map_err(|_| ProxyError::internal("cannot build the upstream request"))?;
-        endpoint.health.in_flight.fetch_add(1, Ordering::Relaxed);
-        let guard = InFlight(endpoint.health.clone());
+        let settings = &self.shared.settings;
+        let in_flight = InFlight::start(&endpoint.health);
         let sent = tokio::time::timeout(
-            self.shared.settings.upstream_timeout,
-            self.client.request(upstream_req),
+            settings.upstream_timeout,
+            pool::send(endpoint.addr, request, settings.connect_timeout),
         )
         .await;
+        drop(in_flight);
+        let failed = |error, unsent| Failed { error, unsent };
         match sent {
-            Ok(Ok(resp)) => {
+            Ok(Ok(mut resp)) => {
                 let outcome = if resp.status().is_server_error() {
                     Outcome::ServerError
                 } else {
@@ -486,18 +464,16 @@ impl Context<'_> {
                 if self.record(state, endpoint, outcome) {
                     tracing::warn!(endpoint = %name(), upstream = %state.upstream.id, "ejected after consecutive 5xx answers");
                 }
-                drop(guard);
-                let (mut rparts, rbody) = resp.into_parts();
-                strip_hop_by_hop(&mut rparts.headers);
-                Ok(Response::from_parts(rparts, rbody.boxed()))
+                strip_hop_by_hop(resp.headers_mut());
+                Ok(resp)
             }
-            Ok(Err(e)) if e.is_connect() => {
+            Ok(Err(SendError::Connect(e, unsent))) => {
                 self.record(state, endpoint, Outcome::ConnectFailure);
                 tracing::warn!(endpoint = %name(), upstream = %state.upstream.id, "cannot connect: {e}; ejected");
-                Err(ProxyError::connect(&name(), e))
+                Err(failed(ProxyError::connect(&name(), e), Some(unsent)))
             }
-            Ok(Err(e)) => Err(ProxyError::upstream(&name(), e)),
-            Err(_) => Err(ProxyError::timeout(&name())),
+            Ok(Err(SendError::Failed(e))) => Err(failed(ProxyError::upstream(&name(), e), None)),
+            Err(_) => Err(failed(ProxyError::timeout(&name()), None)),
         }
     }
 
@@ -525,30 +501,33 @@ impl Context<'_> {
 }
 
 /// The host the client asked for: its `Host` header, or the authority of its URI.
-fn request_host(parts: &http::request::Parts) -> String {
+fn request_host(parts: &http::request::Parts) -> &str {
     parts
         .headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
         .unwrap_or_default()
 }
 
-/// Rewrite: the headers the endpoint gets (hop-by-hop ones removed, `Host` kept, the client's
-/// address and scheme added).
-fn rewrite_headers(headers: &mut HeaderMap, host: &str, peer: SocketAddr, scheme: &str) {
+/// Rewrite: the headers the endpoint gets (hop-by-hop ones removed, `Host` kept or taken from
+/// the URI, the client's address and scheme added).
+fn rewrite_headers(headers: &mut HeaderMap, uri: &http::Uri, peer_ip: &HeaderValue, scheme: &str) {
     strip_hop_by_hop(headers);
     if !headers.contains_key(header::HOST) {
+        let host = uri.authority().map_or("", http::uri::Authority::as_str);
         if let Ok(v) = HeaderValue::from_str(host) {
             headers.insert(header::HOST, v);
         }
     }
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+        Some(prev) => HeaderValue::from_maybe_shared(Bytes::from(
+            [prev.as_bytes(), b", ", peer_ip.as_bytes()].concat(),
+        ))
+        .ok(),
+        None => Some(peer_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert(
@@ -559,17 +538,17 @@ fn rewrite_headers(headers: &mut HeaderMap, host: &str, peer: SocketAddr, scheme
 
 /// The body, replayable when the method is idempotent and the body small (or absent); true
 /// when the request may be sent again.
-async fn read_body(method: &Method, body: Incoming) -> Result<(ReqBody, bool), ProxyError> {
+async fn read_body(method: &Method, body: Incoming) -> Result<(OutBody, bool), ProxyError> {
     let idempotent = is_idempotent(method);
     let length = body.size_hint().exact();
     let body = if body.is_end_stream() {
-        ReqBody::Replayable(None)
+        OutBody::Full(None)
     } else if idempotent && length.is_some_and(|n| n <= MAX_REPLAY_BODY) {
         let collected = body.collect().await.map_err(ProxyError::bad_request)?;
-        ReqBody::Replayable(Some(collected.to_bytes()))
+        OutBody::Full(Some(collected.to_bytes()))
     } else {
-        ReqBody::Stream(Some(body))
+        OutBody::Stream(body)
     };
-    let may_retry = idempotent && matches!(body, ReqBody::Replayable(_));
+    let may_retry = idempotent && matches!(body, OutBody::Full(_));
     Ok((body, may_retry))
 }

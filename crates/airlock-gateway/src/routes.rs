@@ -1,18 +1,26 @@
 //! Choosing a route for a request the way Gloo (Envoy) does: the virtual service by `Host`
 //! (exact domain, then the longest `*.suffix`, then `*`), then its first route whose matcher
 //! accepts the path, then the path rewrite. Pure functions over the [`Config`](crate::config::Config).
+//! Every request looks a route up, so the table is prepared once (domains lower-cased) and a
+//! lookup allocates nothing.
 
 use crate::config::{PathMatch, Route, VirtualService};
+use http::uri::{InvalidUri, PathAndQuery};
+use http::Uri;
 
 /// The virtual services of a configuration, ready for lookups.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
+    /// Their domains lower-cased, as host names compare.
     services: Vec<VirtualService>,
 }
 
 impl RouteTable {
     /// A table over these virtual services (file order is kept for ties).
-    pub fn new(services: Vec<VirtualService>) -> Self {
+    pub fn new(mut services: Vec<VirtualService>) -> Self {
+        for d in services.iter_mut().flat_map(|vs| vs.domains.iter_mut()) {
+            d.make_ascii_lowercase();
+        }
         RouteTable { services }
     }
 
@@ -39,9 +47,8 @@ impl RouteTable {
                     if suffix.is_empty() {
                         continue;
                     }
-                    let lower = bare.to_ascii_lowercase();
-                    if lower.ends_with(&suffix.to_ascii_lowercase())
-                        && lower.len() > suffix.len()
+                    if ends_with_ignore_case(bare, suffix)
+                        && bare.len() > suffix.len()
                         && best.is_none_or(|(_, len)| suffix.len() > len)
                     {
                         best = Some((vs, suffix.len()));
@@ -56,6 +63,14 @@ impl RouteTable {
             .iter()
             .find(|vs| vs.domains.iter().any(|d| d == "*"))
     }
+}
+
+/// `host` ends with `lower_suffix` (lower-case), whatever the case of `host`.
+fn ends_with_ignore_case(host: &str, lower_suffix: &str) -> bool {
+    host.len()
+        .checked_sub(lower_suffix.len())
+        .and_then(|start| host.as_bytes().get(start..))
+        .is_some_and(|tail| tail.eq_ignore_ascii_case(lower_suffix.as_bytes()))
 }
 
 fn strip_port(host: &str) -> &str {
@@ -90,6 +105,20 @@ pub fn rewrite(route: &Route, path: &str, query: Option<&str>) -> String {
     match query {
         Some(q) => format!("{new_path}?{q}"),
         None => new_path,
+    }
+}
+
+/// The origin-form URI an endpoint gets: the path and query as received (shared, not copied)
+/// unless the route rewrites the path, then [`rewrite`]'s.
+pub fn upstream_uri(route: &Route, uri: &Uri) -> Result<Uri, InvalidUri> {
+    let unchanged = route.prefix_rewrite.is_none() || matches!(route.matcher, PathMatch::Regex(_));
+    match uri.path_and_query() {
+        Some(pq) if unchanged && !pq.path().is_empty() => Ok(Uri::from(pq.clone())),
+        _ => Ok(Uri::from(PathAndQuery::try_from(rewrite(
+            route,
+            uri.path(),
+            uri.query(),
+        ))?)),
     }
 }
 
@@ -138,6 +167,8 @@ mod tests {
         assert_eq!(r.upstream.name, "echo");
         assert_eq!(rewrite(r, "/echoapp", None), "/");
         assert_eq!(rewrite(r, "/echoapp", Some("a=1")), "/?a=1");
+        let uri: Uri = "/echoapp?a=1".parse().unwrap();
+        assert_eq!(upstream_uri(r, &uri).unwrap(), "/?a=1");
         // Exact means exact: a longer path falls through to no route.
         assert!(t.select("gw", "/echoapp/x").is_none());
         assert!(t.select("gw", "/Echoapp").is_none(), "case-sensitive");
@@ -159,6 +190,10 @@ mod tests {
     fn regex_matches_the_whole_path() {
         let t = table();
         assert_eq!(t.select("gw", "/items/12").unwrap().upstream.name, "items");
+        // Not rewritten: the path and query go as received, absolute-form or not.
+        let r = t.select("gw", "/items/12").unwrap();
+        let uri: Uri = "http://gw:8080/items/12?x=%41".parse().unwrap();
+        assert_eq!(upstream_uri(r, &uri).unwrap(), "/items/12?x=%41");
         assert!(t.select("gw", "/items/12/x").is_none());
     }
 
@@ -178,6 +213,10 @@ mod tests {
         );
         assert_eq!(
             t.select("a.example.com", "/x").unwrap().upstream.name,
+            "shop"
+        );
+        assert_eq!(
+            t.select("A.Example.COM", "/x").unwrap().upstream.name,
             "shop"
         );
         assert!(

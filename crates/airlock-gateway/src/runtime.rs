@@ -708,7 +708,7 @@ fn publish_warnings(shared: &Shared, state: &mut RefreshState, warnings: Vec<Str
 
 /// The active health checker: GETs each distinct address's check path every interval.
 pub async fn health_checker(shared: Arc<Shared>, check: HealthCheck) {
-    let client = crate::proxy::new_client(shared.settings.connect_timeout.min(check.timeout));
+    let connect_timeout = shared.settings.connect_timeout.min(check.timeout);
     loop {
         let snapshot = shared.upstreams.load_full();
         let mut targets: BTreeMap<SocketAddr, Arc<Health>> = BTreeMap::new();
@@ -719,10 +719,9 @@ pub async fn health_checker(shared: Arc<Shared>, check: HealthCheck) {
         }
         let mut tasks = tokio::task::JoinSet::new();
         for (addr, health) in targets {
-            let client = client.clone();
             let check = check.clone();
             tasks.spawn(async move {
-                let ok = crate::proxy::probe(&client, addr, &check.path, check.timeout).await;
+                let ok = crate::proxy::probe(addr, &check.path, connect_timeout, check.timeout).await;
                 if let Some(now_healthy) = health.record_check(ok, check.healthy_threshold, check.unhealthy_threshold) {
                     if now_healthy {
                         tracing::info!(%addr, "endpoint healthy again");

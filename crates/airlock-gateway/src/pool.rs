@@ -1,0 +1,219 @@
+//! Keep-alive HTTP/1.1 connections to endpoints on hyper's low-level `client::conn::http1`, one
+//! pool per thread. Each proxy thread runs its own single-threaded event loop, and a request and
+//! its answer are served on the thread that accepted the client, so a thread-local pool needs no
+//! lock and no cross-thread wake-ups: a connection is checked out when a request is sent and
+//! checked back in when its answer's body ends (most recently used first, so few stay warm).
+//! A request that a reused connection did not send (it was closing) goes once more on a fresh
+//! connection, as hyper's pooled client does.
+
+use crate::body::OutBody;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Idle connections are closed after this long unused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per endpoint and thread.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
+type Sender = SendRequest<OutBody>;
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: HashMap<SocketAddr, Vec<Idle>>,
+    swept: Option<Instant>,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::default();
+}
+
+impl Pool {
+    fn take(&mut self, addr: SocketAddr) -> Option<Sender> {
+        let idle = self.idle.get_mut(&addr)?;
+        while let Some(conn) = idle.pop() {
+            if !conn.sender.is_closed() {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&mut self, addr: SocketAddr, sender: Sender, now: Instant) {
+        if self
+            .swept
+            .is_none_or(|t| now.duration_since(t) > IDLE_TIMEOUT / 2)
+        {
+            self.sweep(now);
+        }
+        let idle = self.idle.entry(addr).or_default();
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push(Idle { sender, since: now });
+        }
+    }
+
+    /// Closes connections idle too long, including those to endpoints no longer in use.
+    fn sweep(&mut self, now: Instant) {
+        self.swept = Some(now);
+        for idle in self.idle.values_mut() {
+            idle.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && !c.sender.is_closed());
+        }
+        self.idle.retain(|_, idle| !idle.is_empty());
+    }
+}
+
+fn take(addr: SocketAddr) -> Option<Sender> {
+    POOL.try_with(|p| p.try_borrow_mut().ok()?.take(addr))
+        .ok()
+        .flatten()
+}
+
+fn put(addr: SocketAddr, sender: Sender) {
+    let _ = POOL.try_with(|p| {
+        if let Ok(mut pool) = p.try_borrow_mut() {
+            pool.put(addr, sender, Instant::now());
+        }
+    });
+}
+
+/// Why a request got no answer.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be opened: the request never left, and is given back.
+    Connect(std::io::Error, Box<Request<OutBody>>),
+    /// The connection failed while the request was sent or answered.
+    Failed(hyper::Error),
+}
+
+/// Sends `req` (origin-form URI, `Host` set) to `addr` on an idle connection of this thread's
+/// pool or a new one; the answer's body checks the connection back in when it ends.
+pub async fn send(
+    addr: SocketAddr,
+    req: Request<OutBody>,
+    connect_timeout: Duration,
+) -> Result<Response<crate::body::Body>, SendError> {
+    let mut req = req;
+    while let Some(mut sender) = take(addr) {
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok(answer(addr, sender, resp)),
+            // The connection was closing and never took the request: a fresh one gets it.
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Err(SendError::Failed(e.into_error())),
+            },
+        }
+    }
+    let mut sender = match connect(addr, connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => return Err(SendError::Connect(e, Box::new(req))),
+    };
+    match sender.send_request(req).await {
+        Ok(resp) => Ok(answer(addr, sender, resp)),
+        Err(e) => Err(SendError::Failed(e)),
+    }
+}
+
+/// A new connection, its protocol driven by a task of its own on this thread's event loop.
+async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Sender> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(stream) => stream?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        }
+    };
+    stream.set_nodelay(true)?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, "endpoint connection ended: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+fn answer(
+    addr: SocketAddr,
+    sender: Sender,
+    resp: Response<Incoming>,
+) -> Response<crate::body::Body> {
+    resp.map(|body| {
+        let mut pooled = PooledBody {
+            body,
+            home: Some((addr, sender)),
+        };
+        // No body to read (HEAD, 204, 304): the connection is free now.
+        pooled.check_in_at_end();
+        crate::body::Body::Upstream(pooled)
+    })
+}
+
+/// An endpoint's answer body; its connection goes back to the pool once the body has ended
+/// (and is closed if the body is dropped before).
+#[derive(Debug)]
+pub struct PooledBody {
+    body: Incoming,
+    home: Option<(SocketAddr, Sender)>,
+}
+
+impl PooledBody {
+    fn check_in_at_end(&mut self) {
+        if self.body.is_end_stream() {
+            if let Some((addr, sender)) = self.home.take() {
+                put(addr, sender);
+            }
+        }
+    }
+}
+
+impl HttpBody for PooledBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<bytes::Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some((addr, sender)) = this.home.take() {
+                    put(addr, sender);
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => this.check_in_at_end(),
+            Poll::Ready(Some(Err(_))) => this.home = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
