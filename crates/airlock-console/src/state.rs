@@ -24,6 +24,8 @@ pub struct ConsoleConfig {
     pub allowed_endpoints: Vec<crate::endpoints::AllowedEndpoint>,
     /// The machine's name, part of this node's id among several consoles.
     pub hostname: String,
+    /// A file holding the time schedules see, instead of the system clock (tests).
+    pub schedule_clock: Option<std::path::PathBuf>,
 }
 
 impl Default for ConsoleConfig {
@@ -36,6 +38,7 @@ impl Default for ConsoleConfig {
             rotate_keys_after: None,
             allowed_endpoints: Vec::new(),
             hostname: "localhost".into(),
+            schedule_clock: None,
         }
     }
 }

@@ -177,6 +177,11 @@ pub struct ServeArgs {
     /// `account rotate-key` does); off unless given.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rotate_keys_after_days: Option<u64>,
+    /// Schedules (snapshot policies) read the time from this file (one RFC 3339 time) instead
+    /// of the system clock, looking every second: how tests drive schedules without waiting.
+    /// Tokens, audit and AWS calls keep the system clock.
+    #[arg(long, hide = true)]
+    pub schedule_clock_file: Option<PathBuf>,
     /// Seconds a connection may take to send a request's headers (and an idle kept-alive
     /// connection may wait for its next request) before it is closed.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=300))]

@@ -156,6 +156,7 @@ fn console_config(args: &ServeArgs, public_url: &str) -> ConsoleConfig {
             .map(|days| Duration::from_secs(days * 86_400)),
         allowed_endpoints: args.allow_endpoint.clone(),
         hostname: hostname(),
+        schedule_clock: args.schedule_clock_file.clone(),
         ..ConsoleConfig::default()
     }
 }

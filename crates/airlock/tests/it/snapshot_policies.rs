@@ -205,3 +205,63 @@ async fn a_policy_can_do_only_what_its_creator_may_and_only_those_allowed_make_o
     );
     assert_eq!(snapshots_of(&ec2, &sams).await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_fires_on_its_schedule_under_the_test_clock_and_not_before() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("clock");
+    let now = chrono::Utc::now();
+    let set = |t: chrono::DateTime<chrono::Utc>| std::fs::write(&clock, t.to_rfc3339()).unwrap();
+    set(now);
+    let clock_flag = clock.to_string_lossy().to_string();
+    let console = Console::start_with(&["--schedule-clock-file", &clock_flag]);
+    console.login_with_account(&moto);
+    let vol = volume(&ec2, &[("Backup", "hourly")]).await;
+    console.json(&[
+        "snapshot-policy",
+        "create",
+        "hourly",
+        "--account",
+        "dev",
+        "--target",
+        "tag:Backup=hourly",
+        "--schedule",
+        "rate(1 hour)",
+        "--retain",
+        "5",
+    ]);
+    let runs = || {
+        // No runs yet: the field is left out.
+        console.json(&["snapshot-policy", "show", "hourly"])["runs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+
+    // Fifty-nine minutes later: not yet.
+    set(now + chrono::Duration::minutes(59));
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(runs().is_empty());
+
+    // An hour and a minute later it fires once, as scheduled.
+    set(now + chrono::Duration::minutes(61));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while runs().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the schedule did not fire"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let fired = runs();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["trigger"], "scheduled");
+    assert_eq!(by_policy(&snapshots_of(&ec2, &vol).await, "hourly"), 1);
+    let shown = console.json(&["snapshot-policy", "show", "hourly"]);
+    let next =
+        chrono::DateTime::parse_from_rfc3339(shown["next_run_at"].as_str().unwrap()).unwrap();
+    assert!(next > now + chrono::Duration::minutes(120), "{shown}");
+}
