@@ -107,6 +107,11 @@ pub async fn open_chain(store: &Store, vault: &Vault) -> ApiResult<(Chain, KeyOr
         .audit_has_chain(chain::ChainKind::HmacSha256.as_str())
         .await?
     {
+        // Another node starting at the same moment may have stored the key and chained a
+        // record since the vault was read: a keyed record is only ever written after its key.
+        if let Some(chain) = stored_chain(vault).await? {
+            return Ok((chain, KeyOrigin::Stored));
+        }
         return Err(ApiError::Internal(format!(
             "the audit log has keyed records but the vault has no audit key ({KEY_RECORD}): \
              restore that record from a backup of the database"

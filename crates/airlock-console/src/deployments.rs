@@ -456,16 +456,7 @@ pub async fn create(
     }
     tracing::info!(deployment = %id, user = %caller.user, source_ip = ?caller.source_ip, account = %req.account, image = %req.image_id, count = req.count, credentials = spec.credentials.as_str(), "deployment created");
     if spec.credentials == CredentialMode::Account {
-        tracing::warn!(deployment = %id, user = %caller.user, "RISK: the instances receive the account's long-term key in their user data");
-        let mut entry = Entry::for_caller(
-            &caller,
-            "airlock:CreateDeployment",
-            vec![console_arn("deployment", &id)],
-        );
-        entry.decision = audit::AuditDecision::Allowed;
-        entry.outcome = audit::AuditOutcome::Risk;
-        entry.detail = Some("RISK: credentials account — every instance receives the account's long-term key in its user data, readable by anything on the instance and by anyone allowed DescribeInstanceAttribute".into());
-        audit::record(&state, entry).await;
+        record_account_key_risk(&state, &caller, &id).await;
     }
     reconcile(
         &state,
@@ -478,6 +469,21 @@ pub async fn create(
     spawn_watch(&state, &id);
     let row = state.store.deployment(&id).await?.unwrap_or(row);
     Ok((StatusCode::CREATED, Json(view(&state, row).await?)))
+}
+
+/// Records, as a risk the operator should see, that a deployment hands its instances the
+/// account's long-term key.
+async fn record_account_key_risk(state: &AppState, caller: &Caller, id: &str) {
+    tracing::warn!(deployment = %id, user = %caller.user, "RISK: the instances receive the account's long-term key in their user data");
+    let mut entry = Entry::for_caller(
+        caller,
+        "airlock:CreateDeployment",
+        vec![console_arn("deployment", id)],
+    );
+    entry.decision = audit::AuditDecision::Allowed;
+    entry.outcome = audit::AuditOutcome::Risk;
+    entry.detail = Some("RISK: credentials account — every instance receives the account's long-term key in its user data, readable by anything on the instance and by anyone allowed DescribeInstanceAttribute".into());
+    audit::record(state, entry).await;
 }
 
 /// A deploy repeated with a client token already used: the deployment it made, if the caller

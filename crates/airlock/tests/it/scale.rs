@@ -52,6 +52,24 @@ async fn counted<T>(
     (out, calls)
 }
 
+/// Deploys with `args` and gives each instance's (id, address, enrolment secret).
+async fn enrolled(
+    console: &Console,
+    moto: &Moto,
+    args: &[&str],
+) -> (String, Vec<(String, String, String)>) {
+    let dep = console.json(args);
+    let ec2 = moto.ec2().await;
+    let mut instances = Vec::new();
+    for i in dep["instances"].as_array().unwrap() {
+        let id = i["instance_id"].as_str().unwrap().to_owned();
+        let ip = i["private_ip"].as_str().unwrap().to_owned();
+        let secret = enrolment_secret(&ec2, &id).await;
+        instances.push((id, ip, secret));
+    }
+    (dep["id"].as_str().unwrap().to_owned(), instances)
+}
+
 /// The first snapshot of `GET /v1/instances/watch` (everything up to `event: ready`).
 async fn first_watch_snapshot(console: &Console) -> String {
     let mut response = reqwest::Client::new()
@@ -89,21 +107,7 @@ async fn two_thousand_instances_over_two_accounts_are_listed_filtered_watched_an
     let console = Console::start();
     console.login_with_account(&moto);
     ok(
-        console.cli_stdin(
-            &[
-                "account",
-                "add",
-                "other",
-                "--region",
-                OTHER_REGION,
-                "--endpoint-url",
-                &moto.url,
-                "--access-key-id",
-                ACCESS_KEY_ID,
-                "--secret-access-key-stdin",
-            ],
-            &format!("{SECRET_ACCESS_KEY}\n"),
-        ),
+        console.add_account_in(&moto, "other", OTHER_REGION),
         &["account add other"],
     );
     fill(&moto, REGION).await;
@@ -151,19 +155,12 @@ async fn two_thousand_instances_over_two_accounts_are_listed_filtered_watched_an
     );
 
     let burst = 40;
-    let dep = console.json(&deploy_args(
-        &net,
-        &["--count", &burst.to_string(), "--wait"],
-    ));
-    let dep_id = dep["id"].as_str().unwrap().to_owned();
-    let ec2 = moto.ec2().await;
-    let mut instances = Vec::new();
-    for i in dep["instances"].as_array().unwrap() {
-        let id = i["instance_id"].as_str().unwrap().to_owned();
-        let ip = i["private_ip"].as_str().unwrap().to_owned();
-        let secret = enrolment_secret(&ec2, &id).await;
-        instances.push((id, ip, secret));
-    }
+    let (dep_id, instances) = enrolled(
+        &console,
+        &moto,
+        &deploy_args(&net, &["--count", &burst.to_string(), "--wait"]),
+    )
+    .await;
     let (answers, calls) = counted(
         &moto,
         &format!("{burst} refreshes at the same moment"),
@@ -194,15 +191,12 @@ async fn a_stolen_secret_or_made_up_instance_hidden_in_a_refresh_burst_is_refuse
     let net = loopback_net(&ec2).await;
     let console = Console::start();
     console.login_with_account(&moto);
-    let dep = console.json(&deploy_args(&net, &["--count", "4", "--wait"]));
-    let dep_id = dep["id"].as_str().unwrap().to_owned();
-    let mut nodes = Vec::new();
-    for i in dep["instances"].as_array().unwrap() {
-        let id = i["instance_id"].as_str().unwrap().to_owned();
-        let ip = i["private_ip"].as_str().unwrap().to_owned();
-        let secret = enrolment_secret(&ec2, &id).await;
-        nodes.push((id, ip, secret));
-    }
+    let (dep_id, mut nodes) = enrolled(
+        &console,
+        &moto,
+        &deploy_args(&net, &["--count", "4", "--wait"]),
+    )
+    .await;
     let (victim_id, victim_ip, victim_secret) = nodes.pop().unwrap();
     let thief_ip = nodes[0].1.clone();
     let made_up = "i-0123456789abcdef0";

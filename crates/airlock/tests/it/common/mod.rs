@@ -606,13 +606,18 @@ impl Console {
 
     /// Runs `account add dev` pointing at moto, with the test key on standard input.
     pub fn add_account(&self, moto: &Moto) -> Output {
+        self.add_account_in(moto, "dev", REGION)
+    }
+
+    /// Runs `account add NAME --region REGION` pointing at moto, with the test key.
+    pub fn add_account_in(&self, moto: &Moto, name: &str, region: &str) -> Output {
         self.cli_stdin(
             &[
                 "account",
                 "add",
-                "dev",
+                name,
                 "--region",
-                REGION,
+                region,
                 "--endpoint-url",
                 &moto.url,
                 "--access-key-id",
