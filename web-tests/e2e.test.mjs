@@ -324,6 +324,29 @@ test('the console web app', async (t) => {
     await shot('deployments');
   });
 
+  await t.test('a snapshot policy is listed, run from its page, and its run shown', async () => {
+    execFileSync(PYTHON, ['-c', `
+import sys, boto3
+ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x")
+ec2.create_volume(AvailabilityZone="us-east-1a", Size=1,
+    TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "Backup", "Value": "web"}]}])
+`, MOTO_URL]);
+    await page.evaluate(() => Airlock.api('POST', '/v1/snapshot-policies', {
+      name: 'web-daily', account: 'dev', target: 'tag:Backup=web', schedule: 'cron(0 3 ? * * *)', retain: 2,
+    }));
+    await page.click('nav a[href="#/snapshots"]');
+    await page.waitForSelector('#snapshot-policy-rows a:text-is("web-daily")');
+    await shot('snapshot-policies');
+    await page.click('#snapshot-policy-rows a:text-is("web-daily")');
+    await page.waitForSelector('#run-now:not([disabled])');
+    await page.click('#run-now');
+    await page.click('#confirm-ok');
+    await page.waitForSelector('#policy-body .state-succeeded');
+    assert.match(await page.textContent('#policy-body'), /snap-/);
+    await shot('snapshot-policy');
+  });
+
   await t.test('no secret reached the browser', async () => {
     const all = seen.join('\n');
     assert.ok(!all.includes(SECRET), 'the secret access key');

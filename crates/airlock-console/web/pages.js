@@ -1,5 +1,5 @@
-// Airlock web console, pages: instances, deploy, deployments, accounts, users, policies,
-// simulator and audit. Each page renders into <main> and returns a function that stops its
+// Airlock web console, pages: instances, deploy, deployments, snapshot policies, accounts,
+// users, policies, simulator and audit. Each page renders into <main> and returns a function that stops its
 // polling when the reader leaves. Tables are built as one HTML string and set in one pass.
 'use strict';
 
@@ -428,6 +428,78 @@
     });
     stop = poll(load, 2000);
     return () => stop();
+  }
+
+  // --------------------------------------------------------------------- snapshot policies --
+  pages.snapshots = {
+    title: 'Snapshot policies',
+    render(root, [name]) {
+      if (name) return snapshotPolicyDetail(root, name);
+      root.innerHTML = `<h1>Snapshot policies</h1>
+        <p>EBS snapshots of the volumes a tag selects, on a schedule; each run acts with its creator's permissions.
+        Create them with <code>airlock snapshot-policy create</code>.</p>
+        <p class="form-error" role="alert" hidden></p>
+        <div class="table-wrap"><table><thead><tr><th scope="col">Policy</th><th scope="col">Account</th><th scope="col">Volumes</th>
+        <th scope="col">Schedule</th><th scope="col">Keeps</th><th scope="col">Next run</th><th scope="col">Owner</th></tr></thead>
+        <tbody id="snapshot-policy-rows"><tr><td colspan="7">Loading…</td></tr></tbody></table></div>`;
+      return poll(async () => {
+        try {
+          const { policies } = await api('GET', '/v1/snapshot-policies');
+          $('#snapshot-policy-rows', root).innerHTML = policies.map((p) => `<tr>
+            <td><a href="#/snapshots/${encodeURIComponent(p.name)}">${h(p.name)}</a></td><td>${h(p.account)}</td>
+            <td class="mono">${h(p.target)}</td><td class="mono">${h(p.schedule)}</td><td>${h(keeps(p))}</td>
+            <td title="${h(p.next_run_at || '')}">${h(p.next_run_at || 'never')}</td><td>${h(p.created_by)}</td></tr>`).join('')
+            || '<tr><td colspan="7" class="empty">No snapshot policies yet.</td></tr>';
+        } catch (err) { showError(root, err); }
+      }, 10000);
+    },
+  };
+
+  function keeps(p) {
+    return [p.retain ? `newest ${p.retain}` : '', p.retain_days ? `${p.retain_days} days` : ''].filter(Boolean).join(' and ');
+  }
+
+  function snapshotPolicyDetail(root, name) {
+    root.innerHTML = `<p><a href="#/snapshots">← Snapshot policies</a></p><h1>Snapshot policy ${h(name)}</h1>
+      <p class="form-error" role="alert" hidden></p>
+      <div class="toolbar"><button type="button" id="run-now" disabled>Run now</button> <span id="why-run" class="hint"></span></div>
+      <div id="policy-body">Loading…</div>`;
+    const button = $('#run-now', root);
+    const load = async () => {
+      let p;
+      try { p = await api('GET', `/v1/snapshot-policies/${encodeURIComponent(name)}`); } catch (err) { showError(root, err); return; }
+      $('#policy-body', root).innerHTML = `<dl class="spec">
+          <dt>Account</dt><dd>${h(p.account)}</dd><dt>Volumes</dt><dd class="mono">${h(p.target)}</dd>
+          <dt>Schedule</dt><dd class="mono">${h(p.schedule)}</dd><dt>Keeps</dt><dd>${h(keeps(p))}</dd>
+          <dt>Next run</dt><dd>${h(p.next_run_at || 'never')}</dd><dt>Owner</dt><dd>${h(p.created_by)} (every run acts with their permissions)</dd></dl>
+        <h2>Runs</h2>
+        <div class="table-wrap"><table><thead><tr><th scope="col">Run</th><th scope="col">Trigger</th><th scope="col">State</th><th scope="col">Started</th>
+        <th scope="col">Created</th><th scope="col">Deleted</th><th scope="col">Errors</th></tr></thead>
+        <tbody>${(p.runs || []).map((r) => `<tr><td class="mono">${h(r.id)}</td><td>${h(r.trigger)}</td><td>${stateBadge(r.state)}</td>
+          <td title="${h(r.started_at)}">${h(age(r.started_at))} ago</td><td class="mono">${h(r.created.join(' '))}</td>
+          <td class="mono">${h(r.deleted.join(' '))}</td><td>${h(r.errors.join('; '))}</td></tr>`).join('')
+          || '<tr><td colspan="7" class="empty">No runs yet.</td></tr>'}</tbody></table></div>`;
+    };
+    // Whether the reader may run it, asked of the API: the button says why not.
+    (async () => {
+      try {
+        const { results } = await api('POST', '/v1/authorize/check', {
+          checks: [{ action: 'airlock:RunSnapshotPolicy', resource: `arn:airlock:console:::snapshot-policy/${name}` }],
+        });
+        button.disabled = !results[0].allowed;
+        $('#why-run', root).textContent = results[0].allowed ? '' : `Not allowed: ${results[0].reason}`;
+      } catch (err) { showError(root, err); }
+    })();
+    button.addEventListener('click', async () => {
+      if (!(await confirmAction(`Run ${name} now? Every volume it selects is snapshotted now, and its snapshots beyond retention are deleted.`, 'Run now'))) return;
+      button.disabled = true;
+      try {
+        await api('POST', `/v1/snapshot-policies/${encodeURIComponent(name)}/run`, {});
+      } catch (err) { showError(root, err); }
+      button.disabled = false;
+      load();
+    });
+    return poll(load, 5000);
   }
 
   // ----------------------------------------------------------------------------- accounts --
