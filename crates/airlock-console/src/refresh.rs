@@ -659,44 +659,34 @@ impl<'a> Attempt<'a> {
             created_at: at.clone(),
             used_at: None,
         };
-        let exchanged = match secret.kind {
-            RefreshSecretKind::Enrolment => {
-                state
-                    .store
-                    .enrol_instance(&req.instance_id, &next_row, &at)
-                    .await?
-            }
-            RefreshSecretKind::Instance => {
-                state
-                    .store
-                    .rotate_refresh_secret(&self.key.presented_hash, &next_row, &at)
-                    .await?
-            }
-        };
         let answer = RefreshResponse {
             credentials: payload_credentials(issued.clone()),
             refresh_secret: next,
         };
-        if exchanged == Exchange::Done {
-            // Kept before it is sent; if it cannot be kept, the answer is still given (a lost
-            // one is then taken for a replay, as a retry could not be recognised).
-            if let Err(e) = crate::refresh_retry::remember(state, &self.key, source, &answer).await
-            {
-                tracing::error!(deployment = %row.id, instance = %req.instance_id, error = %e, "cannot keep the refresh answer for a retry");
+        // Kept with the exchange, in its transaction, before it is sent. If it cannot be
+        // sealed, the answer is still given (a lost one is then taken for a replay, as a retry
+        // could not be recognised).
+        let kept = crate::refresh_retry::sealed(state, &self.key, source, &answer)
+            .inspect_err(|e| tracing::error!(deployment = %row.id, instance = %req.instance_id, error = %e, "cannot keep the refresh answer for a retry"))
+            .ok();
+        let keep = kept.as_ref().map(crate::refresh_retry::keeping);
+        let exchanged = match secret.kind {
+            RefreshSecretKind::Enrolment => {
+                state
+                    .store
+                    .enrol_instance(&req.instance_id, &next_row, &at, keep.as_ref())
+                    .await?
             }
-        } else if let Some(answer) = raced(state, &self.key, source).await? {
-            // Two copies of one request raced; the other won and its answer is the answer.
-            audit::record_ok(state, self.entry, Some(retry_detail())).await;
-            return Ok(answer);
-        } else {
-            tracing::warn!(deployment = %row.id, instance = %req.instance_id, source_ip = %source, "ALERT: two requests raced with one refresh secret");
-            return Err(self
-                .deny(
-                    AuditDecision::Replay,
-                    "ALERT: the refresh secret was exchanged by a concurrent request".into(),
-                    "the refresh secret was already used",
-                )
-                .await);
+            RefreshSecretKind::Instance => {
+                let presented = &self.key.presented_hash;
+                state
+                    .store
+                    .rotate_refresh_secret(presented, &next_row, &at, keep.as_ref())
+                    .await?
+            }
+        };
+        if exchanged != Exchange::Done {
+            return self.lost_race(row).await;
         }
         let done = match secret.kind {
             RefreshSecretKind::Enrolment => "enrolled",
@@ -707,6 +697,27 @@ impl<'a> Attempt<'a> {
         audit::record_ok(state, self.entry, Some(detail)).await;
         tracing::info!(deployment = %row.id, instance = %req.instance_id, key = %issued.key.access_key_id, expires = %issued.expiration, "instance credentials issued");
         Ok(answer)
+    }
+}
+
+impl Attempt<'_> {
+    /// Another request exchanged the presented secret first: if it was a copy of this one
+    /// (same instance, same address), its answer is this one's; otherwise the secret was
+    /// replayed, which is refused and raised.
+    async fn lost_race(self, row: &DeploymentRow) -> ApiResult<RefreshResponse> {
+        let (state, source) = (self.state, self.source);
+        if let Some(answer) = raced(state, &self.key, source).await? {
+            audit::record_ok(state, self.entry, Some(retry_detail())).await;
+            return Ok(answer);
+        }
+        tracing::warn!(deployment = %row.id, instance = %self.req.instance_id, source_ip = %source, "ALERT: two requests raced with one refresh secret");
+        Err(self
+            .deny(
+                AuditDecision::Replay,
+                "ALERT: the refresh secret was exchanged by a concurrent request".into(),
+                "the refresh secret was already used",
+            )
+            .await)
     }
 }
 

@@ -12,7 +12,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use airlock_api::refresh::RefreshResponse;
-use airlock_store::{epoch_ms, KeptAnswerRow, VaultRow};
+use airlock_store::{epoch_ms, KeepAnswer, KeptAnswerRow, VaultRow};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -56,32 +56,37 @@ fn applies(kept: &KeptAnswerRow, source: IpAddr, now_ms: i64) -> bool {
     same_source && age.saturating_abs() < window_ms()
 }
 
-/// Keeps the answer of an exchange that just succeeded, sealed, before it is sent.
-pub async fn remember(
+/// The answer of an exchange, sealed, to be kept with the exchange itself (in its transaction)
+/// before it is sent.
+pub fn sealed(
     state: &AppState,
     key: &ExchangeKey,
     source: IpAddr,
     answer: &RefreshResponse,
-) -> ApiResult<()> {
+) -> ApiResult<KeptAnswerRow> {
     let plain = zeroize::Zeroizing::new(
         serde_json::to_vec(answer)
             .map_err(|e| ApiError::Internal(format!("refresh answer: {e}")))?,
     );
     let sealed = state.vault.seal(&key.record(), &plain)?;
-    let now = epoch_ms(SystemTime::now());
-    let row = KeptAnswerRow {
+    Ok(KeptAnswerRow {
         presented_hash: key.presented_hash.clone(),
         instance_id: key.instance_id.clone(),
         source_ip: source.to_string(),
-        at_ms: now,
+        at_ms: epoch_ms(SystemTime::now()),
         key_id: sealed.key_id,
         sealed: sealed.sealed,
-    };
-    state
-        .store
-        .keep_refresh_answer(&row, now.saturating_sub(window_ms()), MAX_ANSWERS)
-        .await?;
-    Ok(())
+    })
+}
+
+/// How a kept answer is stored: older answers than the window go, and at most
+/// [`MAX_ANSWERS`] stay.
+pub fn keeping(row: &KeptAnswerRow) -> KeepAnswer<'_> {
+    KeepAnswer {
+        row,
+        expired_before_ms: row.at_ms.saturating_sub(window_ms()),
+        keep: MAX_ANSWERS,
+    }
 }
 
 /// The answer given to this instance for this secret, if it is asked again from the same

@@ -4,6 +4,7 @@
 //! instance enrolling, a secret being rotated) are single conditional statements inside a
 //! transaction, so two requests presenting the same secret cannot both win.
 
+use crate::limits::{keep_answer_on, KeepAnswer};
 use crate::{get, get_state, is_unique_violation, Store, StoreError, VaultRow};
 use airlock_api::state::{RefreshSecretKind, RefreshSecretState};
 use sqlx::any::AnyRow;
@@ -80,12 +81,14 @@ impl Store {
         )
     }
 
-    /// Enrols `instance_id` and stores its first per-instance secret, once per instance.
+    /// Enrols `instance_id` and stores its first per-instance secret, once per instance; the
+    /// answer given for it is kept in the same transaction, so both commit or neither does.
     pub async fn enrol_instance(
         &self,
         instance_id: &str,
         first: &RefreshSecretRow,
         at: &str,
+        answer: Option<&KeepAnswer<'_>>,
     ) -> Result<Exchange, StoreError> {
         let mut tx = self.pool().begin().await?;
         let enrolled = sqlx::query(
@@ -102,16 +105,21 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         insert(&mut tx, first).await?;
+        if let Some(answer) = answer {
+            keep_answer_on(&mut tx, answer).await?;
+        }
         tx.commit().await?;
         Ok(Exchange::Done)
     }
 
-    /// Retires the active per-instance secret `old_hash` and stores `next` in its place.
+    /// Retires the active per-instance secret `old_hash` and stores `next` in its place; the
+    /// answer given for it is kept in the same transaction, so both commit or neither does.
     pub async fn rotate_refresh_secret(
         &self,
         old_hash: &str,
         next: &RefreshSecretRow,
         at: &str,
+        answer: Option<&KeepAnswer<'_>>,
     ) -> Result<Exchange, StoreError> {
         let mut tx = self.pool().begin().await?;
         let retired = sqlx::query(
@@ -129,6 +137,9 @@ impl Store {
             return Ok(Exchange::AlreadyUsed);
         }
         insert(&mut tx, next).await?;
+        if let Some(answer) = answer {
+            keep_answer_on(&mut tx, answer).await?;
+        }
         tx.commit().await?;
         Ok(Exchange::Done)
     }

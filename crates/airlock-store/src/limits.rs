@@ -46,6 +46,84 @@ pub struct KeptAnswerRow {
     pub sealed: String,
 }
 
+/// A refresh answer to keep, and how the kept ones are bounded: those answered before
+/// `expired_before_ms` go, and at most `keep` stay.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepAnswer<'a> {
+    /// The answer, sealed.
+    pub row: &'a KeptAnswerRow,
+    /// Answers older than this (epoch ms) are deleted.
+    pub expired_before_ms: i64,
+    /// Answers kept at most, the oldest deleted first.
+    pub keep: i64,
+}
+
+/// Keeps a refresh answer on `conn` (a transaction's, so it commits with the exchange).
+pub(crate) async fn keep_answer_on(
+    conn: &mut sqlx::AnyConnection,
+    keep: &KeepAnswer<'_>,
+) -> Result<(), StoreError> {
+    prune_on(
+        conn,
+        "refresh_answers",
+        "presented_hash, instance_id",
+        "at_ms",
+        keep.expired_before_ms,
+        keep.keep.saturating_sub(1),
+    )
+    .await?;
+    let row = keep.row;
+    sqlx::query(
+        "INSERT INTO refresh_answers \
+         (presented_hash, instance_id, source_ip, at_ms, key_id, sealed) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (presented_hash, instance_id) DO UPDATE SET \
+         source_ip = excluded.source_ip, at_ms = excluded.at_ms, \
+         key_id = excluded.key_id, sealed = excluded.sealed",
+    )
+    .bind(&row.presented_hash)
+    .bind(&row.instance_id)
+    .bind(&row.source_ip)
+    .bind(row.at_ms)
+    .bind(&row.key_id)
+    .bind(&row.sealed)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes a table's rows older than `before_ms`, then its oldest beyond `keep`.
+async fn prune_on(
+    conn: &mut sqlx::AnyConnection,
+    table: &'static str,
+    key_columns: &'static str,
+    time_column: &'static str,
+    before_ms: i64,
+    keep: i64,
+) -> Result<u64, StoreError> {
+    let expired = sqlx::query(&format!("DELETE FROM {table} WHERE {time_column} < $1"))
+        .bind(before_ms)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+        .fetch_one(&mut *conn)
+        .await?;
+    let excess = get::<i64>(&row, "n")?.saturating_sub(keep);
+    if excess <= 0 {
+        return Ok(expired);
+    }
+    let oldest = sqlx::query(&format!(
+        "DELETE FROM {table} WHERE ({key_columns}) IN \
+         (SELECT {key_columns} FROM {table} ORDER BY {time_column} LIMIT $1)"
+    ))
+    .bind(excess)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(expired + oldest)
+}
+
 fn failure_count(r: &AnyRow) -> Result<FailureCount, StoreError> {
     Ok(FailureCount {
         failures: get(r, "failures")?,
@@ -174,27 +252,8 @@ impl Store {
         before_ms: i64,
         keep: i64,
     ) -> Result<u64, StoreError> {
-        let expired = sqlx::query(&format!("DELETE FROM {table} WHERE {time_column} < $1"))
-            .bind(before_ms)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-        let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-            .fetch_one(self.pool())
-            .await?;
-        let excess = get::<i64>(&row, "n")?.saturating_sub(keep);
-        if excess <= 0 {
-            return Ok(expired);
-        }
-        let oldest = sqlx::query(&format!(
-            "DELETE FROM {table} WHERE ({key_columns}) IN \
-             (SELECT {key_columns} FROM {table} ORDER BY {time_column} LIMIT $1)"
-        ))
-        .bind(excess)
-        .execute(self.pool())
-        .await?
-        .rows_affected();
-        Ok(expired + oldest)
+        let mut conn = self.pool().acquire().await?;
+        prune_on(&mut conn, table, key_columns, time_column, before_ms, keep).await
     }
 
     // ---- one-time codes ----
@@ -215,39 +274,12 @@ impl Store {
 
     // ---- refresh answers ----
 
-    /// Keeps (or replaces) the sealed answer of an exchange, first deleting answers from before
-    /// `expired_before_ms` and the oldest beyond `keep`.
-    pub async fn keep_refresh_answer(
-        &self,
-        row: &KeptAnswerRow,
-        expired_before_ms: i64,
-        keep: i64,
-    ) -> Result<(), StoreError> {
-        self.prune(
-            "refresh_answers",
-            "presented_hash, instance_id",
-            "at_ms",
-            expired_before_ms,
-            keep.saturating_sub(1),
-        )
-        .await?;
-        sqlx::query(
-            "INSERT INTO refresh_answers \
-             (presented_hash, instance_id, source_ip, at_ms, key_id, sealed) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (presented_hash, instance_id) DO UPDATE SET \
-             source_ip = excluded.source_ip, at_ms = excluded.at_ms, \
-             key_id = excluded.key_id, sealed = excluded.sealed",
-        )
-        .bind(&row.presented_hash)
-        .bind(&row.instance_id)
-        .bind(&row.source_ip)
-        .bind(row.at_ms)
-        .bind(&row.key_id)
-        .bind(&row.sealed)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+    /// Keeps (or replaces) the sealed answer of an exchange on its own; the console keeps it in
+    /// the exchange's transaction (`rotate_refresh_secret`, `enrol_instance`).
+    #[cfg(test)]
+    async fn keep_refresh_answer(&self, keep: &KeepAnswer<'_>) -> Result<(), StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        keep_answer_on(&mut conn, keep).await
     }
 
     /// The kept answer of `instance_id`'s exchange of the secret hashed `presented_hash`, however
@@ -373,7 +405,11 @@ mod tests {
     async fn kept_answers_expire_and_stay_bounded() {
         let (_dir, store) = store().await;
         store
-            .keep_refresh_answer(&answer("i-1", 1_000), 0, 3)
+            .keep_refresh_answer(&KeepAnswer {
+                row: &answer("i-1", 1_000),
+                expired_before_ms: 0,
+                keep: 3,
+            })
             .await
             .unwrap();
         assert_eq!(
@@ -383,7 +419,11 @@ mod tests {
         assert_eq!(store.kept_refresh_answer("h1", "i-2").await.unwrap(), None);
         for (i, at) in [(2, 2_000), (3, 3_000), (4, 4_000)] {
             store
-                .keep_refresh_answer(&answer(&format!("i-{i}"), at), 0, 3)
+                .keep_refresh_answer(&KeepAnswer {
+                    row: &answer(&format!("i-{i}"), at),
+                    expired_before_ms: 0,
+                    keep: 3,
+                })
                 .await
                 .unwrap();
         }
@@ -396,7 +436,11 @@ mod tests {
             .is_some());
         // Expired ones are deleted as the next is kept.
         store
-            .keep_refresh_answer(&answer("i-5", 5_000), 3_500, 3)
+            .keep_refresh_answer(&KeepAnswer {
+                row: &answer("i-5", 5_000),
+                expired_before_ms: 3_500,
+                keep: 3,
+            })
             .await
             .unwrap();
         assert_eq!(store.kept_refresh_answer("h1", "i-3").await.unwrap(), None);
