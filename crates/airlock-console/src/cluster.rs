@@ -13,7 +13,6 @@ use airlock_api::cluster::{ClusterLease, ClusterNode, ClusterStatus};
 use airlock_store::NodeRow;
 use axum::extract::State;
 use axum::Json;
-use rand::RngCore;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -80,12 +79,10 @@ pub struct Cluster {
 impl Cluster {
     /// A node serving at `url` on `hostname`, with a fresh id.
     pub fn new(url: &str, hostname: &str) -> Cluster {
-        let mut bytes = [0u8; 4];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
         let host: String = hostname.chars().take(63).collect();
         Cluster {
             node: NodeRow {
-                id: format!("{host}-{}", hex::encode(bytes)),
+                id: crate::random_id(&host, 4),
                 hostname: host,
                 pid: i64::from(std::process::id()),
                 url: url.to_owned(),

@@ -32,7 +32,6 @@ use airlock_store::{DeploymentInstanceRow, DeploymentRow};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rand::RngCore;
 use secrecy::SecretString;
 use std::time::{Duration, Instant};
 
@@ -47,9 +46,7 @@ fn user_script_record(id: &str) -> String {
 }
 
 fn new_id() -> String {
-    let mut bytes = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("dep-{}", hex::encode(bytes))
+    crate::random_id("dep", 8)
 }
 
 /// Checks a deploy request before anything is stored or sent to EC2.

@@ -59,6 +59,14 @@ pub fn openapi() -> &'static str {
     DOCUMENT.get_or_init(|| openapi::serialize(api().into_openapi()))
 }
 
+/// A fresh id: `prefix`, a dash and `bytes` random bytes in hex (`dep-…`, `run-…`).
+pub(crate) fn random_id(prefix: &str, bytes: usize) -> String {
+    use rand::RngCore;
+    let mut random = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut random);
+    format!("{prefix}-{}", hex::encode(random))
+}
+
 /// The time now, RFC 3339 in UTC, as the store keeps times.
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

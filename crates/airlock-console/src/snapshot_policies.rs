@@ -31,7 +31,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use std::time::Duration;
 
 /// The tag every snapshot a policy takes carries, with the policy's name: the only snapshots
@@ -329,12 +328,6 @@ pub async fn run_now(
     Ok(Json(run_view(run)))
 }
 
-fn new_run_id() -> String {
-    let mut bytes = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("run-{}", hex::encode(bytes))
-}
-
 /// One run of the policy: claimed (one at a time across consoles), snapshots taken, old ones
 /// deleted, recorded. `scheduled_at` when the schedule fired it.
 async fn run_policy(
@@ -344,7 +337,7 @@ async fn run_policy(
     scheduled_at: Option<&str>,
 ) -> ApiResult<SnapshotRunRow> {
     let mut run = SnapshotRunRow {
-        id: new_run_id(),
+        id: crate::random_id("run", 8),
         policy: row.name.clone(),
         trigger: trigger.to_owned(),
         state: SnapshotRunState::Running,
