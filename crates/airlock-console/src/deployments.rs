@@ -28,7 +28,7 @@ use airlock_cloud::Ec2;
 use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};
 use airlock_payload::{BootTask, Credentials, Payload};
 use airlock_store::AccountRow;
-use airlock_store::{DeploymentInstanceRow, DeploymentRow};
+use airlock_store::{DeploymentInstanceRow, DeploymentRow, StateChange};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -590,13 +590,8 @@ async fn launch_or_trim(
         }
         Plan::Settled | Plan::Waiting | Plan::Failed(_) => {}
     }
-    record_instances(state, &row.id, &live).await?;
     let next = plan::state_after_reconcile(desired, &live);
-    state
-        .store
-        .set_deployment_state(&row.id, next, None, &crate::now())
-        .await?;
-    Ok(())
+    record_instances(state, &row.id, &live, Some((next, None))).await
 }
 
 /// A reconcile under way: the deployment, who it acts for, and its account's EC2.
@@ -683,7 +678,14 @@ impl Reconciling<'_> {
     }
 }
 
-async fn record_instances(state: &AppState, id: &str, instances: &[Instance]) -> ApiResult<()> {
+/// Records what EC2 reports of the deployment's instances, and its new state (with why it
+/// failed) when there is one, in one commit.
+async fn record_instances(
+    state: &AppState,
+    id: &str,
+    instances: &[Instance],
+    next: Option<(DeploymentState, Option<String>)>,
+) -> ApiResult<()> {
     let rows: Vec<DeploymentInstanceRow> = instances
         .iter()
         .map(|i| DeploymentInstanceRow {
@@ -694,7 +696,16 @@ async fn record_instances(state: &AppState, id: &str, instances: &[Instance]) ->
             launched_at: i.launch_time.map(|t| t.to_rfc3339()),
         })
         .collect();
-    state.store.set_deployment_instances(id, &rows).await?;
+    let at = crate::now();
+    let change = next.as_ref().map(|(next, error)| StateChange {
+        state: *next,
+        error: error.as_deref(),
+        at: &at,
+    });
+    state
+        .store
+        .set_deployment_instances(id, &rows, change.as_ref())
+        .await?;
     Ok(())
 }
 
@@ -817,17 +828,12 @@ async fn watch(state: &AppState, id: &str) -> ApiResult<()> {
 /// it if some were terminated under it.
 async fn look(state: &AppState, row: &DeploymentRow, ec2: &dyn Ec2) -> ApiResult<()> {
     let live = ec2.describe_instances(&live_filters(&row.id), &[]).await?;
-    record_instances(state, &row.id, &live).await?;
-    let (next, error) = match plan::watch(desired_count(row), &live) {
-        Plan::Settled => (DeploymentState::Running, None),
-        Plan::Failed(why) => (DeploymentState::Failed, Some(why)),
-        Plan::Waiting | Plan::Launch(_) | Plan::Terminate(_) => return Ok(()),
+    let settled = match plan::watch(desired_count(row), &live) {
+        Plan::Settled => Some((DeploymentState::Running, None)),
+        Plan::Failed(why) => Some((DeploymentState::Failed, Some(why))),
+        Plan::Waiting | Plan::Launch(_) | Plan::Terminate(_) => None,
     };
-    state
-        .store
-        .set_deployment_state(&row.id, next, error.as_deref(), &crate::now())
-        .await?;
-    Ok(())
+    record_instances(state, &row.id, &live, settled).await
 }
 
 /// `GET /v1/deployments`: the deployments the caller may get (`airlock:GetDeployment` on each).

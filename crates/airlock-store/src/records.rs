@@ -521,14 +521,9 @@ impl Store {
         error: Option<&str>,
         at: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE deployments SET state = $1, error = $2, updated_at = $3 WHERE id = $4")
-            .bind(state.as_str())
-            .bind(error)
-            .bind(at)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        let change = StateChange { state, error, at };
+        set_state_on(&mut conn, id, &change).await
     }
 
     /// Sets a new desired count and bumps the generation; returns the new generation.
@@ -557,11 +552,13 @@ impl Store {
         get(&row, "generation")
     }
 
-    /// Replaces the recorded instances of a deployment with what EC2 reports now.
+    /// Replaces the recorded instances of a deployment with what EC2 reports now, and sets its
+    /// state in the same transaction when `change` says so (one commit, not two).
     pub async fn set_deployment_instances(
         &self,
         id: &str,
         instances: &[DeploymentInstanceRow],
+        change: Option<&StateChange<'_>>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM deployment_instances WHERE deployment_id = $1")
@@ -582,6 +579,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        if let Some(change) = change {
+            set_state_on(&mut tx, id, change).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -601,6 +601,32 @@ impl Store {
         .map(deployment_instance)
         .collect()
     }
+}
+
+/// A deployment's new state, its error, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct StateChange<'a> {
+    /// The new state.
+    pub state: DeploymentState,
+    /// Why it failed, if it did.
+    pub error: Option<&'a str>,
+    /// RFC 3339.
+    pub at: &'a str,
+}
+
+async fn set_state_on(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    change: &StateChange<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE deployments SET state = $1, error = $2, updated_at = $3 WHERE id = $4")
+        .bind(change.state.as_str())
+        .bind(change.error)
+        .bind(change.at)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 fn conflict(err: sqlx::Error, what: String) -> StoreError {

@@ -224,7 +224,10 @@ async fn a_restart_after_launch_finds_instances_by_tag_and_never_launches_twice(
         )
         .await
         .unwrap();
-    store.set_deployment_instances(&dep_id, &[]).await.unwrap();
+    store
+        .set_deployment_instances(&dep_id, &[], None)
+        .await
+        .unwrap();
     store.close().await;
     console.launch();
 
