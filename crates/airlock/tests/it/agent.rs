@@ -352,8 +352,8 @@ async fn run_with_user_data(ec2: &aws_sdk_ec2::Client, net: &TestNet, user_data:
 }
 
 /// `airlock agent` with `args`, run to its end off the async runtime.
-async fn agent_off_runtime(args: &[&str]) -> std::process::Output {
-    let args = args_vec(args);
+async fn agent_off_runtime(args: &[impl AsRef<str>]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     tokio::task::spawn_blocking(move || agent_once_owned(&args))
         .await
         .unwrap()
@@ -502,10 +502,6 @@ async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() 
     assert_private(&state_dir);
     assert_private(profile.parent().unwrap());
     assert_no_secret(&format!("{log}{log2}"), &serde_json::Value::Null);
-}
-
-fn args_vec(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| (*a).to_owned()).collect()
 }
 
 fn agent_once_owned(args: &[String]) -> std::process::Output {
@@ -665,10 +661,7 @@ async fn the_agent_never_reads_metadata_without_a_token_unless_allowed() {
         "--imds-wait".to_owned(),
         "2".to_owned(),
     ];
-    let args = base.clone();
-    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
-        .await
-        .unwrap();
+    let out = agent_off_runtime(&base).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("IMDSv1") && err.contains("--imds-v1"), "{err}");
@@ -682,9 +675,7 @@ async fn the_agent_never_reads_metadata_without_a_token_unless_allowed() {
     // ...and uses it only with --imds-v1.
     let mut args = base;
     args.push("--imds-v1".to_owned());
-    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
-        .await
-        .unwrap();
+    let out = agent_off_runtime(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(v1_only.stats().tokenless_reads > 0);
     assert!(state_dir.join("state.json").exists());
@@ -740,9 +731,7 @@ async fn bad_user_data_is_refused_with_a_clear_error_and_nothing_written() {
             if once {
                 args.push("--once".to_owned());
             }
-            let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
-                .await
-                .unwrap();
+            let out = agent_off_runtime(&args).await;
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(1), "{what} (once: {once}): {err}");
             assert!(err.contains(needle), "{what}: {err}");
