@@ -583,15 +583,13 @@ mod tests {
         assert!(policy.len() <= MAX_SESSION_POLICY, "{} bytes", policy.len());
     }
 
-    /// Fleet operations an instance runs with its scoped credentials, on its deployment's own
-    /// resources, decided exactly as the console decides them.
-    #[test]
-    fn instances_can_run_fleet_operations_on_their_own_resources() {
+    /// Two instances, an address, an interface, a volume and a snapshot, all tagged with the
+    /// scope's deployment.
+    fn own_facts() -> airlock_fleet::Facts {
         use airlock_cloud::{
             Address, Instance, InterfaceAttachment, NetworkInterface, Snapshot, Volume,
         };
-        use airlock_fleet::{Facts, FleetRequest};
-        let policy = Policy::parse("s", &generated(&[ADMIN], &[]).unwrap()).unwrap();
+        use airlock_fleet::Facts;
         let own = vec![SCOPE.tagged()];
         let instance = |id: &str| Instance {
             instance_id: id.into(),
@@ -605,7 +603,7 @@ mod tests {
             launch_time: None,
             tags: own.clone(),
         };
-        let facts = Facts {
+        Facts {
             instances: vec![instance("i-a"), instance("i-b")],
             addresses: vec![Address {
                 allocation_id: Some("eipalloc-1".into()),
@@ -659,29 +657,49 @@ mod tests {
                 tags: own.clone(),
             }],
             ..Facts::default()
-        };
+        }
+    }
+
+    /// What the session `policy` decides for each check of a fleet request: (action, resource,
+    /// decision).
+    fn fleet_decisions(
+        policy: &Policy,
+        facts: &airlock_fleet::Facts,
+        (family, verb, body): (&str, &str, Value),
+    ) -> Vec<(String, String, Decision)> {
         let scope = airlock_cloud::Scope {
             region: "us-east-1".into(),
             account_id: "123456789012".into(),
         };
+        let request = airlock_fleet::FleetRequest::parse(family, verb, body)
+            .unwrap()
+            .unwrap();
+        crate::fleet::checks(&request, facts, &scope)
+            .into_iter()
+            .map(|c| {
+                let r = Request {
+                    action: c.action.clone(),
+                    resource: c.resource.clone(),
+                    context: c.context,
+                };
+                (
+                    c.action,
+                    c.resource,
+                    airlock_policy::evaluate(std::slice::from_ref(policy), &r).decision,
+                )
+            })
+            .collect()
+    }
+
+    /// Fleet operations an instance runs with its scoped credentials, on its deployment's own
+    /// resources, decided exactly as the console decides them.
+    #[test]
+    fn instances_can_run_fleet_operations_on_their_own_resources() {
+        let policy = Policy::parse("s", &generated(&[ADMIN], &[]).unwrap()).unwrap();
+        let facts = own_facts();
         let tagged = json!([{"key": DEPLOYMENT_TAG, "value": SCOPE.deployment_id}]);
         let decide = |family: &str, verb: &str, body: Value| {
-            let request = FleetRequest::parse(family, verb, body).unwrap().unwrap();
-            crate::fleet::checks(&request, &facts, &scope)
-                .into_iter()
-                .map(|c| {
-                    let r = Request {
-                        action: c.action.clone(),
-                        resource: c.resource.clone(),
-                        context: c.context,
-                    };
-                    (
-                        c.action,
-                        c.resource,
-                        airlock_policy::evaluate(std::slice::from_ref(&policy), &r).decision,
-                    )
-                })
-                .collect::<Vec<_>>()
+            fleet_decisions(&policy, &facts, (family, verb, body))
         };
         let allowed = [
             ("addresses", "allocate", json!({"tags": tagged})),

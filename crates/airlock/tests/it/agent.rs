@@ -74,6 +74,158 @@ async fn ec2_with(
     aws_sdk_ec2::Client::new(&config)
 }
 
+/// A console deploy of one instance carrying the account's long-term key: (deployment id,
+/// instance id).
+fn deploy_with_account_credentials(console: &Console, net: &TestNet) -> (String, String) {
+    let dep = console.json(&deploy_args(
+        net,
+        &[
+            "--tag",
+            "team=web",
+            // The pattern as published: the long-term key in the user data, which the agent turns
+            // into STS sessions for local programs. (Scoped credentials: credentials.rs.)
+            "--credentials",
+            "account",
+            "--wait",
+        ],
+    ));
+    let dep_id = dep["id"].as_str().unwrap().to_owned();
+    let instance_id = dep["instances"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (dep_id, instance_id)
+}
+
+/// The SDK's container provider, pointed at the endpoint, gets the served key and lists the
+/// instance.
+async fn assert_container_provider_works(
+    moto: &Moto,
+    (url, token, body): (&str, &str, &serde_json::Value),
+    instance_id: &str,
+) {
+    std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", url);
+    std::env::set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", token);
+    let container = aws_config::ecs::EcsCredentialsProvider::builder().build();
+    {
+        use aws_sdk_ec2::config::ProvideCredentials as _;
+        let creds = container.provide_credentials().await.unwrap();
+        assert_eq!(creds.access_key_id(), body["AccessKeyId"].as_str().unwrap());
+        assert!(creds.session_token().is_some() && creds.expiry().is_some());
+    }
+    let listed = ec2_with(moto, container)
+        .await
+        .describe_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.reservations().len(), 1);
+    // All end-to-end tests share this process: leave its environment as it was.
+    std::env::remove_var("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    std::env::remove_var("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+}
+
+/// The shared-credentials profile the agent wrote works with the SDK and finds the deployment's
+/// instance.
+async fn assert_profile_works(moto: &Moto, profile_file: &Path, dep_id: &str, instance_id: &str) {
+    // aws-runtime's new names for these types are not reachable from aws-config alone.
+    #[allow(deprecated)]
+    let files = aws_config::profile::profile_file::ProfileFiles::builder()
+        .with_file(
+            aws_config::profile::profile_file::ProfileFileKind::Credentials,
+            profile_file,
+        )
+        .build();
+    let profile = aws_config::profile::ProfileFileCredentialsProvider::builder()
+        .profile_files(files)
+        .profile_name("airlock")
+        .build();
+    let listed = ec2_with(moto, profile)
+        .await
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:airlock:deployment")
+                .values(dep_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.reservations()[0].instances()[0].instance_id(),
+        Some(instance_id)
+    );
+}
+
+/// `agent status`, as JSON and as a table, names the instance and deployment and no secret.
+fn assert_status_without_secrets(
+    state_dir: &Path,
+    (instance_id, dep_id): (&str, &str),
+    url: &str,
+    body: &serde_json::Value,
+) {
+    let out = agent_once(&["status", "--state-dir", s(state_dir), "--output", "json"]);
+    let status_text = ok(out, &["agent status"]);
+    let status: serde_json::Value = serde_json::from_str(&status_text).unwrap();
+    assert_eq!(status["instance_id"], instance_id);
+    assert_eq!(status["deployment_id"], dep_id);
+    assert_eq!(status["credentials"]["access_key_id"], ACCESS_KEY_ID);
+    assert_eq!(status["served"]["source"], "sts");
+    assert_eq!(status["verified"], true);
+    assert_eq!(status["endpoint_url"], url);
+    assert_no_secret(&status_text, body);
+    let table = ok(
+        agent_once(&["status", "--state-dir", s(state_dir)]),
+        &["agent status"],
+    );
+    assert!(
+        table.contains(instance_id) && table.contains(dep_id),
+        "{table}"
+    );
+    assert_no_secret(&table, body);
+}
+
+/// Stops the instance (its agent stops serving at `url`) and starts it again: the local fleet
+/// boots it a second time.
+async fn stop_and_start(
+    ec2: &aws_sdk_ec2::Client,
+    fleet: &Fleet,
+    instance_id: &str,
+    (url, token): (&str, &str),
+) {
+    ec2.stop_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .unwrap();
+    eventually("the agent to stop", LONG, || {
+        fleet
+            .entry(instance_id)
+            .filter(|e| e["agent_pid"].is_null())
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        get_credentials(url, Some(token)).await.0,
+        0,
+        "stopped agent still serving"
+    );
+    ec2.start_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .unwrap();
+    eventually("a second boot", LONG, || {
+        fleet
+            .entry(instance_id)
+            .filter(|e| e["boots"] == 2)
+            .map(|_| ())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_console_deploy_boots_an_agent_whose_credentials_work_with_the_sdk() {
     let moto = Moto::start();
@@ -84,29 +236,7 @@ async fn a_console_deploy_boots_an_agent_whose_credentials_work_with_the_sdk() {
     let tmp = tempfile::tempdir().unwrap();
     let fleet = Fleet::start(&moto.url, tmp.path());
 
-    let dep = console.json(&[
-        "deploy",
-        "--account",
-        "dev",
-        "--image",
-        &net.image_id,
-        "--instance-type",
-        "t3.micro",
-        "--subnet",
-        &net.subnet_id,
-        "--tag",
-        "team=web",
-        // The pattern as published: the long-term key in the user data, which the agent turns
-        // into STS sessions for local programs. (Scoped credentials: credentials.rs.)
-        "--credentials",
-        "account",
-        "--wait",
-    ]);
-    let dep_id = dep["id"].as_str().unwrap().to_owned();
-    let instance_id = dep["instances"][0]["instance_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (dep_id, instance_id) = deploy_with_account_credentials(&console, &net);
     let state_dir = fleet.state_dir(&instance_id);
     let (url, token, body) = served(&state_dir, LONG).await;
 
@@ -128,110 +258,13 @@ async fn a_console_deploy_boots_an_agent_whose_credentials_work_with_the_sdk() {
     }
     assert!(url.starts_with("http://127.0.0."), "{url}");
 
-    // The SDK's container provider, pointed at the endpoint, lists instances.
-    std::env::set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url);
-    std::env::set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token);
-    let container = aws_config::ecs::EcsCredentialsProvider::builder().build();
-    {
-        use aws_sdk_ec2::config::ProvideCredentials as _;
-        let creds = container.provide_credentials().await.unwrap();
-        assert_eq!(creds.access_key_id(), body["AccessKeyId"].as_str().unwrap());
-        assert!(creds.session_token().is_some() && creds.expiry().is_some());
-    }
-    let listed = ec2_with(&moto, container)
-        .await
-        .describe_instances()
-        .instance_ids(&instance_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(listed.reservations().len(), 1);
-    // All end-to-end tests share this process: leave its environment as it was.
-    std::env::remove_var("AWS_CONTAINER_CREDENTIALS_FULL_URI");
-    std::env::remove_var("AWS_CONTAINER_AUTHORIZATION_TOKEN");
-
-    // The shared-credentials profile works with the SDK too. (aws-runtime's new names for
-    // these types are not reachable from aws-config alone.)
+    assert_container_provider_works(&moto, (&url, &token, &body), &instance_id).await;
     let profile_file = fleet.dir.join(&instance_id).join("aws-credentials");
-    #[allow(deprecated)]
-    let files = aws_config::profile::profile_file::ProfileFiles::builder()
-        .with_file(
-            aws_config::profile::profile_file::ProfileFileKind::Credentials,
-            &profile_file,
-        )
-        .build();
-    let profile = aws_config::profile::ProfileFileCredentialsProvider::builder()
-        .profile_files(files)
-        .profile_name("airlock")
-        .build();
-    let listed = ec2_with(&moto, profile)
-        .await
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:airlock:deployment")
-                .values(&dep_id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed.reservations()[0].instances()[0].instance_id(),
-        Some(instance_id.as_str())
-    );
-
-    // Status without secrets.
-    let out = agent_once(&["status", "--state-dir", s(&state_dir), "--output", "json"]);
-    let status_text = ok(out, &["agent status"]);
-    let status: serde_json::Value = serde_json::from_str(&status_text).unwrap();
-    assert_eq!(status["instance_id"], instance_id.as_str());
-    assert_eq!(status["deployment_id"], dep_id.as_str());
-    assert_eq!(status["credentials"]["access_key_id"], ACCESS_KEY_ID);
-    assert_eq!(status["served"]["source"], "sts");
-    assert_eq!(status["verified"], true);
-    assert_eq!(status["endpoint_url"], url.as_str());
-    assert_no_secret(&status_text, &body);
-    let table = ok(
-        agent_once(&["status", "--state-dir", s(&state_dir)]),
-        &["agent status"],
-    );
-    assert!(
-        table.contains(&instance_id) && table.contains(&dep_id),
-        "{table}"
-    );
-    assert_no_secret(&table, &body);
+    assert_profile_works(&moto, &profile_file, &dep_id, &instance_id).await;
+    assert_status_without_secrets(&state_dir, (&instance_id, &dep_id), &url, &body);
 
     // A stop/start (a reboot that keeps the disk): the agent comes back from its stored state.
-    ec2.stop_instances()
-        .instance_ids(&instance_id)
-        .send()
-        .await
-        .unwrap();
-    eventually("the agent to stop", LONG, || {
-        fleet
-            .entry(&instance_id)
-            .filter(|e| e["agent_pid"].is_null())
-            .map(|_| ())
-    })
-    .await;
-    assert_eq!(
-        get_credentials(&url, Some(&token)).await.0,
-        0,
-        "stopped agent still serving"
-    );
-    ec2.start_instances()
-        .instance_ids(&instance_id)
-        .send()
-        .await
-        .unwrap();
-    eventually("a second boot", LONG, || {
-        fleet
-            .entry(&instance_id)
-            .filter(|e| e["boots"] == 2)
-            .map(|_| ())
-    })
-    .await;
+    stop_and_start(&ec2, &fleet, &instance_id, (&url, &token)).await;
     let (url2, token2, body2) = served(&state_dir, LONG).await;
     assert_eq!(
         token2, token,
@@ -249,52 +282,40 @@ async fn a_console_deploy_boots_an_agent_whose_credentials_work_with_the_sdk() {
     assert_no_secret(&fleet.proc.log_text(), &body);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() {
-    let moto = Moto::start();
-    let ec2 = moto.ec2().await;
-    let net = loopback_net(&ec2).await;
-    let subnets = ec2
-        .describe_subnets()
-        .subnet_ids(&net.subnet_id)
-        .send()
-        .await
-        .unwrap();
-    let zone = subnets.subnets()[0].availability_zone().unwrap().to_owned();
-    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
-    let spec = |kind: aws_sdk_ec2::types::ResourceType, k: &str, v: &str| {
-        aws_sdk_ec2::types::TagSpecification::builder()
+/// A volume tagged `Role=data` in `zone` and an address tagged `Role=web`, for the boot tasks
+/// to find: (volume id, allocation id).
+async fn boot_task_targets(ec2: &aws_sdk_ec2::Client, zone: &str) -> (String, String) {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let spec = |kind: ResourceType, v: &str| {
+        TagSpecification::builder()
             .resource_type(kind)
-            .tags(tag(k, v))
+            .tags(Tag::builder().key("Role").value(v).build())
             .build()
     };
     let volume = ec2
         .create_volume()
-        .availability_zone(&zone)
+        .availability_zone(zone)
         .size(1)
-        .tag_specifications(spec(
-            aws_sdk_ec2::types::ResourceType::Volume,
-            "Role",
-            "data",
-        ))
+        .tag_specifications(spec(ResourceType::Volume, "data"))
         .send()
         .await
         .unwrap();
-    let volume_id = volume.volume_id().unwrap().to_owned();
     let address = ec2
         .allocate_address()
         .domain(aws_sdk_ec2::types::DomainType::Vpc)
-        .tag_specifications(spec(
-            aws_sdk_ec2::types::ResourceType::ElasticIp,
-            "Role",
-            "web",
-        ))
+        .tag_specifications(spec(ResourceType::ElasticIp, "web"))
         .send()
         .await
         .unwrap();
-    let allocation_id = address.allocation_id().unwrap().to_owned();
+    (
+        volume.volume_id().unwrap().to_owned(),
+        address.allocation_id().unwrap().to_owned(),
+    )
+}
 
-    let tasks = vec![
+/// Four boot tasks, the second of which finds no volume.
+fn boot_tasks() -> Vec<BootTask> {
+    vec![
         BootTask::TagInstance {
             tags: [("port".to_owned(), "8080".to_owned())].into(),
         },
@@ -310,12 +331,11 @@ async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() 
             allocation_id: None,
             filters: [("tag:Role".to_owned(), vec!["web".to_owned()])].into(),
         },
-    ];
-    let user_data = build_user_data(
-        &payload_for(&moto, "dep-tasks", tasks),
-        Some(b"#!/bin/sh\necho operator script\n"),
-    )
-    .unwrap();
+    ]
+}
+
+/// One instance in the loopback subnet, launched straight in EC2 with `user_data`.
+async fn run_with_user_data(ec2: &aws_sdk_ec2::Client, net: &TestNet, user_data: &[u8]) -> String {
     use base64::Engine as _;
     let run = ec2
         .run_instances()
@@ -324,11 +344,114 @@ async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() 
         .min_count(1)
         .max_count(1)
         .subnet_id(&net.subnet_id)
-        .user_data(base64::engine::general_purpose::STANDARD.encode(&user_data))
+        .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
         .send()
         .await
         .unwrap();
-    let instance_id = run.instances()[0].instance_id().unwrap().to_owned();
+    run.instances()[0].instance_id().unwrap().to_owned()
+}
+
+/// `airlock agent` with `args`, run to its end off the async runtime.
+async fn agent_off_runtime(args: &[impl AsRef<str>]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+    tokio::task::spawn_blocking(move || agent_once_owned(&args))
+        .await
+        .unwrap()
+}
+
+/// `agent --once` running the boot tasks of the user data `imds` serves.
+async fn run_boot_tasks(
+    state_dir: &Path,
+    imds: &ImdsServer,
+    profile: &Path,
+    task_wait: &str,
+) -> std::process::Output {
+    agent_off_runtime(&[
+        "--once",
+        "--state-dir",
+        s(state_dir),
+        "--imds-endpoint",
+        &imds.url(),
+        "--profile-file",
+        s(profile),
+        "--task-wait",
+        task_wait,
+    ])
+    .await
+}
+
+/// The boot task results the agent stored, and each one's outcome.
+fn task_outcomes(state_dir: &Path) -> (serde_json::Value, Vec<String>) {
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state_dir.join("tasks.json")).unwrap()).unwrap();
+    let outcomes = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    (results, outcomes)
+}
+
+/// EC2 (moto) shows the effect of the tasks that ran: the tag, the attachment, the association.
+async fn assert_boot_tasks_done(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    volume_id: &str,
+    allocation_id: &str,
+) {
+    let tags = ec2
+        .describe_tags()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("resource-id")
+                .values(instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(tags
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some("port") && t.value() == Some("8080")));
+    let volumes = ec2
+        .describe_volumes()
+        .volume_ids(volume_id)
+        .send()
+        .await
+        .unwrap();
+    let attachment = &volumes.volumes()[0].attachments()[0];
+    assert_eq!(attachment.instance_id(), Some(instance_id));
+    assert_eq!(attachment.device(), Some("/dev/sdf"));
+    let addresses = ec2
+        .describe_addresses()
+        .allocation_ids(allocation_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(addresses.addresses()[0].instance_id(), Some(instance_id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let subnets = ec2
+        .describe_subnets()
+        .subnet_ids(&net.subnet_id)
+        .send()
+        .await
+        .unwrap();
+    let zone = subnets.subnets()[0].availability_zone().unwrap().to_owned();
+    let (volume_id, allocation_id) = boot_task_targets(&ec2, &zone).await;
+    let user_data = build_user_data(
+        &payload_for(&moto, "dep-tasks", boot_tasks()),
+        Some(b"#!/bin/sh\necho operator script\n"),
+    )
+    .unwrap();
+    let instance_id = run_with_user_data(&ec2, &net, &user_data).await;
 
     // The metadata server serves what moto holds for the instance.
     let held = user_data_of(&ec2, &instance_id).await;
@@ -347,20 +470,7 @@ async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() 
     let tmp = tempfile::tempdir().unwrap();
     let state_dir = tmp.path().join("state");
     let profile = tmp.path().join("aws").join("credentials");
-    let args = args_vec(&[
-        "--once",
-        "--state-dir",
-        s(&state_dir),
-        "--imds-endpoint",
-        &imds.url(),
-        "--profile-file",
-        s(&profile),
-        "--task-wait",
-        "5",
-    ]);
-    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
-        .await
-        .unwrap();
+    let out = run_boot_tasks(&state_dir, &imds, &profile, "5").await;
     let log = stderr(&out);
     assert_eq!(
         out.status.code(),
@@ -370,49 +480,8 @@ async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() 
     assert!(log.contains("1 of 4 boot tasks failed"), "{log}");
 
     // The other tasks ran: EC2 (moto) shows their effect.
-    let tags = ec2
-        .describe_tags()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("resource-id")
-                .values(&instance_id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(tags
-        .tags()
-        .iter()
-        .any(|t| t.key() == Some("port") && t.value() == Some("8080")));
-    let volumes = ec2
-        .describe_volumes()
-        .volume_ids(&volume_id)
-        .send()
-        .await
-        .unwrap();
-    let attachment = &volumes.volumes()[0].attachments()[0];
-    assert_eq!(attachment.instance_id(), Some(instance_id.as_str()));
-    assert_eq!(attachment.device(), Some("/dev/sdf"));
-    let addresses = ec2
-        .describe_addresses()
-        .allocation_ids(&allocation_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        addresses.addresses()[0].instance_id(),
-        Some(instance_id.as_str())
-    );
-
-    let results: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state_dir.join("tasks.json")).unwrap()).unwrap();
-    let outcomes: Vec<&str> = results
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap())
-        .collect();
+    assert_boot_tasks_done(&ec2, &instance_id, &volume_id, &allocation_id).await;
+    let (results, outcomes) = task_outcomes(&state_dir);
     assert_eq!(outcomes, ["done", "failed", "done", "done"], "{results}");
     assert!(results[1]["detail"]
         .as_str()
@@ -420,30 +489,10 @@ async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() 
         .contains("no volume matches"));
 
     // Every boot runs them again: idempotent, nothing changes.
-    let args = args_vec(&[
-        "--once",
-        "--state-dir",
-        s(&state_dir),
-        "--imds-endpoint",
-        &imds.url(),
-        "--profile-file",
-        s(&profile),
-        "--task-wait",
-        "1",
-    ]);
-    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
-        .await
-        .unwrap();
+    let out = run_boot_tasks(&state_dir, &imds, &profile, "1").await;
     let log2 = stderr(&out);
     assert!(log2.contains("using the stored state"), "{log2}");
-    let results: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state_dir.join("tasks.json")).unwrap()).unwrap();
-    let outcomes: Vec<&str> = results
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["outcome"].as_str().unwrap())
-        .collect();
+    let (results, outcomes) = task_outcomes(&state_dir);
     assert_eq!(
         outcomes,
         ["unchanged", "failed", "unchanged", "unchanged"],
@@ -455,13 +504,45 @@ async fn boot_tasks_tag_the_instance_attach_a_volume_and_associate_an_address() 
     assert_no_secret(&format!("{log}{log2}"), &serde_json::Value::Null);
 }
 
-fn args_vec(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| (*a).to_owned()).collect()
-}
-
 fn agent_once_owned(args: &[String]) -> std::process::Output {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     agent_once(&refs)
+}
+
+/// A long-running agent serving credentials, waiting at most a second for the metadata
+/// service before it falls back to its stored state.
+fn spawn_serving_agent(state_dir: &Path, imds_url: &str, profile: &Path, log: &Path) -> Proc {
+    Proc::spawn(
+        &[
+            "agent",
+            "--state-dir",
+            s(state_dir),
+            "--imds-endpoint",
+            imds_url,
+            "--listen",
+            "127.0.0.1:0",
+            "--profile-file",
+            s(profile),
+            "--stored-state-wait",
+            "1",
+        ],
+        log,
+        &[],
+    )
+}
+
+/// The agent's `status.json` once `ready` holds for it.
+async fn status_once(
+    what: &str,
+    state_dir: &Path,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(what, LONG, || {
+        let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        ready(&v).then_some(v)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -478,26 +559,11 @@ async fn after_a_reboot_with_the_metadata_service_down_the_stored_credentials_ar
     let state_dir = tmp.path().join("state");
     let profile = tmp.path().join("credentials");
     let imds_url = imds.url();
-    let args = |imds_url: &str| {
-        vec![
-            "agent".to_owned(),
-            "--state-dir".to_owned(),
-            s(&state_dir).to_owned(),
-            "--imds-endpoint".to_owned(),
-            imds_url.to_owned(),
-            "--listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
-            "--profile-file".to_owned(),
-            s(&profile).to_owned(),
-            "--stored-state-wait".to_owned(),
-            "1".to_owned(),
-        ]
-    };
-    let first = args(&imds_url);
-    let mut agent = Proc::spawn(
-        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+    let mut agent = spawn_serving_agent(
+        &state_dir,
+        &imds_url,
+        &profile,
         &tmp.path().join("agent-1.log"),
-        &[],
     );
     let (_, token, body) = served(&state_dir, LONG).await;
     assert_eq!(body["AccessKeyId"], "ASIATESTTEMPORARY01");
@@ -508,11 +574,11 @@ async fn after_a_reboot_with_the_metadata_service_down_the_stored_credentials_ar
 
     // "Reboot": the metadata service is down (nothing listens there any more).
     drop(imds);
-    let second = args(&imds_url);
-    let mut agent = Proc::spawn(
-        &second.iter().map(String::as_str).collect::<Vec<_>>(),
+    let mut agent = spawn_serving_agent(
+        &state_dir,
+        &imds_url,
+        &profile,
         &tmp.path().join("agent-2.log"),
-        &[],
     );
     let (_, token2, body2) = served(&state_dir, LONG).await;
     assert_eq!(token2, token);
@@ -523,11 +589,11 @@ async fn after_a_reboot_with_the_metadata_service_down_the_stored_credentials_ar
         "{log}"
     );
     // The status written at start says "not-needed" until the refresh loop has planned.
-    let status = eventually("the status to say why nothing is refreshed", LONG, || {
-        let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        (v["refresh"] == "unavailable").then_some(v)
-    })
+    let status = status_once(
+        "the status to say why nothing is refreshed",
+        &state_dir,
+        |v| v["refresh"] == "unavailable",
+    )
     .await;
     assert_eq!(status["verified"], false);
     assert!(status["refresh_message"]
@@ -543,10 +609,8 @@ async fn after_a_reboot_with_the_metadata_service_down_the_stored_credentials_ar
     let _back = ImdsServer::start(&addr, instance_data("i-0reboot", None), false)
         .await
         .unwrap();
-    eventually("the stored state to be verified", LONG, || {
-        let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        (v["verified"] == true).then_some(())
+    status_once("the stored state to be verified", &state_dir, |v| {
+        v["verified"] == true
     })
     .await;
     assert_eq!(served(&state_dir, LONG).await.2, body);
@@ -597,10 +661,7 @@ async fn the_agent_never_reads_metadata_without_a_token_unless_allowed() {
         "--imds-wait".to_owned(),
         "2".to_owned(),
     ];
-    let args = base.clone();
-    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
-        .await
-        .unwrap();
+    let out = agent_off_runtime(&base).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("IMDSv1") && err.contains("--imds-v1"), "{err}");
@@ -614,9 +675,7 @@ async fn the_agent_never_reads_metadata_without_a_token_unless_allowed() {
     // ...and uses it only with --imds-v1.
     let mut args = base;
     args.push("--imds-v1".to_owned());
-    let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
-        .await
-        .unwrap();
+    let out = agent_off_runtime(&args).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(v1_only.stats().tokenless_reads > 0);
     assert!(state_dir.join("state.json").exists());
@@ -672,9 +731,7 @@ async fn bad_user_data_is_refused_with_a_clear_error_and_nothing_written() {
             if once {
                 args.push("--once".to_owned());
             }
-            let out = tokio::task::spawn_blocking(move || agent_once_owned(&args))
-                .await
-                .unwrap();
+            let out = agent_off_runtime(&args).await;
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(1), "{what} (once: {once}): {err}");
             assert!(err.contains(needle), "{what}: {err}");
@@ -739,10 +796,8 @@ async fn a_failing_refresh_keeps_serving_the_last_good_credentials_until_they_ex
     );
     let (_, _, body) = served(&state_dir, LONG).await;
     assert_eq!(body["AccessKeyId"], "ASIATESTTEMPORARY02");
-    let status = eventually("the refresh to fail", LONG, || {
-        let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        (v["refresh"] == "failing").then_some(v)
+    let status = status_once("the refresh to fail", &state_dir, |v| {
+        v["refresh"] == "failing"
     })
     .await;
     let message = status["refresh_message"].as_str().unwrap();
@@ -973,10 +1028,8 @@ async fn anyone_on_the_network_reading_refresh_traffic_gets_nothing_from_an_http
     ];
     let mut agent = Proc::spawn(&args, &tmp.path().join("agent.log"), &[]);
     served(&state_dir, LONG).await;
-    let status = eventually("the refresh to fail", LONG, || {
-        let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        (v["refresh"] == "failing").then_some(v)
+    let status = status_once("the refresh to fail", &state_dir, |v| {
+        v["refresh"] == "failing"
     })
     .await;
     let message = status["refresh_message"].as_str().unwrap();
@@ -1099,12 +1152,9 @@ fn unit_exec_start_pre() -> Vec<String> {
     words.collect()
 }
 
-#[test]
-fn a_local_process_or_container_cannot_reach_the_metadata_service_before_the_agent_starts() {
-    let args = unit_exec_start_pre();
-    assert_eq!(args, ["agent", "lock-imds"]);
-    let tmp = tempfile::tempdir().unwrap();
-    let tools = tmp.path().join("sbin");
+/// A directory holding the fake `iptables` and `ip6tables`, for `PATH`.
+fn fake_iptables(dir: &Path) -> std::path::PathBuf {
+    let tools = dir.join("sbin");
     std::fs::create_dir(&tools).unwrap();
     for tool in ["iptables", "ip6tables"] {
         let path = tools.join(tool);
@@ -1112,6 +1162,31 @@ fn a_local_process_or_container_cannot_reach_the_metadata_service_before_the_age
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
     }
+    tools
+}
+
+/// With IPv6, the `v6` rules reject routed traffic and every user but `uid`; without it, the
+/// agent's log (`err`) says why there are none.
+fn assert_ipv6_locked(ipv6: bool, v6: &str, uid: u32, err: &str) {
+    if ipv6 {
+        assert!(v6.contains("FORWARD -d fd00:ec2::254/128 "), "{v6}");
+        assert!(
+            v6.contains(&format!(
+                "OUTPUT -d fd00:ec2::254/128 -p tcp -m owner ! --uid-owner {uid} "
+            )),
+            "{v6}"
+        );
+    } else {
+        assert!(err.contains("IPv6 is disabled"), "{err}");
+    }
+}
+
+#[test]
+fn a_local_process_or_container_cannot_reach_the_metadata_service_before_the_agent_starts() {
+    let args = unit_exec_start_pre();
+    assert_eq!(args, ["agent", "lock-imds"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let tools = fake_iptables(tmp.path());
     let path = format!("{}:/usr/bin:/bin", tools.display());
     let run = || {
         std::process::Command::new(airlock_bin())
@@ -1144,22 +1219,7 @@ fn a_local_process_or_container_cannot_reach_the_metadata_service_before_the_age
         "{}",
         stderr(&out)
     );
-    if ipv6 {
-        let v6 = rules("ip6tables");
-        assert!(v6.contains("FORWARD -d fd00:ec2::254/128 "), "{v6}");
-        assert!(
-            v6.contains(&format!(
-                "OUTPUT -d fd00:ec2::254/128 -p tcp -m owner ! --uid-owner {uid} "
-            )),
-            "{v6}"
-        );
-    } else {
-        assert!(
-            stderr(&out).contains("IPv6 is disabled"),
-            "{}",
-            stderr(&out)
-        );
-    }
+    assert_ipv6_locked(ipv6, &rules("ip6tables"), uid, &stderr(&out));
 
     // Every boot runs it again: nothing is added twice.
     let out = run();

@@ -137,13 +137,7 @@ async fn a_user_deploys_only_when_the_requested_tags_name_them_as_owner() {
         assert!(stderr(&out).contains(":instance/*"), "{}", stderr(&out));
     }
     // Nothing reached EC2 and nothing was recorded.
-    assert!(ec2
-        .describe_instances()
-        .send()
-        .await
-        .unwrap()
-        .reservations()
-        .is_empty());
+    assert!(no_instances(&ec2).await);
     assert!(console
         .json(&["deployment", "list"])
         .as_array()
@@ -388,13 +382,7 @@ async fn session_policy_escape_is_refused() {
             "the overlapping Deny is named: {err}"
         );
     }
-    assert!(ec2
-        .describe_instances()
-        .send()
-        .await
-        .unwrap()
-        .reservations()
-        .is_empty());
+    assert!(no_instances(&ec2).await);
     // What they may do is still granted, and the generated part leaves termination out.
     let stop = file(
         &console,
@@ -408,14 +396,20 @@ async fn session_policy_escape_is_refused() {
     assert!(!text.contains("ec2:TerminateInstances"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tag_key_case_twins_are_refused() {
-    let moto = Moto::start();
-    let ec2 = moto.ec2().await;
-    let net = loopback_net(&ec2).await;
-    let console = Console::start();
-    console.login_with_account(&moto);
-    let guardrail = json!({"Version": "2012-10-17", "Statement": [
+/// No instance in EC2 at all.
+async fn no_instances(ec2: &aws_sdk_ec2::Client) -> bool {
+    ec2.describe_instances()
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .is_empty()
+}
+
+/// Runs, tags and terminates only what is tagged `owner` = the caller, in requests and on
+/// resources; describes anything and creates volumes.
+fn owner_guardrail() -> Value {
+    json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["airlock:UseAccount", "airlock:GetDeployment", "ec2:Describe*", "ec2:CreateVolume"], "Resource": "*"},
         {"Effect": "Allow", "Action": ["ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances"], "Resource": "*",
          "Condition": {"StringEquals": {"aws:RequestTag/owner": "${aws:username}"}}},
@@ -423,12 +417,18 @@ async fn tag_key_case_twins_are_refused() {
          "Condition": {"StringEquals": {"ec2:ResourceTag/owner": "${aws:username}"}}},
         {"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": ["arn:aws:ec2:*::image/*", "arn:aws:ec2:*:*:subnet/*",
           "arn:aws:ec2:*:*:security-group/*", "arn:aws:ec2:*:*:network-interface/*", "arn:aws:ec2:*:*:volume/*"]}
-    ]});
-    let bob = console.add_user("bob", &[guardrail]);
+    ]})
+}
 
-    // Two keys policies read as one: refused, naming both, before anything reaches EC2.
+/// Two keys policies read as one (owner/Owner, owner/OWNER): refused, naming both, before
+/// anything reaches EC2.
+async fn assert_case_twins_refused_before_ec2(
+    ec2: &aws_sdk_ec2::Client,
+    bob: &UserCli<'_>,
+    net: &TestNet,
+) {
     let out = bob.cli(&deploy_args(
-        &net,
+        net,
         &["--tag", "owner=alice", "--tag", "Owner=bob"],
     ));
     assert_eq!(out.status.code(), Some(1));
@@ -437,13 +437,7 @@ async fn tag_key_case_twins_are_refused() {
         err.contains("\"owner\"") && err.contains("\"Owner\""),
         "{err}"
     );
-    assert!(ec2
-        .describe_instances()
-        .send()
-        .await
-        .unwrap()
-        .reservations()
-        .is_empty());
+    assert!(no_instances(ec2).await);
     let out = bob.cli(&[
         "volume",
         "create",
@@ -464,15 +458,16 @@ async fn tag_key_case_twins_are_refused() {
         "{}",
         stderr(&out)
     );
+}
 
-    // The console's prefix is reserved in any case, for adding and for removing.
-    let alices =
-        first_instance(&console.json(&deploy_args(&net, &["--tag", "owner=alice", "--wait"])));
+/// The console's prefix is reserved in any case, for adding and for removing, and twins are
+/// refused in `tag add` too.
+fn assert_reserved_prefix_and_twins_refused_in_tags(console: &Console, alices: &str) {
     for args in [
         vec![
             "tag",
             "add",
-            alices.as_str(),
+            alices,
             "AIRLOCK:upstream=web",
             "--account",
             "dev",
@@ -480,7 +475,7 @@ async fn tag_key_case_twins_are_refused() {
         vec![
             "tag",
             "add",
-            alices.as_str(),
+            alices,
             "owner=x",
             "Owner=y",
             "--account",
@@ -489,7 +484,7 @@ async fn tag_key_case_twins_are_refused() {
         vec![
             "tag",
             "remove",
-            alices.as_str(),
+            alices,
             "Airlock:deployment",
             "--account",
             "dev",
@@ -503,6 +498,23 @@ async fn tag_key_case_twins_are_refused() {
             stderr(&out)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_key_case_twins_are_refused() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let bob = console.add_user("bob", &[owner_guardrail()]);
+
+    assert_case_twins_refused_before_ec2(&ec2, &bob, &net).await;
+
+    // The console's prefix is reserved in any case, for adding and for removing.
+    let alices =
+        first_instance(&console.json(&deploy_args(&net, &["--tag", "owner=alice", "--wait"])));
+    assert_reserved_prefix_and_twins_refused_in_tags(&console, &alices);
 
     // Twins already on a resource (set in EC2 directly) are ambiguous: bob's Allow on
     // `owner = bob` does not match an instance tagged both owner=alice and Owner=bob.
@@ -641,6 +653,40 @@ async fn gateway_config_as_a_confused_deputy() {
     );
 }
 
+/// The web preview answers alike for a real account and a made-up one, without looking the
+/// account up: `caller` may use neither.
+async fn assert_preview_answers_alike(console: &Console, caller: &UserCli<'_>) {
+    let answers: Vec<Value> = {
+        let mut out = Vec::new();
+        for account in ["dev", "no-such-account"] {
+            let body: Value = reqwest::Client::new()
+                .post(format!("{}/v1/authorize/check", console.url))
+                .bearer_auth(caller.token())
+                .json(&json!({"checks": [{"action": "ec2:StopInstances",
+                    "resource": "instance/i-0123456789abcdef0", "account": account}]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            out.push(body["results"][0].clone());
+        }
+        out
+    };
+    for answer in &answers {
+        assert_eq!(answer["allowed"], false, "{answer}");
+        assert!(
+            answer["reason"]
+                .as_str()
+                .unwrap()
+                .contains("airlock:UseAccount"),
+            "{answer}"
+        );
+    }
+    assert_eq!(answers[0]["resource"], answers[1]["resource"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unauthorized_callers_learn_nothing_of_what_exists() {
     let moto = Moto::start();
@@ -676,36 +722,7 @@ async fn unauthorized_callers_learn_nothing_of_what_exists() {
             stderr(&out)
         );
     }
-    // The web preview answers alike too, without looking the account up.
-    let answers: Vec<Value> = {
-        let mut out = Vec::new();
-        for account in ["dev", "no-such-account"] {
-            let body: Value = reqwest::Client::new()
-                .post(format!("{}/v1/authorize/check", console.url))
-                .bearer_auth(nobody.token())
-                .json(&json!({"checks": [{"action": "ec2:StopInstances",
-                    "resource": "instance/i-0123456789abcdef0", "account": account}]}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            out.push(body["results"][0].clone());
-        }
-        out
-    };
-    for answer in &answers {
-        assert_eq!(answer["allowed"], false, "{answer}");
-        assert!(
-            answer["reason"]
-                .as_str()
-                .unwrap()
-                .contains("airlock:UseAccount"),
-            "{answer}"
-        );
-    }
-    assert_eq!(answers[0]["resource"], answers[1]["resource"]);
+    assert_preview_answers_alike(&console, &nobody).await;
     // Allowed only on instances they own: someone else's and a missing one answer alike.
     let bob = console.add_user("bob", &[owners_policy()]);
     for id in [alices.as_str(), "i-0123456789abcdef0"] {

@@ -16,6 +16,122 @@ fn ids(dep: &Value) -> Vec<String> {
     ids
 }
 
+/// The instance carries the user's tags and the console's, a loopback address a test can serve
+/// on, and requires IMDSv2 with one hop.
+fn assert_tagged_loopback_imdsv2(instance: &aws_sdk_ec2::types::Instance, dep_id: &str) {
+    let tags: std::collections::BTreeMap<_, _> = instance
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    assert_eq!(tags.get("team").map(String::as_str), Some("web"));
+    assert_eq!(tags.get("owner").map(String::as_str), Some("ana"));
+    assert_eq!(
+        tags.get("airlock:deployment").map(String::as_str),
+        Some(dep_id)
+    );
+    assert_eq!(
+        tags.get("airlock:deployed-by").map(String::as_str),
+        Some("admin")
+    );
+    // The loopback VPC gives instances local addresses a test can serve on.
+    assert!(
+        instance
+            .private_ip_address()
+            .unwrap()
+            .starts_with("127.0.0."),
+        "{instance:?}"
+    );
+    let md = instance.metadata_options().unwrap();
+    assert_eq!(md.http_tokens().unwrap().as_str(), "required");
+    assert_eq!(md.http_put_response_hop_limit(), Some(1));
+}
+
+/// The instance's volumes are tagged on creation too.
+async fn assert_volumes_tagged(ec2: &aws_sdk_ec2::Client, instance_id: &str, dep_id: &str) {
+    let volumes = ec2
+        .describe_volumes()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("attachment.instance-id")
+                .values(instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(!volumes.volumes().is_empty());
+    for v in volumes.volumes() {
+        assert!(
+            v.tags()
+                .iter()
+                .any(|t| t.key() == Some("airlock:deployment") && t.value() == Some(dep_id)),
+            "volume {:?} lacks the deployment tag",
+            v.volume_id()
+        );
+        assert!(v
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("team") && t.value() == Some("web")));
+    }
+}
+
+/// The user data holds the payload and the user's script. Scoped by default: temporary
+/// credentials, a refresh URL and secret, and nothing of the account's long-term key.
+async fn assert_scoped_payload(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    dep_id: &str,
+    (moto, console): (&Moto, &Console),
+) {
+    let raw = user_data_of(ec2, instance_id).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.contains("multipart/mixed"), "{text}");
+    assert!(text.contains("echo hello from the user script"));
+    assert!(!text.contains(SECRET_ACCESS_KEY));
+    assert!(!text.contains(ACCESS_KEY_ID));
+    let payload = airlock_payload::find_payload(&raw).unwrap();
+    assert_eq!(payload.deployment_id, dep_id);
+    assert_eq!(payload.region, REGION);
+    assert_eq!(payload.endpoint_url.as_deref(), Some(moto.url.as_str()));
+    assert_eq!(payload.console_url.as_deref(), Some(console.url.as_str()));
+    let credentials = payload.credentials.as_ref().unwrap();
+    assert_ne!(credentials.access_key_id, ACCESS_KEY_ID);
+    assert!(credentials.session_token.is_some());
+    assert!(credentials.expiration.unwrap() > chrono::Utc::now());
+    assert_eq!(
+        payload.refresh_url.as_deref(),
+        Some(format!("{}/v1/refresh", console.url).as_str())
+    );
+    assert!(payload.refresh_secret.is_some());
+    assert!(payload.role_arn.is_none());
+    assert_eq!(payload.tasks.len(), 2);
+    assert_eq!(payload.tasks[1].kind(), "attach_volume");
+}
+
+/// Listing by tag and by deployment, as a table and as JSON.
+fn assert_listed_by_tag_and_deployment(console: &Console, dep_id: &str) {
+    let listed = console.json(&["instances", "--tag", "team=web"]);
+    assert_eq!(listed["instances"].as_array().unwrap().len(), 2);
+    let by_dep = console.json(&[
+        "instances",
+        "--deployment",
+        dep_id,
+        "--filter",
+        "instance-state-name=running",
+    ]);
+    assert_eq!(by_dep["instances"].as_array().unwrap().len(), 2);
+    assert!(
+        console.json(&["instances", "--tag", "team=WEB"])["instances"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let table = console.ok(&["instances", "--deployment", dep_id]);
+    assert!(table.starts_with("ACCOUNT"), "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_tags_on_creation_and_puts_the_payload_in_user_data() {
     let moto = Moto::start();
@@ -55,107 +171,18 @@ async fn deploy_tags_on_creation_and_puts_the_payload_in_user_data() {
     let instances = live_instances(&ec2, dep_id).await;
     assert_eq!(instances.len(), 2);
     for instance in &instances {
-        let tags: std::collections::BTreeMap<_, _> = instance
-            .tags()
-            .iter()
-            .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
-            .collect();
-        assert_eq!(tags.get("team").map(String::as_str), Some("web"));
-        assert_eq!(tags.get("owner").map(String::as_str), Some("ana"));
-        assert_eq!(
-            tags.get("airlock:deployment").map(String::as_str),
-            Some(dep_id)
-        );
-        assert_eq!(
-            tags.get("airlock:deployed-by").map(String::as_str),
-            Some("admin")
-        );
-        // The loopback VPC gives instances local addresses a test can serve on.
-        assert!(
-            instance
-                .private_ip_address()
-                .unwrap()
-                .starts_with("127.0.0."),
-            "{instance:?}"
-        );
-        let md = instance.metadata_options().unwrap();
-        assert_eq!(md.http_tokens().unwrap().as_str(), "required");
-        assert_eq!(md.http_put_response_hop_limit(), Some(1));
-
-        // Volumes are tagged on creation too.
-        let volumes = ec2
-            .describe_volumes()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("attachment.instance-id")
-                    .values(instance.instance_id().unwrap())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert!(!volumes.volumes().is_empty());
-        for v in volumes.volumes() {
-            assert!(
-                v.tags()
-                    .iter()
-                    .any(|t| t.key() == Some("airlock:deployment") && t.value() == Some(dep_id)),
-                "volume {:?} lacks the deployment tag",
-                v.volume_id()
-            );
-            assert!(v
-                .tags()
-                .iter()
-                .any(|t| t.key() == Some("team") && t.value() == Some("web")));
-        }
-
-        // The user data holds the payload and the user's script. Scoped by default: temporary
-        // credentials, a refresh URL and secret, and nothing of the account's long-term key.
-        let raw = user_data_of(&ec2, instance.instance_id().unwrap()).await;
-        let text = String::from_utf8_lossy(&raw);
-        assert!(text.contains("multipart/mixed"), "{text}");
-        assert!(text.contains("echo hello from the user script"));
-        assert!(!text.contains(SECRET_ACCESS_KEY));
-        assert!(!text.contains(ACCESS_KEY_ID));
-        let payload = airlock_payload::find_payload(&raw).unwrap();
-        assert_eq!(payload.deployment_id, dep_id);
-        assert_eq!(payload.region, REGION);
-        assert_eq!(payload.endpoint_url.as_deref(), Some(moto.url.as_str()));
-        assert_eq!(payload.console_url.as_deref(), Some(console.url.as_str()));
-        let credentials = payload.credentials.as_ref().unwrap();
-        assert_ne!(credentials.access_key_id, ACCESS_KEY_ID);
-        assert!(credentials.session_token.is_some());
-        assert!(credentials.expiration.unwrap() > chrono::Utc::now());
-        assert_eq!(
-            payload.refresh_url.as_deref(),
-            Some(format!("{}/v1/refresh", console.url).as_str())
-        );
-        assert!(payload.refresh_secret.is_some());
-        assert!(payload.role_arn.is_none());
-        assert_eq!(payload.tasks.len(), 2);
-        assert_eq!(payload.tasks[1].kind(), "attach_volume");
+        assert_tagged_loopback_imdsv2(instance, dep_id);
+        assert_volumes_tagged(&ec2, instance.instance_id().unwrap(), dep_id).await;
+        assert_scoped_payload(
+            &ec2,
+            instance.instance_id().unwrap(),
+            dep_id,
+            (&moto, &console),
+        )
+        .await;
     }
 
-    // Listing by tag and by deployment, as a table and as JSON.
-    let listed = console.json(&["instances", "--tag", "team=web"]);
-    assert_eq!(listed["instances"].as_array().unwrap().len(), 2);
-    let by_dep = console.json(&[
-        "instances",
-        "--deployment",
-        dep_id,
-        "--filter",
-        "instance-state-name=running",
-    ]);
-    assert_eq!(by_dep["instances"].as_array().unwrap().len(), 2);
-    assert!(
-        console.json(&["instances", "--tag", "team=WEB"])["instances"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
-    let table = console.ok(&["instances", "--deployment", dep_id]);
-    assert!(table.starts_with("ACCOUNT"), "{table}");
-    assert_eq!(table.lines().count(), 3, "{table}");
+    assert_listed_by_tag_and_deployment(&console, dep_id);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -365,6 +392,59 @@ async fn instance_actions_reach_ec2() {
     );
 }
 
+/// A user script that makes the user data too big, even compressed, and a boot task the agent
+/// does not know: both refused naming the field.
+fn assert_oversized_script_and_unknown_task_refused(console: &Console, net: &TestNet) {
+    let big = console.dir.path().join("big.sh");
+    let mut random = vec![0u8; 24_000];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+    let noise = base64::engine::general_purpose::STANDARD.encode(random);
+    std::fs::write(&big, format!("#!/bin/sh\n# {noise}\n")).unwrap();
+    let out = console.cli(&deploy_args(net, &["--user-script", big.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("(user_script)") && stderr(&out).contains("16"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A boot task the agent does not know.
+    let bad_tasks = console.dir.path().join("bad-tasks.json");
+    std::fs::write(&bad_tasks, r#"[{"task": "format_disk"}]"#).unwrap();
+    let out = console.cli(&deploy_args(net, &["--tasks", bad_tasks.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("(tasks[0].task)"), "{}", stderr(&out));
+}
+
+/// Malformed JSON straight to the API: 400 naming the field, or saying the JSON is malformed.
+async fn assert_malformed_json_refused_with_the_field(console: &Console) {
+    let post = |body: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/deployments", console.url))
+            .bearer_auth(console.token())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let resp =
+        post(r#"{"account":"dev","image_id":"ami-1","instance_type":"t3.micro","count":"three"}"#)
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "count", "{body}");
+    let resp = post(r#"{"account":"dev","#).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed JSON"),
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_refused_before_ec2_with_the_field_named() {
     let moto = Moto::start();
@@ -420,32 +500,7 @@ async fn bad_input_is_refused_before_ec2_with_the_field_named() {
         stderr(&out)
     );
 
-    // A user script that makes the user data too big, even compressed.
-    let big = console.dir.path().join("big.sh");
-    let mut random = vec![0u8; 24_000];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
-    let noise = base64::engine::general_purpose::STANDARD.encode(random);
-    std::fs::write(&big, format!("#!/bin/sh\n# {noise}\n")).unwrap();
-    let out = console.cli(&deploy_args(
-        &net,
-        &["--user-script", big.to_str().unwrap()],
-    ));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("(user_script)") && stderr(&out).contains("16"),
-        "{}",
-        stderr(&out)
-    );
-
-    // A boot task the agent does not know.
-    let bad_tasks = console.dir.path().join("bad-tasks.json");
-    std::fs::write(&bad_tasks, r#"[{"task": "format_disk"}]"#).unwrap();
-    let out = console.cli(&deploy_args(
-        &net,
-        &["--tasks", bad_tasks.to_str().unwrap()],
-    ));
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("(tasks[0].task)"), "{}", stderr(&out));
+    assert_oversized_script_and_unknown_task_refused(&console, &net);
 
     // Usage errors exit 2.
     assert_eq!(
@@ -462,36 +517,7 @@ async fn bad_input_is_refused_before_ec2_with_the_field_named() {
     let all = ec2.describe_instances().send().await.unwrap();
     assert!(all.reservations().is_empty());
 
-    // Malformed JSON straight to the API: 400 naming the field.
-    let client = reqwest::Client::new();
-    let resp = client
-        .post(format!("{}/v1/deployments", console.url))
-        .bearer_auth(console.token())
-        .header("content-type", "application/json")
-        .body(r#"{"account":"dev","image_id":"ami-1","instance_type":"t3.micro","count":"three"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["field"], "count", "{body}");
-    let resp = client
-        .post(format!("{}/v1/deployments", console.url))
-        .bearer_auth(console.token())
-        .header("content-type", "application/json")
-        .body(r#"{"account":"dev","#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.unwrap();
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed JSON"),
-        "{body}"
-    );
+    assert_malformed_json_refused_with_the_field(&console).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -528,15 +554,14 @@ async fn ec2_errors_come_back_with_aws_code_and_the_deployment_is_recorded_faile
         .contains("InvalidAMIID.NotFound"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
-    let moto = Moto::start();
-    let ec2 = moto.ec2().await;
-    let net = loopback_net(&ec2).await;
-    let mut console = Console::start();
-    console.login_with_account(&moto);
-    let token = console.token();
-
+/// Everything the console answers about accounts, deployments, instances and the caller, and
+/// its refusals (a wrong password, a duplicate account), through the CLI and the HTTP API.
+async fn responses_of_every_kind(
+    console: &Console,
+    moto: &Moto,
+    net: &TestNet,
+    token: &str,
+) -> String {
     let mut responses = String::new();
     let accounts = console.ok(&["account", "list", "--output", "json"]);
     responses.push_str(&accounts);
@@ -546,7 +571,7 @@ async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
     responses.push_str(&console.ok(&["account", "list"]));
     responses.push_str(&console.ok(&["account", "verify", "dev", "--output", "json"]));
     responses.push_str(&console.ok(&deploy_args(
-        &net,
+        net,
         &["--count", "1", "--wait", "--output", "json"],
     )));
     responses.push_str(&console.ok(&["deployment", "list", "--output", "json"]));
@@ -558,7 +583,7 @@ async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
     );
     assert_eq!(bad_login.status.code(), Some(1));
     responses.push_str(&stderr(&bad_login));
-    let duplicate = console.add_account(&moto);
+    let duplicate = console.add_account(moto);
     assert_eq!(duplicate.status.code(), Some(1));
     responses.push_str(&stderr(&duplicate));
     for path in [
@@ -569,33 +594,24 @@ async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
     ] {
         let r = reqwest::Client::new()
             .get(format!("{}{path}", console.url))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await
             .unwrap();
         responses.push_str(&r.text().await.unwrap());
     }
-    console.stop();
+    responses
+}
 
-    let secrets = [SECRET_ACCESS_KEY, ADMIN_PASSWORD, token.as_str()];
-    for secret in secrets {
-        assert!(!responses.contains(secret), "a response contains a secret");
-    }
-    let logs = console.output_text();
-    assert!(logs.contains("account added"), "logs look empty: {logs}");
-    for secret in secrets {
-        assert!(
-            !logs.contains(secret),
-            "the console's output contains a secret"
-        );
-    }
+/// No secret in the console's database files (SQLite) or tables (PostgreSQL).
+fn assert_database_holds_no_secret(console: &Console, secrets: &[&str]) {
     if is_sqlite(&console.database) {
         let mut scanned = 0;
         for (path, bytes) in files_under(console.dir.path()) {
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             if name.starts_with("airlock.db") {
                 scanned += bytes.len();
-                for secret in secrets {
+                for secret in secrets.iter().copied() {
                     assert!(
                         !contains(&bytes, secret),
                         "{} contains a secret in plaintext",
@@ -610,7 +626,7 @@ async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
             .arg(&console.database)
             .output();
         if let Some(out) = out.ok().filter(|o| o.status.success()) {
-            for secret in secrets {
+            for secret in secrets.iter().copied() {
                 assert!(
                     !contains(&out.stdout, secret),
                     "the PostgreSQL dump contains a secret"
@@ -622,7 +638,7 @@ async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
                 .output()
                 .unwrap();
             assert!(dump.status.success());
-            for secret in secrets {
+            for secret in secrets.iter().copied() {
                 assert!(
                     !contains(&dump.stdout, secret),
                     "the PostgreSQL tables contain a secret"
@@ -630,6 +646,33 @@ async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_never_show_secrets_and_nothing_leaks_anywhere() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let mut console = Console::start();
+    console.login_with_account(&moto);
+    let token = console.token();
+
+    let responses = responses_of_every_kind(&console, &moto, &net, &token).await;
+    console.stop();
+
+    let secrets = [SECRET_ACCESS_KEY, ADMIN_PASSWORD, token.as_str()];
+    for secret in secrets {
+        assert!(!responses.contains(secret), "a response contains a secret");
+    }
+    let logs = console.output_text();
+    assert!(logs.contains("account added"), "logs look empty: {logs}");
+    for secret in secrets {
+        assert!(
+            !logs.contains(secret),
+            "the console's output contains a secret"
+        );
+    }
+    assert_database_holds_no_secret(&console, &secrets);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -69,6 +69,123 @@ fn decide(
     airlock_policy::evaluate(&[policy], &request).decision
 }
 
+/// A refresh answer that refuses with 403 and says `why`.
+fn assert_refused((status, body): (u16, Value), why: &str) {
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(why),
+        "{body}"
+    );
+}
+
+/// The generated session policy, through the project's evaluator: the deployment's own
+/// instance may be tagged and stopped; another deployment's may not.
+async fn assert_policy_scoped_to_own_instances(
+    console: &Console,
+    ec2: &aws_sdk_ec2::Client,
+    dep_id: &str,
+    (mine, theirs): (&str, &str),
+) {
+    let shown = console.json(&["deployment", "policy", dep_id]);
+    assert_eq!(shown["credentials"], "scoped");
+    let policy = &shown["policy"];
+    let (_, my_tags) = address_and_tags(ec2, mine).await;
+    let (_, their_tags) = address_and_tags(ec2, theirs).await;
+    let arn = |id: &str| format!("arn:aws:ec2:{REGION}:123456789012:instance/{id}");
+    use airlock_policy::Decision;
+    for action in ["ec2:StopInstances", "ec2:CreateTags"] {
+        assert_eq!(
+            decide(policy, action, &arn(mine), &my_tags),
+            Decision::Allowed,
+            "{action}"
+        );
+        assert_ne!(
+            decide(policy, action, &arn(theirs), &their_tags),
+            Decision::Allowed,
+            "{action}"
+        );
+    }
+    assert_eq!(
+        decide(policy, "ec2:DescribeInstances", "*", &[]),
+        Decision::Allowed
+    );
+    assert!(console
+        .ok(&["deployment", "policy", dep_id])
+        .contains("KeepAirlockTags"));
+}
+
+/// Account mode is flagged in the listing and the audit log.
+fn assert_account_mode_flagged(console: &Console, net: &TestNet) {
+    let risky = console.json(&deploy_args(net, &["--credentials", "account"]));
+    assert!(risky["risk"].as_str().unwrap().contains("long-term key"));
+    assert!(console
+        .ok(&["deployment", "list"])
+        .contains("account (RISK)"));
+    assert!(console
+        .ok(&["audit", "--all", "--output", "json"])
+        .contains("RISK"));
+}
+
+/// Mode none: the user data is the user's own script and nothing else; tasks need
+/// credentials, so they are refused with the field named.
+async fn assert_mode_none_is_the_script_alone(
+    console: &Console,
+    ec2: &aws_sdk_ec2::Client,
+    net: &TestNet,
+) {
+    let script = console.dir.path().join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\necho plain\n").unwrap();
+    let bare = console.json(&deploy_args(
+        net,
+        &[
+            "--credentials",
+            "none",
+            "--user-script",
+            script.to_str().unwrap(),
+        ],
+    ));
+    let raw = user_data_of(ec2, &first_instance(&bare)).await;
+    assert_eq!(raw, b"#!/bin/sh\necho plain\n");
+    let tasks = console.dir.path().join("tasks.json");
+    std::fs::write(&tasks, r#"[{"task":"tag_instance","tags":{"a":"b"}}]"#).unwrap();
+    let out = console.cli(&deploy_args(
+        net,
+        &["--credentials", "none", "--tasks", tasks.to_str().unwrap()],
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(tasks)"),
+        "{out:?}"
+    );
+}
+
+/// No secret reaches the console's log, the audit log or API listings.
+fn assert_no_secret_listed(console: &Console, secrets: &[&str]) {
+    let listings = [
+        console.ok(&["deployment", "list", "--output", "json"]),
+        console.ok(&["audit", "--all", "--output", "json"]),
+        console.output_text(),
+    ]
+    .join("\n");
+    for secret in secrets.iter().chain([&SECRET_ACCESS_KEY]) {
+        assert!(!listings.contains(secret), "a secret leaked");
+    }
+}
+
+/// Revocation of a deployment: its instance cannot enrol any more.
+async fn assert_revoked_cannot_enrol(
+    console: &Console,
+    ec2: &aws_sdk_ec2::Client,
+    dep_id: &str,
+    instance_id: &str,
+) {
+    let secret = enrolment_secret(ec2, instance_id).await;
+    let (ip, _) = address_and_tags(ec2, instance_id).await;
+    let revoked = console.json(&["deployment", "revoke", dep_id]);
+    assert!(revoked["revoked"].as_u64().unwrap() >= 1, "{revoked}");
+    let answer = refresh(console, &ip, dep_id, instance_id, &secret).await;
+    assert_refused(answer, "revoked");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
     let moto = Moto::start();
@@ -88,44 +205,12 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
     let first = payload.credentials.as_ref().unwrap();
     assert!(first.session_token.is_some());
     assert!(first.expiration.unwrap() > chrono::Utc::now());
-    use airlock_payload::ExposeSecret;
-    let enrolment = payload
-        .refresh_secret
-        .as_ref()
-        .unwrap()
-        .expose_secret()
-        .to_owned();
+    let enrolment = enrolment_secret(&ec2, &mine).await;
 
-    // The generated session policy, through the project's evaluator: the deployment's own
-    // instance may be tagged and stopped; another deployment's may not.
-    let shown = console.json(&["deployment", "policy", dep_id]);
-    assert_eq!(shown["credentials"], "scoped");
-    let policy = &shown["policy"];
-    let (ip, my_tags) = address_and_tags(&ec2, &mine).await;
-    let (_, their_tags) = address_and_tags(&ec2, &theirs).await;
-    let arn = |id: &str| format!("arn:aws:ec2:{REGION}:123456789012:instance/{id}");
-    use airlock_policy::Decision;
-    for action in ["ec2:StopInstances", "ec2:CreateTags"] {
-        assert_eq!(
-            decide(policy, action, &arn(&mine), &my_tags),
-            Decision::Allowed,
-            "{action}"
-        );
-        assert_ne!(
-            decide(policy, action, &arn(&theirs), &their_tags),
-            Decision::Allowed,
-            "{action}"
-        );
-    }
-    assert_eq!(
-        decide(policy, "ec2:DescribeInstances", "*", &[]),
-        Decision::Allowed
-    );
-    assert!(console
-        .ok(&["deployment", "policy", dep_id])
-        .contains("KeepAirlockTags"));
+    assert_policy_scoped_to_own_instances(&console, &ec2, dep_id, (&mine, &theirs)).await;
 
     // Enrolment from the instance's address: new credentials and a secret of its own.
+    let (ip, _) = address_and_tags(&ec2, &mine).await;
     assert!(ip.starts_with("127.0.0."), "{ip}");
     let (status, body) = refresh(&console, &ip, dep_id, &mine, &enrolment).await;
     assert_eq!(status, 200, "{body}");
@@ -141,20 +226,14 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
     // The enrolment secret works once per instance: a copy presented from elsewhere is refused
     // (the instance itself asking again at once is a retry, given the same answer).
     let wrong = elsewhere(&ip);
-    let (status, body) = refresh(&console, wrong, dep_id, &mine, &enrolment).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("already exchanged"));
+    let answer = refresh(&console, wrong, dep_id, &mine, &enrolment).await;
+    assert_refused(answer, "already exchanged");
 
     // A request that does not come from the instance is refused and spends nothing.
-    let (status, body) = refresh(&console, wrong, dep_id, &mine, &s1).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("address"));
+    assert_refused(
+        refresh(&console, wrong, dep_id, &mine, &s1).await,
+        "address",
+    );
     // Another instance's secret is not this one's.
     let (status, _) = refresh(&console, &ip, other_id, &mine, &s1).await;
     assert_eq!(status, 403);
@@ -163,99 +242,25 @@ async fn scoped_credentials_are_limited_rotated_and_refused_when_replayed() {
     let (status, body) = refresh(&console, &ip, dep_id, &mine, &s1).await;
     assert_eq!(status, 200, "{body}");
     let s2 = body["refresh_secret"].as_str().unwrap().to_owned();
-    let (status, body) = refresh(&console, wrong, dep_id, &mine, &s1).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("already used"));
+    assert_refused(
+        refresh(&console, wrong, dep_id, &mine, &s1).await,
+        "already used",
+    );
     let audit = console.ok(&["audit", "--all", "--output", "json"]);
     assert!(
         audit.contains("replay") && audit.contains("ALERT"),
         "{audit}"
     );
 
-    // Revocation of the other deployment: its instance cannot enrol any more.
-    let (other_payload, _) = payload_of(&ec2, &theirs).await;
-    let (their_ip, _) = address_and_tags(&ec2, &theirs).await;
-    let revoked = console.json(&["deployment", "revoke", other_id]);
-    assert!(revoked["revoked"].as_u64().unwrap() >= 1, "{revoked}");
-    let their_secret = other_payload
-        .refresh_secret
-        .unwrap()
-        .expose_secret()
-        .to_owned();
-    let (status, body) = refresh(&console, &their_ip, other_id, &theirs, &their_secret).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("revoked"));
+    assert_revoked_cannot_enrol(&console, &ec2, other_id, &theirs).await;
 
     // A terminated instance gets nothing, even with its current secret.
     console.ok(&["instance", "terminate", &mine]);
-    let (status, body) = refresh(&console, &ip, dep_id, &mine, &s2).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("revoked"),
-        "{body}"
-    );
+    assert_refused(refresh(&console, &ip, dep_id, &mine, &s2).await, "revoked");
 
-    // Account mode is flagged in the listing and the audit log.
-    let risky = console.json(&deploy_args(&net, &["--credentials", "account"]));
-    assert!(risky["risk"].as_str().unwrap().contains("long-term key"));
-    assert!(console
-        .ok(&["deployment", "list"])
-        .contains("account (RISK)"));
-    assert!(console
-        .ok(&["audit", "--all", "--output", "json"])
-        .contains("RISK"));
-
-    // Mode none: the user data is the user's own script and nothing else; tasks need
-    // credentials, so they are refused with the field named.
-    let script = console.dir.path().join("script.sh");
-    std::fs::write(&script, "#!/bin/sh\necho plain\n").unwrap();
-    let bare = console.json(&deploy_args(
-        &net,
-        &[
-            "--credentials",
-            "none",
-            "--user-script",
-            script.to_str().unwrap(),
-        ],
-    ));
-    let raw = user_data_of(&ec2, &first_instance(&bare)).await;
-    assert_eq!(raw, b"#!/bin/sh\necho plain\n");
-    let tasks = console.dir.path().join("tasks.json");
-    std::fs::write(&tasks, r#"[{"task":"tag_instance","tags":{"a":"b"}}]"#).unwrap();
-    let out = console.cli(&deploy_args(
-        &net,
-        &["--credentials", "none", "--tasks", tasks.to_str().unwrap()],
-    ));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("(tasks)"),
-        "{out:?}"
-    );
-
-    // No secret reaches the console's log, the audit log or API listings.
-    let listings = [
-        console.ok(&["deployment", "list", "--output", "json"]),
-        console.ok(&["audit", "--all", "--output", "json"]),
-        console.output_text(),
-    ]
-    .join("\n");
-    for secret in [
-        &enrolment,
-        &s1,
-        &s2,
-        &issued_secret,
-        &SECRET_ACCESS_KEY.to_owned(),
-    ] {
-        assert!(!listings.contains(secret.as_str()), "a secret leaked");
-    }
+    assert_account_mode_flagged(&console, &net);
+    assert_mode_none_is_the_script_alone(&console, &ec2, &net).await;
+    assert_no_secret_listed(&console, &[&enrolment, &s1, &s2, &issued_secret]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,8 +289,7 @@ async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
     let (payload, text) = payload_of(&ec2, &boot_id).await;
     assert!(payload.credentials.is_none());
     assert!(!text.contains(SECRET_ACCESS_KEY) && !text.contains(ACCESS_KEY_ID));
-    use airlock_payload::ExposeSecret;
-    let token = payload.refresh_secret.unwrap().expose_secret().to_owned();
+    let token = enrolment_secret(&ec2, &boot_id).await;
 
     // The agent exchanged it at first boot and serves temporary credentials with an expiry.
     let (_, _, body) = served(&fleet.state_dir(&boot_id), Duration::from_secs(60)).await;
@@ -309,12 +313,7 @@ async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
     assert_eq!(shown["credentials"], "bootstrap");
 
     // The scoped deployment's agent enrolled at boot: the secret in its user data is spent.
-    let (scoped_payload, _) = payload_of(&ec2, &scoped_id).await;
-    let spent = scoped_payload
-        .refresh_secret
-        .unwrap()
-        .expose_secret()
-        .to_owned();
+    let spent = enrolment_secret(&ec2, &scoped_id).await;
     let (scoped_ip, _) = address_and_tags(&ec2, &scoped_id).await;
     served(&fleet.state_dir(&scoped_id), Duration::from_secs(60)).await;
     let (status, body) = refresh(
@@ -330,9 +329,18 @@ async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
         .agent_log(&scoped_id)
         .contains("enrolled with the console"));
 
-    // The scoped deployment's agent refreshes through the console again and again.
+    assert_agent_refreshes_through_the_console(&console, &fleet, &scoped_id).await;
+}
+
+/// The agent of `scoped_id` refreshes through the console again and again, and says the next
+/// refresh is scheduled.
+async fn assert_agent_refreshes_through_the_console(
+    console: &Console,
+    fleet: &Fleet,
+    scoped_id: &str,
+) {
     let log_has_refreshes = || {
-        let log = fleet.agent_log(&scoped_id);
+        let log = fleet.agent_log(scoped_id);
         (log.matches("credentials refreshed").count() >= 2).then_some(log)
     };
     eventually(
@@ -344,10 +352,10 @@ async fn bootstrap_tokens_work_once_and_agents_refresh_through_the_console() {
     let audit = console.ok(&["audit", "--all", "--output", "json"]);
     let refreshed = audit
         .lines()
-        .filter(|l| l.contains("airlock:RefreshCredentials") || l.contains(&scoped_id))
+        .filter(|l| l.contains("airlock:RefreshCredentials") || l.contains(scoped_id))
         .count();
     assert!(refreshed >= 2, "{audit}");
-    let status = std::fs::read_to_string(fleet.state_dir(&scoped_id).join("status.json")).unwrap();
+    let status = std::fs::read_to_string(fleet.state_dir(scoped_id).join("status.json")).unwrap();
     assert!(status.contains("\"refresh\": \"scheduled\""), "{status}");
 }
 

@@ -98,6 +98,49 @@ async fn running(ec2: &aws_sdk_ec2::Client, id: &str) -> bool {
     )
 }
 
+/// The instance is tagged on creation in EC2, and the console launched it with IMDSv2 only.
+async fn assert_tagged_on_creation_with_imdsv2_only(ec2: &aws_sdk_ec2::Client, id: &str) {
+    let described = described(ec2, id).await;
+    let team = described.tags().iter().find(|t| t.key() == Some("team"));
+    assert_eq!(
+        team.and_then(|t| t.value()),
+        Some("blue"),
+        "tagged on creation in EC2"
+    );
+    let tokens = described
+        .metadata_options()
+        .and_then(|m| m.http_tokens())
+        .map(|t| t.as_str().to_owned());
+    assert_eq!(
+        tokens.as_deref(),
+        Some("required"),
+        "the console launches with IMDSv2 only"
+    );
+}
+
+/// The launch and the listing are audited for admin, the launch with EC2's request id.
+fn assert_audited_with_aws_request_ids(console: &Console) {
+    let records = console.audit_records(&["--user", "admin"]);
+    let done = action_outcomes(&records);
+    for action in ["ec2:RunInstances", "ec2:DescribeInstances"] {
+        assert!(
+            done.contains(&(action.to_owned(), "ok".to_owned())),
+            "{action} not audited: {done:?}"
+        );
+    }
+    let run = records
+        .iter()
+        .rev()
+        .find(|r| r["action"] == "ec2:RunInstances" && r["outcome"] == "ok")
+        .unwrap();
+    assert!(
+        run["aws_request_id"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{run}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_cli_and_boto3_describe_launch_and_are_audited_through_the_console() {
     let moto = Moto::start();
@@ -133,22 +176,7 @@ async fn aws_cli_and_boto3_describe_launch_and_are_audited_through_the_console()
         .as_str()
         .unwrap()
         .to_owned();
-    let described = described(&ec2, &id).await;
-    let team = described.tags().iter().find(|t| t.key() == Some("team"));
-    assert_eq!(
-        team.and_then(|t| t.value()),
-        Some("blue"),
-        "tagged on creation in EC2"
-    );
-    let tokens = described
-        .metadata_options()
-        .and_then(|m| m.http_tokens())
-        .map(|t| t.as_str().to_owned());
-    assert_eq!(
-        tokens.as_deref(),
-        Some("required"),
-        "the console launches with IMDSv2 only"
-    );
+    assert_tagged_on_creation_with_imdsv2_only(&ec2, &id).await;
 
     let listed = aws.json(&["ec2", "describe-instances", "--instance-ids", &id]);
     assert_eq!(
@@ -168,25 +196,7 @@ async fn aws_cli_and_boto3_describe_launch_and_are_audited_through_the_console()
     );
     assert_eq!(String::from_utf8_lossy(&boto.stdout).trim(), id);
 
-    let records = console.audit_records(&["--user", "admin"]);
-    let done = action_outcomes(&records);
-    for action in ["ec2:RunInstances", "ec2:DescribeInstances"] {
-        assert!(
-            done.contains(&(action.to_owned(), "ok".to_owned())),
-            "{action} not audited: {done:?}"
-        );
-    }
-    let run = records
-        .iter()
-        .rev()
-        .find(|r| r["action"] == "ec2:RunInstances" && r["outcome"] == "ok")
-        .unwrap();
-    assert!(
-        run["aws_request_id"]
-            .as_str()
-            .is_some_and(|r| !r.is_empty()),
-        "{run}"
-    );
+    assert_audited_with_aws_request_ids(&console);
     assert_no_secret(&console, &key.1);
 }
 

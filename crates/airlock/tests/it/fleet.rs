@@ -46,6 +46,57 @@ fn audit_actions(console: &Console) -> Vec<(String, String)> {
     action_outcomes(&console.audit_records(&[]))
 }
 
+/// The instance an address is associated with, straight from EC2.
+async fn holder_of(ec2: &aws_sdk_ec2::Client, alloc: &str) -> Option<String> {
+    let out = ec2
+        .describe_addresses()
+        .allocation_ids(alloc)
+        .send()
+        .await
+        .unwrap();
+    out.addresses()[0].instance_id().map(str::to_owned)
+}
+
+/// `address move` of `alloc` to `to` while EC2 is asked again and again who holds it: (the
+/// command's answer, every holder seen).
+async fn move_watched(
+    console: &Console,
+    ec2: &aws_sdk_ec2::Client,
+    alloc: &str,
+    to: &str,
+) -> (Value, Vec<Option<String>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (ec2, stop, alloc) = (ec2.clone(), stop.clone(), alloc.to_owned());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                seen.push(holder_of(&ec2, &alloc).await);
+            }
+            seen
+        })
+    };
+    let moved = console.json(&["address", "move", alloc, "--to", to]);
+    stop.store(true, Ordering::SeqCst);
+    (moved, watcher.await.unwrap())
+}
+
+/// `address move --direct`: no console, the machine's own credentials (as an instance has with
+/// its agent's), straight against EC2.
+fn move_directly(moto: &Moto, alloc: &str, to: &str) {
+    let direct = std::process::Command::new(airlock_bin())
+        .args(["address", "move", alloc, "--to", to, "--direct"])
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AIRLOCK_CONSOLE", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    ok(direct, &["address move --direct"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_address_moves_between_instances_without_a_gap() {
     let moto = Moto::start();
@@ -62,26 +113,7 @@ async fn an_address_moves_between_instances_without_a_gap() {
     console.ok(&["address", "associate", &alloc, "--instance", &a]);
 
     // Watch the address in EC2 itself while it moves: it must be associated at every look.
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (ec2, stop, alloc) = (ec2.clone(), stop.clone(), alloc.clone());
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let out = ec2
-                    .describe_addresses()
-                    .allocation_ids(&alloc)
-                    .send()
-                    .await
-                    .unwrap();
-                seen.push(out.addresses()[0].instance_id().map(str::to_owned));
-            }
-            seen
-        })
-    };
-    let moved = console.json(&["address", "move", &alloc, "--to", &b]);
-    stop.store(true, Ordering::SeqCst);
-    let seen = watcher.await.unwrap();
+    let (moved, seen) = move_watched(&console, &ec2, &alloc, &b).await;
     assert!(!seen.is_empty());
     assert!(
         seen.iter()
@@ -109,24 +141,8 @@ async fn an_address_moves_between_instances_without_a_gap() {
 
     // The same operation runs without any console, with the machine's own credentials (as an
     // instance does with its agent's), straight against EC2.
-    let direct = std::process::Command::new(airlock_bin())
-        .args(["address", "move", &alloc, "--to", &a, "--direct"])
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", &moto.url)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AIRLOCK_CONSOLE", "http://127.0.0.1:9")
-        .output()
-        .unwrap();
-    ok(direct, &["address move --direct"]);
-    let out = ec2
-        .describe_addresses()
-        .allocation_ids(&alloc)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.addresses()[0].instance_id(), Some(a.as_str()));
+    move_directly(&moto, &alloc, &a);
+    assert_eq!(holder_of(&ec2, &alloc).await.as_deref(), Some(a.as_str()));
 
     // Someone who may only look is refused, and the address stays where it is.
     let viewer = console.add_user(
@@ -138,13 +154,7 @@ async fn an_address_moves_between_instances_without_a_gap() {
     );
     let err = failed(viewer.cli(&["address", "move", &alloc, "--to", &b, "--account", "dev"]));
     assert!(err.contains("ec2:AssociateAddress"), "{err}");
-    let out = ec2
-        .describe_addresses()
-        .allocation_ids(&alloc)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.addresses()[0].instance_id(), Some(a.as_str()));
+    assert_eq!(holder_of(&ec2, &alloc).await.as_deref(), Some(a.as_str()));
 
     // Bad input is refused before EC2, naming the field, and the refusal is audited.
     let err = failed(console.cli(&["address", "move", "eipalloc-1", "--to", "instance-1"]));
@@ -294,6 +304,106 @@ async fn snapshots_in(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Snap
         .to_vec()
 }
 
+/// Refused before EC2, and no snapshot left behind: no tags, another user's name, an extra tag,
+/// no User tag, the wrong volume.
+async fn assert_snapshots_refused_before_ec2(
+    ec2: &aws_sdk_ec2::Client,
+    alice: &UserCli<'_>,
+    (v115, v116): (&str, &str),
+    start: usize,
+) {
+    for (volume, tags, why) in [
+        (v115, vec![], "no tags"),
+        (
+            v115,
+            vec!["costcenter=115", "User=bob"],
+            "another user's name",
+        ),
+        (
+            v115,
+            vec!["costcenter=115", "User=alice", "Project=x"],
+            "an extra tag",
+        ),
+        (v115, vec!["costcenter=115"], "no User tag"),
+        (
+            v116,
+            vec!["costcenter=115", "User=alice"],
+            "a volume of costcenter 116",
+        ),
+    ] {
+        let mut args = vec!["snapshot", "create", volume, "--account", "dev"];
+        for t in &tags {
+            args.extend(["--tag", t]);
+        }
+        let err = failed(alice.cli(&args));
+        assert!(err.contains("ec2:CreateSnapshot"), "{why}: {err}");
+        assert_eq!(
+            snapshots_in(ec2).await.len(),
+            start,
+            "{why}: a snapshot was left behind"
+        );
+    }
+}
+
+/// Deleting: only snapshots tagged with her name. Returns the id of the snapshot she may not
+/// delete (bob's), still there.
+async fn assert_only_her_snapshots_are_deleted(
+    ec2: &aws_sdk_ec2::Client,
+    (console, alice): (&Console, &UserCli<'_>),
+    v115: &str,
+    snap: &str,
+) -> String {
+    let bobs = console.json(&[
+        "snapshot",
+        "create",
+        v115,
+        "--tag",
+        "User=bob",
+        "--tag",
+        "costcenter=115",
+    ]);
+    let bobs = bobs["resource_id"].as_str().unwrap().to_owned();
+    let err = failed(alice.cli(&["snapshot", "delete", &bobs, "--account", "dev"]));
+    assert!(err.contains("ec2:DeleteSnapshot"), "{err}");
+    assert!(
+        err.contains(&format!("arn:aws:ec2:us-east-1::snapshot/{bobs}")),
+        "{err}"
+    );
+    assert!(snapshots_in(ec2)
+        .await
+        .iter()
+        .any(|s| s.snapshot_id() == Some(bobs.as_str())));
+    alice.ok(&["snapshot", "delete", snap, "--account", "dev"]);
+    assert!(!snapshots_in(ec2)
+        .await
+        .iter()
+        .any(|s| s.snapshot_id() == Some(snap)));
+    bobs
+}
+
+/// Copies go to another region, tagged on creation there.
+async fn assert_copies_are_tagged_in_the_other_region(console: &Console, moto: &Moto, snap: &str) {
+    let copy = console.json(&[
+        "snapshot",
+        "copy",
+        snap,
+        "--to-region",
+        "us-west-2",
+        "--tag",
+        "Backup=weekly",
+    ]);
+    let copy_id = copy["resource_id"].as_str().unwrap().to_owned();
+    let copies = snapshots_in(&moto.ec2_in("us-west-2").await).await;
+    let copied = copies
+        .iter()
+        .find(|s| s.snapshot_id() == Some(copy_id.as_str()))
+        .expect("the copy is in us-west-2");
+    assert!(copied
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some("Backup") && t.value() == Some("weekly")));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshots_follow_the_announcement_policies() {
     let moto = Moto::start();
@@ -306,38 +416,7 @@ async fn snapshots_follow_the_announcement_policies() {
     let alice = console.add_user("alice", &snapshot_policies());
     let start = snapshots_in(&ec2).await.len();
 
-    // Refused before EC2: no tags, another user's name, an extra tag, the wrong volume.
-    for (volume, tags, why) in [
-        (&v115, vec![], "no tags"),
-        (
-            &v115,
-            vec!["costcenter=115", "User=bob"],
-            "another user's name",
-        ),
-        (
-            &v115,
-            vec!["costcenter=115", "User=alice", "Project=x"],
-            "an extra tag",
-        ),
-        (&v115, vec!["costcenter=115"], "no User tag"),
-        (
-            &v116,
-            vec!["costcenter=115", "User=alice"],
-            "a volume of costcenter 116",
-        ),
-    ] {
-        let mut args = vec!["snapshot", "create", volume.as_str(), "--account", "dev"];
-        for t in &tags {
-            args.extend(["--tag", t]);
-        }
-        let err = failed(alice.cli(&args));
-        assert!(err.contains("ec2:CreateSnapshot"), "{why}: {err}");
-        assert_eq!(
-            snapshots_in(&ec2).await.len(),
-            start,
-            "{why}: a snapshot was left behind"
-        );
-    }
+    assert_snapshots_refused_before_ec2(&ec2, &alice, (&v115, &v116), start).await;
 
     // With the required tags it succeeds, created and tagged in one call.
     let made = alice.json(&[
@@ -369,69 +448,8 @@ async fn snapshots_follow_the_announcement_policies() {
         "{tags:?}"
     );
 
-    // Deleting: only snapshots tagged with her name.
-    let bobs = console.json(&[
-        "snapshot",
-        "create",
-        &v115,
-        "--tag",
-        "User=bob",
-        "--tag",
-        "costcenter=115",
-    ]);
-    let bobs = bobs["resource_id"].as_str().unwrap().to_owned();
-    let err = failed(alice.cli(&["snapshot", "delete", &bobs, "--account", "dev"]));
-    assert!(err.contains("ec2:DeleteSnapshot"), "{err}");
-    assert!(
-        err.contains(&format!("arn:aws:ec2:us-east-1::snapshot/{bobs}")),
-        "{err}"
-    );
-    assert!(snapshots_in(&ec2)
-        .await
-        .iter()
-        .any(|s| s.snapshot_id() == Some(bobs.as_str())));
-    alice.ok(&["snapshot", "delete", &snap, "--account", "dev"]);
-    assert!(!snapshots_in(&ec2)
-        .await
-        .iter()
-        .any(|s| s.snapshot_id() == Some(snap.as_str())));
-
-    // Copies go to another region, tagged on creation there.
-    let copy = console.json(&[
-        "snapshot",
-        "copy",
-        &bobs,
-        "--to-region",
-        "us-west-2",
-        "--tag",
-        "Backup=weekly",
-    ]);
-    let copy_id = copy["resource_id"].as_str().unwrap().to_owned();
-    let west = {
-        let creds = aws_sdk_ec2::config::Credentials::new(
-            ACCESS_KEY_ID,
-            SECRET_ACCESS_KEY,
-            None,
-            None,
-            "test",
-        );
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-west-2"))
-            .credentials_provider(creds)
-            .endpoint_url(&moto.url)
-            .load()
-            .await;
-        aws_sdk_ec2::Client::new(&config)
-    };
-    let copies = snapshots_in(&west).await;
-    let copied = copies
-        .iter()
-        .find(|s| s.snapshot_id() == Some(copy_id.as_str()))
-        .expect("the copy is in us-west-2");
-    assert!(copied
-        .tags()
-        .iter()
-        .any(|t| t.key() == Some("Backup") && t.value() == Some("weekly")));
+    let bobs = assert_only_her_snapshots_are_deleted(&ec2, (&console, &alice), &v115, &snap).await;
+    assert_copies_are_tagged_in_the_other_region(&console, &moto, &bobs).await;
 
     // Every denial is in the audit log.
     let actions = audit_actions(&console);
@@ -445,45 +463,34 @@ async fn snapshots_follow_the_announcement_policies() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_key_pairs_private_key_is_in_the_create_response_only() {
-    let moto = Moto::start();
-    let ec2 = moto.ec2().await;
-    let console = Console::start();
-    console.login_with_account(&moto);
-
-    let created = console.json(&["key-pair", "create", "deploy-key", "--tag", "Team=ops"]);
-    let private = created["private_key"].as_str().unwrap().to_owned();
-    assert!(private.contains("PRIVATE KEY"), "{private}");
-    // The key's last full line: its own secret bits, never in any other output.
-    let needle = private
-        .lines()
-        .rfind(|l| l.len() > 40 && !l.starts_with("-----"))
-        .unwrap()
-        .to_owned();
-
+/// The key's secret bits (`needle`) are in no other output: not the listing, the audit log,
+/// the console's log or any file under its directory.
+fn assert_only_in_the_create_response(console: &Console, needle: &str) {
     let listed = console.ok(&["key-pair", "list", "--output", "json"]);
     assert!(listed.contains("deploy-key"));
-    assert!(!listed.contains(&needle));
+    assert!(!listed.contains(needle));
     let audit = console.ok(&["audit", "--all", "--output", "json"]);
     assert!(audit.contains("ec2:CreateKeyPair"));
     assert!(
-        !audit.contains(&needle),
+        !audit.contains(needle),
         "the private key is in the audit log"
     );
     assert!(
-        !console.output_text().contains(&needle),
+        !console.output_text().contains(needle),
         "the private key is in the console's log"
     );
     for (path, bytes) in files_under(console.dir.path()) {
         assert!(
-            !contains(&bytes, &needle),
+            !contains(&bytes, needle),
             "the private key is in {}",
             path.display()
         );
     }
+}
 
-    // Saved to a new file with mode 0600, and then not printed.
+/// Saved to a new file with mode 0600, and then not printed; an existing file is not
+/// overwritten.
+fn assert_saved_to_a_new_private_file(console: &Console) {
     let file = console.dir.path().join("second.pem");
     let out = console.ok(&[
         "key-pair",
@@ -507,6 +514,40 @@ async fn a_key_pairs_private_key_is_in_the_create_response_only() {
         file.to_str().unwrap(),
     ]));
     assert!(err.contains("exists"), "{err}");
+}
+
+/// The names of the key pairs EC2 holds.
+async fn key_pair_names(ec2: &aws_sdk_ec2::Client) -> Vec<String> {
+    ec2.describe_key_pairs()
+        .send()
+        .await
+        .unwrap()
+        .key_pairs()
+        .iter()
+        .map(|k| k.key_name().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_pairs_private_key_is_in_the_create_response_only() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+
+    let created = console.json(&["key-pair", "create", "deploy-key", "--tag", "Team=ops"]);
+    let private = created["private_key"].as_str().unwrap().to_owned();
+    assert!(private.contains("PRIVATE KEY"), "{private}");
+    // The key's last full line: its own secret bits, never in any other output.
+    let needle = private
+        .lines()
+        .rfind(|l| l.len() > 40 && !l.starts_with("-----"))
+        .unwrap()
+        .to_owned();
+
+    assert_only_in_the_create_response(&console, &needle);
+
+    assert_saved_to_a_new_private_file(&console);
 
     // Importing takes a public key only.
     let public = console.dir.path().join("id.pub");
@@ -532,15 +573,7 @@ async fn a_key_pairs_private_key_is_in_the_create_response_only() {
     ]));
     assert!(err.contains("public_key"), "{err}");
     console.ok(&["key-pair", "delete", "laptop"]);
-    let names: Vec<String> = ec2
-        .describe_key_pairs()
-        .send()
-        .await
-        .unwrap()
-        .key_pairs()
-        .iter()
-        .map(|k| k.key_name().unwrap().to_owned())
-        .collect();
+    let names = key_pair_names(&ec2).await;
     assert!(names.contains(&"deploy-key".to_owned()));
     assert!(!names.contains(&"laptop".to_owned()));
     assert!(!names.contains(&"oops".to_owned()));
@@ -560,14 +593,8 @@ async fn ingress_ports(ec2: &aws_sdk_ec2::Client, group: &str) -> Vec<i32> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn security_group_rules_are_checked_before_ec2() {
-    let moto = Moto::start();
-    let ec2 = moto.ec2().await;
-    let net = loopback_net(&ec2).await;
-    let console = Console::start();
-    console.login_with_account(&moto);
-
+/// A security group `web` in the loopback VPC, tagged `Team=web`: its id.
+fn web_group(console: &Console, net: &TestNet) -> String {
     let made = console.json(&[
         "security-group",
         "create",
@@ -579,7 +606,18 @@ async fn security_group_rules_are_checked_before_ec2() {
         "--tag",
         "Team=web",
     ]);
-    let sg = made["resource_id"].as_str().unwrap().to_owned();
+    made["resource_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn security_group_rules_are_checked_before_ec2() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+
+    let sg = web_group(&console, &net);
     console.ok(&[
         "security-group",
         "authorize",
@@ -590,48 +628,30 @@ async fn security_group_rules_are_checked_before_ec2() {
         "0.0.0.0/0",
     ]);
 
-    let err = failed(console.cli(&[
-        "security-group",
-        "authorize",
-        &sg,
-        "--port",
-        "22",
-        "--cidr",
-        "0.0.0.0/0",
-    ]));
-    assert!(err.contains("rules[0].cidr"), "{err}");
-    assert!(err.contains("SSH"), "{err}");
-    assert!(err.contains("--allow-world"), "{err}");
-    let err = failed(console.cli(&[
-        "security-group",
-        "authorize",
-        &sg,
-        "--port",
-        "3389",
-        "--cidr",
-        "::/0",
-    ]));
-    assert!(err.contains("RDP"), "{err}");
-    let err = failed(console.cli(&[
-        "security-group",
-        "authorize",
-        &sg,
-        "--port",
-        "90-80",
-        "--cidr",
-        "10.0.0.0/8",
-    ]));
-    assert!(err.contains("rules[0].to_port"), "{err}");
-    let err = failed(console.cli(&[
-        "security-group",
-        "authorize",
-        &sg,
-        "--port",
-        "8080",
-        "--cidr",
-        "10.1.2.3/8",
-    ]));
-    assert!(err.contains("10.0.0.0/8"), "{err}");
+    // Refused before EC2, naming the field or the risk.
+    for (port, cidr, needles) in [
+        (
+            "22",
+            "0.0.0.0/0",
+            &["rules[0].cidr", "SSH", "--allow-world"][..],
+        ),
+        ("3389", "::/0", &["RDP"][..]),
+        ("90-80", "10.0.0.0/8", &["rules[0].to_port"][..]),
+        ("8080", "10.1.2.3/8", &["10.0.0.0/8"][..]),
+    ] {
+        let err = failed(console.cli(&[
+            "security-group",
+            "authorize",
+            &sg,
+            "--port",
+            port,
+            "--cidr",
+            cidr,
+        ]));
+        for needle in needles {
+            assert!(err.contains(needle), "{port} from {cidr}: {err}");
+        }
+    }
     assert_eq!(ingress_ports(&ec2, &sg).await, vec![443]);
 
     console.ok(&[
@@ -663,6 +683,74 @@ async fn security_group_rules_are_checked_before_ec2() {
     console.ok(&["security-group", "delete", &sg]);
 }
 
+/// A volume is created tagged, refused a device name EC2 would not take, attached under a good
+/// one, listed by tag, detached and deleted.
+fn assert_volume_attached_by_name(console: &Console, zone: &str, instance: &str) {
+    let made = console.json(&[
+        "volume",
+        "create",
+        "--availability-zone",
+        zone,
+        "--size",
+        "20",
+        "--type",
+        "io1",
+        "--iops",
+        "500",
+        "--tag",
+        "Role=data",
+        "--wait",
+    ]);
+    let vol = made["resource_id"].as_str().unwrap().to_owned();
+    assert_eq!(made["volume"]["size_gib"], 20);
+    let err = failed(console.cli(&[
+        "volume",
+        "attach",
+        &vol,
+        "--instance",
+        instance,
+        "--device",
+        "/dev/nvme1n1",
+    ]));
+    assert!(err.contains("device"), "{err}");
+    console.ok(&[
+        "volume",
+        "attach",
+        &vol,
+        "--instance",
+        instance,
+        "--device",
+        "/dev/sdf",
+    ]);
+    let listed = console.json(&["volume", "list", "--tag", "Role=data"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["attachments"][0]["device"], "/dev/sdf");
+    console.ok(&["volume", "detach", &vol]);
+    console.ok(&["volume", "delete", &vol]);
+}
+
+/// An image of the instance, tagged on creation, listed by its tag and deregistered.
+fn assert_image_created_and_tagged(console: &Console, instance: &str) {
+    let image = console.json(&[
+        "image",
+        "create",
+        instance,
+        "--name",
+        "web-2026.11.23",
+        "--no-reboot",
+        "--tag",
+        "Release=1",
+        "--wait",
+    ]);
+    let ami = image["resource_id"].as_str().unwrap().to_owned();
+    let mine = console.json(&["image", "list", "--filter", "tag:Release=1"]);
+    assert_eq!(mine[0]["image_id"].as_str(), Some(ami.as_str()));
+    assert_eq!(mine[0]["name"], "web-2026.11.23");
+    console.ok(&["image", "deregister", &ami]);
+    let left = console.json(&["image", "list", "--filter", "tag:Release=1"]);
+    assert!(left.as_array().unwrap().is_empty(), "{left}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn volumes_and_images_are_created_tagged_and_checked() {
     let moto = Moto::start();
@@ -689,67 +777,9 @@ async fn volumes_and_images_are_created_tagged_and_checked() {
     }
     assert_eq!(volumes_in_ec2().await, before);
 
-    let made = console.json(&[
-        "volume",
-        "create",
-        "--availability-zone",
-        &zone,
-        "--size",
-        "20",
-        "--type",
-        "io1",
-        "--iops",
-        "500",
-        "--tag",
-        "Role=data",
-        "--wait",
-    ]);
-    let vol = made["resource_id"].as_str().unwrap().to_owned();
-    assert_eq!(made["volume"]["size_gib"], 20);
-    let err = failed(console.cli(&[
-        "volume",
-        "attach",
-        &vol,
-        "--instance",
-        &instance,
-        "--device",
-        "/dev/nvme1n1",
-    ]));
-    assert!(err.contains("device"), "{err}");
-    console.ok(&[
-        "volume",
-        "attach",
-        &vol,
-        "--instance",
-        &instance,
-        "--device",
-        "/dev/sdf",
-    ]);
-    let listed = console.json(&["volume", "list", "--tag", "Role=data"]);
-    assert_eq!(listed.as_array().unwrap().len(), 1);
-    assert_eq!(listed[0]["attachments"][0]["device"], "/dev/sdf");
-    console.ok(&["volume", "detach", &vol]);
-    console.ok(&["volume", "delete", &vol]);
+    assert_volume_attached_by_name(&console, &zone, &instance);
 
-    // An image of the instance, tagged on creation.
-    let image = console.json(&[
-        "image",
-        "create",
-        &instance,
-        "--name",
-        "web-2026.11.23",
-        "--no-reboot",
-        "--tag",
-        "Release=1",
-        "--wait",
-    ]);
-    let ami = image["resource_id"].as_str().unwrap().to_owned();
-    let mine = console.json(&["image", "list", "--filter", "tag:Release=1"]);
-    assert_eq!(mine[0]["image_id"].as_str(), Some(ami.as_str()));
-    assert_eq!(mine[0]["name"], "web-2026.11.23");
-    console.ok(&["image", "deregister", &ami]);
-    let left = console.json(&["image", "list", "--filter", "tag:Release=1"]);
-    assert!(left.as_array().unwrap().is_empty(), "{left}");
+    assert_image_created_and_tagged(&console, &instance);
 
     // Unknown resources are named; EC2's own errors come back with AWS's code.
     let err = failed(console.cli(&["volume", "delete", "vol-0123456789abcdef0"]));

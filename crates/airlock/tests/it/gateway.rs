@@ -3,8 +3,8 @@
 //! `airlock` binary in between. Every wait is bounded.
 
 use crate::common::{
-    airlock_bin, free_port, loopback_net, test_ca, Console, Moto, TestNet, ACCESS_KEY_ID, REGION,
-    SECRET_ACCESS_KEY,
+    airlock_bin, free_port, launch_tagged, loopback_net, test_ca, Console, Moto, ACCESS_KEY_ID,
+    REGION, SECRET_ACCESS_KEY,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +79,18 @@ impl Backend {
         }
     }
 
+    /// A backend on the instance `id` at `ip`, its port in the instance's `airlock:port` tag.
+    async fn serving(
+        ec2: &aws_sdk_ec2::Client,
+        dir: &Path,
+        name: &str,
+        (id, ip): (&str, &str),
+    ) -> Backend {
+        let backend = Backend::start(dir, name, ip);
+        set_tag(ec2, id, "airlock:port", &backend.port.to_string()).await;
+        backend
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -91,34 +103,6 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Launches one instance in the loopback subnet with these tags; returns (id, private ip).
-async fn launch(
-    ec2: &aws_sdk_ec2::Client,
-    net: &TestNet,
-    tags: &[(&str, &str)],
-) -> (String, String) {
-    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-    let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
-    for (k, v) in tags {
-        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
-    }
-    let out = ec2
-        .run_instances()
-        .image_id(&net.image_id)
-        .instance_type("t3.micro".into())
-        .min_count(1)
-        .max_count(1)
-        .subnet_id(&net.subnet_id)
-        .tag_specifications(spec.build())
-        .send()
-        .await
-        .unwrap();
-    let i = &out.instances()[0];
-    let ip = i.private_ip_address().unwrap().to_owned();
-    assert!(ip.starts_with("127.0."), "loopback VPC gave {ip}");
-    (i.instance_id().unwrap().to_owned(), ip)
 }
 
 async fn set_tag(ec2: &aws_sdk_ec2::Client, id: &str, key: &str, value: &str) {
@@ -291,15 +275,37 @@ impl Gateway {
 
     /// Waits (bounded) until the gateway follows its console's event stream.
     async fn wait_console_connected(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self
-            .metrics()
-            .await
-            .contains("airlock_gateway_console_connected 1")
-        {
+        self.wait_metric(
+            "airlock_gateway_console_connected 1",
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+
+    /// Waits (bounded) until the metrics contain `line`.
+    async fn wait_metric(&self, line: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.metrics().await.contains(line) {
             assert!(
                 Instant::now() < deadline,
-                "never connected:\n{}",
+                "no {line} after {within:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (bounded) until `path` is answered with 200; returns the body and how long it took.
+    async fn wait_route(&self, path: &str, within: Duration) -> (String, Duration) {
+        let start = Instant::now();
+        loop {
+            let (s, body) = self.get(path).await;
+            if s == 200 {
+                return (body, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < within,
+                "the route to {path} never appeared: {s} {body}\n{}",
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -411,62 +417,9 @@ spec:
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let moto = Moto::start();
-    let ec2 = moto.ec2().await;
-    let net = loopback_net(&ec2).await;
-    let both = [("gloo-id", "1"), ("gloo-tag", "group1")];
-    let (a, a_ip) = launch(&ec2, &net, &both).await;
-    let (b, b_ip) = launch(&ec2, &net, &both).await;
-    // Case differs: EC2's tag filters are case-sensitive, and so is the gateway (Gloo is not).
-    let (c, c_ip) = launch(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "Group1")]).await;
-    let (d, d_ip) = launch(&ec2, &net, &[("gloo-tag", "group1")]).await;
-    // Matches, but its port tag is not a port: skipped with a warning.
-    let (e, _) = launch(
-        &ec2,
-        &net,
-        &[
-            ("gloo-id", "1"),
-            ("gloo-tag", "group1"),
-            ("airlock:port", "http"),
-        ],
-    )
-    .await;
-    // Found by --discover-upstreams through its airlock:upstream tag.
-    let (f, f_ip) = launch(&ec2, &net, &[("airlock:upstream", "auto")]).await;
-    let mut backends = BTreeMap::new();
-    for (name, id, ip) in [
-        ("a", &a, &a_ip),
-        ("b", &b, &b_ip),
-        ("c", &c, &c_ip),
-        ("d", &d, &d_ip),
-        ("f", &f, &f_ip),
-    ] {
-        let backend = Backend::start(dir.path(), name, ip);
-        set_tag(&ec2, id, "airlock:port", &backend.port.to_string()).await;
-        backends.insert(name, backend);
-    }
-    let auto_route = "    - matchers:\n      - prefix: /auto\n      routeAction:\n        single:\n          upstream:\n            name: auto\n";
-    let gw = Gateway::start(
-        &moto,
-        dir.path(),
-        &gloo_config(auto_route),
-        &["--discover-upstreams"],
-    );
-    gw.wait_members(UPSTREAM, &[&a, &b], Duration::from_secs(10))
-        .await;
-
-    // Only a and b get traffic, and both get some.
-    let seen = gw.spread("/echoapp", 40).await;
-    assert_eq!(seen.keys().collect::<Vec<_>>(), ["a", "b"], "{seen:?}");
-    assert!(
-        seen["a"] >= 15 && seen["b"] >= 15,
-        "round-robin spreads evenly: {seen:?}"
-    );
-
-    // Routes as Gloo makes them: exact path with prefix rewrite, prefix rewrite, regex.
+/// Routes as Gloo makes them: exact path with prefix rewrite, prefix rewrite, regex; the
+/// discovered upstream; HTTP/2 cleartext in front.
+async fn assert_routes_as_gloo_makes_them(gw: &Gateway) {
     let (s, body) = gw.get("/echoapp").await;
     assert_eq!(s, 200);
     let mut words = body.split_whitespace().skip(1);
@@ -501,8 +454,15 @@ async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_sta
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.ends_with(" 2") && text.contains(" / "), "h2c: {text}");
     }
+}
 
-    // /endpoints says who is in, with addresses, ports, health and matched filters; warnings.
+/// /endpoints says who is in, with addresses, ports, health and matched filters; the instance
+/// `skipped` is in the warnings.
+async fn assert_endpoints_listed(
+    gw: &Gateway,
+    (a, a_ip, a_port): (&str, &str, u16),
+    skipped: &str,
+) {
     let v = gw.endpoints().await;
     let eps = v["upstreams"][UPSTREAM]["endpoints"].as_array().unwrap();
     let mut ids: Vec<&str> = eps
@@ -514,9 +474,9 @@ async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_sta
         "ordered by instance id: {ids:?}"
     );
     ids.sort();
-    let ep_a = eps.iter().find(|e| e["instanceId"] == a.as_str()).unwrap();
-    assert_eq!(ep_a["address"], a_ip.as_str());
-    assert_eq!(ep_a["port"], backends["a"].port);
+    let ep_a = eps.iter().find(|e| e["instanceId"] == a).unwrap();
+    assert_eq!(ep_a["address"], a_ip);
+    assert_eq!(ep_a["port"], a_port);
     assert_eq!(ep_a["health"], "healthy");
     assert_eq!(
         ep_a["matchedFilters"],
@@ -524,10 +484,14 @@ async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_sta
     );
     let warnings = v["warnings"].to_string();
     assert!(
-        warnings.contains(&e) && warnings.contains("not a port"),
+        warnings.contains(skipped) && warnings.contains("not a port"),
         "{warnings}"
     );
     assert_eq!(v["upstreams"]["gloo-system/auto"]["discovered"], true);
+}
+
+/// The metrics count the requests, the endpoints and the discovery's age.
+async fn assert_metrics_cover_the_traffic(gw: &Gateway) {
     let m = gw.metrics().await;
     assert!(
         m.contains(&format!(
@@ -549,16 +513,24 @@ async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_sta
         m.contains("airlock_gateway_request_duration_seconds_bucket"),
         "{m}"
     );
+}
 
+/// Members leave when re-tagged out (b) or stopped (a, c) and join when re-tagged in (c); with
+/// nobody left, a clear 503.
+async fn assert_membership_follows_tags_and_state(
+    ec2: &aws_sdk_ec2::Client,
+    gw: &Gateway,
+    (a, b, c): (&str, &str, &str),
+) {
     // Re-tagged out: b leaves within about one refresh (0.2 s; generous bound for slow machines).
     ec2.delete_tags()
-        .resources(&b)
+        .resources(b)
         .tags(aws_sdk_ec2::types::Tag::builder().key("gloo-id").build())
         .send()
         .await
         .unwrap();
     let took = gw
-        .wait_members(UPSTREAM, &[&a], Duration::from_secs(3))
+        .wait_members(UPSTREAM, &[a], Duration::from_secs(3))
         .await;
     eprintln!("re-tagged instance left after {took:?}");
     assert_eq!(
@@ -567,14 +539,14 @@ async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_sta
     );
 
     // Re-tagged in: c's value fixed, it joins.
-    set_tag(&ec2, &c, "gloo-tag", "group1").await;
-    gw.wait_members(UPSTREAM, &[&a, &c], Duration::from_secs(3))
+    set_tag(ec2, c, "gloo-tag", "group1").await;
+    gw.wait_members(UPSTREAM, &[a, c], Duration::from_secs(3))
         .await;
 
     // Stopped: leaves; with nobody left, a clear 503.
     ec2.stop_instances()
-        .instance_ids(&a)
-        .instance_ids(&c)
+        .instance_ids(a)
+        .instance_ids(c)
         .send()
         .await
         .unwrap();
@@ -589,6 +561,116 @@ async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_sta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_matching_instances_get_traffic_and_membership_follows_tags_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let both = [("gloo-id", "1"), ("gloo-tag", "group1")];
+    let (a, a_ip) = launch_tagged(&ec2, &net, &both).await;
+    let (b, b_ip) = launch_tagged(&ec2, &net, &both).await;
+    // Case differs: EC2's tag filters are case-sensitive, and so is the gateway (Gloo is not).
+    let (c, c_ip) = launch_tagged(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "Group1")]).await;
+    let (d, d_ip) = launch_tagged(&ec2, &net, &[("gloo-tag", "group1")]).await;
+    // Matches, but its port tag is not a port: skipped with a warning.
+    let (e, _) = launch_tagged(
+        &ec2,
+        &net,
+        &[
+            ("gloo-id", "1"),
+            ("gloo-tag", "group1"),
+            ("airlock:port", "http"),
+        ],
+    )
+    .await;
+    // Found by --discover-upstreams through its airlock:upstream tag.
+    let (f, f_ip) = launch_tagged(&ec2, &net, &[("airlock:upstream", "auto")]).await;
+    let mut backends = BTreeMap::new();
+    for (name, id, ip) in [
+        ("a", &a, &a_ip),
+        ("b", &b, &b_ip),
+        ("c", &c, &c_ip),
+        ("d", &d, &d_ip),
+        ("f", &f, &f_ip),
+    ] {
+        let backend = Backend::serving(&ec2, dir.path(), name, (id, ip)).await;
+        backends.insert(name, backend);
+    }
+    let auto_route = "    - matchers:\n      - prefix: /auto\n      routeAction:\n        single:\n          upstream:\n            name: auto\n";
+    let gw = Gateway::start(
+        &moto,
+        dir.path(),
+        &gloo_config(auto_route),
+        &["--discover-upstreams"],
+    );
+    gw.wait_members(UPSTREAM, &[&a, &b], Duration::from_secs(10))
+        .await;
+
+    // Only a and b get traffic, and both get some.
+    let seen = gw.spread("/echoapp", 40).await;
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["a", "b"], "{seen:?}");
+    assert!(
+        seen["a"] >= 15 && seen["b"] >= 15,
+        "round-robin spreads evenly: {seen:?}"
+    );
+
+    assert_routes_as_gloo_makes_them(&gw).await;
+
+    assert_endpoints_listed(&gw, (&a, &a_ip, backends["a"].port), &e).await;
+    assert_metrics_cover_the_traffic(&gw).await;
+
+    assert_membership_follows_tags_and_state(&ec2, &gw, (&a, &b, &c)).await;
+}
+
+/// Waits (bounded) until the gateway records a failed listing and says its group is stale;
+/// meanwhile every request is served, never by b.
+async fn wait_listing_failure_while_serving(gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = gw.spread("/echoapp", 4).await;
+        assert!(!seen.contains_key("b"), "{seen:?}");
+        let m = gw.metrics().await;
+        let failed = m
+            .lines()
+            .any(|l| l.starts_with("airlock_gateway_discovery_errors_total") && !l.ends_with(" 0"));
+        if failed {
+            assert!(
+                m.lines().any(|l| l
+                    .starts_with("airlock_gateway_discovery_stale{group=\"us-east-1/")
+                    && l.ends_with(" 1")),
+                "{m}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no listing failure recorded:\n{m}\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Both endpoints left after b's server was killed keep serving (bounded wait: under load an
+/// active check may briefly mark one unhealthy).
+async fn assert_the_two_left_serve(gw: &Gateway) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = BTreeMap::new();
+    while seen.len() < 2 {
+        for (k, n) in gw.spread("/echoapp", 10).await {
+            *seen.entry(k).or_insert(0) += n;
+        }
+        assert!(!seen.contains_key("b"), "{seen:?}");
+        assert!(
+            seen.len() == 2 || Instant::now() < deadline,
+            "the last known endpoints should still serve: {seen:?}\n{}\n{}",
+            gw.endpoints().await,
+            gw.log_text()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_is_ejected_and_listing_failures_keep_the_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     // Its own server: the test stops it to make EC2 unreachable.
@@ -599,9 +681,8 @@ async fn a_killed_server_is_ejected_and_listing_failures_keep_the_endpoints() {
     let mut ids = Vec::new();
     let mut backends = Vec::new();
     for name in ["a", "b", "c"] {
-        let (id, ip) = launch(&ec2, &net, &tags).await;
-        let backend = Backend::start(dir.path(), name, &ip);
-        set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
+        let (id, ip) = launch_tagged(&ec2, &net, &tags).await;
+        let backend = Backend::serving(&ec2, dir.path(), name, (&id, &ip)).await;
         backends.push(backend);
         ids.push(id);
     }
@@ -656,67 +737,32 @@ async fn a_killed_server_is_ejected_and_listing_failures_keep_the_endpoints() {
 
     // EC2 becomes unreachable: the last known endpoints keep serving, and metrics say it.
     drop(moto.take());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let seen = gw.spread("/echoapp", 4).await;
-        assert!(!seen.contains_key("b"), "{seen:?}");
-        let m = gw.metrics().await;
-        let failed = m
-            .lines()
-            .any(|l| l.starts_with("airlock_gateway_discovery_errors_total") && !l.ends_with(" 0"));
-        if failed {
-            assert!(
-                m.lines().any(|l| l
-                    .starts_with("airlock_gateway_discovery_stale{group=\"us-east-1/")
-                    && l.ends_with(" 1")),
-                "{m}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no listing failure recorded:\n{m}\n{}",
-            gw.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Both remaining endpoints keep serving (bounded wait: under load an active check may
-    // briefly mark one unhealthy).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut seen = BTreeMap::new();
-    while seen.len() < 2 {
-        for (k, n) in gw.spread("/echoapp", 10).await {
-            *seen.entry(k).or_insert(0) += n;
-        }
-        assert!(!seen.contains_key("b"), "{seen:?}");
-        assert!(
-            seen.len() == 2 || Instant::now() < deadline,
-            "the last known endpoints should still serve: {seen:?}\n{}\n{}",
-            gw.endpoints().await,
-            gw.log_text()
-        );
-    }
+    wait_listing_failure_while_serving(&gw).await;
+    assert_the_two_left_serve(&gw).await;
     let members = gw.members(UPSTREAM).await;
     assert_eq!(members.len(), 3, "{members:?}");
+}
+
+/// `gateway --check-config` on `text`: (exit code, stderr, stdout).
+fn check_config(dir: &Path, text: &str) -> (Option<i32>, String, String) {
+    let path = dir.join("check.yaml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(airlock_bin())
+        .args(["gateway", "--check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_errors_are_clear_and_a_bad_reload_keeps_the_running_config() {
     let dir = tempfile::tempdir().unwrap();
-    let check = |text: &str| {
-        let path = dir.path().join("check.yaml");
-        std::fs::write(&path, text).unwrap();
-        let out = Command::new(airlock_bin())
-            .args(["gateway", "--check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let check = |text: &str| check_config(dir.path(), text);
     let (code, _, stdout) = check(&gloo_config(""));
     assert_eq!(code, Some(0), "{stdout}");
     assert!(
@@ -753,28 +799,19 @@ async fn config_errors_are_clear_and_a_bad_reload_keeps_the_running_config() {
     let moto = Moto::start();
     let ec2 = moto.ec2().await;
     let net = loopback_net(&ec2).await;
-    let (a, ip) = launch(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "group1")]).await;
-    let backend = Backend::start(dir.path(), "a", &ip);
-    set_tag(&ec2, &a, "airlock:port", &backend.port.to_string()).await;
+    let (a, ip) = launch_tagged(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "group1")]).await;
+    let _backend = Backend::serving(&ec2, dir.path(), "a", (&a, &ip)).await;
     let gw = Gateway::start(&moto, dir.path(), &gloo_config(""), &[]);
     gw.wait_members(UPSTREAM, &[&a], Duration::from_secs(10))
         .await;
     std::fs::write(&gw.config, "kind: Upstream\nmetadata: {name: [\n").unwrap();
     gw.sighup();
     // Generous: other tests load the machine; the reload itself takes milliseconds.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !gw
-        .metrics()
-        .await
-        .contains("airlock_gateway_config_reload_failures_total 1")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the bad reload was not noticed:\n{}",
-            gw.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gw.wait_metric(
+        "airlock_gateway_config_reload_failures_total 1",
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(
         gw.get("/echoapp").await.0,
         200,
@@ -785,20 +822,8 @@ async fn config_errors_are_clear_and_a_bad_reload_keeps_the_running_config() {
     // A good change is picked up from the file alone (no signal) and applies at once.
     let more = "    - matchers:\n      - prefix: /new\n      routeAction:\n        single:\n          upstream:\n            name: ec2-demo-upstream\n";
     std::fs::write(&gw.config, gloo_config(more)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (s, body) = gw.get("/new/x").await;
-        if s == 200 {
-            assert!(body.contains(" /new/x "), "{body}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new route never appeared: {s} {body}\n{}",
-            gw.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (body, _) = gw.wait_route("/new/x", Duration::from_secs(5)).await;
+    assert!(body.contains(" /new/x "), "{body}");
 }
 
 /// A configuration stored in the console: the upstream names the console account `dev` (its key
@@ -838,31 +863,10 @@ spec:
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_following_a_console_converges_at_once_and_reloads_its_configuration() {
-    let dir = tempfile::tempdir().unwrap();
-    let moto = Moto::start();
-    let ec2 = moto.ec2().await;
-    let net = loopback_net(&ec2).await;
-    let console = Console::start();
-    console.login_with_account(&moto);
-    let mut ids = Vec::new();
-    let mut backends = Vec::new();
-    for name in ["a", "b", "c"] {
-        let (id, ip) = launch(&ec2, &net, &[("web", name)]).await;
-        let backend = Backend::start(dir.path(), name, &ip);
-        set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
-        backends.push(backend);
-        ids.push(id);
-    }
-    let (a, b, c) = (ids[0].as_str(), ids[1].as_str(), ids[2].as_str());
-    let file = dir.path().join("web.yaml");
-    std::fs::write(&file, console_config("")).unwrap();
-    let file = file.to_str().unwrap();
-    console.ok(&["gateway-config", "put", "web", file]);
-
-    // The console validates with the gateway's parser, and keeps keys out of configurations.
-    let bad = dir.path().join("bad.yaml");
+/// The console validates with the gateway's parser, and keeps keys out of configurations:
+/// neither bad configuration is stored.
+fn assert_console_refuses_bad_configs(console: &Console, dir: &Path) {
+    let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
         console_config("").replace("    - key: web\n", "    - {}\n"),
@@ -895,6 +899,31 @@ async fn a_gateway_following_a_console_converges_at_once_and_reloads_its_configu
             .len(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_following_a_console_converges_at_once_and_reloads_its_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let mut ids = Vec::new();
+    let mut backends = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (id, ip) = launch_tagged(&ec2, &net, &[("web", name)]).await;
+        let backend = Backend::serving(&ec2, dir.path(), name, (&id, &ip)).await;
+        backends.push(backend);
+        ids.push(id);
+    }
+    let (a, b, c) = (ids[0].as_str(), ids[1].as_str(), ids[2].as_str());
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, console_config("")).unwrap();
+    let file = file.to_str().unwrap();
+    console.ok(&["gateway-config", "put", "web", file]);
+
+    assert_console_refuses_bad_configs(&console, dir.path());
 
     // The event stream needs a token, like every API route.
     let resp = reqwest::get(format!("{}/v1/events", console.url))
@@ -928,21 +957,9 @@ async fn a_gateway_following_a_console_converges_at_once_and_reloads_its_configu
     let more = "    - matchers:\n      - prefix: /other\n      routeAction:\n        single:\n          upstream:\n            name: web\n";
     std::fs::write(dir.path().join("web.yaml"), console_config(more)).unwrap();
     console.ok(&["gateway-config", "put", "web", file]);
-    let start = Instant::now();
-    loop {
-        let (s, body) = gw.get("/other/x").await;
-        if s == 200 {
-            assert!(body.starts_with("c /other/x "), "{body}");
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the stored route never appeared: {s} {body}\n{}",
-            gw.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    eprintln!("stored configuration applied after {:?}", start.elapsed());
+    let (body, took) = gw.wait_route("/other/x", Duration::from_secs(10)).await;
+    assert!(body.starts_with("c /other/x "), "{body}");
+    eprintln!("stored configuration applied after {took:?}");
     assert!(gw
         .metrics()
         .await
@@ -961,9 +978,8 @@ async fn consistent_hashing_on_a_header_keeps_a_user_on_one_instance() {
     let tags = [("gloo-id", "1"), ("gloo-tag", "group1")];
     let mut backends = Vec::new();
     for name in ["a", "b", "c"] {
-        let (id, ip) = launch(&ec2, &net, &tags).await;
-        let backend = Backend::start(dir.path(), name, &ip);
-        set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
+        let (id, ip) = launch_tagged(&ec2, &net, &tags).await;
+        let backend = Backend::serving(&ec2, dir.path(), name, (&id, &ip)).await;
         backends.push(backend);
     }
     let hashed_route = "    - matchers:\n      - prefix: /cart\n      routeAction:\n        single:\n          upstream:\n            name: ec2-demo-upstream\n      options:\n        lbHash:\n          hashPolicies:\n          - header: X-User\n";
@@ -1027,9 +1043,8 @@ async fn a_gateway_follows_a_tls_console_whose_ca_it_is_told() {
     let net = loopback_net(&ec2).await;
     let console = Console::start_tls(&[]);
     console.login_with_account(&moto);
-    let (id, ip) = launch(&ec2, &net, &[("web", "a")]).await;
-    let backend = Backend::start(dir.path(), "a", &ip);
-    set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
+    let (id, ip) = launch_tagged(&ec2, &net, &[("web", "a")]).await;
+    let _backend = Backend::serving(&ec2, dir.path(), "a", (&id, &ip)).await;
     let file = dir.path().join("web.yaml");
     std::fs::write(&file, console_config("")).unwrap();
     console.ok(&["gateway-config", "put", "web", file.to_str().unwrap()]);
@@ -1095,15 +1110,23 @@ async fn attack(addr: &str, n: usize, since: Instant) -> Vec<tokio::task::JoinHa
     attackers
 }
 
+/// A client that opens a new connection for every request, so none waits in a pool.
+fn fresh_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_header_and_silent_clients_cannot_exhaust_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let moto = Moto::start();
     let ec2 = moto.ec2().await;
     let net = loopback_net(&ec2).await;
-    let (a, ip) = launch(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "group1")]).await;
-    let backend = Backend::start(dir.path(), "a", &ip);
-    set_tag(&ec2, &a, "airlock:port", &backend.port.to_string()).await;
+    let (a, ip) = launch_tagged(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "group1")]).await;
+    let _backend = Backend::serving(&ec2, dir.path(), "a", (&a, &ip)).await;
     let gw = Gateway::start(
         &moto,
         dir.path(),
@@ -1121,20 +1144,12 @@ async fn slow_header_and_silent_clients_cannot_exhaust_the_gateway() {
     gw.wait_members(UPSTREAM, &[&a], Duration::from_secs(10))
         .await;
     let addr = gw.url.trim_start_matches("http://").to_owned();
-    // A new connection for every request, so none waits in a pool.
-    let fresh = || {
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap()
-    };
 
     // Below the cap, a normal request is served while the attackers hold their connections,
     // and each attacker is closed within the header timeout.
     let since = Instant::now();
     let attackers = attack(&addr, 9, since).await;
-    let resp = fresh()
+    let resp = fresh_client()
         .get(format!("{}/echoapp", gw.url))
         .send()
         .await
@@ -1159,7 +1174,7 @@ async fn slow_header_and_silent_clients_cannot_exhaust_the_gateway() {
     let since = Instant::now();
     let attackers = attack(&addr, 12, since).await;
     let asked = Instant::now();
-    let resp = fresh()
+    let resp = fresh_client()
         .get(format!("{}/echoapp", gw.url))
         .send()
         .await
@@ -1441,9 +1456,8 @@ async fn a_gateway_following_one_console_drops_an_instance_stopped_through_anoth
     let mut ids = Vec::new();
     let mut backends = Vec::new();
     for name in ["a", "b"] {
-        let (id, ip) = launch(&ec2, &net, &[("web", name)]).await;
-        let backend = Backend::start(dir.path(), name, &ip);
-        set_tag(&ec2, &id, "airlock:port", &backend.port.to_string()).await;
+        let (id, ip) = launch_tagged(&ec2, &net, &[("web", name)]).await;
+        let backend = Backend::serving(&ec2, dir.path(), name, (&id, &ip)).await;
         backends.push(backend);
         ids.push(id);
     }

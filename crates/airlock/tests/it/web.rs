@@ -67,6 +67,74 @@ async fn send(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// A change without the header, or with another session's token, is refused and not made.
+async fn assert_changes_refused_without_the_sessions_csrf_token(
+    console: &Console,
+    s: &Session,
+    bearer: &str,
+    doc: &Value,
+) {
+    let url = |p: &str| format!("{}{p}", console.url);
+    let (status, err) = send(
+        reqwest::Method::PUT,
+        url("/v1/policies/from-a-cookie"),
+        &[(COOKIE.as_str(), &s.cookie)],
+        Some(doc.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-CSRF-Token"),
+        "{err}"
+    );
+    let other = sign_in(console, "admin", ADMIN_PASSWORD).await;
+    let (status, _) = send(
+        reqwest::Method::PUT,
+        url("/v1/policies/from-a-cookie"),
+        &[(COOKIE.as_str(), &s.cookie), ("x-csrf-token", &other.csrf)],
+        Some(doc.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = send(
+        reqwest::Method::GET,
+        url("/v1/policies/from-a-cookie"),
+        &[("authorization", bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+}
+
+/// Signing out revokes the token and clears the cookie; neither the token nor the CSRF token
+/// is in the console's output.
+async fn assert_signing_out_revokes_the_session(console: &Console, s: &Session) {
+    let url = |p: &str| format!("{}{p}", console.url);
+    let resp = reqwest::Client::new()
+        .delete(url("/web/session"))
+        .header(COOKIE, &s.cookie)
+        .header("x-csrf-token", &s.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let cleared = resp.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let (status, _) = send(
+        reqwest::Method::GET,
+        url("/v1/whoami"),
+        &[(COOKIE.as_str(), &s.cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let leaks = console.output_text();
+    assert!(!leaks.contains(&s.token) && !leaks.contains(&s.csrf));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cookie_sessions_need_the_csrf_token_to_change_anything_and_bearer_tokens_do_not() {
     let console = Console::start();
@@ -95,39 +163,7 @@ async fn cookie_sessions_need_the_csrf_token_to_change_anything_and_bearer_token
     .await;
     assert_eq!(info["csrf_token"], s.csrf.as_str());
 
-    // A change without the header, or with another session's token, is refused and not made.
-    let (status, err) = send(
-        reqwest::Method::PUT,
-        url("/v1/policies/from-a-cookie"),
-        &[(COOKIE.as_str(), &s.cookie)],
-        Some(doc.clone()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{err}");
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("X-CSRF-Token"),
-        "{err}"
-    );
-    let other = sign_in(&console, "admin", ADMIN_PASSWORD).await;
-    let (status, _) = send(
-        reqwest::Method::PUT,
-        url("/v1/policies/from-a-cookie"),
-        &[(COOKIE.as_str(), &s.cookie), ("x-csrf-token", &other.csrf)],
-        Some(doc.clone()),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = send(
-        reqwest::Method::GET,
-        url("/v1/policies/from-a-cookie"),
-        &[("authorization", &bearer)],
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+    assert_changes_refused_without_the_sessions_csrf_token(&console, &s, &bearer, &doc).await;
 
     // With the session's own token it goes through.
     let (status, _) = send(
@@ -171,27 +207,7 @@ async fn cookie_sessions_need_the_csrf_token_to_change_anything_and_bearer_token
         );
     }
 
-    // Signing out revokes the token and clears the cookie.
-    let resp = reqwest::Client::new()
-        .delete(url("/web/session"))
-        .header(COOKIE, &s.cookie)
-        .header("x-csrf-token", &s.csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let cleared = resp.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
-    assert!(cleared.contains("Max-Age=0"), "{cleared}");
-    let (status, _) = send(
-        reqwest::Method::GET,
-        url("/v1/whoami"),
-        &[(COOKIE.as_str(), &s.cookie)],
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let leaks = console.output_text();
-    assert!(!leaks.contains(&s.token) && !leaks.contains(&s.csrf));
+    assert_signing_out_revokes_the_session(&console, &s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -254,33 +270,9 @@ async fn authorize_check_decides_with_the_real_tags_and_names_the_statements() {
     let console = Console::start();
     console.login_with_account(&moto);
     // Instances made straight in EC2: the check must find their tags there.
-    let launch = |owner: &'static str| {
-        let ec2 = ec2.clone();
-        let (image, subnet) = (net.image_id.clone(), net.subnet_id.clone());
-        async move {
-            use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-            let out = ec2
-                .run_instances()
-                .image_id(image)
-                .instance_type("t3.micro".into())
-                .subnet_id(subnet)
-                .min_count(1)
-                .max_count(1)
-                .tag_specifications(
-                    TagSpecification::builder()
-                        .resource_type(ResourceType::Instance)
-                        .tags(Tag::builder().key("owner").value(owner).build())
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-            out.instances()[0].instance_id().unwrap().to_owned()
-        }
-    };
-    let bobs = launch("bob").await;
-    let alices = launch("alice").await;
-    console.add_user(
+    let (bobs, _) = launch_tagged(&ec2, &net, &[("owner", "bob")]).await;
+    let (alices, _) = launch_tagged(&ec2, &net, &[("owner", "alice")]).await;
+    let bob = console.add_user(
         "bob",
         &[json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "airlock:UseAccount", "Resource": "*"},
@@ -290,9 +282,7 @@ async fn authorize_check_decides_with_the_real_tags_and_names_the_statements() {
             {"Sid": "NeverReboot", "Effect": "Deny", "Action": "ec2:RebootInstances", "Resource": "*"}
         ]})],
     );
-    let login = std::fs::read_to_string(console.dir.path().join("config-bob/login.json")).unwrap();
-    let token: Value = serde_json::from_str(&login).unwrap();
-    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    let bearer = format!("Bearer {}", bob.token());
     let check = |action: &str, id: &str, context: Value| json!({"action": action, "account": "dev", "resource": format!("instance/{id}"), "context": context});
     let (status, answer) = send(
         reqwest::Method::POST,
@@ -329,11 +319,7 @@ async fn authorize_check_decides_with_the_real_tags_and_names_the_statements() {
     assert!(reason.ends_with("-policy0#3 (NeverReboot)"), "{reason}");
     assert_eq!(r[3]["allowed"], true);
     // The real action decides the same way.
-    let refused = console.cli_in(
-        "config-bob",
-        &["instance", "terminate", &alices, "--account", "dev"],
-        "",
-    );
+    let refused = bob.cli(&["instance", "terminate", &alices, "--account", "dev"]);
     assert_eq!(refused.status.code(), Some(1));
     let (status, err) = send(
         reqwest::Method::POST,

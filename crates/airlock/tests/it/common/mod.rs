@@ -855,6 +855,34 @@ pub fn deploy_args<'a>(net: &'a TestNet, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// Launches one instance in the loopback subnet with these tags; returns (id, private ip).
+pub async fn launch_tagged(
+    ec2: &aws_sdk_ec2::Client,
+    net: &TestNet,
+    tags: &[(&str, &str)],
+) -> (String, String) {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    let out = ec2
+        .run_instances()
+        .image_id(&net.image_id)
+        .instance_type("t3.micro".into())
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&net.subnet_id)
+        .tag_specifications(spec.build())
+        .send()
+        .await
+        .unwrap();
+    let i = &out.instances()[0];
+    let ip = i.private_ip_address().unwrap().to_owned();
+    assert!(ip.starts_with("127.0."), "loopback VPC gave {ip}");
+    (i.instance_id().unwrap().to_owned(), ip)
+}
+
 /// An instance as EC2 describes it.
 pub async fn described(ec2: &aws_sdk_ec2::Client, id: &str) -> aws_sdk_ec2::types::Instance {
     let out = ec2
