@@ -29,58 +29,64 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-#[tokio::main]
-async fn main() {
-    let moto = env("AIRLOCK_MOTO_URL");
-    let console = env("AIRLOCK_CONSOLE_URL");
-    let token = env("AIRLOCK_TOKEN");
-    let subnet = env("BENCH_SUBNET");
-    let image = env("BENCH_IMAGE");
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+/// What both launches need.
+struct Bench {
+    ec2: aws_sdk_ec2::Client,
+    http: reqwest::Client,
+    console: String,
+    token: String,
+    subnet: String,
+    image: String,
+    /// The console's payload is about this size; the bare call carries as much user data.
+    user_data: String,
+}
 
-    let creds = aws_sdk_ec2::config::Credentials::new(
-        "AKIAIOSFODNN7EXAMPLE",
-        "bench-secret-not-real",
-        None,
-        None,
-        "bench",
-    );
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .endpoint_url(&moto)
-        .load()
-        .await;
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let http = reqwest::Client::new();
-    // The console's payload is about this size; the bare call carries as much user data.
-    let user_data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 420]);
+impl Bench {
+    async fn from_env() -> Bench {
+        let creds = aws_sdk_ec2::config::Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "bench-secret-not-real",
+            None,
+            None,
+            "bench",
+        );
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .endpoint_url(env("AIRLOCK_MOTO_URL"))
+            .load()
+            .await;
+        Bench {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            http: reqwest::Client::new(),
+            console: env("AIRLOCK_CONSOLE_URL"),
+            token: env("AIRLOCK_TOKEN"),
+            subnet: env("BENCH_SUBNET"),
+            image: env("BENCH_IMAGE"),
+            user_data: base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 420]),
+        }
+    }
 
-    let mut bare = Vec::with_capacity(runs);
-    let mut via_console = Vec::with_capacity(runs);
-    for i in 0..runs + 3 {
+    /// One bare `RunInstances` as the console makes it; how long it took.
+    async fn bare(&self, i: usize) -> Duration {
         let started = Instant::now();
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::Instance)
-            .tags(Tag::builder().key("team").value("bench").build())
-            .build();
-        let vol_tags = TagSpecification::builder()
-            .resource_type(ResourceType::Volume)
-            .tags(Tag::builder().key("team").value("bench").build())
-            .build();
-        ec2.run_instances()
-            .image_id(&image)
+        let tagged = |kind: ResourceType| {
+            TagSpecification::builder()
+                .resource_type(kind)
+                .tags(Tag::builder().key("team").value("bench").build())
+                .build()
+        };
+        self.ec2
+            .run_instances()
+            .image_id(&self.image)
             .instance_type("t3.micro".into())
             .min_count(1)
             .max_count(1)
-            .subnet_id(&subnet)
+            .subnet_id(&self.subnet)
             .client_token(format!("bare-{i}"))
-            .user_data(&user_data)
-            .tag_specifications(tags)
-            .tag_specifications(vol_tags)
+            .user_data(&self.user_data)
+            .tag_specifications(tagged(ResourceType::Instance))
+            .tag_specifications(tagged(ResourceType::Volume))
             .metadata_options(
                 InstanceMetadataOptionsRequest::builder()
                     .http_tokens(HttpTokensState::Required)
@@ -90,27 +96,29 @@ async fn main() {
             .send()
             .await
             .unwrap();
-        let bare_time = started.elapsed();
+        started.elapsed()
+    }
 
+    /// One `POST /v1/deployments` of the same launch; how long it took.
+    async fn through_console(&self) -> Duration {
         let started = Instant::now();
-        let resp = http
-            .post(format!("{console}/v1/deployments"))
-            .bearer_auth(&token)
+        let resp = self
+            .http
+            .post(format!("{}/v1/deployments", self.console))
+            .bearer_auth(&self.token)
             .json(&serde_json::json!({
-                "account": "bench", "image_id": image, "instance_type": "t3.micro",
-                "subnet_id": subnet, "tags": [{"key": "team", "value": "bench"}],
+                "account": "bench", "image_id": self.image, "instance_type": "t3.micro",
+                "subnet_id": self.subnet, "tags": [{"key": "team", "value": "bench"}],
             }))
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-        let console_time = started.elapsed();
-        // The first few warm connections and caches up; they are not counted.
-        if i >= 3 {
-            bare.push(bare_time);
-            via_console.push(console_time);
-        }
+        started.elapsed()
     }
+}
+
+fn report(runs: usize, mut bare: Vec<Duration>, mut via_console: Vec<Duration>) {
     bare.sort();
     via_console.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -132,4 +140,25 @@ async fn main() {
         ms(c50) - ms(b50),
         ms(c50) / ms(b50)
     );
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let bench = Bench::from_env().await;
+    let mut bare = Vec::with_capacity(runs);
+    let mut via_console = Vec::with_capacity(runs);
+    for i in 0..runs + 3 {
+        let bare_time = bench.bare(i).await;
+        let console_time = bench.through_console().await;
+        // The first few warm connections and caches up; they are not counted.
+        if i >= 3 {
+            bare.push(bare_time);
+            via_console.push(console_time);
+        }
+    }
+    report(runs, bare, via_console);
 }

@@ -154,20 +154,30 @@ async fn two_thousand_instances_over_two_accounts_are_listed_filtered_watched_an
         "{calls} DescribeInstances for the watch's first snapshot"
     );
 
-    let burst = 40;
+    refresh_burst_shares_look_ups(&console, &moto, &net, 40).await;
+}
+
+/// `burst` instances of a new deployment refresh at the same moment: every one succeeds, with
+/// clearly fewer `DescribeInstances` than refreshes.
+async fn refresh_burst_shares_look_ups(
+    console: &Console,
+    moto: &Moto,
+    net: &TestNet,
+    burst: usize,
+) {
     let (dep_id, instances) = enrolled(
-        &console,
-        &moto,
-        &deploy_args(&net, &["--count", &burst.to_string(), "--wait"]),
+        console,
+        moto,
+        &deploy_args(net, &["--count", &burst.to_string(), "--wait"]),
     )
     .await;
     let (answers, calls) = counted(
-        &moto,
+        moto,
         &format!("{burst} refreshes at the same moment"),
         async {
             let refreshes = instances
                 .iter()
-                .map(|(id, ip, secret)| refresh(&console, ip, &dep_id, id, secret));
+                .map(|(id, ip, secret)| refresh(console, ip, &dep_id, id, secret));
             futures_util::future::join_all(refreshes).await
         },
     )
