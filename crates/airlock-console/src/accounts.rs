@@ -276,10 +276,20 @@ fn unknown(name: &str) -> ApiError {
 /// Like [`target`], for an account named in a request body: an unknown one is a bad `account`
 /// field rather than a missing path.
 pub async fn target_for_request(state: &AppState, name: &str) -> ApiResult<(AccountRow, Target)> {
-    target(state, name).await.map_err(|e| match e {
+    target(state, name).await.map_err(named_in_request)
+}
+
+/// [`row`] for an account a request names: an unknown one is the request's `account` field
+/// at fault (400), not a missing page. The key stays sealed.
+pub async fn row_for_request(state: &AppState, name: &str) -> ApiResult<AccountRow> {
+    row(state, name).await.map_err(named_in_request)
+}
+
+fn named_in_request(e: ApiError) -> ApiError {
+    match e {
         ApiError::NotFound(m) => ApiError::field("account", m),
         other => other,
-    })
+    }
 }
 
 /// Where an account's resources live, for their ARNs and checks.

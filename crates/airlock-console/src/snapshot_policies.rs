@@ -185,7 +185,8 @@ pub async fn create(
         ops::use_account(&req.account),
     ];
     authorize(&state, &caller, checks).await?;
-    accounts::target_for_request(&state, &req.account).await?;
+    // The account must exist; its key is not needed (nor unsealed) until a run.
+    accounts::row_for_request(&state, &req.account).await?;
     let row = SnapshotPolicyRow {
         name: req.name.clone(),
         account: req.account.clone(),
@@ -376,13 +377,15 @@ async fn take_snapshots(
 ) -> ApiResult<()> {
     let owner = Caller::acting_for(&row.created_by);
     let filter = target_filter(&row.target)?;
-    let (account, target) = accounts::target(state, &row.account).await?;
+    // Decided before the account's key is unsealed, as every decision is.
+    let account = accounts::row(state, &row.account).await?;
     let checks = vec![
         ops::use_account(&account.name),
         ops::describe_call("DescribeVolumes", &account.region),
         ops::describe_call("DescribeSnapshots", &account.region),
     ];
     authorize(state, &owner, checks).await?;
+    let (_, target) = accounts::target(state, &row.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let volumes = ec2.describe_volumes(&[filter]).await?;
     if volumes.len() > MAX_VOLUMES {
