@@ -395,6 +395,7 @@ async fn take_snapshots(
             volumes.len()
         )));
     }
+    let mut snapshotted = Vec::new();
     for volume in &volumes {
         let request = FleetRequest::Snapshot(SnapshotRequest::Create(CreateSnapshot {
             volume_id: volume.volume_id.clone(),
@@ -402,12 +403,17 @@ async fn take_snapshots(
             tags: snapshot_tags(&row.name, &volume.tags),
         }));
         match crate::fleet::run_as(state, &owner, &row.account, &request).await {
-            Ok(outcome) => run.created.extend(outcome.resource_id),
+            Ok(outcome) => {
+                run.created.extend(outcome.resource_id);
+                snapshotted.push(volume);
+            }
             Err(e) => run.errors.push(format!("{}: {e}", volume.volume_id)),
         }
     }
     let now = Utc::now();
-    for volume in &volumes {
+    // Retention only where this run took a new snapshot: a volume whose snapshot failed keeps
+    // every one it has, so repeated failures never age its last snapshots away.
+    for volume in snapshotted {
         let by_policy = [
             Filter::new(format!("tag:{POLICY_TAG}"), &row.name),
             Filter::new("volume-id", &volume.volume_id),
