@@ -9,28 +9,39 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// The answer the client gets.
+/// A body held whole (`None` once sent, or when empty), or streamed from `S` as it arrives.
 #[derive(Debug)]
-pub enum Body {
-    /// The gateway's own answer, whole (`None` once sent, or when empty).
+pub enum FullOr<S> {
+    /// Whole: the gateway's own answer, or a request body read beforehand so that it can be
+    /// sent again.
     Full(Option<Bytes>),
-    /// An endpoint's answer, streamed.
-    Upstream(PooledBody),
+    /// Streamed.
+    Stream(S),
 }
 
-impl Body {
+/// The answer the client gets: the gateway's own, or an endpoint's (which takes its connection
+/// back to the pool when it ends).
+pub type Body = FullOr<PooledBody>;
+
+/// The request body an endpoint gets.
+pub type OutBody = FullOr<Incoming>;
+
+impl<S> FullOr<S> {
     /// No body.
     pub fn empty() -> Self {
-        Body::Full(None)
+        FullOr::Full(None)
     }
 
     /// A whole body.
     pub fn full(bytes: Bytes) -> Self {
-        Body::Full(Some(bytes).filter(|b| !b.is_empty()))
+        FullOr::Full(Some(bytes).filter(|b| !b.is_empty()))
     }
 }
 
-impl HttpBody for Body {
+impl<S> HttpBody for FullOr<S>
+where
+    S: HttpBody<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -39,62 +50,24 @@ impl HttpBody for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Upstream(body) => Pin::new(body).poll_frame(cx),
+            FullOr::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            FullOr::Stream(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Body::Full(bytes) => bytes.is_none(),
-            Body::Upstream(body) => body.is_end_stream(),
+            FullOr::Full(bytes) => bytes.is_none(),
+            FullOr::Stream(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::Upstream(body) => body.size_hint(),
-        }
-    }
-}
-
-/// The request body an endpoint gets.
-#[derive(Debug)]
-pub enum OutBody {
-    /// Read whole beforehand (or empty), so the request can be sent again.
-    Full(Option<Bytes>),
-    /// Streamed from the client as it arrives.
-    Stream(Incoming),
-}
-
-impl HttpBody for OutBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            OutBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            OutBody::Stream(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            OutBody::Full(bytes) => bytes.is_none(),
-            OutBody::Stream(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            OutBody::Full(bytes) => {
+            FullOr::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            OutBody::Stream(body) => body.size_hint(),
+            FullOr::Stream(body) => body.size_hint(),
         }
     }
 }

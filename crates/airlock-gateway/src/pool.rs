@@ -164,7 +164,7 @@ fn answer(
         };
         // No body to read (HEAD, 204, 304): the connection is free now.
         pooled.check_in_at_end();
-        crate::body::Body::Upstream(pooled)
+        crate::body::Body::Stream(pooled)
     })
 }
 
