@@ -314,3 +314,30 @@ async fn attacker_hammering_the_listing_cannot_starve_a_refresh() {
     );
     assert!(listed.load(Ordering::SeqCst) > 0);
 }
+
+/// Metrics are served without authentication: anyone on the network could read which accounts
+/// and actions the console uses. A non-loopback address is refused unless the operator says so.
+#[test]
+fn metrics_on_a_network_address_are_refused_without_metrics_allow_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(airlock_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--database")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("airlock.db").display()
+        ))
+        .arg("--master-key-file")
+        .arg(dir.path().join("master.key"))
+        .args(["--metrics-listen", &format!("0.0.0.0:{}", free_port())])
+        .env("AIRLOCK_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("not a loopback address") && err.contains("--metrics-allow-remote"),
+        "{err}"
+    );
+}
