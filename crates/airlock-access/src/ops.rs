@@ -114,6 +114,18 @@ pub fn instance(scope: &Scope, action: &str, instance: &Instance) -> Check {
         .with_some("ec2:InstanceType", instance.instance_type.as_deref())
 }
 
+/// `airlock:SendCommand` on a running instance, with its current tags: whether a command may
+/// be sent to it.
+pub fn send_command(scope: &Scope, instance: &Instance) -> Check {
+    self::instance(scope, "airlock:SendCommand", instance)
+}
+
+/// `airlock:ReadCommandOutput` on an instance, with its tags as they were when the command was
+/// sent (so re-tagging it later neither hides nor reveals what it printed).
+pub fn read_command_output(scope: &Scope, instance_id: &str, tags: &[Tag]) -> Check {
+    scope.existing("airlock:ReadCommandOutput", "instance", instance_id, tags)
+}
+
 /// An action on an instance EC2 does not know: decided as one with no tags, so that whoever
 /// may not act on an untagged instance cannot tell a missing one from a forbidden one.
 pub fn unknown_instance(scope: &Scope, action: &str, id: &str) -> Check {

@@ -42,6 +42,8 @@ struct Settings {
     dir: StateDir,
     profile_file: Option<PathBuf>,
     console: ConsoleLink,
+    /// `--command-user`, looked up.
+    run_as: Option<crate::commands::RunAs>,
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration, AgentError> {
@@ -126,12 +128,17 @@ fn validate(
         check_listen(&args.listen)?;
     }
     let profile_file = profile_file(&args)?;
+    let run_as = match (&args.command_user, args.no_commands) {
+        (Some(user), false) => Some(crate::commands::run_as(user)?),
+        _ => None,
+    };
     let imds = ImdsClient::new(imds_config)?;
     let settings = Settings {
         dir: StateDir::new(&args.state_dir),
         args,
         profile_file,
         console,
+        run_as,
     };
     Ok((settings, imds))
 }
@@ -321,6 +328,7 @@ impl Serving {
             self.settings.dir.clone(),
             self.status.clone(),
         ));
+        let commands = self.commands().map(|c| tokio::spawn(c.serve()));
         tokio::pin!(stop);
         let ended = loop {
             match self.step(&mut stop).await {
@@ -330,6 +338,9 @@ impl Serving {
             }
         };
         tasks.abort();
+        if let Some(commands) = commands {
+            commands.abort();
+        }
         ended?;
         tracing::info!("stopping; the stored credentials stay for the next start");
         lock(&self.status).mode = "stopped".to_owned();
@@ -363,6 +374,22 @@ impl Serving {
             }
         }
         Ok(Step::Continue)
+    }
+
+    /// The command loop, for an agent that refreshes through the console and may run commands.
+    fn commands(&self) -> Option<crate::commands::Commands> {
+        if self.settings.args.no_commands {
+            return None;
+        }
+        let console_url = crate::commands::console_url(self.payload.refresh_url.as_deref()?)?;
+        tracing::info!(console = %console_url, "fetching commands from the console");
+        Some(crate::commands::Commands {
+            console: self.settings.console.clone(),
+            console_url,
+            source: self.source,
+            dir: self.settings.dir.clone(),
+            run_as: self.settings.run_as,
+        })
     }
 
     fn plan(&self) -> Plan {
@@ -608,13 +635,14 @@ async fn from_user_data(
     if payload.credentials.is_none() {
         bootstrap(
             &settings.console,
+            dir,
             &mut payload,
             &id.instance_id,
             id.local_ipv4,
         )
         .await?;
     } else if payload.refresh_secret.is_some() {
-        enrol(&settings.console, &mut payload, id).await;
+        enrol(&settings.console, dir, &mut payload, id).await;
     }
     let state = StoredState::new(
         &id.instance_id,
@@ -635,8 +663,13 @@ async fn from_user_data(
 /// The launch's enrolment secret is shared by its instances through the user data: spend it at
 /// once for a secret of this instance's own. One try; if the console is not reachable, the
 /// refresh loop enrols later.
-async fn enrol(console: &ConsoleLink, payload: &mut Payload, id: &crate::imds::Identity) {
-    match console_refresh(console, payload, &id.instance_id, id.local_ipv4).await {
+async fn enrol(
+    console: &ConsoleLink,
+    dir: &StateDir,
+    payload: &mut Payload,
+    id: &crate::imds::Identity,
+) {
+    match console_refresh(console, dir, payload, &id.instance_id, id.local_ipv4).await {
         Ok(()) => {
             tracing::info!(instance = %id.instance_id, deployment = %payload.deployment_id, "enrolled with the console; the user data's secret is spent")
         }
@@ -648,7 +681,13 @@ async fn enrol(console: &ConsoleLink, payload: &mut Payload, id: &crate::imds::I
 
 /// Forgets another instance's state: its files and its profile section.
 fn discard(settings: &Settings) -> Result<(), AgentError> {
-    for name in [STATE_FILE, SESSION_FILE, TASKS_FILE, STATUS_FILE] {
+    for name in [
+        STATE_FILE,
+        SESSION_FILE,
+        TASKS_FILE,
+        STATUS_FILE,
+        crate::commands::AGENT_TOKEN_FILE,
+    ] {
         settings.dir.remove(name)?;
     }
     if let Some(path) = &settings.profile_file {
@@ -918,7 +957,7 @@ async fn refresh(
             .as_ref()
             .is_some_and(|c| c.expiration.is_some());
     if from_console {
-        console_refresh(&settings.console, payload, &state.instance_id, source).await?;
+        console_refresh(&settings.console, dir, payload, &state.instance_id, source).await?;
         // The secret just used no longer works: the new one is on disk before anything else.
         let new_state = StoredState {
             stored_at: Utc::now(),
@@ -942,13 +981,14 @@ async fn refresh(
 /// console may still be starting: a few tries with backoff.
 async fn bootstrap(
     console: &ConsoleLink,
+    dir: &StateDir,
     payload: &mut Payload,
     instance_id: &str,
     source: Option<IpAddr>,
 ) -> Result<(), AgentError> {
     let mut delay = Duration::from_secs(1);
     for attempt in 1.. {
-        match console_refresh(console, payload, instance_id, source).await {
+        match console_refresh(console, dir, payload, instance_id, source).await {
             Ok(()) => {
                 tracing::info!(instance = %instance_id, deployment = %payload.deployment_id, key = %key_id(payload), "exchanged the bootstrap token for credentials");
                 return Ok(());
@@ -970,6 +1010,7 @@ async fn bootstrap(
 /// which the console checks; `console` decides whether the URL may be used and how.
 async fn console_refresh(
     console: &ConsoleLink,
+    dir: &StateDir,
     payload: &mut Payload,
     instance_id: &str,
     source: Option<IpAddr>,
@@ -985,6 +1026,7 @@ async fn console_refresh(
         refresh_secret: secret.clone(),
     };
     let answer = console.refresh(url, source, &request).await?;
+    crate::commands::keep_token(dir, &answer)?;
     payload.credentials = Some(answer.credentials);
     payload.refresh_secret = Some(answer.refresh_secret);
     Ok(())

@@ -14,6 +14,7 @@ use std::time::Duration;
 use airlock_api::client::{transport_causes, ClientError, ConsoleClient, Proxy, Settings};
 use airlock_api::refresh::{RefreshRequest, RefreshResponse};
 use reqwest::Url;
+use secrecy::SecretString;
 
 use crate::AgentError;
 
@@ -133,8 +134,27 @@ impl ConsoleLink {
     /// console checks).
     pub fn client(&self, url: &str, source: Option<IpAddr>) -> Result<ConsoleClient, AgentError> {
         self.check(url)?;
-        let settings = Settings {
-            timeout: Some(Duration::from_secs(20)),
+        let settings = self.settings(source, Duration::from_secs(20));
+        ConsoleClient::new(url, None, &settings).map_err(refresh_error)
+    }
+
+    /// A client for the console at `base` showing the agent token, for fetches that wait up
+    /// to `wait` for work, leaving from `source` (the console checks it).
+    pub fn agent_client(
+        &self,
+        base: &str,
+        source: Option<IpAddr>,
+        token: SecretString,
+        wait: Duration,
+    ) -> Result<ConsoleClient, AgentError> {
+        self.check(base)?;
+        let settings = self.settings(source, wait + Duration::from_secs(15));
+        ConsoleClient::new(base, Some(token), &settings).map_err(refresh_error)
+    }
+
+    fn settings(&self, source: Option<IpAddr>, timeout: Duration) -> Settings {
+        Settings {
+            timeout: Some(timeout),
             connect_timeout: None,
             roots: self.roots.clone(),
             proxy: self
@@ -142,8 +162,7 @@ impl ConsoleLink {
                 .clone()
                 .map_or(Proxy::Never, |p| Proxy::Only(Box::new(p))),
             local_address: source,
-        };
-        ConsoleClient::new(url, None, &settings).map_err(refresh_error)
+        }
     }
 
     /// Exchanges a refresh secret at `url` for fresh credentials and the next secret. A refusal

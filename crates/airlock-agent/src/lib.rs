@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod agent;
+pub mod commands;
 pub mod console;
 pub mod endpoint;
 mod error;

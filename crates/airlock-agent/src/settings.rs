@@ -43,4 +43,8 @@ pub struct AgentSettings {
     pub refresh_before: Option<u32>,
     /// How long `attach_volume` waits for its volume, in seconds.
     pub task_wait: f64,
+    /// Do not fetch and run commands from the console.
+    pub no_commands: bool,
+    /// Run commands as this user (default: the agent's own).
+    pub command_user: Option<String>,
 }

@@ -11,6 +11,7 @@ use crate::access_keys::{
 };
 use crate::accounts::{AccountView, AddAccountRequest, RotateKeyResult};
 use crate::audit::{AuditPage, Head, Verification};
+use crate::commands::{CommandList, CommandView, SendCommandRequest};
 use crate::deployments::{DeployRequest, DeploymentPolicy, DeploymentView, RevokeResult};
 use crate::error::ErrorBody;
 use crate::gateway::{
@@ -632,6 +633,21 @@ impl ConsoleClient {
             &serde_json::json!({}),
         )
         .await
+    }
+
+    /// `POST /v1/commands`.
+    pub async fn send_command(&self, req: &SendCommandRequest) -> Result<CommandView, ClientError> {
+        self.post("/v1/commands", req).await
+    }
+
+    /// `GET /v1/commands`.
+    pub async fn commands(&self) -> Result<CommandList, ClientError> {
+        self.get("/v1/commands").await
+    }
+
+    /// `GET /v1/commands/{id}`.
+    pub async fn command(&self, id: &str) -> Result<CommandView, ClientError> {
+        self.get(&format!("/v1/commands/{id}")).await
     }
 
     /// `GET /v1/events`: the open Server-Sent Events stream, without a time limit (it stays

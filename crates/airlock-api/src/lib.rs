@@ -15,6 +15,7 @@ pub mod audit;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod cluster;
+pub mod commands;
 pub mod deployments;
 pub mod error;
 pub mod events;
@@ -34,4 +35,24 @@ fn expose<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     airlock_payload::serialize_secret(secret, serializer)
+}
+
+/// [`expose`] for a secret that may be absent.
+fn expose_some<S: serde::Serializer>(
+    secret: &Option<secrecy::SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_some(&Exposed(secret)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A secret written by [`expose`] where serde wants a value.
+struct Exposed<'a>(&'a secrecy::SecretString);
+
+impl serde::Serialize for Exposed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        expose(self.0, serializer)
+    }
 }

@@ -20,6 +20,9 @@ pub struct RefreshRequest {
     pub refresh_secret: SecretString,
 }
 
+/// Prefix of agent tokens, so a leaked one is recognisable by secret scanners.
+pub const AGENT_TOKEN_PREFIX: &str = "alt_";
+
 /// `POST /v1/refresh`'s answer: the payload's credential shape and the next secret.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct RefreshResponse {
@@ -30,4 +33,13 @@ pub struct RefreshResponse {
     #[serde(serialize_with = "crate::expose")]
     #[schema(value_type = String)]
     pub refresh_secret: SecretString,
+    /// The token the instance's agent fetches commands with (`Authorization: Bearer`), valid
+    /// from this address until the credentials expire. Consoles without run command send none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::expose_some"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub agent_token: Option<SecretString>,
 }

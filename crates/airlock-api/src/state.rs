@@ -274,6 +274,103 @@ macro_rules! words {
     )*};
 }
 
+/// Where one instance is in a command: the states Systems Manager's Run Command reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandStatus {
+    /// Not yet fetched by the instance's agent (waiting for a concurrency slot, or for the
+    /// agent's next poll).
+    Pending,
+    /// The agent fetched it and runs it.
+    Running,
+    /// It exited 0.
+    Success,
+    /// It exited with another code, or could not be started.
+    Failed,
+    /// It ran longer than the command's timeout and was killed (or never reported back).
+    TimedOut,
+    /// No agent fetched it within the timeout: the instance is down, or has no agent channel.
+    Undeliverable,
+    /// Never sent: the command stopped after more errors than it allows.
+    Cancelled,
+}
+
+impl CommandStatus {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[
+        CommandStatus::Pending,
+        CommandStatus::Running,
+        CommandStatus::Success,
+        CommandStatus::Failed,
+        CommandStatus::TimedOut,
+        CommandStatus::Undeliverable,
+        CommandStatus::Cancelled,
+    ];
+
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Pending => "pending",
+            CommandStatus::Running => "running",
+            CommandStatus::Success => "success",
+            CommandStatus::Failed => "failed",
+            CommandStatus::TimedOut => "timed-out",
+            CommandStatus::Undeliverable => "undeliverable",
+            CommandStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether nothing more happens to it.
+    pub fn is_final(self) -> bool {
+        !matches!(self, CommandStatus::Pending | CommandStatus::Running)
+    }
+
+    /// Whether it counts toward the command's `max_errors` (as in Systems Manager: a failure or
+    /// an execution timeout; an undeliverable instance does not).
+    pub fn is_error(self) -> bool {
+        matches!(self, CommandStatus::Failed | CommandStatus::TimedOut)
+    }
+}
+
+/// What a command came to over all its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvocationStatus {
+    /// Some instance is still pending or running.
+    InProgress,
+    /// Every instance succeeded.
+    Success,
+    /// Some instance failed, timed out, was unreachable or was never sent the command.
+    Failed,
+}
+
+impl InvocationStatus {
+    /// The word sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvocationStatus::InProgress => "in-progress",
+            InvocationStatus::Success => "success",
+            InvocationStatus::Failed => "failed",
+        }
+    }
+
+    /// The status of a command whose instances are in `statuses`.
+    pub fn of(statuses: impl IntoIterator<Item = CommandStatus>) -> Self {
+        let mut all_success = true;
+        for status in statuses {
+            if !status.is_final() {
+                return InvocationStatus::InProgress;
+            }
+            all_success &= status == CommandStatus::Success;
+        }
+        if all_success {
+            InvocationStatus::Success
+        } else {
+            InvocationStatus::Failed
+        }
+    }
+}
+
 words!(
     DeploymentState => "deployment state",
     AuditDecision => "audit decision",
@@ -282,6 +379,7 @@ words!(
     RefreshSecretState => "refresh secret state",
     AccessKeyStatus => "access key status",
     SnapshotRunState => "snapshot run state",
+    CommandStatus => "command status",
 );
 
 #[cfg(test)]
@@ -311,6 +409,29 @@ mod tests {
         round_trips(RefreshSecretKind::ALL, RefreshSecretKind::as_str);
         round_trips(RefreshSecretState::ALL, RefreshSecretState::as_str);
         round_trips(SnapshotRunState::ALL, SnapshotRunState::as_str);
+        round_trips(CommandStatus::ALL, CommandStatus::as_str);
+    }
+
+    #[test]
+    fn a_command_is_in_progress_until_every_instance_is_final() {
+        use CommandStatus::*;
+        assert_eq!(
+            InvocationStatus::of([Success, Running]),
+            InvocationStatus::InProgress
+        );
+        assert_eq!(
+            InvocationStatus::of([Success, Success]),
+            InvocationStatus::Success
+        );
+        assert_eq!(
+            InvocationStatus::of([Success, Cancelled]),
+            InvocationStatus::Failed
+        );
+        assert_eq!(
+            InvocationStatus::of([Undeliverable]),
+            InvocationStatus::Failed
+        );
+        assert!(TimedOut.is_error() && Failed.is_error() && !Undeliverable.is_error());
     }
 
     #[test]

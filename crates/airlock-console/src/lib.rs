@@ -8,11 +8,13 @@
 
 mod access_keys;
 mod accounts;
+mod agent_work;
 pub mod api;
 pub mod audit;
 mod auth;
 pub mod authz;
 pub mod cluster;
+mod commands;
 mod deployments;
 pub mod ec2;
 pub mod endpoints;
@@ -123,6 +125,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(snapshot_policies::create, snapshot_policies::list))
         .routes(routes!(snapshot_policies::get, snapshot_policies::remove))
         .routes(routes!(snapshot_policies::run_now))
+        .routes(routes!(commands::send, commands::list))
+        .routes(routes!(commands::get))
+        .routes(routes!(agent_work::next))
+        .routes(
+            routes!(agent_work::report).layer(DefaultBodyLimit::max(agent_work::MAX_REPORT_BODY)),
+        )
         .merge(fleet::routes())
         .merge(web::api())
 }
@@ -180,6 +188,8 @@ pub async fn prepare(
         logins: Default::default(),
         streams: Default::default(),
         refreshes: Default::default(),
+        agent_requests: Default::default(),
+        commands: Default::default(),
         pollers: Default::default(),
         lookups: Default::default(),
         snapshots: Default::default(),
@@ -209,6 +219,7 @@ pub async fn serve(
     tokio::spawn(cluster::run(state.clone()));
     tokio::spawn(deployments::keep_watching(state.clone()));
     tokio::spawn(snapshot_policies::keep_scheduling(state.clone()));
+    tokio::spawn(commands::keep_advancing(state.clone()));
     tokio::spawn(events::join_nodes(state.clone()));
     tokio::spawn(snapshots::forget_on_change(
         state.snapshots.clone(),

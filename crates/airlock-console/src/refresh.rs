@@ -22,10 +22,10 @@ use crate::refresh_retry::ExchangeKey;
 use crate::state::AppState;
 use airlock_access::session;
 use airlock_api::deployments::{CredentialMode, DeploymentSpec, RevokeResult};
-use airlock_api::refresh::{RefreshRequest, RefreshResponse};
+use airlock_api::refresh::{RefreshRequest, RefreshResponse, AGENT_TOKEN_PREFIX};
 use airlock_api::state::{RefreshSecretKind, RefreshSecretState};
 use airlock_cloud::{Instance, ScopedSessionRequest, SessionCredentials, Target};
-use airlock_store::{AccountRow, DeploymentRow, Exchange, RefreshSecretRow};
+use airlock_store::{AccountRow, AgentTokenRow, DeploymentRow, Exchange, RefreshSecretRow};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
@@ -659,9 +659,11 @@ impl<'a> Attempt<'a> {
             created_at: at.clone(),
             used_at: None,
         };
+        let agent_token = self.agent_token(row, issued.expiration).await?;
         let answer = RefreshResponse {
             credentials: payload_credentials(issued.clone()),
             refresh_secret: next,
+            agent_token: Some(agent_token),
         };
         // Kept with the exchange, in its transaction, before it is sent. If it cannot be
         // sealed, the answer is still given (a lost one is then taken for a replay, as a retry
@@ -701,6 +703,29 @@ impl<'a> Attempt<'a> {
 }
 
 impl Attempt<'_> {
+    /// A new agent token for the instance, working from this request's address until the
+    /// credentials it comes with expire. Stored before it is handed out; one that is never
+    /// handed out (the exchange lost a race) is never known to anyone and expires.
+    async fn agent_token(
+        &self,
+        row: &DeploymentRow,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<SecretString> {
+        let token = random_secret(AGENT_TOKEN_PREFIX);
+        self.state
+            .store
+            .insert_agent_token(&AgentTokenRow {
+                token_hash: token_hash(token.expose_secret()),
+                deployment_id: row.id.clone(),
+                instance_id: self.req.instance_id.clone(),
+                source_ip: self.source.to_string(),
+                expires_at_ms: until.timestamp_millis(),
+                created_at: crate::now(),
+            })
+            .await?;
+        Ok(token)
+    }
+
     /// Another request exchanged the presented secret first: if it was a copy of this one
     /// (same instance, same address), its answer is this one's; otherwise the secret was
     /// replayed, which is refused and raised.

@@ -54,27 +54,9 @@ fn policy_arn(name: &str) -> String {
     console_arn("snapshot-policy", name)
 }
 
-/// `tag:KEY=VALUE` as the EC2 filter it stands for.
-fn target_filter(target: &str) -> ApiResult<Filter> {
-    let bad = || {
-        ApiError::field(
-            "target",
-            format!("{target:?} is not tag:KEY=VALUE (e.g. tag:Backup=daily)"),
-        )
-    };
-    let (key, value) = target
-        .strip_prefix("tag:")
-        .and_then(|rest| rest.split_once('='))
-        .ok_or_else(bad)?;
-    if key.is_empty() || key.len() > 128 || value.len() > 256 {
-        return Err(bad());
-    }
-    Ok(Filter::new(format!("tag:{key}"), value))
-}
-
 fn validate_request(req: &CreateSnapshotPolicyRequest) -> ApiResult<Schedule> {
     validate::name("name", &req.name)?;
-    target_filter(&req.target)?;
+    validate::tag_target("target", &req.target)?;
     let schedule: Schedule = req
         .schedule
         .parse()
@@ -376,7 +358,7 @@ async fn take_snapshots(
     run: &mut SnapshotRunRow,
 ) -> ApiResult<()> {
     let owner = Caller::acting_for(&row.created_by);
-    let filter = target_filter(&row.target)?;
+    let filter = validate::tag_target("target", &row.target)?;
     // Decided before the account's key is unsealed, as every decision is.
     let account = accounts::row(state, &row.account).await?;
     let checks = vec![
@@ -618,11 +600,11 @@ mod tests {
     #[test]
     fn targets_are_tag_filters() {
         assert_eq!(
-            target_filter("tag:Backup=daily").unwrap(),
+            validate::tag_target("target", "tag:Backup=daily").unwrap(),
             Filter::new("tag:Backup", "daily")
         );
         for bad in ["Backup=daily", "tag:=x", "tag:Backup", "vol-123"] {
-            assert!(target_filter(bad).is_err(), "{bad}");
+            assert!(validate::tag_target("target", bad).is_err(), "{bad}");
         }
     }
 

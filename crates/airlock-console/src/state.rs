@@ -62,6 +62,10 @@ pub struct AppState {
     pub passwords: Arc<crate::auth::PasswordChecks>,
     /// Refresh requests and refusals per source address.
     pub refreshes: Arc<crate::refresh_guard::RefreshGuard>,
+    /// Agents' command fetches and reports per source address.
+    pub agent_requests: Arc<crate::refresh_guard::RefreshGuard>,
+    /// Agents waiting for commands.
+    pub commands: Arc<crate::agent_work::Waiters>,
     /// The shared pollers of instance watches.
     pub pollers: Arc<crate::poller::Pollers>,
     /// Instance look-ups by id (refresh checks) sharing `DescribeInstances` calls per account.

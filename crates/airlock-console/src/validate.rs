@@ -1,7 +1,7 @@
 //! Checks on user input made before anything reaches EC2, with EC2's own limits.
 
 use crate::error::ApiError;
-use airlock_cloud::Tag;
+use airlock_cloud::{Filter, Tag};
 use airlock_fleet::FieldError;
 
 impl From<FieldError> for ApiError {
@@ -46,6 +46,25 @@ pub fn region(field: &str, value: &str) -> Result<(), ApiError> {
 /// Validates an EC2 id with a given prefix, such as `ami-` or `sg-`.
 pub fn ec2_id(field: &str, value: &str, prefix: &str) -> Result<(), ApiError> {
     Ok(airlock_fleet::validate::ec2_id(field, value, prefix)?)
+}
+
+/// `tag:KEY=VALUE` (the targets of snapshot policies and commands) as the EC2 filter it
+/// stands for.
+pub fn tag_target(field: &str, target: &str) -> Result<Filter, ApiError> {
+    let bad = || {
+        ApiError::field(
+            field,
+            format!("{target:?} is not tag:KEY=VALUE (e.g. tag:Backup=daily)"),
+        )
+    };
+    let (key, value) = target
+        .strip_prefix("tag:")
+        .and_then(|rest| rest.split_once('='))
+        .ok_or_else(bad)?;
+    if key.is_empty() || key.len() > 128 || value.len() > 256 {
+        return Err(bad());
+    }
+    Ok(Filter::new(format!("tag:{key}"), value))
 }
 
 #[cfg(test)]

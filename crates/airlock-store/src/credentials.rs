@@ -145,7 +145,8 @@ impl Store {
     }
 
     /// Revokes the deployment's active secrets: all of them, or only those of `instances`
-    /// (enrolment secrets too when `instances` is `None`). Returns how many were revoked.
+    /// (enrolment secrets too when `instances` is `None`), and deletes their agent tokens.
+    /// Returns how many secrets were revoked.
     pub async fn revoke_refresh_secrets(
         &self,
         deployment_id: &str,
@@ -166,6 +167,10 @@ impl Store {
                 .execute(self.pool())
                 .await?
                 .rows_affected();
+                sqlx::query("DELETE FROM agent_tokens WHERE deployment_id = $1")
+                    .bind(deployment_id)
+                    .execute(self.pool())
+                    .await?;
             }
             Some(ids) => {
                 for id in ids {
@@ -181,6 +186,13 @@ impl Store {
                     .execute(self.pool())
                     .await?
                     .rows_affected();
+                    sqlx::query(
+                        "DELETE FROM agent_tokens WHERE deployment_id = $1 AND instance_id = $2",
+                    )
+                    .bind(deployment_id)
+                    .bind(id)
+                    .execute(self.pool())
+                    .await?;
                 }
             }
         }

@@ -10,6 +10,7 @@
 mod access_keys;
 mod authz;
 mod cluster;
+mod commands;
 mod credentials;
 mod gateway;
 mod limits;
@@ -19,6 +20,7 @@ mod snapshot_policies;
 pub use access_keys::*;
 pub use authz::*;
 pub use cluster::*;
+pub use commands::*;
 pub use credentials::*;
 pub use gateway::*;
 pub use limits::*;

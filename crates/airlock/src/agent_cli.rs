@@ -161,6 +161,16 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 300.0)]
     pub task_wait: f64,
 
+    /// Do not fetch and run commands sent with `airlock command run`. Without this flag, an
+    /// agent whose deployment refreshes through the console (scoped, bootstrap or proxy
+    /// credentials) long-polls it for commands and runs them.
+    #[arg(long)]
+    pub no_commands: bool,
+
+    /// Run commands from the console as this user (default: the agent's own user).
+    #[arg(long, value_name = "USER")]
+    pub command_user: Option<String>,
+
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -187,6 +197,8 @@ impl RunArgs {
             session_duration: self.session_duration,
             refresh_before: self.refresh_before,
             task_wait: self.task_wait,
+            no_commands: self.no_commands,
+            command_user: self.command_user,
         }
     }
 }

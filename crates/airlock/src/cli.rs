@@ -143,6 +143,11 @@ pub enum Command {
     /// Every snapshot and deletion is decided with the creator's permissions.
     #[command(subcommand, name = "snapshot-policy")]
     SnapshotPolicy(SnapshotPolicyCommand),
+    /// Run command: a command line run by the agents of the instances a tag selects, fetched
+    /// over their own channel to the console (no inbound port), with max-concurrency and
+    /// max-errors as Systems Manager defines them.
+    #[command(subcommand, name = "command")]
+    Commands(CommandCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -584,6 +589,57 @@ pub enum PolicyCommand {
     Delete {
         /// Policy name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommandCommand {
+    /// Send a command (airlock:SendCommand on every target instance, decided with its tags).
+    ///
+    /// The program runs without a shell, as the agent's --command-user, on every running
+    /// instance that matches all the --target tags (and is one of the --instance ids, when
+    /// given). With --file, the file is run by `sh -c`. Exits 1 when --wait sees an instance
+    /// fail, time out, stay unreachable or be cancelled.
+    #[command(
+        after_help = "Examples:\n  airlock command run --account prod --target 'tag:Patch Group=Linux Servers' --max-concurrency 1 --timeout 600 --wait -- yum -y update\n  airlock command run --account prod --instance i-0123456789abcdef0 --timeout 60 --file ./check.sh --wait --output json"
+    )]
+    Run {
+        /// Console account whose instances run it.
+        #[arg(long)]
+        account: String,
+        /// tag:KEY=VALUE; repeat to narrow (an instance must match every one).
+        #[arg(long = "target", value_name = "tag:KEY=VALUE")]
+        targets: Vec<String>,
+        /// An instance id; repeatable.
+        #[arg(long = "instance", value_name = "INSTANCE_ID")]
+        instances: Vec<String>,
+        /// How many instances run it at once: N or N% of the targets.
+        #[arg(long, default_value = "50")]
+        max_concurrency: String,
+        /// Errors (failures and timeouts) allowed before the instances not yet sent it are
+        /// cancelled: N or N%.
+        #[arg(long, default_value = "0")]
+        max_errors: String,
+        /// Seconds it may run on each instance (and wait for the instance's agent to fetch it).
+        #[arg(long)]
+        timeout: u32,
+        /// Wait until every instance is done, showing progress, and print the results.
+        #[arg(long)]
+        wait: bool,
+        /// Run this script with `sh -c` instead of a command line.
+        #[arg(long, value_name = "FILE", conflicts_with = "command")]
+        file: Option<PathBuf>,
+        /// The program and its arguments (after `--`).
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// List the latest commands (airlock:ListCommands).
+    List,
+    /// Show a command's per-instance status, exit code and output (airlock:GetCommand; output
+    /// needs airlock:ReadCommandOutput on the instance).
+    Show {
+        /// The command id (cmd-…).
+        id: String,
     },
 }
 

@@ -9,6 +9,7 @@ mod admin;
 mod agent_cli;
 mod cli;
 mod client;
+mod command_cli;
 mod commands;
 mod fleet;
 mod gateway_cli;
@@ -97,6 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Audit(args) => admin::audit(&client, args, output).await,
                 Command::GatewayConfig(cmd) => gateway_config::run(&client, cmd, output).await,
                 Command::SnapshotPolicy(cmd) => snapshot_policy::run(&client, cmd, output).await,
+                Command::Commands(cmd) => command_cli::run(&client, cmd, output).await,
                 Command::Cluster(cli::ClusterCommand::Status) => {
                     commands::cluster_status(&client, output).await
                 }

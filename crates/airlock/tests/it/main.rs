@@ -16,6 +16,7 @@ mod agent;
 mod authz;
 mod cluster;
 mod cluster_limits;
+mod commands;
 mod console;
 mod credentials;
 mod ec2_endpoint;
