@@ -85,7 +85,8 @@ check_dependencies() {
     return
   fi
   local db
-  db=$(find "$HOME/.cargo/advisory-dbs" -maxdepth 1 -name 'advisory-db-*' -type d 2>/dev/null | head -1)
+  # No directory at all is the usual case on a new machine: not an error.
+  db=$(find "$HOME/.cargo/advisory-dbs" -maxdepth 1 -name 'advisory-db-*' -type d 2>/dev/null | head -1 || true)
   if [ -n "$db" ] && git -C "$db" rev-parse -q --verify HEAD >/dev/null 2>&1; then
     say "RustSec advisories as of $(git -C "$db" log -1 --format=%cs) (AIRLOCK_FETCH_ADVISORIES=1 fetches the newest)"
     cargo deny --offline check advisories

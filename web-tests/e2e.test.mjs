@@ -347,6 +347,20 @@ ec2.create_volume(AvailabilityZone="us-east-1a", Size=1,
     await shot('snapshot-policy');
   });
 
+  await t.test('a command is listed and its instances shown', needsInstances(), async () => {
+    const sent = await page.evaluate((id) => Airlock.api('POST', '/v1/commands', {
+      account: 'dev', instance_ids: [id], command: ['uptime'], timeout_seconds: 1,
+    }), deployed[1]);
+    await page.click('nav a[href="#/commands"]');
+    await page.waitForSelector(`#command-rows a:text-is("${sent.id}")`);
+    await shot('commands');
+    await page.click(`#command-rows a:text-is("${sent.id}")`);
+    // No agent runs in this test bed: the instance ends undeliverable once the timeout passed.
+    await page.waitForSelector('#command-results .state-undeliverable', { timeout: 20000 });
+    assert.match(await page.textContent('#command-results'), new RegExp(deployed[1]));
+    await shot('command');
+  });
+
   await t.test('no secret reached the browser', async () => {
     const all = seen.join('\n');
     assert.ok(!all.includes(SECRET), 'the secret access key');

@@ -15,7 +15,9 @@
 use crate::accounts;
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{authorize, console_arn, permits, policies_of, precheck, principal};
+use crate::authz::{
+    authorize, console_arn, ec2_arn, permits, policies_of, precheck, principal,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
@@ -200,7 +202,14 @@ pub async fn send(
     let parts: Vec<CommandResultRow> = instances.iter().map(|i| new_part(&row.id, i)).collect();
     state.store.insert_command(&row, &parts).await?;
     let resources = std::iter::once(command_arn(&row.id))
-        .chain(instances.iter().map(|i| i.instance_id.clone()))
+        .chain(instances.iter().map(|i| {
+            ec2_arn(
+                &account.region,
+                &account.aws_account_id,
+                "instance",
+                &i.instance_id,
+            )
+        }))
         .collect();
     audit::record_ok(
         &state,

@@ -1,4 +1,4 @@
-// Airlock web console, pages: instances, deploy, deployments, snapshot policies, accounts,
+// Airlock web console, pages: instances, deploy, deployments, snapshot policies, commands, accounts,
 // users, policies, simulator and audit. Each page renders into <main> and returns a function that stops its
 // polling when the reader leaves. Tables are built as one HTML string and set in one pass.
 'use strict';
@@ -500,6 +500,54 @@
       load();
     });
     return poll(load, 5000);
+  }
+
+  // ------------------------------------------------------------------------------ commands --
+  pages.commands = {
+    title: 'Commands',
+    render(root, [id]) {
+      if (id) return commandDetail(root, id);
+      root.innerHTML = `<h1>Commands</h1>
+        <p>Command lines run by the agents of the instances a tag selects. Send them with <code>airlock command run</code>.</p>
+        <p class="form-error" role="alert" hidden></p>
+        <div class="table-wrap"><table><thead><tr><th scope="col">Command</th><th scope="col">Status</th><th scope="col">Account</th>
+        <th scope="col">Instances</th><th scope="col">Sent by</th><th scope="col">Sent</th><th scope="col">Runs</th></tr></thead>
+        <tbody id="command-rows"><tr><td colspan="7">Loading…</td></tr></tbody></table></div>`;
+      return poll(async () => {
+        try {
+          const { commands } = await api('GET', '/v1/commands');
+          $('#command-rows', root).innerHTML = commands.map((c) => `<tr>
+            <td><a class="mono" href="#/commands/${encodeURIComponent(c.id)}">${h(c.id)}</a></td><td>${stateBadge(c.status)}</td>
+            <td>${h(c.account)}</td><td>${c.results.length}</td><td>${h(c.created_by)}</td>
+            <td title="${h(c.created_at)}">${h(age(c.created_at))} ago</td><td class="mono">${h(c.command.join(' '))}</td></tr>`).join('')
+            || '<tr><td colspan="7" class="empty">No commands yet.</td></tr>';
+        } catch (err) { showError(root, err); }
+      }, 5000);
+    },
+  };
+
+  function commandDetail(root, id) {
+    root.innerHTML = `<p><a href="#/commands">← Commands</a></p><h1>Command ${h(id)}</h1>
+      <p class="form-error" role="alert" hidden></p>
+      <div id="command-body">Loading…</div>`;
+    const output = (label, text) => (text ? `<h3>${label}</h3><pre class="mono">${h(text)}</pre>` : '');
+    return poll(async () => {
+      let c;
+      try { c = await api('GET', `/v1/commands/${encodeURIComponent(id)}`); } catch (err) { showError(root, err); return; }
+      $('#command-body', root).innerHTML = `<dl class="spec">
+          <dt>Status</dt><dd>${stateBadge(c.status)}</dd><dt>Account</dt><dd>${h(c.account)}</dd>
+          <dt>Runs</dt><dd class="mono">${h(c.command.join(' '))}</dd>
+          <dt>Targets</dt><dd class="mono">${h([...c.targets, ...c.instance_ids].join(' '))}</dd>
+          <dt>Limits</dt><dd>${h(c.max_concurrency)} at once, ${h(c.max_errors)} errors allowed, ${c.timeout_seconds} s each</dd>
+          <dt>Sent by</dt><dd>${h(c.created_by)}</dd></dl>
+        <h2>Instances</h2>
+        <div class="table-wrap"><table><thead><tr><th scope="col">Instance</th><th scope="col">Status</th><th scope="col">Exit code</th>
+        <th scope="col">Started</th><th scope="col">Ended</th></tr></thead>
+        <tbody id="command-results">${c.results.map((r) => `<tr><td class="mono">${h(r.instance_id)}</td><td>${stateBadge(r.status)}</td>
+          <td>${r.exit_code ?? '–'}</td><td>${h(r.started_at || '–')}</td><td>${h(r.ended_at || '–')}</td></tr>`).join('')}</tbody></table></div>
+        ${c.results.map((r) => output(`${h(r.instance_id)}: output${r.truncated ? ' (truncated)' : ''}`, r.output)
+          + output(`${h(r.instance_id)}: error output`, r.error_output)).join('')}`;
+    }, 3000);
   }
 
   // ----------------------------------------------------------------------------- accounts --
