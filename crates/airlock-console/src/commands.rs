@@ -15,9 +15,7 @@
 use crate::accounts;
 use crate::audit::{self, Entry};
 use crate::auth::Caller;
-use crate::authz::{
-    authorize, console_arn, ec2_arn, permits, policies_of, precheck, principal,
-};
+use crate::authz::{authorize, console_arn, ec2_arn, permits, policies_of, precheck, principal};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::state::AppState;
