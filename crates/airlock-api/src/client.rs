@@ -20,6 +20,10 @@ use crate::gateway::{
 };
 use crate::instances::TagsView;
 use crate::instances::{InstanceActionRequest, InstanceActionResponse, InstanceList, TagRequest};
+use crate::maintenance_windows::{
+    CreateMaintenanceWindowRequest, ExecutionList, ExecutionView, MaintenanceWindowList,
+    MaintenanceWindowView,
+};
 use crate::refresh::{RefreshRequest, RefreshResponse};
 use crate::session::{LoginRequest, LoginResponse, Whoami};
 use crate::snapshot_policies::{
@@ -648,6 +652,45 @@ impl ConsoleClient {
     /// `GET /v1/commands/{id}`.
     pub async fn command(&self, id: &str) -> Result<CommandView, ClientError> {
         self.get(&format!("/v1/commands/{id}")).await
+    }
+
+    /// `POST /v1/maintenance-windows`.
+    pub async fn create_maintenance_window(
+        &self,
+        req: &CreateMaintenanceWindowRequest,
+    ) -> Result<MaintenanceWindowView, ClientError> {
+        self.post("/v1/maintenance-windows", req).await
+    }
+
+    /// `GET /v1/maintenance-windows`.
+    pub async fn maintenance_windows(&self) -> Result<MaintenanceWindowList, ClientError> {
+        self.get("/v1/maintenance-windows").await
+    }
+
+    /// `GET /v1/maintenance-windows/{name}`.
+    pub async fn maintenance_window(
+        &self,
+        name: &str,
+    ) -> Result<MaintenanceWindowView, ClientError> {
+        self.get(&format!("/v1/maintenance-windows/{name}")).await
+    }
+
+    /// `DELETE /v1/maintenance-windows/{name}`.
+    pub async fn delete_maintenance_window(&self, name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/maintenance-windows/{name}"))
+            .await
+    }
+
+    /// `GET /v1/maintenance-windows/{name}/executions`.
+    pub async fn executions(&self, name: &str) -> Result<ExecutionList, ClientError> {
+        self.get(&format!("/v1/maintenance-windows/{name}/executions"))
+            .await
+    }
+
+    /// `POST /v1/maintenance-windows/{name}/run`: the execution, just opened.
+    pub async fn run_maintenance_window(&self, name: &str) -> Result<ExecutionView, ClientError> {
+        self.post_empty(&format!("/v1/maintenance-windows/{name}/run"))
+            .await
     }
 
     /// `GET /v1/events`: the open Server-Sent Events stream, without a time limit (it stays

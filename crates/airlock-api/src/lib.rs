@@ -21,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod instances;
+pub mod maintenance_windows;
 pub mod refresh;
 pub mod session;
 pub mod snapshot_policies;

@@ -371,6 +371,52 @@ impl InvocationStatus {
     }
 }
 
+/// Where an opening of a maintenance window is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionState {
+    /// Its tasks are running.
+    Running,
+    /// Every task ran and succeeded on every instance.
+    Succeeded,
+    /// A task failed on some instance, or was refused, or the cutoff skipped one.
+    Failed,
+}
+
+impl ExecutionState {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[
+        ExecutionState::Running,
+        ExecutionState::Succeeded,
+        ExecutionState::Failed,
+    ];
+
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionState::Running => "running",
+            ExecutionState::Succeeded => "succeeded",
+            ExecutionState::Failed => "failed",
+        }
+    }
+}
+
+/// Where one task of a maintenance window's opening is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Not started yet.
+    Pending,
+    /// Running.
+    Running,
+    /// Done on every instance.
+    Succeeded,
+    /// Failed (or was refused) on some instance.
+    Failed,
+    /// Not started: the window's cutoff had passed, or an earlier task failed.
+    Skipped,
+}
+
 words!(
     DeploymentState => "deployment state",
     AuditDecision => "audit decision",
@@ -380,6 +426,7 @@ words!(
     AccessKeyStatus => "access key status",
     SnapshotRunState => "snapshot run state",
     CommandStatus => "command status",
+    ExecutionState => "execution state",
 );
 
 #[cfg(test)]
@@ -410,6 +457,7 @@ mod tests {
         round_trips(RefreshSecretState::ALL, RefreshSecretState::as_str);
         round_trips(SnapshotRunState::ALL, SnapshotRunState::as_str);
         round_trips(CommandStatus::ALL, CommandStatus::as_str);
+        round_trips(ExecutionState::ALL, ExecutionState::as_str);
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub enum Lease {
     Deployments,
     /// The scheduled rotation of old account keys.
     KeyRotation,
-    /// Firing snapshot policies on their schedules.
+    /// Firing snapshot policies and opening maintenance windows on their schedules.
     Schedules,
 }
 

@@ -69,7 +69,7 @@ fn limits(req: &SendCommandRequest) -> ApiResult<(Limit, Limit)> {
 
 /// Checks everything in the request that needs nothing looked up; returns the EC2 filters of
 /// its targets.
-fn validate_request(req: &SendCommandRequest) -> ApiResult<Vec<Filter>> {
+pub(crate) fn validate_request(req: &SendCommandRequest) -> ApiResult<Vec<Filter>> {
     validate::name("account", &req.account)?;
     if req.command.first().is_none_or(String::is_empty) {
         return Err(ApiError::field("command", "name the program to run"));
@@ -172,18 +172,30 @@ pub async fn send(
     caller: Caller,
     Body(req): Body<SendCommandRequest>,
 ) -> ApiResult<(StatusCode, Json<CommandView>)> {
-    let filters = validate_request(&req)?;
-    precheck(&state, &caller, vec![ops::use_account(&req.account)]).await?;
-    let (account, target) = accounts::target_for_request(&state, &req.account).await?;
+    let row = send_as(&state, &caller, &req).await?;
+    let view = view_for(&state, &caller, row).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Sends a command as `caller` (a user, or a maintenance window acting for its owner): decided,
+/// recorded, audited and its first instances released.
+pub(crate) async fn send_as(
+    state: &AppState,
+    caller: &Caller,
+    req: &SendCommandRequest,
+) -> ApiResult<CommandRow> {
+    let filters = validate_request(req)?;
+    precheck(state, caller, vec![ops::use_account(&req.account)]).await?;
+    let (account, target) = accounts::target_for_request(state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let found = ec2.describe_instances(&filters, &req.instance_ids).await?;
-    let instances = selected(&req, found)?;
+    let instances = selected(req, found)?;
     let scope = accounts::scope_of(&account);
     let mut checks = vec![ops::use_account(&req.account)];
     checks.extend(instances.iter().map(|i| ops::send_command(&scope, i)));
-    authorize(&state, &caller, checks).await?;
+    authorize(state, caller, checks).await?;
 
-    let (concurrency, max_errors) = limits(&req)?;
+    let (concurrency, max_errors) = limits(req)?;
     let row = CommandRow {
         id: crate::random_id("cmd", 8),
         account: req.account.clone(),
@@ -210,8 +222,8 @@ pub async fn send(
         }))
         .collect();
     audit::record_ok(
-        &state,
-        Entry::for_caller(&caller, "airlock:SendCommand", resources),
+        state,
+        Entry::for_caller(caller, "airlock:SendCommand", resources),
         Some(format!(
             "{} on {} instances: {}",
             row.id,
@@ -221,9 +233,8 @@ pub async fn send(
     )
     .await;
     tracing::info!(command = %row.id, user = %caller.user, account = %row.account, instances = parts.len(), "command sent");
-    advance(&state, &row.id).await?;
-    let view = view_for(&state, &caller, row).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    advance(state, &row.id).await?;
+    Ok(row)
 }
 
 /// The command line as the audit log shows it: its program and how many arguments, since

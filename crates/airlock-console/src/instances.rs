@@ -546,37 +546,49 @@ pub async fn act(
     Body(req): Body<InstanceActionRequest>,
 ) -> ApiResult<Json<InstanceActionResponse>> {
     let act = state_action(&action)?;
+    let request_id = act_as(&state, &caller, act, &req).await?;
+    Ok(Json(InstanceActionResponse {
+        action,
+        instance_ids: req.instance_ids,
+        aws_request_id: request_id,
+    }))
+}
+
+/// Starts, stops, reboots or terminates instances as `caller` (a user, or a maintenance window
+/// acting for its owner): decided with every instance's tags, called, audited.
+pub(crate) async fn act_as(
+    state: &AppState,
+    caller: &Caller,
+    act: StateAction,
+    req: &InstanceActionRequest,
+) -> ApiResult<Option<String>> {
     let ids = requested_ids(&req.instance_ids)?;
-    precheck(&state, &caller, vec![ops::use_account(&req.account)]).await?;
-    let (account, target) = accounts::target_for_request(&state, &req.account).await?;
+    precheck(state, caller, vec![ops::use_account(&req.account)]).await?;
+    let (account, target) = accounts::target_for_request(state, &req.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let api_action = format!("ec2:{}", act.api_name());
     let scope = accounts::scope_of(&account);
     let described = state_change(ec2.as_ref(), &scope, &account.name, &api_action, &ids).await?;
     let resources = described.resources();
-    authorize(&state, &caller, described.checks).await?;
+    authorize(state, caller, described.checks).await?;
     if let Some(e) = described.not_found {
         return Err(e.into());
     }
     let found = described.found;
     let result = ec2.change_state(act, &ids).await;
     audit::record_call(
-        &state,
-        Entry::for_caller(&caller, &api_action, resources),
+        state,
+        Entry::for_caller(caller, &api_action, resources),
         &result,
         |id| id.clone(),
     )
     .await;
     let request_id = result?;
     if act == StateAction::Terminate {
-        revoke_terminated(&state, &found).await;
+        revoke_terminated(state, &found).await;
     }
     tracing::info!(user = %caller.user, action = act.api_name(), instances = ?req.instance_ids, aws_request_id = ?request_id, "instance action");
-    Ok(Json(InstanceActionResponse {
-        action,
-        instance_ids: req.instance_ids,
-        aws_request_id: request_id,
-    }))
+    Ok(request_id)
 }
 
 /// The action a path names.

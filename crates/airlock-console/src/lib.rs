@@ -25,6 +25,7 @@ pub mod gateway;
 mod instance_keys;
 mod instances;
 mod json;
+mod maintenance_windows;
 mod openapi;
 mod poller;
 pub mod queues;
@@ -127,6 +128,16 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(snapshot_policies::run_now))
         .routes(routes!(commands::send, commands::list))
         .routes(routes!(commands::get))
+        .routes(routes!(
+            maintenance_windows::create,
+            maintenance_windows::list
+        ))
+        .routes(routes!(
+            maintenance_windows::get,
+            maintenance_windows::remove
+        ))
+        .routes(routes!(maintenance_windows::executions))
+        .routes(routes!(maintenance_windows::run_now))
         .routes(routes!(agent_work::next))
         .routes(
             routes!(agent_work::report).layer(DefaultBodyLimit::max(agent_work::MAX_REPORT_BODY)),

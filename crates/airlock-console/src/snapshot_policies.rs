@@ -85,7 +85,7 @@ fn validate_request(req: &CreateSnapshotPolicyRequest) -> ApiResult<Schedule> {
     Ok(schedule)
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
@@ -474,7 +474,8 @@ fn expired(
         .collect()
 }
 
-/// While this node holds the schedules lease, fires the policies that are due.
+/// While this node holds the schedules lease, fires the snapshot policies and opens the
+/// maintenance windows that are due.
 pub async fn keep_scheduling(state: AppState) {
     let clock = state.config.schedule_clock.clone();
     let tick = if clock.is_some() { TEST_TICK } else { TICK };
@@ -485,6 +486,9 @@ pub async fn keep_scheduling(state: AppState) {
                 if let Err(e) = fire_due(&state, now).await {
                     tracing::warn!(error = %e, "cannot look for due snapshot policies");
                 }
+                if let Err(e) = crate::maintenance_windows::open_due(&state, now).await {
+                    tracing::warn!(error = %e, "cannot look for due maintenance windows");
+                }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the schedule clock"),
         }
@@ -493,7 +497,7 @@ pub async fn keep_scheduling(state: AppState) {
 }
 
 /// The time schedules see: the system clock, or the time written in the test clock file.
-async fn schedule_now(clock: Option<&std::path::Path>) -> Result<DateTime<Utc>, String> {
+pub(crate) async fn schedule_now(clock: Option<&std::path::Path>) -> Result<DateTime<Utc>, String> {
     let Some(path) = clock else {
         return Ok(Utc::now());
     };

@@ -14,6 +14,7 @@ mod commands;
 mod credentials;
 mod gateway;
 mod limits;
+mod maintenance_windows;
 mod records;
 mod snapshot_policies;
 
@@ -24,6 +25,7 @@ pub use commands::*;
 pub use credentials::*;
 pub use gateway::*;
 pub use limits::*;
+pub use maintenance_windows::*;
 pub use records::*;
 pub use snapshot_policies::*;
 

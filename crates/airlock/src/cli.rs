@@ -148,6 +148,11 @@ pub enum Command {
     /// max-errors as Systems Manager defines them.
     #[command(subcommand, name = "command")]
     Commands(CommandCommand),
+    /// Maintenance windows: when the schedule opens one, its tasks (snapshots of the targets'
+    /// volumes, a command, a reboot) run in order on the instances a tag selects, with max
+    /// concurrency and max errors, until the cutoff; with the creator's permissions.
+    #[command(subcommand, name = "maintenance-window")]
+    MaintenanceWindow(MaintenanceWindowCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -644,6 +649,109 @@ pub enum CommandCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum MaintenanceWindowCommand {
+    /// Create a window (airlock:CreateMaintenanceWindow); it first opens at the schedule's next
+    /// time after now.
+    ///
+    /// Tasks run in this order: --task-snapshot, each --task-command in the order given, then
+    /// --task-reboot (snapshot, patch, reboot).
+    #[command(
+        after_help = "Example:\n  airlock maintenance-window create patch-sunday --account prod --target 'tag:Patch Group=Linux Servers' \\\n    --schedule 'cron(0 3 ? * SUN *)' --duration 2h --cutoff 30m \\\n    --task-snapshot --task-command ./patch.sh --task-reboot --max-concurrency 1 --max-errors 0"
+    )]
+    Create {
+        /// Window name (1-64 of letters, digits, '.', '_', '-').
+        name: String,
+        /// Console account whose instances it maintains.
+        #[arg(long)]
+        account: String,
+        /// The instances: tag:KEY=VALUE (those running when it opens).
+        #[arg(long)]
+        target: String,
+        /// When it opens: 'cron(0 3 ? * SUN *)' or 'rate(1 day)' (EventBridge syntax, UTC).
+        #[arg(long)]
+        schedule: String,
+        /// How long it stays open: 1h to 24h (e.g. 2h, 90m).
+        #[arg(long, value_parser = parse_span)]
+        duration: u32,
+        /// How long before it closes no new task starts (e.g. 30m).
+        #[arg(long, value_parser = parse_span)]
+        cutoff: u32,
+        /// A script each instance's agent runs with `sh -c`; repeatable.
+        #[arg(long = "task-command", value_name = "FILE")]
+        task_commands: Vec<PathBuf>,
+        /// Seconds each command task may run on an instance.
+        #[arg(long, default_value_t = 600)]
+        task_timeout: u32,
+        /// Snapshot every volume attached to each instance first.
+        #[arg(long)]
+        task_snapshot: bool,
+        /// Reboot each instance last.
+        #[arg(long)]
+        task_reboot: bool,
+        /// Instances a task works on at once: N or N%.
+        #[arg(long, default_value = "1")]
+        max_concurrency: String,
+        /// Errors a task allows before it stops: N or N%.
+        #[arg(long, default_value = "0")]
+        max_errors: String,
+    },
+    /// List windows with their next opening.
+    List,
+    /// Show a window.
+    Show {
+        /// Window name.
+        name: String,
+    },
+    /// Its latest executions, each task's result per instance (airlock:GetMaintenanceWindow).
+    Executions {
+        /// Window name.
+        name: String,
+    },
+    /// Open a window now, for its duration (airlock:RunMaintenanceWindow); exits 1 if --wait
+    /// sees it fail.
+    RunNow {
+        /// Window name.
+        name: String,
+        /// Wait until its last task ended, and print the execution.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Delete a window and its history.
+    Delete {
+        /// Window name.
+        name: String,
+    },
+}
+
+/// A span like `2h`, `90m`, `45s`, `1h30m` or `0s`, in seconds.
+fn parse_span(text: &str) -> Result<u32, String> {
+    let bad = || format!("{text:?} is not a span like 2h, 30m or 1h30m");
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        total = total
+            .checked_add(n.checked_mul(unit).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || text.trim().is_empty() {
+        return Err(bad());
+    }
+    u32::try_from(total).map_err(|_| bad())
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SnapshotPolicyCommand {
     /// Create a policy; it first fires at the schedule's next time after now.
     Create {
@@ -770,4 +878,22 @@ pub enum AuditCommand {
     },
     /// The newest record's seq, time and hash: write it down elsewhere to anchor the log.
     Head,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_as_an_operator_writes_them() {
+        assert_eq!(parse_span("2h"), Ok(7200));
+        assert_eq!(parse_span("30m"), Ok(1800));
+        assert_eq!(parse_span("1h30m"), Ok(5400));
+        assert_eq!(parse_span("0s"), Ok(0));
+        for bad in ["", "2", "h", "2d", "1.5h", "-1h", "99999999999h"] {
+            let err = parse_span(bad).unwrap_err();
+            assert!(err.contains("2h, 30m or 1h30m"), "{bad}: {err}");
+        }
+    }
 }

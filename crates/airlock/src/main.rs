@@ -14,6 +14,7 @@ mod commands;
 mod fleet;
 mod gateway_cli;
 mod gateway_config;
+mod maintenance_window;
 mod metrics_listen;
 mod output;
 mod serve;
@@ -99,6 +100,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::GatewayConfig(cmd) => gateway_config::run(&client, cmd, output).await,
                 Command::SnapshotPolicy(cmd) => snapshot_policy::run(&client, cmd, output).await,
                 Command::Commands(cmd) => command_cli::run(&client, cmd, output).await,
+                Command::MaintenanceWindow(cmd) => {
+                    maintenance_window::run(&client, cmd, output).await
+                }
                 Command::Cluster(cli::ClusterCommand::Status) => {
                     commands::cluster_status(&client, output).await
                 }

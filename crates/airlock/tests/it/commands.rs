@@ -9,7 +9,7 @@ use std::time::Duration;
 
 const GROUP: &str = "tag:Patch Group=Linux Servers";
 
-fn instances_of(deployment: &Value) -> Vec<String> {
+pub fn instances_of(deployment: &Value) -> Vec<String> {
     let mut ids: Vec<String> = deployment["instances"]
         .as_array()
         .unwrap()
@@ -21,7 +21,7 @@ fn instances_of(deployment: &Value) -> Vec<String> {
 }
 
 /// Waits until every instance's agent holds an agent token (it enrolled with the console).
-async fn agents_ready(fleet: &Fleet, ids: &[String]) {
+pub async fn agents_ready(fleet: &Fleet, ids: &[String]) {
     for id in ids {
         let token = fleet.state_dir(id).join("agent-token");
         eventually(

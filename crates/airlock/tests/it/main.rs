@@ -22,6 +22,7 @@ mod credentials;
 mod ec2_endpoint;
 mod fleet;
 mod gateway;
+mod maintenance_windows;
 mod scale;
 mod snapshot_policies;
 mod throttling;
