@@ -361,6 +361,21 @@ ec2.create_volume(AvailabilityZone="us-east-1a", Size=1,
     await shot('command');
   });
 
+  await t.test('a maintenance window is listed and its execution shown per instance', needsInstances(), async () => {
+    await page.evaluate(() => Airlock.api('POST', '/v1/maintenance-windows', {
+      name: 'web-patch', account: 'dev', target: 'tag:team=web', schedule: 'cron(0 3 ? * SUN *)',
+      duration_seconds: 3600, cutoff_seconds: 0, tasks: [{ type: 'reboot' }],
+    }));
+    await page.evaluate(() => Airlock.api('POST', '/v1/maintenance-windows/web-patch/run', {}));
+    await page.click('nav a[href="#/windows"]');
+    await page.waitForSelector('#window-rows a:text-is("web-patch")');
+    await shot('windows');
+    await page.click('#window-rows a:text-is("web-patch")');
+    await page.waitForSelector('#execution-rows .state-succeeded');
+    assert.match(await page.textContent('#execution-rows'), new RegExp(deployed[1]));
+    await shot('window');
+  });
+
   await t.test('no secret reached the browser', async () => {
     const all = seen.join('\n');
     assert.ok(!all.includes(SECRET), 'the secret access key');

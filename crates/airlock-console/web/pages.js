@@ -1,4 +1,5 @@
-// Airlock web console, pages: instances, deploy, deployments, snapshot policies, commands, accounts,
+// Airlock web console, pages: instances, deploy, deployments, snapshot policies, commands,
+// maintenance windows, accounts,
 // users, policies, simulator and audit. Each page renders into <main> and returns a function that stops its
 // polling when the reader leaves. Tables are built as one HTML string and set in one pass.
 'use strict';
@@ -548,6 +549,59 @@
         ${c.results.map((r) => output(`${h(r.instance_id)}: output${r.truncated ? ' (truncated)' : ''}`, r.output)
           + output(`${h(r.instance_id)}: error output`, r.error_output)).join('')}`;
     }, 3000);
+  }
+
+  // ------------------------------------------------------------------- maintenance windows --
+  pages.windows = {
+    title: 'Maintenance windows',
+    render(root, [name]) {
+      if (name) return windowDetail(root, name);
+      root.innerHTML = `<h1>Maintenance windows</h1>
+        <p>Tasks run on the instances a tag selects when the schedule opens the window, with its creator's permissions.
+        Create them with <code>airlock maintenance-window create</code>.</p>
+        <p class="form-error" role="alert" hidden></p>
+        <div class="table-wrap"><table><thead><tr><th scope="col">Window</th><th scope="col">Account</th><th scope="col">Instances</th>
+        <th scope="col">Schedule</th><th scope="col">Tasks</th><th scope="col">Next run</th><th scope="col">Owner</th></tr></thead>
+        <tbody id="window-rows"><tr><td colspan="7">Loading…</td></tr></tbody></table></div>`;
+      return poll(async () => {
+        try {
+          const { windows } = await api('GET', '/v1/maintenance-windows');
+          $('#window-rows', root).innerHTML = windows.map((w) => `<tr>
+            <td><a href="#/windows/${encodeURIComponent(w.name)}">${h(w.name)}</a></td><td>${h(w.account)}</td>
+            <td class="mono">${h(w.target)}</td><td class="mono">${h(w.schedule)}</td><td>${h(w.tasks.map((t) => t.type).join(', '))}</td>
+            <td title="${h(w.next_run_at || '')}">${h(w.next_run_at || 'never')}</td><td>${h(w.created_by)}</td></tr>`).join('')
+            || '<tr><td colspan="7" class="empty">No maintenance windows yet.</td></tr>';
+        } catch (err) { showError(root, err); }
+      }, 10000);
+    },
+  };
+
+  function windowDetail(root, name) {
+    root.innerHTML = `<p><a href="#/windows">← Maintenance windows</a></p><h1>Maintenance window ${h(name)}</h1>
+      <p class="form-error" role="alert" hidden></p>
+      <div id="window-body">Loading…</div>`;
+    const result = (r) => `${stateBadge(r.status)}${r.exit_code == null ? '' : ` exit ${r.exit_code}`}`;
+    return poll(async () => {
+      let w; let list;
+      try {
+        w = await api('GET', `/v1/maintenance-windows/${encodeURIComponent(name)}`);
+        list = await api('GET', `/v1/maintenance-windows/${encodeURIComponent(name)}/executions`);
+      } catch (err) { showError(root, err); return; }
+      $('#window-body', root).innerHTML = `<dl class="spec">
+          <dt>Account</dt><dd>${h(w.account)}</dd><dt>Instances</dt><dd class="mono">${h(w.target)}</dd>
+          <dt>Schedule</dt><dd class="mono">${h(w.schedule)}</dd>
+          <dt>Open for</dt><dd>${Math.round(w.duration_seconds / 60)} min, no new task in the last ${Math.round(w.cutoff_seconds / 60)} min</dd>
+          <dt>Tasks</dt><dd>${h(w.tasks.map((t) => t.type).join(', '))}, ${h(w.max_concurrency)} at a time, ${h(w.max_errors)} errors allowed</dd>
+          <dt>Owner</dt><dd>${h(w.created_by)} (every task acts with their permissions)</dd></dl>
+        <h2>Executions</h2>
+        <div class="table-wrap"><table><thead><tr><th scope="col">Execution</th><th scope="col">State</th><th scope="col">Opened</th>
+        <th scope="col">Task</th><th scope="col">Task state</th><th scope="col">Per instance</th></tr></thead>
+        <tbody id="execution-rows">${list.executions.flatMap((e) => e.tasks.map((t) => `<tr><td class="mono">${h(e.id)}</td>
+          <td>${stateBadge(e.state)}</td><td title="${h(e.started_at)}">${h(e.started_at)}</td><td>${t.index + 1}. ${h(t.task.type)}</td>
+          <td>${stateBadge(t.state)}${t.detail ? ` <span class="hint">${h(t.detail)}</span>` : ''}</td>
+          <td>${t.results.map((r) => `<span class="mono">${h(r.instance_id)}</span> ${result(r)}`).join('<br>')}</td></tr>`)).join('')
+          || '<tr><td colspan="6" class="empty">Not opened yet.</td></tr>'}</tbody></table></div>`;
+    }, 5000);
   }
 
   // ----------------------------------------------------------------------------- accounts --
