@@ -570,6 +570,14 @@ impl Window<'_> {
             .into_iter()
             .map(|i| i.instance_id)
             .collect();
+        if ids.len() > airlock_command::MAX_TARGETS {
+            return Err(ApiError::Conflict(format!(
+                "{} matches {} running instances; a window maintains at most {}",
+                self.row.target,
+                ids.len(),
+                airlock_command::MAX_TARGETS
+            )));
+        }
         ids.sort();
         Ok(ids)
     }
