@@ -193,6 +193,18 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = self.now_ms();
         let mut tx = self.pool().begin().await?;
+        // An execution whose node died holds a stale claim: it ended, failed, when it is taken.
+        sqlx::query(&format!(
+            "UPDATE maintenance_executions SET state = $1, finished_at = $2 WHERE id IN \
+             (SELECT running_execution FROM maintenance_windows WHERE name = $3 \
+              AND running_since_ms < {now} - $4)"
+        ))
+        .bind(ExecutionState::Failed.as_str())
+        .bind(&run.started_at)
+        .bind(&run.window)
+        .bind(stale_ms)
+        .execute(&mut *tx)
+        .await?;
         let claimed = sqlx::query(&format!(
             "UPDATE maintenance_windows SET running_execution = $1, running_since_ms = {now}, \
              last_scheduled_at = COALESCE($2, last_scheduled_at) \
@@ -282,5 +294,81 @@ impl Store {
         .iter()
         .map(execution)
         .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::records::tests::store;
+
+    fn window_row() -> MaintenanceWindowRow {
+        MaintenanceWindowRow {
+            name: "patch".into(),
+            account: "dev".into(),
+            target: "tag:Patch Group=web".into(),
+            schedule: "rate(1 day)".into(),
+            duration_seconds: 3600,
+            cutoff_seconds: 0,
+            max_concurrency: "1".into(),
+            max_errors: "0".into(),
+            tasks: vec![WindowTask::Reboot],
+            created_by: "ana".into(),
+            created_at: "2026-12-01T00:00:00Z".into(),
+            last_scheduled_at: None,
+        }
+    }
+
+    fn execution_row(id: &str) -> ExecutionRow {
+        ExecutionRow {
+            id: id.into(),
+            window: "patch".into(),
+            trigger: "ana".into(),
+            state: ExecutionState::Running,
+            started_at: "2026-12-03T00:00:00Z".into(),
+            cutoff_at: "2026-12-03T01:00:00Z".into(),
+            ends_at: "2026-12-03T01:00:00Z".into(),
+            finished_at: None,
+            instance_ids: Vec::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_execution_at_a_time_and_a_dead_nodes_claim_is_taken_over_and_marked_failed() {
+        let (_dir, store) = store().await;
+        store
+            .insert_maintenance_window(&window_row())
+            .await
+            .unwrap();
+        let hour = 3_600_000;
+        assert!(store
+            .claim_execution(&execution_row("exec-1"), None, hour)
+            .await
+            .unwrap());
+        // Held: a second opening (another console, or run-now) is refused.
+        assert!(!store
+            .claim_execution(&execution_row("exec-2"), None, hour)
+            .await
+            .unwrap());
+        // A claim older than the stale limit (here: any) is taken; the old execution failed.
+        assert!(store
+            .claim_execution(&execution_row("exec-3"), None, -1)
+            .await
+            .unwrap());
+        let history = store.executions("patch", 10).await.unwrap();
+        let state_of = |id: &str| history.iter().find(|e| e.id == id).map(|e| e.state);
+        assert_eq!(state_of("exec-1"), Some(ExecutionState::Failed));
+        assert_eq!(state_of("exec-2"), None);
+        assert_eq!(state_of("exec-3"), Some(ExecutionState::Running));
+        // Ending it releases the window.
+        let mut done = execution_row("exec-3");
+        done.state = ExecutionState::Succeeded;
+        store.save_execution(&done).await.unwrap();
+        assert!(store
+            .claim_execution(&execution_row("exec-4"), None, hour)
+            .await
+            .unwrap());
     }
 }
