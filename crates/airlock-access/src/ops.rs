@@ -4,7 +4,7 @@
 //! objects) would authorize.
 
 use crate::check::{console_arn, Check, ScopeChecks};
-use airlock_cloud::{Instance, Scope, Tag};
+use airlock_cloud::{Instance, Placement, Scope, Tag};
 use airlock_gateway_config::config::Upstream;
 
 /// `airlock:UseAccount`: the caller may use a console account's key for EC2 calls. Decided on
@@ -49,6 +49,9 @@ pub struct Launch<'a> {
     pub tags: &'a [Tag],
     /// The IMDSv2 hop limit (`ec2:MetadataHttpPutResponseHopLimit`).
     pub metadata_hop_limit: u8,
+    /// Where EC2 puts the instances (`ec2:AvailabilityZone`, `ec2:Tenancy`,
+    /// `ec2:PlacementGroup`).
+    pub placement: &'a Placement,
 }
 
 impl Launch<'_> {
@@ -89,6 +92,15 @@ pub fn run_instances(
                 .with("ec2:KeyPairName", key),
         );
     }
+    let placement = launch.placement;
+    let group_arn = placement
+        .group_name
+        .as_deref()
+        .map(|name| crate::arn(&s.region, &s.account_id, "placement-group", name));
+    if let Some(name) = placement.group_name.as_deref() {
+        // Named, not by id: the group's tags are not looked up.
+        checks.push(s.existing(run, "placement-group", name, &[]));
+    }
     // Every launch requires IMDSv2 (`HttpTokens=required`), as the context says.
     checks.push(
         s.created(run, "instance", "*", launch.tags)
@@ -97,7 +109,19 @@ pub fn run_instances(
             .with(
                 "ec2:MetadataHttpPutResponseHopLimit",
                 launch.metadata_hop_limit.to_string(),
-            ),
+            )
+            .with_some(
+                "ec2:AvailabilityZone",
+                placement.availability_zone.as_deref(),
+            )
+            .with(
+                "ec2:Tenancy",
+                placement
+                    .tenancy
+                    .unwrap_or(airlock_cloud::Tenancy::Default)
+                    .as_str(),
+            )
+            .with_some("ec2:PlacementGroup", group_arn.as_deref()),
     );
     checks.push(s.created(run, "volume", "*", launch.tags));
     checks.push(s.created(run, "network-interface", "*", &[]));
@@ -254,6 +278,7 @@ mod tests {
             key_name: Some("deploy"),
             tags: &tags,
             metadata_hop_limit: 2,
+            placement: &Placement::default(),
         };
         let checks = run_instances(&scope(), &launch, &|_| Vec::new());
         let resources: Vec<&str> = checks.iter().map(|c| c.resource.as_str()).collect();
@@ -289,6 +314,54 @@ mod tests {
         assert!(checks
             .iter()
             .all(|c| allows(std::slice::from_ref(&guard), &bob, c)));
+    }
+
+    #[test]
+    fn a_launch_carries_its_placement_as_aws_does() {
+        let placement = Placement {
+            availability_zone: Some("us-east-1b".into()),
+            tenancy: Some(airlock_cloud::Tenancy::Dedicated),
+            group_name: Some("ring".into()),
+        };
+        let launch = Launch {
+            image_id: "ami-1",
+            instance_type: "t3.micro",
+            subnet_id: None,
+            security_group_ids: &[],
+            key_name: None,
+            tags: &[],
+            metadata_hop_limit: 1,
+            placement: &placement,
+        };
+        let checks = run_instances(&scope(), &launch, &|_| Vec::new());
+        assert!(checks
+            .iter()
+            .any(|c| c.resource == "arn:aws:ec2:us-east-1:123456789012:placement-group/ring"));
+        // Only shared hardware: a dedicated launch is refused, a default one allowed.
+        let shared_only = Policy::parse(
+            "p",
+            r#"{"Version":"2012-10-17","Statement":[
+                {"Effect":"Allow","Action":"*","Resource":"*"},
+                {"Effect":"Deny","Action":"ec2:RunInstances","Resource":"*",
+                 "Condition":{"StringEquals":{"ec2:Tenancy":"dedicated"}}}]}"#,
+        )
+        .unwrap();
+        let bob = Principal::new("bob", false, None);
+        let allowed = |checks: &[Check]| {
+            checks
+                .iter()
+                .all(|c| allows(std::slice::from_ref(&shared_only), &bob, c))
+        };
+        assert!(!allowed(&checks));
+        let shared = Placement {
+            tenancy: None,
+            ..placement.clone()
+        };
+        let default = Launch {
+            placement: &shared,
+            ..launch
+        };
+        assert!(allowed(&run_instances(&scope(), &default, &|_| Vec::new())));
     }
 
     #[test]

@@ -602,6 +602,7 @@ mod tests {
             vpc_id: None,
             launch_time: None,
             tags: own.clone(),
+            availability_zone: None,
         };
         Facts {
             instances: vec![instance("i-a"), instance("i-b")],

@@ -57,6 +57,16 @@ pub struct DeployRequest<Task = BootTask> {
     /// Extra IAM statements for the instances' session policy, beyond the generated ones.
     #[serde(default)]
     pub policy_statements: Vec<serde_json::Value>,
+    /// Availability Zones the instances are spread over evenly (each launch in the zone with
+    /// the fewest); not with `subnet_id`, which fixes the zone.
+    #[serde(default)]
+    pub availability_zones: Vec<String>,
+    /// Shared (`default`) or `dedicated` hardware.
+    #[serde(default)]
+    pub tenancy: Option<airlock_cloud::Tenancy>,
+    /// The placement group to launch into.
+    #[serde(default)]
+    pub placement_group: Option<String>,
 }
 
 /// What credentials a deployment's instances receive.
@@ -147,6 +157,15 @@ pub struct DeploymentSpec {
     /// Extra statements asked for in the session policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_statements: Vec<serde_json::Value>,
+    /// Availability Zones the instances are spread over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub availability_zones: Vec<String>,
+    /// Shared or dedicated hardware.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<airlock_cloud::Tenancy>,
+    /// The placement group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_group: Option<String>,
 }
 
 /// A deployment as the API shows it.

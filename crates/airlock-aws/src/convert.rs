@@ -89,6 +89,10 @@ pub fn instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
         vpc_id: i.vpc_id().map(str::to_owned),
         launch_time: i.launch_time().and_then(datetime),
         tags: from_sdk_tags(i.tags()),
+        availability_zone: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .map(str::to_owned),
     }
 }
 

@@ -457,6 +457,16 @@ impl Ec2 for AwsEc2 {
             })
             .set_subnet_id(input.subnet_id.clone())
             .set_key_name(input.key_name.clone());
+        let placement = &input.placement;
+        if *placement != airlock_cloud::Placement::default() {
+            request = request.placement(
+                aws_sdk_ec2::types::Placement::builder()
+                    .set_availability_zone(placement.availability_zone.clone())
+                    .set_tenancy(placement.tenancy.map(|t| t.as_str().into()))
+                    .set_group_name(placement.group_name.clone())
+                    .build(),
+            );
+        }
         if !input.tags.is_empty() {
             request = request
                 .tag_specifications(tag_spec(ResourceType::Instance))

@@ -224,6 +224,7 @@ mod tests {
             vpc_id: None,
             launch_time: None,
             tags: Vec::new(),
+            availability_zone: None,
         }
     }
 

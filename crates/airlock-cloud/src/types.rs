@@ -104,6 +104,42 @@ pub struct RunInstancesInput {
     pub client_token: String,
     /// IMDSv2 response hop limit: 1, or 2 for containers.
     pub metadata_hop_limit: u8,
+    /// Where EC2 puts them.
+    pub placement: Placement,
+}
+
+/// Where EC2 puts a launch's instances (`Placement` of `RunInstances`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Placement {
+    /// The Availability Zone (without a subnet: its default subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Shared or dedicated hardware.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<Tenancy>,
+    /// The placement group's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+}
+
+/// Whether instances share hardware with other accounts' (`ec2:Tenancy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tenancy {
+    /// Shared hardware.
+    Default,
+    /// Hardware dedicated to this account.
+    Dedicated,
+}
+
+impl Tenancy {
+    /// EC2's word, as `ec2:Tenancy` carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tenancy::Default => "default",
+            Tenancy::Dedicated => "dedicated",
+        }
+    }
 }
 
 /// What a `RunInstances` call returned.
@@ -141,6 +177,9 @@ pub struct Instance {
     pub launch_time: Option<DateTime<Utc>>,
     /// Its tags.
     pub tags: Vec<Tag>,
+    /// Its Availability Zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
 }
 
 impl Instance {

@@ -25,7 +25,7 @@ use airlock_api::deployments::{
 };
 use airlock_api::state::DeploymentState;
 use airlock_cloud::Ec2;
-use airlock_cloud::{Filter, Instance, RunInstancesInput, StateAction, Tag, Target};
+use airlock_cloud::{Filter, Instance, Placement, RunInstancesInput, StateAction, Tag, Target};
 use airlock_payload::{BootTask, Credentials, Payload};
 use airlock_store::AccountRow;
 use airlock_store::{DeploymentInstanceRow, DeploymentRow, StateChange};
@@ -96,6 +96,42 @@ fn validate_launch(req: &DeployRequest) -> ApiResult<()> {
             return Err(ApiError::field(
                 "key_name",
                 "a key pair name is 1 to 255 characters",
+            ));
+        }
+    }
+    validate_placement(req)
+}
+
+/// Zones, tenancy and placement group, as `RunInstances` takes them.
+fn validate_placement(req: &DeployRequest) -> ApiResult<()> {
+    let zones = &req.availability_zones;
+    if !zones.is_empty() && req.subnet_id.is_some() {
+        return Err(ApiError::field(
+            "availability_zones",
+            "a subnet is in one zone: give availability_zones or subnet_id, not both",
+        ));
+    }
+    if zones.len() > 10 {
+        return Err(ApiError::field("availability_zones", "at most 10 zones"));
+    }
+    for (i, zone) in zones.iter().enumerate() {
+        let well_formed = (4..=32).contains(&zone.len())
+            && zone
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && zone.bytes().last().is_some_and(|b| b.is_ascii_lowercase());
+        if !well_formed || zones.iter().take(i).any(|z| z == zone) {
+            return Err(ApiError::field(
+                format!("availability_zones[{i}]"),
+                format!("{zone:?} is not a zone name like us-east-1a, or is given twice"),
+            ));
+        }
+    }
+    if let Some(group) = &req.placement_group {
+        if group.is_empty() || group.len() > 255 {
+            return Err(ApiError::field(
+                "placement_group",
+                "a placement group name is 1 to 255 characters",
             ));
         }
     }
@@ -194,6 +230,9 @@ fn spec_of(req: &DeployRequest) -> DeploymentSpec {
         credentials: req.credentials,
         credentials_duration_seconds: req.credentials_duration_seconds,
         policy_statements: req.policy_statements.clone(),
+        availability_zones: req.availability_zones.clone(),
+        tenancy: req.tenancy,
+        placement_group: req.placement_group.clone(),
     }
 }
 
@@ -582,8 +621,13 @@ async fn launch_or_trim(
         account: &account,
         ec2: ec2.as_ref(),
     };
-    match plan::reconcile(desired, &live) {
-        Plan::Launch(count) => live.extend(work.launch(&target, count).await?),
+    let zones = stored_spec(row)?.availability_zones;
+    match plan::reconcile(desired, &live, &zones) {
+        Plan::Launch(count) => {
+            for (zone, n) in plan::spread(&zones, &live, count) {
+                live.extend(work.launch(&target, n, zone.as_deref()).await?);
+            }
+        }
         Plan::Terminate(surplus) => {
             work.terminate(&surplus).await?;
             live.retain(|i| !surplus.contains(&i.instance_id));
@@ -604,9 +648,15 @@ struct Reconciling<'a> {
 }
 
 impl Reconciling<'_> {
-    /// Launches `count` more instances, audited as the actor's `RunInstances`.
-    async fn launch(&self, target: &Target, count: u32) -> ApiResult<Vec<Instance>> {
-        let input = self.run_input(target, count).await?;
+    /// Launches `count` more instances (in `zone`, when the deployment spreads over zones),
+    /// audited as the actor's `RunInstances`.
+    async fn launch(
+        &self,
+        target: &Target,
+        count: u32,
+        zone: Option<&str>,
+    ) -> ApiResult<Vec<Instance>> {
+        let input = self.run_input(target, count, zone).await?;
         let launched = self.ec2.run_instances(&input).await;
         let mut entry = self.actor.clone();
         entry.action = "ec2:RunInstances".into();
@@ -619,7 +669,12 @@ impl Reconciling<'_> {
 
     /// The `RunInstances` request of this launch: the spec, the deployment's tags, and user
     /// data carrying what the instances are granted (credentials are issued here).
-    async fn run_input(&self, target: &Target, count: u32) -> ApiResult<RunInstancesInput> {
+    async fn run_input(
+        &self,
+        target: &Target,
+        count: u32,
+        zone: Option<&str>,
+    ) -> ApiResult<RunInstancesInput> {
         let (state, row) = (self.state, self.row);
         let spec = stored_spec(row)?;
         let script = state.vault.get(&user_script_record(&row.id)).await?;
@@ -642,6 +697,7 @@ impl Reconciling<'_> {
             grant,
             script.as_ref().map(|s| s.as_slice()),
         )?;
+        let placement = placement_of(&spec, zone);
         let mut tags = spec.tags.clone();
         tags.push(Tag::new(DEPLOYMENT_TAG, &row.id));
         tags.push(Tag::new(DEPLOYED_BY_TAG, &row.created_by));
@@ -654,8 +710,13 @@ impl Reconciling<'_> {
             key_name: spec.key_name,
             tags,
             user_data: data,
-            client_token: format!("{}-g{}", row.id, row.generation),
+            // One token per zone: each zone's launch is its own, retried alone.
+            client_token: match zone {
+                Some(zone) => format!("{}-g{}-{zone}", row.id, row.generation),
+                None => format!("{}-g{}", row.id, row.generation),
+            },
             metadata_hop_limit: spec.metadata_hop_limit,
+            placement,
         })
     }
 
@@ -1022,7 +1083,7 @@ pub async fn scale(
     let mut checks = vec![scale_check, ops::use_account(&account.name)];
     let live = ec2.describe_instances(&live_filters(&id), &[]).await?;
     let wanted = usize::try_from(req.count).unwrap_or(usize::MAX);
-    match plan::reconcile(wanted, &live) {
+    match plan::reconcile(wanted, &live, &[]) {
         Plan::Launch(_) => {
             let spec = stored_spec(&current)?;
             checks.extend(run_checks(&state, ec2.as_ref(), &account, &spec).await?);
@@ -1070,33 +1131,56 @@ fn live_filters(id: &str) -> Vec<Filter> {
     ]
 }
 
-/// What AWS checks for the deployment's `RunInstances`, with the current tags of the image,
-/// subnet and security groups looked up in EC2.
+/// Where a launch of the deployment in `zone` goes.
+fn placement_of(spec: &DeploymentSpec, zone: Option<&str>) -> Placement {
+    Placement {
+        availability_zone: zone.map(str::to_owned),
+        tenancy: spec.tenancy,
+        group_name: spec.placement_group.clone(),
+    }
+}
+
+/// What AWS checks for the deployment's `RunInstances` (one per zone it spreads over), with the
+/// current tags of the image, subnet and security groups looked up in EC2.
 async fn run_checks(
     state: &AppState,
     ec2: &dyn Ec2,
     account: &AccountRow,
     spec: &DeploymentSpec,
 ) -> ApiResult<Vec<Check>> {
-    let launch = Launch {
-        image_id: &spec.image_id,
-        instance_type: &spec.instance_type,
-        subnet_id: spec.subnet_id.as_deref(),
-        security_group_ids: &spec.security_group_ids,
-        key_name: spec.key_name.as_deref(),
-        tags: &spec.tags,
-        metadata_hop_limit: spec.metadata_hop_limit,
+    let zones: Vec<Option<&str>> = if spec.availability_zones.is_empty() {
+        vec![None]
+    } else {
+        spec.availability_zones
+            .iter()
+            .map(|z| Some(z.as_str()))
+            .collect()
     };
-    let tags = state
-        .tags
-        .tags(ec2, &account.name, &launch.existing_ids())
-        .await?;
-    let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
-    Ok(ops::run_instances(
-        &accounts::scope_of(account),
-        &launch,
-        &tags_of,
-    ))
+    let mut checks = Vec::new();
+    for zone in zones {
+        let placement = placement_of(spec, zone);
+        let launch = Launch {
+            image_id: &spec.image_id,
+            instance_type: &spec.instance_type,
+            subnet_id: spec.subnet_id.as_deref(),
+            security_group_ids: &spec.security_group_ids,
+            key_name: spec.key_name.as_deref(),
+            tags: &spec.tags,
+            metadata_hop_limit: spec.metadata_hop_limit,
+            placement: &placement,
+        };
+        let tags = state
+            .tags
+            .tags(ec2, &account.name, &launch.existing_ids())
+            .await?;
+        let tags_of = |id: &str| tags.get(id).cloned().unwrap_or_default();
+        checks.extend(ops::run_instances(
+            &accounts::scope_of(account),
+            &launch,
+            &tags_of,
+        ));
+    }
+    Ok(checks)
 }
 
 /// While this node holds the deployments lease, watches every unsettled deployment: those a
@@ -1191,5 +1275,28 @@ mod tests {
         );
         let tags: Vec<Tag> = (0..49).map(|i| Tag::new(format!("k{i}"), "v")).collect();
         assert_eq!(field(DeployRequest { tags, ..request() }), "tags");
+        let zones = |z: &[&str]| z.iter().map(|z| (*z).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            field(DeployRequest {
+                availability_zones: zones(&["us-east-1a"]),
+                subnet_id: Some("subnet-1".into()),
+                ..request()
+            }),
+            "availability_zones"
+        );
+        assert_eq!(
+            field(DeployRequest {
+                availability_zones: zones(&["us-east-1a", "us-east-1a"]),
+                ..request()
+            }),
+            "availability_zones[1]"
+        );
+        assert_eq!(
+            field(DeployRequest {
+                availability_zones: zones(&["us-east-1a", "Zone B"]),
+                ..request()
+            }),
+            "availability_zones[1]"
+        );
     }
 }

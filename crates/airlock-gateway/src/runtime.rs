@@ -781,6 +781,7 @@ mod tests {
             vpc_id: None,
             launch_time: None,
             tags: tags.iter().map(|(k, v)| Tag::new(*k, *v)).collect(),
+            availability_zone: None,
         }
     }
 

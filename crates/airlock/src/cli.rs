@@ -382,6 +382,26 @@ pub struct DeployArgs {
     /// may not exceed what your own console policies allow.
     #[arg(long)]
     pub policy_statements: Option<PathBuf>,
+    /// Spread the instances evenly over these Availability Zones (comma-separated, e.g.
+    /// us-east-1a,us-east-1b,us-east-1c; each launch goes to the zone with the fewest). Not
+    /// with --subnet, which fixes the zone.
+    #[arg(long, value_delimiter = ',', conflicts_with = "subnet")]
+    pub availability_zones: Vec<String>,
+    /// Shared hardware (default) or hardware dedicated to the account (`ec2:Tenancy`).
+    #[arg(long, value_enum)]
+    pub tenancy: Option<TenancyArg>,
+    /// Launch into this placement group (`ec2:PlacementGroup`).
+    #[arg(long)]
+    pub placement_group: Option<String>,
+}
+
+/// `--tenancy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TenancyArg {
+    /// Shared hardware.
+    Default,
+    /// Hardware dedicated to the account.
+    Dedicated,
 }
 
 /// `--credentials`.

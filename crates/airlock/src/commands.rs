@@ -289,6 +289,12 @@ pub async fn deploy(client: &Client, args: DeployArgs, output: Output) -> Result
         credentials,
         credentials_duration_seconds: args.credentials_duration,
         policy_statements,
+        availability_zones: args.availability_zones,
+        tenancy: args.tenancy.map(|t| match t {
+            crate::cli::TenancyArg::Default => airlock_cloud::Tenancy::Default,
+            crate::cli::TenancyArg::Dedicated => airlock_cloud::Tenancy::Dedicated,
+        }),
+        placement_group: args.placement_group,
     };
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     // The same client token on every retry: the console answers with the deployment it made.

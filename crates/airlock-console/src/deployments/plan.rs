@@ -27,11 +27,13 @@ pub enum Plan {
     Failed(String),
 }
 
-/// What a reconcile does: launch what is missing, terminate the surplus, or nothing.
-pub fn reconcile(desired: usize, live: &[Instance]) -> Plan {
+/// What a reconcile does: launch what is missing, terminate the surplus, or nothing. With
+/// `zones`, the surplus is taken from the zones with the most instances.
+pub fn reconcile(desired: usize, live: &[Instance], zones: &[String]) -> Plan {
     match live.len().cmp(&desired) {
         Ordering::Less => Plan::Launch(missing(desired, live)),
-        Ordering::Greater => Plan::Terminate(surplus(desired, live)),
+        Ordering::Greater if zones.is_empty() => Plan::Terminate(surplus(desired, live)),
+        Ordering::Greater => Plan::Terminate(zone_surplus(desired, live, zones)),
         Ordering::Equal if all_running(live) => Plan::Settled,
         Ordering::Equal => Plan::Waiting,
     }
@@ -55,6 +57,79 @@ fn surplus(desired: usize, live: &[Instance]) -> Vec<String> {
         .take(live.len().saturating_sub(desired))
         .map(|i| i.instance_id.clone())
         .collect()
+}
+
+/// How many live instances each zone holds, in the order the zones are given.
+fn per_zone(zones: &[String], live: &[&Instance]) -> Vec<usize> {
+    zones
+        .iter()
+        .map(|z| {
+            live.iter()
+                .filter(|i| i.availability_zone.as_deref() == Some(z.as_str()))
+                .count()
+        })
+        .collect()
+}
+
+/// Where `count` new instances go: each to the zone with the fewest live ones (the first given
+/// on a tie), so 6 over three zones are 2/2/2 and a ring stays even as it grows. Without zones,
+/// all in one launch with no zone.
+pub fn spread(zones: &[String], live: &[Instance], count: u32) -> Vec<(Option<String>, u32)> {
+    if zones.is_empty() {
+        return vec![(None, count)];
+    }
+    let live: Vec<&Instance> = live.iter().collect();
+    let mut held = per_zone(zones, &live);
+    let mut added = vec![0u32; zones.len()];
+    for _ in 0..count {
+        let fewest = held
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, n)| (**n, *i))
+            .map_or(0, |(i, _)| i);
+        if let (Some(h), Some(a)) = (held.get_mut(fewest), added.get_mut(fewest)) {
+            *h += 1;
+            *a += 1;
+        }
+    }
+    zones
+        .iter()
+        .zip(added)
+        .filter(|(_, n)| *n > 0)
+        .map(|(z, n)| (Some(z.clone()), n))
+        .collect()
+}
+
+/// The surplus beyond `desired`, each taken (newest first) from the zone holding the most.
+fn zone_surplus(desired: usize, live: &[Instance], zones: &[String]) -> Vec<String> {
+    let mut left: Vec<&Instance> = live.iter().collect();
+    left.sort_by(|a, b| {
+        b.launch_time
+            .cmp(&a.launch_time)
+            .then(b.instance_id.cmp(&a.instance_id))
+    });
+    let mut out = Vec::new();
+    while left.len() > desired {
+        let held = per_zone(zones, &left);
+        // Instances outside the zones (launched before they were set) go first.
+        let outside = left.iter().position(|i| {
+            !zones
+                .iter()
+                .any(|z| i.availability_zone.as_deref() == Some(z.as_str()))
+        });
+        let most = held
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, n)| (**n, std::cmp::Reverse(*i)))
+            .and_then(|(i, _)| zones.get(i));
+        let pick = outside.or_else(|| {
+            left.iter()
+                .position(|i| i.availability_zone.as_deref() == most.map(String::as_str))
+        });
+        let Some(pick) = pick else { break };
+        out.push(left.remove(pick).instance_id.clone());
+    }
+    out
 }
 
 /// The state a deployment is left in after a reconcile, with the instances then live.
@@ -140,6 +215,45 @@ mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
 
+    fn in_zone(id: &str, zone: &str, launched_minute: u32) -> Instance {
+        Instance {
+            availability_zone: Some(zone.into()),
+            ..instance(id, "running", launched_minute)
+        }
+    }
+
+    #[test]
+    fn instances_spread_evenly_over_zones_and_leave_from_the_fullest() {
+        let zones: Vec<String> = ["us-east-1a", "us-east-1b", "us-east-1c"]
+            .map(String::from)
+            .to_vec();
+        let zone = |z: &str| Some(z.to_owned());
+        assert_eq!(
+            spread(&zones, &[], 6),
+            [
+                (zone("us-east-1a"), 2),
+                (zone("us-east-1b"), 2),
+                (zone("us-east-1c"), 2)
+            ]
+        );
+        // Growing a 2/1/0 ring by 3 fills the emptiest zones first.
+        let live = [
+            in_zone("i-1", "us-east-1a", 1),
+            in_zone("i-2", "us-east-1a", 2),
+            in_zone("i-3", "us-east-1b", 3),
+        ];
+        assert_eq!(
+            spread(&zones, &live, 3),
+            [(zone("us-east-1b"), 1), (zone("us-east-1c"), 2)]
+        );
+        assert_eq!(spread(&[], &live, 2), [(None, 2)]);
+        // Shrinking takes the newest of the fullest zone.
+        assert_eq!(
+            reconcile(2, &live, &zones),
+            Plan::Terminate(vec!["i-2".into()])
+        );
+    }
+
     #[test]
     fn a_pending_deployment_waits_for_the_other_nodes_request_unless_alone() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 10, 0).single().unwrap();
@@ -172,14 +286,15 @@ mod tests {
                 .with_ymd_and_hms(2026, 1, 1, 0, launched_minute, 0)
                 .single(),
             tags: vec![],
+            availability_zone: None,
         }
     }
 
     #[test]
     fn too_few_live_launches_what_is_missing() {
         let live = [instance("i-1", "running", 0)];
-        assert_eq!(reconcile(3, &live), Plan::Launch(2));
-        assert_eq!(reconcile(1, &[]), Plan::Launch(1));
+        assert_eq!(reconcile(3, &live, &[]), Plan::Launch(2));
+        assert_eq!(reconcile(1, &[], &[]), Plan::Launch(1));
     }
 
     #[test]
@@ -190,11 +305,11 @@ mod tests {
             instance("i-mid", "stopped", 5),
         ];
         assert_eq!(
-            reconcile(1, &live),
+            reconcile(1, &live, &[]),
             Plan::Terminate(vec!["i-new".into(), "i-mid".into()])
         );
         assert_eq!(
-            reconcile(0, &live),
+            reconcile(0, &live, &[]),
             Plan::Terminate(vec!["i-new".into(), "i-mid".into(), "i-old".into()])
         );
     }
@@ -202,16 +317,19 @@ mod tests {
     #[test]
     fn instances_launched_together_go_by_id() {
         let live = [instance("i-a", "running", 1), instance("i-b", "running", 1)];
-        assert_eq!(reconcile(1, &live), Plan::Terminate(vec!["i-b".into()]));
+        assert_eq!(
+            reconcile(1, &live, &[]),
+            Plan::Terminate(vec!["i-b".into()])
+        );
     }
 
     #[test]
     fn the_desired_count_is_settled_once_all_run() {
         let running = [instance("i-1", "running", 0), instance("i-2", "running", 0)];
-        assert_eq!(reconcile(2, &running), Plan::Settled);
+        assert_eq!(reconcile(2, &running, &[]), Plan::Settled);
         let booting = [instance("i-1", "running", 0), instance("i-2", "pending", 0)];
-        assert_eq!(reconcile(2, &booting), Plan::Waiting);
-        assert_eq!(reconcile(0, &[]), Plan::Settled);
+        assert_eq!(reconcile(2, &booting, &[]), Plan::Waiting);
+        assert_eq!(reconcile(0, &[], &[]), Plan::Settled);
     }
 
     #[test]
@@ -256,7 +374,7 @@ mod tests {
     fn a_failed_launch_is_launched_again_by_a_reconcile_but_fails_a_watch() {
         // RunInstances refused: nothing new is live.
         let before = [instance("i-1", "running", 0)];
-        assert_eq!(reconcile(2, &before), Plan::Launch(1));
+        assert_eq!(reconcile(2, &before, &[]), Plan::Launch(1));
         assert!(matches!(watch(2, &before), Plan::Failed(_)));
         assert_eq!(
             next_watch(

@@ -209,6 +209,7 @@ async fn run(cx: &Context<'_>, launch: &Launch) -> Result<Decided, Ec2Error> {
         key_name: launch.key_name.as_deref(),
         tags: &launch.tags,
         metadata_hop_limit: launch.hop_limit,
+        placement: &airlock_cloud::Placement::default(),
     };
     let tags = cx
         .state

@@ -23,6 +23,7 @@ mod ec2_endpoint;
 mod fleet;
 mod gateway;
 mod maintenance_windows;
+mod placement;
 mod scale;
 mod snapshot_policies;
 mod throttling;

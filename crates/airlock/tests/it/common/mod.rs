@@ -145,13 +145,27 @@ impl Moto {
 
     /// The Query API action of every recorded request, in the order moto received them.
     pub async fn actions(&self) -> Vec<String> {
+        self.bodies()
+            .await
+            .iter()
+            .filter_map(|body| {
+                body.split('&')
+                    .find_map(|pair| pair.strip_prefix("Action="))
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    /// The body of every recorded request (the Query API's form), in the order moto received
+    /// them: what really reached EC2, including what moto itself does not model.
+    pub async fn bodies(&self) -> Vec<String> {
         let url = format!("{}/moto-api/recorder/download-recording", self.url);
         let text = reqwest::get(url).await.unwrap().text().await.unwrap();
         text.lines()
-            .filter_map(|line| {
+            .map(|line| {
                 let request: serde_json::Value = serde_json::from_str(line).unwrap();
                 let body = request["body"].as_str().unwrap_or_default();
-                let body = if request["body_encoded"] == true {
+                if request["body_encoded"] == true {
                     use base64::Engine;
                     let raw = base64::engine::general_purpose::STANDARD
                         .decode(body)
@@ -159,10 +173,7 @@ impl Moto {
                     String::from_utf8_lossy(&raw).into_owned()
                 } else {
                     body.to_owned()
-                };
-                body.split('&')
-                    .find_map(|pair| pair.strip_prefix("Action="))
-                    .map(str::to_owned)
+                }
             })
             .collect()
     }
