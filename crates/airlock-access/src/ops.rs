@@ -150,6 +150,60 @@ pub fn read_command_output(scope: &Scope, instance_id: &str, tags: &[Tag]) -> Ch
     scope.existing("airlock:ReadCommandOutput", "instance", instance_id, tags)
 }
 
+/// One node of a rolling replacement, as looked up before the roll starts.
+#[derive(Debug, Clone, Copy)]
+pub struct RollNode<'a> {
+    /// The instance being replaced.
+    pub old: &'a Instance,
+    /// Its secondary interfaces, with their tags.
+    pub interfaces: &'a [(String, Vec<Tag>)],
+    /// Its data volumes, with their tags.
+    pub volumes: &'a [(String, Vec<Tag>)],
+    /// Its Elastic IP.
+    pub allocation_id: Option<&'a str>,
+    /// The tags the replacement launches with.
+    pub new_tags: &'a [Tag],
+}
+
+/// Every call a rolling replacement of one node may make, as AWS authorizes each: stop, start
+/// and terminate the old instance; terminate the replacement (on failure); detach and attach
+/// each interface and volume, on the old instance and the replacement (both ways, for the roll
+/// back); associate the Elastic IP with either. The replacement does not exist yet: it is
+/// `instance/*` with the tags it launches with.
+pub fn roll_node(scope: &Scope, node: &RollNode<'_>) -> Vec<Check> {
+    let old = node.old;
+    let new = |action: &str| scope.existing(action, "instance", "*", node.new_tags);
+    let mut checks: Vec<Check> = [
+        "ec2:StopInstances",
+        "ec2:StartInstances",
+        "ec2:TerminateInstances",
+    ]
+    .into_iter()
+    .map(|a| instance(scope, a, old))
+    .collect();
+    checks.push(new("ec2:TerminateInstances"));
+    let moves = [
+        ("network-interface", "NetworkInterface", node.interfaces),
+        ("volume", "Volume", node.volumes),
+    ];
+    for (kind, name, pieces) in moves {
+        for (id, tags) in pieces {
+            for verb in ["Detach", "Attach"] {
+                let action = format!("ec2:{verb}{name}");
+                checks.push(scope.existing(&action, kind, id, tags));
+                checks.push(instance(scope, &action, old));
+                checks.push(new(&action));
+            }
+        }
+    }
+    if let Some(allocation) = node.allocation_id {
+        checks.push(scope.existing("ec2:AssociateAddress", "elastic-ip", allocation, &[]));
+        checks.push(instance(scope, "ec2:AssociateAddress", old));
+        checks.push(new("ec2:AssociateAddress"));
+    }
+    checks
+}
+
 /// An action on an instance EC2 does not know: decided as one with no tags, so that whoever
 /// may not act on an untagged instance cannot tell a missing one from a forbidden one.
 pub fn unknown_instance(scope: &Scope, action: &str, id: &str) -> Check {

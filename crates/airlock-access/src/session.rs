@@ -603,6 +603,7 @@ mod tests {
             launch_time: None,
             tags: own.clone(),
             availability_zone: None,
+            root_device_name: None,
         };
         Facts {
             instances: vec![instance("i-a"), instance("i-b")],

@@ -25,6 +25,7 @@ use crate::maintenance_windows::{
     MaintenanceWindowView,
 };
 use crate::refresh::{RefreshRequest, RefreshResponse};
+use crate::rolls::{RollRequest, RollView};
 use crate::session::{LoginRequest, LoginResponse, Whoami};
 use crate::snapshot_policies::{
     CreateSnapshotPolicyRequest, SnapshotPolicyList, SnapshotPolicyView, SnapshotRunView,
@@ -637,6 +638,22 @@ impl ConsoleClient {
             &serde_json::json!({}),
         )
         .await
+    }
+
+    /// `POST /v1/deployments/{id}/roll`.
+    pub async fn roll(&self, id: &str, req: &RollRequest) -> Result<RollView, ClientError> {
+        self.post(&format!("/v1/deployments/{id}/roll"), req).await
+    }
+
+    /// `GET /v1/deployments/{id}/roll`.
+    pub async fn roll_status(&self, id: &str) -> Result<RollView, ClientError> {
+        self.get(&format!("/v1/deployments/{id}/roll")).await
+    }
+
+    /// `POST /v1/deployments/{id}/roll/{action}` (`resume` or `abort`).
+    pub async fn control_roll(&self, id: &str, action: &str) -> Result<RollView, ClientError> {
+        self.post_empty(&format!("/v1/deployments/{id}/roll/{action}"))
+            .await
     }
 
     /// `POST /v1/commands`.

@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod instances;
 pub mod maintenance_windows;
 pub mod refresh;
+pub mod rolls;
 pub mod session;
 pub mod snapshot_policies;
 pub mod state;

@@ -417,6 +417,40 @@ pub enum TaskState {
     Skipped,
 }
 
+/// Where a rolling replacement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RollState {
+    /// Replacing nodes (or resuming after a console restart).
+    Running,
+    /// Every node replaced.
+    Succeeded,
+    /// A node could not be replaced and was rolled back; the roll stopped (`--resume` goes on).
+    Failed,
+    /// Stopped by an operator.
+    Aborted,
+}
+
+impl RollState {
+    /// Every value.
+    pub const ALL: &'static [Self] = &[
+        RollState::Running,
+        RollState::Succeeded,
+        RollState::Failed,
+        RollState::Aborted,
+    ];
+
+    /// The word stored and sent for this value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollState::Running => "running",
+            RollState::Succeeded => "succeeded",
+            RollState::Failed => "failed",
+            RollState::Aborted => "aborted",
+        }
+    }
+}
+
 words!(
     DeploymentState => "deployment state",
     AuditDecision => "audit decision",
@@ -427,6 +461,7 @@ words!(
     SnapshotRunState => "snapshot run state",
     CommandStatus => "command status",
     ExecutionState => "execution state",
+    RollState => "roll state",
 );
 
 #[cfg(test)]
@@ -458,6 +493,7 @@ mod tests {
         round_trips(SnapshotRunState::ALL, SnapshotRunState::as_str);
         round_trips(CommandStatus::ALL, CommandStatus::as_str);
         round_trips(ExecutionState::ALL, ExecutionState::as_str);
+        round_trips(RollState::ALL, RollState::as_str);
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
             .placement()
             .and_then(|p| p.availability_zone())
             .map(str::to_owned),
+        root_device_name: i.root_device_name().map(str::to_owned),
     }
 }
 

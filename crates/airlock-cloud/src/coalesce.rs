@@ -225,6 +225,7 @@ mod tests {
             launch_time: None,
             tags: Vec::new(),
             availability_zone: None,
+            root_device_name: None,
         }
     }
 

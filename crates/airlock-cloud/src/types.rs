@@ -180,6 +180,9 @@ pub struct Instance {
     /// Its Availability Zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
+    /// The device name of its root volume, e.g. `/dev/xvda`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_device_name: Option<String>,
 }
 
 impl Instance {

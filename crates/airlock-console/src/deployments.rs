@@ -139,7 +139,7 @@ fn validate_placement(req: &DeployRequest) -> ApiResult<()> {
 }
 
 /// FAMILY.SIZE, e.g. `t3.micro`.
-fn validate_instance_type(it: &str) -> ApiResult<()> {
+pub(crate) fn validate_instance_type(it: &str) -> ApiResult<()> {
     let ok = it.len() <= 32
         && it.split_once('.').is_some_and(|(family, size)| {
             !family.is_empty()
@@ -657,7 +657,12 @@ impl Reconciling<'_> {
         zone: Option<&str>,
     ) -> ApiResult<Vec<Instance>> {
         let input = self.run_input(target, count, zone).await?;
-        let launched = self.ec2.run_instances(&input).await;
+        self.run(&input).await
+    }
+
+    /// `RunInstances` with `input`, audited as the actor's.
+    async fn run(&self, input: &RunInstancesInput) -> ApiResult<Vec<Instance>> {
+        let launched = self.ec2.run_instances(input).await;
         let mut entry = self.actor.clone();
         entry.action = "ec2:RunInstances".into();
         entry.resources = vec![console_arn("deployment", &self.row.id)];
@@ -737,6 +742,71 @@ impl Reconciling<'_> {
         tracing::info!(deployment = %row.id, terminated = ?surplus, aws_request_id = ?request_id, "surplus instances terminated");
         Ok(())
     }
+}
+
+/// Launches the replacement of one node of the deployment: the deployment's own launch (user
+/// data, credentials, tags) with `image` and `instance_type`, in the old node's subnet, audited
+/// as `actor`'s `RunInstances`. `token` makes a repeated launch (a resumed roll) return the
+/// instance the first one made.
+pub(crate) async fn launch_replacement(
+    state: &AppState,
+    row: &DeploymentRow,
+    actor: &Entry,
+    replacement: &Replacement<'_>,
+) -> ApiResult<Instance> {
+    let (account, target) = accounts::target(state, &row.account).await?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let work = Reconciling {
+        state,
+        row,
+        actor,
+        account: &account,
+        ec2: ec2.as_ref(),
+    };
+    let mut input = work.run_input(&target, 1, None).await?;
+    input.image_id = replacement.image_id.to_owned();
+    input.instance_type = replacement.instance_type.to_owned();
+    input.subnet_id = replacement.subnet_id.map(str::to_owned);
+    input.client_token = replacement.token.to_owned();
+    work.run(&input)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal("RunInstances returned no instance".into()))
+}
+
+/// What a node's replacement is launched with.
+pub(crate) struct Replacement<'a> {
+    /// The new image.
+    pub image_id: &'a str,
+    /// The new instance type.
+    pub instance_type: &'a str,
+    /// The old node's subnet.
+    pub subnet_id: Option<&'a str>,
+    /// The launch's client token.
+    pub token: &'a str,
+}
+
+/// After a roll: the deployment launches the new image and type from now on, and lists the
+/// instances EC2 shows now.
+pub(crate) async fn rolled(
+    state: &AppState,
+    row: &DeploymentRow,
+    image_id: &str,
+    instance_type: &str,
+) -> ApiResult<()> {
+    let mut spec = stored_spec(row)?;
+    spec.image_id = image_id.to_owned();
+    spec.instance_type = instance_type.to_owned();
+    let json = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    state
+        .store
+        .set_deployment_spec(&row.id, &json, &crate::now())
+        .await?;
+    let (_, target) = accounts::target(state, &row.account).await?;
+    let ec2 = state.cloud.ec2(&target).await?;
+    let live = ec2.describe_instances(&live_filters(&row.id), &[]).await?;
+    record_instances(state, &row.id, &live, None).await
 }
 
 /// Records what EC2 reports of the deployment's instances, and its new state (with why it
@@ -1121,7 +1191,7 @@ pub async fn scale(
 }
 
 /// EC2 filters for a deployment's live instances.
-fn live_filters(id: &str) -> Vec<Filter> {
+pub(crate) fn live_filters(id: &str) -> Vec<Filter> {
     vec![
         Filter::new(format!("tag:{DEPLOYMENT_TAG}"), id),
         Filter {
@@ -1142,7 +1212,7 @@ fn placement_of(spec: &DeploymentSpec, zone: Option<&str>) -> Placement {
 
 /// What AWS checks for the deployment's `RunInstances` (one per zone it spreads over), with the
 /// current tags of the image, subnet and security groups looked up in EC2.
-async fn run_checks(
+pub(crate) async fn run_checks(
     state: &AppState,
     ec2: &dyn Ec2,
     account: &AccountRow,

@@ -32,6 +32,7 @@ pub mod queues;
 mod refresh;
 mod refresh_guard;
 mod refresh_retry;
+mod rolls;
 mod session;
 mod snapshot_policies;
 mod snapshots;
@@ -94,6 +95,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(deployments::get))
         .routes(routes!(deployments::scale))
         .routes(routes!(deployments::policy))
+        .routes(routes!(rolls::start, rolls::status))
+        .routes(routes!(rolls::control))
         .routes(routes!(refresh::revoke))
         .routes(routes!(refresh::refresh).layer(DefaultBodyLimit::max(MAX_BODY)))
         .routes(routes!(instances::list))
@@ -201,6 +204,7 @@ pub async fn prepare(
         refreshes: Default::default(),
         agent_requests: Default::default(),
         commands: Default::default(),
+        rolling: Default::default(),
         pollers: Default::default(),
         lookups: Default::default(),
         snapshots: Default::default(),
@@ -231,6 +235,7 @@ pub async fn serve(
     tokio::spawn(deployments::keep_watching(state.clone()));
     tokio::spawn(snapshot_policies::keep_scheduling(state.clone()));
     tokio::spawn(commands::keep_advancing(state.clone()));
+    tokio::spawn(rolls::keep_resuming(state.clone()));
     tokio::spawn(events::join_nodes(state.clone()));
     tokio::spawn(snapshots::forget_on_change(
         state.snapshots.clone(),

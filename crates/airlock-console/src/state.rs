@@ -66,6 +66,8 @@ pub struct AppState {
     pub agent_requests: Arc<crate::refresh_guard::RefreshGuard>,
     /// Agents waiting for commands.
     pub commands: Arc<crate::agent_work::Waiters>,
+    /// Rolls this console drives now.
+    pub rolling: Arc<Mutex<HashSet<String>>>,
     /// The shared pollers of instance watches.
     pub pollers: Arc<crate::poller::Pollers>,
     /// Instance look-ups by id (refresh checks) sharing `DescribeInstances` calls per account.

@@ -389,6 +389,7 @@ mod tests {
             launch_time: None,
             tags: tags.iter().map(|(k, v)| Tag::new(*k, *v)).collect(),
             availability_zone: None,
+            root_device_name: None,
         }
     }
 

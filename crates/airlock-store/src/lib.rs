@@ -16,6 +16,7 @@ mod gateway;
 mod limits;
 mod maintenance_windows;
 mod records;
+mod rolls;
 mod snapshot_policies;
 
 pub use access_keys::*;
@@ -27,6 +28,7 @@ pub use gateway::*;
 pub use limits::*;
 pub use maintenance_windows::*;
 pub use records::*;
+pub use rolls::*;
 pub use snapshot_policies::*;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

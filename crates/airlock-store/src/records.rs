@@ -526,6 +526,22 @@ impl Store {
         set_state_on(&mut conn, id, &change).await
     }
 
+    /// Replaces a deployment's stored spec (after a roll to a new image).
+    pub async fn set_deployment_spec(
+        &self,
+        id: &str,
+        spec: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE deployments SET spec = $1, updated_at = $2 WHERE id = $3")
+            .bind(spec)
+            .bind(at)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Sets a new desired count and bumps the generation; returns the new generation.
     pub async fn rescale_deployment(
         &self,

@@ -448,6 +448,51 @@ pub enum DeploymentCommand {
         /// Deployment id.
         id: String,
     },
+    /// Replace every node with an instance of a new image, a batch at a time, each replacement
+    /// taking over its node's secondary interfaces (same device index and address), data volumes
+    /// (same device names) and Elastic IP before the old instance is terminated. A node whose
+    /// replacement fails or is not healthy in time gets its identity back and runs again, and
+    /// the roll stops (`--resume` goes on, `--abort` stops a running one).
+    #[command(
+        after_help = "Examples:\n  airlock deployment roll dep-3f9a... --image ami-0new... --dry-run\n  airlock deployment roll dep-3f9a... --image ami-0new... --health http:9042/health --health-timeout 10m --wait\n  airlock deployment roll dep-3f9a... --resume --wait"
+    )]
+    Roll {
+        /// Deployment id.
+        id: String,
+        /// The new image (not with --resume or --abort).
+        #[arg(long, required_unless_present_any = ["resume", "abort"])]
+        image: Option<String>,
+        /// A new instance type (default: the deployment's).
+        #[arg(long)]
+        instance_type: Option<String>,
+        /// Nodes replaced at once: never more are out of service.
+        #[arg(long, default_value_t = 1)]
+        batch: u32,
+        /// When a replacement is healthy: status-checks, agent (its agent refreshed through the
+        /// console) or http:PORT/PATH (2xx from its private address).
+        #[arg(long, default_value = "status-checks")]
+        health: String,
+        /// How long to wait for health before rolling the node back (e.g. 10m).
+        #[arg(long, default_value = "10m", value_parser = parse_span)]
+        health_timeout: u32,
+        /// Print the plan (each node's interfaces, volumes and address) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go on with a failed or aborted roll from where it stopped.
+        #[arg(long, conflicts_with_all = ["image", "abort"])]
+        resume: bool,
+        /// Stop a running roll after its current step.
+        #[arg(long, conflicts_with_all = ["image", "resume"])]
+        abort: bool,
+        /// Wait until the roll ends, showing each node's step.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Where the deployment's latest roll is: each node's step, replacement and error.
+    RollStatus {
+        /// Deployment id.
+        id: String,
+    },
     /// Set the instance count: launch more with the same spec, or terminate the newest surplus.
     Scale {
         /// Deployment id.

@@ -444,6 +444,40 @@ pub async fn deployment(client: &Client, cmd: DeploymentCommand, output: Output)
                 vec![vec![r.deployment_id.clone(), r.revoked.to_string()]]
             })
         }
+        DeploymentCommand::Roll {
+            id,
+            image,
+            instance_type,
+            batch,
+            health,
+            health_timeout,
+            dry_run,
+            resume,
+            abort,
+            wait: should_wait,
+        } => {
+            let roll = match (image, resume, abort) {
+                (_, true, _) => client.control_roll(&id, "resume").await?,
+                (_, _, true) => client.control_roll(&id, "abort").await?,
+                (Some(image_id), _, _) => {
+                    let req = airlock_api::rolls::RollRequest {
+                        image_id,
+                        instance_type,
+                        batch: Some(batch),
+                        health: Some(health),
+                        health_timeout_seconds: Some(health_timeout),
+                        dry_run,
+                    };
+                    client.roll(&id, &req).await?
+                }
+                (None, false, false) => bail!("give --image (or --resume or --abort)"),
+            };
+            crate::roll_cli::report(client, roll, should_wait && !dry_run, output).await
+        }
+        DeploymentCommand::RollStatus { id } => {
+            let roll = client.roll_status(&id).await?;
+            crate::roll_cli::report(client, roll, false, output).await
+        }
         DeploymentCommand::Scale {
             id,
             count,

@@ -17,6 +17,7 @@ mod gateway_config;
 mod maintenance_window;
 mod metrics_listen;
 mod output;
+mod roll_cli;
 mod serve;
 mod snapshot_policy;
 

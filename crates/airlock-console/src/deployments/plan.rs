@@ -287,6 +287,7 @@ mod tests {
                 .single(),
             tags: vec![],
             availability_zone: None,
+            root_device_name: None,
         }
     }
 

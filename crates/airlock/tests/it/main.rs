@@ -24,6 +24,7 @@ mod fleet;
 mod gateway;
 mod maintenance_windows;
 mod placement;
+mod rolls;
 mod scale;
 mod snapshot_policies;
 mod throttling;
