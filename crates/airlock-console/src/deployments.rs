@@ -1148,6 +1148,14 @@ pub async fn scale(
     )
     .await?;
     let current = current.ok_or_else(|| unknown_deployment(&id))?;
+    if let Some(roll) = state.store.latest_roll(&id).await? {
+        if roll.state == airlock_api::state::RollState::Running {
+            return Err(ApiError::Conflict(format!(
+                "roll {} is replacing this deployment's nodes: scale it when the roll ends (or `airlock deployment roll {id} --abort`)",
+                roll.id
+            )));
+        }
+    }
     let (account, target) = accounts::target(&state, &current.account).await?;
     let ec2 = state.cloud.ec2(&target).await?;
     let mut checks = vec![scale_check, ops::use_account(&account.name)];

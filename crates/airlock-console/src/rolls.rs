@@ -44,6 +44,8 @@ use std::time::{Duration, Instant};
 
 /// A claim not refreshed for this long is taken for a console that died.
 const STALE_MS: i64 = 20_000;
+/// How often the console driving a roll refreshes its claim.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long an instance may take to stop, start or free an interface or volume.
 const SETTLE: Duration = Duration::from_secs(600);
 /// The default health timeout, and the longest.
@@ -437,7 +439,32 @@ async fn drive(state: AppState, roll: RollRow) {
             return;
         }
     }
+    // The claim is refreshed while the roll is driven here, long waits included, so no other
+    // console takes it for abandoned; a console that dies stops refreshing it.
+    let heartbeat = {
+        let (state, id, node) = (
+            state.clone(),
+            id.clone(),
+            state.cluster.node_id().to_owned(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                match state.store.claim_roll(&id, &node, STALE_MS).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(roll = %id, "another console took this roll over");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(roll = %id, error = %e, "cannot refresh the roll's claim")
+                    }
+                }
+            }
+        })
+    };
     let ended = Driver::new(&state, roll).await.run().await;
+    heartbeat.abort();
     if let Ok(mut rolling) = state.rolling.lock() {
         rolling.remove(&id);
     }

@@ -346,3 +346,116 @@ async fn a_user_who_may_not_terminate_the_nodes_cannot_roll_them() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("never rolled"));
 }
+
+/// Answers `GET /ok` on `port` of every address of the loopback subnet's first 64: 503 until
+/// `healthy` is set, then 200 (the replacement's address is not known before it launches).
+async fn health_servers(port: u16, healthy: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for host in 1..64 {
+        let Ok(listener) = tokio::net::TcpListener::bind(format!("127.0.0.{host}:{port}")).await
+        else {
+            continue;
+        };
+        let healthy = healthy.clone();
+        tasks.push(tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                let status = if healthy.load(Ordering::SeqCst) {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let _ = stream
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            }
+        }));
+    }
+    tasks
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_killed_mid_roll_resumes_after_restart_without_moving_anything_twice() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let mut console = Console::start();
+    console.login_with_account(&moto);
+    let (dep, identities) = ring(&console, &ec2, &net, 2).await;
+    let old = running(&ec2, &dep).await;
+    let image = new_image(&ec2, &old[0].0).await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let port = free_port();
+    let servers = health_servers(port, healthy.clone()).await;
+    moto.record().await;
+
+    let health = format!("http:{port}/ok");
+    console.ok(&[
+        "deployment",
+        "roll",
+        &dep,
+        "--image",
+        &image,
+        "--health",
+        &health,
+    ]);
+    // The first replacement launched, the identity moved, its health awaited: kill the console.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = console.json(&["deployment", "roll-status", &dep]);
+        if status["nodes"][0]["step"] == "health" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the roll never reached health: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    console.stop();
+    healthy.store(true, Ordering::SeqCst);
+    console.restart();
+
+    // Another console (here the same, restarted) takes the abandoned roll over and ends it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let done = loop {
+        let status = console.json(&["deployment", "roll-status", &dep]);
+        if status["state"] != "running" {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the roll never resumed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let after = running(&ec2, &dep).await;
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|(_, img)| *img == image));
+    // One launch, one detach and one attach per node and piece: nothing was done twice.
+    for (action, times) in [
+        ("RunInstances", 2),
+        ("DetachNetworkInterface", 2),
+        ("AttachNetworkInterface", 2),
+        ("DetachVolume", 2),
+        ("AttachVolume", 2),
+        ("TerminateInstances", 2),
+    ] {
+        assert_eq!(moto.calls(action).await, times, "{action}");
+    }
+    for identity in &identities {
+        let (eni_on, _, _, volume_on, _) = whereabouts(&ec2, identity).await;
+        assert!(after.iter().any(|(id, _)| *id == eni_on) && eni_on == volume_on);
+    }
+    for task in servers {
+        task.abort();
+    }
+}
