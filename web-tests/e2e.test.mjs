@@ -376,6 +376,26 @@ ec2.create_volume(AvailabilityZone="us-east-1a", Size=1,
     await shot('window');
   });
 
+  await t.test("a deployment's roll shows each node's progress", needsInstances(), async () => {
+    // A fresh one-node deployment (the web deployment has a stopped node, which refuses a roll).
+    const dep = await page.evaluate(({ image, subnet }) => Airlock.api('POST', '/v1/deployments', {
+      account: 'dev', image_id: image, instance_type: 't3.micro', subnet_id: subnet, credentials: 'none', count: 1,
+    }), { image: IMAGE, subnet: SUBNET });
+    await page.evaluate(async (id) => {
+      for (let i = 0; i < 50; i += 1) {
+        const d = await Airlock.api('GET', `/v1/deployments/${id}`);
+        if (d.state === 'running') return;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }, dep.id);
+    await page.evaluate(({ id, image }) => Airlock.api('POST', `/v1/deployments/${id}/roll`, { image_id: image }),
+      { id: dep.id, image: IMAGE });
+    await page.goto(`${URL}#/deployments/${dep.id}`);
+    await page.waitForSelector('#roll-rows .state-done', { timeout: 30000 });
+    assert.match(await page.textContent('#roll-body'), /1 of 1 nodes replaced/);
+    await shot('deployment-roll');
+  });
+
   await t.test('no secret reached the browser', async () => {
     const all = seen.join('\n');
     assert.ok(!all.includes(SECRET), 'the secret access key');

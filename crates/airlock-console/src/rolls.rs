@@ -612,6 +612,11 @@ impl Driver {
                 roll.state = RollState::Failed;
                 roll.error = error;
             }
+            // An operator's abort, made while the step ran, is kept rather than overwritten.
+            if self.state.store.roll_state(&roll_id).await? == Some(RollState::Aborted) {
+                roll.state = RollState::Aborted;
+                roll.error = Some("aborted".into());
+            }
             roll.updated_at = crate::now();
             if !self.state.store.save_roll(&roll, &self.node).await? {
                 return Err(ApiError::Conflict(
@@ -777,6 +782,7 @@ impl Node<'_> {
     ) -> ApiResult<()> {
         let id = &eni.network_interface_id;
         let deadline = Instant::now() + SETTLE;
+        let mut pause = FIRST_PAUSE;
         loop {
             let found = ec2
                 .describe_network_interfaces(&[], std::slice::from_ref(id))
@@ -811,7 +817,7 @@ impl Node<'_> {
                     force: false,
                 }),
                 Move::Wait => {
-                    settle_or_fail(deadline, id).await?;
+                    settle_or_fail(deadline, id, &mut pause).await?;
                     continue;
                 }
             };
@@ -828,6 +834,7 @@ impl Node<'_> {
     async fn move_volume(&self, ec2: &dyn Ec2, volume: &IdentityVolume, to: &str) -> ApiResult<()> {
         let id = &volume.volume_id;
         let deadline = Instant::now() + SETTLE;
+        let mut pause = FIRST_PAUSE;
         loop {
             let found = ec2
                 .describe_volumes(&[Filter::new("volume-id", id)])
@@ -854,7 +861,7 @@ impl Node<'_> {
                     force: false,
                 }),
                 Move::Wait => {
-                    settle_or_fail(deadline, id).await?;
+                    settle_or_fail(deadline, id, &mut pause).await?;
                     continue;
                 }
             };
@@ -971,16 +978,22 @@ fn look(state: &AppState) -> Duration {
     state.config.poll_interval.min(Duration::from_secs(1))
 }
 
-async fn settle_or_fail(deadline: Instant, id: &str) -> ApiResult<()> {
+/// Waits a little before looking at EC2 again: 50 ms at first (EC2 often settles at once),
+/// doubling up to a second, so a long wait costs few calls; an error past `deadline`.
+async fn settle_or_fail(deadline: Instant, id: &str, pause: &mut Duration) -> ApiResult<()> {
     if Instant::now() >= deadline {
         return Err(ApiError::Conflict(format!(
             "{id} did not settle in {} s",
             SETTLE.as_secs()
         )));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(*pause).await;
+    *pause = (*pause * 2).min(Duration::from_secs(1));
     Ok(())
 }
+
+/// The first pause of [`settle_or_fail`].
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
 
 async fn state_of(ec2: &dyn Ec2, id: &str) -> ApiResult<Option<String>> {
     Ok(ec2
@@ -993,6 +1006,7 @@ async fn state_of(ec2: &dyn Ec2, id: &str) -> ApiResult<Option<String>> {
 
 async fn wait_state(ec2: &dyn Ec2, id: &str, wanted: &str) -> ApiResult<()> {
     let deadline = Instant::now() + SETTLE;
+    let mut pause = FIRST_PAUSE;
     loop {
         let now = state_of(ec2, id).await?;
         if now.as_deref() == Some(wanted) {
@@ -1003,6 +1017,6 @@ async fn wait_state(ec2: &dyn Ec2, id: &str, wanted: &str) -> ApiResult<()> {
                 "{id} is terminated, not {wanted}"
             )));
         }
-        settle_or_fail(deadline, id).await?;
+        settle_or_fail(deadline, id, &mut pause).await?;
     }
 }

@@ -385,9 +385,31 @@
     },
   };
 
+  // The deployment's latest roll, or null when it was never rolled.
+  async function latestRoll(id) {
+    try { return await api('GET', `/v1/deployments/${encodeURIComponent(id)}/roll`); } catch (err) { return null; }
+  }
+
+  function rollSection(r) {
+    if (!r) return '';
+    const done = r.nodes.filter((n) => n.step === 'done').length;
+    return `<h2>Roll to <span class="mono">${h(r.image_id)}</span></h2>
+      <div class="progress" role="status" aria-live="polite">${stateBadge(r.state)}
+        <progress max="${Math.max(r.nodes.length, 1)}" value="${done}" aria-label="Nodes replaced">${done}/${r.nodes.length}</progress>
+        ${done} of ${r.nodes.length} nodes replaced · ${h(r.batch)} at a time · health ${h(r.health)}</div>
+      ${r.error ? `<p class="form-error" role="alert">${h(r.error)}</p>` : ''}
+      <div class="table-wrap"><table><thead><tr><th scope="col">Node</th><th scope="col">Step</th><th scope="col">Replacement</th>
+      <th scope="col">Identity</th><th scope="col">Error</th></tr></thead>
+      <tbody id="roll-rows">${r.nodes.map((n) => `<tr><td class="mono">${h(n.old_instance_id)}</td><td>${stateBadge(n.step)}</td>
+        <td class="mono">${h(n.new_instance_id || '–')}</td>
+        <td class="mono">${h([...n.interfaces.map((i) => `${i.network_interface_id} ${i.private_ip || ''}`), ...n.volumes.map((v) => `${v.volume_id} ${v.device}`), n.allocation_id || ''].filter(Boolean).join(', ') || '–')}</td>
+        <td>${h(n.error || '')}</td></tr>`).join('')}</tbody></table></div>`;
+  }
+
   function deploymentDetail(root, id) {
     root.innerHTML = `<p><a href="#/deployments">← Deployments</a></p><h1>Deployment <span class="mono">${h(id)}</span></h1>
       <p class="form-error" role="alert" hidden></p><div id="deployment-body">Loading…</div>
+      <div id="roll-body"></div>
       <form id="scale-form" class="toolbar" novalidate>
         ${field('count', 'Scale to', '<input id="f-count" name="count" type="number" min="0" max="1000" required>', '0 terminates every instance')}
         <button type="submit">Scale</button><p class="form-error" role="alert" hidden></p>
@@ -418,6 +440,7 @@
         <div class="table-wrap"><table><thead><tr><th scope="col">Instance</th><th scope="col">State</th><th scope="col">Private IP</th><th scope="col">Public IP</th></tr></thead>
         <tbody>${d.instances.map((i) => `<tr><td class="mono">${h(i.instance_id)}</td><td>${stateBadge(i.state)}</td><td class="mono">${h(i.private_ip)}</td><td class="mono">${h(i.public_ip)}</td></tr>`).join('')
           || '<tr><td colspan="4" class="empty">None yet.</td></tr>'}</tbody></table></div>`;
+      $('#roll-body', root).innerHTML = rollSection(await latestRoll(id));
     };
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
