@@ -465,6 +465,9 @@ async fn drive(state: AppState, roll: RollRow) {
     };
     let ended = Driver::new(&state, roll).await.run().await;
     heartbeat.abort();
+    if let Err(e) = state.store.release_roll(&id, state.cluster.node_id()).await {
+        tracing::warn!(roll = %id, error = %e, "cannot release the roll's claim");
+    }
     if let Ok(mut rolling) = state.rolling.lock() {
         rolling.remove(&id);
     }
@@ -528,6 +531,10 @@ impl Driver {
                     .map_err(|e| ApiError::Internal(format!("a node's task failed: {e}")))??;
             }
             let roll = self.roll.lock().await;
+            if roll.state != RollState::Running {
+                // Ended by a node (a failed termination) or by an operator's abort: saved.
+                return Ok(roll.state);
+            }
             if let Some(node) = roll.nodes.iter().find(|n| n.step == NodeStep::RolledBack) {
                 let why = format!(
                     "{} was rolled back: {}",
@@ -579,13 +586,16 @@ impl Driver {
             if airlock_roll::settled(node.step) {
                 return Ok(());
             }
-            if self.state.store.roll_state(&self.id().await).await? != Some(RollState::Running) {
-                return Ok(());
-            }
-            let step = if node.step == NodeStep::Waiting {
-                NodeStep::Launch
-            } else {
-                node.step
+            let stored = self.state.store.roll_state(&self.id().await).await?;
+            let step = match (stored, node.step) {
+                (Some(RollState::Running), NodeStep::Waiting) => NodeStep::Launch,
+                (Some(RollState::Running), step) => step,
+                // Aborted (or failed by another node): a node not started stays as it is, one
+                // in flight is rolled back, so nothing is left half-moved or out of service; one
+                // whose replacement is healthy finishes.
+                (_, NodeStep::Waiting) => return Ok(()),
+                (_, step @ (NodeStep::TerminateOld | NodeStep::RollBack)) => step,
+                (_, _) => NodeStep::RollBack,
             };
             let done = self.step(i, step).await;
             let mut roll = self.roll.lock().await;
@@ -608,12 +618,12 @@ impl Driver {
                     (entry.step == step).then(|| entry.error.clone())
                 }
             };
+            let is_stuck = stuck.is_some();
             if let Some(error) = stuck {
                 roll.state = RollState::Failed;
                 roll.error = error;
-            }
-            // An operator's abort, made while the step ran, is kept rather than overwritten.
-            if self.state.store.roll_state(&roll_id).await? == Some(RollState::Aborted) {
+            } else if self.state.store.roll_state(&roll_id).await? == Some(RollState::Aborted) {
+                // An operator's abort, made while the step ran, is kept rather than overwritten.
                 roll.state = RollState::Aborted;
                 roll.error = Some("aborted".into());
             }
@@ -623,7 +633,7 @@ impl Driver {
                     "the roll was taken over by another console".into(),
                 ));
             }
-            if roll.state != RollState::Running {
+            if is_stuck {
                 return Ok(());
             }
         }
@@ -886,6 +896,12 @@ impl Node<'_> {
                 Ok(()) => return Ok(()),
                 Err(why) => why,
             };
+            // An abort while waiting rolls the node back rather than waiting the timeout out.
+            if self.state().store.roll_state(&roll.id).await? == Some(RollState::Aborted) {
+                return Err(ApiError::Conflict(format!(
+                    "the roll was aborted while {id} was not healthy yet: {last}"
+                )));
+            }
             if Instant::now() >= deadline {
                 return Err(ApiError::Conflict(format!(
                     "{id} was not healthy ({}) within {} s: {last}",

@@ -162,16 +162,12 @@ impl Store {
     }
 
     /// Records where the roll is and refreshes `node`'s claim; false (nothing saved) when the
-    /// claim is no longer `node`'s. A roll no longer running is released.
+    /// claim is no longer `node`'s.
     pub async fn save_roll(&self, row: &RollRow, node: &str) -> Result<bool, StoreError> {
-        let claim = if row.state == RollState::Running {
-            format!("claimed_at_ms = {}", self.now_ms())
-        } else {
-            "claimed_by = NULL, claimed_at_ms = NULL".to_owned()
-        };
         let done = sqlx::query(&format!(
-            "UPDATE rolls SET state = $1, error = $2, nodes = $3, updated_at = $4, {claim} \
-             WHERE id = $5 AND claimed_by = $6"
+            "UPDATE rolls SET state = $1, error = $2, nodes = $3, updated_at = $4, \
+             claimed_at_ms = {} WHERE id = $5 AND claimed_by = $6",
+            self.now_ms()
         ))
         .bind(row.state.as_str())
         .bind(&row.error)
@@ -182,6 +178,18 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Gives up `node`'s claim on a roll it no longer drives.
+    pub async fn release_roll(&self, id: &str, node: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE rolls SET claimed_by = NULL, claimed_at_ms = NULL WHERE id = $1 AND claimed_by = $2",
+        )
+        .bind(id)
+        .bind(node)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Sets a roll's state (an operator's abort or resume) whoever holds it; the holder sees it

@@ -452,7 +452,8 @@ pub enum DeploymentCommand {
     /// taking over its node's secondary interfaces (same device index and address), data volumes
     /// (same device names) and Elastic IP before the old instance is terminated. A node whose
     /// replacement fails or is not healthy in time gets its identity back and runs again, and
-    /// the roll stops (`--resume` goes on, `--abort` stops a running one).
+    /// the roll stops (`--resume` goes on; `--abort` stops a running one, rolling back the nodes
+    /// in flight).
     #[command(
         after_help = "Examples:\n  airlock deployment roll dep-3f9a... --image ami-0new... --dry-run\n  airlock deployment roll dep-3f9a... --image ami-0new... --health http:9042/health --health-timeout 10m --wait\n  airlock deployment roll dep-3f9a... --resume --wait"
     )]
@@ -481,7 +482,7 @@ pub enum DeploymentCommand {
         /// Go on with a failed or aborted roll from where it stopped.
         #[arg(long, conflicts_with_all = ["image", "abort"])]
         resume: bool,
-        /// Stop a running roll after its current step.
+        /// Stop a running roll: nodes in flight are rolled back, those not started stay.
         #[arg(long, conflicts_with_all = ["image", "resume"])]
         abort: bool,
         /// Wait until the roll ends, showing each node's step.

@@ -459,3 +459,81 @@ async fn a_console_killed_mid_roll_resumes_after_restart_without_moving_anything
         task.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abort_rolls_the_waiting_node_back_and_resume_finishes_the_roll() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let (dep, identities) = ring(&console, &ec2, &net, 2).await;
+    let old: BTreeSet<String> = running(&ec2, &dep)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let image = new_image(&ec2, old.iter().next().unwrap()).await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let port = free_port();
+    let servers = health_servers(port, healthy.clone()).await;
+    let health = format!("http:{port}/ok");
+    console.ok(&[
+        "deployment",
+        "roll",
+        &dep,
+        "--image",
+        &image,
+        "--health",
+        &health,
+    ]);
+    let status = |console: &Console| console.json(&["deployment", "roll-status", &dep]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while status(&console)["nodes"][0]["step"] != "health" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the roll never reached health"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Aborted while its first replacement is not healthy: that node gets its identity back.
+    console.ok(&["deployment", "roll", &dep, "--abort"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let aborted = loop {
+        let s = status(&console);
+        if s["nodes"][0]["step"] == "rolled-back" {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abort was not taken: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(aborted["state"], "aborted", "{aborted}");
+    let now: BTreeSet<String> = running(&ec2, &dep)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(now, old);
+    for identity in &identities {
+        let (eni_on, _, _, volume_on, _) = whereabouts(&ec2, identity).await;
+        assert!(old.contains(&eni_on) && eni_on == volume_on);
+    }
+
+    // Resumed once the service answers: both nodes are replaced.
+    healthy.store(true, Ordering::SeqCst);
+    let (ok, done) = roll(&console, &[&dep, "--resume", "--wait"]);
+    assert!(ok, "{done}");
+    assert_eq!(done["state"], "succeeded");
+    let after = running(&ec2, &dep).await;
+    assert_eq!(after.len(), 2);
+    assert!(after
+        .iter()
+        .all(|(id, img)| *img == image && !old.contains(id)));
+    for task in servers {
+        task.abort();
+    }
+}
