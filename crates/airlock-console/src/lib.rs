@@ -33,6 +33,7 @@ mod refresh;
 mod refresh_guard;
 mod refresh_retry;
 mod rolls;
+mod schedules;
 mod session;
 mod snapshot_policies;
 mod snapshots;
@@ -233,7 +234,7 @@ pub async fn serve(
     cluster::beat(&state).await;
     tokio::spawn(cluster::run(state.clone()));
     tokio::spawn(deployments::keep_watching(state.clone()));
-    tokio::spawn(snapshot_policies::keep_scheduling(state.clone()));
+    tokio::spawn(schedules::keep_scheduling(state.clone()));
     tokio::spawn(commands::keep_advancing(state.clone()));
     tokio::spawn(rolls::keep_resuming(state.clone()));
     tokio::spawn(events::join_nodes(state.clone()));

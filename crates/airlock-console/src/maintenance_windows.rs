@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::authz::{authorize, authorize_one, console_arn};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
+use crate::schedules::Scheduled;
 use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops;
@@ -126,21 +127,17 @@ fn command_request(
     }
 }
 
-fn since(row: &MaintenanceWindowRow) -> Option<DateTime<Utc>> {
-    crate::snapshot_policies::parse_time(
-        row.last_scheduled_at.as_deref().unwrap_or(&row.created_at),
-    )
+fn scheduled(row: &MaintenanceWindowRow) -> Scheduled<'_> {
+    Scheduled {
+        schedule: &row.schedule,
+        last_scheduled_at: row.last_scheduled_at.as_deref(),
+        created_at: &row.created_at,
+    }
 }
 
 fn view(row: MaintenanceWindowRow) -> MaintenanceWindowView {
-    let next = row
-        .schedule
-        .parse::<Schedule>()
-        .ok()
-        .zip(since(&row))
-        .and_then(|(s, since)| s.next_after(since));
     MaintenanceWindowView {
-        next_run_at: next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        next_run_at: scheduled(&row).next_run_at(),
         name: row.name,
         account: row.account,
         target: row.target,
@@ -391,9 +388,7 @@ pub async fn run_now(
     )
     .await?;
     let row = stored(&state, &name).await?;
-    let now = crate::snapshot_policies::schedule_now(state.config.schedule_clock.as_deref())
-        .await
-        .map_err(ApiError::Internal)?;
+    let now = crate::schedules::now(&state).await;
     let run = open(&state, &row, &caller.user, now, None).await?;
     Ok((StatusCode::ACCEPTED, Json(execution_view(run))))
 }
@@ -401,10 +396,7 @@ pub async fn run_now(
 /// Opens the windows whose schedule is due at `now` (on the schedules lease holder).
 pub async fn open_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<()> {
     for row in state.store.maintenance_windows().await? {
-        let Ok(schedule) = row.schedule.parse::<Schedule>() else {
-            continue;
-        };
-        if !since(&row).is_some_and(|since| schedule.due(since, now)) {
+        if !scheduled(&row).due(now) {
             continue;
         }
         let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -502,9 +494,7 @@ async fn execute(
         }
     }
     for index in 0..run.tasks.len() {
-        let now = crate::snapshot_policies::schedule_now(state.config.schedule_clock.as_deref())
-            .await
-            .unwrap_or_else(|_| Utc::now());
+        let now = crate::schedules::now(state).await;
         if now >= cutoff {
             skip_from(
                 run,

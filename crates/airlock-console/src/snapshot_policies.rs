@@ -12,9 +12,9 @@
 use crate::accounts;
 use crate::auth::Caller;
 use crate::authz::{authorize, authorize_one, console_arn};
-use crate::cluster::Lease;
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
+use crate::schedules::Scheduled;
 use crate::state::AppState;
 use crate::validate;
 use airlock_access::ops;
@@ -31,7 +31,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use std::time::Duration;
 
 /// The tag every snapshot a policy takes carries, with the policy's name: the only snapshots
 /// its retention may delete.
@@ -41,10 +40,6 @@ pub const POLICY_TAG: &str = "airlock:snapshot-policy";
 const MAX_VOLUMES: usize = 200;
 /// Runs shown with a policy.
 const RUNS_SHOWN: i64 = 20;
-/// How often the schedule holder looks for due policies.
-const TICK: Duration = Duration::from_secs(10);
-/// How often it looks when tests drive the clock.
-const TEST_TICK: Duration = Duration::from_secs(1);
 /// The longest retention in days (ten years).
 const MAX_RETAIN_DAYS: u32 = 3650;
 /// The most snapshots of a volume a policy keeps by count.
@@ -85,26 +80,17 @@ fn validate_request(req: &CreateSnapshotPolicyRequest) -> ApiResult<Schedule> {
     Ok(schedule)
 }
 
-pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// When the schedule last fired, or the policy's creation: what its next time counts from.
-fn since(row: &SnapshotPolicyRow) -> Option<DateTime<Utc>> {
-    parse_time(row.last_scheduled_at.as_deref().unwrap_or(&row.created_at))
+fn scheduled(row: &SnapshotPolicyRow) -> Scheduled<'_> {
+    Scheduled {
+        schedule: &row.schedule,
+        last_scheduled_at: row.last_scheduled_at.as_deref(),
+        created_at: &row.created_at,
+    }
 }
 
 fn view(row: SnapshotPolicyRow, runs: Vec<SnapshotRunView>) -> SnapshotPolicyView {
-    let next = row
-        .schedule
-        .parse::<Schedule>()
-        .ok()
-        .zip(since(&row))
-        .and_then(|(s, since)| s.next_after(since));
     SnapshotPolicyView {
-        next_run_at: next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        next_run_at: scheduled(&row).next_run_at(),
         name: row.name,
         account: row.account,
         target: row.target,
@@ -474,52 +460,10 @@ fn expired(
         .collect()
 }
 
-/// While this node holds the schedules lease, fires the snapshot policies and opens the
-/// maintenance windows that are due.
-pub async fn keep_scheduling(state: AppState) {
-    let clock = state.config.schedule_clock.clone();
-    let tick = if clock.is_some() { TEST_TICK } else { TICK };
-    loop {
-        state.cluster.gained(Lease::Schedules).await;
-        match schedule_now(clock.as_deref()).await {
-            Ok(now) => {
-                if let Err(e) = fire_due(&state, now).await {
-                    tracing::warn!(error = %e, "cannot look for due snapshot policies");
-                }
-                if let Err(e) = crate::maintenance_windows::open_due(&state, now).await {
-                    tracing::warn!(error = %e, "cannot look for due maintenance windows");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the schedule clock"),
-        }
-        tokio::time::sleep(tick).await;
-    }
-}
-
-/// The time schedules see: the system clock, or the time written in the test clock file.
-pub(crate) async fn schedule_now(clock: Option<&std::path::Path>) -> Result<DateTime<Utc>, String> {
-    let Some(path) = clock else {
-        return Ok(Utc::now());
-    };
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_time(text.trim()).ok_or_else(|| {
-        format!(
-            "{}: {:?} is not an RFC 3339 time",
-            path.display(),
-            text.trim()
-        )
-    })
-}
-
-async fn fire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<()> {
+/// Fires the policies whose schedule is due at `now` (on the schedules lease holder).
+pub(crate) async fn fire_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<()> {
     for row in state.store.snapshot_policies().await? {
-        let Ok(schedule) = row.schedule.parse::<Schedule>() else {
-            continue;
-        };
-        let due = since(&row).is_some_and(|since| schedule.due(since, now));
-        if !due {
+        if !scheduled(&row).due(now) {
             continue;
         }
         let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
