@@ -21,37 +21,12 @@ fn task(execution: &Value, index: usize) -> &Value {
     &execution["tasks"][index]
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_window_opens_on_schedule_runs_its_tasks_per_instance_and_honours_the_cutoff() {
-    let moto = Moto::start();
-    let ec2 = moto.ec2().await;
-    let net = loopback_net(&ec2).await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = dir.path().join("clock");
-    let now = Utc::now();
-    let set = |t: DateTime<Utc>| std::fs::write(&clock, t.to_rfc3339()).unwrap();
-    set(now);
-    let clock_flag = clock.to_string_lossy().to_string();
-    let console = Console::start_with(&["--schedule-clock-file", &clock_flag]);
-    console.login_with_account(&moto);
-    let fleet = Fleet::start(&moto.url, dir.path());
-    let group = console.json(&deploy_args(
-        &net,
-        &[
-            "--count",
-            "2",
-            "--credentials",
-            "bootstrap",
-            "--tag",
-            "Patch Group=Linux Servers",
-            "--wait",
-        ],
-    ));
-    let ids = instances_of(&group);
-    agents_ready(&fleet, &ids).await;
-    let first = dir.path().join("first.sh");
+/// A window on the patch group, a day apart, open 2 h with a 1 h cutoff: snapshots, a command
+/// that takes 3 s, another command, a reboot.
+fn create_patch_window(console: &Console, dir: &std::path::Path) {
+    let first = dir.join("first.sh");
     std::fs::write(&first, "sleep 3; echo patched").unwrap();
-    let second = dir.path().join("second.sh");
+    let second = dir.join("second.sh");
     std::fs::write(&second, "echo too late").unwrap();
     let created = console.json(&[
         "maintenance-window",
@@ -83,6 +58,77 @@ async fn a_window_opens_on_schedule_runs_its_tasks_per_instance_and_honours_the_
         .map(|t| t["type"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["snapshot", "command", "command", "reboot"]);
+}
+
+/// The execution snapshotted and patched every instance, started nothing after the cutoff, and
+/// keeps the command's output behind `command show`.
+fn assert_ran_until_the_cutoff(console: &Console, done: &Value, ids: &[String]) {
+    assert_eq!(done["trigger"], "scheduled");
+    assert_eq!(done["instance_ids"], json!(ids));
+    // Snapshots of every instance's volumes, one result per instance.
+    let snap = task(done, 0);
+    assert_eq!(snap["state"], "succeeded", "{done}");
+    for id in ids {
+        let r = snap["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["instance_id"] == id.as_str())
+            .unwrap();
+        assert!(r["detail"].as_str().unwrap().contains("snap-"), "{r}");
+    }
+    // The command that started before the cutoff ran everywhere; its output stays behind
+    // airlock:ReadCommandOutput, in `command show`.
+    let patched = task(done, 1);
+    assert_eq!(patched["state"], "succeeded", "{done}");
+    for r in patched["results"].as_array().unwrap() {
+        assert_eq!(
+            (&r["status"], &r["exit_code"]),
+            (&json!("success"), &json!(0))
+        );
+    }
+    let command = console.json(&["command", "show", patched["command_id"].as_str().unwrap()]);
+    assert_eq!(command["results"][0]["output"], "patched\n");
+    assert_eq!(command["created_by"], "admin");
+    // The tasks after the cutoff never started.
+    for index in [2, 3] {
+        let t = task(done, index);
+        assert_eq!(t["state"], "skipped", "{t}");
+        assert!(t["detail"].as_str().unwrap().contains("cutoff"), "{t}");
+        assert!(t["results"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(done["state"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_window_opens_on_schedule_runs_its_tasks_per_instance_and_honours_the_cutoff() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("clock");
+    let now = Utc::now();
+    let set = |t: DateTime<Utc>| std::fs::write(&clock, t.to_rfc3339()).unwrap();
+    set(now);
+    let clock_flag = clock.to_string_lossy().to_string();
+    let console = Console::start_with(&["--schedule-clock-file", &clock_flag]);
+    console.login_with_account(&moto);
+    let fleet = Fleet::start(&moto.url, dir.path());
+    let group = console.json(&deploy_args(
+        &net,
+        &[
+            "--count",
+            "2",
+            "--credentials",
+            "bootstrap",
+            "--tag",
+            "Patch Group=Linux Servers",
+            "--wait",
+        ],
+    ));
+    let ids = instances_of(&group);
+    agents_ready(&fleet, &ids).await;
+    create_patch_window(&console, dir.path());
 
     // Not before its time.
     set(now + Span::hours(23));
@@ -112,41 +158,7 @@ async fn a_window_opens_on_schedule_runs_its_tasks_per_instance_and_honours_the_
     })
     .await;
 
-    assert_eq!(done["trigger"], "scheduled");
-    assert_eq!(done["instance_ids"], json!(ids));
-    // Snapshots of every instance's volumes, one result per instance.
-    let snap = task(&done, 0);
-    assert_eq!(snap["state"], "succeeded", "{done}");
-    for id in &ids {
-        let r = snap["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["instance_id"] == id.as_str())
-            .unwrap();
-        assert!(r["detail"].as_str().unwrap().contains("snap-"), "{r}");
-    }
-    // The command that started before the cutoff ran everywhere; its output stays behind
-    // airlock:ReadCommandOutput, in `command show`.
-    let patched = task(&done, 1);
-    assert_eq!(patched["state"], "succeeded", "{done}");
-    for r in patched["results"].as_array().unwrap() {
-        assert_eq!(
-            (&r["status"], &r["exit_code"]),
-            (&json!("success"), &json!(0))
-        );
-    }
-    let command = console.json(&["command", "show", patched["command_id"].as_str().unwrap()]);
-    assert_eq!(command["results"][0]["output"], "patched\n");
-    assert_eq!(command["created_by"], "admin");
-    // The tasks after the cutoff never started.
-    for index in [2, 3] {
-        let t = task(&done, index);
-        assert_eq!(t["state"], "skipped", "{t}");
-        assert!(t["detail"].as_str().unwrap().contains("cutoff"), "{t}");
-        assert!(t["results"].as_array().unwrap().is_empty());
-    }
-    assert_eq!(done["state"], "failed");
+    assert_ran_until_the_cutoff(&console, &done, &ids);
 
     // The table names each instance's result.
     let table = console.ok(&["maintenance-window", "executions", "patch"]);
