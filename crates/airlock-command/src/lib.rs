@@ -83,6 +83,16 @@ impl Limit {
     }
 }
 
+/// The at-once and error counts of stored `N`/`N%` limits among `targets`. A stored limit is
+/// one the console validated when it was sent; one that no longer reads is taken as `0`.
+pub fn resolve(concurrency: &str, max_errors: &str, targets: usize) -> (usize, usize) {
+    let read = |text: &str| text.parse::<Limit>().unwrap_or(Limit::Count(0));
+    (
+        read(concurrency).concurrency(targets),
+        read(max_errors).errors(targets),
+    )
+}
+
 /// What [`advance`] needs to know of one instance's part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {

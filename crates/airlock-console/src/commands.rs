@@ -314,10 +314,11 @@ pub async fn advance(state: &AppState, id: &str) -> ApiResult<()> {
 }
 
 fn resolved(row: &CommandRow, targets: usize) -> Limits {
-    let read = |text: &str| text.parse::<Limit>().unwrap_or(Limit::Count(0));
+    let (concurrency, max_errors) =
+        airlock_command::resolve(&row.max_concurrency, &row.max_errors, targets);
     Limits {
-        concurrency: read(&row.max_concurrency).concurrency(targets),
-        max_errors: read(&row.max_errors).errors(targets),
+        concurrency,
+        max_errors,
         timeout_ms: row.timeout_seconds.saturating_mul(1000),
     }
 }

@@ -13,7 +13,6 @@ use airlock_api::instances::InstanceActionRequest;
 use airlock_api::maintenance_windows::{TaskExecution, TaskInstanceResult, WindowTask};
 use airlock_api::state::{CommandStatus, ExecutionState, TaskState};
 use airlock_cloud::{Filter, StateAction, Tag};
-use airlock_command::Limit;
 use airlock_fleet::snapshot::{CreateSnapshot, SnapshotRequest};
 use airlock_fleet::FleetRequest;
 use airlock_store::{ExecutionRow, MaintenanceWindowRow};
@@ -181,14 +180,6 @@ impl Window<'_> {
         Ok(ids)
     }
 
-    fn limits(&self, targets: usize) -> (usize, usize) {
-        let read = |t: &str| t.parse::<Limit>().unwrap_or(Limit::Count(0));
-        (
-            read(&self.row.max_concurrency).concurrency(targets),
-            read(&self.row.max_errors).errors(targets),
-        )
-    }
-
     async fn run_task(&self, task: &mut TaskExecution, ids: &[String]) {
         if ids.is_empty() {
             task.state = TaskState::Succeeded;
@@ -271,7 +262,8 @@ impl Window<'_> {
     /// Reboots or snapshots the targets a batch of `max_concurrency` at a time; one error more
     /// than `max_errors` cancels the instances not yet reached.
     async fn in_batches(&self, task: &mut TaskExecution, ids: &[String], kind: Kind) {
-        let (concurrency, max_errors) = self.limits(ids.len());
+        let (concurrency, max_errors) =
+            airlock_command::resolve(&self.row.max_concurrency, &self.row.max_errors, ids.len());
         let mut errors = 0;
         for batch in ids.chunks(concurrency) {
             if errors > max_errors {

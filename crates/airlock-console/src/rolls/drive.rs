@@ -77,6 +77,8 @@ pub(super) async fn drive(state: AppState, roll: RollRow) {
 /// One roll being driven.
 struct Driver {
     state: AppState,
+    /// The roll's id (it never changes; the rest of the row does).
+    id: String,
     roll: tokio::sync::Mutex<RollRow>,
     node: String,
     caller: Caller,
@@ -88,6 +90,7 @@ impl Driver {
         let health = roll.health.parse().unwrap_or(Health::StatusChecks);
         Arc::new(Driver {
             state: state.clone(),
+            id: roll.id.clone(),
             node: state.cluster.node_id().to_owned(),
             caller: Caller::acting_for(&roll.created_by),
             roll: tokio::sync::Mutex::new(roll),
@@ -96,26 +99,21 @@ impl Driver {
     }
 }
 
-/// Where a step leaves its node.
-type StepResult = ApiResult<()>;
-
 impl Driver {
     async fn run(self: Arc<Self>) -> ApiResult<RollState> {
         loop {
-            let (batch, ids) = {
+            let ids: Vec<usize> = {
                 let roll = self.roll.lock().await;
                 let batch = usize::try_from(roll.batch).unwrap_or(1).max(1);
-                let open: Vec<usize> = (0..roll.nodes.len())
+                (0..roll.nodes.len())
                     .filter(|i| {
                         roll.nodes
                             .get(*i)
                             .is_some_and(|n| !airlock_roll::settled(n.step))
                     })
                     .take(batch)
-                    .collect();
-                (batch, open)
+                    .collect()
             };
-            let _ = batch;
             if ids.is_empty() {
                 return self.finish(RollState::Succeeded, None).await;
             }
@@ -142,14 +140,10 @@ impl Driver {
                 return self.finish(RollState::Failed, Some(why)).await;
             }
             drop(roll);
-            if self.state.store.roll_state(&self.id().await).await? == Some(RollState::Aborted) {
+            if self.state.store.roll_state(&self.id).await? == Some(RollState::Aborted) {
                 return Ok(RollState::Aborted);
             }
         }
-    }
-
-    async fn id(&self) -> String {
-        self.roll.lock().await.id.clone()
     }
 
     async fn finish(&self, end: RollState, error: Option<String>) -> ApiResult<RollState> {
@@ -183,7 +177,7 @@ impl Driver {
             if airlock_roll::settled(node.step) {
                 return Ok(());
             }
-            let stored = self.state.store.roll_state(&self.id().await).await?;
+            let stored = self.state.store.roll_state(&self.id).await?;
             let step = match (stored, node.step) {
                 (Some(RollState::Running), NodeStep::Waiting) => NodeStep::Launch,
                 (Some(RollState::Running), step) => step,
@@ -196,18 +190,17 @@ impl Driver {
             };
             let done = self.step(i, step).await;
             let mut roll = self.roll.lock().await;
-            let roll_id = roll.id.clone();
             let Some(entry) = roll.nodes.get_mut(i) else {
                 return Ok(());
             };
             let stuck = match done {
                 Ok(()) => {
                     entry.step = airlock_roll::after(step);
-                    tracing::info!(roll = %roll_id, node = %entry.old_instance_id, step = ?entry.step, "roll step");
+                    tracing::info!(roll = %self.id, node = %entry.old_instance_id, step = ?entry.step, "roll step");
                     None
                 }
                 Err(e) => {
-                    tracing::warn!(roll = %roll_id, node = %entry.old_instance_id, step = ?step, error = %e, "roll step failed");
+                    tracing::warn!(roll = %self.id, node = %entry.old_instance_id, step = ?step, error = %e, "roll step failed");
                     entry.error = Some(format!("{step:?}: {e}"));
                     entry.step = airlock_roll::after_failure(step);
                     // A termination or roll back that failed is not retried in a loop: the
@@ -219,7 +212,7 @@ impl Driver {
             if let Some(error) = stuck {
                 roll.state = RollState::Failed;
                 roll.error = error;
-            } else if self.state.store.roll_state(&roll_id).await? == Some(RollState::Aborted) {
+            } else if self.state.store.roll_state(&self.id).await? == Some(RollState::Aborted) {
                 // An operator's abort, made while the step ran, is kept rather than overwritten.
                 roll.state = RollState::Aborted;
                 roll.error = Some("aborted".into());
@@ -236,7 +229,7 @@ impl Driver {
         }
     }
 
-    async fn step(&self, i: usize, step: NodeStep) -> StepResult {
+    async fn step(&self, i: usize, step: NodeStep) -> ApiResult<()> {
         let (roll, node) = {
             let roll = self.roll.lock().await;
             let node = roll
