@@ -45,6 +45,9 @@ const DESCRIBE_PAGE_SIZE: i32 = 1000;
 #[derive(Default)]
 pub struct AwsCloud {
     clients: Mutex<HashMap<String, Arc<dyn Ec2>>>,
+    /// STS clients of targets' own keys: building one loads a configuration and an HTTP
+    /// client, which cost more than the call on every deploy that issues scoped credentials.
+    sts: Mutex<HashMap<String, aws_sdk_sts::Client>>,
     budgets: Mutex<HashMap<String, Arc<Budget>>>,
     budget: BudgetSettings,
     credentials: query::CredentialCache,
@@ -64,6 +67,27 @@ impl AwsCloud {
             budget,
             ..Self::default()
         }
+    }
+
+    /// The STS client of the target's own key (never the role it names), built once.
+    async fn sts_of(&self, target: &Target) -> aws_sdk_sts::Client {
+        let own = without_role(target);
+        let key = cache_key(&own);
+        let cached = self
+            .sts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(client) = cached {
+            return client;
+        }
+        let client = aws_sdk_sts::Client::new(&sdk_config(&own).await);
+        self.sts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, client.clone());
+        client
     }
 
     /// The budget of the target's account and region, shared by every client and credential
@@ -200,7 +224,7 @@ impl Cloud for AwsCloud {
     ) -> Result<SessionCredentials, CloudError> {
         // The base configuration (the target's own key), not the role provider: the role is
         // assumed explicitly so that its temporary key is what comes back.
-        let sts = aws_sdk_sts::Client::new(&sdk_config(&without_role(target)).await);
+        let sts = self.sts_of(target).await;
         let duration = seconds(duration_seconds)?;
         let credentials = match &target.role_arn {
             Some(role_arn) => {
@@ -223,7 +247,7 @@ impl Cloud for AwsCloud {
         target: &Target,
         request: &ScopedSessionRequest,
     ) -> Result<SessionCredentials, CloudError> {
-        let sts = aws_sdk_sts::Client::new(&sdk_config(&without_role(target)).await);
+        let sts = self.sts_of(target).await;
         let duration = seconds(request.duration_seconds)?;
         let credentials = match &target.role_arn {
             Some(role_arn) => {

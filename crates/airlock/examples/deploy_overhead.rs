@@ -1,7 +1,13 @@
-//! Console overhead over a bare `RunInstances`: the same launch (one instance, tags on creation,
-//! IMDSv2 options, user data of the same size) made N times straight through the AWS SDK and N
-//! times through `POST /v1/deployments` of a running console, against the same moto server,
-//! interleaved so both see the same conditions. Run by `bench/deploy-overhead`.
+//! Console overhead over the AWS calls a deploy needs: the same launch (one instance, tags on
+//! creation, IMDSv2 options, user data of the same size) made N times straight through the AWS
+//! SDK and N times through `POST /v1/deployments` of a running console, against the same moto
+//! server, interleaved so all see the same conditions. Run by `bench/deploy-overhead`.
+//!
+//! Two deploys are timed: `credentials: bootstrap` (the console's own work and one
+//! `RunInstances`) and `credentials: scoped`, the default, whose instances carry credentials
+//! limited to the deployment, issued by STS before the launch. The first is compared with a bare
+//! `RunInstances`, the second also with a bare `GetFederationToken` and `RunInstances`, the AWS
+//! calls its outcome needs.
 //!
 //! Environment: AIRLOCK_MOTO_URL (a running moto), AIRLOCK_CONSOLE_URL and AIRLOCK_TOKEN (a
 //! console logged into, with an account named `bench` on that moto), BENCH_SUBNET, BENCH_IMAGE,
@@ -32,6 +38,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// What both launches need.
 struct Bench {
     ec2: aws_sdk_ec2::Client,
+    sts: aws_sdk_sts::Client,
     http: reqwest::Client,
     console: String,
     token: String,
@@ -58,6 +65,7 @@ impl Bench {
             .await;
         Bench {
             ec2: aws_sdk_ec2::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
             http: reqwest::Client::new(),
             console: env("AIRLOCK_CONSOLE_URL"),
             token: env("AIRLOCK_TOKEN"),
@@ -99,8 +107,28 @@ impl Bench {
         started.elapsed()
     }
 
-    /// One `POST /v1/deployments` of the same launch; how long it took.
-    async fn through_console(&self) -> Duration {
+    /// A bare `GetFederationToken` with a session policy of a deployment's size, then the
+    /// same `RunInstances`: the AWS calls a scoped deploy needs; how long they took.
+    async fn bare_scoped(&self, i: usize) -> Duration {
+        let started = Instant::now();
+        let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": ["ec2:DescribeInstances", "ec2:DescribeTags"],
+            "Resource": "*", "Condition": {"StringEquals": {"aws:ResourceTag/airlock:deployment": format!("bench-{i}")}},
+        }]});
+        self.sts
+            .get_federation_token()
+            .name(format!("bench-{i}"))
+            .policy(policy.to_string())
+            .duration_seconds(3600)
+            .send()
+            .await
+            .unwrap();
+        self.bare(i + 1_000_000).await;
+        started.elapsed()
+    }
+
+    /// One `POST /v1/deployments` of the same launch with these credentials; how long it took.
+    async fn through_console(&self, credentials: &str) -> Duration {
         let started = Instant::now();
         let resp = self
             .http
@@ -109,6 +137,7 @@ impl Bench {
             .json(&serde_json::json!({
                 "account": "bench", "image_id": self.image, "instance_type": "t3.micro",
                 "subnet_id": self.subnet, "tags": [{"key": "team", "value": "bench"}],
+                "credentials": credentials,
             }))
             .send()
             .await
@@ -118,28 +147,59 @@ impl Bench {
     }
 }
 
-fn report(runs: usize, mut bare: Vec<Duration>, mut via_console: Vec<Duration>) {
-    bare.sort();
-    via_console.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let (b50, c50) = (percentile(&bare, 0.5), percentile(&via_console, 0.5));
-    let (b90, c90) = (percentile(&bare, 0.9), percentile(&via_console, 0.9));
+/// The timings of one kind of launch, and what it is called in the report.
+struct Series {
+    label: &'static str,
+    times: Vec<Duration>,
+}
+
+impl Series {
+    fn new(label: &'static str, runs: usize) -> Series {
+        Series {
+            label,
+            times: Vec::with_capacity(runs),
+        }
+    }
+
+    fn p(&self, p: f64) -> f64 {
+        let mut sorted = self.times.clone();
+        sorted.sort();
+        percentile(&sorted, p).as_secs_f64() * 1000.0
+    }
+
+    fn line(&self) {
+        println!(
+            "{:44} p50 {:7.1} ms   p90 {:7.1} ms",
+            self.label,
+            self.p(0.5),
+            self.p(0.9)
+        );
+    }
+}
+
+/// `console` against `bare`: the overhead and the ratio of the medians.
+fn compare(console: &Series, bare: &Series) {
+    println!(
+        "{:>44}: {:+.1} ms, ratio p50 {:.2}",
+        format!("{} over {}", short(console.label), short(bare.label)),
+        console.p(0.5) - bare.p(0.5),
+        console.p(0.5) / bare.p(0.5)
+    );
+}
+
+fn short(label: &str) -> &str {
+    label.split(" (").next().unwrap_or(label)
+}
+
+fn report(runs: usize, all: &[Series; 4]) {
+    let [bare, bare_scoped, bootstrap, scoped] = all;
     println!("runs: {runs} of each, interleaved, against the same moto server");
-    println!(
-        "bare RunInstances (SDK)      p50 {:7.1} ms   p90 {:7.1} ms",
-        ms(b50),
-        ms(b90)
-    );
-    println!(
-        "POST /v1/deployments         p50 {:7.1} ms   p90 {:7.1} ms",
-        ms(c50),
-        ms(c90)
-    );
-    println!(
-        "console overhead             p50 {:+7.1} ms   ratio console/bare p50 {:.2}",
-        ms(c50) - ms(b50),
-        ms(c50) / ms(b50)
-    );
+    for s in all {
+        s.line();
+    }
+    compare(bootstrap, bare);
+    compare(scoped, bare);
+    compare(scoped, bare_scoped);
 }
 
 #[tokio::main]
@@ -149,16 +209,25 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     let bench = Bench::from_env().await;
-    let mut bare = Vec::with_capacity(runs);
-    let mut via_console = Vec::with_capacity(runs);
+    let mut all = [
+        Series::new("bare RunInstances (SDK)", runs),
+        Series::new("bare STS+RunInstances (SDK)", runs),
+        Series::new("deploy bootstrap (POST /v1/deployments)", runs),
+        Series::new("deploy scoped (POST /v1/deployments)", runs),
+    ];
     for i in 0..runs + 3 {
-        let bare_time = bench.bare(i).await;
-        let console_time = bench.through_console().await;
+        let times = [
+            bench.bare(i).await,
+            bench.bare_scoped(i).await,
+            bench.through_console("bootstrap").await,
+            bench.through_console("scoped").await,
+        ];
         // The first few warm connections and caches up; they are not counted.
         if i >= 3 {
-            bare.push(bare_time);
-            via_console.push(console_time);
+            for (series, time) in all.iter_mut().zip(times) {
+                series.times.push(time);
+            }
         }
     }
-    report(runs, bare, via_console);
+    report(runs, &all);
 }
