@@ -144,8 +144,26 @@ impl On<'_> {
 /// The check of seeing one listed item (as EC2 serialized it): the family's describe action on
 /// its ARN with its tags. An item without an id is decided as the whole family.
 pub fn describe_item(scope: &Scope, family: FleetFamily, item: &serde_json::Value) -> Check {
+    describe_listed(
+        scope,
+        family.describe_action(),
+        family.resource_kind(),
+        family.id_field(),
+        item,
+    )
+}
+
+/// The check that shows one listed item (as serialized, its id in `id_field`): `action` on
+/// it as a resource of `kind`, with its current tags.
+pub fn describe_listed(
+    scope: &Scope,
+    action: &str,
+    kind: &str,
+    id_field: &str,
+    item: &serde_json::Value,
+) -> Check {
     let id = item
-        .get(family.id_field())
+        .get(id_field)
         .and_then(serde_json::Value::as_str)
         .unwrap_or("*");
     let tags: Vec<airlock_cloud::Tag> = item
@@ -153,11 +171,5 @@ pub fn describe_item(scope: &Scope, family: FleetFamily, item: &serde_json::Valu
         .cloned()
         .and_then(|t| serde_json::from_value(t).ok())
         .unwrap_or_default();
-    crate::ops::describe(
-        scope,
-        family.describe_action(),
-        family.resource_kind(),
-        id,
-        &tags,
-    )
+    crate::ops::describe(scope, action, kind, id, &tags)
 }

@@ -2,7 +2,8 @@
 
 use airlock_cloud::{
     Address, CloudError, Filter, Image, Instance, InstanceStatus, InterfaceAttachment, KeyPair,
-    NetworkInterface, SecurityGroup, SecurityGroupRule, Snapshot, Tag, Volume, VolumeAttachment,
+    NetworkInterface, SecurityGroup, SecurityGroupRule, Snapshot, Subnet, Tag, Volume,
+    VolumeAttachment,
 };
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId;
@@ -211,6 +212,19 @@ pub fn security_group(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
         ingress: rules(g.ip_permissions()),
         egress: rules(g.ip_permissions_egress()),
         tags: from_sdk_tags(g.tags()),
+    }
+}
+
+/// A subnet as the plain type.
+pub fn subnet(s: &aws_sdk_ec2::types::Subnet) -> Subnet {
+    Subnet {
+        subnet_id: s.subnet_id().unwrap_or_default().to_owned(),
+        vpc_id: s.vpc_id().map(str::to_owned),
+        availability_zone: s.availability_zone().map(str::to_owned),
+        cidr_block: s.cidr_block().map(str::to_owned),
+        available_ip_address_count: s.available_ip_address_count(),
+        default_for_az: s.default_for_az(),
+        tags: from_sdk_tags(s.tags()),
     }
 }
 

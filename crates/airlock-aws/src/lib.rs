@@ -15,7 +15,7 @@ use airlock_cloud::{
     CreateVolumeInput, Direction, Ec2, Filter, Governed, Image, Instance, InstanceStatus, KeyPair,
     Launched, NetworkInterface, NewAccessKey, NewKeyPair, QueryAnswer, RequestId,
     RunInstancesInput, ScopedSessionRequest, SecurityGroup, SecurityGroupRule, SessionCredentials,
-    Snapshot, StateAction, Tag, Target, Volume,
+    Snapshot, StateAction, Subnet, Tag, Target, Volume,
 };
 use async_trait::async_trait;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use convert::{
     address, cloud_error, filters, image, instance, instance_status, ip_permissions, key_pair,
-    network_interface, security_group, snapshot, tag_keys, tags, volume,
+    network_interface, security_group, snapshot, subnet, tag_keys, tags, volume,
 };
 
 /// Instances per `DescribeInstances` page (EC2 allows 5 to 1000).
@@ -944,6 +944,21 @@ impl Ec2 for AwsEc2 {
         out.group_id()
             .map(str::to_owned)
             .ok_or_else(|| CloudError::local("EC2 returned no security group id"))
+    }
+
+    async fn describe_subnets(&self, filters_in: &[Filter]) -> Result<Vec<Subnet>, CloudError> {
+        let mut pages = self
+            .client
+            .describe_subnets()
+            .set_filters(filters(filters_in))
+            .into_paginator()
+            .send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(cloud_error)?;
+            found.extend(page.subnets().iter().map(subnet));
+        }
+        Ok(found)
     }
 
     async fn describe_security_groups(

@@ -1,5 +1,5 @@
 //! Plain data for the fleet resources beyond instances: addresses, network interfaces, security
-//! groups, key pairs, snapshots, images and instance status checks.
+//! groups, key pairs, snapshots, images, subnets and instance status checks.
 
 use crate::Tag;
 use chrono::{DateTime, Utc};
@@ -146,6 +146,25 @@ pub struct CreateSecurityGroupInput {
     /// The VPC (default: the default VPC).
     pub vpc_id: Option<String>,
     /// Tags applied on creation.
+    pub tags: Vec<Tag>,
+}
+
+/// A subnet as `DescribeSubnets` reports it: where a launch can go and how much room is left.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Subnet {
+    /// e.g. `subnet-0123…`.
+    pub subnet_id: String,
+    /// Its VPC.
+    pub vpc_id: Option<String>,
+    /// Its Availability Zone.
+    pub availability_zone: Option<String>,
+    /// Its IPv4 range.
+    pub cidr_block: Option<String>,
+    /// Private IPv4 addresses still free.
+    pub available_ip_address_count: Option<i32>,
+    /// Whether it is its zone's default subnet.
+    pub default_for_az: Option<bool>,
+    /// Its tags.
     pub tags: Vec<Tag>,
 }
 

@@ -302,6 +302,11 @@ impl Ec2 for Governed {
         .await
     }
 
+    async fn describe_subnets(&self, filters: &[Filter]) -> Result<Vec<Subnet>, CloudError> {
+        self.call("DescribeSubnets", || self.inner.describe_subnets(filters))
+            .await
+    }
+
     async fn describe_security_groups(
         &self,
         filters: &[Filter],

@@ -210,6 +210,9 @@ pub trait Ec2: Send + Sync {
         input: &CreateSecurityGroupInput,
     ) -> Result<String, CloudError>;
 
+    /// `DescribeSubnets`, every page, by filters.
+    async fn describe_subnets(&self, filters: &[Filter]) -> Result<Vec<Subnet>, CloudError>;
+
     /// `DescribeSecurityGroups`, every page, by filters and/or ids.
     async fn describe_security_groups(
         &self,

@@ -378,19 +378,49 @@ async fn list(
     family: FleetFamily,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<FleetList>> {
-    let filters = instances::filters(&q)?;
-    let names = instances::accounts_of(&state, &caller, &q).await?;
-    let policies = crate::authz::policies_of(&state, &caller.user).await?;
-    let principal = crate::authz::principal(&caller);
+    let items =
+        visible(
+            &state,
+            &caller,
+            &q,
+            family.describe_action(),
+            |ec2, filters| async move {
+                Ok(airlock_fleet::describe(ec2.as_ref(), family, &filters).await?)
+            },
+            |scope, item| airlock_access::fleet::describe_item(scope, family, item),
+        )
+        .await?;
+    Ok(Json(FleetList { items }))
+}
+
+/// What one kind of resource lists as in every account the query names, each item shown only
+/// if the caller's policies allow `visible_by` on it (its describe action, with its tags) and
+/// labelled with its account; the listing is audited under `action`. Families and subnets are
+/// listed through here alike.
+pub(crate) async fn visible<D, Fut, V>(
+    state: &AppState,
+    caller: &Caller,
+    q: &instances::ListQuery,
+    action: &str,
+    describe: D,
+    visible_by: V,
+) -> ApiResult<Vec<serde_json::Value>>
+where
+    D: Fn(Arc<dyn Ec2>, Vec<airlock_cloud::Filter>) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<Vec<serde_json::Value>>>,
+    V: Fn(&Scope, &serde_json::Value) -> Check,
+{
+    let filters = instances::filters(q)?;
+    let names = instances::accounts_of(state, caller, q).await?;
+    let policies = crate::authz::policies_of(state, &caller.user).await?;
+    let principal = crate::authz::principal(caller);
     let mut found = Vec::new();
     for name in &names {
-        let (row, target) = accounts::target(&state, name).await?;
+        let (row, target) = accounts::target(state, name).await?;
         let scope = accounts::scope_of(&row);
         let ec2 = state.cloud.ec2(&target).await?;
-        for mut item in airlock_fleet::describe(ec2.as_ref(), family, &filters).await? {
-            let check = airlock_access::fleet::describe_item(&scope, family, &item);
-            let visible = crate::authz::permits(&policies, &principal, &check);
-            if !visible {
+        for mut item in describe(ec2, filters.clone()).await? {
+            if !crate::authz::permits(&policies, &principal, &visible_by(&scope, &item)) {
                 continue;
             }
             if let Some(o) = item.as_object_mut() {
@@ -399,7 +429,6 @@ async fn list(
             found.push(item);
         }
     }
-    let action = family.describe_action();
-    instances::record_listing(&state, &caller, action, &names, found.len()).await;
-    Ok(Json(FleetList { items: found }))
+    instances::record_listing(state, caller, action, &names, found.len()).await;
+    Ok(found)
 }

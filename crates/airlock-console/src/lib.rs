@@ -39,6 +39,7 @@ mod snapshot_policies;
 mod snapshots;
 mod state;
 mod streams;
+mod subnets;
 mod tags;
 mod throttle;
 mod users;
@@ -101,6 +102,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh::revoke))
         .routes(routes!(refresh::refresh).layer(DefaultBodyLimit::max(MAX_BODY)))
         .routes(routes!(instances::list))
+        .routes(routes!(subnets::list))
         .routes(routes!(instances::watch))
         .routes(routes!(instances::act))
         .routes(routes!(tags::add))

@@ -35,6 +35,7 @@ const TAGGED_KINDS: &[&str] = &[
     "snapshot",
     "key-pair",
     "network-interface",
+    "elastic-ip",
 ];
 
 fn decide(

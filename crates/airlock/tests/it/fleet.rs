@@ -891,3 +891,99 @@ async fn user_opening_many_watches_of_one_page_costs_ec2_one_poller() {
     // One poller: about 3.5 s / 0.5 s looks (plus slack); eight pollers would be over 50.
     assert!((1..=14).contains(&calls), "{calls} DescribeInstances calls");
 }
+
+/// `GET /v1/subnets` as `token` sees it: the ids listed.
+async fn subnets_seen(console: &Console, token: &str) -> Vec<String> {
+    let list: Value = reqwest::Client::new()
+        .get(format!("{}/v1/subnets?account=dev", console.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items in {list}"))
+        .iter()
+        .map(|s| s["subnet_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The deploy page picks subnets from `GET /v1/subnets`: each with its zone and free addresses,
+/// shown only to a caller who may describe it. A user allowed DescribeSubnets only on `env=dev`
+/// subnets does not learn that the `env=prod` one exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_allowed_dev_subnets_does_not_see_the_prod_subnet() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let tagged = |env: &str| {
+        aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::Subnet)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("env")
+                    .value(env)
+                    .build(),
+            )
+            .build()
+    };
+    let mut made = Vec::new();
+    for (env, cidr) in [("dev", "127.0.1.0/24"), ("prod", "127.0.2.0/24")] {
+        let out = ec2
+            .create_subnet()
+            .vpc_id(&net.vpc_id)
+            .cidr_block(cidr)
+            .tag_specifications(tagged(env))
+            .send()
+            .await
+            .unwrap();
+        made.push(out.subnet().unwrap().subnet_id().unwrap().to_owned());
+    }
+    let console = Console::start();
+    console.login_with_account(&moto);
+
+    let all: Value = reqwest::Client::new()
+        .get(format!("{}/v1/subnets?account=dev", console.url))
+        .bearer_auth(console.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dev = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["subnet_id"] == made[0].as_str())
+        .unwrap_or_else(|| panic!("the dev subnet is not listed: {all}"));
+    assert_eq!(dev["account"], "dev");
+    assert_eq!(dev["cidr_block"], "127.0.1.0/24");
+    assert!(dev["availability_zone"]
+        .as_str()
+        .unwrap()
+        .starts_with("us-east-1"));
+    assert!(dev["available_ip_address_count"].as_i64().unwrap() > 200);
+    assert_eq!(dev["vpc_id"], net.vpc_id.as_str());
+
+    let dana = console.add_user(
+        "dana",
+        &[json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "airlock:UseAccount", "Resource": ACCOUNT_ARN},
+            {"Effect": "Allow", "Action": "ec2:DescribeSubnets", "Resource": "*",
+             "Condition": {"StringEquals": {"ec2:ResourceTag/env": "dev"}}},
+        ]})],
+    );
+    assert_eq!(
+        subnets_seen(&console, &dana.token()).await,
+        vec![made[0].clone()]
+    );
+    let listed = console
+        .audit_records(&["--user", "dana"])
+        .into_iter()
+        .any(|r| r["action"] == "ec2:DescribeSubnets");
+    assert!(listed, "the listing is audited");
+}
