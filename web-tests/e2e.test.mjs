@@ -3,8 +3,9 @@
 // the loopback VPC and the console, and passes them in the environment.
 //
 // The steps share one console and run in order: sign in, connect an account, deploy two tagged
-// instances and watch them run, stop one, write a policy and a user who may not terminate, see
-// Terminate disabled with the reason (and refused when forced), compare the simulator with
+// instances (image, subnet and security group picked from lists) and watch them run, stop one,
+// write a policy and a user who may not terminate, see Terminate disabled with the reason (and
+// refused when forced), compare the simulator with
 // `airlock policy simulate`, read the audit log, then measure the instance page with 1,000
 // instances. Screenshots go to web-tests/artifacts/.
 import { test, before, after } from 'node:test';
@@ -14,20 +15,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run the browser tests with scripts/test-web`);
-  return v;
-};
-const URL = env('AIRLOCK_URL');
+import { env, URL, MOTO_URL, PYTHON, shot as shotOf, signIn as signInOf, signOut as signOutOf } from './lib.mjs';
+
 const ADMIN_PASSWORD = env('AIRLOCK_ADMIN_PASSWORD');
 const BIN = env('AIRLOCK_BIN');
-const MOTO_URL = env('AIRLOCK_MOTO_URL');
 const SUBNET = env('AIRLOCK_SUBNET');
 const IMAGE = env('AIRLOCK_IMAGE');
+const OWNED_IMAGE = env('AIRLOCK_OWNED_IMAGE');
+const GROUP = env('AIRLOCK_GROUP');
 const WORK = env('AIRLOCK_WORK');
-const PYTHON = env('AIRLOCK_PYTHON');
-const ARTIFACTS = env('AIRLOCK_ARTIFACTS');
 const SECRET = 'web-test-secret-not-real-5d1c';
 const BOB_PASSWORD = 'bob-password-0123';
 
@@ -63,26 +59,9 @@ after(async () => {
   if (browser) await browser.close();
 });
 
-async function shot(name, p = page) {
-  await p.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
-
-async function signIn(user, password) {
-  await page.goto(URL);
-  await page.waitForSelector('#sign-in-form');
-  // With the keyboard only: the user field has focus, Tab to the password, Enter submits.
-  await page.keyboard.type(user);
-  await page.keyboard.press('Tab');
-  await page.keyboard.type(password);
-  await page.keyboard.press('Enter');
-  await page.waitForSelector('header.top:not([hidden])');
-  assert.equal(await page.textContent('#who-user'), user);
-}
-
-async function signOut() {
-  await page.click('#sign-out');
-  await page.waitForSelector('#sign-in-form');
-}
+const shot = (name, p = page) => shotOf(p, name);
+const signIn = (user, password) => signInOf(page, user, password);
+const signOut = () => signOutOf(page);
 
 function row(instanceId) {
   return page.locator(`#instance-rows tr:has(td:text-is("${instanceId}"))`);
@@ -154,9 +133,15 @@ test('the console web app', async (t) => {
   await t.test('deploy two tagged instances and watch them reach running', async () => {
     await page.click('nav a[href="#/deploy"]');
     await page.waitForSelector('#f-account option[value="dev"]', { state: 'attached' });
-    await page.fill('#f-image_id', IMAGE);
+    // Picked, not typed: the account's own image found by its name, its subnet, its group.
+    await page.waitForSelector(`#f-image_id option[value="${OWNED_IMAGE}"]`, { state: 'attached' });
+    await page.fill('#f-image-search', 'web-base');
+    await page.selectOption('#f-image_id', OWNED_IMAGE);
+    await page.waitForSelector(`#f-subnet_id option[value="${SUBNET}"]`, { state: 'attached' });
+    assert.match(await page.textContent(`#f-subnet_id option[value="${SUBNET}"]`), /us-east-1.* 127\.0\.0\.0\/24 .* free/);
+    await page.selectOption('#f-subnet_id', SUBNET);
+    await page.check(`#f-security_group_ids input[value="${GROUP}"]`);
     await page.fill('#f-count', '2');
-    await page.fill('#f-subnet_id', SUBNET);
     await page.fill('#f-tags', 'team=web\nowner=ana');
     await page.fill('#f-user_script', '#!/bin/sh\necho hello\n');
     await page.waitForSelector('#deploy-allowed .ok');
@@ -170,6 +155,20 @@ test('the console web app', async (t) => {
     await shot('deployment');
     deployed = await page.$$eval('#deployment-body tbody td:first-child', (tds) => tds.map((td) => td.textContent));
     assert.equal(deployed.length, 2);
+    // What was picked is what EC2 launched.
+    const launched = JSON.parse(execFileSync(PYTHON, ['-c', `
+import json, sys, boto3
+ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x")
+out = ec2.describe_instances(InstanceIds=sys.argv[2:])
+print(json.dumps([[i["ImageId"], i["SubnetId"], [g["GroupId"] for g in i["SecurityGroups"]]]
+                  for r in out["Reservations"] for i in r["Instances"]]))
+`, MOTO_URL, ...deployed], { encoding: 'utf8' }));
+    for (const [image, subnet, groups] of launched) {
+      assert.equal(image, OWNED_IMAGE);
+      assert.equal(subnet, SUBNET);
+      assert.deepEqual(groups, [GROUP]);
+    }
   });
 
   await t.test('the instances appear across accounts, filter and group by tag', needsInstances(), async () => {

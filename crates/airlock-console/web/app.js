@@ -144,6 +144,39 @@ const Airlock = (() => {
     return () => { stopped = true; clearTimeout(timer); };
   }
 
+  // Tags for people: the console's own (airlock:…) left out.
+  function tagsText(tags) {
+    return (tags || []).filter((t) => !t.key.startsWith('airlock:')).map((t) => `${t.key}=${t.value}`).join(', ');
+  }
+
+  function stateBadge(state) {
+    return state ? `<span class="state state-${h(state)}">${h(state)}</span>` : '';
+  }
+
+  // Splits `tag:team=web instance-state-name=running "tag:Name=my box"` into EC2 filters; quotes
+  // keep spaces. The API validates them and names the one at fault.
+  function parseFilters(text) {
+    const out = [];
+    const re = /"([^"]*)"|(\S*="[^"]*")|(\S+)/g;
+    let m;
+    while ((m = re.exec(text)) !== null) {
+      const token = (m[1] !== undefined ? m[1] : m[2] || m[3]).replace(/="(.*)"$/, '=$1');
+      if (token) out.push(token);
+    }
+    return out;
+  }
+
+  // `KEY=VALUE` lines as tags; a line without `=` is a key with an empty value.
+  function parseTags(text) {
+    const out = [];
+    for (const line of (text || '').split('\n')) {
+      if (!line.trim()) continue;
+      const at = line.indexOf('=');
+      out.push(at < 0 ? { key: line.trim(), value: '' } : { key: line.slice(0, at).trim(), value: line.slice(at + 1).trim() });
+    }
+    return out;
+  }
+
   function main() { return $('#main'); }
 
   function showSignIn(message) {
@@ -230,5 +263,8 @@ const Airlock = (() => {
     }
   }
 
-  return { api, h, $, $all, field, showError, clearErrors, confirmAction, age, debounce, poll, pages, session, start, ApiError };
+  return {
+    api, h, $, $all, field, showError, clearErrors, confirmAction, age, debounce, poll, pages, session, start, ApiError,
+    tagsText, stateBadge, parseFilters, parseTags,
+  };
 })();

@@ -5,7 +5,10 @@
 'use strict';
 
 (() => {
-  const { api, h, $, $all, field, showError, clearErrors, confirmAction, age, debounce, poll, pages } = Airlock;
+  const {
+    api, h, $, $all, field, showError, clearErrors, confirmAction, age, debounce, poll, pages,
+    tagsText, stateBadge, parseFilters, parseTags,
+  } = Airlock;
 
   const ACTIONS = [
     { name: 'start', api: 'ec2:StartInstances', label: 'Start' },
@@ -14,26 +17,9 @@
     { name: 'terminate', api: 'ec2:TerminateInstances', label: 'Terminate', danger: true },
   ];
 
-  function tagsText(tags) {
-    return (tags || []).filter((t) => !t.key.startsWith('airlock:')).map((t) => `${t.key}=${t.value}`).join(', ');
-  }
-
-  function stateBadge(state) {
-    return `<span class="state state-${h(state)}">${h(state)}</span>`;
-  }
-
-  // Splits `tag:team=web instance-state-name=running "tag:Name=my box"` into EC2 filters; quotes
-  // keep spaces. The API validates them and names the one at fault.
-  function parseFilters(text) {
-    const out = [];
-    const re = /"([^"]*)"|(\S*="[^"]*")|(\S+)/g;
-    let m;
-    while ((m = re.exec(text)) !== null) {
-      const token = (m[1] !== undefined ? m[1] : m[2] || m[3]).replace(/="(.*)"$/, '=$1');
-      if (token) out.push(token);
-    }
-    return out;
-  }
+  // The instance types the deploy page offers (any other can be typed).
+  const INSTANCE_TYPES = ['t3.nano', 't3.micro', 't3.small', 't3.medium', 't3.large', 't4g.micro', 't4g.small', 't4g.medium',
+    'm7i.large', 'm7i.xlarge', 'm7g.large', 'c7i.large', 'c7i.xlarge', 'c7g.large', 'r7i.large', 'r7g.large'];
 
   // ---------------------------------------------------------------------------- instances --
   pages.instances = {
@@ -244,12 +230,20 @@
           <p class="form-error" role="alert" hidden></p>
           ${field('account', 'Account', '<select id="f-account" name="account" required></select>')}
           ${field('region', 'Region', '<input id="f-region" name="region" readonly>', "The account's region")}
-          ${field('image_id', 'Image (AMI id)', '<input id="f-image_id" name="image_id" required placeholder="ami-0abc…" class="mono">')}
-          ${field('instance_type', 'Instance type', '<input id="f-instance_type" name="instance_type" required value="t3.micro" list="instance-types"><datalist id="instance-types"><option value="t3.nano"><option value="t3.micro"><option value="t3.small"><option value="t3.medium"><option value="m5.large"><option value="c5.large"></datalist>')}
+          <div class="field wide" data-field="image_id">
+            <label for="f-image-search">Image</label>
+            <input id="f-image-search" type="search" placeholder="Search by name, id, owner or date; or type another AMI id" aria-controls="f-image_id">
+            <select id="f-image_id" name="image_id" size="5" required aria-label="Images of the account"><option value="">Loading…</option></select>
+            <small class="hint">The account's own images, newest first</small>
+            <p class="field-error" role="alert" hidden></p>
+          </div>
+          ${field('instance_type', 'Instance type', `<input id="f-instance_type" name="instance_type" required value="t3.micro" list="instance-types"><datalist id="instance-types">${INSTANCE_TYPES.map((t) => `<option value="${t}">`).join('')}</datalist>`, 'Type or pick: t3, t4g, m7i, c7i, r7i…')}
           ${field('count', 'Count', '<input id="f-count" name="count" type="number" min="1" max="1000" value="1" required>')}
-          ${field('subnet_id', 'Subnet', '<input id="f-subnet_id" name="subnet_id" placeholder="subnet-0abc…" class="mono">', 'Empty: the default subnet')}
-          ${field('security_group_ids', 'Security groups', '<input id="f-security_group_ids" name="security_group_ids" placeholder="sg-0abc… sg-0def…" class="mono">', 'Ids separated by spaces or commas')}
-          ${field('key_name', 'Key pair', '<input id="f-key_name" name="key_name">')}
+          ${field('subnet_id', 'Subnet', '<select id="f-subnet_id" name="subnet_id"><option value="">The default subnet</option></select>', 'Zone, range and free addresses of each')}
+          ${field('key_name', 'Key pair', '<select id="f-key_name" name="key_name"><option value="">No key pair</option></select>')}
+          <fieldset class="field wide" data-field="security_group_ids"><legend>Security groups</legend>
+            <div id="f-security_group_ids" class="checks">None: the VPC's default group</div>
+            <p class="field-error" role="alert" hidden></p></fieldset>
           ${field('credentials', 'Instance credentials', `<select id="f-credentials" name="credentials">
               <option value="">Console default</option><option value="scoped">scoped: short-lived, limited to the deployment</option>
               <option value="bootstrap">bootstrap: a one-time token exchanged at first boot</option>
@@ -267,21 +261,13 @@
       let accounts = [];
       let clientToken = crypto.randomUUID();
 
-      const tags = () => {
-        const out = [];
-        for (const line of form.tags.value.split('\n')) {
-          if (!line.trim()) continue;
-          const at = line.indexOf('=');
-          out.push(at < 0 ? { key: line.trim(), value: '' } : { key: line.slice(0, at).trim(), value: line.slice(at + 1).trim() });
-        }
-        return out;
-      };
-      const groups = () => form.security_group_ids.value.split(/[\s,]+/).filter(Boolean);
+      const tags = () => parseTags(form.tags.value);
+      const groups = () => $all('#f-security_group_ids input:checked', form).map((c) => c.value);
       const request = () => {
         const r = {
           client_token: clientToken,
           account: form.account.value,
-          image_id: form.image_id.value.trim(),
+          image_id: form.image_id.value,
           instance_type: form.instance_type.value.trim(),
           count: Number(form.count.value),
           security_group_ids: groups(),
@@ -331,18 +317,52 @@
         }
       }, 300);
 
+      // The pickers: what the chosen account has, as its listings show it to this reader.
+      let images = [];
+      const showImages = () => {
+        const q = $('#f-image-search', root).value.trim().toLowerCase();
+        const chosen = form.image_id.value;
+        const shown = images.filter((i) => !q || [i.image_id, i.name, i.owner_id, i.creation_date, i.description]
+          .some((v) => v && String(v).toLowerCase().includes(q)));
+        let html = shown.map((i) => `<option value="${h(i.image_id)}">${h(i.name || '(no name)')} · ${h(i.image_id)} · owner ${h(i.owner_id || '?')} · ${h((i.creation_date || '').slice(0, 10))}</option>`).join('');
+        if (/^ami-[0-9a-f]{8,17}$/.test(q) && !shown.some((i) => i.image_id === q)) {
+          html += `<option value="${h(q)}">${h(q)} (not owned by this account)</option>`;
+        }
+        form.image_id.innerHTML = html || '<option value="" disabled>No image matches</option>';
+        if (Array.from(form.image_id.options).some((o) => o.value === chosen)) form.image_id.value = chosen;
+        else if (/^ami-/.test(q) && form.image_id.options.length === 1) form.image_id.selectedIndex = 0;
+      };
+      const loadPickers = async () => {
+        const account = form.account.value;
+        if (!account) return;
+        const q = `account=${encodeURIComponent(account)}`;
+        const list = (path) => api('GET', `${path}?${q}`).then((d) => d.items).catch((err) => { showError(form, err); return []; });
+        const [imgs, subnets, sgs, keys] = await Promise.all([list('/v1/images'), list('/v1/subnets'), list('/v1/security-groups'), list('/v1/key-pairs')]);
+        images = imgs.sort((a, b) => String(b.creation_date || '').localeCompare(String(a.creation_date || '')));
+        showImages();
+        form.subnet_id.innerHTML = '<option value="">The default subnet</option>' + subnets.map((x) => `<option value="${h(x.subnet_id)}">${h(x.subnet_id)} · ${h(x.availability_zone)} · ${h(x.cidr_block)} · ${h(x.available_ip_address_count)} free${x.tags && x.tags.find((t) => t.key === 'Name') ? ` · ${h(x.tags.find((t) => t.key === 'Name').value)}` : ''}</option>`).join('');
+        form.key_name.innerHTML = '<option value="">No key pair</option>' + keys.map((k) => `<option value="${h(k.key_name)}">${h(k.key_name)} (${h(k.key_type || '')})</option>`).join('');
+        $('#f-security_group_ids', root).innerHTML = sgs.length ? sgs.map((g) => `<label class="check"><input type="checkbox" value="${h(g.group_id)}">
+          ${h(g.group_name)} <span class="mono">${h(g.group_id)}</span> <span class="hint">${h(g.vpc_id || '')}</span></label>`).join('')
+          : "None: the VPC's default group";
+        preview();
+      };
+      $('#f-image-search', root).addEventListener('input', () => { showImages(); preview(); });
+
       api('GET', '/v1/accounts').then((list) => {
         accounts = list;
         form.account.innerHTML = list.length
           ? list.map((a) => `<option value="${h(a.name)}">${h(a.name)} (${h(a.region)})</option>`).join('')
           : '<option value="">No accounts: add one first</option>';
         form.region.value = list.length ? list[0].region : '';
+        loadPickers();
         preview();
       }).catch((err) => showError(form, err));
 
       form.account.addEventListener('change', () => {
         const a = accounts.find((x) => x.name === form.account.value);
         form.region.value = a ? a.region : '';
+        loadPickers();
       });
       form.addEventListener('input', () => { preview(); });
       form.addEventListener('change', () => { preview(); });

@@ -58,6 +58,13 @@ const ASSETS: &[(&str, Asset)] = &[
         },
     ),
     (
+        "fleet.js",
+        Asset {
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("../../web/fleet.js"),
+        },
+    ),
+    (
         "app.css",
         Asset {
             content_type: "text/css; charset=utf-8",
