@@ -56,3 +56,78 @@ pub struct DiscoverResponse {
     /// The instances, as `DescribeInstances` reports them.
     pub instances: Vec<Instance>,
 }
+
+/// `GET /v1/gateway/upstreams`: the stored configurations' upstreams, each with the instances
+/// that back it now and why others near it do not.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpstreamList {
+    /// Every upstream of the stored configurations, by namespace and name.
+    pub upstreams: Vec<UpstreamView>,
+    /// Why the stored configurations could not be read together, when they cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One upstream as the console sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpstreamView {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The region listed.
+    pub region: String,
+    /// The console account it is listed through; `None` when the gateway lists it with its
+    /// own credentials, which the console does not have.
+    pub account: Option<String>,
+    /// Its tag filters, as EC2 filters (`tag:team=web`, `tag-key=gloo`).
+    pub filters: Vec<String>,
+    /// The port, unless the port tag says otherwise.
+    pub port: u16,
+    /// The tag that overrides the port per instance.
+    pub port_tag: String,
+    /// Whether it routes to public addresses.
+    pub public_ip: bool,
+    /// Why its instances are not shown, when they are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When EC2 was asked (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub described_at: Option<String>,
+    /// The instances that back it now.
+    pub members: Vec<UpstreamMember>,
+    /// Instances that carry one of its filters' tag keys but do not back it, with the reason
+    /// (at most [`MAX_EXCLUDED`]).
+    pub excluded: Vec<UpstreamExcluded>,
+    /// How many such instances there are in all.
+    pub excluded_total: usize,
+}
+
+/// Instances that do not back an upstream listed with their reason, at most.
+pub const MAX_EXCLUDED: usize = 50;
+
+/// An instance behind an upstream.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpstreamMember {
+    /// The instance.
+    pub instance_id: String,
+    /// Where the gateway sends requests (`ip:port`).
+    pub address: String,
+    /// EC2's instance status check (`ok`, `impaired`, …), when the reader may see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_status: Option<String>,
+    /// EC2's system status check, when the reader may see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_status: Option<String>,
+}
+
+/// An instance near an upstream that does not back it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpstreamExcluded {
+    /// The instance.
+    pub instance_id: String,
+    /// Its state.
+    pub state: String,
+    /// Why it is not routed to.
+    pub reason: String,
+}

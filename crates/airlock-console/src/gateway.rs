@@ -8,7 +8,10 @@
 //!   account, the region and the server-side filters, the console lists the instances with the
 //!   account's key, and the key never leaves the console.
 //!
-//! Every change publishes an event, which is how following gateways reload at once.
+//! Every change publishes an event, which is how following gateways reload at once. What the
+//! stored upstreams route to is shown by [`upstreams`].
+
+pub mod upstreams;
 
 use crate::accounts;
 use crate::audit::{self, Entry};

@@ -129,6 +129,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(gateway::list))
         .routes(routes!(gateway::get, gateway::put, gateway::remove))
         .routes(routes!(gateway::discover))
+        .routes(routes!(gateway::upstreams::list))
         .routes(routes!(snapshot_policies::create, snapshot_policies::list))
         .routes(routes!(snapshot_policies::get, snapshot_policies::remove))
         .routes(routes!(snapshot_policies::run_now))

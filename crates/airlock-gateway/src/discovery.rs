@@ -7,12 +7,12 @@
 
 use crate::balance::Endpoint;
 use crate::config::{ObjRef, Upstream, DEFAULT_NAMESPACE, DEFAULT_PORT_TAG, UPSTREAM_TAG};
-use crate::filter::{matches_all, TagFilter};
+use crate::filter::TagFilter;
 use airlock_cloud::{AccessKey, Cloud, CloudError, Filter, Instance, Target};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Who lists a group's instances: the credentials and where they apply. Holds the secret, so
@@ -232,45 +232,24 @@ pub struct Member {
 /// The instances of `instances` that belong to `up`, ordered by instance id, plus a warning
 /// per instance skipped for a bad port tag or a missing address.
 pub fn members(up: &Upstream, instances: &[Instance]) -> (Vec<Member>, Vec<String>) {
+    use airlock_gateway_config::membership::{membership, Exclusion, Membership};
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     for inst in instances {
-        if inst.state != "running" || !matches_all(&up.filters, &inst.tags) {
-            continue;
+        match membership(up, inst) {
+            Membership::Member(addr) => out.push(Member {
+                instance_id: inst.instance_id.clone(),
+                addr,
+                state: inst.state.clone(),
+                matched: up.filters.clone(),
+            }),
+            // Not running or not tagged for it: simply not this upstream's.
+            Membership::Excluded(Exclusion::NotRunning(_) | Exclusion::Unmatched(_)) => {}
+            Membership::Excluded(why) => warnings.push(format!(
+                "upstream {}: instance {} skipped: {why}",
+                up.id, inst.instance_id
+            )),
         }
-        let port = match inst.tag(&up.port_tag) {
-            None => up.port,
-            Some(v) => match v.trim().parse::<u16>() {
-                Ok(p) if p != 0 => p,
-                _ => {
-                    warnings.push(format!(
-                        "upstream {}: instance {} skipped: tag {}={v:?} is not a port (1-65535)",
-                        up.id, inst.instance_id, up.port_tag
-                    ));
-                    continue;
-                }
-            },
-        };
-        let ip = if up.public_ip {
-            &inst.public_ip
-        } else {
-            &inst.private_ip
-        };
-        let Some(ip) = ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok()) else {
-            warnings.push(format!(
-                "upstream {}: instance {} skipped: it has no {} address",
-                up.id,
-                inst.instance_id,
-                if up.public_ip { "public" } else { "private" }
-            ));
-            continue;
-        };
-        out.push(Member {
-            instance_id: inst.instance_id.clone(),
-            addr: SocketAddr::new(ip, port),
-            state: inst.state.clone(),
-            matched: up.filters.clone(),
-        });
     }
     out.sort_by(|a, b| a.instance_id.cmp(&b.instance_id).then(a.addr.cmp(&b.addr)));
     (out, warnings)

@@ -1478,3 +1478,116 @@ async fn a_gateway_following_one_console_drops_an_instance_stopped_through_anoth
         .await;
     eprintln!("instance stopped through the other node left the gateway after {took:?}");
 }
+
+/// `GET /v1/gateway/upstreams` as `token` sees it: the one stored upstream.
+async fn upstream_seen(console: &Console, token: &str) -> serde_json::Value {
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/gateway/upstreams", console.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["upstreams"].as_array().unwrap().len(), 1, "{list}");
+    list["upstreams"][0].clone()
+}
+
+fn ids_of(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["instance_id"].as_str().unwrap())
+        .collect()
+}
+
+/// The gateway page's data: which instances back a stored upstream now, why the others that
+/// carry its tag key do not (the rule the gateway itself routes by), and nothing about an
+/// instance the reader may not describe: a user allowed to describe only one instance learns
+/// nothing of the others through the gateway's view, and one who may not use the account sees
+/// no instance at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_with_narrow_describe_sees_only_their_instances_behind_a_stored_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let (a, a_ip) = launch_tagged(&ec2, &net, &[("web", "a"), ("team", "mine")]).await;
+    let (stopped, _) = launch_tagged(&ec2, &net, &[("web", "b")]).await;
+    ec2.stop_instances()
+        .instance_ids(&stopped)
+        .send()
+        .await
+        .unwrap();
+    let (bad_port, _) = launch_tagged(&ec2, &net, &[("web", "c"), ("airlock:port", "http")]).await;
+    let (elsewhere, _) = launch_tagged(&ec2, &net, &[("api", "d")]).await;
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, console_config("")).unwrap();
+    console.ok(&["gateway-config", "put", "web", file.to_str().unwrap()]);
+
+    let up = upstream_seen(&console, &console.token()).await;
+    assert_eq!(up["name"], "web");
+    assert_eq!(up["account"], "dev");
+    assert_eq!(up["filters"], serde_json::json!(["tag-key=web"]));
+    assert_eq!(ids_of(&up["members"]), [a.as_str()]);
+    assert_eq!(up["members"][0]["address"], format!("{a_ip}:80"));
+    let reasons: BTreeMap<&str, &str> = up["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["instance_id"].as_str().unwrap(),
+                e["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        reasons[stopped.as_str()].contains("only running instances"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[bad_port.as_str()].contains("airlock:port=\"http\" is not a port"),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.contains_key(elsewhere.as_str()),
+        "not near: {reasons:?}"
+    );
+    assert_eq!(up["excluded_total"], 2);
+
+    let look = |describe: serde_json::Value| {
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "airlock:ListGatewayConfigs", "Resource": "*"},
+            describe,
+        ]})
+    };
+    let erin = console.add_user(
+        "erin",
+        &[
+            look(
+                serde_json::json!({"Effect": "Allow", "Action": "ec2:DescribeInstances",
+                "Resource": "*", "Condition": {"StringEquals": {"ec2:ResourceTag/team": "mine"}}}),
+            ),
+            serde_json::json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "airlock:UseAccount", "Resource": "*"}]}),
+        ],
+    );
+    let up = upstream_seen(&console, &erin.token()).await;
+    assert_eq!(ids_of(&up["members"]), [a.as_str()]);
+    assert_eq!(up["excluded_total"], 0, "{up}");
+
+    let frank = console.add_user(
+        "frank",
+        &[look(serde_json::json!({"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}))],
+    );
+    let up = upstream_seen(&console, &frank.token()).await;
+    assert!(ids_of(&up["members"]).is_empty(), "{up}");
+    assert!(
+        up["note"].as_str().unwrap().contains("airlock:UseAccount"),
+        "{up}"
+    );
+}
