@@ -2,8 +2,9 @@
 // security groups, key pairs, images) against the console scripts/test-web started, after
 // e2e.test.mjs. Resources are made in moto first; each page must list them, one action of each
 // family goes through the page and is checked in EC2 itself, and a user who may only look sees
-// the actions disabled with the reason and is refused when the request is forced. Then a page
-// of 1,000 volumes is measured and a fleet page is checked at phone size.
+// the actions disabled with the reason and is refused when the request is forced. The gateway
+// page shows a stored upstream's instances. Then a fleet page is checked at phone size and a
+// page of 1,000 volumes is measured.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -190,6 +191,20 @@ test('the fleet pages', async (t) => {
     assert.deepEqual(images, ['fleet-image']);
     await row('fleet-image').waitFor();
     await shot(page, 'images');
+  });
+
+  await t.test('gateway: a stored upstream shows the instances behind it and why the others are not', async () => {
+    const yaml = [
+      'apiVersion: gloo.solo.io/v1', 'kind: Upstream', 'metadata: {name: fleet, namespace: gloo-system}', 'spec:', '  awsEc2:',
+      '    region: us-east-1', '    filters:', '    - kvPair: {key: team, value: fleet}', '    secretRef: {name: dev, namespace: airlock-console}',
+    ].join('\n');
+    await page.evaluate((y) => Airlock.api('PUT', '/v1/gateway/configs/fleet', { yaml: y }), yaml);
+    await page.goto(`${URL}/#/gateway`);
+    await page.waitForSelector('#gateway-configs summary:text-is("fleet")');
+    const section = page.locator('section.upstream:has(h2:text-is("gloo-system/fleet"))');
+    for (const id of made.instances) await section.locator(`table.members td:text-is("${id}")`).waitFor();
+    assert.match(await section.textContent(), /its tags do not match tag:team=fleet/);
+    await shot(page, 'gateway');
   });
 
   await t.test('a user who may only look sees every action disabled with the reason, and is refused when forcing one', async () => {

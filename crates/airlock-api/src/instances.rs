@@ -72,3 +72,22 @@ pub struct TagsView {
     /// AWS's request id.
     pub aws_request_id: Option<String>,
 }
+
+/// `GET /v1/instances/trend`: instances by state over the last minutes, summed over the
+/// accounts whose every instance the reader may describe.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceTrend {
+    /// The accounts counted.
+    pub accounts: Vec<String>,
+    /// One point a minute, oldest first.
+    pub samples: Vec<TrendPoint>,
+}
+
+/// Instances by state at one minute.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TrendPoint {
+    /// The minute (RFC 3339).
+    pub at: String,
+    /// How many instances were in each state then.
+    pub counts: std::collections::BTreeMap<String, i64>,
+}

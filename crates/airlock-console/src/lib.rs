@@ -42,6 +42,7 @@ mod streams;
 mod subnets;
 mod tags;
 mod throttle;
+mod trend;
 mod users;
 mod validate;
 pub mod vault;
@@ -102,6 +103,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh::revoke))
         .routes(routes!(refresh::refresh).layer(DefaultBodyLimit::max(MAX_BODY)))
         .routes(routes!(instances::list))
+        .routes(routes!(trend::get))
         .routes(routes!(subnets::list))
         .routes(routes!(instances::watch))
         .routes(routes!(instances::act))

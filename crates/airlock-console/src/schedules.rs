@@ -1,6 +1,7 @@
 //! What snapshot policies and maintenance windows share about schedules: the clock they see
 //! (the system's, or the time a test writes in a file), when a schedule counts from, whether it
-//! is due, and the loop that fires them on the console holding the schedules lease.
+//! is due, and the loop that fires them (and samples the instances' trend) on the console
+//! holding the schedules lease.
 
 use crate::cluster::Lease;
 use crate::state::AppState;
@@ -82,14 +83,20 @@ async fn clock(file: Option<&std::path::Path>) -> Result<DateTime<Utc>, String> 
 }
 
 /// While this node holds the schedules lease, fires the snapshot policies and opens the
-/// maintenance windows that are due.
+/// maintenance windows that are due, and samples the instances by state once a minute.
 pub async fn keep_scheduling(state: AppState) {
     let file = state.config.schedule_clock.clone();
     let tick = if file.is_some() { TEST_TICK } else { TICK };
+    let mut sampled_minute = None;
     loop {
         state.cluster.gained(Lease::Schedules).await;
         match clock(file.as_deref()).await {
             Ok(now) => {
+                let minute = crate::trend::minute_of(now);
+                if sampled_minute != Some(minute) {
+                    sampled_minute = Some(minute);
+                    crate::trend::sample(&state, now).await;
+                }
                 if let Err(e) = crate::snapshot_policies::fire_due(&state, now).await {
                     tracing::warn!(error = %e, "cannot look for due snapshot policies");
                 }

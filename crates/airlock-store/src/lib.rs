@@ -18,6 +18,7 @@ mod maintenance_windows;
 mod records;
 mod rolls;
 mod snapshot_policies;
+mod trend;
 
 pub use access_keys::*;
 pub use authz::*;
@@ -30,6 +31,7 @@ pub use maintenance_windows::*;
 pub use records::*;
 pub use rolls::*;
 pub use snapshot_policies::*;
+pub use trend::*;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};

@@ -65,6 +65,13 @@ const ASSETS: &[(&str, Asset)] = &[
         },
     ),
     (
+        "gateway.js",
+        Asset {
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("../../web/gateway.js"),
+        },
+    ),
+    (
         "app.css",
         Asset {
             content_type: "text/css; charset=utf-8",

@@ -987,3 +987,87 @@ async fn user_allowed_dev_subnets_does_not_see_the_prod_subnet() {
         .any(|r| r["action"] == "ec2:DescribeSubnets");
     assert!(listed, "the listing is audited");
 }
+
+/// `GET /v1/instances/trend` as `token` sees it.
+async fn trend_seen(console: &Console, token: &str, query: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/instances/trend{query}", console.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// Waits until the trend has `n` points (the schedule holder samples once a minute of the test
+/// clock, looking every second).
+async fn trend_points(console: &Console, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let (_, t) = trend_seen(console, &console.token(), "").await;
+        let samples = t["samples"].as_array().cloned().unwrap_or_default();
+        if samples.len() >= n {
+            return samples;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the trend never reached {n} points");
+}
+
+/// The instances page's trend: instances by state sampled once a minute (of the test clock)
+/// and summed over accounts; a user who may describe only some of an account's instances gets
+/// no counts for it (a count is about every instance), and a bad query is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_allowed_some_instances_gets_no_counts_of_the_account() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("clock");
+    let set = |t: chrono::DateTime<chrono::Utc>| std::fs::write(&clock, t.to_rfc3339()).unwrap();
+    let now = chrono::Utc::now();
+    let (a, _) = launch_tagged(&ec2, &net, &[("team", "web")]).await;
+    launch_tagged(&ec2, &net, &[("team", "api")]).await;
+    set(now - chrono::Duration::minutes(3));
+    let clock_flag = clock.to_string_lossy().to_string();
+    let console = Console::start_with(&["--schedule-clock-file", &clock_flag]);
+    console.login_with_account(&moto);
+    // The minute the console started in was sampled before the account existed.
+    set(now - chrono::Duration::minutes(2));
+
+    let first = trend_points(&console, 1).await;
+    assert_eq!(first[0]["counts"], json!({"running": 2}), "{first:?}");
+    ec2.stop_instances().instance_ids(&a).send().await.unwrap();
+    // Past the shared listing's lifetime, then the next minute of the test clock.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    set(now - chrono::Duration::minutes(1));
+    let both = trend_points(&console, 2).await;
+    let last = &both[both.len() - 1]["counts"];
+    assert_eq!(last["running"], 1, "{both:?}");
+    assert!(
+        last["stopping"] == 1 || last["stopped"] == 1,
+        "the stopped instance is counted: {both:?}"
+    );
+
+    let gail = console.add_user(
+        "gail",
+        &[json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "airlock:UseAccount", "Resource": ACCOUNT_ARN},
+            {"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*",
+             "Condition": {"StringEquals": {"ec2:ResourceTag/team": "web"}}},
+        ]})],
+    );
+    let (status, t) = trend_seen(&console, &gail.token(), "").await;
+    assert_eq!(status, 200);
+    assert_eq!(t["accounts"], json!([]), "{t}");
+    assert_eq!(t["samples"], json!([]), "{t}");
+
+    let (status, t) = trend_seen(&console, &console.token(), "?minutes=0").await;
+    assert_eq!(status, 400, "{t}");
+    assert_eq!(t["error"]["field"], "minutes", "{t}");
+    let (status, t) = trend_seen(&console, &console.token(), "?hours=1").await;
+    assert_eq!(status, 400, "{t}");
+    assert!(
+        t["error"]["message"].as_str().unwrap().contains("hours"),
+        "{t}"
+    );
+}
