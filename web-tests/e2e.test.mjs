@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-import { env, URL, MOTO_URL, PYTHON, shot as shotOf, signIn as signInOf, signOut as signOutOf } from './lib.mjs';
+import { env, URL, MOTO_URL, PYTHON, ARTIFACTS, shot as shotOf, signIn as signInOf, signOut as signOutOf } from './lib.mjs';
 
 const ADMIN_PASSWORD = env('AIRLOCK_ADMIN_PASSWORD');
 const BIN = env('AIRLOCK_BIN');
@@ -441,6 +441,10 @@ for _ in range(4):
     const benchGroup = await page.textContent('#instance-rows tr.group:has-text("team = bench") .count');
     await shot('instances-1000');
     console.log(`1,000-instance page: ${timings.rows} rows; render ${timings.render.toFixed(1)} ms (grouped ${grouped.toFixed(1)} ms); API answer ${timings.fetch.toFixed(0)} ms; click to rows ${total} ms`);
+    // The trend above the table: the console sampled the account as soon as it was added.
+    await page.waitForSelector('#instance-trend svg.trend-chart');
+    assert.match(await page.textContent('#instance-trend .legend'), /running/);
+    await page.locator('#instance-trend').screenshot({ path: join(ARTIFACTS, 'instances-trend.png') });
     // The page measured itself (the numbers above are real), and grouping counted every launch.
     assert.ok(Number.isFinite(timings.render) && Number.isFinite(timings.fetch) && Number.isFinite(grouped));
     assert.equal(benchGroup, '1000');

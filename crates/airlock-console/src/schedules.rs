@@ -87,16 +87,12 @@ async fn clock(file: Option<&std::path::Path>) -> Result<DateTime<Utc>, String> 
 pub async fn keep_scheduling(state: AppState) {
     let file = state.config.schedule_clock.clone();
     let tick = if file.is_some() { TEST_TICK } else { TICK };
-    let mut sampled_minute = None;
+    let mut sampled = crate::trend::Sampled::default();
     loop {
         state.cluster.gained(Lease::Schedules).await;
         match clock(file.as_deref()).await {
             Ok(now) => {
-                let minute = crate::trend::minute_of(now);
-                if sampled_minute != Some(minute) {
-                    sampled_minute = Some(minute);
-                    crate::trend::sample(&state, now).await;
-                }
+                crate::trend::sample_if_due(&state, now, &mut sampled).await;
                 if let Err(e) = crate::snapshot_policies::fire_due(&state, now).await {
                     tracing::warn!(error = %e, "cannot look for due snapshot policies");
                 }

@@ -26,9 +26,17 @@ pub(crate) fn minute_of(now: DateTime<Utc>) -> i64 {
     now.timestamp().div_euclid(60) * 60_000
 }
 
-/// Records every account's instances by state for the minute of `now`. An account that cannot
-/// be listed is skipped (and logged); the others are still sampled.
-pub(crate) async fn sample(state: &AppState, now: DateTime<Utc>) {
+/// What was sampled last: its minute and the accounts there were.
+#[derive(Debug, Default)]
+pub(crate) struct Sampled {
+    minute: Option<i64>,
+    accounts: Vec<String>,
+}
+
+/// Records every account's instances by state for the minute of `now`, once a minute, and at
+/// once when an account is added or removed (a new account's trend starts when it does). An
+/// account that cannot be listed is skipped (and logged); the others are still sampled.
+pub(crate) async fn sample_if_due(state: &AppState, now: DateTime<Utc>, last: &mut Sampled) {
     let minute = minute_of(now);
     let accounts = match state.store.accounts().await {
         Ok(a) => a,
@@ -36,6 +44,14 @@ pub(crate) async fn sample(state: &AppState, now: DateTime<Utc>) {
             tracing::warn!(error = %e, "cannot sample instance states: the accounts cannot be read");
             return;
         }
+    };
+    let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+    if last.minute == Some(minute) && last.accounts == names {
+        return;
+    }
+    *last = Sampled {
+        minute: Some(minute),
+        accounts: names,
     };
     for account in accounts {
         let snapshot = match instances::describe_account(state, &account.name, &[], false).await {

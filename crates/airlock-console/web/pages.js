@@ -21,6 +21,38 @@
   const INSTANCE_TYPES = ['t3.nano', 't3.micro', 't3.small', 't3.medium', 't3.large', 't4g.micro', 't4g.small', 't4g.medium',
     'm7i.large', 'm7i.xlarge', 'm7g.large', 'c7i.large', 'c7i.xlarge', 'c7g.large', 'r7i.large', 'r7g.large'];
 
+  // Instances by state over the last hour, as a small line chart (SVG built as text: no inline
+  // style, so the CSP holds) with a legend and a sentence for screen readers.
+  const TREND_COLORS = {
+    running: '#137333', pending: '#9a6700', stopping: '#b06000', stopped: '#b42318', 'shutting-down': '#6b4c9a', terminated: '#8a939e',
+  };
+  function trendHtml(trend) {
+    const samples = trend.samples;
+    if (!samples.length) return '<p class="hint">No samples yet: the console counts the instances once a minute.</p>';
+    const W = 640; const H = 120; const L = 32; const B = 18;
+    const end = Date.now(); const start = end - 60 * 60 * 1000;
+    const states = Array.from(new Set(samples.flatMap((p) => Object.keys(p.counts)))).sort();
+    const top = Math.max(1, ...samples.flatMap((p) => Object.values(p.counts)));
+    const x = (at) => L + ((Date.parse(at) - start) / (end - start)) * (W - L - 4);
+    const y = (n) => 4 + (1 - n / top) * (H - B - 4);
+    const lines = states.map((st) => {
+      const color = TREND_COLORS[st] || '#0b5cad';
+      const pts = samples.map((p) => `${x(p.at).toFixed(1)},${y(p.counts[st] || 0).toFixed(1)}`);
+      return pts.length > 1 ? `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"><title>${h(st)}</title></polyline>`
+        : `<circle cx="${pts[0].split(',')[0]}" cy="${pts[0].split(',')[1]}" r="3" fill="${color}"><title>${h(st)}</title></circle>`;
+    }).join('');
+    const last = samples[samples.length - 1].counts;
+    const summary = states.map((st) => `${last[st] || 0} ${st}`).join(', ');
+    return `<svg viewBox="0 0 ${W} ${H}" class="trend-chart" role="img" aria-labelledby="trend-title trend-desc">
+        <title id="trend-title">Instances by state over the last hour</title><desc id="trend-desc">Now: ${h(summary)}</desc>
+        <line x1="${L}" y1="${H - B}" x2="${W}" y2="${H - B}" stroke="#d6dbe1"/><line x1="${L}" y1="4" x2="${L}" y2="${H - B}" stroke="#d6dbe1"/>
+        <text x="${L - 4}" y="12" text-anchor="end" font-size="11" fill="#5b6470">${top}</text>
+        <text x="${L - 4}" y="${H - B}" text-anchor="end" font-size="11" fill="#5b6470">0</text>
+        <text x="${L}" y="${H - 4}" font-size="11" fill="#5b6470">an hour ago</text>
+        <text x="${W}" y="${H - 4}" text-anchor="end" font-size="11" fill="#5b6470">now</text>${lines}</svg>
+      <ul class="legend">${states.map((st) => `<li><span class="swatch state state-${h(st)}">${h(st)}</span> ${h(last[st] || 0)}</li>`).join('')}</ul>`;
+  }
+
   // ---------------------------------------------------------------------------- instances --
   pages.instances = {
     title: 'Instances',
@@ -49,6 +81,7 @@
           <p class="form-error" id="instance-action-error" role="alert" hidden></p>
           <p class="status" id="instance-action-status" role="status"></p>
         </div>
+        <figure class="trend" id="instance-trend" aria-label="Instances by state over the last hour"></figure>
         <p class="status" id="instances-status" role="status" aria-live="polite">Loading…</p>
         <div class="table-wrap"><table class="instances">
           <caption class="visually-hidden">Instances across accounts and regions</caption>
@@ -217,7 +250,15 @@
         }
       });
 
-      return poll(load, 4000);
+      const trend = async () => {
+        try {
+          $('#instance-trend', root).innerHTML = trendHtml(await api('GET', '/v1/instances/trend?minutes=60'));
+        } catch (err) {
+          $('#instance-trend', root).innerHTML = `<p class="hint">No trend: ${h(err.message)}</p>`;
+        }
+      };
+      const stops = [poll(load, 4000), poll(trend, 60000)];
+      return () => stops.forEach((stop) => stop());
     },
   };
 

@@ -15,7 +15,7 @@ use airlock_api::gateway::{
 };
 use airlock_api::instances::AccountInstance;
 use airlock_gateway_config::config::{self as gwconfig, Upstream};
-use airlock_gateway_config::membership::{membership, Membership};
+use airlock_gateway_config::membership::{membership, Exclusion, Membership};
 use axum::extract::State;
 use axum::Json;
 
@@ -122,15 +122,31 @@ async fn view(
             .taken_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     );
+    let mut near = Vec::new();
     for i in viewer.visible(&snapshot.scope, snapshot.instances.clone()) {
-        place(&mut v, up, i);
+        place(&mut v, &mut near, up, i);
     }
+    // The instances that match its filters but still get no traffic come first: those are
+    // the surprises; the ones tagged for something else follow.
+    near.sort_by_key(|(unmatched, e)| (*unmatched, e.instance_id.clone()));
+    v.excluded_total = near.len();
+    v.excluded = near
+        .into_iter()
+        .take(MAX_EXCLUDED)
+        .map(|(_, e)| e)
+        .collect();
     Ok(v)
 }
 
 /// Puts one visible instance among the upstream's members, or among the instances near it
-/// (carrying one of its filters' tag keys) that it does not route to.
-fn place(v: &mut UpstreamView, up: &Upstream, i: AccountInstance) {
+/// (carrying one of its filters' tag keys) that it does not route to, marked when the reason
+/// is only that its tags do not match.
+fn place(
+    v: &mut UpstreamView,
+    near: &mut Vec<(bool, UpstreamExcluded)>,
+    up: &Upstream,
+    i: AccountInstance,
+) {
     match membership(up, &i.instance) {
         Membership::Member(addr) => v.members.push(UpstreamMember {
             instance_id: i.instance.instance_id.clone(),
@@ -139,18 +155,17 @@ fn place(v: &mut UpstreamView, up: &Upstream, i: AccountInstance) {
             system_status: i.status.as_ref().and_then(|s| s.system_status.clone()),
         }),
         Membership::Excluded(why) => {
-            let near = up.filters.is_empty()
+            let carries_a_key = up.filters.is_empty()
                 || up.filters.iter().any(|f| i.instance.tag(f.key()).is_some());
-            if !near {
-                return;
-            }
-            v.excluded_total += 1;
-            if v.excluded.len() < MAX_EXCLUDED {
-                v.excluded.push(UpstreamExcluded {
-                    instance_id: i.instance.instance_id.clone(),
-                    state: i.instance.state.clone(),
-                    reason: why.to_string(),
-                });
+            if carries_a_key {
+                near.push((
+                    matches!(why, Exclusion::Unmatched(_)),
+                    UpstreamExcluded {
+                        instance_id: i.instance.instance_id.clone(),
+                        state: i.instance.state.clone(),
+                        reason: why.to_string(),
+                    },
+                ));
             }
         }
     }

@@ -1027,12 +1027,11 @@ async fn user_allowed_some_instances_gets_no_counts_of_the_account() {
     let now = chrono::Utc::now();
     let (a, _) = launch_tagged(&ec2, &net, &[("team", "web")]).await;
     launch_tagged(&ec2, &net, &[("team", "api")]).await;
-    set(now - chrono::Duration::minutes(3));
+    set(now - chrono::Duration::minutes(2));
     let clock_flag = clock.to_string_lossy().to_string();
     let console = Console::start_with(&["--schedule-clock-file", &clock_flag]);
+    // A new account is sampled at once, not at the next minute.
     console.login_with_account(&moto);
-    // The minute the console started in was sampled before the account existed.
-    set(now - chrono::Duration::minutes(2));
 
     let first = trend_points(&console, 1).await;
     assert_eq!(first[0]["counts"], json!({"running": 2}), "{first:?}");
