@@ -242,14 +242,31 @@ test('the fleet pages', async (t) => {
     await signIn(page, 'admin', ADMIN_PASSWORD);
   });
 
-  await t.test('phone-sized fleet page', async () => {
+  await t.test('keyboard: a volume is picked and its snapshot form opened without the mouse', async () => {
+    await open('volumes', made.volume);
+    await row(made.volume).locator('input.pick').focus();
+    await page.keyboard.press('Space');
+    await page.waitForFunction((id) => document.querySelector('#why-snapshot').textContent.includes(id), made.volume);
+    await page.focus('#act-snapshot');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#action-form');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'f-description');
+    await page.keyboard.press('Escape');
+    await page.click('#action-cancel');
+  });
+
+  await t.test('every new page fits a phone', async () => {
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
     await phone.addCookies(await context.cookies());
     const p = await phone.newPage();
+    for (const name of ['volumes', 'ebs-snapshots', 'addresses', 'network-interfaces', 'security-groups', 'key-pairs', 'images', 'gateway']) {
+      await p.goto(`${URL}/#/${name}`);
+      await p.waitForSelector(name === 'gateway' ? 'section.upstream' : '#fleet-rows tr[data-key]');
+      const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 1, `${name} scrolls sideways by ${overflow}px on a phone`);
+    }
     await p.goto(`${URL}/#/volumes`);
     await p.waitForSelector(`#fleet-rows td:has-text("${made.volume}")`);
-    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert.ok(overflow <= 1, `the page scrolls sideways by ${overflow}px on a phone`);
     await shot(p, 'volumes-phone');
     await phone.close();
   });
@@ -261,6 +278,7 @@ for n in range(1000):
         TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "team", "Value": "bench"}]}])
 `, [made.zone]);
     await page.evaluate(() => sessionStorage.clear());
+    await page.goto(`${URL}/#/deployments`);
     const start = Date.now();
     await page.goto(`${URL}/#/volumes`);
     await page.waitForFunction(() => document.querySelectorAll('#fleet-rows tr').length >= 1000, null, { timeout: 120000 });
