@@ -177,6 +177,29 @@ const Airlock = (() => {
     return out;
   }
 
+  // Table rows of `items`, or, with a tag key in `group`, the items under one heading row per
+  // value of that tag (untagged last); `rowHtml` renders one item, `cols` is the table's width.
+  function groupedRows(items, group, cols, rowHtml) {
+    if (!group) return items.map(rowHtml).join('');
+    const groups = new Map();
+    for (const x of items) {
+      const t = (x.tags || []).find((y) => y.key === group);
+      const k = t ? t.value : '';
+      if (!groups.has(k)) groups.set(k, []);
+      groups.get(k).push(x);
+    }
+    const keys = Array.from(groups.keys()).sort((a, b) => (a === '') - (b === '') || a.localeCompare(b));
+    return keys.map((k) => `<tr class="group"><th colspan="${cols}" scope="rowgroup">${h(group)} = ${k === '' ? '<em>(no tag)</em>' : h(k)} <span class="count">${groups.get(k).length}</span></th></tr>`
+      + groups.get(k).map(rowHtml).join('')).join('');
+  }
+
+  // The tag keys of `items` as datalist options for a group-by box, the console's own left out.
+  function tagKeyOptions(items) {
+    const keys = new Set();
+    for (const x of items) for (const t of x.tags || []) if (!t.key.startsWith('airlock:')) keys.add(t.key);
+    return Array.from(keys).sort().map((k) => `<option value="${h(k)}">`).join('');
+  }
+
   function main() { return $('#main'); }
 
   function showSignIn(message) {
@@ -265,6 +288,6 @@ const Airlock = (() => {
 
   return {
     api, h, $, $all, field, showError, clearErrors, confirmAction, age, debounce, poll, pages, session, start, ApiError,
-    tagsText, stateBadge, parseFilters, parseTags,
+    tagsText, stateBadge, parseFilters, parseTags, groupedRows, tagKeyOptions,
   };
 })();

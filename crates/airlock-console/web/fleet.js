@@ -9,7 +9,7 @@
 (() => {
   const {
     api, h, $, $all, field, showError, clearErrors, confirmAction, age, debounce, poll, pages,
-    tagsText, stateBadge, parseFilters, parseTags,
+    tagsText, stateBadge, parseFilters, parseTags, groupedRows, tagKeyOptions,
   } = Airlock;
 
   const mono = (v) => `<span class="mono">${h(v)}</span>`;
@@ -394,28 +394,9 @@
 
         const render = () => {
           const t0 = performance.now();
-          const group = form.group.value.trim();
-          let html = '';
-          if (group) {
-            const groups = new Map();
-            for (const x of items) {
-              const t = (x.tags || []).find((y) => y.key === group);
-              const k = t ? t.value : '';
-              if (!groups.has(k)) groups.set(k, []);
-              groups.get(k).push(x);
-            }
-            const keys = Array.from(groups.keys()).sort((a, b) => (a === '') - (b === '') || a.localeCompare(b));
-            for (const k of keys) {
-              html += `<tr class="group"><th colspan="${cols}" scope="rowgroup">${h(group)} = ${k === '' ? '<em>(no tag)</em>' : h(k)} <span class="count">${groups.get(k).length}</span></th></tr>`;
-              html += groups.get(k).map(rowHtml).join('');
-            }
-          } else {
-            html = items.map(rowHtml).join('');
-          }
+          const html = groupedRows(items, form.group.value.trim(), cols, rowHtml);
           tbody.innerHTML = html || `<tr><td colspan="${cols}" class="empty">Nothing matches.</td></tr>`;
-          const keys = new Set();
-          for (const x of items) for (const t of x.tags || []) if (!t.key.startsWith('airlock:')) keys.add(t.key);
-          $('#tag-keys', root).innerHTML = Array.from(keys).sort().map((k) => `<option value="${h(k)}">`).join('');
+          $('#tag-keys', root).innerHTML = tagKeyOptions(items);
           performance.measure(`airlock:${fam.page}-render`, { start: t0, end: performance.now() });
         };
 

@@ -7,7 +7,7 @@
 (() => {
   const {
     api, h, $, $all, field, showError, clearErrors, confirmAction, age, debounce, poll, pages,
-    tagsText, stateBadge, parseFilters, parseTags,
+    tagsText, stateBadge, parseFilters, parseTags, groupedRows, tagKeyOptions,
   } = Airlock;
 
   const ACTIONS = [
@@ -109,29 +109,9 @@
 
       const render = () => {
         const t0 = performance.now();
-        const group = form.group.value.trim();
-        let html = '';
-        if (group) {
-          const groups = new Map();
-          for (const i of instances) {
-            const t = (i.tags || []).find((x) => x.key === group);
-            const k = t ? t.value : '';
-            if (!groups.has(k)) groups.set(k, []);
-            groups.get(k).push(i);
-          }
-          const keys = Array.from(groups.keys()).sort((a, b) => (a === '') - (b === '') || a.localeCompare(b));
-          for (const k of keys) {
-            const list = groups.get(k);
-            html += `<tr class="group"><th colspan="10" scope="rowgroup">${h(group)} = ${k === '' ? '<em>(no tag)</em>' : h(k)} <span class="count">${list.length}</span></th></tr>`;
-            html += list.map(rowHtml).join('');
-          }
-        } else {
-          html = instances.map(rowHtml).join('');
-        }
+        const html = groupedRows(instances, form.group.value.trim(), 10, rowHtml);
         tbody.innerHTML = html || '<tr><td colspan="10" class="empty">No instances match.</td></tr>';
-        const keys = new Set();
-        for (const i of instances) for (const t of i.tags || []) if (!t.key.startsWith('airlock:')) keys.add(t.key);
-        $('#tag-keys', root).innerHTML = Array.from(keys).sort().map((k) => `<option value="${h(k)}">`).join('');
+        $('#tag-keys', root).innerHTML = tagKeyOptions(instances);
         performance.measure('airlock:instances-render', { start: t0, end: performance.now() });
       };
 
