@@ -75,6 +75,25 @@ pub fn evaluate(policies: &[Policy], principal: &Principal, check: &Check) -> Re
     airlock_policy::evaluate(policies, &request_for(principal, check))
 }
 
+/// Whether deciding `checks` can depend on what EC2 says of their resources (their tags and the
+/// other attributes looked up before a change): true when a statement of `policies` or of the
+/// session policy that applies to one of their actions reads a context key other than the
+/// principal's own (`aws:username`, `aws:SourceIp`, …), in a condition or a policy variable.
+/// When false, the decision is the same whatever the resources' tags and attributes, so it can
+/// be made without looking them up; ids, ARNs and the principal decide alone.
+pub fn needs_resource_facts(
+    policies: &[Policy],
+    session: Option<&Policy>,
+    checks: &[Check],
+) -> bool {
+    let session = session.map(std::slice::from_ref).unwrap_or_default();
+    checks.iter().any(|c| {
+        [policies, session].into_iter().any(|set| {
+            airlock_policy::context_keys(set, &c.action).any(|k| !Principal::is_global_key(k))
+        })
+    })
+}
+
 /// Whether the policies allow one check.
 pub fn allows(policies: &[Policy], principal: &Principal, check: &Check) -> bool {
     evaluate(policies, principal, check).decision == Decision::Allowed
@@ -213,6 +232,62 @@ mod tests {
             "bob is not authorized to perform ec2:TerminateInstances on arn:i-2: explicitly denied by p#1 (NoTerminate)"
         );
         assert!(decide(&[p], &principal(), &checks[..1]).is_allowed());
+    }
+
+    /// A user who may move addresses only onto `env=dev` instances: their decision reads the
+    /// instance's tags, so the tags must be looked up; an administrator's does not. A deny with
+    /// a tag condition, or a session policy with one, counts as much as an allow.
+    #[test]
+    fn resource_facts_are_needed_only_when_a_statement_for_the_action_reads_them() {
+        let checks = [
+            Check::new(
+                "ec2:AssociateAddress",
+                "arn:aws:ec2:us-east-1:1:elastic-ip/eipalloc-1",
+            ),
+            Check::new("airlock:UseAccount", "arn:airlock:console:::account/dev"),
+        ];
+        let admin = policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        );
+        assert!(!needs_resource_facts(
+            std::slice::from_ref(&admin),
+            None,
+            &checks
+        ));
+        let from_office = policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*",
+                "Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"},"Bool":{"aws:MultiFactorAuthPresent":"true"}}}]}"#,
+        );
+        assert!(!needs_resource_facts(&[from_office], None, &checks));
+        let dev_only = policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:AssociateAddress","Resource":"*",
+                "Condition":{"StringEquals":{"ec2:ResourceTag/env":"dev"}}}]}"#,
+        );
+        assert!(needs_resource_facts(
+            std::slice::from_ref(&dev_only),
+            None,
+            &checks
+        ));
+        let no_prod = policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:*","Resource":"*",
+                "Condition":{"StringEquals":{"ec2:ResourceTag/env":"prod"}}}]}"#,
+        );
+        assert!(needs_resource_facts(
+            &[admin.clone(), no_prod],
+            None,
+            &checks
+        ));
+        assert!(needs_resource_facts(
+            std::slice::from_ref(&admin),
+            Some(&dev_only),
+            &checks
+        ));
+        // A condition on another action does not count.
+        let other = policy(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:TerminateInstances","Resource":"*",
+                "Condition":{"StringEquals":{"ec2:ResourceTag/env":"prod"}}}]}"#,
+        );
+        assert!(!needs_resource_facts(&[admin, other], None, &checks));
     }
 
     #[test]

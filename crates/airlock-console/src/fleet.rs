@@ -308,6 +308,17 @@ impl On<'_> {
     /// would; the facts it was decided on are what the operation runs with.
     pub async fn authorize(&self, ec2: &dyn Ec2, request: &FleetRequest) -> ApiResult<Facts> {
         let (state, caller) = (self.state, self.caller);
+        // Decided without a look-up when nothing of the resources can change the decision and
+        // the run reads nothing of them: one EC2 call instead of three.
+        if request.runs_without_facts() {
+            let checks = self.checks(request, &Facts::default());
+            let policies = crate::authz::policies_of(state, &caller.user).await?;
+            let session = caller.session.as_ref().map(|s| &s.policy);
+            if !airlock_access::decide::needs_resource_facts(&policies, session, &checks) {
+                authorize(state, caller, checks).await?;
+                return Ok(Facts::default());
+            }
+        }
         // What EC2 says of the resources now decides; a resource that does not exist fails
         // here, before any change. It is decided as one with no tags first, so a caller who
         // may not act on it cannot tell a missing resource from a forbidden one; then the

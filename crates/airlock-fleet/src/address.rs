@@ -314,16 +314,20 @@ impl MoveAddress {
             out,
             none,
         )?;
-        Ok(Outcome {
-            message: format!(
+        // Without a look-up first (the caller's policies did not need one), where it was is
+        // not known.
+        let message = match current {
+            Some(a) => format!(
                 "moved {} ({}) from {} to {}",
-                current
-                    .and_then(|a| a.public_ip.as_deref())
-                    .unwrap_or("the address"),
+                a.public_ip.as_deref().unwrap_or("the address"),
                 self.allocation_id,
                 from.as_deref().unwrap_or("nowhere"),
                 self.to_instance_id
             ),
+            None => format!("moved {} to {}", self.allocation_id, self.to_instance_id),
+        };
+        Ok(Outcome {
+            message,
             resource_id: Some(self.allocation_id.clone()),
             association_id: association,
             ..Outcome::default()

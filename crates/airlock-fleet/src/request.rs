@@ -132,6 +132,18 @@ impl FleetRequest {
         }
     }
 
+    /// Whether the operation runs the same without looking its resources up first: its run
+    /// reads nothing of them (an address moved, associated or released is acted on by id, and
+    /// EC2 refuses one that does not exist). Such a request needs the look-up only when the
+    /// caller's policies read the resources' tags or attributes.
+    pub fn runs_without_facts(&self) -> bool {
+        use crate::address::AddressRequest as A;
+        matches!(
+            self,
+            Self::Address(A::Associate(_) | A::Move(_) | A::Release(_))
+        )
+    }
+
     /// The JSON body of this request.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)

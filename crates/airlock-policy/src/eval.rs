@@ -112,6 +112,43 @@ pub fn evaluate(policies: &[Policy], request: &Request) -> Response {
     }
 }
 
+/// Every context key (lower-cased) a decision on `action` can read from `policies`: the keys
+/// of the conditions of each statement that applies to the action, whatever its resource, and
+/// the policy variables in those conditions' values and in the statements' resources. What is
+/// not among them cannot change the decision.
+pub fn context_keys<'a>(policies: &'a [Policy], action: &'a str) -> impl Iterator<Item = &'a str> {
+    policies
+        .iter()
+        .flat_map(|p| p.statements.iter())
+        .filter(move |st| action_applies(st, action))
+        .flat_map(statement_keys)
+}
+
+/// The context keys one statement reads.
+fn statement_keys(st: &Statement) -> impl Iterator<Item = &str> {
+    let conditions = st.conditions.iter().flat_map(|c| {
+        let in_values: Vec<&str> = match &c.values {
+            crate::condition::Values::Str(templates) => templates
+                .iter()
+                .flat_map(|t| t.vars.iter().map(|v| v.key.as_str()))
+                .collect(),
+            crate::condition::Values::Arn(patterns) => patterns
+                .iter()
+                .flat_map(|p| p.templates())
+                .flat_map(|t| t.vars.iter().map(|v| v.key.as_str()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        std::iter::once(c.key.as_str()).chain(in_values)
+    });
+    let resources = st
+        .resources
+        .iter()
+        .flat_map(|r| r.templates())
+        .flat_map(|t| t.vars.iter().map(|v| v.key.as_str()));
+    conditions.chain(resources)
+}
+
 fn action_applies(st: &Statement, action: &str) -> bool {
     let hit = st
         .actions
@@ -209,6 +246,42 @@ mod tests {
 
     fn policy(id: &str, json: &str) -> Policy {
         Policy::parse(id, json).unwrap()
+    }
+
+    #[test]
+    fn context_keys_are_those_of_statements_for_the_action_with_their_variables() {
+        let p = policy(
+            "p",
+            r#"{"Version":"2012-10-17","Statement":[
+              {"Effect":"Allow","Action":"ec2:*","Resource":"*"},
+              {"Effect":"Deny","Action":"ec2:Associate*","Resource":"*",
+               "Condition":{"StringEquals":{"ec2:ResourceTag/Env":"prod"}}},
+              {"Effect":"Allow","Action":"ec2:AssociateAddress",
+               "Resource":"arn:aws:ec2:*:*:instance/${ec2:ResourceTag/Owner}",
+               "Condition":{"StringEquals":{"aws:username":"${ec2:ResourceTag/Team}"}}},
+              {"Effect":"Allow","Action":"ec2:TerminateInstances","Resource":"*",
+               "Condition":{"Bool":{"aws:MultiFactorAuthPresent":"true"}}}
+            ]}"#,
+        );
+        let mut keys: Vec<&str> =
+            context_keys(std::slice::from_ref(&p), "ec2:AssociateAddress").collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "aws:username",
+                "ec2:resourcetag/env",
+                "ec2:resourcetag/owner",
+                "ec2:resourcetag/team"
+            ]
+        );
+        let keys: Vec<&str> =
+            context_keys(std::slice::from_ref(&p), "ec2:TerminateInstances").collect();
+        assert_eq!(keys, ["aws:multifactorauthpresent"]);
+        assert_eq!(
+            context_keys(std::slice::from_ref(&p), "ec2:StopInstances").count(),
+            0
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ mod policy;
 pub use contain::{uncovered, Uncovered, UncoveredReason};
 pub use context::{Context, ContextValue, Request};
 pub use error::{PolicyError, PolicyErrors};
-pub use eval::{evaluate, Decision, Response, StatementRef};
+pub use eval::{context_keys, evaluate, Decision, Response, StatementRef};
 pub use policy::Policy;
 
 #[cfg(test)]

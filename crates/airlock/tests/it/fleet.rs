@@ -120,7 +120,12 @@ async fn an_address_moves_between_instances_without_a_gap() {
             .all(|i| i.as_deref() == Some(a.as_str()) || i.as_deref() == Some(b.as_str())),
         "the address was unassociated during the move: {seen:?}"
     );
-    assert!(moved["message"].as_str().unwrap().contains(&a), "{moved}");
+    // Decided without a look-up (the admin's policies read no tags): where it was is not said.
+    assert_eq!(
+        moved["message"].as_str().unwrap(),
+        format!("moved {alloc} to {b}"),
+        "{moved}"
+    );
     let listed = console.json(&["address", "list", "--filter", "tag:Role=db"]);
     assert_eq!(listed[0]["instance_id"].as_str(), Some(b.as_str()));
     assert_eq!(listed[0]["account"], "dev");
@@ -1068,5 +1073,80 @@ async fn user_allowed_some_instances_gets_no_counts_of_the_account() {
     assert!(
         t["error"]["message"].as_str().unwrap().contains("hours"),
         "{t}"
+    );
+}
+
+/// Hana may move addresses only onto `env=dev` instances. Her decisions read the instances'
+/// tags, so they are looked up fresh for every move: a tag changed in EC2 directly counts at
+/// once, both ways. An administrator's policies read no tags, so the same move costs EC2 one
+/// call, the change itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_allowed_dev_instances_is_decided_on_tags_changed_a_moment_ago() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let (dev, _) = launch_tagged(&ec2, &net, &[("env", "dev")]).await;
+    let (prod, _) = launch_tagged(&ec2, &net, &[("env", "prod")]).await;
+    let alloc = console.json(&["address", "allocate"])["resource_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    moto.record().await;
+    console.ok(&["address", "move", &alloc, "--to", &prod]);
+    assert_eq!(moto.actions().await, ["AssociateAddress"]);
+    assert_eq!(
+        holder_of(&ec2, &alloc).await.as_deref(),
+        Some(prod.as_str())
+    );
+
+    let hana = console.add_user(
+        "hana",
+        &[json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "airlock:UseAccount", "Resource": ACCOUNT_ARN},
+            {"Effect": "Allow", "Action": "ec2:AssociateAddress", "Resource": "arn:aws:ec2:*:*:elastic-ip/*"},
+            {"Effect": "Allow", "Action": "ec2:AssociateAddress", "Resource": "arn:aws:ec2:*:*:instance/*",
+             "Condition": {"StringEquals": {"ec2:ResourceTag/env": "dev"}}},
+        ]})],
+    );
+    moto.record().await;
+    hana.ok(&["address", "move", &alloc, "--to", &dev, "--account", "dev"]);
+    let actions = moto.actions().await;
+    assert!(
+        actions.contains(&"DescribeInstances".to_owned())
+            && actions.last().map(String::as_str) == Some("AssociateAddress"),
+        "{actions:?}"
+    );
+    assert_eq!(holder_of(&ec2, &alloc).await.as_deref(), Some(dev.as_str()));
+
+    // Retagged in EC2 directly, not through the console: the next decisions see it.
+    for (id, env) in [(&dev, "prod"), (&prod, "dev")] {
+        ec2.create_tags()
+            .resources(id.as_str())
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("env")
+                    .value(env)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    hana.ok(&["address", "move", &alloc, "--to", &prod, "--account", "dev"]);
+    assert_eq!(
+        holder_of(&ec2, &alloc).await.as_deref(),
+        Some(prod.as_str())
+    );
+    let refused = failed(hana.cli(&["address", "move", &alloc, "--to", &dev, "--account", "dev"]));
+    assert!(
+        refused.contains("hana is not authorized to perform ec2:AssociateAddress"),
+        "{refused}"
+    );
+    assert_eq!(
+        holder_of(&ec2, &alloc).await.as_deref(),
+        Some(prod.as_str())
     );
 }
