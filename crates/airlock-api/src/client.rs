@@ -16,7 +16,7 @@ use crate::deployments::{DeployRequest, DeploymentPolicy, DeploymentView, Revoke
 use crate::error::ErrorBody;
 use crate::gateway::{
     DiscoverRequest, DiscoverResponse, GatewayConfigList, GatewayConfigView,
-    PutGatewayConfigRequest,
+    PutGatewayConfigRequest, UpstreamList,
 };
 use crate::instances::TagsView;
 use crate::instances::{InstanceActionRequest, InstanceActionResponse, InstanceList, TagRequest};
@@ -581,6 +581,11 @@ impl ConsoleClient {
     /// `GET /v1/gateway/configs`.
     pub async fn gateway_configs(&self) -> Result<GatewayConfigList, ClientError> {
         self.get("/v1/gateway/configs").await
+    }
+
+    /// `GET /v1/gateway/upstreams`.
+    pub async fn gateway_upstreams(&self) -> Result<UpstreamList, ClientError> {
+        self.get("/v1/gateway/upstreams").await
     }
 
     /// `GET /v1/gateway/configs/{name}`.

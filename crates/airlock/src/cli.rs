@@ -880,6 +880,9 @@ pub enum GatewayConfigCommand {
     },
     /// List stored configurations.
     List,
+    /// What the stored upstreams route to now: each upstream's instances, and how many others
+    /// carry its tag keys but get no traffic (--output json: every instance, each with why).
+    Upstreams,
     /// Delete a configuration (refused while another one routes to its upstreams).
     Delete {
         /// Configuration name.

@@ -66,6 +66,16 @@ pub async fn run(client: &Client, cmd: GatewayConfigCommand, output: Output) -> 
                 list.configs.iter().map(row).collect()
             })
         }
+        GatewayConfigCommand::Upstreams => {
+            let list = client.gateway_upstreams().await?;
+            if let Some(error) = &list.error {
+                anyhow::bail!("the stored configurations cannot be read together: {error}");
+            }
+            let headers = ["UPSTREAM", "ACCOUNT", "FILTERS", "ROUTED TO", "NOT ROUTED"];
+            print(output, &list, &headers, || {
+                list.upstreams.iter().map(upstream_row).collect()
+            })
+        }
         GatewayConfigCommand::Delete { name } => {
             client.delete_gateway_config(&name).await?;
             if output == Output::Table {
@@ -74,4 +84,25 @@ pub async fn run(client: &Client, cmd: GatewayConfigCommand, output: Output) -> 
             Ok(())
         }
     }
+}
+
+/// One upstream for people: where it routes, or why the console cannot say.
+fn upstream_row(u: &airlock_api::gateway::UpstreamView) -> Vec<String> {
+    let routed = match &u.note {
+        Some(note) => note.clone(),
+        None if u.members.is_empty() => "nothing".into(),
+        None => u
+            .members
+            .iter()
+            .map(|m| format!("{} {}", m.instance_id, m.address))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    vec![
+        format!("{}/{}", u.namespace, u.name),
+        u.account.clone().unwrap_or_else(|| "-".into()),
+        u.filters.join(" "),
+        routed,
+        u.excluded_total.to_string(),
+    ]
 }

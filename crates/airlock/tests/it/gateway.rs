@@ -1558,6 +1558,14 @@ async fn user_with_narrow_describe_sees_only_their_instances_behind_a_stored_ups
         "not near: {reasons:?}"
     );
     assert_eq!(up["excluded_total"], 2);
+    // The same from the command line.
+    let cli = console.json(&["gateway-config", "upstreams"]);
+    assert_eq!(cli["upstreams"][0]["members"][0]["instance_id"], a.as_str());
+    let table = console.ok(&["gateway-config", "upstreams", "--output", "table"]);
+    assert!(
+        table.contains("gloo-system/web") && table.contains(&format!("{a} {a_ip}:80")),
+        "{table}"
+    );
 
     let look = |describe: serde_json::Value| {
         serde_json::json!({"Version": "2012-10-17", "Statement": [
