@@ -132,7 +132,15 @@ pub async fn get(
                 counts,
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
+    instances::record_listing(
+        &state,
+        &caller,
+        "ec2:DescribeInstances",
+        &accounts,
+        samples.len(),
+    )
+    .await;
     Ok(Json(InstanceTrend { accounts, samples }))
 }
 

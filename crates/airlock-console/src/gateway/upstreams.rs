@@ -60,6 +60,21 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     for up in config.upstreams.values() {
         upstreams.push(view(&state, &caller, &viewer, up).await?);
     }
+    // The instances shown are a listing like any other, on record with the accounts they came from.
+    let mut accounts: Vec<String> = upstreams
+        .iter()
+        .filter(|u| u.described_at.is_some())
+        .filter_map(|u| u.account.clone())
+        .collect();
+    accounts.sort();
+    accounts.dedup();
+    if !accounts.is_empty() {
+        let shown = upstreams
+            .iter()
+            .map(|u| u.members.len() + u.excluded.len())
+            .sum();
+        instances::record_listing(&state, &caller, "ec2:DescribeInstances", &accounts, shown).await;
+    }
     Ok(Json(UpstreamList {
         upstreams,
         error: None,

@@ -1598,4 +1598,19 @@ async fn user_with_narrow_describe_sees_only_their_instances_behind_a_stored_ups
         up["note"].as_str().unwrap().contains("airlock:UseAccount"),
         "{up}"
     );
+
+    // Without airlock:ListGatewayConfigs nothing at all, not even the upstreams' names.
+    let ivan = console.add_user(
+        "ivan",
+        &[serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["airlock:UseAccount", "ec2:DescribeInstances"], "Resource": "*"}]})],
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/gateway/upstreams", console.url))
+        .bearer_auth(ivan.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(!resp.text().await.unwrap().contains("gloo-system/web"));
 }
