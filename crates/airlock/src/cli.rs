@@ -77,6 +77,8 @@ pub enum Command {
     Deployment(DeploymentCommand),
     /// List instances, filtered by account, deployment, tags or EC2 filters.
     Instances(InstancesArgs),
+    /// List subnets with their zone, range and free addresses (the ones you may describe).
+    Subnets(SubnetsArgs),
     /// Start, stop, reboot or terminate instances.
     #[command(subcommand)]
     Instance(InstanceCommand),
@@ -862,6 +864,21 @@ pub enum SnapshotPolicyCommand {
         /// Policy name.
         name: String,
     },
+}
+
+/// `airlock subnets`.
+#[derive(Debug, Args)]
+pub struct SubnetsArgs {
+    /// Only this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Tag filter KEY=VALUE (repeatable; all must match, case-sensitive).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// EC2 filter NAME=VALUE[,VALUE…], e.g. availability-zone=us-east-1a or vpc-id=vpc-0abc…
+    /// (repeatable).
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -568,6 +568,48 @@ pub async fn instances(client: &Client, args: InstancesArgs, output: Output) -> 
     })
 }
 
+/// `airlock subnets`: `GET /v1/subnets`, a subnet a row.
+pub async fn subnets(client: &Client, args: crate::cli::SubnetsArgs, output: Output) -> Result<()> {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if let Some(a) = &args.account {
+        query.push(("account", a.clone()));
+    }
+    for (k, v) in &args.tags {
+        query.push(("tag", format!("{k}={v}")));
+    }
+    for f in &args.filters {
+        query.push(("filter", f.clone()));
+    }
+    let list: airlock_console::api::FleetList = client.get_query("/v1/subnets", &query).await?;
+    let text = |item: &serde_json::Value, key: &str| match &item[key] {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let headers = [
+        "ACCOUNT", "SUBNET", "ZONE", "CIDR", "FREE", "VPC", "DEFAULT",
+    ];
+    print(output, &list.items, &headers, || {
+        list.items
+            .iter()
+            .map(|s| {
+                [
+                    "account",
+                    "subnet_id",
+                    "availability_zone",
+                    "cidr_block",
+                    "available_ip_address_count",
+                    "vpc_id",
+                    "default_for_az",
+                ]
+                .iter()
+                .map(|k| text(s, k))
+                .collect()
+            })
+            .collect()
+    })
+}
+
 fn instance_headers(status: bool) -> Vec<&'static str> {
     let mut h = vec!["ACCOUNT", "INSTANCE", "STATE"];
     if status {

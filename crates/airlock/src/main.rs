@@ -91,6 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Deploy(args) => commands::deploy(&client, args, output).await,
                 Command::Deployment(cmd) => commands::deployment(&client, cmd, output).await,
                 Command::Instances(args) => commands::instances(&client, args, output).await,
+                Command::Subnets(args) => commands::subnets(&client, args, output).await,
                 Command::Instance(cmd) => commands::instance(&client, cmd, output).await,
                 Command::Whoami => commands::whoami(&client, output).await,
                 Command::User(cmd) => admin::user(&client, cmd, output).await,

@@ -986,6 +986,16 @@ async fn user_allowed_dev_subnets_does_not_see_the_prod_subnet() {
         subnets_seen(&console, &dana.token()).await,
         vec![made[0].clone()]
     );
+    // The same from the command line.
+    let cli = dana.json(&["subnets", "--account", "dev"]);
+    assert_eq!(cli.as_array().unwrap().len(), 1, "{cli}");
+    assert_eq!(cli[0]["subnet_id"], made[0].as_str());
+    let table = console.ok(&["subnets", "--filter", "tag:env=prod"]);
+    assert!(
+        table.contains(&made[1]) && table.contains("127.0.2.0/24"),
+        "{table}"
+    );
+    assert!(!table.contains(&made[0]), "{table}");
     let listed = console
         .audit_records(&["--user", "dana"])
         .into_iter()
