@@ -289,6 +289,11 @@ pub fn see_gateway_config_event() -> Check {
     console("airlock:ListGatewayConfigs", "gateway-config", "*")
 }
 
+/// A gateway reporting its endpoints' health under its name.
+pub fn report_gateway_health(gateway: &str) -> Check {
+    console("airlock:ReportGatewayHealth", "gateway", gateway)
+}
+
 /// Attaching (`airlock:AttachUserPolicy`) or detaching a policy, with `airlock:PolicyName`.
 pub fn user_policy(action: &str, user: &str, policy: &str) -> Check {
     console(action, "user", user).with("airlock:PolicyName", policy)

@@ -15,7 +15,7 @@ use crate::commands::{CommandList, CommandView, SendCommandRequest};
 use crate::deployments::{DeployRequest, DeploymentPolicy, DeploymentView, RevokeResult};
 use crate::error::ErrorBody;
 use crate::gateway::{
-    DiscoverRequest, DiscoverResponse, GatewayConfigList, GatewayConfigView,
+    DiscoverRequest, DiscoverResponse, GatewayConfigList, GatewayConfigView, GatewayHealthReport,
     PutGatewayConfigRequest, UpstreamList,
 };
 use crate::instances::TagsView;
@@ -581,6 +581,15 @@ impl ConsoleClient {
     /// `GET /v1/gateway/configs`.
     pub async fn gateway_configs(&self) -> Result<GatewayConfigList, ClientError> {
         self.get("/v1/gateway/configs").await
+    }
+
+    /// `POST /v1/gateway/health`: this gateway's endpoints and their health.
+    pub async fn report_gateway_health(
+        &self,
+        report: &GatewayHealthReport,
+    ) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/v1/gateway/health", report).await?;
+        Ok(())
     }
 
     /// `GET /v1/gateway/upstreams`.

@@ -113,6 +113,9 @@ pub struct UpstreamMember {
     pub instance_id: String,
     /// Where the gateway sends requests (`ip:port`).
     pub address: String,
+    /// What each gateway following the console reported of it in the last minute.
+    #[serde(default)]
+    pub gateways: Vec<GatewaySeen>,
     /// EC2's instance status check (`ok`, `impaired`, …), when the reader may see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_status: Option<String>,
@@ -130,4 +133,43 @@ pub struct UpstreamExcluded {
     pub state: String,
     /// Why it is not routed to.
     pub reason: String,
+}
+
+/// What one gateway reported of an endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GatewaySeen {
+    /// The gateway's name.
+    pub gateway: String,
+    /// `healthy`, `ejected` (by its passive health) or `unhealthy` (by its active checks).
+    pub health: String,
+    /// When it reported (RFC 3339).
+    pub reported_at: String,
+}
+
+/// Body of `POST /v1/gateway/health`: a gateway's endpoints and their health, sent every few
+/// seconds by a gateway following the console.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayHealthReport {
+    /// The gateway's name (`--name`, by default its machine's).
+    pub gateway: String,
+    /// Every endpoint of every upstream it routes to (at most [`MAX_REPORTED_ENDPOINTS`]).
+    pub endpoints: Vec<ReportedEndpoint>,
+}
+
+/// Endpoints one report may carry at most.
+pub const MAX_REPORTED_ENDPOINTS: usize = 5_000;
+
+/// One endpoint as a gateway sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedEndpoint {
+    /// The upstream (`namespace/name`).
+    pub upstream: String,
+    /// The instance.
+    pub instance_id: String,
+    /// Where it sends requests (`ip:port`).
+    pub address: String,
+    /// `healthy`, `ejected` or `unhealthy`.
+    pub health: String,
 }

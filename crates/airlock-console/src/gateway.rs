@@ -11,6 +11,7 @@
 //! Every change publishes an event, which is how following gateways reload at once. What the
 //! stored upstreams route to is shown by [`upstreams`].
 
+pub mod health;
 pub mod upstreams;
 
 use crate::accounts;

@@ -132,6 +132,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(gateway::get, gateway::put, gateway::remove))
         .routes(routes!(gateway::discover))
         .routes(routes!(gateway::upstreams::list))
+        .routes(
+            routes!(gateway::health::report)
+                .layer(DefaultBodyLimit::max(gateway::health::MAX_BODY)),
+        )
         .routes(routes!(snapshot_policies::create, snapshot_policies::list))
         .routes(routes!(snapshot_policies::get, snapshot_policies::remove))
         .routes(routes!(snapshot_policies::run_now))

@@ -75,13 +75,7 @@ async fn endpoints(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             .endpoints
             .iter()
             .map(|e| {
-                let health = if !e.health.healthy.load(Ordering::Relaxed) {
-                    "unhealthy"
-                } else if e.health.ejected(now) {
-                    "ejected"
-                } else {
-                    "healthy"
-                };
+                let health = e.health.word(now);
                 json!({
                     "instanceId": e.instance_id,
                     "address": e.addr.ip().to_string(),

@@ -63,6 +63,18 @@ impl Health {
         self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
     }
 
+    /// The endpoint's health in a word, as `/endpoints` and the console's reports say it:
+    /// `unhealthy` (active checks), `ejected` (passive health) or `healthy`.
+    pub fn word(&self, now_ms: u64) -> &'static str {
+        if !self.healthy.load(Ordering::Relaxed) {
+            "unhealthy"
+        } else if self.ejected(now_ms) {
+            "ejected"
+        } else {
+            "healthy"
+        }
+    }
+
     /// Records an active check; flips the verdict only after `threshold` consecutive results
     /// the other way. Returns the new verdict when it flipped.
     pub fn record_check(

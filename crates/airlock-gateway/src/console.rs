@@ -153,6 +153,17 @@ impl ConsoleClient {
         Ok(found.instances)
     }
 
+    /// Reports this gateway's endpoints and their health.
+    async fn report(
+        &self,
+        report: &airlock_api::gateway::GatewayHealthReport,
+    ) -> Result<(), ConsoleCallError> {
+        self.api
+            .report_gateway_health(report)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
     async fn events(&self) -> Result<reqwest::Response, ConsoleCallError> {
         self.api.events().await.map_err(|e| self.error(e))
     }
@@ -349,6 +360,56 @@ async fn act(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Wanted>) {
         } else if wanted.refresh || wanted.reload {
             shared.refresh_now.notify_one();
         }
+    }
+}
+
+/// How often a gateway following a console reports its endpoints' health to it.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Reports every endpoint of every upstream and its health (healthy, ejected by passive health,
+/// unhealthy by active checks) to the console every few seconds, so that the console's Gateway
+/// page shows what each gateway sees. A failed report is logged and the next one goes on time.
+pub async fn report_health(shared: Arc<Shared>, client: Arc<ConsoleClient>) {
+    // A failure is logged when reports start failing (a console user without
+    // airlock:ReportGatewayHealth fails every time), not every few seconds.
+    let mut failing = false;
+    loop {
+        let report = health_report(&shared);
+        match client.report(&report).await {
+            Ok(()) if failing => {
+                tracing::info!("endpoint health reaches the console again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                tracing::warn!("cannot report endpoint health to the console: {e}");
+                failing = true;
+            }
+            Err(e) => tracing::debug!("cannot report endpoint health to the console: {e}"),
+        }
+        tokio::time::sleep(REPORT_EVERY).await;
+    }
+}
+
+/// This gateway's endpoints and their health now (at most the API's bound).
+fn health_report(shared: &Shared) -> airlock_api::gateway::GatewayHealthReport {
+    use airlock_api::gateway::{ReportedEndpoint, MAX_REPORTED_ENDPOINTS};
+    let now = shared.now_ms();
+    let mut endpoints = Vec::new();
+    for (id, state) in shared.upstreams.load().iter() {
+        for e in &state.set.endpoints {
+            endpoints.push(ReportedEndpoint {
+                upstream: id.to_string(),
+                instance_id: e.instance_id.clone(),
+                address: e.addr.to_string(),
+                health: e.health.word(now).to_owned(),
+            });
+        }
+    }
+    endpoints.truncate(MAX_REPORTED_ENDPOINTS);
+    airlock_api::gateway::GatewayHealthReport {
+        gateway: shared.settings.name.clone(),
+        endpoints,
     }
 }
 

@@ -128,6 +128,7 @@ async fn start_services(
     let mut first = shared.refreshed.subscribe();
     tokio::spawn(runtime::refresher(shared.clone(), discovery));
     if let Some(client) = console {
+        tokio::spawn(console::report_health(shared.clone(), client.clone()));
         tokio::spawn(console::follow(shared.clone(), client));
     }
     if let Some(check) = shared.settings.health.clone() {

@@ -81,6 +81,9 @@ pub struct GatewayOptions {
     pub workers: Option<usize>,
     /// Validate the configuration, print what it defines, and exit.
     pub check_config: bool,
+    /// This gateway's name in the health it reports to the console it follows (default: the
+    /// machine's name).
+    pub name: Option<String>,
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, UsageError> {
@@ -148,6 +151,7 @@ impl GatewayOptions {
             upstream_timeout: seconds("upstream-timeout", self.upstream_timeout)?,
             watch_interval: seconds("watch-interval", self.watch_interval)?,
             config_from_console: console.is_some() && self.config.is_empty(),
+            name: self.name.clone().unwrap_or_else(airlock_os::hostname),
         })
     }
 

@@ -88,6 +88,8 @@ pub struct Settings {
     /// Upstreams and routes come from the console (`--console` without `--config`);
     /// `config_files` is then empty.
     pub config_from_console: bool,
+    /// The name this gateway reports its endpoints' health under to the console it follows.
+    pub name: String,
 }
 
 /// The configuration in force, swapped whole on reload.
@@ -810,6 +812,7 @@ mod tests {
             upstream_timeout: Duration::from_secs(1),
             watch_interval: Duration::ZERO,
             config_from_console: false,
+            name: "test".into(),
         }
     }
 

@@ -134,6 +134,16 @@ pub fn read_private(path: &Path) -> Result<String, PrivateReadError> {
     Ok(text)
 }
 
+/// The machine's name (`/proc/sys/kernel/hostname`), or `localhost` when it cannot be read:
+/// how a console node and a gateway name themselves to others.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// Installs the log subscriber on standard error (standard output stays for what the operator
 /// must read). `AIRLOCK_LOG` overrides `default_filter`. A second call does nothing.
 pub fn init_logging(json: bool, default_filter: &str) {

@@ -101,3 +101,79 @@ mod tests {
         assert_eq!(store.gateway_config("web").await.unwrap(), None);
     }
 }
+
+/// The endpoints one gateway reported last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayHealthRow {
+    /// The gateway's name.
+    pub gateway: String,
+    /// When it reported, epoch milliseconds.
+    pub reported_at_ms: i64,
+    /// The report's endpoints, as JSON.
+    pub endpoints: String,
+}
+
+impl Store {
+    /// Keeps a gateway's latest report, deleting reports made before `forget_before_ms`, in one
+    /// transaction. A report from a gateway not yet known is refused (`Ok(false)`) while
+    /// `max_gateways` others have reported since then: names are not an unbounded table.
+    pub async fn record_gateway_health(
+        &self,
+        row: &GatewayHealthRow,
+        forget_before_ms: i64,
+        max_gateways: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM gateway_health WHERE reported_at_ms < $1")
+            .bind(forget_before_ms)
+            .execute(&mut *tx)
+            .await?;
+        let known = sqlx::query("SELECT COUNT(*) AS n FROM gateway_health WHERE gateway = $1")
+            .bind(&row.gateway)
+            .fetch_one(&mut *tx)
+            .await?;
+        if get::<i64>(&known, "n")? == 0 {
+            let all = sqlx::query("SELECT COUNT(*) AS n FROM gateway_health")
+                .fetch_one(&mut *tx)
+                .await?;
+            if get::<i64>(&all, "n")? >= max_gateways {
+                return Ok(false);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO gateway_health (gateway, reported_at_ms, endpoints) VALUES ($1, $2, $3) \
+             ON CONFLICT (gateway) DO UPDATE SET reported_at_ms = excluded.reported_at_ms, \
+             endpoints = excluded.endpoints",
+        )
+        .bind(&row.gateway)
+        .bind(row.reported_at_ms)
+        .bind(&row.endpoints)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The latest report of every gateway that reported at or after `since_ms`.
+    pub async fn gateway_health_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<GatewayHealthRow>, StoreError> {
+        sqlx::query(
+            "SELECT gateway, reported_at_ms, endpoints FROM gateway_health \
+             WHERE reported_at_ms >= $1 ORDER BY gateway",
+        )
+        .bind(since_ms)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(GatewayHealthRow {
+                gateway: get(r, "gateway")?,
+                reported_at_ms: get(r, "reported_at_ms")?,
+                endpoints: get(r, "endpoints")?,
+            })
+        })
+        .collect()
+    }
+}

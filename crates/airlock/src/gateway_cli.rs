@@ -110,6 +110,11 @@ pub struct GatewayArgs {
     /// Validate the configuration, print what it defines, and exit.
     #[arg(long)]
     pub check_config: bool,
+    /// This gateway's name in the endpoint health it reports every few seconds to the console
+    /// it follows (--console), shown on the console's Gateway page (default: the machine's
+    /// name).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// `--balance`.
@@ -163,6 +168,7 @@ impl GatewayArgs {
             max_connections: self.max_connections,
             workers: self.workers,
             check_config: self.check_config,
+            name: self.name,
         }
     }
 }

@@ -155,7 +155,7 @@ fn console_config(args: &ServeArgs, public_url: &str) -> ConsoleConfig {
             .rotate_keys_after_days
             .map(|days| Duration::from_secs(days * 86_400)),
         allowed_endpoints: args.allow_endpoint.clone(),
-        hostname: hostname(),
+        hostname: airlock_os::hostname(),
         schedule_clock: args.schedule_clock_file.clone(),
         ..ConsoleConfig::default()
     }
@@ -172,15 +172,6 @@ fn termination() -> Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
-}
-
-/// The machine's name, part of this node's id in `airlock cluster status`.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// The listener's limits, TLS and PROXY protocol from the flags; refuses plain HTTP on a

@@ -56,9 +56,15 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
         }
     };
     let viewer = Viewer::of(&state, &caller).await?;
+    let reported = super::health::seen(&state).await?;
     let mut upstreams = Vec::new();
     for up in config.upstreams.values() {
-        upstreams.push(view(&state, &caller, &viewer, up).await?);
+        let mut v = view(&state, &caller, &viewer, up).await?;
+        for m in &mut v.members {
+            let key = (up.id.to_string(), m.address.clone());
+            m.gateways = reported.get(&key).cloned().unwrap_or_default();
+        }
+        upstreams.push(v);
     }
     // The instances shown are a listing like any other, on record with the accounts they came from.
     let mut accounts: Vec<String> = upstreams
@@ -166,6 +172,7 @@ fn place(
         Membership::Member(addr) => v.members.push(UpstreamMember {
             instance_id: i.instance.instance_id.clone(),
             address: addr.to_string(),
+            gateways: Vec::new(),
             instance_status: i.status.as_ref().and_then(|s| s.instance_status.clone()),
             system_status: i.status.as_ref().and_then(|s| s.system_status.clone()),
         }),

@@ -1614,3 +1614,91 @@ async fn user_with_narrow_describe_sees_only_their_instances_behind_a_stored_ups
     assert_eq!(resp.status(), 403);
     assert!(!resp.text().await.unwrap().contains("gloo-system/web"));
 }
+
+/// What the console's gateway view says `gateway` reported of the member `instance`.
+async fn reported_health(console: &Console, instance: &str) -> Option<String> {
+    let up = upstream_seen(console, &console.token()).await;
+    let member = up["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["instance_id"] == instance)?
+        .clone();
+    member["gateways"][0]["health"].as_str().map(str::to_owned)
+}
+
+/// Each gateway following the console reports what it sees of its endpoints every few seconds,
+/// and the console's view of the stored upstreams shows an endpoint the gateway ejected. A user
+/// without airlock:ReportGatewayHealth cannot plant a report, and a malformed one is refused
+/// naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_without_report_permission_cannot_plant_gateway_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let net = loopback_net(&ec2).await;
+    let console = Console::start();
+    console.login_with_account(&moto);
+    let mut ids = Vec::new();
+    let mut backends = Vec::new();
+    for name in ["a", "b"] {
+        let (id, ip) = launch_tagged(&ec2, &net, &[("web", name)]).await;
+        backends.push(Backend::serving(&ec2, dir.path(), name, (&id, &ip)).await);
+        ids.push(id);
+    }
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, console_config("")).unwrap();
+    console.ok(&["gateway-config", "put", "web", file.to_str().unwrap()]);
+    let gw = Gateway::following(&console, dir.path(), "30");
+    gw.wait_members(
+        "gloo-system/web",
+        &[&ids[0], &ids[1]],
+        Duration::from_secs(10),
+    )
+    .await;
+
+    backends[1].kill();
+    gw.spread("/web", 20).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reported_health(&console, &ids[1]).await.as_deref() != Some("ejected") {
+        assert!(
+            Instant::now() < deadline,
+            "the ejection never reached the console"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        reported_health(&console, &ids[0]).await.as_deref(),
+        Some("healthy")
+    );
+
+    let http = reqwest::Client::new();
+    let report = |health: &str| {
+        serde_json::json!({"gateway": "planted", "endpoints": [{"upstream": "gloo-system/web",
+            "instance_id": ids[0], "address": "127.0.0.1:80", "health": health}]})
+    };
+    let ivan = console.add_user(
+        "ivan",
+        &[serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "airlock:ListGatewayConfigs", "Resource": "*"}]})],
+    );
+    let resp = http
+        .post(format!("{}/v1/gateway/health", console.url))
+        .bearer_auth(ivan.token())
+        .json(&report("ejected"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = http
+        .post(format!("{}/v1/gateway/health", console.url))
+        .bearer_auth(console.token())
+        .json(&report("dead"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "endpoints[0].health", "{body}");
+    let up = upstream_seen(&console, &console.token()).await;
+    assert!(!up.to_string().contains("planted"), "{up}");
+}
