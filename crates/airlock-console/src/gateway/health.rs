@@ -23,7 +23,7 @@ const FRESH_MS: i64 = 60_000;
 /// Reports older than this are deleted.
 const KEPT_MS: i64 = 60 * 60 * 1000;
 /// Gateway names reporting within [`KEPT_MS`] at most.
-const MAX_GATEWAYS: i64 = 1_000;
+const MAX_GATEWAYS: i64 = 100;
 /// The health words a gateway may report.
 const HEALTH: [&str; 3] = ["healthy", "ejected", "unhealthy"];
 

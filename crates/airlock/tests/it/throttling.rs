@@ -194,15 +194,18 @@ async fn refreshes_and_deploys_wait_out_a_throttle_and_metrics_count_it() {
     assert_eq!(proxy.throttled(), 8, "the deploy went through the throttle");
     assert_eq!(second["instances"].as_array().unwrap().len(), 1, "{second}");
 
-    // (c) The throttles, the calls and the refresh are counted.
+    // (c) The throttles, the calls and the refresh are counted. The refresh's four throttles
+    // all fell on one call, which the SDK gave up on: at least that one is counted. The
+    // deploy's may be shared with the console's own background look-ups (the deployment's
+    // watcher, the instance trend), each of which the SDK then retries by itself.
     let throttled = metric(
         &metrics,
         "airlock_aws_calls_total",
         &[r#"service="ec2""#, r#"outcome="throttled""#],
     )
     .await;
-    assert!(throttled >= 2.0, "{throttled} throttled calls counted");
-    assert!(metric(&metrics, "airlock_aws_throttles_total", &[]).await >= 2.0);
+    assert!(throttled >= 1.0, "{throttled} throttled calls counted");
+    assert!(metric(&metrics, "airlock_aws_throttles_total", &[]).await >= 1.0);
     let described = metric(
         &metrics,
         "airlock_aws_calls_total",
