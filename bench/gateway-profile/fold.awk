@@ -1,6 +1,8 @@
 # Folds `perf script` output into one line per stack ("outer;...;inner count"), the input of
 # inferno-flamegraph or flamegraph.pl. Frames are the symbol names, without offsets and DSOs.
-/^\S/ { if (n) flush(); n = 0; next }
+# A sample's header ("comm pid time: period event:"), which some perf versions indent when the
+# thread has no name: it starts a new stack.
+/^\S/ || / [0-9]+\.[0-9]+: / { if (n) flush(); n = 0; next }
 /^\s*$/ { if (n) flush(); n = 0; next }
 {
     sym = $2
