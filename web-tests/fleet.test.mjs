@@ -251,8 +251,10 @@ test('the fleet pages', async (t) => {
     await page.keyboard.press('Enter');
     await page.waitForSelector('#action-form');
     assert.equal(await page.evaluate(() => document.activeElement.id), 'f-description');
+    // Escape closes the form and the focus goes back to the action.
     await page.keyboard.press('Escape');
-    await page.click('#action-cancel');
+    await page.waitForSelector('#action-form', { state: 'detached' });
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'act-snapshot');
   });
 
   await t.test('every new page fits a phone', async () => {

@@ -478,7 +478,10 @@
             <div class="wide actions"><button type="button" id="action-cancel">Cancel</button>
             <button type="submit" class="${action.danger ? 'danger' : 'primary'}" id="action-submit">${h(action.label)}</button></div></form>`;
           const f = $('#action-form', panel);
-          $('#action-cancel', f).addEventListener('click', () => { panel.innerHTML = ''; });
+          // Cancel (or Escape) closes the form and gives the focus back to the action.
+          const close = () => { panel.innerHTML = ''; $(`#act-${action.name}`, root).focus(); };
+          $('#action-cancel', f).addEventListener('click', close);
+          f.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') close(); });
           f.addEventListener('submit', async (ev) => {
             ev.preventDefault();
             clearErrors(f);
