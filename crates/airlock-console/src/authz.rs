@@ -165,7 +165,17 @@ async fn refuse(
 /// naming the action, the resource and why.
 pub async fn authorize(state: &AppState, caller: &Caller, checks: Vec<Check>) -> ApiResult<()> {
     let policies = policies_of(state, &caller.user).await?;
-    match verdict(&policies, caller, &checks) {
+    authorize_with(state, caller, &policies, checks).await
+}
+
+/// [`authorize`] with the caller's policies already loaded for this request.
+pub(crate) async fn authorize_with(
+    state: &AppState,
+    caller: &Caller,
+    policies: &[airlock_policy::Policy],
+    checks: Vec<Check>,
+) -> ApiResult<()> {
+    match verdict(policies, caller, &checks) {
         Verdict::Denied(denial) => Err(refuse(state, caller, &checks, denial).await),
         Verdict::Allowed { allowed_by, errors } => {
             count_decision(AuditDecision::Allowed);

@@ -315,7 +315,7 @@ impl On<'_> {
             let policies = crate::authz::policies_of(state, &caller.user).await?;
             let session = caller.session.as_ref().map(|s| &s.policy);
             if !airlock_access::decide::needs_resource_facts(&policies, session, &checks) {
-                authorize(state, caller, checks).await?;
+                crate::authz::authorize_with(state, caller, &policies, checks).await?;
                 return Ok(Facts::default());
             }
         }

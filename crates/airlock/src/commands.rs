@@ -581,30 +581,24 @@ pub async fn subnets(client: &Client, args: crate::cli::SubnetsArgs, output: Out
         query.push(("filter", f.clone()));
     }
     let list: airlock_console::api::FleetList = client.get_query("/v1/subnets", &query).await?;
-    let text = |item: &serde_json::Value, key: &str| match &item[key] {
-        serde_json::Value::Null => "-".to_owned(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let headers = [
-        "ACCOUNT", "SUBNET", "ZONE", "CIDR", "FREE", "VPC", "DEFAULT",
+    const COLUMNS: [(&str, &str); 7] = [
+        ("ACCOUNT", "account"),
+        ("SUBNET", "subnet_id"),
+        ("ZONE", "availability_zone"),
+        ("CIDR", "cidr_block"),
+        ("FREE", "available_ip_address_count"),
+        ("VPC", "vpc_id"),
+        ("DEFAULT", "default_for_az"),
     ];
+    let headers = COLUMNS.map(|(h, _)| h);
     print(output, &list.items, &headers, || {
         list.items
             .iter()
             .map(|s| {
-                [
-                    "account",
-                    "subnet_id",
-                    "availability_zone",
-                    "cidr_block",
-                    "available_ip_address_count",
-                    "vpc_id",
-                    "default_for_az",
-                ]
-                .iter()
-                .map(|k| text(s, k))
-                .collect()
+                COLUMNS
+                    .iter()
+                    .map(|(_, k)| crate::fleet::listing::text(s, k))
+                    .collect()
             })
             .collect()
     })

@@ -9,7 +9,7 @@ mod address;
 mod image;
 mod interface;
 mod key_pair;
-mod listing;
+pub(crate) mod listing;
 mod security_group;
 mod snapshot;
 mod volume;

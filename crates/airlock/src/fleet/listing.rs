@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 /// A field of an item as a table cell (`-` when empty).
-pub(super) fn text(v: &Value, key: &str) -> String {
+pub(crate) fn text(v: &Value, key: &str) -> String {
     match v.get(key) {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),

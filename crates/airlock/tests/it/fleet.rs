@@ -899,15 +899,7 @@ async fn user_opening_many_watches_of_one_page_costs_ec2_one_poller() {
 
 /// `GET /v1/subnets` as `token` sees it: the ids listed.
 async fn subnets_seen(console: &Console, token: &str) -> Vec<String> {
-    let list: Value = reqwest::Client::new()
-        .get(format!("{}/v1/subnets?account=dev", console.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, list) = api_get(console, token, "/v1/subnets?account=dev").await;
     list["items"]
         .as_array()
         .unwrap_or_else(|| panic!("no items in {list}"))
@@ -950,15 +942,7 @@ async fn user_allowed_dev_subnets_does_not_see_the_prod_subnet() {
     let console = Console::start();
     console.login_with_account(&moto);
 
-    let all: Value = reqwest::Client::new()
-        .get(format!("{}/v1/subnets?account=dev", console.url))
-        .bearer_auth(console.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, all) = api_get(&console, &console.token(), "/v1/subnets?account=dev").await;
     let dev = all["items"]
         .as_array()
         .unwrap()
@@ -1005,13 +989,7 @@ async fn user_allowed_dev_subnets_does_not_see_the_prod_subnet() {
 
 /// `GET /v1/instances/trend` as `token` sees it.
 async fn trend_seen(console: &Console, token: &str, query: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/instances/trend{query}", console.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    api_get(console, token, &format!("/v1/instances/trend{query}")).await
 }
 
 /// Waits until the trend has `n` points (the schedule holder samples once a minute of the test

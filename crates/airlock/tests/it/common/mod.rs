@@ -982,3 +982,18 @@ pub fn action_outcomes(records: &[serde_json::Value]) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// `GET path` on the console with `token`: the status and the body (JSON, or the text as a
+/// JSON string when it is not JSON).
+pub async fn api_get(console: &Console, token: &str, path: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", console.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body)
+}
