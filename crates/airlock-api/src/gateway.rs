@@ -157,6 +157,15 @@ pub struct GatewayHealthReport {
     pub endpoints: Vec<ReportedEndpoint>,
 }
 
+/// Whether `name` may name a gateway in its reports: 1 to 128 letters, digits, `.`, `_` or `-`.
+/// The gateway checks its `--name` with it at start, the console every report.
+pub fn valid_gateway_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Endpoints one report may carry at most.
 pub const MAX_REPORTED_ENDPOINTS: usize = 5_000;
 

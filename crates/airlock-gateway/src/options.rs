@@ -124,6 +124,13 @@ impl GatewayOptions {
         if self.config.is_empty() && !self.discover_upstreams && console.is_none() {
             return Err(UsageError::new("give at least one --config FILE, --console URL (configurations stored in the console), or --discover-upstreams"));
         }
+        if let Some(name) = &self.name {
+            if !airlock_api::gateway::valid_gateway_name(name) {
+                return Err(UsageError(format!(
+                    "--name {name:?}: give 1 to 128 letters, digits, '.', '_' or '-'"
+                )));
+            }
+        }
         if self.refresh_interval < 0.05 {
             return Err(UsageError::new(
                 "--refresh-interval must be at least 0.05 seconds",

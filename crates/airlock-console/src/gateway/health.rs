@@ -88,12 +88,7 @@ pub async fn report(
 /// The report's form: a name of letters, digits, `.`, `_` and `-`, at most
 /// [`MAX_REPORTED_ENDPOINTS`] endpoints, each with an `ip:port` and a known health word.
 fn validate(report: &GatewayHealthReport) -> ApiResult<()> {
-    let name = &report.gateway;
-    let name_ok = (1..=128).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !name_ok {
+    if !airlock_api::gateway::valid_gateway_name(&report.gateway) {
         return Err(ApiError::field(
             "gateway",
             "1 to 128 letters, digits, '.', '_' or '-'",

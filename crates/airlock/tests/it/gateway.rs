@@ -1414,6 +1414,7 @@ fn unusable_gateway_flags_exit_2_before_anything_is_read_or_bound() {
         &["--config", missing, "--health-check-path", "healthz"],
         &["--discover-upstreams", "--discover-secret", "no-slash"],
         &["--config", missing, "--balance", "fastest"],
+        &["--config", missing, "--name", "not a name"],
     ] {
         let out = Command::new(airlock_bin())
             .arg("gateway")
@@ -1481,15 +1482,7 @@ async fn a_gateway_following_one_console_drops_an_instance_stopped_through_anoth
 
 /// `GET /v1/gateway/upstreams` as `token` sees it: the one stored upstream.
 async fn upstream_seen(console: &Console, token: &str) -> serde_json::Value {
-    let list: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/v1/gateway/upstreams", console.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, list) = crate::common::api_get(console, token, "/v1/gateway/upstreams").await;
     assert_eq!(list["upstreams"].as_array().unwrap().len(), 1, "{list}");
     list["upstreams"][0].clone()
 }
@@ -1605,14 +1598,10 @@ async fn user_with_narrow_describe_sees_only_their_instances_behind_a_stored_ups
         &[serde_json::json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": ["airlock:UseAccount", "ec2:DescribeInstances"], "Resource": "*"}]})],
     );
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/gateway/upstreams", console.url))
-        .bearer_auth(ivan.token())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 403);
-    assert!(!resp.text().await.unwrap().contains("gloo-system/web"));
+    let (status, body) =
+        crate::common::api_get(&console, &ivan.token(), "/v1/gateway/upstreams").await;
+    assert_eq!(status, 403);
+    assert!(!body.to_string().contains("gloo-system/web"));
 }
 
 /// What the console's gateway view says `gateway` reported of the member `instance`.
