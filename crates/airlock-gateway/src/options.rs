@@ -77,7 +77,8 @@ pub struct GatewayOptions {
     /// by the admin listener; beyond it, new connections wait in the kernel's backlog.
     pub max_connections: usize,
     /// Proxy threads, each with its own event loop and listening socket (SO_REUSEPORT) and its
-    /// own connection pool; default: one per CPU.
+    /// own connection pool; default: one more than the CPUs, so that a thread the kernel
+    /// preempts for another process does not leave a core idle while its connections wait.
     pub workers: Option<usize>,
     /// Validate the configuration, print what it defines, and exit.
     pub check_config: bool,

@@ -1,5 +1,6 @@
-//! Keep-alive HTTP/1.1 connections to endpoints on hyper's low-level `client::conn::http1`, one
-//! pool per thread. Each proxy thread runs its own single-threaded event loop, and a request and
+//! Keep-alive connections to endpoints, one pool per thread: hyper's low-level
+//! `client::conn::http1` senders for the general path, and plain TCP streams for the lean path
+//! ([`crate::h1`]). Each proxy thread runs its own single-threaded event loop, and a request and
 //! its answer are served on the thread that accepted the client, so a thread-local pool needs no
 //! lock and no cross-thread wake-ups: a connection is checked out when a request is sent and
 //! checked back in when its answer's body ends (most recently used first, so few stay warm).
@@ -13,10 +14,13 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+use std::thread::LocalKey;
 use std::time::{Duration, Instant};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Idle connections are closed after this long unused.
@@ -26,33 +30,67 @@ const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
 type Sender = SendRequest<OutBody>;
 
-struct Idle {
-    sender: Sender,
+/// A connection an idle pool can hold.
+pub trait Reusable {
+    /// True when the endpoint has closed it (so it must not be used again).
+    fn is_closed(&self) -> bool;
+}
+
+impl Reusable for Sender {
+    fn is_closed(&self) -> bool {
+        SendRequest::is_closed(self)
+    }
+}
+
+impl Reusable for TcpStream {
+    /// Whether the event loop has seen the endpoint close the stream, asked without a system
+    /// call: an idle stream nobody reads learns of the endpoint's FIN only from epoll.
+    fn is_closed(&self) -> bool {
+        let ready = std::pin::pin!(self.ready(Interest::READABLE));
+        match ready.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(r)) => r.is_read_closed() || r.is_error(),
+            Poll::Ready(Err(_)) => true,
+            Poll::Pending => false,
+        }
+    }
+}
+
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
-#[derive(Default)]
-struct Pool {
-    idle: HashMap<SocketAddr, Vec<Idle>>,
+struct Pool<C> {
+    idle: HashMap<SocketAddr, Vec<Idle<C>>>,
     swept: Option<Instant>,
 }
 
-thread_local! {
-    static POOL: RefCell<Pool> = RefCell::default();
+impl<C> Default for Pool<C> {
+    fn default() -> Self {
+        Pool {
+            idle: HashMap::new(),
+            swept: None,
+        }
+    }
 }
 
-impl Pool {
-    fn take(&mut self, addr: SocketAddr) -> Option<Sender> {
+thread_local! {
+    static SENDERS: RefCell<Pool<Sender>> = RefCell::default();
+    static STREAMS: RefCell<Pool<TcpStream>> = RefCell::default();
+}
+
+impl<C: Reusable> Pool<C> {
+    fn take(&mut self, addr: SocketAddr) -> Option<C> {
         let idle = self.idle.get_mut(&addr)?;
-        while let Some(conn) = idle.pop() {
-            if !conn.sender.is_closed() {
-                return Some(conn.sender);
+        while let Some(idle) = idle.pop() {
+            if !idle.conn.is_closed() {
+                return Some(idle.conn);
             }
         }
         None
     }
 
-    fn put(&mut self, addr: SocketAddr, sender: Sender, now: Instant) {
+    fn put(&mut self, addr: SocketAddr, conn: C, now: Instant) {
         if self
             .swept
             .is_none_or(|t| now.duration_since(t) > IDLE_TIMEOUT / 2)
@@ -61,7 +99,7 @@ impl Pool {
         }
         let idle = self.idle.entry(addr).or_default();
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
-            idle.push(Idle { sender, since: now });
+            idle.push(Idle { conn, since: now });
         }
     }
 
@@ -69,68 +107,45 @@ impl Pool {
     fn sweep(&mut self, now: Instant) {
         self.swept = Some(now);
         for idle in self.idle.values_mut() {
-            idle.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && !c.sender.is_closed());
+            idle.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && !c.conn.is_closed());
         }
         self.idle.retain(|_, idle| !idle.is_empty());
     }
 }
 
-fn take(addr: SocketAddr) -> Option<Sender> {
-    POOL.try_with(|p| p.try_borrow_mut().ok()?.take(addr))
+fn take<C: Reusable + 'static>(
+    pool: &'static LocalKey<RefCell<Pool<C>>>,
+    addr: SocketAddr,
+) -> Option<C> {
+    pool.try_with(|p| p.try_borrow_mut().ok()?.take(addr))
         .ok()
         .flatten()
 }
 
-fn put(addr: SocketAddr, sender: Sender) {
-    let _ = POOL.try_with(|p| {
+fn put<C: Reusable + 'static>(
+    pool: &'static LocalKey<RefCell<Pool<C>>>,
+    addr: SocketAddr,
+    conn: C,
+) {
+    let _ = pool.try_with(|p| {
         if let Ok(mut pool) = p.try_borrow_mut() {
-            pool.put(addr, sender, Instant::now());
+            pool.put(addr, conn, Instant::now());
         }
     });
 }
 
-/// Why a request got no answer.
-#[derive(Debug)]
-pub enum SendError {
-    /// No connection could be opened: the request never left, and is given back.
-    Connect(std::io::Error, Box<Request<OutBody>>),
-    /// The connection failed while the request was sent or answered.
-    Failed(hyper::Error),
+/// An idle stream to `addr` from this thread's pool of the lean path.
+pub fn take_stream(addr: SocketAddr) -> Option<TcpStream> {
+    take(&STREAMS, addr)
 }
 
-/// Sends `req` (origin-form URI, `Host` set) to `addr` on an idle connection of this thread's
-/// pool or a new one; the answer's body checks the connection back in when it ends.
-pub async fn send(
-    addr: SocketAddr,
-    req: Request<OutBody>,
-    connect_timeout: Duration,
-) -> Result<Response<crate::body::Body>, SendError> {
-    let mut req = req;
-    while let Some(mut sender) = take(addr) {
-        if sender.ready().await.is_err() {
-            continue;
-        }
-        match sender.try_send_request(req).await {
-            Ok(resp) => return Ok(answer(addr, sender, resp)),
-            // The connection was closing and never took the request: a fresh one gets it.
-            Err(mut e) => match e.take_message() {
-                Some(unsent) => req = unsent,
-                None => return Err(SendError::Failed(e.into_error())),
-            },
-        }
-    }
-    let mut sender = match connect(addr, connect_timeout).await {
-        Ok(s) => s,
-        Err(e) => return Err(SendError::Connect(e, Box::new(req))),
-    };
-    match sender.send_request(req).await {
-        Ok(resp) => Ok(answer(addr, sender, resp)),
-        Err(e) => Err(SendError::Failed(e)),
-    }
+/// Checks a stream whose last answer was read whole back into this thread's pool.
+pub fn put_stream(addr: SocketAddr, stream: TcpStream) {
+    put(&STREAMS, addr, stream);
 }
 
-/// A new connection, its protocol driven by a task of its own on this thread's event loop.
-async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Sender> {
+/// A new TCP connection to `addr` within `timeout`, without Nagle's delay.
+pub async fn connect_stream(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(stream) => stream?,
         Err(_) => {
@@ -141,6 +156,52 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Sender>
         }
     };
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Why a request got no answer; `R` is the request as the path holds it.
+#[derive(Debug)]
+pub enum SendError<R> {
+    /// No connection could be opened: the request never left, and is given back.
+    Connect(std::io::Error, R),
+    /// The connection failed while the request was sent or answered.
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Sends `req` (origin-form URI, `Host` set) to `addr` on an idle connection of this thread's
+/// pool or a new one; the answer's body checks the connection back in when it ends.
+pub async fn send(
+    addr: SocketAddr,
+    req: Request<OutBody>,
+    connect_timeout: Duration,
+) -> Result<Response<crate::body::Body>, SendError<Box<Request<OutBody>>>> {
+    let mut req = req;
+    while let Some(mut sender) = take(&SENDERS, addr) {
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok(answer(addr, sender, resp)),
+            // The connection was closing and never took the request: a fresh one gets it.
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Err(SendError::Failed(e.into_error().into())),
+            },
+        }
+    }
+    let mut sender = match connect(addr, connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => return Err(SendError::Connect(e, Box::new(req))),
+    };
+    match sender.send_request(req).await {
+        Ok(resp) => Ok(answer(addr, sender, resp)),
+        Err(e) => Err(SendError::Failed(e.into())),
+    }
+}
+
+/// A new connection, its protocol driven by a task of its own on this thread's event loop.
+async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Sender> {
+    let stream = connect_stream(addr, timeout).await?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
@@ -180,7 +241,7 @@ impl PooledBody {
     fn check_in_at_end(&mut self) {
         if self.body.is_end_stream() {
             if let Some((addr, sender)) = self.home.take() {
-                put(addr, sender);
+                put(&SENDERS, addr, sender);
             }
         }
     }
@@ -199,7 +260,7 @@ impl HttpBody for PooledBody {
         match &polled {
             Poll::Ready(None) => {
                 if let Some((addr, sender)) = this.home.take() {
-                    put(addr, sender);
+                    put(&SENDERS, addr, sender);
                 }
             }
             Poll::Ready(Some(Ok(_))) => this.check_in_at_end(),

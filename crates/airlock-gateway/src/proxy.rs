@@ -11,6 +11,7 @@
 use crate::balance::{self, Outcome};
 use crate::body::{Body, OutBody};
 use crate::error::{ProxyError, Who};
+use crate::h1;
 use crate::pool::{self, SendError};
 use crate::routes;
 use crate::runtime::{Shared, UpstreamState};
@@ -72,6 +73,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Connections on the lean path watch this instead of `graceful` (hyper's connections only).
+    let (closing, _) = tokio::sync::watch::channel(false);
     let scheme: &'static str = if tls.is_some() { "https" } else { "http" };
     tokio::pin!(shutdown);
     loop {
@@ -102,58 +105,80 @@ pub async fn serve(
             started: AtomicBool::new(false),
         });
         let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let watchers = (graceful.watcher(), closing.subscribe());
         tokio::spawn(async move {
-            serve_connection(stream, tls, context, watcher).await;
+            serve_connection(stream, tls, context, watchers).await;
             drop(permit);
         });
     }
     drop(listener);
     tracing::info!("stopped accepting; waiting for requests in flight");
+    let _ = closing.send(true);
+    let drained = async { tokio::join!(graceful.shutdown(), closing.closed()) };
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = drained => {}
         _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("requests still in flight after 30 s; closing"),
     }
 }
 
+/// What tells a connection the gateway is stopping: hyper's watcher for the general path, and
+/// a flag the lean path reads between requests.
+pub(crate) type Watchers = (Watcher, tokio::sync::watch::Receiver<bool>);
+
 /// What a connection's requests need (one reference count per request to share it).
-struct Connection {
-    shared: Arc<Shared>,
+pub(crate) struct Connection {
+    pub(crate) shared: Arc<Shared>,
     peer: SocketAddr,
     /// The client's address as `X-Forwarded-For` gets it, made once.
     peer_ip: HeaderValue,
     scheme: &'static str,
     /// Set when the connection's first request arrives.
-    started: AtomicBool,
+    pub(crate) started: AtomicBool,
+}
+
+impl Connection {
+    /// What the phases of this connection's requests read.
+    pub(crate) fn context(&self) -> Context<'_> {
+        Context {
+            shared: &self.shared,
+            peer: self.peer,
+            peer_ip: &self.peer_ip,
+            scheme: self.scheme,
+        }
+    }
 }
 
 fn peer_ip_value(peer: SocketAddr) -> HeaderValue {
     HeaderValue::from_str(&peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The TLS handshake (within the handshake timeout), then HTTP.
+/// The TLS handshake (within the handshake timeout), then HTTP/1.1 on the lean path, or h2
+/// when ALPN chose it.
 async fn serve_connection(
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
     connection: Arc<Connection>,
-    watcher: Watcher,
+    watchers: Watchers,
 ) {
     let Some(acceptor) = tls else {
-        return serve_http(TokioIo::new(stream), connection, watcher).await;
+        return h1::serve(stream, connection, watchers).await;
     };
     let (peer, limit) = (
         connection.peer,
         connection.shared.settings.limits.handshake_timeout,
     );
     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => serve_http(TokioIo::new(stream), connection, watcher).await,
+        Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            serve_http(TokioIo::new(stream), connection, watchers.0).await;
+        }
+        Ok(Ok(stream)) => h1::serve(stream, connection, watchers).await,
         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
         Err(_) => tracing::debug!(%peer, "no TLS handshake within the handshake timeout; closed"),
     }
 }
 
 /// HTTP/1.1 or h2 on an accepted (and maybe decrypted) stream, watched for graceful shutdown.
-async fn serve_http<I>(io: I, connection: Arc<Connection>, watcher: Watcher)
+pub(crate) async fn serve_http<I>(io: I, connection: Arc<Connection>, watcher: Watcher)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -181,57 +206,56 @@ where
 
 /// What every phase of a request reads.
 #[derive(Clone, Copy)]
-struct Context<'a> {
-    shared: &'a Shared,
-    peer: SocketAddr,
-    peer_ip: &'a HeaderValue,
-    scheme: &'a str,
+pub(crate) struct Context<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) peer: SocketAddr,
+    pub(crate) peer_ip: &'a HeaderValue,
+    pub(crate) scheme: &'a str,
 }
 
 /// One request, from its arrival to its answer: the route's upstream is kept here so the
 /// observe phase can count the request however it ended.
-struct Exchange<'a> {
-    cx: Context<'a>,
-    upstream: Option<Arc<UpstreamState>>,
+pub(crate) struct Exchange<'a> {
+    pub(crate) cx: Context<'a>,
+    pub(crate) upstream: Option<Arc<UpstreamState>>,
 }
 
 async fn handle(connection: &Connection, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
-    let mut exchange = Exchange {
-        cx: Context {
-            shared: &connection.shared,
-            peer: connection.peer,
-            peer_ip: &connection.peer_ip,
-            scheme: connection.scheme,
-        },
-        upstream: None,
-    };
+    let mut exchange = Exchange::new(connection.context());
     let result = exchange.forward(req).await;
-    exchange.observe(start, result)
+    exchange.observe(start, result.as_ref().map(|r| r.status()));
+    result.unwrap_or_else(|e| error_response(&e))
 }
 
 /// The answer the client gets for a failed request: the status and a clear sentence.
 pub fn error_response(e: &ProxyError) -> Response<Body> {
-    let mut resp = Response::new(Body::full(Bytes::from(format!(
-        "airlock gateway: {}\n",
-        e.message
-    ))));
+    let mut resp = Response::new(Body::full(Bytes::from(error_text(e))));
     *resp.status_mut() = e.status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    let who = match e.who {
-        Who::Client => "client",
-        Who::Upstream => "upstream",
-        Who::Internal => "gateway",
-    };
     resp.headers_mut()
-        .insert("x-airlock-error", HeaderValue::from_static(who));
+        .insert("x-airlock-error", HeaderValue::from_static(who_failed(e)));
     resp
 }
 
-fn is_idempotent(m: &Method) -> bool {
+/// The body of the gateway's answer to a failed request.
+pub(crate) fn error_text(e: &ProxyError) -> String {
+    format!("airlock gateway: {}\n", e.message)
+}
+
+/// The `x-airlock-error` value: which side failed.
+pub(crate) fn who_failed(e: &ProxyError) -> &'static str {
+    match e.who {
+        Who::Client => "client",
+        Who::Upstream => "upstream",
+        Who::Internal => "gateway",
+    }
+}
+
+pub(crate) fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -293,21 +317,53 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The request as it goes to an endpoint: rewritten once, sent up to twice.
-struct Outbound {
-    /// The request, until an attempt takes it (a failed attempt that never sent it gives it
-    /// back).
-    request: Option<Request<OutBody>>,
-    /// The consistent-hashing key, when the upstream and the route use one.
-    hash: Option<u64>,
-    /// The method is idempotent and the body can be sent again.
-    may_retry: bool,
+/// A failed attempt, with the request when it never left.
+pub(crate) struct Failed<R> {
+    error: ProxyError,
+    unsent: Option<R>,
 }
 
-/// A failed attempt, with the request when it never left.
-struct Failed {
-    error: ProxyError,
-    unsent: Option<Box<Request<OutBody>>>,
+/// One way of sending a request to an endpoint (the general path's or the lean path's); the
+/// future is `Send` by declaration, so the connection tasks that await it are.
+pub(crate) trait Attempt<R> {
+    /// What a sent request gives back.
+    type Answer: Answered;
+    /// Sends `request` to `endpoint` and reads its answer's head.
+    fn send(
+        &mut self,
+        endpoint: &balance::Endpoint,
+        request: R,
+    ) -> impl std::future::Future<Output = Result<Self::Answer, SendError<R>>> + Send;
+}
+
+/// The general path's attempt: hyper's client on this thread's pool.
+struct HyperAttempt {
+    connect_timeout: Duration,
+}
+
+impl Attempt<Box<Request<OutBody>>> for HyperAttempt {
+    type Answer = Response<Body>;
+
+    fn send(
+        &mut self,
+        endpoint: &balance::Endpoint,
+        request: Box<Request<OutBody>>,
+    ) -> impl std::future::Future<Output = Result<Response<Body>, SendError<Box<Request<OutBody>>>>> + Send
+    {
+        pool::send(endpoint.addr, *request, self.connect_timeout)
+    }
+}
+
+/// An endpoint's answer as far as passive health is concerned.
+pub(crate) trait Answered {
+    /// Its status code.
+    fn status(&self) -> http::StatusCode;
+}
+
+impl<B> Answered for Response<B> {
+    fn status(&self) -> http::StatusCode {
+        Response::status(self)
+    }
 }
 
 impl Exchange<'_> {
@@ -324,44 +380,40 @@ impl Exchange<'_> {
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
         let (body, may_retry) = read_body(&parts.method, body).await?;
-        // Consistent hashing: only for upstreams configured with it and routes that say what
-        // to hash; a request without any of the values is balanced as usual.
-        let hash = if state.set.hashed() && !route.hash_policies.is_empty() {
-            balance::request_hash(
-                &route.hash_policies,
-                |name| parts.headers.get(name).map(HeaderValue::as_bytes),
-                cx.peer.ip(),
-            )
-        } else {
-            None
+        let hash = cx.hash(state, route, |name| {
+            parts.headers.get(name).map(HeaderValue::as_bytes)
+        });
+        let request = Box::new(Request::from_parts(parts, body));
+        let attempt = HyperAttempt {
+            connect_timeout: cx.shared.settings.connect_timeout,
         };
-        let outbound = Outbound {
-            request: Some(Request::from_parts(parts, body)),
-            hash,
-            may_retry,
-        };
-        cx.send_with_retry(state, outbound).await
+        let mut resp = cx
+            .send_with_retry(state, hash, may_retry, request, attempt)
+            .await?;
+        strip_hop_by_hop(resp.headers_mut());
+        Ok(resp)
+    }
+}
+
+impl<'a> Exchange<'a> {
+    /// A request on a connection, before its route is known.
+    pub(crate) fn new(cx: Context<'a>) -> Self {
+        Exchange { cx, upstream: None }
     }
 
-    /// Observe: the upstream's metrics, the log, and the client's answer for a failure.
-    fn observe(
-        &self,
-        start: Instant,
-        result: Result<Response<Body>, ProxyError>,
-    ) -> Response<Body> {
-        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    /// Observe: the upstream's metrics, and the log for a failure.
+    pub(crate) fn observe(&self, start: Instant, result: Result<http::StatusCode, &ProxyError>) {
         if let Some(up) = &self.upstream {
-            up.metrics.observe(status, start.elapsed().as_secs_f64());
+            up.metrics.observe(
+                result.ok().map(|s| s.as_u16()),
+                start.elapsed().as_secs_f64(),
+            );
         }
-        match result {
-            Ok(resp) => resp,
-            Err(e) => {
-                // No route and no endpoint are counted in metrics; logging each would flood.
-                match e.who {
-                    Who::Client | Who::Internal => tracing::debug!(peer = %self.cx.peer, "{e}"),
-                    Who::Upstream => tracing::warn!(peer = %self.cx.peer, "{e}"),
-                }
-                error_response(&e)
+        if let Err(e) = result {
+            // No route and no endpoint are counted in metrics; logging each would flood.
+            match e.who {
+                Who::Client | Who::Internal => tracing::debug!(peer = %self.cx.peer, "{e}"),
+                Who::Upstream => tracing::warn!(peer = %self.cx.peer, "{e}"),
             }
         }
     }
@@ -369,7 +421,7 @@ impl Exchange<'_> {
 
 impl Context<'_> {
     /// Route: the virtual host and route for the request, and the upstream it names.
-    fn route<'r>(
+    pub(crate) fn route<'r>(
         &self,
         routes: &'r routes::RouteTable,
         host: &str,
@@ -386,27 +438,36 @@ impl Context<'_> {
     }
 
     /// Pick and send, at most twice: a second endpoint is tried only when the first failure
-    /// is one the error says is safe to retry and the request can be sent again.
-    async fn send_with_retry(
+    /// is one the error says is safe to retry and the request can be sent again (`may_retry`).
+    /// `attempt` sends the request to one endpoint; both paths, general and lean, go through
+    /// here, so retries, passive health and ejection are one piece of code.
+    pub(crate) async fn send_with_retry<R, A: Attempt<R>>(
         &self,
         state: &UpstreamState,
-        mut outbound: Outbound,
-    ) -> Result<Response<Body>, ProxyError> {
+        hash: Option<u64>,
+        may_retry: bool,
+        request: R,
+        mut attempt: A,
+    ) -> Result<A::Answer, ProxyError> {
+        let mut request = Some(request);
         let mut excluded = None;
         let mut last_error = None;
-        for attempt in 0..2 {
-            let Some(endpoint) = self.pick(state, outbound.hash, excluded) else {
+        for attempt_no in 0..2 {
+            let Some(endpoint) = self.pick(state, hash, excluded) else {
                 break;
             };
-            let Some(request) = outbound.request.take() else {
+            let Some(req) = request.take() else {
                 break;
             };
-            match self.send(state, endpoint, request).await {
+            match self
+                .send(state, endpoint, attempt.send(endpoint, req))
+                .await
+            {
                 Ok(resp) => return Ok(resp),
-                Err(Failed { error, unsent }) if error.retry_safe && outbound.may_retry => {
-                    outbound.request = unsent.map(|r| *r);
+                Err(Failed { error, unsent }) if error.retry_safe && may_retry => {
+                    request = unsent;
                     excluded = Some(endpoint.addr);
-                    if attempt == 0 {
+                    if attempt_no == 0 {
                         state.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     }
                     last_error = Some(error);
@@ -418,8 +479,23 @@ impl Context<'_> {
             .unwrap_or_else(|| ProxyError::no_healthy_endpoint(&state.upstream.id.to_string())))
     }
 
+    /// Consistent hashing: only for upstreams configured with it and routes that say what to
+    /// hash; a request without any of the values is balanced as usual.
+    pub(crate) fn hash<'h>(
+        &self,
+        state: &UpstreamState,
+        route: &crate::config::Route,
+        header: impl Fn(&str) -> Option<&'h [u8]>,
+    ) -> Option<u64> {
+        if state.set.hashed() && !route.hash_policies.is_empty() {
+            balance::request_hash(&route.hash_policies, header, self.peer.ip())
+        } else {
+            None
+        }
+    }
+
     /// Pick: an endpoint that may take traffic, other than `excluded`.
-    fn pick<'s>(
+    pub(crate) fn pick<'s>(
         &self,
         state: &'s UpstreamState,
         hash: Option<u64>,
@@ -436,26 +512,22 @@ impl Context<'_> {
         }
     }
 
-    /// Send: one attempt on `endpoint`, its answer or failure recorded in the endpoint's
-    /// passive health.
-    async fn send(
+    /// Send: one attempt on `endpoint` within the upstream timeout, its answer or failure
+    /// recorded in the endpoint's passive health.
+    async fn send<R, A: Answered>(
         &self,
         state: &UpstreamState,
         endpoint: &balance::Endpoint,
-        request: Request<OutBody>,
-    ) -> Result<Response<Body>, Failed> {
+        sending: impl std::future::Future<Output = Result<A, SendError<R>>>,
+    ) -> Result<A, Failed<R>> {
         let name = || format!("{} ({})", endpoint.addr, endpoint.instance_id);
         let settings = &self.shared.settings;
         let in_flight = InFlight::start(&endpoint.health);
-        let sent = tokio::time::timeout(
-            settings.upstream_timeout,
-            pool::send(endpoint.addr, request, settings.connect_timeout),
-        )
-        .await;
+        let sent = tokio::time::timeout(settings.upstream_timeout, sending).await;
         drop(in_flight);
         let failed = |error, unsent| Failed { error, unsent };
         match sent {
-            Ok(Ok(mut resp)) => {
+            Ok(Ok(resp)) => {
                 let outcome = if resp.status().is_server_error() {
                     Outcome::ServerError
                 } else {
@@ -464,7 +536,6 @@ impl Context<'_> {
                 if self.record(state, endpoint, outcome) {
                     tracing::warn!(endpoint = %name(), upstream = %state.upstream.id, "ejected after consecutive 5xx answers");
                 }
-                strip_hop_by_hop(resp.headers_mut());
                 Ok(resp)
             }
             Ok(Err(SendError::Connect(e, unsent))) => {
@@ -479,7 +550,7 @@ impl Context<'_> {
 
     /// Passive health: records the attempt's outcome; true (and counted) when it ejected the
     /// endpoint.
-    fn record(
+    pub(crate) fn record(
         &self,
         state: &UpstreamState,
         endpoint: &balance::Endpoint,

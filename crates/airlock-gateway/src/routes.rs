@@ -108,12 +108,16 @@ pub fn rewrite(route: &Route, path: &str, query: Option<&str>) -> String {
     }
 }
 
+/// True when the route changes the path an endpoint gets (a regex matcher never does).
+pub fn rewrites(route: &Route) -> bool {
+    route.prefix_rewrite.is_some() && !matches!(route.matcher, PathMatch::Regex(_))
+}
+
 /// The origin-form URI an endpoint gets: the path and query as received (shared, not copied)
 /// unless the route rewrites the path, then [`rewrite`]'s.
 pub fn upstream_uri(route: &Route, uri: &Uri) -> Result<Uri, InvalidUri> {
-    let unchanged = route.prefix_rewrite.is_none() || matches!(route.matcher, PathMatch::Regex(_));
     match uri.path_and_query() {
-        Some(pq) if unchanged && !pq.path().is_empty() => Ok(Uri::from(pq.clone())),
+        Some(pq) if !rewrites(route) && !pq.path().is_empty() => Ok(Uri::from(pq.clone())),
         _ => Ok(Uri::from(PathAndQuery::try_from(rewrite(
             route,
             uri.path(),

@@ -104,7 +104,8 @@ pub struct GatewayArgs {
     #[arg(long, default_value = "4096", value_name = "N")]
     pub max_connections: usize,
     /// Proxy threads, each with its own event loop and listening socket (SO_REUSEPORT) and its
-    /// own connection pool; default: one per CPU.
+    /// own connection pool; default: one more than the CPUs, so that a thread the kernel
+    /// preempts for another process does not leave a core idle while its connections wait.
     #[arg(long)]
     pub workers: Option<usize>,
     /// Validate the configuration, print what it defines, and exit.

@@ -105,7 +105,7 @@ impl Drop for Backend {
     }
 }
 
-async fn set_tag(ec2: &aws_sdk_ec2::Client, id: &str, key: &str, value: &str) {
+pub(crate) async fn set_tag(ec2: &aws_sdk_ec2::Client, id: &str, key: &str, value: &str) {
     ec2.create_tags()
         .resources(id)
         .tags(
@@ -120,9 +120,9 @@ async fn set_tag(ec2: &aws_sdk_ec2::Client, id: &str, key: &str, value: &str) {
 }
 
 /// An `airlock gateway` process; killed on drop.
-struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     admin: String,
     config: PathBuf,
     log: PathBuf,
@@ -130,7 +130,7 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(moto: &Moto, dir: &Path, config: &str, extra: &[&str]) -> Gateway {
+    pub(crate) fn start(moto: &Moto, dir: &Path, config: &str, extra: &[&str]) -> Gateway {
         let path = dir.join("gateway.yaml");
         std::fs::write(&path, config).unwrap();
         let mut cmd = Command::new(airlock_bin());
@@ -255,7 +255,12 @@ impl Gateway {
     }
 
     /// Waits (bounded) until the upstream's members are exactly `want`; returns how long it took.
-    async fn wait_members(&self, upstream: &str, want: &[&str], within: Duration) -> Duration {
+    pub(crate) async fn wait_members(
+        &self,
+        upstream: &str,
+        want: &[&str],
+        within: Duration,
+    ) -> Duration {
         let start = Instant::now();
         let mut want: Vec<String> = want.iter().map(|s| (*s).to_owned()).collect();
         want.sort();
@@ -325,16 +330,33 @@ impl Gateway {
         seen
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn sighup(&self) {
+        self.signal("-HUP");
+    }
+
+    /// Sends the gateway a signal (`-HUP`, `-TERM`).
+    pub(crate) fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());
+    }
+
+    /// How long the gateway took to exit, if it did within `within`.
+    pub(crate) async fn exited_within(&mut self, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.child.try_wait().unwrap().is_some() {
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 }
 
@@ -345,11 +367,11 @@ impl Drop for Gateway {
     }
 }
 
-const UPSTREAM: &str = "gloo-system/ec2-demo-upstream";
+pub(crate) const UPSTREAM: &str = "gloo-system/ec2-demo-upstream";
 
 /// The tutorial's upstream (old shape) and the route `glooctl add route --path-exact /echoapp
 /// --dest-name ec2-demo-upstream --prefix-rewrite /` makes, plus a prefix and a regex route.
-fn gloo_config(extra_routes: &str) -> String {
+pub(crate) fn gloo_config(extra_routes: &str) -> String {
     format!(
         r#"apiVersion: gloo.solo.io/v1
 kind: Upstream

@@ -22,6 +22,7 @@ mod credentials;
 mod ec2_endpoint;
 mod fleet;
 mod gateway;
+mod gateway_http;
 mod maintenance_windows;
 mod placement;
 mod rolls;
