@@ -13,7 +13,7 @@
 //! has a 127.0.0.x address, and the endpoint listens there on a port its `airlock:port` tag
 //! names). Every wait is bounded.
 
-use crate::common::{launch_tagged, loopback_net, Moto};
+use crate::common::{launch_tagged, loopback_net, test_ca, Moto};
 use crate::gateway::{gloo_config, set_tag, Gateway, UPSTREAM};
 use std::io::{Error, ErrorKind};
 use std::sync::{Arc, Mutex};
@@ -537,14 +537,36 @@ struct Bed {
 
 impl Bed {
     async fn start(script: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static) -> Bed {
+        Self::start_with(tempfile::tempdir().unwrap(), &[], script).await
+    }
+
+    /// The bed with the gateway serving TLS, and the CA its certificate is signed by.
+    async fn start_tls(
+        script: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static,
+    ) -> (Bed, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = test_ca(dir.path());
+        let tls = [
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ];
+        (Self::start_with(dir, &tls, script).await, ca)
+    }
+
+    async fn start_with(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        script: impl Fn(&Seen) -> Vec<Step> + Send + Sync + 'static,
+    ) -> Bed {
         let moto = Moto::start();
         let ec2 = moto.ec2().await;
         let net = loopback_net(&ec2).await;
         let (id, ip) = launch_tagged(&ec2, &net, &[("gloo-id", "1"), ("gloo-tag", "group1")]).await;
         let endpoint = Endpoint::start(&ip, Arc::new(script)).await;
         set_tag(&ec2, &id, "airlock:port", &endpoint.port.to_string()).await;
-        let gw = Gateway::start(&moto, dir.path(), &config(), &[]);
+        let gw = Gateway::start(&moto, dir.path(), &config(), extra);
         gw.wait_members(UPSTREAM, &[&id], Duration::from_secs(10))
             .await;
         Bed {
@@ -1198,4 +1220,29 @@ async fn idle_connections_cannot_delay_a_stopping_gateway_and_a_request_in_fligh
         "took {exited:?} to stop\n{}",
         bed.gw.log_text()
     );
+}
+
+/// Over TLS, HTTP/1.1 (the lean path) and h2 (ALPN, the general path) give the endpoint the
+/// same request, `X-Forwarded-Proto: https` included, and the client the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_http_1_1_and_h2_reach_the_endpoint_alike() {
+    let (bed, ca) = Bed::start_tls(echo).await;
+    let url = bed.gw.url.replace("http://", "https://");
+    for (flag, path, version) in [("--http1.1", "/t/h1", "1.1"), ("--http2", "/t/h2", "2")] {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "10", flag, "--cacert"])
+            .arg(&ca)
+            .args(["-w", " %{http_code} %{http_version}"])
+            .arg(format!("{url}{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text, format!("{path} 200 {version}"), "curl {flag}");
+    }
+    let seen = bed.seen();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    for s in seen {
+        assert_eq!(s.head.get("x-forwarded-proto"), Some("https"), "{s:?}");
+        assert_eq!(s.head.all("x-forwarded-for"), ["127.0.0.1"], "{s:?}");
+    }
 }
