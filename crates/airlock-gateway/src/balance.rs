@@ -120,7 +120,11 @@ impl Health {
     ) -> bool {
         match outcome {
             Outcome::Ok => {
-                self.consecutive_5xx.store(0, Ordering::Relaxed);
+                // Read first: every thread's answers land here, and a store on every one would
+                // bounce the cache line between cores.
+                if self.consecutive_5xx.load(Ordering::Relaxed) != 0 {
+                    self.consecutive_5xx.store(0, Ordering::Relaxed);
+                }
                 false
             }
             Outcome::ServerError => {

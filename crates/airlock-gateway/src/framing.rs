@@ -110,15 +110,37 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
-/// True for a header that must not cross the proxy: a hop-by-hop header or one the message's
-/// `Connection` headers name.
-fn is_hop_by_hop(name: &str, headers: &[httparse::Header<'_>]) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-        || headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|h| tokens(h.value))
-            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+/// Which headers must not cross the proxy: the hop-by-hop ones and those the message's
+/// `Connection` headers name (looked for only when one names more than `close` or
+/// `keep-alive`, which is rare).
+struct HopByHop<'a, 'b> {
+    headers: &'a [httparse::Header<'b>],
+    names_more: bool,
+}
+
+impl<'a, 'b> HopByHop<'a, 'b> {
+    fn of(headers: &'a [httparse::Header<'b>]) -> Self {
+        let names_more = connection_tokens(headers)
+            .any(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"));
+        HopByHop {
+            headers,
+            names_more,
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || (self.names_more
+                && connection_tokens(self.headers).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+    }
+}
+
+/// The tokens of every `Connection` header of a message.
+fn connection_tokens<'a>(headers: &'a [httparse::Header<'_>]) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
 }
 
 /// A header value `HeaderValue::to_str` would accept (visible ASCII and tabs), as the general
@@ -151,11 +173,11 @@ pub fn write_request_head(
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut forwarded_for = None;
+    let hop_by_hop = HopByHop::of(req.headers);
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("x-forwarded-for") {
             forwarded_for = forwarded_for.or(Some(h.value));
-        } else if !h.name.eq_ignore_ascii_case("x-forwarded-proto")
-            && !is_hop_by_hop(h.name, req.headers)
+        } else if !h.name.eq_ignore_ascii_case("x-forwarded-proto") && !hop_by_hop.contains(h.name)
         {
             header(out, h.name.as_bytes(), h.value);
         }
@@ -246,13 +268,13 @@ pub fn check_response(
 
 /// Appends the head the client gets for the endpoint's answer: hop-by-hop headers removed, the
 /// body framed as `end` says (the endpoint's `Content-Length`, or chunked by the gateway),
-/// `Date` added when missing, `Connection: close` when the gateway closes after it.
+/// `Date` (made by `date`, only then) added when missing, `Connection: close` when the gateway closes after it.
 pub fn write_response_head(
     out: &mut Vec<u8>,
     resp: &httparse::Response<'_, '_>,
     end: BodyEnd,
     close: bool,
-    date: &[u8],
+    date: impl FnOnce() -> [u8; 29],
 ) {
     let code = resp.code.unwrap_or(502);
     let _ = write!(Buf(out), "HTTP/1.1 {code:03} ");
@@ -261,9 +283,10 @@ pub fn write_response_head(
     let rechunked = matches!(end, BodyEnd::Chunked | BodyEnd::Close);
     let mut has_date = false;
     let mut has_length = false;
+    let hop_by_hop = HopByHop::of(resp.headers);
     for h in resp.headers.iter() {
         let name = h.name;
-        if is_hop_by_hop(name, resp.headers) {
+        if hop_by_hop.contains(name) {
             continue;
         }
         if name.eq_ignore_ascii_case("content-length") {
@@ -279,7 +302,7 @@ pub fn write_response_head(
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     if !has_date {
-        header(out, b"date", date);
+        header(out, b"date", &date());
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -626,7 +649,9 @@ mod tests {
         assert!(resp.parse(raw).unwrap().is_complete());
         let info = check_response(&resp, head)?;
         let mut out = Vec::new();
-        write_response_head(&mut out, &resp, info.end, false, b"D");
+        write_response_head(&mut out, &resp, info.end, false, || {
+            *b"Thu, 01 Jan 1970 00:00:00 GMT"
+        });
         Ok((info, String::from_utf8(out).unwrap()))
     }
 
@@ -726,7 +751,7 @@ mod tests {
         let (_, head) = answer(b"HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", false).unwrap();
         assert_eq!(
             head,
-            "HTTP/1.1 404 \r\nContent-Length: 0\r\ndate: D\r\n\r\n"
+            "HTTP/1.1 404 \r\nContent-Length: 0\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n"
         );
     }
 

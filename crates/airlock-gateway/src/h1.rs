@@ -44,6 +44,8 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_ANSWER_HEAD: usize = 64 * 1024;
 /// How much is read from an endpoint at a time.
 const READ_SIZE: usize = 16 * 1024;
+/// Bodies of known length up to this size are read whole before they are relayed.
+const WHOLE_BODY: usize = 64 * 1024;
 
 /// A client connection's buffers for its exchanges (besides its input), kept across its
 /// requests so that a request allocates nothing once they have grown.
@@ -397,7 +399,7 @@ async fn round_trip(
             let info = framing::check_response(&resp, wanted.head)
                 .map_err(|e| failed(&format!("an answer that cannot be relayed: {e}")))?;
             reply.clear();
-            framing::write_response_head(reply, &resp, info.end, wanted.close, &http_date());
+            framing::write_response_head(reply, &resp, info.end, wanted.close, http_date);
             return Ok((status, head_len, info));
         }
         if answer.len() >= MAX_ANSWER_HEAD {
@@ -482,9 +484,21 @@ async fn relay_length<S: AsyncWrite + Unpin>(
     length: u64,
     bufs: &mut Buffers,
 ) -> Relayed {
+    // A body up to WHOLE_BODY is read whole first, so that head and body leave in one write
+    // (and the client reads them in one).
+    if let Some(end) = usize::try_from(length)
+        .ok()
+        .filter(|n| *n <= WHOLE_BODY)
+        .map(|n| answer.head_len + n)
+    {
+        while bufs.answer.len() < end {
+            let left = end - bufs.answer.len();
+            bufs.answer.reserve(left);
+            read_some(&mut answer.stream, &mut bufs.answer, left as u64).await?;
+        }
+    }
     let first = bufs.answer.get(answer.head_len..).unwrap_or_default();
     let take = usize::try_from(length).map_or(first.len(), |n| n.min(first.len()));
-    // A small answer leaves in one write, head and body together.
     bufs.reply
         .extend_from_slice(first.get(..take).unwrap_or_default());
     io.write_all(&bufs.reply).await?;
@@ -493,20 +507,22 @@ async fn relay_length<S: AsyncWrite + Unpin>(
     while left > 0 {
         bufs.answer.clear();
         bufs.answer.reserve(READ_SIZE);
-        let n = (&mut answer.stream)
-            .take(left)
-            .read_buf(&mut bufs.answer)
-            .await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the endpoint closed before the end of the body",
-            ));
-        }
+        let n = read_some(&mut answer.stream, &mut bufs.answer, left).await?;
         io.write_all(&bufs.answer).await?;
         left -= n as u64;
     }
     Ok(clean)
+}
+
+/// Reads at most `limit` more bytes of a body that has not ended; an early close is an error.
+async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut, limit: u64) -> io::Result<usize> {
+    match stream.take(limit).read_buf(buf).await? {
+        0 => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the endpoint closed before the end of the body",
+        )),
+        n => Ok(n),
+    }
 }
 
 async fn relay_chunked<S: AsyncWrite + Unpin>(
@@ -555,17 +571,11 @@ async fn relay_until_close<S: AsyncWrite + Unpin>(
     }
 }
 
-/// Reads the next piece of a body that has not ended; an early close is an error.
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<()> {
+/// Reads the next piece of a body that has not ended.
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     buf.clear();
     buf.reserve(READ_SIZE);
-    if stream.read_buf(buf).await? == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the endpoint closed before the end of the body",
-        ));
-    }
-    Ok(())
+    read_some(stream, buf, READ_SIZE as u64).await
 }
 
 thread_local! {

@@ -61,14 +61,16 @@ struct Idle<C> {
 }
 
 struct Pool<C> {
-    idle: HashMap<SocketAddr, Vec<Idle<C>>>,
+    /// Keyed with FxHash: every request looks its endpoint up here, and the keys are
+    /// addresses from discovery, not from clients.
+    idle: HashMap<SocketAddr, Vec<Idle<C>>, rustc_hash::FxBuildHasher>,
     swept: Option<Instant>,
 }
 
 impl<C> Default for Pool<C> {
     fn default() -> Self {
         Pool {
-            idle: HashMap::new(),
+            idle: HashMap::default(),
             swept: None,
         }
     }
