@@ -55,6 +55,9 @@ pub fn check_request<'a>(req: &httparse::Request<'_, 'a>) -> Result<RequestInfo<
     if !req.path.is_some_and(|p| p.starts_with('/')) {
         return Err(Unusual("not an origin-form target"));
     }
+    if !req.path.is_some_and(plain_target) {
+        return Err(Unusual("a target the general path must read"));
+    }
     let mut info = RequestInfo {
         host: None,
         body_len: 0,
@@ -89,6 +92,15 @@ pub fn check_request<'a>(req: &httparse::Request<'_, 'a>) -> Result<RequestInfo<
     }
     info.body_len = usize::try_from(length).map_err(|_| Unusual("bad Content-Length"))?;
     Ok(info)
+}
+
+/// A target the `http` crate would take as it is (no fragment to cut, no byte it refuses or
+/// must check as UTF-8), so relaying its bytes as received means what the general path means.
+fn plain_target(target: &str) -> bool {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let in_path = |b: &u8| matches!(b, 0x21..=0x7e) && !matches!(b, b'#' | b'<' | b'>' | b'`');
+    let in_query = |b: &u8| matches!(b, 0x21..=0x7e) && !matches!(b, b'#' | b'<' | b'>' | b'"');
+    path.as_bytes().iter().all(in_path) && query.as_bytes().iter().all(in_query)
 }
 
 /// A `Content-Length` value: digits only (no sign, no spaces inside), at most 18 of them.
@@ -606,6 +618,34 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(raw)
             );
+        }
+    }
+
+    #[test]
+    fn a_target_is_relayed_as_received_only_when_the_http_crate_would_take_it_unchanged() {
+        for b in 0..=255u8 {
+            for target in [
+                [b"/a".as_slice(), &[b], b"b"].concat(),
+                [b"/a?x".as_slice(), &[b], b"y"].concat(),
+            ] {
+                let Ok(target) = String::from_utf8(target) else {
+                    continue;
+                };
+                if plain_target(&target) {
+                    let parsed = http::uri::PathAndQuery::try_from(target.as_str());
+                    assert_eq!(
+                        parsed.map(|p| p.as_str().to_owned()).ok(),
+                        Some(target.clone()),
+                        "byte {b:#x}"
+                    );
+                }
+            }
+        }
+        assert!(plain_target(
+            "/a/b-c_d.e~f!$&'()*+,;=:@%20{x}|?q=1&r=[2]{}|`^\\"
+        ));
+        for target in ["/a#frag", "/a<b", "/a?x\"y", "/\u{e9}"] {
+            assert!(!plain_target(target), "{target}");
         }
     }
 

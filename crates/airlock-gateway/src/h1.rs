@@ -42,6 +42,8 @@ const MAX_ANSWER_HEADERS: usize = 100;
 const MAX_HEAD: usize = 16 * 1024;
 /// The longest answer head an endpoint may send.
 const MAX_ANSWER_HEAD: usize = 64 * 1024;
+/// A connection's buffers start this large (and go back to it when the connection waits).
+const BUFFER: usize = 4096;
 /// How much is read from an endpoint at a time.
 const READ_SIZE: usize = 16 * 1024;
 /// Bodies of known length up to this size are read whole before they are relayed.
@@ -56,6 +58,26 @@ struct Buffers {
     answer: BytesMut,
     /// What goes to the client next.
     reply: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Buffers {
+            request: Vec::with_capacity(BUFFER),
+            answer: BytesMut::with_capacity(READ_SIZE),
+            reply: Vec::with_capacity(BUFFER),
+        }
+    }
+
+    /// Back to the starting sizes, between requests.
+    fn shrink(&mut self) {
+        if self.request.capacity() > BUFFER
+            || self.reply.capacity() > BUFFER
+            || self.answer.capacity() > READ_SIZE
+        {
+            *self = Buffers::new();
+        }
+    }
 }
 
 /// What to do after looking at the connection's input.
@@ -78,12 +100,8 @@ where
     let (watcher, mut closing) = watchers;
     let header_timeout = connection.shared.settings.limits.header_timeout;
     // What the client sent that is not served yet.
-    let mut input = BytesMut::with_capacity(4096);
-    let mut bufs = Buffers {
-        request: Vec::with_capacity(4096),
-        answer: BytesMut::with_capacity(READ_SIZE),
-        reply: Vec::with_capacity(4096),
-    };
+    let mut input = BytesMut::with_capacity(BUFFER);
+    let mut bufs = Buffers::new();
     // The next request's head must arrive by `deadline`; the timer is moved only when it fires
     // early, so a busy connection does not touch the timer wheel for every request.
     let mut deadline = tokio::time::Instant::now() + header_timeout;
@@ -127,7 +145,7 @@ where
             }
             Step::More => {
                 if input.capacity() - input.len() < 1024 {
-                    input.reserve(4096);
+                    input.reserve(BUFFER);
                 }
                 tokio::select! {
                     biased;
@@ -141,6 +159,12 @@ where
                             return;
                         }
                         timer.as_mut().reset(deadline);
+                        // Waiting: what a large message grew is given back, at most once a
+                        // header timeout, so kept-alive connections hold little memory.
+                        bufs.shrink();
+                        if input.is_empty() && input.capacity() > BUFFER {
+                            input = BytesMut::with_capacity(BUFFER);
+                        }
                     }
                     _ = closing.changed(), if input.is_empty() => return,
                 }
@@ -681,6 +705,16 @@ mod tests {
         let mut all = Vec::new();
         io.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn buffers_grown_by_a_large_message_go_back_to_their_starting_size() {
+        let mut bufs = Buffers::new();
+        bufs.reply.extend_from_slice(&[0; 70_000]);
+        bufs.answer.reserve(70_000);
+        bufs.shrink();
+        assert!(bufs.reply.is_empty() && bufs.reply.capacity() <= BUFFER);
+        assert!(bufs.answer.capacity() <= READ_SIZE);
     }
 
     #[test]
