@@ -4,8 +4,9 @@
 //! Layout, pure parts first: [`config`] (Gloo YAML → validated config), [`filter`] (tag
 //! matching), [`routes`] (virtual hosts, matchers, rewrites), [`balance`] (endpoint sets,
 //! round-robin / least-request, health state), [`discovery`] (grouping and membership, plus the
-//! [`discovery::Discovery`] trait, the one door to EC2); then the services: [`runtime`]
-//! (refresh, health checks, reload), [`proxy`] and [`admin`]. The `airlock gateway` subcommand
+//! [`discovery::Discovery`] trait, the one door to EC2), `framing` (HTTP/1.1 messages as the
+//! lean path relays them); then the services: [`runtime`] (refresh, health checks, reload),
+//! [`proxy`] with its lean HTTP/1.1 path `h1`, and [`admin`]. The `airlock gateway` subcommand
 //! fills in a [`GatewayOptions`], builds the cloud client and calls [`run`].
 
 #![warn(missing_docs)]

@@ -1,13 +1,16 @@
 //! The proxy itself: HTTP/1.1 and h2c (or TLS with ALPN) in front, keep-alive pools to the
-//! endpoints behind ([`crate::pool`], one per proxy thread), one request path in phases over a
-//! per-request [`Exchange`]: route → rewrite → pick → send (with passive health; once more on
-//! another endpoint when the [`ProxyError`] says the request never left and the request is
-//! idempotent and replayable) → observe (metrics, log, the client's answer).
+//! endpoints behind ([`crate::pool`], one per proxy thread). Plain HTTP/1.1 is served by the
+//! lean path ([`crate::h1`]); h2 and anything unusual by hyper here. Both go through one
+//! request path in phases over a per-request [`Exchange`]: route → rewrite → pick → send (with
+//! passive health; once more on another endpoint when the [`ProxyError`] says the request never
+//! left and the request is idempotent and replayable) → observe (metrics, log, the client's
+//! answer). How a request is sent is an [`Attempt`], one per path; everything around it is
+//! shared.
 //!
-//! The path is lean because every request pays for it: the client's request is rewritten in
-//! place and moved to the endpoint (a retry gets it back unsent, so nothing is cloned), the
-//! path is re-used as received unless a route rewrites it, and what a connection's requests
-//! share (the client's address as a header value) is made once per connection.
+//! On hyper's path the client's request is rewritten in place and moved to the endpoint (a
+//! retry gets it back unsent, so nothing is cloned), the path is re-used as received unless a
+//! route rewrites it, and what a connection's requests share (the client's address as a header
+//! value) is made once per connection.
 use crate::balance::{self, Outcome};
 use crate::body::{Body, OutBody};
 use crate::error::{ProxyError, Who};
