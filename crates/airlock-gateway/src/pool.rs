@@ -1,6 +1,6 @@
 //! Keep-alive connections to endpoints, one pool per thread: hyper's low-level
 //! `client::conn::http1` senders for the general path, and plain TCP streams for the lean path
-//! ([`crate::h1`]). Each proxy thread runs its own single-threaded event loop, and a request and
+//! (`h1`). Each proxy thread runs its own single-threaded event loop, and a request and
 //! its answer are served on the thread that accepted the client, so a thread-local pool needs no
 //! lock and no cross-thread wake-ups: a connection is checked out when a request is sent and
 //! checked back in when its answer's body ends (most recently used first, so few stay warm).

@@ -1,10 +1,10 @@
 //! The proxy itself: HTTP/1.1 and h2c (or TLS with ALPN) in front, keep-alive pools to the
 //! endpoints behind ([`crate::pool`], one per proxy thread). Plain HTTP/1.1 is served by the
-//! lean path ([`crate::h1`]); h2 and anything unusual by hyper here. Both go through one
-//! request path in phases over a per-request [`Exchange`]: route → rewrite → pick → send (with
+//! lean path (`h1`); h2 and anything unusual by hyper here. Both go through one
+//! request path in phases over a per-request `Exchange`: route → rewrite → pick → send (with
 //! passive health; once more on another endpoint when the [`ProxyError`] says the request never
 //! left and the request is idempotent and replayable) → observe (metrics, log, the client's
-//! answer). How a request is sent is an [`Attempt`], one per path; everything around it is
+//! answer). How a request is sent is an `Attempt`, one per path; everything around it is
 //! shared.
 //!
 //! On hyper's path the client's request is rewritten in place and moved to the endpoint (a
