@@ -972,28 +972,43 @@ async fn an_oversized_request_head_is_refused() {
     assert_eq!(bed.only_seen().head.get("x-big"), Some(big.as_str()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backend_that_silently_closes_kept_alive_connections_costs_no_errors() {
-    let bed = Bed::start(|req| {
-        let mut steps = echo(req);
+/// A bed whose endpoint answers as `script` says and then closes the connection, without
+/// saying so in its answer.
+async fn closing_after_each_answer(script: fn(&Seen) -> Vec<Step>) -> Bed {
+    Bed::start(move |req| {
+        let mut steps = script(req);
         steps.push(Step::Close);
         steps
     })
-    .await;
+    .await
+}
+
+/// Sends `n` requests 20 ms apart on one client connection: each gets `200` and the body
+/// `request` says, and reaches the endpoint exactly once (none is sent again).
+async fn ask_one_by_one(bed: &Bed, n: u8, request: impl Fn(u8) -> (Vec<u8>, String)) {
     let mut c = bed.client().await;
-    for i in 0..30 {
-        let path = format!("/t/{i}");
-        let a = c.ask(&get(&path)).await;
+    for i in 0..n {
+        let (bytes, want) = request(i);
+        let a = c.ask(&bytes).await;
         assert_eq!(
             (a.status(), a.text()),
-            (200, path),
-            "{a:?}\n{}",
+            (200, want),
+            "request {i}: {a:?}\n{}",
             bed.gw.log_text()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Each went once: none was sent again.
-    assert_eq!(bed.seen().len(), 30, "{:?}", bed.lines());
+    assert_eq!(bed.seen().len(), usize::from(n), "{:?}", bed.lines());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_silently_closes_kept_alive_connections_costs_no_errors() {
+    let bed = closing_after_each_answer(echo).await;
+    ask_one_by_one(&bed, 30, |i| {
+        let path = format!("/t/{i}");
+        (get(&path), path)
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1121,25 +1136,12 @@ async fn an_unusual_request_in_the_middle_of_a_pipeline_is_answered_in_order() {
 /// already closed: the gateway sees the close coming before it reuses one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_after_the_endpoint_silently_closed_its_connection_goes_through_once() {
-    let bed = Bed::start(|req| {
-        let mut steps = measure(req);
-        steps.push(Step::Close);
-        steps
+    let bed = closing_after_each_answer(measure).await;
+    ask_one_by_one(&bed, 20, |i| {
+        let body = [i; 10];
+        (with_body("POST", "/t/post", &body), digest(&body))
     })
     .await;
-    let mut c = bed.client().await;
-    for i in 0..20u8 {
-        let body = [i; 10];
-        let a = c.ask(&with_body("POST", "/t/post", &body)).await;
-        assert_eq!(
-            (a.status(), a.text()),
-            (200, digest(&body)),
-            "POST {i}: {a:?}\n{}",
-            bed.gw.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(bed.seen().len(), 20, "{:?}", bed.lines());
 }
 
 /// An endpoint that frames its answer twice (`Content-Length` and chunked) and sends a
