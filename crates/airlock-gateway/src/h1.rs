@@ -20,7 +20,7 @@ use crate::framing::{self, BodyEnd, ChunkedDecoder, RequestInfo, ResponseInfo};
 use crate::pool::{self, SendError};
 use crate::proxy::{self, Answered, Connection, Context, Exchange, Watchers};
 use crate::routes;
-use crate::runtime::UpstreamState;
+use crate::runtime::{Live, UpstreamState};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
@@ -97,13 +97,25 @@ pub(crate) async fn serve<S>(mut io: S, connection: Arc<Connection>, watchers: W
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (watcher, mut closing) = watchers;
+    let (watcher, closing) = watchers;
+    // Registered once: waiting on a fresh `changed()` for every request would lock the
+    // channel's waiter list twice a request.
+    let mut stopping = {
+        let mut closing = closing.clone();
+        Box::pin(async move {
+            let _ = closing.changed().await;
+        })
+    };
     let header_timeout = connection.shared.settings.limits.header_timeout;
     // What the client sent that is not served yet.
     let mut input = BytesMut::with_capacity(BUFFER);
     let mut bufs = Buffers::new();
     // The next request's head must arrive by `deadline`; the timer is moved only when it fires
     // early, so a busy connection does not touch the timer wheel for every request.
+    // The configuration and endpoint sets as this connection last saw them: checking that they
+    // are current is one atomic load, where a guard per request would take shared counts.
+    let mut live = arc_swap::Cache::new(&connection.shared.live);
+    let mut upstreams = arc_swap::Cache::new(&connection.shared.upstreams);
     let mut deadline = tokio::time::Instant::now() + header_timeout;
     let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);
@@ -115,15 +127,20 @@ where
                 Ok(httparse::Status::Complete(head_len)) => match framing::check_request(&req) {
                     Ok(mut info) if input.len() >= head_len + info.body_len => {
                         let used = head_len + info.body_len;
-                        info.close |= *closing.borrow();
+                        info.close |= closing.has_changed().unwrap_or(true);
                         let close = info.close;
                         let request = Request {
                             head: &req,
                             body: input.get(head_len..used).unwrap_or_default(),
                             info,
                         };
+                        let published = Published {
+                            live: live.load(),
+                            upstreams: upstreams.load(),
+                        };
                         let kept =
-                            exchange(&mut io, connection.context(), request, &mut bufs).await;
+                            exchange(&mut io, connection.context(), published, request, &mut bufs)
+                                .await;
                         Step::Served(kept && !close, used)
                     }
                     Ok(_) => Step::More,
@@ -166,11 +183,13 @@ where
                             input = BytesMut::with_capacity(BUFFER);
                         }
                     }
-                    _ = closing.changed(), if input.is_empty() => return,
+                    () = &mut stopping, if input.is_empty() => return,
                 }
             }
             Step::Unusual => {
-                drop(closing);
+                // hyper's watcher takes over; the gateway waits for these no more, and the
+                // snapshots go.
+                drop((closing, stopping, live, upstreams));
                 let io = Rewind {
                     prefix: input.split().freeze(),
                     inner: io,
@@ -179,6 +198,13 @@ where
             }
         }
     }
+}
+
+/// The configuration and endpoint sets a request is served with.
+#[derive(Clone, Copy)]
+struct Published<'p> {
+    live: &'p Live,
+    upstreams: &'p proxy::Upstreams,
 }
 
 /// A request the lean path serves: its parsed head, its body (read whole) and what
@@ -200,6 +226,7 @@ impl Request<'_, '_, '_> {
 async fn exchange<S>(
     io: &mut S,
     cx: Context<'_>,
+    published: Published<'_>,
     req: Request<'_, '_, '_>,
     bufs: &mut Buffers,
 ) -> bool
@@ -208,7 +235,7 @@ where
 {
     let start = Instant::now();
     let mut exchange = Exchange::new(cx);
-    let sent = forward(&mut exchange, &req, bufs).await;
+    let sent = forward(&mut exchange, published, &req, bufs).await;
     exchange.observe(start, sent.as_ref().map(Answered::status));
     let relayed = match sent {
         Ok(answer) => relay(io, answer, bufs).await,
@@ -231,8 +258,9 @@ where
 
 /// Route, rewrite, pick and send: the endpoint's answer head is read into `bufs.answer` and
 /// the client's head made in `bufs.reply`.
-async fn forward(
-    exchange: &mut Exchange<'_>,
+async fn forward<'p>(
+    exchange: &mut Exchange<'_, &'p UpstreamState>,
+    published: Published<'p>,
     req: &Request<'_, '_, '_>,
     bufs: &mut Buffers,
 ) -> Result<Answer, ProxyError> {
@@ -242,8 +270,8 @@ async fn forward(
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
     };
-    let live = cx.shared.live.load();
-    let (route, state) = cx.route(&live.routes, req.info.host.unwrap_or_default(), path)?;
+    let host = req.info.host.unwrap_or_default();
+    let (route, state) = cx.route_in(&published.live.routes, published.upstreams, host, path)?;
     let state: &UpstreamState = exchange.upstream.insert(state);
     let rewritten = if routes::rewrites(route) {
         let to = routes::rewrite(route, path, query);

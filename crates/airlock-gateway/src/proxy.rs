@@ -216,11 +216,15 @@ pub(crate) struct Context<'a> {
     pub(crate) scheme: &'a str,
 }
 
-/// One request, from its arrival to its answer: the route's upstream is kept here so the
-/// observe phase can count the request however it ended.
-pub(crate) struct Exchange<'a> {
+/// The endpoint sets by upstream, as the runtime publishes them.
+pub(crate) type Upstreams = std::collections::BTreeMap<crate::config::ObjRef, Arc<UpstreamState>>;
+
+/// One request, from its arrival to its answer: the route's upstream is kept here (`U`: owned
+/// on hyper's path, borrowed on the lean one) so the observe phase can count the request
+/// however it ended.
+pub(crate) struct Exchange<'a, U = Arc<UpstreamState>> {
     pub(crate) cx: Context<'a>,
-    pub(crate) upstream: Option<Arc<UpstreamState>>,
+    pub(crate) upstream: Option<U>,
 }
 
 async fn handle(connection: &Connection, req: Request<Incoming>) -> Response<Body> {
@@ -398,7 +402,7 @@ impl Exchange<'_> {
     }
 }
 
-impl<'a> Exchange<'a> {
+impl<'a, U: std::ops::Deref<Target = UpstreamState>> Exchange<'a, U> {
     /// A request on a connection, before its route is known.
     pub(crate) fn new(cx: Context<'a>) -> Self {
         Exchange { cx, upstream: None }
@@ -430,14 +434,28 @@ impl Context<'_> {
         host: &str,
         path: &str,
     ) -> Result<(&'r crate::config::Route, Arc<UpstreamState>), ProxyError> {
+        let upstreams = self.shared.upstreams.load();
+        let (route, state) = self.route_in(routes, &upstreams, host, path)?;
+        Ok((route, state.clone()))
+    }
+
+    /// [`Context::route`] in a given set of upstreams (the lean path keeps one per connection,
+    /// so that a request takes no reference count shared by every thread).
+    pub(crate) fn route_in<'r, 'u>(
+        &self,
+        routes: &'r routes::RouteTable,
+        upstreams: &'u Upstreams,
+        host: &str,
+        path: &str,
+    ) -> Result<(&'r crate::config::Route, &'u Arc<UpstreamState>), ProxyError> {
         let Some(route) = routes.select(host, path) else {
             self.shared.metrics.no_route.fetch_add(1, Ordering::Relaxed);
             return Err(ProxyError::no_route(host, path));
         };
-        match self.shared.upstreams.load().get(&route.upstream) {
-            Some(state) => Ok((route, state.clone())),
-            None => Err(ProxyError::no_healthy_endpoint(&route.upstream.to_string())),
-        }
+        upstreams
+            .get(&route.upstream)
+            .map(|state| (route, state))
+            .ok_or_else(|| ProxyError::no_healthy_endpoint(&route.upstream.to_string()))
     }
 
     /// Pick and send, at most twice: a second endpoint is tried only when the first failure
@@ -561,12 +579,14 @@ impl Context<'_> {
     ) -> bool {
         let settings = &self.shared.settings;
         let eject_ms = u64::try_from(settings.eject.as_millis()).unwrap_or(u64::MAX);
-        let ejected = endpoint.health.record_response(
-            outcome,
-            self.shared.now_ms(),
-            eject_ms,
-            settings.max_5xx,
-        );
+        // A good answer ejects nothing, so it does not read the clock.
+        let now_ms = match outcome {
+            Outcome::Ok => 0,
+            _ => self.shared.now_ms(),
+        };
+        let ejected = endpoint
+            .health
+            .record_response(outcome, now_ms, eject_ms, settings.max_5xx);
         if ejected {
             state.metrics.ejections.fetch_add(1, Ordering::Relaxed);
         }
