@@ -15,8 +15,9 @@ use std::fmt::Write as _;
 /// send them again; larger ones go to the general path, which streams them.
 pub const MAX_BODY: u64 = 64 * 1024;
 
-/// The headers every message loses on the way through (RFC 9110 §7.6.1), lower-case.
-const HOP_BY_HOP: [&str; 8] = [
+/// The headers every message loses on the way through (RFC 9110 §7.6.1), lower-case: one
+/// list for both paths.
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "transfer-encoding",
     "te",
@@ -115,7 +116,7 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 }
 
 /// The comma-separated tokens of a header value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|b| *b == b',')
         .map(<[u8]>::trim_ascii)
@@ -125,6 +126,8 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Which headers must not cross the proxy: the hop-by-hop ones and those the message's
 /// `Connection` headers name (looked for only when one names more than `close` or
 /// `keep-alive`, which is rare).
+///
+/// hyper's path applies the same rule to a header map ([`crate::proxy`]'s `strip_hop_by_hop`).
 struct HopByHop<'a, 'b> {
     headers: &'a [httparse::Header<'b>],
     names_more: bool,
@@ -145,6 +148,11 @@ impl<'a, 'b> HopByHop<'a, 'b> {
             || (self.names_more
                 && connection_tokens(self.headers).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
     }
+}
+
+/// A `Connection` token other than `close` and `keep-alive`, which name no header.
+pub(crate) fn names_a_header(token: &[u8]) -> bool {
+    !token.eq_ignore_ascii_case(b"close") && !token.eq_ignore_ascii_case(b"keep-alive")
 }
 
 /// The tokens of every `Connection` header of a message.

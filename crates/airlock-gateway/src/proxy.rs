@@ -14,6 +14,7 @@
 use crate::balance::{self, Outcome};
 use crate::body::{Body, OutBody};
 use crate::error::{ProxyError, Who};
+use crate::framing;
 use crate::h1;
 use crate::pool::{self, SendError};
 use crate::routes;
@@ -269,43 +270,23 @@ pub(crate) fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-/// The hop-by-hop headers every message loses.
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-];
-
-/// Removes hop-by-hop headers (and those the `Connection` header names).
+/// Removes hop-by-hop headers (and those the `Connection` header names), by the lean path's
+/// rule ([`framing::HOP_BY_HOP`], [`framing::names_a_header`]).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // `Connection: keep-alive` or `close`, the usual values, name nothing more to remove.
-    let names_more = headers
+    // Usually empty (`keep-alive` and `close` name nothing), and then allocates nothing.
+    let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"));
-    if names_more {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
-    }
-    for n in HOP_BY_HOP {
+        .flat_map(|v| framing::tokens(v.as_bytes()))
+        .filter(|t| framing::names_a_header(t))
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .collect();
+    for n in named {
         headers.remove(n);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    for n in framing::HOP_BY_HOP {
+        headers.remove(n);
+    }
 }
 
 /// Decrements the endpoint's in-flight count when the attempt ends.
