@@ -168,6 +168,27 @@ pub enum SendError<R> {
     Connect(std::io::Error, R),
     /// The connection failed while the request was sent or answered.
     Failed(Box<dyn std::error::Error + Send + Sync>),
+    /// The client's own body broke off or was malformed while it was relayed: the endpoint is
+    /// not to blame.
+    Request(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Whose fault a failed exchange on hyper's client connection was. The only body the gateway
+/// gives hyper to send is the client's, whose errors are hyper's own: hyper reports one as a
+/// user body error caused by it.
+fn failure<R>(e: hyper::Error) -> SendError<R> {
+    use std::error::Error as _;
+    match e.source().and_then(|c| c.downcast_ref::<hyper::Error>()) {
+        Some(body) if e.is_user() => {
+            // hyper's text names only the kind of failure; its cause says what was wrong.
+            let text = match body.source() {
+                Some(cause) => format!("{body}: {cause}"),
+                None => body.to_string(),
+            };
+            SendError::Request(text.into())
+        }
+        _ => SendError::Failed(e.into()),
+    }
 }
 
 /// Sends `req` (origin-form URI, `Host` set) to `addr` on an idle connection of this thread's
@@ -187,7 +208,7 @@ pub async fn send(
             // The connection was closing and never took the request: a fresh one gets it.
             Err(mut e) => match e.take_message() {
                 Some(unsent) => req = unsent,
-                None => return Err(SendError::Failed(e.into_error().into())),
+                None => return Err(failure(e.into_error())),
             },
         }
     }
@@ -197,7 +218,7 @@ pub async fn send(
     };
     match sender.send_request(req).await {
         Ok(resp) => Ok(answer(addr, sender, resp)),
-        Err(e) => Err(SendError::Failed(e.into())),
+        Err(e) => Err(failure(e)),
     }
 }
 

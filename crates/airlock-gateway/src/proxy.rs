@@ -546,6 +546,7 @@ impl Context<'_> {
                 Err(failed(ProxyError::connect(&name(), e), Some(unsent)))
             }
             Ok(Err(SendError::Failed(e))) => Err(failed(ProxyError::upstream(&name(), e), None)),
+            Ok(Err(SendError::Request(e))) => Err(failed(ProxyError::bad_request(e), None)),
             Err(_) => Err(failed(ProxyError::timeout(&name()), None)),
         }
     }
