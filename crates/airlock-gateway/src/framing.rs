@@ -296,8 +296,12 @@ pub fn write_response_head(
     close: bool,
     date: impl FnOnce() -> [u8; 29],
 ) {
+    // httparse reads exactly three digits; written by hand, as `write!` costs more than the
+    // rest of the line.
     let code = resp.code.unwrap_or(502);
-    let _ = write!(Buf(out), "HTTP/1.1 {code:03} ");
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&[digit(code / 100), digit(code / 10), digit(code), b' ']);
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
     let rechunked = matches!(end, BodyEnd::Chunked | BodyEnd::Close);

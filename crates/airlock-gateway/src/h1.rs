@@ -24,6 +24,7 @@ use crate::runtime::{Live, UpstreamState};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,6 +34,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Headers a message may have on the lean path (more go to hyper, which allows 100).
 const MAX_HEADERS: usize = 64;
@@ -110,8 +112,10 @@ where
     // What the client sent that is not served yet.
     let mut input = BytesMut::with_capacity(BUFFER);
     let mut bufs = Buffers::new();
-    // The next request's head must arrive by `deadline`; the timer is moved only when it fires
-    // early, so a busy connection does not touch the timer wheel for every request.
+    // The next request's head must arrive by `deadline`. The connection has one timer, for this
+    // and for its endpoints' answers ([`within`]); it is set no later than the deadline that
+    // matters and moved on only when it fires early, so a busy connection does not touch the
+    // timer wheel for every request.
     // The configuration and endpoint sets as this connection last saw them: checking that they
     // are current is one atomic load, where a guard per request would take shared counts.
     let mut live = arc_swap::Cache::new(&connection.shared.live);
@@ -138,8 +142,9 @@ where
                             live: live.load(),
                             upstreams: upstreams.load(),
                         };
+                        let cx = connection.context();
                         let kept =
-                            exchange(&mut io, connection.context(), published, request, &mut bufs)
+                            exchange(&mut io, cx, published, request, &mut bufs, timer.as_mut())
                                 .await;
                         Step::Served(kept && !close, used)
                     }
@@ -159,6 +164,11 @@ where
                     return;
                 }
                 deadline = tokio::time::Instant::now() + header_timeout;
+                // An exchange may have moved the timer past the new deadline (a slow answer
+                // with an upstream timeout longer than the header timeout).
+                if timer.deadline() > deadline {
+                    timer.as_mut().reset(deadline);
+                }
             }
             Step::More => {
                 if input.capacity() - input.len() < 1024 {
@@ -229,13 +239,18 @@ async fn exchange<S>(
     published: Published<'_>,
     req: Request<'_, '_, '_>,
     bufs: &mut Buffers,
+    timer: Pin<&mut Sleep>,
 ) -> bool
 where
     S: AsyncWrite + Unpin,
 {
     let start = Instant::now();
     let mut exchange = Exchange::new(cx);
-    let sent = forward(&mut exchange, published, &req, bufs).await;
+    let clock = Clock {
+        timer,
+        start: Some(start.into()),
+    };
+    let sent = forward(&mut exchange, published, &req, bufs, clock).await;
     exchange.observe(start, sent.as_ref().map(Answered::status));
     let relayed = match sent {
         Ok(answer) => relay(io, answer, bufs).await,
@@ -263,6 +278,7 @@ async fn forward<'p>(
     published: Published<'p>,
     req: &Request<'_, '_, '_>,
     bufs: &mut Buffers,
+    clock: Clock<'_>,
 ) -> Result<Answer, ProxyError> {
     let cx = exchange.cx;
     let target = req.head.path.unwrap_or("/");
@@ -310,6 +326,7 @@ async fn forward<'p>(
         },
         answer: &mut bufs.answer,
         reply: &mut bufs.reply,
+        clock,
     };
     let request = bufs.request.as_slice();
     cx.send_with_retry(state, hash, idempotent, request, attempt)
@@ -322,18 +339,64 @@ struct LeanAttempt<'a> {
     wanted: Wanted,
     answer: &'a mut BytesMut,
     reply: &'a mut Vec<u8>,
+    clock: Clock<'a>,
 }
 
 impl<'r> proxy::Attempt<&'r [u8]> for LeanAttempt<'_> {
     type Answer = Answer;
 
-    fn send(
+    async fn send(
         &mut self,
         endpoint: &crate::balance::Endpoint,
         request: &'r [u8],
-    ) -> impl std::future::Future<Output = Result<Answer, SendError<&'r [u8]>>> + Send {
-        send(endpoint.addr, request, self.wanted, self.answer, self.reply)
+        limit: Duration,
+    ) -> Result<Answer, SendError<&'r [u8]>> {
+        let deadline = self.clock.attempt_start() + limit;
+        let sending = send(endpoint.addr, request, self.wanted, self.answer, self.reply);
+        within(self.clock.timer.as_mut(), deadline, sending)
+            .await
+            .unwrap_or(Err(SendError::TimedOut))
     }
+}
+
+/// What bounds an exchange's attempts in time: the connection's timer, and when the exchange
+/// started (its first attempt's start, read once for the metrics and the deadline alike).
+struct Clock<'a> {
+    timer: Pin<&'a mut Sleep>,
+    start: Option<tokio::time::Instant>,
+}
+
+impl Clock<'_> {
+    fn attempt_start(&mut self) -> tokio::time::Instant {
+        self.start.take().unwrap_or_else(tokio::time::Instant::now)
+    }
+}
+
+/// Runs `work` until `deadline` on the connection's one timer: `None` when it ran out. The timer
+/// is brought forward to the deadline if it was set later, and moved on when it fires before
+/// it, so work that ends in time leaves the timer wheel alone.
+async fn within<F: Future>(
+    mut timer: Pin<&mut Sleep>,
+    deadline: tokio::time::Instant,
+    work: F,
+) -> Option<F::Output> {
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(None);
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// What an attempt needs to know of the request beyond its bytes.

@@ -171,6 +171,8 @@ pub enum SendError<R> {
     /// The client's own body broke off or was malformed while it was relayed: the endpoint is
     /// not to blame.
     Request(Box<dyn std::error::Error + Send + Sync>),
+    /// No answer's head within the upstream timeout.
+    TimedOut,
 }
 
 /// Whose fault a failed exchange on hyper's client connection was. The only body the gateway

@@ -316,11 +316,13 @@ pub(crate) struct Failed<R> {
 pub(crate) trait Attempt<R> {
     /// What a sent request gives back.
     type Answer: Answered;
-    /// Sends `request` to `endpoint` and reads its answer's head.
+    /// Sends `request` to `endpoint` and reads its answer's head, giving up with
+    /// [`SendError::TimedOut`] after `limit`.
     fn send(
         &mut self,
         endpoint: &balance::Endpoint,
         request: R,
+        limit: Duration,
     ) -> impl std::future::Future<Output = Result<Self::Answer, SendError<R>>> + Send;
 }
 
@@ -332,13 +334,18 @@ struct HyperAttempt {
 impl Attempt<Box<Request<OutBody>>> for HyperAttempt {
     type Answer = Response<Body>;
 
-    fn send(
+    async fn send(
         &mut self,
         endpoint: &balance::Endpoint,
         request: Box<Request<OutBody>>,
-    ) -> impl std::future::Future<Output = Result<Response<Body>, SendError<Box<Request<OutBody>>>>> + Send
-    {
-        pool::send(endpoint.addr, *request, self.connect_timeout)
+        limit: Duration,
+    ) -> Result<Response<Body>, SendError<Box<Request<OutBody>>>> {
+        tokio::time::timeout(
+            limit,
+            pool::send(endpoint.addr, *request, self.connect_timeout),
+        )
+        .await
+        .unwrap_or(Err(SendError::TimedOut))
     }
 }
 
@@ -461,8 +468,9 @@ impl Context<'_> {
             let Some(req) = request.take() else {
                 break;
             };
+            let limit = self.shared.settings.upstream_timeout;
             match self
-                .send(state, endpoint, attempt.send(endpoint, req))
+                .send(state, endpoint, attempt.send(endpoint, req, limit))
                 .await
             {
                 Ok(resp) => return Ok(resp),
@@ -514,7 +522,7 @@ impl Context<'_> {
         }
     }
 
-    /// Send: one attempt on `endpoint` within the upstream timeout, its answer or failure
+    /// Send: one attempt on `endpoint` (bounded by the upstream timeout), its answer or failure
     /// recorded in the endpoint's passive health.
     async fn send<R, A: Answered>(
         &self,
@@ -523,13 +531,12 @@ impl Context<'_> {
         sending: impl std::future::Future<Output = Result<A, SendError<R>>>,
     ) -> Result<A, Failed<R>> {
         let name = || format!("{} ({})", endpoint.addr, endpoint.instance_id);
-        let settings = &self.shared.settings;
         let in_flight = InFlight::start(&endpoint.health);
-        let sent = tokio::time::timeout(settings.upstream_timeout, sending).await;
+        let sent = sending.await;
         drop(in_flight);
         let failed = |error, unsent| Failed { error, unsent };
         match sent {
-            Ok(Ok(resp)) => {
+            Ok(resp) => {
                 let outcome = if resp.status().is_server_error() {
                     Outcome::ServerError
                 } else {
@@ -540,14 +547,14 @@ impl Context<'_> {
                 }
                 Ok(resp)
             }
-            Ok(Err(SendError::Connect(e, unsent))) => {
+            Err(SendError::Connect(e, unsent)) => {
                 self.record(state, endpoint, Outcome::ConnectFailure);
                 tracing::warn!(endpoint = %name(), upstream = %state.upstream.id, "cannot connect: {e}; ejected");
                 Err(failed(ProxyError::connect(&name(), e), Some(unsent)))
             }
-            Ok(Err(SendError::Failed(e))) => Err(failed(ProxyError::upstream(&name(), e), None)),
-            Ok(Err(SendError::Request(e))) => Err(failed(ProxyError::bad_request(e), None)),
-            Err(_) => Err(failed(ProxyError::timeout(&name()), None)),
+            Err(SendError::Failed(e)) => Err(failed(ProxyError::upstream(&name(), e), None)),
+            Err(SendError::Request(e)) => Err(failed(ProxyError::bad_request(e), None)),
+            Err(SendError::TimedOut) => Err(failed(ProxyError::timeout(&name()), None)),
         }
     }
 

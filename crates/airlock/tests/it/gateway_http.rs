@@ -1250,3 +1250,98 @@ async fn over_tls_http_1_1_and_h2_reach_the_endpoint_alike() {
         assert_eq!(s.head.all("x-forwarded-for"), ["127.0.0.1"], "{s:?}");
     }
 }
+
+/// `/t/pause/MS` answers after MS milliseconds; anything else at once.
+fn pausing(req: &Seen) -> Vec<Step> {
+    match req.head.target().strip_prefix("/t/pause/") {
+        Some(ms) => std::iter::once(Step::Pause(ms.parse().unwrap()))
+            .chain(echo(req))
+            .collect(),
+        None => echo(req),
+    }
+}
+
+/// The bed with the gateway's `--header-timeout` and `--upstream-timeout` set (in seconds).
+async fn with_timeouts(header: &str, upstream: &str) -> Bed {
+    let extra = ["--header-timeout", header, "--upstream-timeout", upstream];
+    Bed::start_with(tempfile::tempdir().unwrap(), &extra, pausing).await
+}
+
+/// How long `ask` took, and its answer.
+async fn timed_ask(c: &mut Client, request: &[u8]) -> (Duration, Answer) {
+    let start = std::time::Instant::now();
+    let a = c.ask(request).await;
+    (start.elapsed(), a)
+}
+
+fn assert_timed_out(a: &Answer) {
+    assert_eq!(a.status(), 504, "{a:?}");
+    assert_eq!(a.head.get("x-airlock-error"), Some("upstream"), "{a:?}");
+    assert!(a.text().contains("did not answer in time"), "{a:?}");
+}
+
+/// An endpoint that holds a request cannot hold the client past the upstream timeout, on
+/// either path; a kept-alive connection whose header timeout is shorter than the upstream
+/// timeout is not cut while an answer is on its way, and is still closed a header timeout
+/// after that answer when it sends nothing more. (The lean path bounds both waits with one
+/// timer per connection.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_gets_504_at_the_upstream_timeout_and_no_sooner() {
+    let bed = with_timeouts("1", "4").await;
+    // Longer than the header timeout, shorter than the upstream timeout: answered.
+    let mut c = bed.client().await;
+    let (took, a) = timed_ask(&mut c, &get("/t/pause/1500")).await;
+    assert_eq!(
+        (a.status(), a.text().as_str()),
+        (200, "/t/pause/1500"),
+        "{a:?}"
+    );
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+    // Then idle: closed about a header timeout after the answer, not at the upstream deadline.
+    let start = std::time::Instant::now();
+    let (rest, closed) = c.rest_within(Duration::from_secs(5)).await;
+    let idle = start.elapsed();
+    assert!(closed && rest.is_empty(), "{rest:?}");
+    assert!(
+        idle > Duration::from_millis(600) && idle < Duration::from_millis(1800),
+        "closed {idle:?} after the answer"
+    );
+
+    // Past the upstream timeout: 504 at about 4 s, on the lean path and on hyper's (HTTP/1.0).
+    let lean = async {
+        let mut c = bed.client().await;
+        timed_ask(&mut c, &get("/t/pause/9000")).await
+    };
+    let general = async {
+        let mut c = bed.client().await;
+        timed_ask(
+            &mut c,
+            b"GET /t/pause/9000 HTTP/1.0\r\nHost: gw.test\r\n\r\n",
+        )
+        .await
+    };
+    let (lean, general) = tokio::join!(lean, general);
+    for (took, a) in [lean, general] {
+        assert_timed_out(&a);
+        assert!(
+            took > Duration::from_millis(3800) && took < Duration::from_millis(6000),
+            "504 after {took:?}"
+        );
+    }
+}
+
+/// With an upstream timeout shorter than the header timeout, a slow answer is cut at the
+/// upstream timeout, and the client's connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_timeout_shorter_than_the_header_timeout_still_applies() {
+    let bed = with_timeouts("5", "1").await;
+    let mut c = bed.client().await;
+    let (took, a) = timed_ask(&mut c, &get("/t/pause/4000")).await;
+    assert_timed_out(&a);
+    assert!(
+        took > Duration::from_millis(900) && took < Duration::from_millis(3000),
+        "504 after {took:?}"
+    );
+    let a = c.ask(&get("/t/next")).await;
+    assert_eq!((a.status(), a.text().as_str()), (200, "/t/next"), "{a:?}");
+}
