@@ -808,6 +808,23 @@ async fn request_smuggling_attempts_never_reach_the_endpoint_as_two_requests() {
     assert_nothing_smuggled(&bed);
 }
 
+/// A client that stops in the middle of its chunked body (and half-closes its connection) is
+/// the one at fault: it gets 400, and the endpoint is not blamed in the gateway's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_breaks_off_its_body_gets_400_and_the_endpoint_is_not_blamed() {
+    let bed = Bed::start(measure).await;
+    let mut c = bed.client().await;
+    let post = "POST /t/upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    c.send(format!("{post}10\r\nonly part").as_bytes()).await;
+    c.0.stream.shutdown().await.unwrap();
+    let (_, a) = c.final_answer(false).await;
+    assert_eq!(a.status(), 400, "{a:?}");
+    assert_eq!(a.head.get("x-airlock-error"), Some("client"), "{a:?}");
+    assert!(bed.seen().iter().all(|s| !s.complete), "{:#?}", bed.seen());
+    let log = bed.gw.log_text();
+    assert!(!log.contains("failed: "), "the endpoint was blamed:\n{log}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Headers
 
