@@ -614,9 +614,10 @@ async fn relay_length<S: AsyncWrite + Unpin>(
     }
     let first = bufs.answer.get(answer.head_len..).unwrap_or_default();
     let take = usize::try_from(length).map_or(first.len(), |n| n.min(first.len()));
-    bufs.reply
-        .extend_from_slice(first.get(..take).unwrap_or_default());
-    io.write_all(&bufs.reply).await?;
+    // One vectored write of the head and the body where it lies, not a copy of the body.
+    let body = first.get(..take).unwrap_or_default();
+    io.write_all_buf(&mut Buf::chain(bufs.reply.as_slice(), body))
+        .await?;
     let clean = take == first.len();
     let mut left = length - take as u64;
     while left > 0 {
