@@ -112,14 +112,14 @@ where
     // What the client sent that is not served yet.
     let mut input = BytesMut::with_capacity(BUFFER);
     let mut bufs = Buffers::new();
-    // The next request's head must arrive by `deadline`. The connection has one timer, for this
-    // and for its endpoints' answers ([`within`]); it is set no later than the deadline that
-    // matters and moved on only when it fires early, so a busy connection does not touch the
-    // timer wheel for every request.
     // The configuration and endpoint sets as this connection last saw them: checking that they
     // are current is one atomic load, where a guard per request would take shared counts.
     let mut live = arc_swap::Cache::new(&connection.shared.live);
     let mut upstreams = arc_swap::Cache::new(&connection.shared.upstreams);
+    // The next request's head must arrive by `deadline`. The connection has one timer, for this
+    // and for its endpoints' answers ([`within`]); it is set no later than the deadline that
+    // matters and moved on only when it fires early, so a busy connection does not touch the
+    // timer wheel for every request.
     let mut deadline = tokio::time::Instant::now() + header_timeout;
     let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);
