@@ -54,7 +54,7 @@ const WHOLE_BODY: usize = 64 * 1024;
 /// A client connection's buffers for its exchanges (besides its input), kept across its
 /// requests so that a request allocates nothing once they have grown.
 struct Buffers {
-    /// The request as the endpoint gets it.
+    /// The request head as the endpoint gets it (the body stays in the client input buffer).
     request: Vec<u8>,
     /// What the endpoint sent.
     answer: BytesMut,
@@ -316,7 +316,6 @@ async fn forward<'p>(
         cx.peer_ip.as_bytes(),
         cx.scheme == "https",
     );
-    bufs.request.extend_from_slice(req.body);
     let attempt = LeanAttempt {
         wanted: Wanted {
             head: req.is_head(),
@@ -328,7 +327,10 @@ async fn forward<'p>(
         reply: &mut bufs.reply,
         clock,
     };
-    let request = bufs.request.as_slice();
+    let request = Outgoing {
+        head: bufs.request.as_slice(),
+        body: req.body,
+    };
     cx.send_with_retry(state, hash, idempotent, request, attempt)
         .await
 }
@@ -342,15 +344,23 @@ struct LeanAttempt<'a> {
     clock: Clock<'a>,
 }
 
-impl<'r> proxy::Attempt<&'r [u8]> for LeanAttempt<'_> {
+/// A request as the endpoint gets it: the rewritten head, and the body where the client's
+/// bytes lie (both leave in one vectored write, the body uncopied).
+#[derive(Clone, Copy)]
+struct Outgoing<'r> {
+    head: &'r [u8],
+    body: &'r [u8],
+}
+
+impl<'r> proxy::Attempt<Outgoing<'r>> for LeanAttempt<'_> {
     type Answer = Answer;
 
     async fn send(
         &mut self,
         endpoint: &crate::balance::Endpoint,
-        request: &'r [u8],
+        request: Outgoing<'r>,
         limit: Duration,
-    ) -> Result<Answer, SendError<&'r [u8]>> {
+    ) -> Result<Answer, SendError<Outgoing<'r>>> {
         let deadline = self.clock.attempt_start() + limit;
         let sending = send(endpoint.addr, request, self.wanted, self.answer, self.reply);
         within(self.clock.timer.as_mut(), deadline, sending)
@@ -439,11 +449,11 @@ enum Trip {
 /// Sends `request` to `addr` on a pooled stream or a fresh one, and reads the answer's head.
 async fn send<'r>(
     addr: SocketAddr,
-    request: &'r [u8],
+    request: Outgoing<'r>,
     wanted: Wanted,
     answer: &mut BytesMut,
     reply: &mut Vec<u8>,
-) -> Result<Answer, SendError<&'r [u8]>> {
+) -> Result<Answer, SendError<Outgoing<'r>>> {
     while let Some(mut stream) = pool::take_stream(addr) {
         match round_trip(&mut stream, request, wanted, answer, reply).await {
             Ok((status, head_len, info)) => {
@@ -483,13 +493,16 @@ fn answered(
 /// dropped, as the general path does), making the client's head in `reply`.
 async fn round_trip(
     stream: &mut TcpStream,
-    request: &[u8],
+    request: Outgoing<'_>,
     wanted: Wanted,
     answer: &mut BytesMut,
     reply: &mut Vec<u8>,
 ) -> Result<(http::StatusCode, usize, ResponseInfo), Trip> {
     answer.clear();
-    stream.write_all(request).await.map_err(Trip::Unanswered)?;
+    stream
+        .write_all_buf(&mut Buf::chain(request.head, request.body))
+        .await
+        .map_err(Trip::Unanswered)?;
     let mut received = false;
     loop {
         if head_end(answer).is_some() {
