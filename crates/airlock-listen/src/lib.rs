@@ -248,15 +248,22 @@ pub async fn first_request_deadline(timeout: Duration, started: &AtomicBool) {
     }
 }
 
+/// The longest HTTP/1.1 request head a listener reads (hyper's own default is about 400 KiB; h2
+/// header lists stop at hyper's 16 KiB). Every connection may hold one, so with the connection
+/// cap it bounds what clients can make a listener keep: 4,096 × 64 KiB is 256 MiB, not 1.6 GiB.
+/// A longer head is answered 431.
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
 /// hyper's HTTP/1.1 and h2 server: the header timeout on its own timer for HTTP/1.1 (each
-/// request, and a kept-alive connection's wait for the next), keep-alive pings that close a
-/// silent h2 connection.
+/// request, and a kept-alive connection's wait for the next), heads up to [`MAX_REQUEST_HEAD`],
+/// keep-alive pings that close a silent h2 connection.
 pub fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -940,6 +940,33 @@ async fn slow_header_connections_are_closed_while_requests_are_served() {
     );
 }
 
+/// Anyone who can reach the console cannot make it hold more than 64 KiB of request head per
+/// connection (hyper alone would hold about 400 KiB): a longer head is refused with 431, a long
+/// one within the limit is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_head_over_64_kib_is_refused_and_one_within_is_served() {
+    use std::io::{Read, Write};
+    let console = Console::start();
+    let addr = console.url.trim_start_matches("http://").to_owned();
+    let status_for = |header_bytes: usize| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(header_bytes)
+        );
+        // The console may answer and close before it has read all of an oversized head.
+        let _ = s.write_all(head.as_bytes());
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        answer.split(' ').nth(1).unwrap_or_default().to_owned()
+    };
+    assert_eq!(status_for(100 * 1024), "431");
+    assert_eq!(status_for(32 * 1024), "200");
+}
+
 /// `curl` against a TLS console trusting `ca`: (HTTP version, body), or the error it printed.
 fn curl_tls(url: &str, ca: &std::path::Path) -> Result<(String, String), String> {
     let out = std::process::Command::new("curl")
