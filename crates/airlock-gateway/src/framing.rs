@@ -192,22 +192,20 @@ pub fn write_request_head(
     out.push(b' ');
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut forwarded_for = None;
     let hop_by_hop = HopByHop::of(req.headers);
+    let is_forwarded_for =
+        |h: &&httparse::Header<'_>| h.name.eq_ignore_ascii_case("x-forwarded-for");
     for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("x-forwarded-for") {
-            forwarded_for = forwarded_for.or(Some(h.value));
-        } else if !h.name.eq_ignore_ascii_case("x-forwarded-proto") && !hop_by_hop.contains(h.name)
+        if !is_forwarded_for(&h)
+            && !h.name.eq_ignore_ascii_case("x-forwarded-proto")
+            && !hop_by_hop.contains(h.name)
         {
             header(out, h.name.as_bytes(), h.value);
         }
     }
     out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(prev) = forwarded_for.filter(|v| is_visible_ascii(v)) {
-        out.extend_from_slice(prev);
-        out.extend_from_slice(b", ");
-    }
-    out.extend_from_slice(peer_ip);
+    let sent = req.headers.iter().filter(is_forwarded_for).map(|h| h.value);
+    write_forwarded_for(out, sent, peer_ip);
     out.extend_from_slice(b"\r\n");
     header(
         out,
@@ -215,6 +213,24 @@ pub fn write_request_head(
         if https { b"https" } else { b"http" },
     );
     out.extend_from_slice(b"\r\n");
+}
+
+/// The `X-Forwarded-For` list an endpoint gets, on either path: every line the client sent, in
+/// order, as one comma-separated list (RFC 9110 §5.3: several lines of a list field are one
+/// list), then the client's address. Values `HeaderValue::to_str` would refuse, and empty ones,
+/// are left out.
+pub(crate) fn write_forwarded_for<'v>(
+    out: &mut Vec<u8>,
+    sent: impl Iterator<Item = &'v [u8]>,
+    peer_ip: &[u8],
+) {
+    for value in sent.map(<[u8]>::trim_ascii) {
+        if !value.is_empty() && is_visible_ascii(value) {
+            out.extend_from_slice(value);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(peer_ip);
 }
 
 /// How an answer's body ends.
@@ -681,11 +697,11 @@ mod tests {
         );
         assert_eq!(
             head,
-            "GET /p?q HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nx-forwarded-for: 10.1.2.3, 127.0.0.1\r\n\
-             x-forwarded-proto: http\r\n\r\n"
+            "GET /p?q HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\
+             x-forwarded-for: 10.1.2.3, 10.9.9.9, 127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n"
         );
         let head = upstream_head(
-            b"GET / HTTP/1.1\r\nX-Forwarded-For: \xff\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: \xff\r\nX-Forwarded-For:  \r\n\r\n",
             b"::1",
             true,
         );

@@ -603,12 +603,17 @@ fn rewrite_headers(headers: &mut HeaderMap, uri: &http::Uri, peer_ip: &HeaderVal
             headers.insert(header::HOST, v);
         }
     }
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_maybe_shared(Bytes::from(
-            [prev.as_bytes(), b", ", peer_ip.as_bytes()].concat(),
-        ))
-        .ok(),
-        None => Some(peer_ip.clone()),
+    let xff = if headers.contains_key("x-forwarded-for") {
+        let mut list = Vec::new();
+        let sent = headers.get_all("x-forwarded-for").iter();
+        framing::write_forwarded_for(
+            &mut list,
+            sent.map(HeaderValue::as_bytes),
+            peer_ip.as_bytes(),
+        );
+        HeaderValue::from_maybe_shared(Bytes::from(list)).ok()
+    } else {
+        Some(peer_ip.clone())
     };
     if let Some(v) = xff {
         headers.insert("x-forwarded-for", v);

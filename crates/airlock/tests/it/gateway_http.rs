@@ -893,11 +893,21 @@ async fn x_forwarded_for_is_appended_to_what_the_client_sent() {
         )
         .await;
     assert_eq!(a.status(), 200, "{a:?}");
+    // The same two lines through hyper's path (HTTP/1.0).
+    let mut c = bed.client().await;
+    let a = c
+        .ask(
+            b"GET /t/xff3 HTTP/1.0\r\nHost: gw.test\r\nX-Forwarded-For: 10.1.2.3\r\n\
+              X-Forwarded-For: 10.9.9.9\r\n\r\n",
+        )
+        .await;
+    assert_eq!(a.status(), 200, "{a:?}");
     let seen = bed.seen();
     let xff: Vec<Vec<&str>> = seen.iter().map(|s| s.head.all("x-forwarded-for")).collect();
     assert_eq!(xff[0], ["10.1.2.3, 127.0.0.1"]);
-    // Surprising: of two X-Forwarded-For lines only the first is kept (the second is dropped).
-    assert_eq!(xff[1], ["10.1.2.3, 127.0.0.1"]);
+    // Two lines are one list (RFC 9110): no hop the client named is lost, on either path.
+    assert_eq!(xff[1], ["10.1.2.3, 10.9.9.9, 127.0.0.1"]);
+    assert_eq!(xff[2], ["10.1.2.3, 10.9.9.9, 127.0.0.1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
