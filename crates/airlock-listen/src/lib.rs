@@ -248,10 +248,11 @@ pub async fn first_request_deadline(timeout: Duration, started: &AtomicBool) {
     }
 }
 
-/// The longest HTTP/1.1 request head a listener reads (hyper's own default is about 400 KiB; h2
-/// header lists stop at hyper's 16 KiB). Every connection may hold one, so with the connection
-/// cap it bounds what clients can make a listener keep: 4,096 × 64 KiB is 256 MiB, not 1.6 GiB.
-/// A longer head is answered 431.
+/// How much of an HTTP/1.1 request head a listener reads without finding its end before it
+/// answers 431 (hyper's own default is about 400 KiB; h2 header lists stop at hyper's 16 KiB).
+/// hyper reads at most this much at a time, so a connection buffers under twice this of a head,
+/// and with the connection cap clients can make a listener keep at most 4,096 × 128 KiB
+/// (512 MiB) of heads, not the 3 GiB hyper's default would allow.
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 /// hyper's HTTP/1.1 and h2 server: the header timeout on its own timer for HTTP/1.1 (each
