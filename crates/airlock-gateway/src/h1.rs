@@ -42,8 +42,6 @@ const MAX_HEADERS: usize = 64;
 const MAX_ANSWER_HEADERS: usize = 100;
 /// A request head longer than this goes to hyper, which applies its own limit.
 const MAX_HEAD: usize = 16 * 1024;
-/// The longest answer head an endpoint may send.
-const MAX_ANSWER_HEAD: usize = 64 * 1024;
 /// A connection's buffers start this large (and go back to it when the connection waits).
 const BUFFER: usize = 4096;
 /// How much is read from an endpoint at a time.
@@ -530,7 +528,7 @@ async fn round_trip(
             framing::write_response_head(reply, &resp, info.end, wanted.close, http_date);
             return Ok((status, head_len, info));
         }
-        if answer.len() >= MAX_ANSWER_HEAD {
+        if answer.len() >= pool::MAX_ANSWER_HEAD {
             return Err(failed("an answer head over 64 KiB"));
         }
         answer.reserve(READ_SIZE);

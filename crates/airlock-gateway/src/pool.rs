@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+/// How much of an endpoint's answer head is read without finding its end before the answer
+/// is refused (502), on either path (hyper's client alone would read about 400 KiB).
+pub const MAX_ANSWER_HEAD: usize = 64 * 1024;
 /// Idle connections are closed after this long unused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per endpoint and thread.
@@ -227,7 +230,9 @@ pub async fn send(
 /// A new connection, its protocol driven by a task of its own on this thread's event loop.
 async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Sender> {
     let stream = connect_stream(addr, timeout).await?;
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = http1::Builder::new()
+        .max_buf_size(MAX_ANSWER_HEAD)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
     tokio::spawn(async move {
